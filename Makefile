@@ -1,0 +1,137 @@
+# weft — the one build entry point.
+#
+#   make            library, examples and benchmarks (build/)
+#   make demo       install missing Debian packages, build, run the demo tour
+#   make test       install deps, then run every cmocka suite plain, under
+#                   ASan+UBSan and under TSan
+#   make bench      run the benchmarks (BENCH lines)
+#   make install PREFIX=/usr/local
+#
+# Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
+# build/tsan/.  Each has libweft.a (only weft_* exported) and
+# libweft-internal.a (every symbol, for white-box tests and benchmarks).
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+VARIANT ?= release
+ARCH    := $(shell uname -m)
+
+ifeq ($(VARIANT),release)
+  B := build
+  VFLAGS := -O2 -g -DNDEBUG
+else ifeq ($(VARIANT),debug)
+  B := build/debug
+  VFLAGS := -O0 -g -DWEFT_DEBUG
+else ifeq ($(VARIANT),asan)
+  B := build/asan
+  VFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined -DWEFT_DEBUG
+else ifeq ($(VARIANT),tsan)
+  B := build/tsan
+  VFLAGS := -O1 -g -fsanitize=thread -DWEFT_DEBUG
+else
+  $(error unknown VARIANT $(VARIANT))
+endif
+
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS  ?=
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(WARN) $(VFLAGS) -pthread -Iinclude
+LIBCFLAGS := -fvisibility=hidden -fPIC
+# jemalloc is the allocator; sanitizer builds keep their own malloc.
+ifeq ($(filter asan tsan,$(VARIANT)),)
+  LDLIBS := -luring -ljemalloc -lpthread -lm
+else
+  LDLIBS := -luring -lpthread -lm
+endif
+
+LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
+ASM_SRC := runtime/ctx_$(ARCH).S
+LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(B)/obj/%.o,$(ASM_SRC))
+HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h)
+
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+TEST_HDRS := $(wildcard tests/*.h)
+
+.PHONY: all lib examples bench-build tests deps demo test test-plain \
+        test-asan test-tsan bench install clean check-symbols
+
+all: lib examples bench-build
+
+lib: $(B)/libweft.a $(B)/libweft-internal.a
+examples: $(EXAMPLES)
+bench-build: $(BENCHES)
+tests: $(TESTS)
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
+
+$(B)/obj/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
+
+# One relocatable object, then every hidden symbol made local: the archive
+# exports weft_* and nothing else (tests/check_symbols.sh verifies it).
+$(B)/libweft.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	ld -r -o $(B)/weft-all.o $(LIB_OBJ)
+	objcopy --localize-hidden $(B)/weft-all.o $(B)/weft.o
+	rm -f $@ && ar rcs $@ $(B)/weft.o
+
+$(B)/libweft-internal.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $(LIB_OBJ)
+
+$(B)/examples/%: examples/%.c $(B)/libweft.a include/weft.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(B)/libweft.a $(LDLIBS)
+
+$(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS)
+
+$(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka
+
+deps:
+	@sh tools/deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh build/examples
+
+# The plain suite, then ASan+UBSan, then TSan; each test in its own process
+# with a timeout (tests/run.sh).  The last line sums all three.
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory VARIANT=asan lib tests
+	@$(MAKE) --no-print-directory VARIANT=tsan lib tests
+	@sh tests/run.sh build build/asan build/tsan
+
+test-plain: deps
+	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
+test-asan: deps
+	@$(MAKE) --no-print-directory VARIANT=asan lib tests && sh tests/run.sh build/asan
+test-tsan: deps
+	@$(MAKE) --no-print-directory VARIANT=tsan lib tests && sh tests/run.sh build/tsan
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh build/bench
+
+check-symbols: $(B)/libweft.a
+	@sh tests/check_symbols.sh $(B)/libweft.a
+
+install: $(B)/libweft.a
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 $(B)/libweft.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
+	if [ -d include/weft ]; then install -d $(DESTDIR)$(PREFIX)/include/weft && \
+	  install -m 644 include/weft/*.h $(DESTDIR)$(PREFIX)/include/weft/; fi
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' weft.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,313 @@
+/*
+ * weft — Python asyncio's model in C, spread across every core.
+ *
+ * One event loop per thread, each with its own io_uring; tasks are stackful
+ * coroutines that loops steal from each other; futures work across loops and
+ * from foreign threads.
+ *
+ * Conventions (apply to every function below unless it says otherwise):
+ *  - Functions returning int return >= 0 on success and -errno on failure.
+ *    errno is never used to report an error.
+ *  - "Suspension point": a call that may suspend the calling task.  At every
+ *    suspension point a cancelled task gets -ECANCELED (see weft_task_cancel)
+ *    unless it is inside a shielded section (weft_shield_begin).
+ *  - "Task context": code running inside a weft task.  Suspension points
+ *    called outside a task return -EPERM, except where a function documents
+ *    that a foreign (non-weft) thread blocks instead.
+ *  - Thread safety: every function may be called from any thread unless its
+ *    comment restricts it.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_API __attribute__((visibility("default")))
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+/* A task body: receives the argument given to spawn, returns the task's
+ * result (handed to whoever joins it; weft never dereferences it). */
+typedef void *(*weft_fn)(void *arg);
+
+typedef struct weft_runtime weft_runtime;
+typedef struct weft_task weft_task;
+typedef struct weft_future weft_future;
+
+/* ------------------------------------------------------------------------ */
+/* Runtime (asyncio.run, loop lifecycle)                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Stack guard policy (weft_runtime_config.stack_guard). */
+enum {
+	/* Guard page below every stack while fewer than `guarded_stacks_max`
+	 * guarded stacks are live; past that, stacks come from guard-less
+	 * slabs checked by a canary (see docs/architecture.md, "Stacks"). */
+	WEFT_GUARD_AUTO = 0,
+	WEFT_GUARD_ALWAYS = 1, /* every stack guarded: caps live tasks near
+				  vm.max_map_count / 2 (spawn fails -ENOMEM) */
+	WEFT_GUARD_NEVER = 2,  /* slabs with canaries only: least memory */
+};
+
+typedef struct weft_runtime_config {
+	unsigned loops;          /* event loops (threads); 0 = online CPUs */
+	bool pin_cpus;           /* pin loop i to CPU i % online CPUs */
+	size_t stack_size;       /* default task stack, bytes (64 KiB) */
+	unsigned ring_entries;   /* io_uring SQ entries per loop (256) */
+	unsigned spin_us;        /* idle spin before a loop sleeps (50 us) */
+	unsigned stack_guard;    /* WEFT_GUARD_* (AUTO) */
+	unsigned guarded_stacks_max; /* AUTO's guarded-stack limit; 0 = derive
+				      from vm.max_map_count */
+	unsigned stack_pool_max; /* stacks cached per loop (256) */
+	unsigned reserved[16];   /* must be zero */
+} weft_runtime_config;
+
+/* Fill `cfg` with the defaults above.  Always call it before setting fields,
+ * so a program compiled against an older weft.h keeps working. */
+WEFT_API void weft_runtime_config_init(weft_runtime_config *cfg);
+
+/*
+ * Start a runtime: `cfg->loops` event-loop threads, each with its own
+ * io_uring (SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else plain).
+ * `cfg` may be NULL for the defaults.  On success *out owns the runtime; stop
+ * it with weft_runtime_shutdown() and free it with weft_runtime_destroy().
+ * Returns 0, -EINVAL (bad config, nonzero reserved field), -ENOMEM,
+ * -ENOSYS / -EPERM (io_uring unavailable: kernel without it, the
+ * kernel.io_uring_disabled sysctl or a seccomp filter; a message on stderr
+ * says which), or the error of a failed thread or ring creation.
+ * Call from a foreign thread (not from a task).
+ */
+WEFT_API int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg);
+
+/*
+ * Shut the runtime down: stop accepting spawns (they return -ESHUTDOWN),
+ * cancel every live task, wait until all of them have finished, join the
+ * loop threads.  Idempotent.  The runtime stays valid for weft_runtime_stats
+ * and weft_runtime_destroy; every other use returns -ESHUTDOWN.
+ * A task that ignores cancellation (never reaches a suspension point, or
+ * stays shielded) delays shutdown until it finishes.
+ * Returns 0, or -EDEADLK when called from one of the runtime's own loops.
+ */
+WEFT_API int weft_runtime_shutdown(weft_runtime *rt);
+
+/* Shut down (if still running) and free the runtime.  Task handles still
+ * held stay valid until released.  Call from a foreign thread. */
+WEFT_API void weft_runtime_destroy(weft_runtime *rt);
+
+/*
+ * asyncio.run(): start a runtime with `cfg` (NULL: defaults), run
+ * main_fn(arg) as a task, wait for it, shut the runtime down (cancelling and
+ * awaiting every remaining task) and free it.  *result (if non-NULL) gets
+ * main_fn's return value.  Returns 0, -ECANCELED if main was cancelled, or
+ * an error of weft_runtime_start().  Call from a foreign thread.
+ */
+WEFT_API int weft_run(const weft_runtime_config *cfg, weft_fn main_fn, void *arg,
+		      void **result);
+
+/* The runtime the calling task runs on; NULL outside a task/loop. */
+WEFT_API weft_runtime *weft_runtime_current(void);
+
+/* Number of loops of the current runtime (0 outside a loop), and the index
+ * (0..loops-1) of the loop running the caller now (-1 outside a loop).  A
+ * task may be stolen at any suspension point, so the index can change
+ * across one. */
+WEFT_API unsigned weft_loop_count(void);
+WEFT_API int weft_loop_index(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tasks                                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum {
+	WEFT_PIN_NONE = -1,    /* stealable: may run on any loop (default) */
+	WEFT_PIN_CURRENT = -2, /* never stolen; stays on the spawning loop */
+	/* 0..loops-1: never stolen; runs on that loop */
+};
+
+typedef struct weft_task_config {
+	const char *name;     /* copied (up to 31 bytes); NULL = "task-<id>" */
+	size_t stack_size;    /* 0 = the runtime's default */
+	int pin;              /* WEFT_PIN_NONE, WEFT_PIN_CURRENT or a loop index */
+	unsigned reserved[8]; /* must be zero */
+} weft_task_config;
+
+WEFT_API void weft_task_config_init(weft_task_config *cfg);
+
+/*
+ * Spawn fn(arg) as a new task of the current runtime (the caller must be a
+ * task or a loop).  If `out` is non-NULL it receives a handle the caller owns
+ * and must give back with weft_task_release() (joining does not release it);
+ * with out == NULL the task is detached.  The task starts later, on the
+ * spawning loop or, if stealable, on whichever loop steals it.
+ * Returns 0, -EPERM (not called from a task), -EINVAL (bad config),
+ * -ESHUTDOWN (runtime shutting down), -ENOMEM.
+ */
+WEFT_API int weft_task_spawn(weft_task **out, weft_fn fn, void *arg);
+WEFT_API int weft_task_spawn_ex(weft_task **out, const weft_task_config *cfg,
+				weft_fn fn, void *arg);
+
+/* Spawn onto runtime `rt` from any thread, including foreign threads
+ * (asyncio's call_soon_threadsafe / run_coroutine_threadsafe).  Same returns
+ * and ownership as weft_task_spawn_ex; `cfg` may be NULL. */
+WEFT_API int weft_runtime_spawn(weft_runtime *rt, weft_task **out,
+				const weft_task_config *cfg, weft_fn fn, void *arg);
+
+/* Run fn(arg) as a task of `rt` and block the calling foreign thread until it
+ * finishes; *result gets its return value.  Returns 0, -ECANCELED, or a
+ * spawn error; -EDEADLK when called from a loop of `rt`. */
+WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **result);
+
+/*
+ * Wait for `t` to finish and take its result (*result may be NULL to ignore
+ * it).  Suspension point in a task; a foreign thread blocks.  Does not
+ * release the handle.
+ * Returns 0 (finished normally), -ECANCELED (the task was cancelled: it was
+ * cancelled before it started, or a suspension point returned -ECANCELED to
+ * it; *result still gets whatever it returned), -EALREADY (already joined:
+ * a result is handed over once), -EBUSY (another caller is joining it),
+ * -EDEADLK (joining yourself), -EINVAL (t NULL), or -ECANCELED/-ETIMEDOUT
+ * when the *joining* task is cancelled or times out (weft_task_join_timeout);
+ * in that case the result stays for a later join.
+ */
+WEFT_API int weft_task_join(weft_task *t, void **result);
+WEFT_API int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result);
+
+/* True once `t` has finished (its result is ready). */
+WEFT_API bool weft_task_done(const weft_task *t);
+
+/*
+ * Request cancellation of `t`: its current suspension point (or its next
+ * one) returns -ECANCELED, and so does every later one until it finishes,
+ * except inside a shielded section.  A task cancelled before it starts never
+ * runs.  Returns 0, -EALREADY if `t` has finished, -EINVAL if t is NULL.
+ */
+WEFT_API int weft_task_cancel(weft_task *t);
+
+/* Whether cancellation of the calling task has been requested. */
+WEFT_API bool weft_task_cancelled(void);
+
+/* Shield the calling task: until the matching weft_shield_end(), suspension
+ * points do not return -ECANCELED (a pending cancellation is delivered at
+ * the first suspension point after the outermost end).  Nests.  Use it for
+ * cleanup that must finish.  Returns 0 or -EPERM outside a task;
+ * weft_shield_end returns -EINVAL without a matching begin. */
+WEFT_API int weft_shield_begin(void);
+WEFT_API int weft_shield_end(void);
+
+/* Add a reference to a handle (to pass it to another thread); each
+ * reference is given back with weft_task_release(). */
+WEFT_API weft_task *weft_task_ref(weft_task *t);
+/* Give back a handle.  The task keeps running if unfinished (detached). */
+WEFT_API void weft_task_release(weft_task *t);
+
+/* The calling task (a borrowed pointer: valid while it runs), or NULL. */
+WEFT_API weft_task *weft_task_current(void);
+
+/* Task name (valid while the handle is held) and a unique id (>= 1). */
+WEFT_API const char *weft_task_name(const weft_task *t);
+WEFT_API int weft_task_set_name(weft_task *t, const char *name);
+WEFT_API uint64_t weft_task_id(const weft_task *t);
+
+/* Let other ready tasks run; the caller goes behind them.  Suspension point.
+ * Returns 0, -ECANCELED, -EPERM outside a task. */
+WEFT_API int weft_yield(void);
+
+/* Sleep at least `ns` nanoseconds / `ms` milliseconds.  Suspension point.
+ * Returns 0, -ECANCELED, -EPERM outside a task. */
+WEFT_API int weft_sleep(uint64_t ns);
+WEFT_API int weft_sleep_ms(uint64_t ms);
+
+/* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
+WEFT_API uint64_t weft_now_ns(void);
+
+/* ------------------------------------------------------------------------ */
+/* Futures (asyncio.Future, usable from any loop and any thread)             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Create a pending future.  *out owns one reference; give it back with
+ * weft_future_release().  Returns 0, -EINVAL (out NULL), -ENOMEM.
+ * Any thread.
+ */
+WEFT_API int weft_future_create(weft_future **out);
+WEFT_API weft_future *weft_future_ref(weft_future *f);
+WEFT_API void weft_future_release(weft_future *f);
+
+/* Complete the future with a value, an error (a negative errno), or as
+ * cancelled, and wake every waiter.  Only the first completion counts: later
+ * ones return -EALREADY and change nothing.  Returns 0, -EALREADY, -EINVAL
+ * (f NULL; set_error with err >= 0).  Any thread; never suspends. */
+WEFT_API int weft_future_set_result(weft_future *f, void *value);
+WEFT_API int weft_future_set_error(weft_future *f, int err);
+WEFT_API int weft_future_cancel(weft_future *f);
+
+/* True once completed (by any of the three). */
+WEFT_API bool weft_future_done(const weft_future *f);
+
+/*
+ * Wait for the future.  Suspension point in a task (only the task waits);
+ * a foreign thread blocks.  Any number of waiters.
+ * Returns 0 with *value set (value may be NULL), the error given to
+ * set_error, -ECANCELED if the future was cancelled or the waiting task is,
+ * -ETIMEDOUT (weft_future_wait_timeout) or -EINVAL.  A waiter that gives up
+ * (timeout or cancellation) does not affect the future.
+ */
+WEFT_API int weft_future_wait(weft_future *f, void **value);
+WEFT_API int weft_future_wait_timeout(weft_future *f, uint64_t timeout_ns, void **value);
+
+/* Non-blocking: the outcome if done (as weft_future_wait), else -EAGAIN. */
+WEFT_API int weft_future_result(const weft_future *f, void **value);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                                */
+/* ------------------------------------------------------------------------ */
+
+enum {
+	WEFT_RING_DEFER_TASKRUN = 1 << 0, /* SINGLE_ISSUER|DEFER_TASKRUN */
+	WEFT_RING_COOP_TASKRUN = 1 << 1,  /* COOP_TASKRUN|TASKRUN_FLAG */
+	WEFT_RING_MSG_RING = 1 << 2,      /* IORING_OP_MSG_RING wakeups */
+	WEFT_RING_FD_REGISTERED = 1 << 3, /* io_uring_register_ring_fd */
+	WEFT_RING_EXT_ARG = 1 << 4,       /* timed waits in one enter */
+};
+
+typedef struct weft_loop_stats {
+	uint64_t tasks_run;      /* task resumptions */
+	uint64_t steals;         /* successful steal operations */
+	uint64_t tasks_stolen;   /* tasks taken by those steals */
+	uint64_t parks;          /* times the loop went to sleep */
+	uint64_t wakeups_sent;   /* MSG_RING/eventfd wakes sent to others */
+	uint64_t cqes;           /* completions reaped */
+	uint64_t timers_fired;
+	uint64_t reserved[9];
+} weft_loop_stats;
+
+typedef struct weft_runtime_stats {
+	unsigned loops;
+	unsigned ring_features;  /* WEFT_RING_* chosen at start-up */
+	uint64_t tasks_spawned;
+	uint64_t tasks_live;
+	uint64_t stacks_guarded; /* live guarded stacks */
+	uint64_t stacks_slab;    /* live canary-checked slab stacks */
+	uint64_t reserved[8];
+	weft_loop_stats loop[64]; /* first min(loops, 64) loops */
+} weft_runtime_stats;
+
+/* Snapshot of counters (racy but tear-free per field).  Returns 0 or
+ * -EINVAL.  Any thread; valid after shutdown too. */
+WEFT_API int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out);
+
+/* Static string naming an error code returned by weft (e.g. "-ECANCELED"). */
+WEFT_API const char *weft_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

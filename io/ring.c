@@ -1,0 +1,185 @@
+/*
+ * The per-loop io_uring: creation with feature probing, the one
+ * submit-and-reap call per loop iteration, completion dispatch, and
+ * cross-loop wakeups.
+ *
+ * Ring flags, best first (DESIGN.md rule 3): SINGLE_ISSUER|DEFER_TASKRUN
+ * (completions are processed only when this loop asks, on this thread),
+ * then COOP_TASKRUN|TASKRUN_FLAG, then none.  The ring is created by the
+ * loop's own thread, the only one that ever submits to or reaps it.
+ *
+ * user_data: small integers are tags; anything else is a weft__op pointer
+ * (the I/O layer's per-operation record; pointers are 8-byte aligned).
+ */
+#include "../runtime/internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+enum {
+	TAG_NONE = 0,
+	TAG_EFD = 1,      /* our eventfd read completed: a foreign wake */
+	TAG_WAKE = 2,     /* MSG_RING from another loop */
+	TAG_MSG_SENT = 3, /* our own MSG_RING failed (success CQEs skipped) */
+	TAG_MAX = 8,
+};
+
+static struct io_uring_sqe *get_sqe(weft_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	if (!sqe) { /* SQ full: flush it */
+		io_uring_submit(&l->ring);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+static void arm_eventfd(weft_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, l->efd, &l->efd_buf, sizeof(l->efd_buf), 0);
+	io_uring_sqe_set_data64(sqe, TAG_EFD);
+}
+
+static int ring_create(weft_loop *l, unsigned entries)
+{
+	struct io_uring_params p;
+	const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+		0,
+	};
+	const unsigned feat[] = { WEFT_RING_DEFER_TASKRUN, WEFT_RING_COOP_TASKRUN, 0 };
+	int r = -EINVAL;
+	for (unsigned i = 0; i < 3; i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i];
+		r = io_uring_queue_init_params(entries, &l->ring, &p);
+		if (r == 0) {
+			l->features |= feat[i];
+			break;
+		}
+		if (r != -EINVAL)
+			return r; /* ENOSYS, EPERM, ENOMEM: no point trying less */
+	}
+	if (r < 0)
+		return r;
+	if (p.features & IORING_FEAT_EXT_ARG)
+		l->features |= WEFT_RING_EXT_ARG;
+	return 0;
+}
+
+int weft__ring_init(weft_loop *l)
+{
+	int r = ring_create(l, l->rt->cfg.ring_entries);
+	if (r < 0)
+		return r;
+	l->ring_fd = l->ring.ring_fd;
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&l->ring);
+	if (probe) {
+		if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
+			l->features |= WEFT_RING_MSG_RING;
+		io_uring_free_probe(probe);
+	}
+	if (io_uring_register_ring_fd(&l->ring) == 1)
+		l->features |= WEFT_RING_FD_REGISTERED;
+	/* Blocking eventfd on purpose: io_uring polls it instead of failing
+	 * the read with EAGAIN. */
+	l->efd = eventfd(0, EFD_CLOEXEC);
+	if (l->efd < 0) {
+		r = -errno;
+		io_uring_queue_exit(&l->ring);
+		return r;
+	}
+	arm_eventfd(l);
+	io_uring_submit(&l->ring);
+	return 0;
+}
+
+void weft__ring_exit(weft_loop *l)
+{
+	io_uring_queue_exit(&l->ring);
+	close(l->efd);
+	l->efd = -1;
+}
+
+int weft__ring_probe(void)
+{
+	struct io_uring ring;
+	int r = io_uring_queue_init(2, &ring, 0);
+	if (r == 0)
+		io_uring_queue_exit(&ring);
+	return r;
+}
+
+static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	if (ud == TAG_EFD) {
+		if (!atomic_load_explicit(&l->rt->stop, memory_order_relaxed))
+			arm_eventfd(l);
+		return;
+	}
+	if (ud < TAG_MAX || ud == LIBURING_UDATA_TIMEOUT)
+		return; /* wakes carry no data: the loop rechecks its queues */
+	/* I/O completions (the I/O layer) land here. */
+}
+
+void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
+{
+	struct io_uring *ring = &l->ring;
+	if (block) {
+		struct __kernel_timespec ts, *tsp = NULL;
+		if (deadline) {
+			uint64_t now = weft_now_ns();
+			uint64_t d = deadline > now ? deadline - now : 0;
+			ts.tv_sec = (long long)(d / 1000000000u);
+			ts.tv_nsec = (long long)(d % 1000000000u);
+			tsp = &ts;
+		}
+		struct io_uring_cqe *cqe;
+		if (!tsp || ts.tv_sec || ts.tv_nsec)
+			io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
+		else
+			io_uring_submit_and_get_events(ring);
+	} else if (io_uring_sq_ready(ring) || l->inflight) {
+		io_uring_submit_and_get_events(ring);
+	}
+	unsigned head, n = 0;
+	struct io_uring_cqe *cqe;
+	io_uring_for_each_cqe(ring, head, cqe) {
+		dispatch(l, cqe);
+		n++;
+	}
+	if (n) {
+		io_uring_cq_advance(ring, n);
+		WEFT_STAT_ADD(l, cqes, n);
+	}
+}
+
+/* Wake a sleeping loop: from a loop, a MSG_RING on the waker's own ring;
+ * from anywhere else, the target's eventfd. */
+void weft__ring_wake(weft_loop *target)
+{
+	weft_loop *me = weft__loop_self();
+	if (me && me->rt == target->rt && (me->features & WEFT_RING_MSG_RING)) {
+		struct io_uring_sqe *sqe = get_sqe(me);
+		if (sqe) {
+			io_uring_prep_msg_ring(sqe, target->ring_fd, 0, TAG_WAKE, 0);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT);
+			io_uring_submit(&me->ring);
+			WEFT_STAT_ADD(me, wakeups_sent, 1);
+			return;
+		}
+	}
+	uint64_t one = 1;
+	ssize_t w = write(target->efd, &one, sizeof(one));
+	(void)w; /* EAGAIN means a wake is already pending */
+	if (me)
+		WEFT_STAT_ADD(me, wakeups_sent, 1);
+}

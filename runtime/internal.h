@@ -1,0 +1,340 @@
+/*
+ * weft internals shared by runtime/, sched/ and io/.  Nothing here is
+ * exported: every object is compiled with -fvisibility=hidden and the
+ * archive localizes hidden symbols.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include "weft.h"
+#include "ctx.h"
+#include "lock.h"
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#define WEFT_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT_TSAN 1
+#endif
+#endif
+
+/* In debug builds, name the misuse on stderr; always return the code. */
+#ifdef WEFT_DEBUG
+#define weft__misuse(err, ...)                                                    \
+	(fprintf(stderr, "weft: misuse: " __VA_ARGS__), fputc('\n', stderr), (err))
+#else
+#define weft__misuse(err, ...) (err)
+#endif
+
+typedef struct weft_loop weft_loop;
+
+/* ---- scheduler constants (DESIGN.md "Scheduler defaults") ---- */
+#define WEFT_RUNQ_CAP 256u          /* per-loop stealable ring */
+#define WEFT_LIFO_MAX_STREAK 3      /* LIFO-slot uses in a row */
+#define WEFT_MAINT_INTERVAL 61      /* ticks between maintenance passes */
+#define WEFT_TASK_BUDGET 128        /* ready-without-suspending ops per run */
+
+/* ---- a resumable execution context: a task or a loop's scheduler ---- */
+typedef struct weft__fiber {
+	weft__ctx ctx;
+	const void *stack_lo; /* lowest address, for ASan */
+	size_t stack_size;
+#if WEFT_ASAN
+	void *asan_fake;
+#endif
+#if WEFT_TSAN
+	void *tsan_fiber;
+#endif
+} weft__fiber;
+
+/* ---- waiters: how anything waits for anything ---- */
+typedef struct weft__waiter {
+	struct weft__waiter *next, *prev;
+	weft_task *task;        /* NULL: a foreign thread, futex on `fired` */
+	_Atomic uint32_t fired; /* set under the owner's lock */
+} weft__waiter;
+
+typedef struct weft__waitlist {
+	weft__waiter *head, *tail;
+} weft__waitlist;
+
+/* ---- timers: one per task, in the heap of the loop it parked on ---- */
+#define WEFT_TIMER_IDLE UINT32_MAX
+typedef struct weft__timer {
+	uint64_t deadline;
+	uint32_t idx; /* heap slot, WEFT_TIMER_IDLE when not armed */
+} weft__timer;
+
+/* ---- tasks ---- */
+enum { /* weft_task.state bits */
+	WEFT_TS_RUNNING = 1u << 0,  /* on a CPU (or switching away) */
+	WEFT_TS_NOTIFIED = 1u << 1, /* woken: queued, or will be on switch-out */
+	WEFT_TS_DONE = 1u << 2,
+};
+
+enum { /* why the running task switches away */
+	WEFT_SW_PARK,  /* waiting: resume when woken */
+	WEFT_SW_YIELD, /* runnable: back of the queue */
+	WEFT_SW_EXIT,  /* finished: free stack */
+};
+
+enum { /* stack kinds */
+	WEFT_STACK_GUARDED = 1, /* own mmap with a PROT_NONE page below */
+	WEFT_STACK_SLAB = 2,    /* carved from a shared slab, canary below */
+	WEFT_STACK_CUSTOM = 3,  /* non-default size, guarded, not pooled */
+};
+
+struct weft_task {
+	weft__fiber fib;
+	_Atomic uint32_t state;
+	_Atomic uint32_t refs;
+	_Atomic bool cancel_req;
+	bool cancel_seen;   /* a suspension point returned -ECANCELED */
+	bool timed_out;     /* set by the home loop when the timer fired */
+	bool started;
+	uint8_t stack_kind;
+	uint16_t shield;
+	int16_t pin;        /* -1 stealable, else the loop index */
+	int budget;
+	struct weft_task *next;       /* run-queue / inject / remote link */
+	weft_loop *loop;              /* loop it last ran on (home while parked) */
+	weft_loop *owner;             /* loop whose registry holds it */
+	struct weft_task *reg_prev, *reg_next;
+	struct weft_runtime *rt;
+	weft_fn fn;
+	void *arg;
+	void *result;
+	void *stack_base;
+	size_t stack_size;
+	weft__timer timer;
+	weft__lock lock;              /* guards waiters and join */
+	uint8_t joined;               /* 0 no, 1 joining, 2 joined */
+	bool cancelled_result;        /* outcome: cancelled */
+	int error;                    /* outcome: could not start (-ENOMEM) */
+	weft__waitlist waiters;
+	uint64_t id;
+	char name[32];
+};
+
+/* ---- the per-loop stealable run queue (Tokio's local queue) ---- */
+typedef struct weft__runq {
+	_Atomic uint64_t head; /* steal:32 | real:32 */
+	char pad0[56];
+	_Atomic uint32_t tail; /* written by the owner only */
+	char pad1[60];
+	_Atomic(weft_task *) buf[WEFT_RUNQ_CAP];
+} weft__runq;
+
+/* Lock-free multi-producer stack, taken whole by its single consumer. */
+typedef struct weft__mpsc {
+	_Atomic(weft_task *) head;
+} weft__mpsc;
+
+/* Owner-only FIFO of tasks (pinned tasks, reaped tasks). */
+typedef struct weft__fifo {
+	weft_task *head, *tail;
+	uint32_t len;
+} weft__fifo;
+
+/* ---- a stack pool: bases of free default-size stacks ---- */
+typedef struct weft__stackpool {
+	void **base;
+	uint8_t *kind;
+	unsigned len, cap;
+} weft__stackpool;
+
+/* ---- one event loop ---- */
+struct weft_loop {
+	/* owner-only hot fields */
+	weft_task *current;      /* running task, NULL in the scheduler */
+	weft_task *lifo;         /* LIFO slot (not stealable) */
+	unsigned lifo_streak;
+	uint32_t tick;
+	weft_task *prev;         /* task that switched away, to publish */
+	int prev_action;         /* WEFT_SW_* */
+	weft__fiber sched;       /* the loop's own (thread) stack */
+	weft__fifo pinned;       /* runnable pinned/bound tasks */
+	weft__runq *rq;
+	struct weft_runtime *rt;
+	unsigned index;
+	uint32_t rng;
+	bool searching;
+	bool shutdown_seen;
+
+	/* timers (owner-only) */
+	weft_task **heap;
+	uint32_t heap_len, heap_cap;
+
+	/* registry of tasks first run here (owner-only) */
+	weft_task *reg_head;
+	weft__mpsc reaped;       /* tasks that finished on another loop */
+
+	/* cross-thread */
+	weft__mpsc remote;       /* tasks woken from other threads */
+	char pad0[64];
+	_Atomic int parked;      /* 1: said it is going to sleep */
+	char pad1[60];
+
+	/* io_uring (owner-only except ring_fd/efd, read by wakers) */
+	struct io_uring ring;
+	int ring_fd;             /* real fd, for MSG_RING from other loops */
+	int efd;                 /* eventfd for wakes from foreign threads */
+	uint64_t efd_buf;
+	unsigned inflight;       /* SQEs submitted whose CQE we still expect */
+	unsigned features;       /* WEFT_RING_* */
+	int init_err;
+
+	weft__stackpool stacks;
+	pthread_t thread;
+	weft_loop_stats st;      /* written by the owner, read racily */
+};
+
+/* ---- the runtime ---- */
+struct weft_runtime {
+	weft_runtime_config cfg;
+	unsigned nloops;
+	weft_loop **loops;
+	_Atomic int state;       /* 0 starting, 1 running, 2 shutting down, 3 stopped */
+	_Atomic uint64_t live;   /* tasks spawned and not yet finished */
+	_Atomic uint64_t spawned;
+	_Atomic uint64_t next_id;
+	_Atomic int stop;        /* loops exit their scheduler */
+	size_t page;
+
+	/* global inject queue (Tokio): overflow and foreign spawns */
+	weft__lock inject_lock;
+	weft_task *inject_head, *inject_tail;
+	_Atomic uint32_t inject_len;
+
+	/* idle coordination */
+	weft__lock idle_lock;
+	_Atomic uint32_t num_searching;
+	_Atomic uint32_t num_unparked;
+	unsigned *sleepers;
+	unsigned nsleepers;
+
+	/* stacks shared by all loops */
+	weft__lock stack_lock;
+	_Atomic uint64_t guarded_live, slab_live;
+	unsigned guarded_max;
+	void **slab_free;        /* free slab stacks */
+	size_t slab_free_len, slab_free_cap;
+	void **slabs;            /* every slab mapping, unmapped at destroy */
+	size_t nslabs, slabs_cap;
+
+	/* start-up barrier */
+	pthread_mutex_t start_mu;
+	pthread_cond_t start_cv;
+	unsigned started;
+	bool destroyed;
+};
+
+/* ---- TLS-safe accessors (DESIGN.md rule 2): out of line, never cached ---- */
+WEFT_HIDDEN weft_loop *weft__loop_self(void);
+WEFT_HIDDEN void weft__loop_set_self(weft_loop *l);
+WEFT_HIDDEN weft_task *weft__task_self(void);
+
+/* ---- runtime/fiber.c ---- */
+WEFT_HIDDEN void weft__fiber_switch(weft__fiber *from, weft__fiber *to, bool from_exits);
+WEFT_HIDDEN void weft__fiber_after(weft__fiber *self);
+WEFT_HIDDEN void weft__fiber_init_thread(weft__fiber *f);
+WEFT_HIDDEN void weft__fiber_init_task(weft__fiber *f, void *stack_lo, size_t size,
+				       void (*entry)(void *), void *arg);
+WEFT_HIDDEN void weft__fiber_destroy(weft__fiber *f);
+
+/* ---- runtime/stack.c ---- */
+WEFT_HIDDEN int weft__stack_get(weft_loop *l, weft_task *t, size_t size);
+WEFT_HIDDEN void weft__stack_put(weft_loop *l, weft_task *t);
+WEFT_HIDDEN void weft__stack_check(const weft_task *t);
+WEFT_HIDDEN void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p);
+WEFT_HIDDEN void weft__stacks_destroy(weft_runtime *rt);
+WEFT_HIDDEN unsigned weft__stack_guarded_default(void);
+
+/* ---- runtime/timer.c (owner-only) ---- */
+WEFT_HIDDEN int weft__timer_arm(weft_loop *l, weft_task *t, uint64_t deadline);
+WEFT_HIDDEN void weft__timer_disarm(weft_loop *l, weft_task *t);
+WEFT_HIDDEN uint64_t weft__timer_next(const weft_loop *l); /* 0: none */
+WEFT_HIDDEN unsigned weft__timer_fire(weft_loop *l, uint64_t now);
+
+/* ---- runtime/wait.c ---- */
+WEFT_HIDDEN int weft__park(uint64_t deadline);
+WEFT_HIDDEN int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
+				  uint64_t deadline);
+WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl);
+WEFT_HIDDEN int weft__cancel_point(void);
+WEFT_HIDDEN void weft__budget_spend(void);
+WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);
+
+/* ---- runtime/task.c ---- */
+WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
+				 const weft_task_config *cfg, weft_fn fn, void *arg);
+WEFT_HIDDEN void weft__task_entry(void *arg);
+WEFT_HIDDEN void weft__task_unref(weft_task *t);
+WEFT_HIDDEN void weft__task_free(weft_task *t);
+
+/* ---- sched/sched.c ---- */
+WEFT_HIDDEN void *weft__loop_main(void *arg);
+WEFT_HIDDEN void weft__task_wake(weft_task *t);
+WEFT_HIDDEN void weft__switch_out(int action);
+WEFT_HIDDEN void weft__after_switch(weft_loop *l);
+WEFT_HIDDEN void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t);
+WEFT_HIDDEN void weft__registry_remove(weft_loop *l, weft_task *t);
+WEFT_HIDDEN void weft__runtime_task_finished(weft_runtime *rt);
+WEFT_HIDDEN void weft__wake_all_loops(weft_runtime *rt);
+
+/* ---- sched/runq.c ---- */
+WEFT_HIDDEN void weft__runq_init(weft__runq *q);
+WEFT_HIDDEN void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t);
+WEFT_HIDDEN weft_task *weft__runq_pop(weft__runq *q);
+WEFT_HIDDEN weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen);
+WEFT_HIDDEN uint32_t weft__runq_len(const weft__runq *q);
+WEFT_HIDDEN void weft__inject_push(weft_runtime *rt, weft_task *t);
+WEFT_HIDDEN void weft__inject_push_batch(weft_runtime *rt, weft_task *head, weft_task *tail,
+					 uint32_t n);
+WEFT_HIDDEN weft_task *weft__inject_pop(weft_runtime *rt);
+WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
+WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
+WEFT_HIDDEN void weft__fifo_push(weft__fifo *f, weft_task *t);
+WEFT_HIDDEN weft_task *weft__fifo_pop(weft__fifo *f);
+
+/* ---- io/ring.c ---- */
+WEFT_HIDDEN int weft__ring_init(weft_loop *l);
+WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
+WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);
+WEFT_HIDDEN void weft__ring_wake(weft_loop *target);
+WEFT_HIDDEN int weft__ring_probe(void);
+
+/* ---- runtime/futex.c ---- */
+WEFT_HIDDEN int weft__futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline);
+WEFT_HIDDEN void weft__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* Owner-written counters read racily by weft_runtime_stats_get. */
+#define WEFT_STAT_ADD(l, field, n) \
+	__atomic_store_n(&(l)->st.field, (l)->st.field + (n), __ATOMIC_RELAXED)
+
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+#endif

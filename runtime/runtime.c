@@ -1,0 +1,313 @@
+/* Runtime lifecycle: start the loops, run main (asyncio.run), shut down. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_STACK (64u * 1024u)
+
+void weft_runtime_config_init(weft_runtime_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->stack_size = DEFAULT_STACK;
+	cfg->ring_entries = 256;
+	cfg->spin_us = 50;
+	cfg->stack_guard = WEFT_GUARD_AUTO;
+	cfg->stack_pool_max = 256;
+}
+
+static int check_config(weft_runtime_config *c)
+{
+	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
+		if (c->reserved[i])
+			return -EINVAL;
+	if (c->loops == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->loops = n > 0 ? (unsigned)n : 1;
+	}
+	if (c->loops > 1024 || c->stack_guard > WEFT_GUARD_NEVER)
+		return -EINVAL;
+	if (c->stack_size == 0)
+		c->stack_size = DEFAULT_STACK;
+	if (c->stack_size < 16384 || c->stack_size > (1ul << 30))
+		return -EINVAL;
+	long page = sysconf(_SC_PAGESIZE);
+	c->stack_size = (c->stack_size + (size_t)page - 1) & ~((size_t)page - 1);
+	if (c->ring_entries == 0)
+		c->ring_entries = 256;
+	if (c->ring_entries > 32768)
+		return -EINVAL;
+	return 0;
+}
+
+static void free_loops(weft_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nloops && rt->loops; i++) {
+		weft_loop *l = rt->loops[i];
+		if (!l)
+			continue;
+		free(l->rq);
+		free(l->heap);
+		free(l->stacks.base);
+		free(l->stacks.kind);
+		free(l);
+	}
+	free(rt->loops);
+	rt->loops = NULL;
+}
+
+static int alloc_loops(weft_runtime *rt)
+{
+	rt->loops = calloc(rt->nloops, sizeof(*rt->loops));
+	rt->sleepers = calloc(rt->nloops, sizeof(*rt->sleepers));
+	if (!rt->loops || !rt->sleepers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < rt->nloops; i++) {
+		weft_loop *l = aligned_alloc(64, (sizeof(*l) + 63) & ~(size_t)63);
+		if (!l)
+			return -ENOMEM;
+		memset(l, 0, sizeof(*l));
+		rt->loops[i] = l;
+		l->rq = aligned_alloc(64, (sizeof(*l->rq) + 63) & ~(size_t)63);
+		unsigned cap = rt->cfg.stack_pool_max;
+		l->stacks.base = calloc(cap ? cap : 1, sizeof(void *));
+		l->stacks.kind = calloc(cap ? cap : 1, 1);
+		if (!l->rq || !l->stacks.base || !l->stacks.kind)
+			return -ENOMEM;
+		l->stacks.cap = cap;
+		weft__runq_init(l->rq);
+		l->rt = rt;
+		l->index = i;
+		l->rng = 0x9e3779b9u * (i + 1);
+		l->ring_fd = -1;
+		l->efd = -1;
+	}
+	return 0;
+}
+
+static void report_ring_error(int err)
+{
+	int disabled = -1;
+	FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+	if (f) {
+		if (fscanf(f, "%d", &disabled) != 1)
+			disabled = -1;
+		fclose(f);
+	}
+	fprintf(stderr, "weft: io_uring unavailable: %s%s\n", weft_strerror(err),
+		disabled > 0   ? " (kernel.io_uring_disabled is set)"
+		: err == -ENOSYS ? " (kernel without io_uring, or blocked by seccomp)"
+		: err == -EPERM  ? " (blocked by seccomp or a security policy)"
+				 : "");
+}
+
+int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	weft_runtime *rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	if (cfg)
+		rt->cfg = *cfg;
+	else
+		weft_runtime_config_init(&rt->cfg);
+	int err = check_config(&rt->cfg);
+	if (err < 0) {
+		free(rt);
+		return err;
+	}
+	rt->nloops = rt->cfg.loops;
+	rt->page = (size_t)sysconf(_SC_PAGESIZE);
+	rt->guarded_max = rt->cfg.guarded_stacks_max ? rt->cfg.guarded_stacks_max
+						     : weft__stack_guarded_default();
+	atomic_init(&rt->num_unparked, rt->nloops);
+	pthread_mutex_init(&rt->start_mu, NULL);
+	pthread_cond_init(&rt->start_cv, NULL);
+	err = alloc_loops(rt);
+
+	unsigned created = 0;
+	for (; err == 0 && created < rt->nloops; created++) {
+		int r = pthread_create(&rt->loops[created]->thread, NULL, weft__loop_main,
+				       rt->loops[created]);
+		if (r)
+			err = -r;
+	}
+	/* Wait for every loop to create its ring, then start or abort all. */
+	pthread_mutex_lock(&rt->start_mu);
+	while (rt->started < created)
+		pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+	for (unsigned i = 0; err == 0 && i < created; i++)
+		err = rt->loops[i]->init_err;
+	atomic_store(&rt->state, err ? 3 : 1);
+	pthread_cond_broadcast(&rt->start_cv);
+	pthread_mutex_unlock(&rt->start_mu);
+
+	if (err) {
+		for (unsigned i = 0; i < created; i++)
+			pthread_join(rt->loops[i]->thread, NULL);
+		if (err == -ENOSYS || err == -EPERM)
+			report_ring_error(err);
+		free_loops(rt);
+		free(rt->sleepers);
+		weft__stacks_destroy(rt);
+		free(rt);
+		return err;
+	}
+	*out = rt;
+	return 0;
+}
+
+static bool on_own_loop(weft_runtime *rt)
+{
+	weft_loop *l = weft__loop_self();
+	return l && l->rt == rt;
+}
+
+int weft_runtime_shutdown(weft_runtime *rt)
+{
+	if (!rt)
+		return -EINVAL;
+	if (on_own_loop(rt))
+		return weft__misuse(-EDEADLK, "weft_runtime_shutdown from inside the runtime");
+	pthread_mutex_lock(&rt->start_mu);
+	if (atomic_load(&rt->state) == 1) {
+		atomic_store_explicit(&rt->state, 2, memory_order_seq_cst);
+		if (atomic_load_explicit(&rt->live, memory_order_seq_cst) == 0)
+			atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
+		weft__wake_all_loops(rt);
+		for (unsigned i = 0; i < rt->nloops; i++)
+			pthread_join(rt->loops[i]->thread, NULL);
+		atomic_store(&rt->state, 3);
+	}
+	pthread_mutex_unlock(&rt->start_mu);
+	return 0;
+}
+
+void weft_runtime_destroy(weft_runtime *rt)
+{
+	if (!rt)
+		return;
+	if (on_own_loop(rt)) {
+		(void)weft__misuse(0, "weft_runtime_destroy from inside the runtime");
+		return;
+	}
+	weft_runtime_shutdown(rt);
+	free_loops(rt);
+	free(rt->sleepers);
+	weft__stacks_destroy(rt);
+	pthread_mutex_destroy(&rt->start_mu);
+	pthread_cond_destroy(&rt->start_cv);
+	free(rt);
+}
+
+int weft_runtime_spawn(weft_runtime *rt, weft_task **out, const weft_task_config *cfg,
+		       weft_fn fn, void *arg)
+{
+	if (out)
+		*out = NULL;
+	if (!rt)
+		return -EINVAL;
+	weft_loop *l = weft__loop_self();
+	if (l && l->rt != rt)
+		l = NULL; /* a task of another runtime is a foreign thread here */
+	return weft__task_spawn(rt, l, out, cfg, fn, arg);
+}
+
+int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **result)
+{
+	if (!rt)
+		return -EINVAL;
+	if (on_own_loop(rt))
+		return weft__misuse(-EDEADLK, "weft_runtime_call from inside the runtime "
+					      "(spawn and join instead)");
+	weft_task *t;
+	int r = weft_runtime_spawn(rt, &t, NULL, fn, arg);
+	if (r < 0)
+		return r;
+	r = weft_task_join(t, result);
+	weft_task_release(t);
+	return r;
+}
+
+int weft_run(const weft_runtime_config *cfg, weft_fn main_fn, void *arg, void **result)
+{
+	if (!main_fn)
+		return -EINVAL;
+	weft_runtime *rt;
+	int r = weft_runtime_start(&rt, cfg);
+	if (r < 0)
+		return r;
+	r = weft_runtime_call(rt, main_fn, arg, result);
+	weft_runtime_destroy(rt);
+	return r;
+}
+
+weft_runtime *weft_runtime_current(void)
+{
+	weft_loop *l = weft__loop_self();
+	return l ? l->rt : NULL;
+}
+
+unsigned weft_loop_count(void)
+{
+	weft_loop *l = weft__loop_self();
+	return l ? l->rt->nloops : 0;
+}
+
+int weft_loop_index(void)
+{
+	weft_loop *l = weft__loop_self();
+	return l ? (int)l->index : -1;
+}
+
+int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out)
+{
+	if (!rt || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->loops = rt->nloops;
+	out->tasks_spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
+	out->tasks_live = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	out->stacks_guarded = atomic_load_explicit(&rt->guarded_live, memory_order_relaxed);
+	out->stacks_slab = atomic_load_explicit(&rt->slab_live, memory_order_relaxed);
+	for (unsigned i = 0; i < rt->nloops; i++) {
+		weft_loop *l = rt->loops[i];
+		if (i == 0)
+			out->ring_features = l->features;
+		if (i < 64) {
+			/* Racy snapshot of owner-written counters, field by field. */
+			uint64_t *src = (uint64_t *)&l->st;
+			uint64_t *dst = (uint64_t *)&out->loop[i];
+			for (size_t k = 0; k < sizeof(l->st) / sizeof(uint64_t); k++)
+				dst[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+		}
+	}
+	return 0;
+}
+
+const char *weft_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case -EINVAL: return "-EINVAL (invalid argument)";
+	case -ENOMEM: return "-ENOMEM (out of memory)";
+	case -EPERM: return "-EPERM (not permitted here: outside a task?)";
+	case -ECANCELED: return "-ECANCELED (cancelled)";
+	case -ETIMEDOUT: return "-ETIMEDOUT (timed out)";
+	case -EALREADY: return "-EALREADY (already done)";
+	case -EBUSY: return "-EBUSY (busy)";
+	case -EDEADLK: return "-EDEADLK (would deadlock)";
+	case -ESHUTDOWN: return "-ESHUTDOWN (runtime shut down)";
+	case -EAGAIN: return "-EAGAIN (not ready)";
+	case -ENOSYS: return "-ENOSYS (not supported by this kernel)";
+	case -EPIPE: return "-EPIPE (closed)";
+	case -EBADF: return "-EBADF (bad file descriptor)";
+	default: return err < 0 ? "negative errno (see strerror(-err))" : "not an error code";
+	}
+}

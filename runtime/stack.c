@@ -1,0 +1,225 @@
+/*
+ * Task stacks.
+ *
+ * A stack is an mmap'd region; the task's frames grow down from its top.
+ * Two kinds share one pool per loop:
+ *  - guarded: its own mapping with a PROT_NONE page below, so an overflow
+ *    faults at once.  Costs two VMAs, and the kernel's vm.max_map_count
+ *    (65530 by default) therefore caps guarded stacks near 32k;
+ *  - slab: carved from a 64-stack mapping with no guard page (one VMA for
+ *    all 64).  An 8-byte canary at the bottom is checked every time the task
+ *    switches away and when the stack is released; an overflow is reported
+ *    and the process aborts, but it may have corrupted the neighbouring
+ *    stack first.  This is what lets a million tasks live on stock settings.
+ * WEFT_GUARD_AUTO hands out guarded stacks until `guarded_max` are live, then
+ * slab stacks.  Freed stacks go to the loop's pool (no syscall to reuse: a
+ * fresh stack costs page faults); past the pool's cap, guarded stacks are
+ * unmapped and slab stacks are returned to the runtime with MADV_DONTNEED so
+ * their pages go back to the kernel.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <valgrind/valgrind.h>
+
+#define WEFT_CANARY 0x5745465443414e59ull /* "WEFTCANY" */
+#define WEFT_SLAB_STACKS 64
+
+static void *map_guarded(size_t size, size_t page)
+{
+	char *p = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (mprotect(p, page, PROT_NONE) != 0) {
+		munmap(p, size + page);
+		return NULL;
+	}
+	return p + page;
+}
+
+static void unmap_guarded(void *base, size_t size, size_t page)
+{
+	munmap((char *)base - page, size + page);
+}
+
+/* Take one slab stack from the runtime, mapping a new slab when empty. */
+static void *slab_take(weft_runtime *rt)
+{
+	size_t size = rt->cfg.stack_size;
+	weft__lock_acquire(&rt->stack_lock);
+	if (rt->slab_free_len == 0) {
+		char *slab = mmap(NULL, size * WEFT_SLAB_STACKS, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+		if (slab == MAP_FAILED)
+			goto fail;
+		if (rt->nslabs == rt->slabs_cap) {
+			size_t cap = rt->slabs_cap ? rt->slabs_cap * 2 : 64;
+			void **n = realloc(rt->slabs, cap * sizeof(*n));
+			if (!n) {
+				munmap(slab, size * WEFT_SLAB_STACKS);
+				goto fail;
+			}
+			rt->slabs = n;
+			rt->slabs_cap = cap;
+		}
+		if (rt->slab_free_cap < rt->slab_free_len + WEFT_SLAB_STACKS) {
+			size_t cap = rt->slab_free_cap ? rt->slab_free_cap * 2 : 256;
+			void **n = realloc(rt->slab_free, cap * sizeof(*n));
+			if (!n) {
+				munmap(slab, size * WEFT_SLAB_STACKS);
+				goto fail;
+			}
+			rt->slab_free = n;
+			rt->slab_free_cap = cap;
+		}
+		rt->slabs[rt->nslabs++] = slab;
+		/* Highest first out, so a fresh slab is used top-down. */
+		for (int i = 0; i < WEFT_SLAB_STACKS; i++)
+			rt->slab_free[rt->slab_free_len++] = slab + (size_t)i * size;
+	}
+	void *base = rt->slab_free[--rt->slab_free_len];
+	weft__lock_release(&rt->stack_lock);
+	return base;
+fail:
+	weft__lock_release(&rt->stack_lock);
+	return NULL;
+}
+
+static void slab_give(weft_runtime *rt, void *base)
+{
+	size_t size = rt->cfg.stack_size;
+	/* Keep the top page (the next task touches it at once), drop the rest. */
+	if (size > rt->page)
+		madvise(base, size - rt->page, MADV_DONTNEED);
+	weft__lock_acquire(&rt->stack_lock);
+	rt->slab_free[rt->slab_free_len++] = base; /* cap covers every slab stack */
+	weft__lock_release(&rt->stack_lock);
+}
+
+unsigned weft__stack_guarded_default(void)
+{
+	unsigned long maps = 65530;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (f) {
+		if (fscanf(f, "%lu", &maps) != 1)
+			maps = 65530;
+		fclose(f);
+	}
+	/* Leave three quarters of the map budget to the rest of the process. */
+	return (unsigned)(maps / 4 / 2);
+}
+
+static void register_valgrind(weft_task *t)
+{
+	if (RUNNING_ON_VALGRIND)
+		VALGRIND_STACK_REGISTER(t->stack_base, (char *)t->stack_base + t->stack_size);
+}
+
+int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
+{
+	weft_runtime *rt = l->rt;
+	if (size != rt->cfg.stack_size) {
+		t->stack_base = map_guarded(size, rt->page);
+		if (!t->stack_base)
+			return -ENOMEM;
+		t->stack_kind = WEFT_STACK_CUSTOM;
+		t->stack_size = size;
+		atomic_fetch_add_explicit(&rt->guarded_live, 1, memory_order_relaxed);
+		register_valgrind(t);
+		return 0;
+	}
+	t->stack_size = size;
+	weft__stackpool *p = &l->stacks;
+	if (p->len) {
+		p->len--;
+		t->stack_base = p->base[p->len];
+		t->stack_kind = p->kind[p->len];
+		return 0;
+	}
+	bool guard = rt->cfg.stack_guard == WEFT_GUARD_ALWAYS ||
+		     (rt->cfg.stack_guard == WEFT_GUARD_AUTO &&
+		      atomic_load_explicit(&rt->guarded_live, memory_order_relaxed) <
+			      rt->guarded_max);
+	if (guard) {
+		t->stack_base = map_guarded(size, rt->page);
+		if (!t->stack_base) {
+			if (rt->cfg.stack_guard == WEFT_GUARD_ALWAYS)
+				return -ENOMEM;
+			guard = false; /* out of map slots: fall back to a slab */
+		} else {
+			t->stack_kind = WEFT_STACK_GUARDED;
+			atomic_fetch_add_explicit(&rt->guarded_live, 1, memory_order_relaxed);
+		}
+	}
+	if (!guard) {
+		t->stack_base = slab_take(rt);
+		if (!t->stack_base)
+			return -ENOMEM;
+		t->stack_kind = WEFT_STACK_SLAB;
+		*(uint64_t *)t->stack_base = WEFT_CANARY;
+		atomic_fetch_add_explicit(&rt->slab_live, 1, memory_order_relaxed);
+	}
+	register_valgrind(t);
+	return 0;
+}
+
+void weft__stack_check(const weft_task *t)
+{
+	if (t->stack_kind == WEFT_STACK_SLAB &&
+	    unlikely(*(const uint64_t *)t->stack_base != WEFT_CANARY)) {
+		fprintf(stderr,
+			"weft: stack overflow in task %llu \"%s\" (stack %zu bytes): "
+			"raise weft_task_config.stack_size\n",
+			(unsigned long long)t->id, t->name, t->stack_size);
+		abort();
+	}
+}
+
+static void stack_free(weft_runtime *rt, void *base, uint8_t kind, size_t size)
+{
+	if (kind == WEFT_STACK_SLAB) {
+		atomic_fetch_sub_explicit(&rt->slab_live, 1, memory_order_relaxed);
+		slab_give(rt, base);
+	} else {
+		atomic_fetch_sub_explicit(&rt->guarded_live, 1, memory_order_relaxed);
+		unmap_guarded(base, size, rt->page);
+	}
+}
+
+void weft__stack_put(weft_loop *l, weft_task *t)
+{
+	weft_runtime *rt = l->rt;
+	weft__stack_check(t);
+	/* Valgrind only tracks registered stacks by id; re-registering on
+	 * reuse would leak ids, so the registration simply stays. */
+	if (t->stack_kind != WEFT_STACK_CUSTOM && l->stacks.len < l->stacks.cap) {
+		l->stacks.base[l->stacks.len] = t->stack_base;
+		l->stacks.kind[l->stacks.len] = t->stack_kind;
+		l->stacks.len++;
+	} else {
+		stack_free(rt, t->stack_base, t->stack_kind, t->stack_size);
+	}
+	t->stack_base = NULL;
+}
+
+void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p)
+{
+	for (unsigned i = 0; i < p->len; i++)
+		stack_free(rt, p->base[i], p->kind[i], rt->cfg.stack_size);
+	p->len = 0;
+}
+
+void weft__stacks_destroy(weft_runtime *rt)
+{
+	for (size_t i = 0; i < rt->nslabs; i++)
+		munmap(rt->slabs[i], rt->cfg.stack_size * WEFT_SLAB_STACKS);
+	free(rt->slabs);
+	free(rt->slab_free);
+	rt->slabs = NULL;
+	rt->slab_free = NULL;
+	rt->nslabs = rt->slab_free_len = 0;
+}

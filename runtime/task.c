@@ -1,0 +1,311 @@
+/* Tasks: spawn, run, join, cancel, yield, sleep, shield, names. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void weft_task_config_init(weft_task_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->pin = WEFT_PIN_NONE;
+}
+
+static bool reserved_zero(const unsigned *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i])
+			return false;
+	return true;
+}
+
+int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
+		     const weft_task_config *cfg, weft_fn fn, void *arg)
+{
+	if (out)
+		*out = NULL;
+	if (!fn)
+		return weft__misuse(-EINVAL, "spawn with a NULL function");
+	int pin = WEFT_PIN_NONE;
+	size_t stack = 0;
+	if (cfg) {
+		if (!reserved_zero(cfg->reserved, sizeof(cfg->reserved) / sizeof(cfg->reserved[0])))
+			return -EINVAL;
+		pin = cfg->pin;
+		stack = cfg->stack_size;
+		if (pin == WEFT_PIN_CURRENT) {
+			if (!from)
+				return weft__misuse(-EINVAL, "WEFT_PIN_CURRENT outside a loop");
+			pin = (int)from->index;
+		}
+		if (pin < WEFT_PIN_NONE || pin >= (int)rt->nloops)
+			return -EINVAL;
+		if (stack && stack < 16384)
+			return -EINVAL;
+	}
+	if (stack) /* whole pages */
+		stack = (stack + rt->page - 1) & ~(rt->page - 1);
+	if (stack == rt->cfg.stack_size)
+		stack = 0;
+
+	/* Count first, then check: shutdown either sees this task or we see
+	 * the shutdown (both sides are seq_cst). */
+	atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->state, memory_order_seq_cst) != 1) {
+		weft__runtime_task_finished(rt);
+		return weft__misuse(-ESHUTDOWN, "spawn on a runtime that is shut down");
+	}
+	weft_task *t = malloc(sizeof(*t));
+	if (!t) {
+		weft__runtime_task_finished(rt);
+		return -ENOMEM;
+	}
+	memset(t, 0, offsetof(weft_task, name) + 1);
+	atomic_init(&t->state, WEFT_TS_NOTIFIED);
+	atomic_init(&t->refs, out ? 2 : 1);
+	atomic_init(&t->cancel_req, false);
+	t->pin = (int16_t)pin;
+	t->rt = rt;
+	t->fn = fn;
+	t->arg = arg;
+	t->stack_size = stack; /* 0: runtime default, resolved at first run */
+	t->timer.idx = WEFT_TIMER_IDLE;
+	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	if (cfg && cfg->name)
+		weft_task_set_name(t, cfg->name);
+	atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+	if (out)
+		*out = t;
+	weft__schedule_new(rt, from, t);
+	return 0;
+}
+
+int weft_task_spawn_ex(weft_task **out, const weft_task_config *cfg, weft_fn fn, void *arg)
+{
+	weft_loop *l = weft__loop_self();
+	if (!l) {
+		if (out)
+			*out = NULL;
+		return weft__misuse(-EPERM, "weft_task_spawn outside a task "
+					    "(use weft_runtime_spawn from foreign threads)");
+	}
+	return weft__task_spawn(l->rt, l, out, cfg, fn, arg);
+}
+
+int weft_task_spawn(weft_task **out, weft_fn fn, void *arg)
+{
+	return weft_task_spawn_ex(out, NULL, fn, arg);
+}
+
+/* First frame of every task, on its own stack. */
+void weft__task_entry(void *arg)
+{
+	weft_task *t = arg;
+	weft__fiber_after(&t->fib);
+	weft__after_switch(weft__loop_self());
+
+	void *r = NULL;
+	if (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
+	    atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1) {
+		t->started = true;
+		r = t->fn(t->arg);
+	} else {
+		t->cancel_seen = true; /* cancelled before it started: never runs */
+	}
+
+	weft__lock_acquire(&t->lock);
+	t->result = r;
+	t->cancelled_result = t->cancel_seen;
+	atomic_fetch_or_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
+	weft__waitlist_fire_all(&t->waiters);
+	weft__lock_release(&t->lock);
+	weft__switch_out(WEFT_SW_EXIT);
+	__builtin_unreachable();
+}
+
+void weft__task_free(weft_task *t)
+{
+	free(t);
+}
+
+void weft__task_unref(weft_task *t)
+{
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+		weft__task_free(t);
+}
+
+weft_task *weft_task_ref(weft_task *t)
+{
+	if (t)
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+	return t;
+}
+
+void weft_task_release(weft_task *t)
+{
+	if (t)
+		weft__task_unref(t);
+}
+
+bool weft_task_done(const weft_task *t)
+{
+	return t && (atomic_load_explicit(&((weft_task *)t)->state, memory_order_acquire) &
+		     WEFT_TS_DONE);
+}
+
+int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
+{
+	if (!t)
+		return -EINVAL;
+	weft_task *self = weft__task_self();
+	if (self == t)
+		return weft__misuse(-EDEADLK, "a task joining itself");
+	if (self) {
+		int r = weft__cancel_point();
+		if (r < 0)
+			return r;
+	}
+	weft__lock_acquire(&t->lock);
+	if (t->joined) {
+		int r = t->joined == 2 ? -EALREADY : -EBUSY;
+		weft__lock_release(&t->lock);
+		return weft__misuse(r, "task %llu joined twice", (unsigned long long)t->id);
+	}
+	t->joined = 1;
+	if (!(atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)) {
+		weft__waiter w;
+		uint64_t dl = timeout_ns == UINT64_MAX ? 0 : weft__deadline_after(timeout_ns);
+		int r = weft__wait_locked(&t->lock, &t->waiters, &w, dl);
+		if (r < 0) {
+			t->joined = 0; /* the result stays for a later join */
+			weft__lock_release(&t->lock);
+			return r;
+		}
+	} else if (self) {
+		weft__lock_release(&t->lock);
+		weft__budget_spend();
+		weft__lock_acquire(&t->lock);
+	}
+	t->joined = 2;
+	void *res = t->result;
+	int err = t->error ? t->error : t->cancelled_result ? -ECANCELED : 0;
+	weft__lock_release(&t->lock);
+	if (result)
+		*result = res;
+	return err;
+}
+
+int weft_task_join(weft_task *t, void **result)
+{
+	return weft_task_join_timeout(t, UINT64_MAX, result);
+}
+
+int weft_task_cancel(weft_task *t)
+{
+	if (!t)
+		return -EINVAL;
+	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
+		return -EALREADY;
+	atomic_store_explicit(&t->cancel_req, true, memory_order_release);
+	weft__task_wake(t);
+	return 0;
+}
+
+bool weft_task_cancelled(void)
+{
+	weft_task *t = weft__task_self();
+	return t && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+}
+
+int weft_shield_begin(void)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_shield_begin outside a task");
+	t->shield++;
+	return 0;
+}
+
+int weft_shield_end(void)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_shield_end outside a task");
+	if (t->shield == 0)
+		return weft__misuse(-EINVAL, "weft_shield_end without weft_shield_begin");
+	t->shield--;
+	return 0;
+}
+
+weft_task *weft_task_current(void)
+{
+	return weft__task_self();
+}
+
+const char *weft_task_name(const weft_task *t)
+{
+	if (!t)
+		return NULL;
+	weft_task *m = (weft_task *)t;
+	weft__lock_acquire(&m->lock);
+	if (!m->name[0]) /* named lazily: spawning stays cheap */
+		snprintf(m->name, sizeof(m->name), "task-%llu", (unsigned long long)m->id);
+	weft__lock_release(&m->lock);
+	return m->name;
+}
+
+int weft_task_set_name(weft_task *t, const char *name)
+{
+	if (!t || !name)
+		return -EINVAL;
+	size_t n = strnlen(name, sizeof(t->name) - 1);
+	weft__lock_acquire(&t->lock);
+	memcpy(t->name, name, n);
+	t->name[n] = 0;
+	weft__lock_release(&t->lock);
+	return 0;
+}
+
+uint64_t weft_task_id(const weft_task *t)
+{
+	return t ? t->id : 0;
+}
+
+int weft_yield(void)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_yield outside a task");
+	int r = weft__cancel_point();
+	if (r < 0)
+		return r;
+	t->budget = WEFT_TASK_BUDGET;
+	weft__switch_out(WEFT_SW_YIELD);
+	return weft__cancel_point();
+}
+
+int weft_sleep(uint64_t ns)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_sleep outside a task");
+	if (ns == 0)
+		return weft_yield();
+	uint64_t deadline = weft__deadline_after(ns);
+	for (;;) {
+		int r = weft__park(deadline);
+		if (r == -ETIMEDOUT)
+			return 0;
+		if (r == -ECANCELED)
+			t->cancel_seen = true;
+		if (r < 0)
+			return r;
+	}
+}
+
+int weft_sleep_ms(uint64_t ms)
+{
+	return weft_sleep(ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u);
+}

@@ -1,0 +1,143 @@
+/*
+ * Waiting: the one mechanism behind every suspension point.
+ *
+ * A task parks with an optional deadline and is resumed by a wake, by its
+ * timer or by cancellation.  Wakes can be stale (a waker that lost a race
+ * with a timeout), so every wait loops on its own condition; a waiter's
+ * `fired` flag, set under the waited object's lock, is that condition.
+ * Waiters always conclude under that lock, so a waker holding it may touch
+ * the waiter and wake its task without taking a reference.
+ * Foreign threads wait the same way on a futex instead of parking.
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+int weft__cancel_point(void)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return -EPERM;
+	if (t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire)) {
+		t->cancel_seen = true;
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+static bool cancel_pending(const weft_task *t)
+{
+	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+}
+
+/* Park the calling task until woken, its deadline passes (absolute ns,
+ * 0 = none) or it is cancelled.  Returns 0 (woken: re-check the
+ * condition), -ETIMEDOUT, -ECANCELED (not yet recorded as seen), -EPERM. */
+int weft__park(uint64_t deadline)
+{
+	weft_loop *l = weft__loop_self();
+	weft_task *t = l ? l->current : NULL;
+	if (!t)
+		return -EPERM;
+	if (cancel_pending(t))
+		return -ECANCELED;
+	t->timed_out = false;
+	if (deadline) {
+		if (weft_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		int r = weft__timer_arm(l, t, deadline);
+		if (r < 0)
+			return r;
+	}
+	weft__switch_out(WEFT_SW_PARK);
+	if (cancel_pending(t))
+		return -ECANCELED;
+	if (t->timed_out)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+static void list_append(weft__waitlist *wl, weft__waiter *w)
+{
+	w->next = NULL;
+	w->prev = wl->tail;
+	if (wl->tail)
+		wl->tail->next = w;
+	else
+		wl->head = w;
+	wl->tail = w;
+}
+
+static void list_remove(weft__waitlist *wl, weft__waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		wl->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		wl->tail = w->prev;
+	w->next = w->prev = NULL;
+}
+
+/*
+ * With `lk` held, wait on `wl` until fired, the deadline passes or the
+ * calling task is cancelled.  Returns with `lk` held: 0 (fired),
+ * -ETIMEDOUT, -ECANCELED.  A foreign thread blocks on a futex.
+ */
+int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w, uint64_t deadline)
+{
+	weft_task *t = weft__task_self();
+	w->task = t;
+	atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
+	list_append(wl, w);
+	for (;;) {
+		weft__lock_release(lk);
+		int r = t ? weft__park(deadline) : weft__futex_wait(&w->fired, 0, deadline);
+		weft__lock_acquire(lk);
+		if (atomic_load_explicit(&w->fired, memory_order_acquire))
+			return 0; /* a result wins over a simultaneous timeout/cancel */
+		if (r < 0) {
+			list_remove(wl, w);
+			if (r == -ECANCELED)
+				t->cancel_seen = true;
+			return r;
+		}
+	}
+}
+
+/* With the owner's lock held: fire and wake every waiter. */
+void weft__waitlist_fire_all(weft__waitlist *wl)
+{
+	weft__waiter *w = wl->head;
+	wl->head = wl->tail = NULL;
+	while (w) {
+		weft__waiter *n = w->next;
+		weft_task *t = w->task;
+		atomic_store_explicit(&w->fired, 1, memory_order_release);
+		if (t)
+			weft__task_wake(t);
+		else
+			weft__futex_wake(&w->fired, 1);
+		w = n;
+	}
+}
+
+/* A ready-without-suspending operation costs budget; when it runs out the
+ * task yields so one hot task cannot starve the loop. */
+void weft__budget_spend(void)
+{
+	weft_task *t = weft__task_self();
+	if (t && --t->budget <= 0) {
+		t->budget = WEFT_TASK_BUDGET;
+		weft__switch_out(WEFT_SW_YIELD);
+	}
+}
+
+uint64_t weft__deadline_after(uint64_t timeout_ns)
+{
+	uint64_t now = weft_now_ns();
+	uint64_t d = now + timeout_ns;
+	return d < now ? UINT64_MAX : d; /* saturate */
+}

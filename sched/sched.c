@@ -1,0 +1,556 @@
+/*
+ * The scheduler: who runs next, and where.
+ *
+ * Task state machine (weft_task.state, see docs/architecture.md):
+ *   idle --wake--> NOTIFIED (queued) --run--> RUNNING --park--> idle
+ *   RUNNING --wake--> RUNNING|NOTIFIED --park--> NOTIFIED (requeued)
+ *   RUNNING --yield--> NOTIFIED (queued at the back)
+ *   RUNNING --return--> DONE
+ * Only the transition idle -> NOTIFIED queues a task, so a task is in at
+ * most one queue.  A task that switches away is published (requeued,
+ * parked, freed) by whoever runs next on that loop, after the switch has
+ * saved its registers: "switch, then publish" (DESIGN.md rule 1).
+ *
+ * A parked task belongs to the loop it parked on (its timer is in that
+ * loop's heap).  Waking it queues it on that loop: directly if the waker
+ * runs there, else through the loop's `remote` stack plus a wakeup if the
+ * loop sleeps.  Once runnable, a stealable task may be taken by any loop.
+ */
+#include "../runtime/internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+static __thread weft_loop *tls_loop;
+
+/* Out of line, with a compiler barrier, so a task that migrated while
+ * suspended never uses a stale TLS address (DESIGN.md rule 2). */
+__attribute__((noinline)) weft_loop *weft__loop_self(void)
+{
+	weft_loop *l = tls_loop;
+	__asm__ volatile("" ::: "memory");
+	return l;
+}
+
+__attribute__((noinline)) void weft__loop_set_self(weft_loop *l)
+{
+	tls_loop = l;
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) weft_task *weft__task_self(void)
+{
+	weft_loop *l = tls_loop;
+	__asm__ volatile("" ::: "memory");
+	return l ? l->current : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* idle coordination (Tokio's Idle): searching count, sleepers, chain wake  */
+/* ------------------------------------------------------------------------ */
+
+static void wake_loop(weft_loop *target)
+{
+	/* Pairs with the seq_cst store of `parked` in park_loop(): either the
+	 * sleeper sees our work, or we see it parked and wake it. */
+	if (atomic_load_explicit(&target->parked, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&target->parked, 0, memory_order_seq_cst))
+		weft__ring_wake(target);
+}
+
+/* Wake a sleeping loop to look for work, unless one is already searching. */
+static void notify_parked(weft_runtime *rt)
+{
+	if (atomic_load_explicit(&rt->num_searching, memory_order_seq_cst) != 0 ||
+	    atomic_load_explicit(&rt->num_unparked, memory_order_seq_cst) >= rt->nloops)
+		return;
+	weft__lock_acquire(&rt->idle_lock);
+	if (atomic_load_explicit(&rt->num_searching, memory_order_relaxed) != 0 ||
+	    rt->nsleepers == 0) {
+		weft__lock_release(&rt->idle_lock);
+		return;
+	}
+	unsigned idx = rt->sleepers[--rt->nsleepers];
+	/* Counted as searching on its behalf: it wakes up searching. */
+	atomic_fetch_add_explicit(&rt->num_searching, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&rt->num_unparked, 1, memory_order_seq_cst);
+	weft__lock_release(&rt->idle_lock);
+	wake_loop(rt->loops[idx]);
+}
+
+static bool try_start_searching(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	if (l->searching)
+		return true;
+	/* At most half the loops search at once. */
+	uint32_t s = atomic_load_explicit(&rt->num_searching, memory_order_relaxed);
+	if (2 * s >= rt->nloops)
+		return false;
+	atomic_fetch_add_explicit(&rt->num_searching, 1, memory_order_seq_cst);
+	l->searching = true;
+	return true;
+}
+
+/* Found work: stop searching; the last searcher wakes another (chain). */
+static void stop_searching(weft_loop *l)
+{
+	if (!l->searching)
+		return;
+	l->searching = false;
+	if (atomic_fetch_sub_explicit(&l->rt->num_searching, 1, memory_order_seq_cst) == 1)
+		notify_parked(l->rt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* making tasks runnable                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Queue a NOTIFIED task on its home loop `l`, from l's own thread. */
+static void make_runnable_local(weft_loop *l, weft_task *t, bool lifo)
+{
+	weft__timer_disarm(l, t);
+	if (lifo) {
+		weft_task *old = l->lifo;
+		l->lifo = t;
+		if (!old)
+			return;
+		t = old;
+	}
+	if (t->pin >= 0) {
+		weft__fifo_push(&l->pinned, t);
+		return;
+	}
+	weft__runq_push(l->rt, l->rq, t);
+	if (l->rt->nloops > 1)
+		notify_parked(l->rt);
+}
+
+static void drain_remote(weft_loop *l)
+{
+	weft_task *t = weft__mpsc_take_fifo(&l->remote);
+	while (t) {
+		weft_task *n = t->next;
+		make_runnable_local(l, t, false);
+		t = n;
+	}
+}
+
+void weft__task_wake(weft_task *t)
+{
+	uint32_t s = atomic_fetch_or_explicit(&t->state, WEFT_TS_NOTIFIED, memory_order_acq_rel);
+	if (s & (WEFT_TS_RUNNING | WEFT_TS_NOTIFIED | WEFT_TS_DONE))
+		return; /* running: requeued when it switches away; or queued */
+	weft_loop *home = t->loop;
+	if (weft__loop_self() == home) {
+		make_runnable_local(home, t, true);
+		return;
+	}
+	weft__mpsc_push(&home->remote, t);
+	wake_loop(home);
+}
+
+/* A new task: queue it where it should start. */
+void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t)
+{
+	if (t->pin >= 0) {
+		weft_loop *home = rt->loops[t->pin];
+		t->loop = home;
+		if (from == home) {
+			weft__fifo_push(&home->pinned, t);
+		} else {
+			weft__mpsc_push(&home->remote, t);
+			wake_loop(home);
+		}
+		return;
+	}
+	if (from) {
+		t->loop = from;
+		weft__runq_push(rt, from->rq, t);
+	} else {
+		weft__inject_push(rt, t);
+	}
+	if (rt->nloops > 1 || !from)
+		notify_parked(rt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* choosing and running                                                      */
+/* ------------------------------------------------------------------------ */
+
+static weft_task *pick_local(weft_loop *l)
+{
+	if (atomic_load_explicit(&l->remote.head, memory_order_relaxed))
+		drain_remote(l);
+	weft_task *t = l->lifo;
+	if (t) {
+		l->lifo = NULL;
+		if (l->lifo_streak < WEFT_LIFO_MAX_STREAK) {
+			l->lifo_streak++;
+			return t;
+		}
+		/* A ping-pong pair must not starve the queue: back it goes. */
+		if (t->pin >= 0)
+			weft__fifo_push(&l->pinned, t);
+		else
+			weft__runq_push(l->rt, l->rq, t);
+	}
+	l->lifo_streak = 0;
+	/* Alternate between pinned and stealable work so neither starves. */
+	if (l->tick & 1) {
+		if ((t = weft__fifo_pop(&l->pinned)))
+			return t;
+		return weft__runq_pop(l->rq);
+	}
+	if ((t = weft__runq_pop(l->rq)))
+		return t;
+	return weft__fifo_pop(&l->pinned);
+}
+
+static void registry_add(weft_loop *l, weft_task *t)
+{
+	t->owner = l;
+	t->reg_prev = NULL;
+	t->reg_next = l->reg_head;
+	if (l->reg_head)
+		l->reg_head->reg_prev = t;
+	l->reg_head = t;
+}
+
+void weft__registry_remove(weft_loop *l, weft_task *t)
+{
+	if (t->reg_prev)
+		t->reg_prev->reg_next = t->reg_next;
+	else
+		l->reg_head = t->reg_next;
+	if (t->reg_next)
+		t->reg_next->reg_prev = t->reg_prev;
+	t->reg_next = t->reg_prev = NULL;
+}
+
+/* A task that cannot get a stack finishes with -ENOMEM without running. */
+static void finish_unstarted(weft_loop *l, weft_task *t, int err)
+{
+	weft__lock_acquire(&t->lock);
+	t->error = err;
+	atomic_store_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
+	weft__waitlist_fire_all(&t->waiters);
+	weft__lock_release(&t->lock);
+	weft__runtime_task_finished(l->rt);
+	weft__task_unref(t);
+}
+
+/* Prepare `t` to run on `l`; false if it could not (and was finished). */
+static bool prepare_run(weft_loop *l, weft_task *t)
+{
+	if (unlikely(!t->stack_base)) {
+		size_t size = t->stack_size ? t->stack_size : l->rt->cfg.stack_size;
+		int r = weft__stack_get(l, t, size);
+		if (r < 0) {
+			finish_unstarted(l, t, r);
+			return false;
+		}
+		weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t);
+		registry_add(l, t);
+	}
+	l->current = t;
+	t->loop = l;
+	t->budget = WEFT_TASK_BUDGET;
+	atomic_store_explicit(&t->state, WEFT_TS_RUNNING, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	WEFT_STAT_ADD(l, tasks_run, 1);
+	return true;
+}
+
+/* Next task for a task that is switching away; NULL means "go to the
+ * scheduler" (nothing local, or periodic maintenance is due). */
+static weft_task *pick_next(weft_loop *l)
+{
+	for (;;) {
+		if (++l->tick % WEFT_MAINT_INTERVAL == 0)
+			return NULL;
+		weft_task *t = pick_local(l);
+		if (!t || prepare_run(l, t))
+			return t;
+	}
+}
+
+static void task_exited(weft_loop *l, weft_task *t)
+{
+	weft__stack_put(l, t);
+	weft__fiber_destroy(&t->fib);
+	weft_runtime *rt = l->rt;
+	if (t->owner == l) {
+		weft__registry_remove(l, t);
+		weft__task_unref(t);
+	} else {
+		/* Its registry belongs to another loop, which unlinks it. */
+		weft__mpsc_push(&t->owner->reaped, t);
+	}
+	weft__runtime_task_finished(rt);
+}
+
+void weft__after_switch(weft_loop *l)
+{
+	weft_task *p = l->prev;
+	if (!p)
+		return;
+	l->prev = NULL;
+	switch (l->prev_action) {
+	case WEFT_SW_PARK: {
+		uint32_t s = atomic_fetch_and_explicit(&p->state, ~WEFT_TS_RUNNING,
+						       memory_order_acq_rel);
+		if (s & WEFT_TS_NOTIFIED) /* woken before it got off the CPU */
+			make_runnable_local(l, p, false);
+		break;
+	}
+	case WEFT_SW_YIELD:
+		atomic_store_explicit(&p->state, WEFT_TS_NOTIFIED, memory_order_release);
+		if (p->pin >= 0)
+			weft__fifo_push(&l->pinned, p);
+		else
+			weft__runq_push(l->rt, l->rq, p);
+		break;
+	case WEFT_SW_EXIT:
+		task_exited(l, p);
+		break;
+	}
+}
+
+void weft__switch_out(int action)
+{
+	weft_loop *l = weft__loop_self();
+	weft_task *t = l->current;
+	weft__stack_check(t);
+	weft_task *next = pick_next(l);
+	if (!next && action == WEFT_SW_YIELD && l->tick % WEFT_MAINT_INTERVAL != 0) {
+		t->budget = WEFT_TASK_BUDGET;
+		return; /* nothing else to run: yielding is a no-op */
+	}
+	l->prev = t;
+	l->prev_action = action;
+	weft__fiber *to;
+	if (next) {
+		to = &next->fib;
+	} else {
+		l->current = NULL;
+		to = &l->sched;
+	}
+	weft__fiber_switch(&t->fib, to, action == WEFT_SW_EXIT);
+	/* Resumed, perhaps on another thread: re-read the loop. */
+	weft__fiber_after(&t->fib);
+	weft__after_switch(weft__loop_self());
+}
+
+/* ------------------------------------------------------------------------ */
+/* the scheduler loop                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void cancel_registry(weft_loop *l)
+{
+	for (weft_task *t = l->reg_head; t; t = t->reg_next)
+		weft_task_cancel(t);
+}
+
+static void reap_finished(weft_loop *l)
+{
+	weft_task *t = weft__mpsc_take_fifo(&l->reaped);
+	while (t) {
+		weft_task *n = t->next;
+		weft__registry_remove(l, t);
+		weft__task_unref(t);
+		t = n;
+	}
+}
+
+static void maintenance(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	if (unlikely(!l->shutdown_seen &&
+		     atomic_load_explicit(&rt->state, memory_order_acquire) >= 2)) {
+		l->shutdown_seen = true;
+		cancel_registry(l);
+	}
+	if (atomic_load_explicit(&l->reaped.head, memory_order_relaxed))
+		reap_finished(l);
+	weft__ring_poll(l, false, 0);
+	if (l->heap_len)
+		weft__timer_fire(l, weft_now_ns());
+	drain_remote(l);
+}
+
+static weft_task *steal_work(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	weft_task *t = weft__inject_pop(rt);
+	if (t)
+		return t;
+	if (rt->nloops < 2 || !try_start_searching(l))
+		return NULL;
+	l->rng = l->rng * 1103515245u + 12345u;
+	unsigned start = (l->rng >> 16) % rt->nloops;
+	for (unsigned i = 0; i < rt->nloops; i++) {
+		weft_loop *v = rt->loops[(start + i) % rt->nloops];
+		if (v == l)
+			continue;
+		unsigned n;
+		t = weft__runq_steal(v->rq, l->rq, &n);
+		if (t) {
+			WEFT_STAT_ADD(l, steals, 1);
+			WEFT_STAT_ADD(l, tasks_stolen, n);
+			return t;
+		}
+	}
+	return weft__inject_pop(rt);
+}
+
+static bool work_visible(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	if (atomic_load_explicit(&l->remote.head, memory_order_seq_cst) ||
+	    atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) ||
+	    atomic_load_explicit(&rt->stop, memory_order_seq_cst) ||
+	    (!l->shutdown_seen && atomic_load_explicit(&rt->state, memory_order_seq_cst) >= 2))
+		return true;
+	for (unsigned i = 0; i < rt->nloops; i++)
+		if (rt->loops[i] != l && weft__runq_len(rt->loops[i]->rq) > 0)
+			return true;
+	return false;
+}
+
+static void park_loop(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	weft__lock_acquire(&rt->idle_lock);
+	if (l->searching) {
+		l->searching = false;
+		atomic_fetch_sub_explicit(&rt->num_searching, 1, memory_order_seq_cst);
+	}
+	rt->sleepers[rt->nsleepers++] = l->index;
+	atomic_fetch_sub_explicit(&rt->num_unparked, 1, memory_order_seq_cst);
+	weft__lock_release(&rt->idle_lock);
+
+	atomic_store_explicit(&l->parked, 1, memory_order_seq_cst);
+	if (!work_visible(l)) {
+		WEFT_STAT_ADD(l, parks, 1);
+		weft__ring_poll(l, true, weft__timer_next(l));
+	}
+	atomic_store_explicit(&l->parked, 0, memory_order_seq_cst);
+
+	weft__lock_acquire(&rt->idle_lock);
+	bool listed = false;
+	for (unsigned i = 0; i < rt->nsleepers; i++) {
+		if (rt->sleepers[i] == l->index) {
+			rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
+			listed = true;
+			break;
+		}
+	}
+	if (listed)
+		atomic_fetch_add_explicit(&rt->num_unparked, 1, memory_order_seq_cst);
+	else
+		l->searching = true; /* notify_parked counted us as searching */
+	weft__lock_release(&rt->idle_lock);
+}
+
+static weft_task *find_work(weft_loop *l)
+{
+	weft_task *t = pick_local(l);
+	if (!t)
+		t = steal_work(l);
+	return t;
+}
+
+/* Nothing to run: spin a little (a sleeping vCPU takes 40-100 us to wake),
+ * then sleep in io_uring_enter until a completion, a wake or a timer. */
+static weft_task *idle(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	uint64_t until = weft_now_ns() + (uint64_t)rt->cfg.spin_us * 1000u;
+	do {
+		for (int i = 0; i < 32; i++)
+			weft__cpu_relax();
+		maintenance(l);
+		weft_task *t = find_work(l);
+		if (t)
+			return t;
+		if (atomic_load_explicit(&rt->stop, memory_order_acquire))
+			return NULL;
+	} while (weft_now_ns() < until);
+	park_loop(l);
+	maintenance(l);
+	return find_work(l);
+}
+
+/* The loop's own context.  Tasks switch to it only when nothing local is
+ * runnable or maintenance is due, so every pass does maintenance. */
+static void sched_run(weft_loop *l)
+{
+	weft_runtime *rt = l->rt;
+	for (;;) {
+		weft__after_switch(l);
+		maintenance(l);
+		weft_task *t = find_work(l);
+		if (!t) {
+			if (atomic_load_explicit(&rt->stop, memory_order_acquire))
+				break;
+			t = idle(l);
+			if (!t)
+				continue;
+		}
+		stop_searching(l);
+		l->tick++;
+		if (!prepare_run(l, t))
+			continue;
+		weft__fiber_switch(&l->sched, &t->fib, false);
+		weft__fiber_after(&l->sched);
+	}
+}
+
+void *weft__loop_main(void *arg)
+{
+	weft_loop *l = arg;
+	weft_runtime *rt = l->rt;
+	weft__loop_set_self(l);
+	weft__fiber_init_thread(&l->sched);
+	if (rt->cfg.pin_cpus) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(l->index % (ncpu > 0 ? ncpu : 1), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	int err = weft__ring_init(l);
+
+	pthread_mutex_lock(&rt->start_mu);
+	l->init_err = err;
+	rt->started++;
+	pthread_cond_broadcast(&rt->start_cv);
+	while (atomic_load(&rt->state) == 0)
+		pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+	pthread_mutex_unlock(&rt->start_mu);
+
+	if (atomic_load(&rt->state) == 1 || atomic_load(&rt->state) == 2)
+		sched_run(l);
+	reap_finished(l);
+	if (!err)
+		weft__ring_exit(l);
+	weft__stackpool_drain(rt, &l->stacks);
+	weft__loop_set_self(NULL);
+	return NULL;
+}
+
+void weft__runtime_task_finished(weft_runtime *rt)
+{
+	if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1 &&
+	    atomic_load_explicit(&rt->state, memory_order_seq_cst) >= 2) {
+		atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
+		weft__wake_all_loops(rt);
+	}
+}
+
+void weft__wake_all_loops(weft_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nloops; i++)
+		wake_loop(rt->loops[i]);
+}
