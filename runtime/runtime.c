@@ -151,6 +151,9 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	if (err) {
 		for (unsigned i = 0; i < created; i++)
 			pthread_join(rt->loops[i]->thread, NULL);
+		for (unsigned i = 0; i < created; i++)
+			if (rt->loops[i]->init_err == 0)
+				weft__ring_exit(rt->loops[i]);
 		if (err == -ENOSYS || err == -EPERM)
 			report_ring_error(err);
 		free_loops(rt);
@@ -183,6 +186,8 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		weft__wake_all_loops(rt);
 		for (unsigned i = 0; i < rt->nloops; i++)
 			pthread_join(rt->loops[i]->thread, NULL);
+		for (unsigned i = 0; i < rt->nloops; i++)
+			weft__ring_exit(rt->loops[i]);
 		atomic_store(&rt->state, 3);
 	}
 	pthread_mutex_unlock(&rt->start_mu);

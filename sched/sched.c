@@ -533,8 +533,8 @@ void *weft__loop_main(void *arg)
 	if (atomic_load(&rt->state) == 1 || atomic_load(&rt->state) == 2)
 		sched_run(l);
 	reap_finished(l);
-	if (!err)
-		weft__ring_exit(l);
+	/* The ring and eventfd are closed by weft_runtime_shutdown after every
+	 * loop has been joined: other threads may still be waking this one. */
 	weft__stackpool_drain(rt, &l->stacks);
 	weft__loop_set_self(NULL);
 	return NULL;

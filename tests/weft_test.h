@@ -1,0 +1,71 @@
+/*
+ * Shared harness for weft's cmocka suites.
+ *
+ * Every suite's main() is WEFT_TEST_MAIN(tests): `suite --list` prints the
+ * test names and `suite NAME` runs only that test, so tests/run.sh can run
+ * each test in its own process with a timeout (libuv style).
+ *
+ * DESIGN.md rule 7: cmocka's failing assertion longjmps to the test's own
+ * stack, so never assert inside a task or on a loop thread.  Record into a
+ * struct, join, then assert on the test's stack.
+ */
+#ifndef WEFT_TEST_H
+#define WEFT_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "weft.h"
+
+/* Scale for stress sizes: sanitizer builds run fewer iterations where the
+ * issue allows it, but never fewer than the floor a test documents. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define WEFT_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define WEFT_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef WEFT_TEST_SANITIZED
+#define WEFT_TEST_SANITIZED 0
+#endif
+
+static inline int weft_test_main(const struct CMUnitTest *tests, size_t n, const char *group,
+				 int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+}
+
+#define WEFT_TEST_MAIN(tests)                                                          \
+	int main(int argc, char **argv)                                                \
+	{                                                                              \
+		return weft_test_main(tests, sizeof(tests) / sizeof(tests[0]), __FILE__, \
+				      argc, argv);                                     \
+	}
+
+/* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success. */
+static inline void *weft_test_run(unsigned loops, weft_fn fn, void *arg)
+{
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg);
+	cfg.loops = loops;
+	void *res = NULL;
+	int r = weft_run(&cfg, fn, arg, &res);
+	assert_int_equal(r, 0);
+	return res;
+}
+
+#endif
