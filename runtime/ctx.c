@@ -11,7 +11,7 @@ void weft__ctx_make(weft__ctx *c, void *stack_top, void (*entry)(void *), void *
 	uintptr_t top = (uintptr_t)stack_top & ~(uintptr_t)15;
 #if defined(__x86_64__)
 	c->rip = (void *)weft__ctx_trampoline;
-	c->rsp = (void *)top; /* 16-aligned at the trampoline's call */
+	c->rsp = (void *)top; /* entered by jmp: 16-aligned at its call */
 	c->r12 = arg;
 	c->r13 = (void *)entry;
 	c->mxcsr = 0x1f80;    /* ABI defaults: all exceptions masked, RNE */

@@ -1,6 +1,8 @@
 /*
  * AArch64 (AAPCS64) context switch for weft tasks: saves x19-x28, fp, lr,
- * sp, d8-d15 and FPCR into *from, loads *to and branches to its saved pc.
+ * sp, d8-d15 and FPCR into *from with .Lresume as its pc, loads *to and
+ * branches to its saved pc; .Lresume returns through the restored lr, so
+ * every bl of the switch is paired with a ret (see ctx_x86_64.S for why).
  * Layout matches struct weft__ctx in ctx.h.
  */
 #if defined(__aarch64__)
@@ -11,8 +13,9 @@
 	.p2align 4
 weft__ctx_switch:
 	.cfi_startproc
+	adr	x10, .Lresume
 	mov	x9, sp
-	stp	x30, x9, [x0, #0]
+	stp	x10, x9, [x0, #0]
 	stp	x19, x20, [x0, #16]
 	stp	x21, x22, [x0, #32]
 	stp	x23, x24, [x0, #48]
@@ -41,6 +44,8 @@ weft__ctx_switch:
 	ldp	x9, x10, [x1, #0]
 	mov	sp, x10
 	br	x9
+.Lresume:
+	ret
 	.cfi_endproc
 	.size	weft__ctx_switch, .-weft__ctx_switch
 

@@ -240,6 +240,7 @@ struct weft_runtime {
 
 	/* start-up barrier */
 	pthread_mutex_t start_mu;
+	pthread_mutex_t shutdown_mu;
 	pthread_cond_t start_cv;
 	unsigned started;
 	bool destroyed;
@@ -251,12 +252,12 @@ WEFT_HIDDEN void weft__loop_set_self(weft_loop *l);
 WEFT_HIDDEN weft_task *weft__task_self(void);
 
 /* ---- runtime/fiber.c ---- */
-WEFT_HIDDEN void weft__fiber_switch(weft__fiber *from, weft__fiber *to, bool from_exits);
-WEFT_HIDDEN void weft__fiber_after(weft__fiber *self);
 WEFT_HIDDEN void weft__fiber_init_thread(weft__fiber *f);
 WEFT_HIDDEN void weft__fiber_init_task(weft__fiber *f, void *stack_lo, size_t size,
 				       void (*entry)(void *), void *arg);
 WEFT_HIDDEN void weft__fiber_destroy(weft__fiber *f);
+
+#include "fiber.h"
 
 /* ---- runtime/stack.c ---- */
 WEFT_HIDDEN int weft__stack_get(weft_loop *l, weft_task *t, size_t size);
@@ -292,6 +293,7 @@ WEFT_HIDDEN void weft__task_free(weft_task *t);
 WEFT_HIDDEN void *weft__loop_main(void *arg);
 WEFT_HIDDEN void weft__task_wake(weft_task *t);
 WEFT_HIDDEN void weft__switch_out(int action);
+WEFT_HIDDEN void weft__switch_out_from(weft_loop *l, weft_task *t, int action);
 WEFT_HIDDEN void weft__after_switch(weft_loop *l);
 WEFT_HIDDEN void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t);
 WEFT_HIDDEN void weft__registry_remove(weft_loop *l, weft_task *t);

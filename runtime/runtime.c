@@ -128,6 +128,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 						     : weft__stack_guarded_default();
 	atomic_init(&rt->num_unparked, rt->nloops);
 	pthread_mutex_init(&rt->start_mu, NULL);
+	pthread_mutex_init(&rt->shutdown_mu, NULL);
 	pthread_cond_init(&rt->start_cv, NULL);
 	err = alloc_loops(rt);
 
@@ -178,7 +179,9 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		return -EINVAL;
 	if (on_own_loop(rt))
 		return weft__misuse(-EDEADLK, "weft_runtime_shutdown from inside the runtime");
-	pthread_mutex_lock(&rt->start_mu);
+	/* Not start_mu: a loop may still need it to leave the start-up
+	 * handshake, and we are about to join it. */
+	pthread_mutex_lock(&rt->shutdown_mu);
 	if (atomic_load(&rt->state) == 1) {
 		atomic_store_explicit(&rt->state, 2, memory_order_seq_cst);
 		if (atomic_load_explicit(&rt->live, memory_order_seq_cst) == 0)
@@ -190,7 +193,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 			weft__ring_exit(rt->loops[i]);
 		atomic_store(&rt->state, 3);
 	}
-	pthread_mutex_unlock(&rt->start_mu);
+	pthread_mutex_unlock(&rt->shutdown_mu);
 	return 0;
 }
 
@@ -207,6 +210,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 	free(rt->sleepers);
 	weft__stacks_destroy(rt);
 	pthread_mutex_destroy(&rt->start_mu);
+	pthread_mutex_destroy(&rt->shutdown_mu);
 	pthread_cond_destroy(&rt->start_cv);
 	free(rt);
 }

@@ -21,6 +21,43 @@ static bool reserved_zero(const unsigned *r, size_t n)
 	return true;
 }
 
+/* Field by field: a memset of the whole struct (rep stos) costs more than
+ * the rest of a spawn.  The context is written at first run. */
+static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, weft_fn fn,
+		      void *arg, unsigned refs)
+{
+	t->fib.stack_lo = NULL;
+#if WEFT_ASAN
+	t->fib.asan_fake = NULL;
+#endif
+#if WEFT_TSAN
+	t->fib.tsan_fiber = NULL;
+#endif
+	atomic_init(&t->state, WEFT_TS_NOTIFIED);
+	atomic_init(&t->refs, refs);
+	atomic_init(&t->cancel_req, false);
+	t->cancel_seen = t->timed_out = t->started = t->cancelled_result = false;
+	t->stack_kind = 0;
+	t->shield = 0;
+	t->pin = (int16_t)pin;
+	t->budget = 0;
+	t->next = NULL;
+	t->loop = t->owner = NULL;
+	t->reg_prev = t->reg_next = NULL;
+	t->rt = rt;
+	t->fn = fn;
+	t->arg = arg;
+	t->result = NULL;
+	t->stack_base = NULL;
+	t->stack_size = stack; /* 0: runtime default, resolved at first run */
+	t->timer.idx = WEFT_TIMER_IDLE;
+	atomic_init(&t->lock.v, 0);
+	t->joined = 0;
+	t->error = 0;
+	t->waiters.head = t->waiters.tail = NULL;
+	t->name[0] = 0;
+}
+
 int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		     const weft_task_config *cfg, weft_fn fn, void *arg)
 {
@@ -62,16 +99,7 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		weft__runtime_task_finished(rt);
 		return -ENOMEM;
 	}
-	memset(t, 0, offsetof(weft_task, name) + 1);
-	atomic_init(&t->state, WEFT_TS_NOTIFIED);
-	atomic_init(&t->refs, out ? 2 : 1);
-	atomic_init(&t->cancel_req, false);
-	t->pin = (int16_t)pin;
-	t->rt = rt;
-	t->fn = fn;
-	t->arg = arg;
-	t->stack_size = stack; /* 0: runtime default, resolved at first run */
-	t->timer.idx = WEFT_TIMER_IDLE;
+	task_init(t, rt, pin, stack, fn, arg, out ? 2 : 1);
 	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
 	if (cfg && cfg->name)
 		weft_task_set_name(t, cfg->name);
@@ -275,15 +303,17 @@ uint64_t weft_task_id(const weft_task *t)
 
 int weft_yield(void)
 {
-	weft_task *t = weft__task_self();
+	weft_loop *l = weft__loop_self();
+	weft_task *t = l ? l->current : NULL;
 	if (!t)
 		return weft__misuse(-EPERM, "weft_yield outside a task");
-	int r = weft__cancel_point();
-	if (r < 0)
-		return r;
+	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
+		return weft__cancel_point();
 	t->budget = WEFT_TASK_BUDGET;
-	weft__switch_out(WEFT_SW_YIELD);
-	return weft__cancel_point();
+	weft__switch_out_from(l, t, WEFT_SW_YIELD);
+	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
+		return weft__cancel_point();
+	return 0;
 }
 
 int weft_sleep(uint64_t ns)

@@ -21,7 +21,9 @@
 #include <sched.h>
 #include <stdlib.h>
 
-static __thread weft_loop *tls_loop;
+/* initial-exec: one %fs-relative load even in -fPIC objects (the library
+ * is static, so it is always part of the initial TLS image). */
+static __thread weft_loop *tls_loop __attribute__((tls_model("initial-exec")));
 
 /* Out of line, with a compiler barrier, so a task that migrated while
  * suspended never uses a stale TLS address (DESIGN.md rule 2). */
@@ -320,8 +322,13 @@ void weft__after_switch(weft_loop *l)
 void weft__switch_out(int action)
 {
 	weft_loop *l = weft__loop_self();
-	weft_task *t = l->current;
-	weft__stack_check(t);
+	weft__switch_out_from(l, l->current, action);
+}
+
+void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
+{
+	if (t->stack_kind == WEFT_STACK_SLAB)
+		weft__stack_check(t);
 	weft_task *next = pick_next(l);
 	if (!next && action == WEFT_SW_YIELD && l->tick % WEFT_MAINT_INTERVAL != 0) {
 		t->budget = WEFT_TASK_BUDGET;

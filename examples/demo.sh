@@ -1,0 +1,116 @@
+#!/bin/sh
+# demo.sh DIR — a short tour of weft through the C twins of the asyncio
+# examples in the seed articles.  DIR holds the built examples
+# (`make demo` runs: sh examples/demo.sh build/examples).
+#
+# Every sleep is scaled down (--scale, --unit-us) so the whole tour takes
+# well under 20 seconds; run the programs without those options to see the
+# articles' real timings.
+
+set -u
+
+DIR=${1:-build/examples}
+if [ ! -d "$DIR" ]; then
+	echo "usage: $0 DIR   (DIR: the built examples, e.g. build/examples)" >&2
+	exit 2
+fi
+
+# A step that hangs must not hang the tour.
+TIMEOUT=
+if command -v timeout >/dev/null 2>&1; then
+	TIMEOUT="timeout 60"
+fi
+
+# Seconds since the epoch with a fraction where date(1) supports %N.
+now() {
+	t=$(date +%s.%N 2>/dev/null)
+	case $t in
+	*N* | "") date +%s ;;
+	*) echo "$t" ;;
+	esac
+}
+
+n=0
+total=12
+failed=0
+tour_start=$(now)
+
+# step TITLE EXPLANATION PROGRAM [ARGS...]
+step() {
+	title=$1
+	explain=$2
+	shift 2
+	n=$((n + 1))
+	printf '\n==> [%d/%d] %s\n' "$n" "$total" "$title"
+	printf '    %s\n' "$explain"
+	printf '$ %s\n' "$*"
+	prog=$1
+	shift
+	t0=$(now)
+	$TIMEOUT "$DIR/$prog" "$@"
+	rc=$?
+	t1=$(now)
+	if [ "$rc" -ne 0 ]; then
+		failed=$((failed + 1))
+		printf -- '--- FAILED (exit status %d)' "$rc"
+	else
+		printf -- '---'
+	fi
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf " took %.2f s\n", b - a }'
+}
+
+echo "weft demo: Python asyncio's model in C, on several event loops at once."
+
+step "hello: asyncio.run(main())" \
+	"weft_run() starts the loops, runs main_task, shuts down; weft_sleep_ms suspends only the task." \
+	hello
+
+step "count: five tasks, One sleep(1) Two sleep(2) Three (sleeps x0.1)" \
+	"gather = spawn + join.  All five overlap: 3 s of sleeping (0.3 s here), not 15." \
+	count --scale 0.1
+
+step "count --sync: the same with blocking sleeps (x0.1)" \
+	"time.sleep() blocks everything: one count after another, 15 s (1.5 s here)." \
+	count --sync --scale 0.1
+
+step "onetwo: the second article's One/Two with three tasks (x0.2)" \
+	"All three Ones come before any Two: that order is the heart of async IO." \
+	onetwo --scale 0.2
+
+step "futures: foo awaits a future that bar resolves (x0.2)" \
+	"weft_future_wait() suspends foo until weft_future_set_result() in bar." \
+	futures --scale 0.2
+
+step "tasks: create two tasks, await them in the other order (x0.2)" \
+	"A task is a future for its own result: weft_task_join() hands it over." \
+	tasks --scale 0.2
+
+step "chain 9 6 3: coroutines calling coroutines (x0.05, fixed seed)" \
+	"part1() and part2() are plain C calls that suspend: tasks are stackful." \
+	chain --scale 0.05 --seed 2021 9 6 3
+
+step "randint: three tasks retry until lucky, gather collects results (x0.03)" \
+	"Each retries on its own schedule; results come back through join and weft_run." \
+	randint --scale 0.03 --seed 7
+
+step "gather: create_task, gather, as_completed, a failing task (x0.05)" \
+	"as_completed is built from futures; a failed task does not cancel the other." \
+	gather --scale 0.05
+
+step "chess: Judit Polgar against 24 opponents, 12 h vs 1 h (1 story-s = 60 us)" \
+	"One Judit task, 24 opponent tasks, a future per move: only waiting overlaps." \
+	chess --both --unit-us 60
+
+step "event_loops: two threads, each with its own runtime (x0.2)" \
+	"Like asyncio.new_event_loop() per thread; the main thread runs no loop." \
+	event_loops --scale 0.2 --seed 2
+
+step "threads: 64 tasks spawned on one loop spread over all loops" \
+	"Idle loops steal ready tasks; a task may resume on another loop after any suspension." \
+	threads --tasks 64
+
+tour_end=$(now)
+printf '\n'
+awk -v a="$tour_start" -v b="$tour_end" -v n="$n" -v f="$failed" \
+	'BEGIN { printf "weft demo: %d steps, %d failed, %.2f s in all.\n", n, f, b - a }'
+[ "$failed" -eq 0 ]
