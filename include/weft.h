@@ -134,7 +134,7 @@ enum {
 
 typedef struct weft_task_config {
 	const char *name;     /* copied (up to 31 bytes); NULL = "task-<id>" */
-	size_t stack_size;    /* 0 = the runtime's default */
+	size_t stack_size;    /* 0 = the runtime's default; 16 KiB..1 GiB */
 	int pin;              /* WEFT_PIN_NONE, WEFT_PIN_CURRENT or a loop index */
 	unsigned reserved[8]; /* must be zero */
 } weft_task_config;
@@ -173,7 +173,9 @@ WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **r
  * cancelled before it started, or a suspension point returned -ECANCELED to
  * it; *result still gets whatever it returned), -EALREADY (already joined:
  * a result is handed over once), -EBUSY (another caller is joining it),
- * -EDEADLK (joining yourself), -EINVAL (t NULL), or -ECANCELED/-ETIMEDOUT
+ * -EDEADLK (joining yourself), -EINVAL (t NULL), -ENOMEM (the task could
+ * not get its stack when it was about to start, so it never ran),
+ * or -ECANCELED/-ETIMEDOUT
  * when the *joining* task is cancelled or times out (weft_task_join_timeout);
  * in that case the result stays for a later join.
  */
@@ -286,7 +288,8 @@ typedef struct weft_loop_stats {
 	uint64_t wakeups_sent;   /* MSG_RING/eventfd wakes sent to others */
 	uint64_t cqes;           /* completions reaped */
 	uint64_t timers_fired;
-	uint64_t reserved[9];
+	uint64_t tasks_spawned;  /* spawned by tasks running on this loop */
+	uint64_t reserved[8];
 } weft_loop_stats;
 
 typedef struct weft_runtime_stats {

@@ -176,6 +176,8 @@ struct weft_loop {
 	uint32_t rng;
 	bool searching;
 	bool shutdown_seen;
+	uint32_t credits;        /* live-count units reserved from rt->live */
+	uint64_t id_next, id_end; /* block of task ids reserved from rt->next_id */
 
 	/* timers (owner-only) */
 	weft_task **heap;
@@ -211,7 +213,10 @@ struct weft_runtime {
 	unsigned nloops;
 	weft_loop **loops;
 	_Atomic int state;       /* 0 starting, 1 running, 2 shutting down, 3 stopped */
-	_Atomic uint64_t live;   /* tasks spawned and not yet finished */
+	/* Tasks not yet finished, plus the credits loops hold (a loop reserves
+	 * a batch at a time, so spawning and exiting rarely touch this line);
+	 * 0 only when no task is live. */
+	_Atomic uint64_t live;
 	_Atomic uint64_t spawned;
 	_Atomic uint64_t next_id;
 	_Atomic int stop;        /* loops exit their scheduler */
@@ -297,7 +302,10 @@ WEFT_HIDDEN void weft__switch_out_from(weft_loop *l, weft_task *t, int action);
 WEFT_HIDDEN void weft__after_switch(weft_loop *l);
 WEFT_HIDDEN void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t);
 WEFT_HIDDEN void weft__registry_remove(weft_loop *l, weft_task *t);
-WEFT_HIDDEN void weft__runtime_task_finished(weft_runtime *rt);
+WEFT_HIDDEN int weft__live_inc(weft_runtime *rt, weft_loop *l);
+WEFT_HIDDEN void weft__live_dec(weft_runtime *rt, weft_loop *l);
+WEFT_HIDDEN void weft__live_drain(weft_runtime *rt, weft_loop *l);
+WEFT_HIDDEN uint64_t weft__task_id_next(weft_runtime *rt, weft_loop *l);
 WEFT_HIDDEN void weft__wake_all_loops(weft_runtime *rt);
 
 /* ---- sched/runq.c ---- */

@@ -282,7 +282,7 @@ int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->loops = rt->nloops;
 	out->tasks_spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
-	out->tasks_live = atomic_load_explicit(&rt->live, memory_order_relaxed);
+	uint64_t live = atomic_load_explicit(&rt->live, memory_order_relaxed);
 	out->stacks_guarded = atomic_load_explicit(&rt->guarded_live, memory_order_relaxed);
 	out->stacks_slab = atomic_load_explicit(&rt->slab_live, memory_order_relaxed);
 	for (unsigned i = 0; i < rt->nloops; i++) {
@@ -296,7 +296,11 @@ int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out)
 			for (size_t k = 0; k < sizeof(l->st) / sizeof(uint64_t); k++)
 				dst[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
 		}
+		out->tasks_spawned += __atomic_load_n(&l->st.tasks_spawned, __ATOMIC_RELAXED);
+		uint64_t credits = __atomic_load_n(&l->credits, __ATOMIC_RELAXED);
+		live = live > credits ? live - credits : 0;
 	}
+	out->tasks_live = live;
 	return 0;
 }
 

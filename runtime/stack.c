@@ -7,10 +7,11 @@
  *    faults at once.  Costs two VMAs, and the kernel's vm.max_map_count
  *    (65530 by default) therefore caps guarded stacks near 32k;
  *  - slab: carved from a 64-stack mapping with no guard page (one VMA for
- *    all 64).  An 8-byte canary at the bottom is checked every time the task
- *    switches away and when the stack is released; an overflow is reported
- *    and the process aborts, but it may have corrupted the neighbouring
- *    stack first.  This is what lets a million tasks live on stock settings.
+ *    all 64).  An 8-byte canary just below the stack is checked every time
+ *    the task switches away and when the stack is released; an overflow is
+ *    reported and the process aborts, but it may have corrupted the
+ *    neighbouring stack first.  This is what lets a million tasks live on
+ *    stock settings.
  * WEFT_GUARD_AUTO hands out guarded stacks until `guarded_max` are live, then
  * slab stacks.  Freed stacks go to the loop's pool (no syscall to reuse: a
  * fresh stack costs page faults); past the pool's cap, guarded stacks are
@@ -24,6 +25,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <valgrind/valgrind.h>
+#if WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 #define WEFT_CANARY 0x5745465443414e59ull /* "WEFTCANY" */
 #define WEFT_SLAB_STACKS 64
@@ -46,57 +50,77 @@ static void unmap_guarded(void *base, size_t size, size_t page)
 	munmap((char *)base - page, size + page);
 }
 
+/* Slab layout: [header page][slot 0][slot 1]...[slot 63].  The canary that
+ * guards slot i sits in the 16 bytes just below it: the top of slot i-1
+ * (kept out of that slot's usable stack), or the header page for slot 0.
+ * So a task's canary shares a page with memory that is resident anyway and
+ * a task costs one page of RSS, not two. */
+static size_t slab_bytes(const weft_runtime *rt)
+{
+	return rt->page + rt->cfg.stack_size * WEFT_SLAB_STACKS;
+}
+
+static _Atomic uint64_t *slab_canary(void *base)
+{
+	return (_Atomic uint64_t *)((char *)base - 16);
+}
+
+static int slab_grow_locked(weft_runtime *rt)
+{
+	size_t size = rt->cfg.stack_size;
+	if (rt->nslabs == rt->slabs_cap) {
+		size_t cap = rt->slabs_cap ? rt->slabs_cap * 2 : 64;
+		void **n = realloc(rt->slabs, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		rt->slabs = n;
+		rt->slabs_cap = cap;
+	}
+	/* Room for every slab stack there will be: frees never allocate. */
+	size_t need = (rt->nslabs + 1) * WEFT_SLAB_STACKS;
+	if (rt->slab_free_cap < need) {
+		size_t cap = rt->slab_free_cap ? rt->slab_free_cap * 2 : 256;
+		while (cap < need)
+			cap *= 2;
+		void **n = realloc(rt->slab_free, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		rt->slab_free = n;
+		rt->slab_free_cap = cap;
+	}
+	char *slab = mmap(NULL, slab_bytes(rt), PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (slab == MAP_FAILED)
+		return -ENOMEM;
+	rt->slabs[rt->nslabs++] = slab;
+	/* Lowest address on top of the free list: a fresh slab is used
+	 * bottom-up, so each new task's canary lands in its neighbour's
+	 * already-touched top page. */
+	for (int i = WEFT_SLAB_STACKS - 1; i >= 0; i--)
+		rt->slab_free[rt->slab_free_len++] = slab + rt->page + (size_t)i * size;
+	return 0;
+}
+
 /* Take one slab stack from the runtime, mapping a new slab when empty. */
 static void *slab_take(weft_runtime *rt)
 {
-	size_t size = rt->cfg.stack_size;
+	void *base = NULL;
 	weft__lock_acquire(&rt->stack_lock);
-	if (rt->slab_free_len == 0) {
-		char *slab = mmap(NULL, size * WEFT_SLAB_STACKS, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-		if (slab == MAP_FAILED)
-			goto fail;
-		if (rt->nslabs == rt->slabs_cap) {
-			size_t cap = rt->slabs_cap ? rt->slabs_cap * 2 : 64;
-			void **n = realloc(rt->slabs, cap * sizeof(*n));
-			if (!n) {
-				munmap(slab, size * WEFT_SLAB_STACKS);
-				goto fail;
-			}
-			rt->slabs = n;
-			rt->slabs_cap = cap;
-		}
-		if (rt->slab_free_cap < rt->slab_free_len + WEFT_SLAB_STACKS) {
-			size_t cap = rt->slab_free_cap ? rt->slab_free_cap * 2 : 256;
-			void **n = realloc(rt->slab_free, cap * sizeof(*n));
-			if (!n) {
-				munmap(slab, size * WEFT_SLAB_STACKS);
-				goto fail;
-			}
-			rt->slab_free = n;
-			rt->slab_free_cap = cap;
-		}
-		rt->slabs[rt->nslabs++] = slab;
-		/* Highest first out, so a fresh slab is used top-down. */
-		for (int i = 0; i < WEFT_SLAB_STACKS; i++)
-			rt->slab_free[rt->slab_free_len++] = slab + (size_t)i * size;
-	}
-	void *base = rt->slab_free[--rt->slab_free_len];
+	if (rt->slab_free_len || slab_grow_locked(rt) == 0)
+		base = rt->slab_free[--rt->slab_free_len];
 	weft__lock_release(&rt->stack_lock);
 	return base;
-fail:
-	weft__lock_release(&rt->stack_lock);
-	return NULL;
 }
 
 static void slab_give(weft_runtime *rt, void *base)
 {
 	size_t size = rt->cfg.stack_size;
-	/* Keep the top page (the next task touches it at once), drop the rest. */
+	/* Keep the top page (the next task touches it at once, and it holds
+	 * the canary of the slot above), drop the rest. */
 	if (size > rt->page)
 		madvise(base, size - rt->page, MADV_DONTNEED);
 	weft__lock_acquire(&rt->stack_lock);
-	rt->slab_free[rt->slab_free_len++] = base; /* cap covers every slab stack */
+	rt->slab_free[rt->slab_free_len++] = base;
 	weft__lock_release(&rt->stack_lock);
 }
 
@@ -111,6 +135,17 @@ unsigned weft__stack_guarded_default(void)
 	}
 	/* Leave three quarters of the map budget to the rest of the process. */
 	return (unsigned)(maps / 4 / 2);
+}
+
+/* A task that exits never returns from its last frames, so ASan's redzones
+ * for them stay poisoned; clear them before the stack is reused. */
+static void stack_fresh(weft_task *t)
+{
+#if WEFT_ASAN
+	__asan_unpoison_memory_region(t->stack_base, t->stack_size);
+#else
+	(void)t;
+#endif
 }
 
 static void register_valgrind(weft_task *t)
@@ -129,17 +164,23 @@ int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
 		t->stack_kind = WEFT_STACK_CUSTOM;
 		t->stack_size = size;
 		atomic_fetch_add_explicit(&rt->guarded_live, 1, memory_order_relaxed);
+		stack_fresh(t);
 		register_valgrind(t);
 		return 0;
 	}
-	t->stack_size = size;
 	weft__stackpool *p = &l->stacks;
 	if (p->len) {
 		p->len--;
 		t->stack_base = p->base[p->len];
 		t->stack_kind = p->kind[p->len];
+		t->stack_size = t->stack_kind == WEFT_STACK_SLAB ? size - 16 : size;
+		if (t->stack_kind == WEFT_STACK_SLAB)
+			atomic_store_explicit(slab_canary(t->stack_base), WEFT_CANARY,
+					      memory_order_relaxed);
+		stack_fresh(t);
 		return 0;
 	}
+	t->stack_size = size;
 	bool guard = rt->cfg.stack_guard == WEFT_GUARD_ALWAYS ||
 		     (rt->cfg.stack_guard == WEFT_GUARD_AUTO &&
 		      atomic_load_explicit(&rt->guarded_live, memory_order_relaxed) <
@@ -160,9 +201,12 @@ int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
 		if (!t->stack_base)
 			return -ENOMEM;
 		t->stack_kind = WEFT_STACK_SLAB;
-		*(uint64_t *)t->stack_base = WEFT_CANARY;
+		t->stack_size = size - 16; /* the top 16 bytes guard the slot above */
+		atomic_store_explicit(slab_canary(t->stack_base), WEFT_CANARY,
+				      memory_order_relaxed);
 		atomic_fetch_add_explicit(&rt->slab_live, 1, memory_order_relaxed);
 	}
+	stack_fresh(t);
 	register_valgrind(t);
 	return 0;
 }
@@ -170,7 +214,8 @@ int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
 void weft__stack_check(const weft_task *t)
 {
 	if (t->stack_kind == WEFT_STACK_SLAB &&
-	    unlikely(*(const uint64_t *)t->stack_base != WEFT_CANARY)) {
+	    unlikely(atomic_load_explicit(slab_canary(t->stack_base), memory_order_relaxed) !=
+		     WEFT_CANARY)) {
 		fprintf(stderr,
 			"weft: stack overflow in task %llu \"%s\" (stack %zu bytes): "
 			"raise weft_task_config.stack_size\n",
@@ -216,7 +261,7 @@ void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p)
 void weft__stacks_destroy(weft_runtime *rt)
 {
 	for (size_t i = 0; i < rt->nslabs; i++)
-		munmap(rt->slabs[i], rt->cfg.stack_size * WEFT_SLAB_STACKS);
+		munmap(rt->slabs[i], slab_bytes(rt));
 	free(rt->slabs);
 	free(rt->slab_free);
 	rt->slabs = NULL;

@@ -79,7 +79,7 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		}
 		if (pin < WEFT_PIN_NONE || pin >= (int)rt->nloops)
 			return -EINVAL;
-		if (stack && stack < 16384)
+		if (stack && (stack < 16384 || stack > (1ul << 30)))
 			return -EINVAL;
 	}
 	if (stack) /* whole pages */
@@ -87,23 +87,22 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 	if (stack == rt->cfg.stack_size)
 		stack = 0;
 
-	/* Count first, then check: shutdown either sees this task or we see
-	 * the shutdown (both sides are seq_cst). */
-	atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&rt->state, memory_order_seq_cst) != 1) {
-		weft__runtime_task_finished(rt);
-		return weft__misuse(-ESHUTDOWN, "spawn on a runtime that is shut down");
-	}
+	int err = weft__live_inc(rt, from);
+	if (err < 0)
+		return weft__misuse(err, "spawn on a runtime that is shut down");
 	weft_task *t = malloc(sizeof(*t));
 	if (!t) {
-		weft__runtime_task_finished(rt);
+		weft__live_dec(rt, from);
 		return -ENOMEM;
 	}
 	task_init(t, rt, pin, stack, fn, arg, out ? 2 : 1);
-	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	t->id = weft__task_id_next(rt, from);
 	if (cfg && cfg->name)
 		weft_task_set_name(t, cfg->name);
-	atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+	if (from)
+		WEFT_STAT_ADD(from, tasks_spawned, 1);
+	else
+		atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
 	if (out)
 		*out = t;
 	weft__schedule_new(rt, from, t);

@@ -238,7 +238,7 @@ static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 	atomic_store_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
 	weft__waitlist_fire_all(&t->waiters);
 	weft__lock_release(&t->lock);
-	weft__runtime_task_finished(l->rt);
+	weft__live_dec(l->rt, l);
 	weft__task_unref(t);
 }
 
@@ -289,7 +289,7 @@ static void task_exited(weft_loop *l, weft_task *t)
 		/* Its registry belongs to another loop, which unlinks it. */
 		weft__mpsc_push(&t->owner->reaped, t);
 	}
-	weft__runtime_task_finished(rt);
+	weft__live_dec(rt, l);
 }
 
 void weft__after_switch(weft_loop *l)
@@ -376,6 +376,7 @@ static void maintenance(weft_loop *l)
 	if (unlikely(!l->shutdown_seen &&
 		     atomic_load_explicit(&rt->state, memory_order_acquire) >= 2)) {
 		l->shutdown_seen = true;
+		weft__live_drain(rt, l);
 		cancel_registry(l);
 	}
 	if (atomic_load_explicit(&l->reaped.head, memory_order_relaxed))
@@ -497,7 +498,12 @@ static void sched_run(weft_loop *l)
 	for (;;) {
 		weft__after_switch(l);
 		maintenance(l);
-		weft_task *t = find_work(l);
+		/* The inject queue goes first on every scheduler pass (every 61
+		 * ticks at most), so tasks spawned from foreign threads or
+		 * overflowed from a full ring are not starved by local work. */
+		weft_task *t = weft__inject_pop(rt);
+		if (!t)
+			t = find_work(l);
 		if (!t) {
 			if (atomic_load_explicit(&rt->stop, memory_order_acquire))
 				break;
@@ -547,13 +553,86 @@ void *weft__loop_main(void *arg)
 	return NULL;
 }
 
-void weft__runtime_task_finished(weft_runtime *rt)
+/* ---- the live-task count (what shutdown waits for) ---- */
+
+#define WEFT_CREDIT_BATCH 64u
+
+static void live_sub(weft_runtime *rt, uint64_t n)
 {
-	if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_seq_cst) == 1 &&
+	if (atomic_fetch_sub_explicit(&rt->live, n, memory_order_seq_cst) == n &&
 	    atomic_load_explicit(&rt->state, memory_order_seq_cst) >= 2) {
 		atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
 		weft__wake_all_loops(rt);
 	}
+}
+
+/* Owner-written, read by weft_runtime_stats_get: relaxed atomics (plain
+ * moves) keep that read race-free. */
+static inline uint32_t credits_get(const weft_loop *l)
+{
+	return __atomic_load_n(&l->credits, __ATOMIC_RELAXED);
+}
+static inline void credits_set(weft_loop *l, uint32_t v)
+{
+	__atomic_store_n(&l->credits, v, __ATOMIC_RELAXED);
+}
+
+/* Count a new task: from a loop, out of its batch of credits; once the
+ * loop has seen shutdown (or from a foreign thread), one unit at a time.
+ * Returns 0, or -ESHUTDOWN (and uncounts it). */
+int weft__live_inc(weft_runtime *rt, weft_loop *l)
+{
+	if (l && !l->shutdown_seen) {
+		uint32_t c = credits_get(l);
+		if (c == 0) {
+			atomic_fetch_add_explicit(&rt->live, WEFT_CREDIT_BATCH,
+						  memory_order_seq_cst);
+			c = WEFT_CREDIT_BATCH;
+		}
+		credits_set(l, c - 1);
+	} else {
+		atomic_fetch_add_explicit(&rt->live, 1, memory_order_seq_cst);
+	}
+	if (atomic_load_explicit(&rt->state, memory_order_seq_cst) != 1) {
+		weft__live_dec(rt, l);
+		return -ESHUTDOWN;
+	}
+	return 0;
+}
+
+void weft__live_dec(weft_runtime *rt, weft_loop *l)
+{
+	if (l && !l->shutdown_seen) {
+		uint32_t c = credits_get(l) + 1;
+		if (c < 2 * WEFT_CREDIT_BATCH) {
+			credits_set(l, c);
+			return;
+		}
+		credits_set(l, c - WEFT_CREDIT_BATCH);
+		live_sub(rt, WEFT_CREDIT_BATCH);
+		return;
+	}
+	live_sub(rt, 1);
+}
+
+/* On noticing shutdown: give back every credit, count exactly from now. */
+void weft__live_drain(weft_runtime *rt, weft_loop *l)
+{
+	uint32_t n = credits_get(l);
+	credits_set(l, 0);
+	if (n)
+		live_sub(rt, n);
+}
+
+uint64_t weft__task_id_next(weft_runtime *rt, weft_loop *l)
+{
+	if (!l)
+		return atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	if (l->id_next == l->id_end) {
+		l->id_next = atomic_fetch_add_explicit(&rt->next_id, 1024, memory_order_relaxed) + 1;
+		l->id_end = l->id_next + 1024;
+	}
+	return l->id_next++;
 }
 
 void weft__wake_all_loops(weft_runtime *rt)

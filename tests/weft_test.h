@@ -12,6 +12,7 @@
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "weft.h"
@@ -55,6 +57,32 @@ static inline int weft_test_main(const struct CMUnitTest *tests, size_t n, const
 		return weft_test_main(tests, sizeof(tests) / sizeof(tests[0]), __FILE__, \
 				      argc, argv);                                     \
 	}
+
+/* Integers through void * results, and milliseconds in ns. */
+#define P(x) ((void *)(uintptr_t)(x))
+#define U(p) ((uintptr_t)(p))
+#define MS 1000000ull
+
+/* Block the calling (test or foreign) thread; never call it in a task. */
+static inline void msleep(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* A running runtime with `loops` loops, for tests that drive it from the
+ * test thread (weft_runtime_destroy it at the end). */
+static inline weft_runtime *start_rt(unsigned loops)
+{
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg);
+	cfg.loops = loops;
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	assert_non_null(rt);
+	return rt;
+}
 
 /* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success. */
 static inline void *weft_test_run(unsigned loops, weft_fn fn, void *arg)

@@ -1,0 +1,386 @@
+/*
+ * The build's promises: libweft.a exports only weft_* symbols (and every
+ * WEFT_API function of weft.h), and `make install` gives a pkg-config file
+ * with which a small program builds out of tree and runs.
+ *
+ * WEFT_TREE (set by tests/run.sh) names the build tree under test; without
+ * it the tree is derived from this binary's path (<tree>/tests/test_build).
+ * The repository root is found from the binary's path too (the directory
+ * holding weft.pc.in), falling back to the current directory.
+ *
+ * The install test builds with the release archive: `make install` installs
+ * build/libweft.a and pkg-config carries no sanitizer flags, so in the
+ * sanitizer trees (build/asan, build/tsan) it is skipped.
+ */
+#include "weft_test.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char g_root[PATH_MAX];
+static char g_tree[PATH_MAX];
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+/* Repository root and build tree, both absolute. */
+static void locate(void)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = 0;
+	char *real = realpath(exe, NULL);
+	assert_non_null(real);
+
+	/* root: walk up from the binary until weft.pc.in appears */
+	g_root[0] = 0;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", real);
+	for (;;) {
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			break;
+		*slash = 0;
+		char probe[PATH_MAX + 16];
+		snprintf(probe, sizeof(probe), "%s/weft.pc.in", dir);
+		if (file_exists(probe)) {
+			snprintf(g_root, sizeof(g_root), "%s", dir);
+			break;
+		}
+	}
+	if (!g_root[0]) {
+		assert_non_null(getcwd(g_root, sizeof(g_root)));
+	}
+
+	const char *env = getenv("WEFT_TREE");
+	if (env && *env) {
+		char *t = realpath(env, NULL);
+		if (!t) { /* relative to the root rather than the cwd */
+			char p[2 * PATH_MAX];
+			snprintf(p, sizeof(p), "%s/%s", g_root, env);
+			t = realpath(p, NULL);
+		}
+		assert_non_null(t);
+		snprintf(g_tree, sizeof(g_tree), "%s", t);
+		free(t);
+	} else {
+		/* <tree>/tests/test_build */
+		snprintf(g_tree, sizeof(g_tree), "%s", real);
+		for (int i = 0; i < 2; i++) {
+			char *slash = strrchr(g_tree, '/');
+			assert_non_null(slash);
+			*slash = 0;
+		}
+	}
+	free(real);
+}
+
+/* Run a shell command, output to `log`; returns the exit status or -1. */
+static int run(const char *cmd, const char *log)
+{
+	char *full = NULL;
+	if (asprintf(&full, "( %s ) >'%s' 2>&1", cmd, log) < 0)
+		return -1;
+	int st = system(full);
+	free(full);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static void dump(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	char line[512];
+	int n = 0;
+	while (fgets(line, sizeof(line), f) && n++ < 60)
+		print_message("    %s", line);
+	fclose(f);
+}
+
+static char *make_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *tmpl = NULL;
+	if (asprintf(&tmpl, "%s/weft-test-build-XXXXXX", base && *base ? base : "/tmp") < 0)
+		return NULL;
+	if (!mkdtemp(tmpl)) {
+		free(tmpl);
+		return NULL;
+	}
+	return tmpl;
+}
+
+static void remove_tree(const char *dir)
+{
+	char *cmd = NULL;
+	if (asprintf(&cmd, "rm -rf '%s'", dir) >= 0) {
+		int r = system(cmd);
+		(void)r;
+		free(cmd);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* (a) exported symbols                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_SYMS 4096
+
+struct syms {
+	char *name[MAX_SYMS];
+	int n;
+};
+
+static bool syms_has(const struct syms *s, const char *name)
+{
+	for (int i = 0; i < s->n; i++)
+		if (strcmp(s->name[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Names of the WEFT_API functions declared in one header. */
+static int api_functions_in(const char *path, char names[][64], int n, int max)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return n;
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "WEFT_API ", 9) != 0)
+			continue;
+		char *paren = strchr(line, '(');
+		if (!paren)
+			continue;
+		char *end = paren;
+		while (end > line && (end[-1] == ' ' || end[-1] == '*'))
+			end--;
+		char *start = end;
+		while (start > line && (start[-1] == '_' || (start[-1] >= 'a' && start[-1] <= 'z') ||
+					(start[-1] >= 'A' && start[-1] <= 'Z') ||
+					(start[-1] >= '0' && start[-1] <= '9')))
+			start--;
+		size_t len = (size_t)(end - start);
+		if (len == 0 || len >= 64 || n >= max)
+			continue;
+		memcpy(names[n], start, len);
+		names[n][len] = 0;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* ... in include/weft.h and include/weft/\*.h (the public headers). */
+static int api_functions(char names[][64], int max)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/include/weft.h", g_root);
+	int n = api_functions_in(path, names, 0, max);
+	glob_t g;
+	snprintf(path, sizeof(path), "%s/include/weft/*.h", g_root);
+	if (glob(path, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			n = api_functions_in(g.gl_pathv[i], names, n, max);
+		globfree(&g);
+	}
+	return n;
+}
+
+static bool api_has(char names[][64], int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void test_archive_exports_only_weft_symbols(void **state)
+{
+	(void)state;
+	locate();
+	char lib[PATH_MAX + 32];
+	snprintf(lib, sizeof(lib), "%s/libweft.a", g_tree);
+	print_message("archive: %s\n", lib);
+	assert_true(file_exists(lib));
+
+	char *cmd = NULL;
+	assert_true(asprintf(&cmd, "nm -g --defined-only '%s'", lib) > 0);
+	FILE *p = popen(cmd, "r");
+	free(cmd);
+	assert_non_null(p);
+	struct syms *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	char line[1024];
+	int foreign = 0;
+	while (fgets(line, sizeof(line), p)) {
+		char addr[64], type[8], name[512];
+		/* "<addr> <type> <name>"; skip "weft.o:" headers and blank lines */
+		if (sscanf(line, "%63s %7s %511s", addr, type, name) != 3)
+			continue;
+		/* weft__* is the internal namespace: it must be localized too */
+		if (strncmp(name, "weft_", 5) != 0 || strncmp(name, "weft__", 6) == 0) {
+			print_message("non-public global symbol: %s %s\n", type, name);
+			foreign++;
+			continue;
+		}
+		if (s->n < MAX_SYMS)
+			s->name[s->n++] = strdup(name);
+	}
+	int st = pclose(p);
+	assert_int_equal(st, 0);
+	assert_int_equal(foreign, 0);
+	assert_true(s->n > 0);
+	assert_true(syms_has(s, "weft_run"));
+
+	/* every function the header declares WEFT_API is really exported */
+	static char api[256][64];
+	int n = api_functions(api, 256);
+	assert_true(n > 20);
+	int missing = 0;
+	for (int i = 0; i < n; i++) {
+		if (!syms_has(s, api[i])) {
+			print_message("declared WEFT_API but not exported: %s\n", api[i]);
+			missing++;
+		}
+	}
+	assert_int_equal(missing, 0);
+	/* and nothing else is: every export is declared in a public header */
+	int undeclared = 0;
+	for (int i = 0; i < s->n; i++) {
+		if (!api_has(api, n, s->name[i])) {
+			print_message("exported but not declared WEFT_API: %s\n", s->name[i]);
+			undeclared++;
+		}
+	}
+	assert_int_equal(undeclared, 0);
+	for (int i = 0; i < s->n; i++)
+		free(s->name[i]);
+	free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* (b) make install + pkg-config, out of tree                               */
+/* ------------------------------------------------------------------------ */
+
+static const char *program =
+	"#include <weft.h>\n"
+	"#include <stdint.h>\n"
+	"#include <stdio.h>\n"
+	"\n"
+	"static void *main_task(void *arg)\n"
+	"{\n"
+	"\tuint64_t t0 = weft_now_ns();\n"
+	"\tif (weft_sleep_ms(1) != 0 || weft_now_ns() - t0 < 1000000u)\n"
+	"\t\treturn NULL;\n"
+	"\treturn (void *)((uintptr_t)arg + 1);\n"
+	"}\n"
+	"\n"
+	"int main(void)\n"
+	"{\n"
+	"\tvoid *res = NULL;\n"
+	"\tint r = weft_run(NULL, main_task, (void *)(uintptr_t)41, &res);\n"
+	"\tprintf(\"weft_run=%d result=%lu\\n\", r, (unsigned long)(uintptr_t)res);\n"
+	"\treturn r == 0 && (uintptr_t)res == 42 ? 0 : 1;\n"
+	"}\n";
+
+static bool is_release_tree(void)
+{
+	char rel[PATH_MAX + 16];
+	snprintf(rel, sizeof(rel), "%s/build", g_root);
+	char *a = realpath(rel, NULL), *b = realpath(g_tree, NULL);
+	bool same = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return same;
+}
+
+static void test_install_and_pkg_config_build(void **state)
+{
+	(void)state;
+	locate();
+	if (!is_release_tree()) {
+		print_message("skip: `make install` installs the release build/libweft.a and "
+			      "pkg-config has no sanitizer flags; tested in the release tree only "
+			      "(this tree: %s)\n",
+			      g_tree);
+		skip();
+	}
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	char *prefix = NULL, *log = NULL, *src = NULL, *exe = NULL, *cmd = NULL;
+	assert_true(asprintf(&prefix, "%s/prefix", dir) > 0);
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	assert_true(asprintf(&src, "%s/x.c", dir) > 0);
+	assert_true(asprintf(&exe, "%s/x", dir) > 0);
+
+	/* 1. make install PREFIX=<tmp> from the repository root */
+	assert_true(asprintf(&cmd, "make -s --no-print-directory -C '%s' install PREFIX='%s'",
+			     g_root, prefix) > 0);
+	int r = run(cmd, log);
+	free(cmd);
+	if (r != 0)
+		dump(log);
+	assert_int_equal(r, 0);
+	char p[PATH_MAX * 2];
+	snprintf(p, sizeof(p), "%s/lib/libweft.a", prefix);
+	assert_true(file_exists(p));
+	snprintf(p, sizeof(p), "%s/include/weft.h", prefix);
+	assert_true(file_exists(p));
+	snprintf(p, sizeof(p), "%s/lib/pkgconfig/weft.pc", prefix);
+	assert_true(file_exists(p));
+
+	/* 2. a program outside the tree, built only with pkg-config's flags */
+	FILE *f = fopen(src, "w");
+	assert_non_null(f);
+	fputs(program, f);
+	fclose(f);
+	assert_true(asprintf(&cmd,
+			     "cd '%s' && cc -std=c11 -Wall -Wextra -Werror x.c "
+			     "$(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --static --cflags "
+			     "--libs weft) -o x",
+			     dir, prefix) > 0);
+	r = run(cmd, log);
+	free(cmd);
+	if (r != 0)
+		dump(log);
+	assert_int_equal(r, 0);
+
+	/* 3. run it */
+	assert_true(asprintf(&cmd, "'%s'", exe) > 0);
+	r = run(cmd, log);
+	free(cmd);
+	dump(log);
+	assert_int_equal(r, 0);
+	f = fopen(log, "r");
+	assert_non_null(f);
+	char out[256] = { 0 };
+	assert_non_null(fgets(out, sizeof(out), f));
+	fclose(f);
+	assert_string_equal(out, "weft_run=0 result=42\n");
+
+	remove_tree(dir);
+	free(prefix);
+	free(log);
+	free(src);
+	free(exe);
+	free(dir);
+}
+
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_archive_exports_only_weft_symbols),
+	cmocka_unit_test(test_install_and_pkg_config_build),
+};
+
+WEFT_TEST_MAIN(tests)
