@@ -12,6 +12,7 @@
  * Environment knobs (for development, not for reported numbers):
  *   BENCH_REPS=n    repeats per measurement (default 5)
  *   BENCH_SCALE=x   multiply iteration counts by x (default 1.0)
+ *   BENCH_LOOPS=n   loops for benchmarks that use the default count
  */
 #ifndef WEFT_BENCH_H
 #define WEFT_BENCH_H
@@ -212,6 +213,9 @@ static inline uint64_t bench_rss_bytes(void)
 static inline void bench_config(weft_runtime_config *cfg, unsigned loops)
 {
 	weft_runtime_config_init(cfg);
+	const char *e = getenv("BENCH_LOOPS");
+	if (!loops && e && atoi(e) > 0)
+		loops = (unsigned)atoi(e);
 	if (loops)
 		cfg->loops = loops;
 }

@@ -8,7 +8,8 @@
  * benchmark runs.  Main polls the counter with weft_sleep_ms(1).
  *
  *  - sleepers_start: time from the first spawn until every task has started
- *    and is asleep; target < 2 s.
+ *    and is asleep; target < 2 s.  Baseline (vs=): the same number of
+ *    first-touch page faults with no runtime, measured first in this run.
  *  - sleepers_rss:   (RSS with all asleep - RSS before spawning) / count,
  *    from /proc/self/statm; target <= 4.5 KiB (4608 B) per task: one touched
  *    stack page plus the task.
@@ -23,6 +24,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 
 #define SLEEP_MS (10u * 60u * 1000u) /* far longer than the benchmark */
 
@@ -41,6 +43,7 @@ static void *sleeper(void *arg)
 
 struct result {
 	uint64_t count;
+	double floor_s;
 	double start_s;
 	double rss_per_task;
 	int64_t rss_delta;
@@ -103,7 +106,11 @@ static void *bench_main(void *arg)
 	free(st);
 
 	/* Report now: the teardown below is checked, but not measured. */
-	bench_report_below("sleepers_start", r->start_s, "s", 2);
+	/* Baseline: the same number of first-touch page faults with no runtime,
+	 * measured in this run.  On these VMs zeroing a page costs ~2 us, so
+	 * the floor alone is near the 2 s target. */
+	bench_line("sleepers_start", r->start_s, "s", r->floor_s,
+		   r->floor_s > 0 ? r->start_s / r->floor_s : 0, "<2s", r->start_s < 2);
 	bench_report_max("sleepers_rss", r->rss_per_task, "B", 4608);
 
 	/* cancel them all, then join and release */
@@ -141,6 +148,25 @@ static void *bench_main(void *arg)
 	return NULL;
 }
 
+/* Touch one page per default-size stack slot, as `count` fresh tasks do:
+ * the kernel's page-fault floor for this benchmark on this machine. */
+static double page_floor_s(uint64_t count)
+{
+	const size_t stride = 64 * 1024;
+	char *p = mmap(NULL, count * stride, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	uint64_t t0 = now_ns();
+	for (uint64_t i = 0; i < count; i++)
+		p[i * stride + stride - 64] = 1;
+	double s = (double)(now_ns() - t0) / 1e9;
+	munmap(p, count * stride);
+	fprintf(stderr, "sleepers: floor: %llu first-touch page faults, no runtime: %.3f s\n",
+		(unsigned long long)count, s);
+	return s;
+}
+
 int main(int argc, char **argv)
 {
 	struct result r = {0};
@@ -154,6 +180,7 @@ int main(int argc, char **argv)
 		}
 		r.count = c;
 	}
+	r.floor_s = page_floor_s(r.count);
 	weft_runtime_config cfg;
 	bench_config(&cfg, 0);
 	uint64_t t0 = now_ns();
