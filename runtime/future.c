@@ -122,17 +122,16 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 	}
 	weft__lock_acquire(&f->lock);
 	s = atomic_load_explicit(&f->state, memory_order_acquire);
-	if (s == F_PENDING) {
-		weft__waiter w;
-		int r = weft__wait_locked(&f->lock, &f->waiters, &w, deadline);
-		if (r < 0) {
-			weft__lock_release(&f->lock);
-			return r;
-		}
-		s = atomic_load_explicit(&f->state, memory_order_acquire);
+	if (s != F_PENDING) {
+		weft__lock_release(&f->lock);
+		return outcome(f, s, value);
 	}
-	weft__lock_release(&f->lock);
-	return outcome(f, s, value);
+	weft__waiter w;
+	int r = weft__wait_locked(&f->lock, &f->waiters, &w, deadline);
+	if (r < 0)
+		return r;
+	/* Fired: value and err were written before the release of state. */
+	return outcome(f, atomic_load_explicit(&f->state, memory_order_acquire), value);
 }
 
 int weft_future_wait(weft_future *f, void **value)

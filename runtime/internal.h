@@ -203,6 +203,8 @@ struct weft_loop {
 	int init_err;
 
 	weft__stackpool stacks;
+	weft_task *task_cache;   /* freed task structs for reuse (owner-only) */
+	unsigned task_cache_len;
 	pthread_t thread;
 	weft_loop_stats st;      /* written by the owner, read racily */
 };
@@ -293,6 +295,7 @@ WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **
 WEFT_HIDDEN void weft__task_entry(void *arg);
 WEFT_HIDDEN void weft__task_unref(weft_task *t);
 WEFT_HIDDEN void weft__task_free(weft_task *t);
+WEFT_HIDDEN void weft__task_cache_drain(weft_loop *l);
 
 /* ---- sched/sched.c ---- */
 WEFT_HIDDEN void *weft__loop_main(void *arg);
@@ -318,6 +321,7 @@ WEFT_HIDDEN void weft__inject_push(weft_runtime *rt, weft_task *t);
 WEFT_HIDDEN void weft__inject_push_batch(weft_runtime *rt, weft_task *head, weft_task *tail,
 					 uint32_t n);
 WEFT_HIDDEN weft_task *weft__inject_pop(weft_runtime *rt);
+WEFT_HIDDEN weft_task *weft__inject_pop_batch(weft_runtime *rt, weft__runq *q);
 WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
 WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
 WEFT_HIDDEN void weft__fifo_push(weft__fifo *f, weft_task *t);

@@ -21,6 +21,17 @@ static bool reserved_zero(const unsigned *r, size_t n)
 	return true;
 }
 
+static weft_task *task_alloc(weft_loop *l)
+{
+	if (l && l->task_cache) {
+		weft_task *t = l->task_cache;
+		l->task_cache = t->next;
+		l->task_cache_len--;
+		return t;
+	}
+	return malloc(sizeof(weft_task));
+}
+
 /* Field by field: a memset of the whole struct (rep stos) costs more than
  * the rest of a spawn.  The context is written at first run. */
 static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, weft_fn fn,
@@ -90,7 +101,7 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 	int err = weft__live_inc(rt, from);
 	if (err < 0)
 		return weft__misuse(err, "spawn on a runtime that is shut down");
-	weft_task *t = malloc(sizeof(*t));
+	weft_task *t = task_alloc(from);
 	if (!t) {
 		weft__live_dec(rt, from);
 		return -ENOMEM;
@@ -145,16 +156,39 @@ void weft__task_entry(void *arg)
 	weft__lock_acquire(&t->lock);
 	t->result = r;
 	t->cancelled_result = t->cancel_seen;
-	atomic_fetch_or_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
+	/* A store, not an RMW: a concurrent waker's fetch_or either lands
+	 * before (and is overwritten: moot now) or sees DONE and backs off. */
+	atomic_store_explicit(&t->state, WEFT_TS_RUNNING | WEFT_TS_DONE, memory_order_release);
 	weft__waitlist_fire_all(&t->waiters);
 	weft__lock_release(&t->lock);
 	weft__switch_out(WEFT_SW_EXIT);
 	__builtin_unreachable();
 }
 
+#define WEFT_TASK_CACHE_MAX 1024
+
+/* Task structs are recycled through the freeing loop's cache: cheaper than
+ * the allocator on the spawn path, and cache-warm. */
 void weft__task_free(weft_task *t)
 {
+	weft_loop *l = weft__loop_self();
+	if (l && l->task_cache_len < WEFT_TASK_CACHE_MAX) {
+		t->next = l->task_cache;
+		l->task_cache = t;
+		l->task_cache_len++;
+		return;
+	}
 	free(t);
+}
+
+void weft__task_cache_drain(weft_loop *l)
+{
+	while (l->task_cache) {
+		weft_task *t = l->task_cache;
+		l->task_cache = t->next;
+		free(t);
+	}
+	l->task_cache_len = 0;
 }
 
 void weft__task_unref(weft_task *t)
@@ -182,6 +216,18 @@ bool weft_task_done(const weft_task *t)
 		     WEFT_TS_DONE);
 }
 
+/* Joining an unfinished task while others are ready here: go behind them
+ * once.  The joined task is probably among them (spawned just before), and
+ * a burst of joins then finds its tasks done instead of parking for each. */
+static void join_let_others_run(weft_task *t)
+{
+	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
+		return;
+	weft_loop *l = weft__loop_self();
+	if (l->lifo || l->pinned.len || weft__runq_len(l->rq))
+		weft__switch_out_from(l, l->current, WEFT_SW_YIELD);
+}
+
 int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 {
 	if (!t)
@@ -193,6 +239,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 		int r = weft__cancel_point();
 		if (r < 0)
 			return r;
+		join_let_others_run(t);
 	}
 	weft__lock_acquire(&t->lock);
 	if (t->joined) {
@@ -205,6 +252,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 		weft__waiter w;
 		uint64_t dl = timeout_ns == UINT64_MAX ? 0 : weft__deadline_after(timeout_ns);
 		int r = weft__wait_locked(&t->lock, &t->waiters, &w, dl);
+		weft__lock_acquire(&t->lock);
 		if (r < 0) {
 			t->joined = 0; /* the result stays for a later join */
 			weft__lock_release(&t->lock);

@@ -83,7 +83,7 @@ static void list_remove(weft__waitlist *wl, weft__waiter *w)
 
 /*
  * With `lk` held, wait on `wl` until fired, the deadline passes or the
- * calling task is cancelled.  Returns with `lk` held: 0 (fired),
+ * calling task is cancelled.  Returns with `lk` RELEASED: 0 (fired),
  * -ETIMEDOUT, -ECANCELED.  A foreign thread blocks on a futex.
  */
 int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w, uint64_t deadline)
@@ -95,11 +95,20 @@ int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w, uint6
 	for (;;) {
 		weft__lock_release(lk);
 		int r = t ? weft__park(deadline) : weft__futex_wait(&w->fired, 0, deadline);
+		/* Fast path for tasks: the firer's store of `fired` is its last
+		 * touch of w and of the task, so seeing it set we are done
+		 * without the lock.  Threads recheck under the lock, because
+		 * their firer still futex-wakes w after setting it. */
+		if (t && atomic_load_explicit(&w->fired, memory_order_acquire))
+			return 0;
 		weft__lock_acquire(lk);
-		if (atomic_load_explicit(&w->fired, memory_order_acquire))
+		if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
+			weft__lock_release(lk);
 			return 0; /* a result wins over a simultaneous timeout/cancel */
+		}
 		if (r < 0) {
 			list_remove(wl, w);
+			weft__lock_release(lk);
 			if (r == -ECANCELED)
 				t->cancel_seen = true;
 			return r;
@@ -107,7 +116,8 @@ int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w, uint6
 	}
 }
 
-/* With the owner's lock held: fire and wake every waiter. */
+/* With the owner's lock held: fire and wake every waiter.  A task waiter is
+ * woken before `fired` is set (see weft__wait_locked's fast path). */
 void weft__waitlist_fire_all(weft__waitlist *wl)
 {
 	weft__waiter *w = wl->head;
@@ -115,11 +125,13 @@ void weft__waitlist_fire_all(weft__waitlist *wl)
 	while (w) {
 		weft__waiter *n = w->next;
 		weft_task *t = w->task;
-		atomic_store_explicit(&w->fired, 1, memory_order_release);
-		if (t)
+		if (t) {
 			weft__task_wake(t);
-		else
+			atomic_store_explicit(&w->fired, 1, memory_order_release);
+		} else {
+			atomic_store_explicit(&w->fired, 1, memory_order_release);
 			weft__futex_wake(&w->fired, 1);
+		}
 		w = n;
 	}
 }

@@ -196,6 +196,40 @@ weft_task *weft__inject_pop(weft_runtime *rt)
 	return t;
 }
 
+/* Move up to half of q's free room from the inject queue into q (owned by
+ * the caller) under one lock, returning one more task to run now. */
+weft_task *weft__inject_pop_batch(weft_runtime *rt, weft__runq *q)
+{
+	if (atomic_load_explicit(&rt->inject_len, memory_order_acquire) == 0)
+		return NULL;
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	uint32_t room = WEFT_RUNQ_CAP - (tail - p_steal(h));
+	uint32_t want = room / 2;
+	weft__lock_acquire(&rt->inject_lock);
+	weft_task *first = rt->inject_head;
+	if (!first) {
+		weft__lock_release(&rt->inject_lock);
+		return NULL;
+	}
+	weft_task *t = first->next;
+	uint32_t n = 0;
+	while (t && n < want) {
+		atomic_store_explicit(&q->buf[(tail + n) & MASK], t, memory_order_relaxed);
+		t = t->next;
+		n++;
+	}
+	rt->inject_head = t;
+	if (!t)
+		rt->inject_tail = NULL;
+	atomic_fetch_sub_explicit(&rt->inject_len, n + 1, memory_order_relaxed);
+	weft__lock_release(&rt->inject_lock);
+	if (n)
+		atomic_store_explicit(&q->tail, tail + n, memory_order_release);
+	first->next = NULL;
+	return first;
+}
+
 /* ---- MPSC stack: push from anywhere, the owner takes all at once ---- */
 
 void weft__mpsc_push(weft__mpsc *s, weft_task *t)

@@ -390,7 +390,7 @@ static void maintenance(weft_loop *l)
 static weft_task *steal_work(weft_loop *l)
 {
 	weft_runtime *rt = l->rt;
-	weft_task *t = weft__inject_pop(rt);
+	weft_task *t = weft__inject_pop_batch(rt, l->rq);
 	if (t)
 		return t;
 	if (rt->nloops < 2 || !try_start_searching(l))
@@ -501,7 +501,7 @@ static void sched_run(weft_loop *l)
 		/* The inject queue goes first on every scheduler pass (every 61
 		 * ticks at most), so tasks spawned from foreign threads or
 		 * overflowed from a full ring are not starved by local work. */
-		weft_task *t = weft__inject_pop(rt);
+		weft_task *t = weft__inject_pop_batch(rt, l->rq);
 		if (!t)
 			t = find_work(l);
 		if (!t) {
@@ -549,6 +549,7 @@ void *weft__loop_main(void *arg)
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
 	weft__stackpool_drain(rt, &l->stacks);
+	weft__task_cache_drain(l);
 	weft__loop_set_self(NULL);
 	return NULL;
 }

@@ -1534,7 +1534,9 @@ static void test_yielding_tasks_do_not_starve_overflowed_tasks(void **state)
 	uint64_t took = atomic_load(&r.all_started_at) - r.t0;
 	print_message("all %d tasks started after %llu ms\n", OVERFLOW_TASKS,
 		      (unsigned long long)(took / MS));
-	assert_true(took < 1000 * MS);
+	/* Starvation means "never" (3 s here); plain builds take ~3 ms, TSan
+	 * ~0.5 s because every yield is a TSan fiber switch. */
+	assert_true(took < (WEFT_TEST_SANITIZED ? 2500 : 1000) * MS);
 }
 
 struct sleep_rec {
