@@ -378,9 +378,63 @@ static void test_install_and_pkg_config_build(void **state)
 	free(dir);
 }
 
+/*
+ * valgrind memcheck over a few real tests of the release tree: no invalid
+ * access, no definite leak.  Exercises task stacks (registered with
+ * valgrind), cross-loop wakes, cancellation, foreign-thread waits and
+ * shutdown.  Skips loudly where valgrind is not installed or for sanitizer
+ * trees (valgrind cannot run ASan/TSan binaries).
+ */
+static void test_valgrind_memcheck_clean(void **state)
+{
+	(void)state;
+	locate();
+	if (!is_release_tree()) {
+		print_message("skip: valgrind cannot run sanitizer builds (tree %s)\n", g_tree);
+		skip();
+	}
+	if (run("command -v valgrind", "/dev/null") != 0) {
+		print_message("skip: valgrind is not installed (apt-get install valgrind)\n");
+		skip();
+	}
+	static const char *cases[][2] = {
+		{ "test_runtime", "test_run_cancels_and_awaits_leftover_tasks" },
+		{ "test_runtime", "test_foreign_spawn_and_blocking_join" },
+		{ "test_task", "test_cancel_sleeping_task" },
+		{ "test_task", "test_per_task_stack_size" },
+		{ "test_future", "test_wait_then_set_from_task_on_another_loop" },
+		{ "test_future", "test_foreign_threads_and_tasks_wait_together" },
+	};
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	char *log = NULL;
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	int failures = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *cmd = NULL;
+		assert_true(asprintf(&cmd,
+				     "valgrind -q --error-exitcode=99 --leak-check=full "
+				     "--soname-synonyms=somalloc=*jemalloc* "
+				     "--errors-for-leak-kinds=definite '%s/tests/%s' %s",
+				     g_tree, cases[i][0], cases[i][1]) > 0);
+		int rc = run(cmd, log);
+		if (rc != 0) {
+			print_message("valgrind: %s %s exited %d\n", cases[i][0], cases[i][1], rc);
+			dump(log);
+			failures++;
+		}
+		free(cmd);
+	}
+	free(log);
+	remove_tree(dir);
+	free(dir);
+	assert_int_equal(failures, 0);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_archive_exports_only_weft_symbols),
 	cmocka_unit_test(test_install_and_pkg_config_build),
+	cmocka_unit_test(test_valgrind_memcheck_clean),
 };
 
 WEFT_TEST_MAIN(tests)
