@@ -354,8 +354,11 @@ int weft_yield(void)
 	weft_task *t = l ? l->current : NULL;
 	if (!t)
 		return weft__misuse(-EPERM, "weft_yield outside a task");
-	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
-		return weft__cancel_point();
+	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed))) {
+		int r = weft__cancel_point(); /* 0 when shielded: still yield */
+		if (r < 0)
+			return r;
+	}
 	t->budget = WEFT_TASK_BUDGET;
 	weft__switch_out_from(l, t, WEFT_SW_YIELD);
 	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
