@@ -16,6 +16,9 @@
  *    that a foreign (non-weft) thread blocks instead.
  *  - Thread safety: every function may be called from any thread unless its
  *    comment restricts it.
+ *  - Handles (weft_task *, weft_future *) are reference-counted: a caller
+ *    must own a reference for the whole of any call it passes the handle to
+ *    (completing a future may let a waiter release the last other one).
  */
 #ifndef WEFT_H
 #define WEFT_H

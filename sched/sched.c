@@ -258,6 +258,11 @@ static bool prepare_run(weft_loop *l, weft_task *t)
 	l->current = t;
 	t->loop = l;
 	t->budget = WEFT_TASK_BUDGET;
+	/* A plain store, not an exchange: a wake that lands before it is
+	 * subsumed by running now.  That is safe because every wait re-checks
+	 * its condition under the lock of the object waited on (or reads the
+	 * firer's last store, `fired`), and that lock's release orders this
+	 * store before any later waker's fetch_or. */
 	atomic_store_explicit(&t->state, WEFT_TS_RUNNING, memory_order_relaxed);
 	atomic_thread_fence(memory_order_acquire);
 	WEFT_STAT_ADD(l, tasks_run, 1);
