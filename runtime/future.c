@@ -19,13 +19,18 @@ int weft_future_create(weft_future **out)
 {
 	if (!out)
 		return -EINVAL;
-	weft_future *f = calloc(1, sizeof(*f));
-	if (!f) {
+	weft_loop *l = weft__loop_self();
+	weft_future *f = l ? weft__objcache_get(&l->future_cache) : NULL;
+	if (!f && !(f = malloc(sizeof(*f)))) {
 		*out = NULL;
 		return -ENOMEM;
 	}
-	atomic_init(&f->refs, 1);
+	atomic_init(&f->lock.v, 0);
 	atomic_init(&f->state, F_PENDING);
+	atomic_init(&f->refs, 1);
+	f->err = 0;
+	f->value = NULL;
+	f->waiters.head = f->waiters.tail = NULL;
 	*out = f;
 	return 0;
 }
@@ -39,8 +44,11 @@ weft_future *weft_future_ref(weft_future *f)
 
 void weft_future_release(weft_future *f)
 {
-	if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
-		free(f);
+	if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+		weft_loop *l = weft__loop_self();
+		if (!l || !weft__objcache_put(&l->future_cache, f))
+			free(f);
+	}
 }
 
 static int complete(weft_future *f, int state, void *value, int err)

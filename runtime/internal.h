@@ -34,6 +34,8 @@
 #endif
 #endif
 
+#include "objcache.h" /* after WEFT_ASAN */
+
 /* In debug builds, name the misuse on stderr; always return the code. */
 #ifdef WEFT_DEBUG
 #define weft__misuse(err, ...)                                                    \
@@ -203,8 +205,8 @@ struct weft_loop {
 	int init_err;
 
 	weft__stackpool stacks;
-	weft_task *task_cache;   /* freed task structs for reuse (owner-only) */
-	unsigned task_cache_len;
+	weft__objcache task_cache;   /* dead task structs (owner-only) */
+	weft__objcache future_cache; /* dead futures (owner-only) */
 	pthread_t thread;
 	weft_loop_stats st;      /* written by the owner, read racily */
 };
@@ -295,7 +297,7 @@ WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **
 WEFT_HIDDEN void weft__task_entry(void *arg);
 WEFT_HIDDEN void weft__task_unref(weft_task *t);
 WEFT_HIDDEN void weft__task_free(weft_task *t);
-WEFT_HIDDEN void weft__task_cache_drain(weft_loop *l);
+
 
 /* ---- sched/sched.c ---- */
 WEFT_HIDDEN void *weft__loop_main(void *arg);

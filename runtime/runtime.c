@@ -98,7 +98,8 @@ static void report_ring_error(int err)
 			disabled = -1;
 		fclose(f);
 	}
-	fprintf(stderr, "weft: io_uring unavailable: %s%s\n", weft_strerror(err),
+	const char *what = strerrordesc_np(-err);
+	fprintf(stderr, "weft: io_uring unavailable: %s%s\n", what ? what : "error",
 		disabled > 0   ? " (kernel.io_uring_disabled is set)"
 		: err == -ENOSYS ? " (kernel without io_uring, or blocked by seccomp)"
 		: err == -EPERM  ? " (blocked by seccomp or a security policy)"
@@ -321,6 +322,22 @@ const char *weft_strerror(int err)
 	case -ENOSYS: return "-ENOSYS (not supported by this kernel)";
 	case -EPIPE: return "-EPIPE (closed)";
 	case -EBADF: return "-EBADF (bad file descriptor)";
+	case -EIO: return "-EIO (I/O error)";
+	case -ENOENT: return "-ENOENT (no such file or directory)";
+	case -EEXIST: return "-EEXIST (already exists)";
+	case -EACCES: return "-EACCES (permission denied)";
+	case -EMFILE: return "-EMFILE (too many open files)";
+	case -ENOSPC: return "-ENOSPC (no space left)";
+	case -EINTR: return "-EINTR (interrupted)";
+	case -ECONNREFUSED: return "-ECONNREFUSED (connection refused)";
+	case -ECONNRESET: return "-ECONNRESET (connection reset by peer)";
+	case -ENOTCONN: return "-ENOTCONN (not connected)";
+	case -EADDRINUSE: return "-EADDRINUSE (address in use)";
+	case -EHOSTUNREACH: return "-EHOSTUNREACH (host unreachable)";
+	case -ENOBUFS: return "-ENOBUFS (no buffer space)";
+	case -EMSGSIZE: return "-EMSGSIZE (message too long)";
+	case -EOVERFLOW: return "-EOVERFLOW (value too large)";
+	case -ERANGE: return "-ERANGE (out of range)";
 	default: return err < 0 ? "negative errno (see strerror(-err))" : "not an error code";
 	}
 }

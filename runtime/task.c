@@ -23,13 +23,8 @@ static bool reserved_zero(const unsigned *r, size_t n)
 
 static weft_task *task_alloc(weft_loop *l)
 {
-	if (l && l->task_cache) {
-		weft_task *t = l->task_cache;
-		l->task_cache = t->next;
-		l->task_cache_len--;
-		return t;
-	}
-	return malloc(sizeof(weft_task));
+	weft_task *t = l ? weft__objcache_get(&l->task_cache) : NULL;
+	return t ? t : malloc(sizeof(weft_task));
 }
 
 /* Field by field: a memset of the whole struct (rep stos) costs more than
@@ -165,30 +160,12 @@ void weft__task_entry(void *arg)
 	__builtin_unreachable();
 }
 
-#define WEFT_TASK_CACHE_MAX 1024
-
-/* Task structs are recycled through the freeing loop's cache: cheaper than
- * the allocator on the spawn path, and cache-warm. */
+/* Task structs are recycled through the freeing loop's cache. */
 void weft__task_free(weft_task *t)
 {
 	weft_loop *l = weft__loop_self();
-	if (l && l->task_cache_len < WEFT_TASK_CACHE_MAX) {
-		t->next = l->task_cache;
-		l->task_cache = t;
-		l->task_cache_len++;
-		return;
-	}
-	free(t);
-}
-
-void weft__task_cache_drain(weft_loop *l)
-{
-	while (l->task_cache) {
-		weft_task *t = l->task_cache;
-		l->task_cache = t->next;
+	if (!l || !weft__objcache_put(&l->task_cache, t))
 		free(t);
-	}
-	l->task_cache_len = 0;
 }
 
 void weft__task_unref(weft_task *t)

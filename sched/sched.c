@@ -554,7 +554,8 @@ void *weft__loop_main(void *arg)
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
 	weft__stackpool_drain(rt, &l->stacks);
-	weft__task_cache_drain(l);
+	weft__objcache_drain(&l->task_cache);
+	weft__objcache_drain(&l->future_cache);
 	weft__loop_set_self(NULL);
 	return NULL;
 }
