@@ -118,14 +118,15 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 {
 	if (!f)
 		return -EINVAL;
-	if (weft__task_self()) {
-		int r = weft__cancel_point();
+	weft_task *self = weft__task_self();
+	if (self) {
+		int r = weft__cancel_check(self);
 		if (r < 0)
 			return r;
 	}
 	int s = atomic_load_explicit(&f->state, memory_order_acquire);
 	if (s != F_PENDING) {
-		weft__budget_spend();
+		weft__budget_spend(self);
 		return outcome(f, s, value);
 	}
 	weft__lock_acquire(&f->lock);
@@ -135,7 +136,7 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 		return outcome(f, s, value);
 	}
 	weft__waiter w;
-	int r = weft__wait_locked(&f->lock, &f->waiters, &w, deadline);
+	int r = weft__wait_locked(self, &f->lock, &f->waiters, &w, deadline);
 	if (r < 0)
 		return r;
 	/* Fired: value and err were written before the release of state. */

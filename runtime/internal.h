@@ -284,11 +284,13 @@ WEFT_HIDDEN unsigned weft__timer_fire(weft_loop *l, uint64_t now);
 
 /* ---- runtime/wait.c ---- */
 WEFT_HIDDEN int weft__park(uint64_t deadline);
-WEFT_HIDDEN int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
-				  uint64_t deadline);
+WEFT_HIDDEN int weft__park_task(weft_task *t, uint64_t deadline);
+WEFT_HIDDEN int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl,
+				  weft__waiter *w, uint64_t deadline);
 WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl);
 WEFT_HIDDEN int weft__cancel_point(void);
-WEFT_HIDDEN void weft__budget_spend(void);
+WEFT_HIDDEN int weft__cancel_check(weft_task *t);
+WEFT_HIDDEN void weft__budget_spend(weft_task *t);
 WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);
 
 /* ---- runtime/task.c ---- */

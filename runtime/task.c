@@ -213,7 +213,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 	if (self == t)
 		return weft__misuse(-EDEADLK, "a task joining itself");
 	if (self) {
-		int r = weft__cancel_point();
+		int r = weft__cancel_check(self);
 		if (r < 0)
 			return r;
 		join_let_others_run(t);
@@ -228,7 +228,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 	if (!(atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)) {
 		weft__waiter w;
 		uint64_t dl = timeout_ns == UINT64_MAX ? 0 : weft__deadline_after(timeout_ns);
-		int r = weft__wait_locked(&t->lock, &t->waiters, &w, dl);
+		int r = weft__wait_locked(self, &t->lock, &t->waiters, &w, dl);
 		weft__lock_acquire(&t->lock);
 		if (r < 0) {
 			t->joined = 0; /* the result stays for a later join */
@@ -237,7 +237,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 		}
 	} else if (self) {
 		weft__lock_release(&t->lock);
-		weft__budget_spend();
+		weft__budget_spend(self);
 		weft__lock_acquire(&t->lock);
 	}
 	t->joined = 2;
@@ -332,14 +332,14 @@ int weft_yield(void)
 	if (!t)
 		return weft__misuse(-EPERM, "weft_yield outside a task");
 	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed))) {
-		int r = weft__cancel_point(); /* 0 when shielded: still yield */
+		int r = weft__cancel_check(t); /* 0 when shielded: still yield */
 		if (r < 0)
 			return r;
 	}
 	t->budget = WEFT_TASK_BUDGET;
 	weft__switch_out_from(l, t, WEFT_SW_YIELD);
 	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
-		return weft__cancel_point();
+		return weft__cancel_check(t);
 	return 0;
 }
 
@@ -352,7 +352,7 @@ int weft_sleep(uint64_t ns)
 		return weft_yield();
 	uint64_t deadline = weft__deadline_after(ns);
 	for (;;) {
-		int r = weft__park(deadline);
+		int r = weft__park_task(t, deadline);
 		if (r == -ETIMEDOUT)
 			return 0;
 		if (r == -ECANCELED)

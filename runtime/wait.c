@@ -13,9 +13,10 @@
 
 #include <errno.h>
 
-int weft__cancel_point(void)
+/* Deliver a pending cancellation to task t (not shielded): -ECANCELED,
+ * recorded as seen; else 0.  t NULL (not a task): -EPERM. */
+int weft__cancel_check(weft_task *t)
 {
-	weft_task *t = weft__task_self();
 	if (!t)
 		return -EPERM;
 	if (t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire)) {
@@ -25,22 +26,24 @@ int weft__cancel_point(void)
 	return 0;
 }
 
+int weft__cancel_point(void)
+{
+	return weft__cancel_check(weft__task_self());
+}
+
 static bool cancel_pending(const weft_task *t)
 {
 	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
 }
 
-/* Park the calling task until woken, its deadline passes (absolute ns,
+/* Park task t (the caller) until woken, its deadline passes (absolute ns,
  * 0 = none) or it is cancelled.  Returns 0 (woken: re-check the
- * condition), -ETIMEDOUT, -ECANCELED (not yet recorded as seen), -EPERM. */
-int weft__park(uint64_t deadline)
+ * condition), -ETIMEDOUT, -ECANCELED (not yet recorded as seen). */
+int weft__park_task(weft_task *t, uint64_t deadline)
 {
-	weft_loop *l = weft__loop_self();
-	weft_task *t = l ? l->current : NULL;
-	if (!t)
-		return -EPERM;
 	if (cancel_pending(t))
 		return -ECANCELED;
+	weft_loop *l = weft__loop_self(); /* fresh: t may have moved */
 	t->timed_out = false;
 	if (deadline) {
 		if (weft_now_ns() >= deadline)
@@ -49,12 +52,18 @@ int weft__park(uint64_t deadline)
 		if (r < 0)
 			return r;
 	}
-	weft__switch_out(WEFT_SW_PARK);
+	weft__switch_out_from(l, t, WEFT_SW_PARK);
 	if (cancel_pending(t))
 		return -ECANCELED;
 	if (t->timed_out)
 		return -ETIMEDOUT;
 	return 0;
+}
+
+int weft__park(uint64_t deadline)
+{
+	weft_task *t = weft__task_self();
+	return t ? weft__park_task(t, deadline) : -EPERM;
 }
 
 static void list_append(weft__waitlist *wl, weft__waiter *w)
@@ -83,18 +92,18 @@ static void list_remove(weft__waitlist *wl, weft__waiter *w)
 
 /*
  * With `lk` held, wait on `wl` until fired, the deadline passes or the
- * calling task is cancelled.  Returns with `lk` RELEASED: 0 (fired),
+ * calling task t (NULL: a foreign thread) is cancelled.  Returns with `lk` RELEASED: 0 (fired),
  * -ETIMEDOUT, -ECANCELED.  A foreign thread blocks on a futex.
  */
-int weft__wait_locked(weft__lock *lk, weft__waitlist *wl, weft__waiter *w, uint64_t deadline)
+int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
+		      uint64_t deadline)
 {
-	weft_task *t = weft__task_self();
 	w->task = t;
 	atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
 	list_append(wl, w);
 	for (;;) {
 		weft__lock_release(lk);
-		int r = t ? weft__park(deadline) : weft__futex_wait(&w->fired, 0, deadline);
+		int r = t ? weft__park_task(t, deadline) : weft__futex_wait(&w->fired, 0, deadline);
 		/* Fast path for tasks: the firer's store of `fired` is its last
 		 * touch of w and of the task, so seeing it set we are done
 		 * without the lock.  Threads recheck under the lock, because
@@ -138,12 +147,11 @@ void weft__waitlist_fire_all(weft__waitlist *wl)
 
 /* A ready-without-suspending operation costs budget; when it runs out the
  * task yields so one hot task cannot starve the loop. */
-void weft__budget_spend(void)
+void weft__budget_spend(weft_task *t)
 {
-	weft_task *t = weft__task_self();
 	if (t && --t->budget <= 0) {
 		t->budget = WEFT_TASK_BUDGET;
-		weft__switch_out(WEFT_SW_YIELD);
+		weft__switch_out_from(weft__loop_self(), t, WEFT_SW_YIELD);
 	}
 }
 
