@@ -168,6 +168,8 @@ struct weft_loop {
 	weft_task *lifo;         /* LIFO slot (not stealable) */
 	unsigned lifo_streak;
 	uint32_t tick;
+	uint32_t maint_countdown; /* ticks until the next scheduler pass */
+	bool maint_due;
 	weft_task *prev;         /* task that switched away, to publish */
 	int prev_action;         /* WEFT_SW_* */
 	weft__fiber sched;       /* the loop's own (thread) stack */
@@ -317,10 +319,7 @@ WEFT_HIDDEN void weft__wake_all_loops(weft_runtime *rt);
 
 /* ---- sched/runq.c ---- */
 WEFT_HIDDEN void weft__runq_init(weft__runq *q);
-WEFT_HIDDEN void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t);
-WEFT_HIDDEN weft_task *weft__runq_pop(weft__runq *q);
 WEFT_HIDDEN weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen);
-WEFT_HIDDEN uint32_t weft__runq_len(const weft__runq *q);
 WEFT_HIDDEN void weft__inject_push(weft_runtime *rt, weft_task *t);
 WEFT_HIDDEN void weft__inject_push_batch(weft_runtime *rt, weft_task *head, weft_task *tail,
 					 uint32_t n);
@@ -328,8 +327,7 @@ WEFT_HIDDEN weft_task *weft__inject_pop(weft_runtime *rt);
 WEFT_HIDDEN weft_task *weft__inject_pop_batch(weft_runtime *rt, weft__runq *q);
 WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
 WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
-WEFT_HIDDEN void weft__fifo_push(weft__fifo *f, weft_task *t);
-WEFT_HIDDEN weft_task *weft__fifo_pop(weft__fifo *f);
+#include "../sched/runq.h"
 
 /* ---- io/ring.c ---- */
 WEFT_HIDDEN int weft__ring_init(weft_loop *l);

@@ -84,6 +84,7 @@ static int alloc_loops(weft_runtime *rt)
 		l->index = i;
 		l->rng = 0x9e3779b9u * (i + 1);
 		l->ring_fd = -1;
+		l->maint_countdown = WEFT_MAINT_INTERVAL;
 		l->efd = -1;
 	}
 	return 0;

@@ -19,13 +19,6 @@
 
 #define MASK (WEFT_RUNQ_CAP - 1)
 
-static inline uint64_t pack(uint32_t steal, uint32_t real)
-{
-	return ((uint64_t)steal << 32) | real;
-}
-static inline uint32_t p_steal(uint64_t h) { return (uint32_t)(h >> 32); }
-static inline uint32_t p_real(uint64_t h) { return (uint32_t)h; }
-
 void weft__runq_init(weft__runq *q)
 {
 	atomic_init(&q->head, 0);
@@ -34,21 +27,14 @@ void weft__runq_init(weft__runq *q)
 		atomic_init(&q->buf[i], NULL);
 }
 
-uint32_t weft__runq_len(const weft__runq *q)
-{
-	uint64_t h = atomic_load_explicit(&((weft__runq *)q)->head, memory_order_acquire);
-	uint32_t t = atomic_load_explicit(&((weft__runq *)q)->tail, memory_order_acquire);
-	return t - p_real(h);
-}
-
 /* Move half the ring plus `t` to the inject queue.  Fails (returns false)
  * if a thief got there first, in which case there is room again. */
-static bool push_overflow(weft_runtime *rt, weft__runq *q, weft_task *t, uint32_t head,
-			  uint32_t tail)
+static bool push_overflow(weft_runtime *rt, weft__runq *q, weft_task *t, uint32_t head)
 {
 	const uint32_t n = WEFT_RUNQ_CAP / 2;
-	uint64_t prev = pack(head, head);
-	if (!atomic_compare_exchange_strong_explicit(&q->head, &prev, pack(head + n, head + n),
+	uint64_t prev = weft__rq_pack(head, head);
+	if (!atomic_compare_exchange_strong_explicit(&q->head, &prev,
+						     weft__rq_pack(head + n, head + n),
 						     memory_order_release, memory_order_relaxed))
 		return false;
 	weft_task *first = atomic_load_explicit(&q->buf[head & MASK], memory_order_relaxed);
@@ -62,15 +48,15 @@ static bool push_overflow(weft_runtime *rt, weft__runq *q, weft_task *t, uint32_
 	last->next = t;
 	t->next = NULL;
 	weft__inject_push_batch(rt, first, t, n + 1);
-	(void)tail;
 	return true;
 }
 
-void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t)
+/* The ring is full (weft__runq_push's slow path). */
+void weft__runq_push_full(weft_runtime *rt, weft__runq *q, weft_task *t)
 {
 	for (;;) {
 		uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-		uint32_t steal = p_steal(h), real = p_real(h);
+		uint32_t steal = weft__rq_steal(h), real = weft__rq_real(h);
 		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		if (tail - steal < WEFT_RUNQ_CAP) {
 			atomic_store_explicit(&q->buf[tail & MASK], t, memory_order_relaxed);
@@ -83,24 +69,8 @@ void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t)
 			weft__inject_push(rt, t);
 			return;
 		}
-		if (push_overflow(rt, q, t, real, tail))
+		if (push_overflow(rt, q, t, real))
 			return;
-	}
-}
-
-weft_task *weft__runq_pop(weft__runq *q)
-{
-	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-	for (;;) {
-		uint32_t steal = p_steal(h), real = p_real(h);
-		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		if (real == tail)
-			return NULL;
-		uint32_t next_real = real + 1;
-		uint64_t next = steal == real ? pack(next_real, next_real) : pack(steal, next_real);
-		if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,
-							  memory_order_acquire))
-			return atomic_load_explicit(&q->buf[real & MASK], memory_order_relaxed);
 	}
 }
 
@@ -114,13 +84,13 @@ weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen)
 	*stolen = 0;
 	uint32_t dst_tail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
 	uint64_t dh = atomic_load_explicit(&dst->head, memory_order_acquire);
-	if (dst_tail - p_steal(dh) > WEFT_RUNQ_CAP / 2)
+	if (dst_tail - weft__rq_steal(dh) > WEFT_RUNQ_CAP / 2)
 		return NULL; /* not enough room for half of a full queue */
 
 	uint64_t prev = atomic_load_explicit(&src->head, memory_order_acquire);
 	uint32_t n, first;
 	for (;;) {
-		uint32_t steal = p_steal(prev), real = p_real(prev);
+		uint32_t steal = weft__rq_steal(prev), real = weft__rq_real(prev);
 		if (steal != real)
 			return NULL; /* another thief is at work */
 		uint32_t tail = atomic_load_explicit(&src->tail, memory_order_acquire);
@@ -128,7 +98,7 @@ weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen)
 		n -= n / 2;
 		if (n == 0)
 			return NULL;
-		uint64_t next = pack(steal, real + n);
+		uint64_t next = weft__rq_pack(steal, real + n);
 		if (atomic_compare_exchange_weak_explicit(&src->head, &prev, next,
 							  memory_order_acq_rel,
 							  memory_order_acquire)) {
@@ -144,8 +114,8 @@ weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen)
 	/* Close the steal: steal index catches up with real. */
 	prev = atomic_load_explicit(&src->head, memory_order_acquire);
 	for (;;) {
-		uint32_t real = p_real(prev);
-		if (atomic_compare_exchange_weak_explicit(&src->head, &prev, pack(real, real),
+		uint32_t real = weft__rq_real(prev);
+		if (atomic_compare_exchange_weak_explicit(&src->head, &prev, weft__rq_pack(real, real),
 							  memory_order_acq_rel,
 							  memory_order_acquire))
 			break;
@@ -204,7 +174,7 @@ weft_task *weft__inject_pop_batch(weft_runtime *rt, weft__runq *q)
 		return NULL;
 	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
 	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	uint32_t room = WEFT_RUNQ_CAP - (tail - p_steal(h));
+	uint32_t room = WEFT_RUNQ_CAP - (tail - weft__rq_steal(h));
 	uint32_t want = room / 2;
 	weft__lock_acquire(&rt->inject_lock);
 	weft_task *first = rt->inject_head;
@@ -255,30 +225,4 @@ weft_task *weft__mpsc_take_fifo(weft__mpsc *s)
 		h = n;
 	}
 	return rev;
-}
-
-/* ---- owner-only FIFO ---- */
-
-void weft__fifo_push(weft__fifo *f, weft_task *t)
-{
-	t->next = NULL;
-	if (f->tail)
-		f->tail->next = t;
-	else
-		f->head = t;
-	f->tail = t;
-	f->len++;
-}
-
-weft_task *weft__fifo_pop(weft__fifo *f)
-{
-	weft_task *t = f->head;
-	if (t) {
-		f->head = t->next;
-		if (!f->head)
-			f->tail = NULL;
-		f->len--;
-		t->next = NULL;
-	}
-	return t;
 }

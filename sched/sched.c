@@ -180,7 +180,7 @@ void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t)
 /* choosing and running                                                      */
 /* ------------------------------------------------------------------------ */
 
-static weft_task *pick_local(weft_loop *l)
+static inline weft_task *pick_local(weft_loop *l)
 {
 	if (atomic_load_explicit(&l->remote.head, memory_order_relaxed))
 		drain_remote(l);
@@ -242,19 +242,26 @@ static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 	weft__task_unref(t);
 }
 
-/* Prepare `t` to run on `l`; false if it could not (and was finished). */
-static bool prepare_run(weft_loop *l, weft_task *t)
+/* First run: a stack, a context, a registry entry.  False if no stack (the
+ * task is finished with -ENOMEM). */
+static __attribute__((noinline)) bool first_run(weft_loop *l, weft_task *t)
 {
-	if (unlikely(!t->stack_base)) {
-		size_t size = t->stack_size ? t->stack_size : l->rt->cfg.stack_size;
-		int r = weft__stack_get(l, t, size);
-		if (r < 0) {
-			finish_unstarted(l, t, r);
-			return false;
-		}
-		weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t);
-		registry_add(l, t);
+	size_t size = t->stack_size ? t->stack_size : l->rt->cfg.stack_size;
+	int r = weft__stack_get(l, t, size);
+	if (r < 0) {
+		finish_unstarted(l, t, r);
+		return false;
 	}
+	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t);
+	registry_add(l, t);
+	return true;
+}
+
+/* Prepare `t` to run on `l`; false if it could not (and was finished). */
+static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft_task *t)
+{
+	if (unlikely(!t->stack_base) && !first_run(l, t))
+		return false;
 	l->current = t;
 	t->loop = l;
 	t->budget = WEFT_TASK_BUDGET;
@@ -264,18 +271,29 @@ static bool prepare_run(weft_loop *l, weft_task *t)
 	 * firer's last store, `fired`), and that lock's release orders this
 	 * store before any later waker's fetch_or. */
 	atomic_store_explicit(&t->state, WEFT_TS_RUNNING, memory_order_relaxed);
-	atomic_thread_fence(memory_order_acquire);
 	WEFT_STAT_ADD(l, tasks_run, 1);
+	return true;
+}
+
+/* True once every WEFT_MAINT_INTERVAL ticks: time for a scheduler pass. */
+static inline bool tick_maint_due(weft_loop *l)
+{
+	if (likely(--l->maint_countdown))
+		return false;
+	l->maint_countdown = WEFT_MAINT_INTERVAL;
 	return true;
 }
 
 /* Next task for a task that is switching away; NULL means "go to the
  * scheduler" (nothing local, or periodic maintenance is due). */
-static weft_task *pick_next(weft_loop *l)
+static inline weft_task *pick_next(weft_loop *l)
 {
 	for (;;) {
-		if (++l->tick % WEFT_MAINT_INTERVAL == 0)
+		l->tick++;
+		if (tick_maint_due(l)) {
+			l->maint_due = true;
 			return NULL;
+		}
 		weft_task *t = pick_local(l);
 		if (!t || prepare_run(l, t))
 			return t;
@@ -334,8 +352,9 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 {
 	if (t->stack_kind == WEFT_STACK_SLAB)
 		weft__stack_check(t);
+	l->maint_due = false;
 	weft_task *next = pick_next(l);
-	if (!next && action == WEFT_SW_YIELD && l->tick % WEFT_MAINT_INTERVAL != 0) {
+	if (!next && action == WEFT_SW_YIELD && !l->maint_due) {
 		t->budget = WEFT_TASK_BUDGET;
 		return; /* nothing else to run: yielding is a no-op */
 	}

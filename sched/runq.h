@@ -1,0 +1,84 @@
+/*
+ * The hot run-queue operations, inline: every yield and wake-up goes
+ * through them.  The algorithm is described in sched/runq.c.
+ */
+#ifndef WEFT_RUNQ_H
+#define WEFT_RUNQ_H
+
+static inline uint64_t weft__rq_pack(uint32_t steal, uint32_t real)
+{
+	return ((uint64_t)steal << 32) | real;
+}
+static inline uint32_t weft__rq_steal(uint64_t h) { return (uint32_t)(h >> 32); }
+static inline uint32_t weft__rq_real(uint64_t h) { return (uint32_t)h; }
+
+WEFT_HIDDEN void weft__runq_push_full(weft_runtime *rt, weft__runq *q, weft_task *t);
+
+/* Tasks in q, as seen now (any thread). */
+static inline uint32_t weft__runq_len(const weft__runq *q)
+{
+	weft__runq *m = (weft__runq *)q;
+	uint64_t h = atomic_load_explicit(&m->head, memory_order_acquire);
+	uint32_t t = atomic_load_explicit(&m->tail, memory_order_acquire);
+	return t - weft__rq_real(h);
+}
+
+/* Owner only: append t; a full ring spills half of itself to the inject
+ * queue (weft__runq_push_full). */
+static inline void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t)
+{
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (likely(tail - weft__rq_steal(h) < WEFT_RUNQ_CAP)) {
+		atomic_store_explicit(&q->buf[tail & (WEFT_RUNQ_CAP - 1)], t, memory_order_relaxed);
+		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+		return;
+	}
+	weft__runq_push_full(rt, q, t);
+}
+
+/* Owner only: take the oldest task, or NULL. */
+static inline weft_task *weft__runq_pop(weft__runq *q)
+{
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	for (;;) {
+		uint32_t steal = weft__rq_steal(h), real = weft__rq_real(h);
+		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		if (real == tail)
+			return NULL;
+		uint32_t nr = real + 1;
+		uint64_t next = steal == real ? weft__rq_pack(nr, nr) : weft__rq_pack(steal, nr);
+		if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,
+							  memory_order_acquire))
+			return atomic_load_explicit(&q->buf[real & (WEFT_RUNQ_CAP - 1)],
+						    memory_order_relaxed);
+	}
+}
+
+/* ---- owner-only FIFO (pinned tasks) ---- */
+
+static inline void weft__fifo_push(weft__fifo *f, weft_task *t)
+{
+	t->next = NULL;
+	if (f->tail)
+		f->tail->next = t;
+	else
+		f->head = t;
+	f->tail = t;
+	f->len++;
+}
+
+static inline weft_task *weft__fifo_pop(weft__fifo *f)
+{
+	weft_task *t = f->head;
+	if (t) {
+		f->head = t->next;
+		if (!f->head)
+			f->tail = NULL;
+		f->len--;
+		t->next = NULL;
+	}
+	return t;
+}
+
+#endif
