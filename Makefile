@@ -55,7 +55,7 @@ TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TEST_HDRS := $(wildcard tests/*.h)
 
 .PHONY: all lib examples bench-build tests deps demo test test-plain \
-        test-asan test-tsan bench install clean check-symbols
+        test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
 
@@ -123,6 +123,17 @@ bench: deps
 
 check-symbols: $(B)/libweft.a
 	@sh tests/check_symbols.sh $(B)/libweft.a
+
+# aarch64 is kept compiling: every library source, cross-compiled with clang
+# against Debian's arm64 cross headers (libc6-dev-arm64-cross).
+A64_SYSROOT ?= /usr/aarch64-linux-gnu
+check-aarch64:
+	@for f in $(wildcard runtime/*.c sched/*.c io/*.c) runtime/ctx_aarch64.S; do \
+	  clang --target=aarch64-linux-gnu --sysroot=$(A64_SYSROOT) \
+	    -isystem $(A64_SYSROOT)/include -idirafter /usr/include \
+	    -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -Iinclude -fvisibility=hidden -fPIC \
+	    -c $$f -o /dev/null || exit 1; \
+	done; echo "aarch64: every library source compiles"
 
 install: $(B)/libweft.a
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include

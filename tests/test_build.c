@@ -431,10 +431,40 @@ static void test_valgrind_memcheck_clean(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* DESIGN.md: x86_64 first, aarch64 kept compiling (make check-aarch64). */
+static void test_aarch64_compiles(void **state)
+{
+	(void)state;
+	locate();
+	if (!is_release_tree()) {
+		print_message("skip: a compile check, run once in the release tree (tree %s)\n",
+			      g_tree);
+		skip();
+	}
+	if (run("command -v clang && test -d /usr/aarch64-linux-gnu/include", "/dev/null") != 0) {
+		print_message("skip: needs clang and libc6-dev-arm64-cross\n");
+		skip();
+	}
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	char *log = NULL, *cmd = NULL;
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	assert_true(asprintf(&cmd, "make -s --no-print-directory -C '%s' check-aarch64", g_root) > 0);
+	int rc = run(cmd, log);
+	if (rc != 0)
+		dump(log);
+	free(cmd);
+	free(log);
+	remove_tree(dir);
+	free(dir);
+	assert_int_equal(rc, 0);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_archive_exports_only_weft_symbols),
 	cmocka_unit_test(test_install_and_pkg_config_build),
 	cmocka_unit_test(test_valgrind_memcheck_clean),
+	cmocka_unit_test(test_aarch64_compiles),
 };
 
 WEFT_TEST_MAIN(tests)

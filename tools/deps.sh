@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages weft needs, or say exactly how to.
 # Run by `make demo` and `make test`.
-PKGS="build-essential clang liburing-dev libjemalloc-dev libcmocka-dev pkg-config binutils valgrind"
+PKGS="build-essential clang liburing-dev libjemalloc-dev libcmocka-dev pkg-config binutils valgrind libc6-dev-arm64-cross"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
