@@ -234,6 +234,44 @@ WEFT_API int weft_sleep_ms(uint64_t ms);
 WEFT_API uint64_t weft_now_ns(void);
 
 /* ------------------------------------------------------------------------ */
+/* Deadline scopes (asyncio.timeout, Trio's move_on_after / fail_after)      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A scope bounds every suspension point of the calling task between
+ * weft_scope_enter() and weft_scope_exit(): once its deadline passes, the
+ * current suspension point (sleep, join, future and every other wait,
+ * including those of queues, locks and I/O) returns -ETIMEDOUT, and so does
+ * every later one inside the scope.  Scopes nest; the earliest deadline
+ * wins.  This is the one mechanism behind every timeout in weft.
+ * The struct lives in the caller's frame; scopes are exited in reverse
+ * order of entry, by the task that entered them.  Shielding does not
+ * affect deadlines.
+ */
+typedef struct weft_scope {
+	uint64_t deadline;          /* absolute, weft_now_ns() clock */
+	struct weft_scope *outer;
+	weft_task *task;
+	uint64_t outer_deadline;    /* enclosing effective deadline (restored
+				       on exit) */
+	bool fired;                 /* a suspension point timed out because
+				       of this scope's deadline */
+	unsigned reserved[4];
+} weft_scope;
+
+/* Enter a scope whose deadline is `timeout_ns` from now
+ * (weft_scope_enter) or the absolute time `deadline_ns`
+ * (weft_scope_enter_at; 0 = no deadline).  Returns 0, -EPERM outside a
+ * task, -EINVAL (s NULL). */
+WEFT_API int weft_scope_enter(weft_scope *s, uint64_t timeout_ns);
+WEFT_API int weft_scope_enter_at(weft_scope *s, uint64_t deadline_ns);
+
+/* Leave the innermost scope `s`.  Returns 1 if its deadline made a
+ * suspension point return -ETIMEDOUT (move_on_after's cancelled_caught),
+ * 0 if not, -EINVAL if `s` is not the calling task's innermost scope. */
+WEFT_API int weft_scope_exit(weft_scope *s);
+
+/* ------------------------------------------------------------------------ */
 /* Futures (asyncio.Future, usable from any loop and any thread)             */
 /* ------------------------------------------------------------------------ */
 

@@ -120,7 +120,7 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 		return -EINVAL;
 	weft_task *self = weft__task_self();
 	if (self) {
-		int r = weft__cancel_check(self);
+		int r = weft__checkpoint(self);
 		if (r < 0)
 			return r;
 	}

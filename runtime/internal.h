@@ -125,6 +125,8 @@ struct weft_task {
 	void *stack_base;
 	size_t stack_size;
 	weft__timer timer;
+	weft_scope *scope;            /* innermost deadline scope */
+	uint64_t scope_deadline;      /* earliest deadline of all scopes, 0 none */
 	weft__lock lock;              /* guards waiters and join */
 	uint8_t joined;               /* 0 no, 1 joining, 2 joined */
 	bool cancelled_result;        /* outcome: cancelled */
@@ -290,8 +292,10 @@ WEFT_HIDDEN int weft__park_task(weft_task *t, uint64_t deadline);
 WEFT_HIDDEN int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl,
 				  weft__waiter *w, uint64_t deadline);
 WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl);
+WEFT_HIDDEN bool weft__waitlist_fire_one(weft__waitlist *wl);
 WEFT_HIDDEN int weft__cancel_point(void);
 WEFT_HIDDEN int weft__cancel_check(weft_task *t);
+WEFT_HIDDEN int weft__checkpoint(weft_task *t);
 WEFT_HIDDEN void weft__budget_spend(weft_task *t);
 WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);
 

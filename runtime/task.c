@@ -57,6 +57,8 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->stack_base = NULL;
 	t->stack_size = stack; /* 0: runtime default, resolved at first run */
 	t->timer.idx = WEFT_TIMER_IDLE;
+	t->scope = NULL;
+	t->scope_deadline = 0;
 	atomic_init(&t->lock.v, 0);
 	t->joined = 0;
 	t->error = 0;
@@ -213,7 +215,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 	if (self == t)
 		return weft__misuse(-EDEADLK, "a task joining itself");
 	if (self) {
-		int r = weft__cancel_check(self);
+		int r = weft__checkpoint(self);
 		if (r < 0)
 			return r;
 		join_let_others_run(t);
@@ -331,15 +333,17 @@ int weft_yield(void)
 	weft_task *t = l ? l->current : NULL;
 	if (!t)
 		return weft__misuse(-EPERM, "weft_yield outside a task");
-	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed))) {
-		int r = weft__cancel_check(t); /* 0 when shielded: still yield */
+	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed) ||
+		     t->scope_deadline)) {
+		int r = weft__checkpoint(t); /* 0 when shielded: still yield */
 		if (r < 0)
 			return r;
 	}
 	t->budget = WEFT_TASK_BUDGET;
 	weft__switch_out_from(l, t, WEFT_SW_YIELD);
-	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed)))
-		return weft__cancel_check(t);
+	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed) ||
+		     t->scope_deadline))
+		return weft__checkpoint(t);
 	return 0;
 }
 
@@ -353,8 +357,8 @@ int weft_sleep(uint64_t ns)
 	uint64_t deadline = weft__deadline_after(ns);
 	for (;;) {
 		int r = weft__park_task(t, deadline);
-		if (r == -ETIMEDOUT)
-			return 0;
+		if (r == -ETIME)
+			return 0; /* slept its time; -ETIMEDOUT is a scope's */
 		if (r == -ECANCELED)
 			t->cancel_seen = true;
 		if (r < 0)

@@ -36,19 +36,48 @@ static bool cancel_pending(const weft_task *t)
 	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
 }
 
-/* Park task t (the caller) until woken, its deadline passes (absolute ns,
- * 0 = none) or it is cancelled.  Returns 0 (woken: re-check the
- * condition), -ETIMEDOUT, -ECANCELED (not yet recorded as seen). */
+/* A scope deadline `dl` expired: every scope whose deadline is at or before
+ * it fired.  Returns -ETIMEDOUT for the suspension point to return. */
+static int scope_expired(weft_task *t, uint64_t dl)
+{
+	for (weft_scope *s = t->scope; s; s = s->outer)
+		if (s->deadline && s->deadline <= dl)
+			s->fired = true;
+	return -ETIMEDOUT;
+}
+
+/* Entry of every suspension point: a pending cancellation, then an expired
+ * deadline scope (sticky: both keep failing every later suspension point).
+ * t NULL (not a task): -EPERM. */
+int weft__checkpoint(weft_task *t)
+{
+	int r = weft__cancel_check(t);
+	if (r < 0)
+		return r;
+	uint64_t sd = t->scope_deadline;
+	if (unlikely(sd) && weft_now_ns() >= sd)
+		return scope_expired(t, sd);
+	return 0;
+}
+
+/* Park task t (the caller) until woken, its own deadline passes (absolute
+ * ns, 0 = none), its deadline scope expires, or it is cancelled.  Returns
+ * 0 (woken: re-check the condition), -ETIME (its own deadline), -ETIMEDOUT
+ * (a scope's), -ECANCELED (not yet recorded as seen). */
 int weft__park_task(weft_task *t, uint64_t deadline)
 {
 	if (cancel_pending(t))
 		return -ECANCELED;
 	weft_loop *l = weft__loop_self(); /* fresh: t may have moved */
+	uint64_t sd = t->scope_deadline, dl = deadline;
+	bool by_scope = sd && (!deadline || sd <= deadline);
+	if (by_scope)
+		dl = sd;
 	t->timed_out = false;
-	if (deadline) {
-		if (weft_now_ns() >= deadline)
-			return -ETIMEDOUT;
-		int r = weft__timer_arm(l, t, deadline);
+	if (dl) {
+		if (weft_now_ns() >= dl)
+			return by_scope ? scope_expired(t, dl) : -ETIME;
+		int r = weft__timer_arm(l, t, dl);
 		if (r < 0)
 			return r;
 	}
@@ -56,7 +85,7 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 	if (cancel_pending(t))
 		return -ECANCELED;
 	if (t->timed_out)
-		return -ETIMEDOUT;
+		return by_scope ? scope_expired(t, dl) : -ETIME;
 	return 0;
 }
 
@@ -93,7 +122,8 @@ static void list_remove(weft__waitlist *wl, weft__waiter *w)
 /*
  * With `lk` held, wait on `wl` until fired, the deadline passes or the
  * calling task t (NULL: a foreign thread) is cancelled.  Returns with `lk` RELEASED: 0 (fired),
- * -ETIMEDOUT, -ECANCELED.  A foreign thread blocks on a futex.
+ * -ETIMEDOUT (the deadline or the task's deadline scope), -ECANCELED.  A
+ * foreign thread blocks on a futex.
  */
 int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
 		      uint64_t deadline)
@@ -120,29 +150,50 @@ int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__wa
 			weft__lock_release(lk);
 			if (r == -ECANCELED)
 				t->cancel_seen = true;
-			return r;
+			return r == -ETIME ? -ETIMEDOUT : r;
 		}
 	}
 }
 
-/* With the owner's lock held: fire and wake every waiter.  A task waiter is
- * woken before `fired` is set (see weft__wait_locked's fast path). */
+/* Fire one waiter already unlinked from its list.  A task waiter is woken
+ * before `fired` is set: that store is the firer's last touch (see
+ * weft__wait_locked's fast path). */
+static void fire(weft__waiter *w)
+{
+	weft_task *t = w->task;
+	if (t) {
+		weft__task_wake(t);
+		atomic_store_explicit(&w->fired, 1, memory_order_release);
+	} else {
+		atomic_store_explicit(&w->fired, 1, memory_order_release);
+		weft__futex_wake(&w->fired, 1);
+	}
+}
+
+/* With the owner's lock held: fire and wake every waiter. */
 void weft__waitlist_fire_all(weft__waitlist *wl)
 {
 	weft__waiter *w = wl->head;
 	wl->head = wl->tail = NULL;
 	while (w) {
 		weft__waiter *n = w->next;
-		weft_task *t = w->task;
-		if (t) {
-			weft__task_wake(t);
-			atomic_store_explicit(&w->fired, 1, memory_order_release);
-		} else {
-			atomic_store_explicit(&w->fired, 1, memory_order_release);
-			weft__futex_wake(&w->fired, 1);
-		}
+		fire(w);
 		w = n;
 	}
+}
+
+/* With the owner's lock held: fire the longest waiter, if any (FIFO
+ * hand-off: a fired waiter owns what it waited for even if it also timed
+ * out or was cancelled, so nothing handed over is lost).  Returns whether
+ * one was fired. */
+bool weft__waitlist_fire_one(weft__waitlist *wl)
+{
+	weft__waiter *w = wl->head;
+	if (!w)
+		return false;
+	list_remove(wl, w);
+	fire(w);
+	return true;
 }
 
 /* A ready-without-suspending operation costs budget; when it runs out the
@@ -160,4 +211,41 @@ uint64_t weft__deadline_after(uint64_t timeout_ns)
 	uint64_t now = weft_now_ns();
 	uint64_t d = now + timeout_ns;
 	return d < now ? UINT64_MAX : d; /* saturate */
+}
+
+/* ---- deadline scopes ---- */
+
+int weft_scope_enter_at(weft_scope *s, uint64_t deadline_ns)
+{
+	if (!s)
+		return -EINVAL;
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_scope_enter outside a task");
+	s->deadline = deadline_ns;
+	s->outer = t->scope;
+	s->task = t;
+	s->fired = false;
+	s->outer_deadline = t->scope_deadline;
+	t->scope = s;
+	if (deadline_ns && (!t->scope_deadline || deadline_ns < t->scope_deadline))
+		t->scope_deadline = deadline_ns;
+	return 0;
+}
+
+int weft_scope_enter(weft_scope *s, uint64_t timeout_ns)
+{
+	return weft_scope_enter_at(s, timeout_ns == UINT64_MAX ? 0
+							     : weft__deadline_after(timeout_ns));
+}
+
+int weft_scope_exit(weft_scope *s)
+{
+	weft_task *t = weft__task_self();
+	if (!s || !t || t->scope != s)
+		return weft__misuse(-EINVAL, "weft_scope_exit of a scope that is not the "
+					     "calling task's innermost");
+	t->scope = s->outer;
+	t->scope_deadline = s->outer_deadline;
+	return s->fired ? 1 : 0;
 }
