@@ -70,6 +70,8 @@ typedef struct weft_runtime_config {
 	unsigned guarded_stacks_max; /* AUTO's guarded-stack limit; 0 = derive
 				      from vm.max_map_count */
 	unsigned stack_pool_max; /* stacks cached per loop (256) */
+	unsigned offload_threads; /* blocking-pool threads at most (64) */
+	unsigned offload_idle_ms; /* an idle pool thread exits after (10000) */
 	unsigned reserved[16];   /* must be zero */
 } weft_runtime_config;
 
@@ -310,6 +312,34 @@ WEFT_API int weft_future_wait_timeout(weft_future *f, uint64_t timeout_ns, void 
 WEFT_API int weft_future_result(const weft_future *f, void **value);
 
 /* ------------------------------------------------------------------------ */
+/* Blocking offload (asyncio.to_thread / loop.run_in_executor)               */
+/* ------------------------------------------------------------------------ */
+
+/* Receives the result of an offloaded call nobody waits for any more. */
+typedef void (*weft_cleanup_fn)(void *result, void *arg);
+
+/*
+ * Run fn(arg) on the runtime's pool of blocking threads and wait for its
+ * result, suspending only the calling task.  Use it for calls that block
+ * (plain file I/O, getaddrinfo, CPU-heavy library calls) so they do not hold
+ * a loop.  The pool starts threads on demand up to cfg.offload_threads;
+ * beyond that calls queue in order; a thread idle for cfg.offload_idle_ms
+ * exits.
+ * Returns 0 with *result (may be NULL) set to fn's return value;
+ * -ECANCELED / -ETIMEDOUT if the waiting task is cancelled or its deadline
+ * scope expires: a call that has not started yet never runs; a call already
+ * running cannot be interrupted, so it finishes on its thread and its result
+ * goes to cleanup(result, arg) (weft_offload_ex; weft_offload drops it).  If
+ * the call finished at the moment the wait gave up, its result is returned
+ * (0) rather than lost, and the cancellation is delivered at the next
+ * suspension point.  Also -EPERM (not a task), -EINVAL (fn NULL),
+ * -ESHUTDOWN, -ENOMEM, -EAGAIN (no thread could be started and none runs).
+ * cleanup runs on a pool thread.  Runtime shutdown waits for running calls.
+ */
+WEFT_API int weft_offload(weft_fn fn, void *arg, void **result);
+WEFT_API int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **result);
+
+/* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -340,7 +370,9 @@ typedef struct weft_runtime_stats {
 	uint64_t tasks_live;
 	uint64_t stacks_guarded; /* live guarded stacks */
 	uint64_t stacks_slab;    /* live canary-checked slab stacks */
-	uint64_t reserved[8];
+	uint64_t offload_threads; /* blocking-pool threads alive */
+	uint64_t offload_calls;   /* offloaded calls started */
+	uint64_t reserved[6];
 	weft_loop_stats loop[64]; /* first min(loops, 64) loops */
 } weft_runtime_stats;
 

@@ -45,6 +45,7 @@
 #endif
 
 typedef struct weft_loop weft_loop;
+typedef struct weft__pool weft__pool;
 
 /* ---- scheduler constants (DESIGN.md "Scheduler defaults") ---- */
 #define WEFT_RUNQ_CAP 256u          /* per-loop stealable ring */
@@ -251,6 +252,8 @@ struct weft_runtime {
 	void **slabs;            /* every slab mapping, unmapped at destroy */
 	size_t nslabs, slabs_cap;
 
+	weft__pool *pool;        /* blocking offload threads (runtime/offload.c) */
+
 	/* start-up barrier */
 	pthread_mutex_t start_mu;
 	pthread_mutex_t shutdown_mu;
@@ -339,6 +342,12 @@ WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__ring_wake(weft_loop *target);
 WEFT_HIDDEN int weft__ring_probe(void);
+
+/* ---- runtime/offload.c ---- */
+WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);
+WEFT_HIDDEN void weft__pool_stop(weft_runtime *rt);
+WEFT_HIDDEN void weft__pool_destroy(weft_runtime *rt);
+WEFT_HIDDEN void weft__pool_stats(weft_runtime *rt, uint64_t *threads, uint64_t *calls);
 
 /* ---- runtime/futex.c ---- */
 WEFT_HIDDEN int weft__futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline);

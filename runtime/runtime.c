@@ -18,6 +18,8 @@ void weft_runtime_config_init(weft_runtime_config *cfg)
 	cfg->spin_us = 50;
 	cfg->stack_guard = WEFT_GUARD_AUTO;
 	cfg->stack_pool_max = 256;
+	cfg->offload_threads = 64;
+	cfg->offload_idle_ms = 10000;
 }
 
 static int check_config(weft_runtime_config *c)
@@ -133,6 +135,8 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	pthread_mutex_init(&rt->shutdown_mu, NULL);
 	pthread_cond_init(&rt->start_cv, NULL);
 	err = alloc_loops(rt);
+	if (!err)
+		err = weft__pool_create(rt);
 
 	unsigned created = 0;
 	for (; err == 0 && created < rt->nloops; created++) {
@@ -159,6 +163,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 				weft__ring_exit(rt->loops[i]);
 		if (err == -ENOSYS || err == -EPERM)
 			report_ring_error(err);
+		weft__pool_destroy(rt);
 		free_loops(rt);
 		free(rt->sleepers);
 		weft__stacks_destroy(rt);
@@ -193,6 +198,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 			pthread_join(rt->loops[i]->thread, NULL);
 		for (unsigned i = 0; i < rt->nloops; i++)
 			weft__ring_exit(rt->loops[i]);
+		weft__pool_stop(rt); /* running offloaded calls finish first */
 		atomic_store(&rt->state, 3);
 	}
 	pthread_mutex_unlock(&rt->shutdown_mu);
@@ -208,6 +214,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 		return;
 	}
 	weft_runtime_shutdown(rt);
+	weft__pool_destroy(rt);
 	free_loops(rt);
 	free(rt->sleepers);
 	weft__stacks_destroy(rt);
@@ -303,6 +310,7 @@ int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out)
 		live = live > credits ? live - credits : 0;
 	}
 	out->tasks_live = live;
+	weft__pool_stats(rt, &out->offload_threads, &out->offload_calls);
 	return 0;
 }
 
