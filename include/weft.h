@@ -174,7 +174,8 @@ WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **r
  * Wait for `t` to finish and take its result (*result may be NULL to ignore
  * it).  Suspension point in a task; a foreign thread blocks.  Does not
  * release the handle.
- * Returns 0 (finished normally), -ECANCELED (the task was cancelled: it was
+ * Returns 0 (finished normally), the error it reported with weft_task_fail,
+ * -ECANCELED (the task was cancelled: it was
  * cancelled before it started, or a suspension point returned -ECANCELED to
  * it; *result still gets whatever it returned), -EALREADY (already joined:
  * a result is handed over once), -EBUSY (another caller is joining it),
@@ -186,6 +187,13 @@ WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **r
  */
 WEFT_API int weft_task_join(weft_task *t, void **result);
 WEFT_API int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result);
+
+/* Report that the calling task failed with `err` (a negative errno, e.g.
+ * -EIO): its join then returns err (the return value is still handed over),
+ * and a task group it belongs to treats it as a failure (asyncio: the task
+ * raised).  The last call wins.  Returns 0, -EINVAL (err >= 0), -EPERM
+ * outside a task. */
+WEFT_API int weft_task_fail(int err);
 
 /* True once `t` has finished (its result is ready). */
 WEFT_API bool weft_task_done(const weft_task *t);
@@ -234,6 +242,51 @@ WEFT_API int weft_sleep_ms(uint64_t ms);
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 WEFT_API uint64_t weft_now_ns(void);
+
+/* ------------------------------------------------------------------------ */
+/* Task groups (asyncio.TaskGroup, Trio nurseries, libdill bundles)          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weft_group weft_group;
+
+/* Create an empty group.  *out is owned by the caller, who must end it
+ * with weft_group_destroy().  Any thread (children are spawned from
+ * tasks).  Returns 0, -EINVAL, -ENOMEM. */
+WEFT_API int weft_group_create(weft_group **out);
+
+/*
+ * Spawn fn(arg) as a child of `g` (cfg may be NULL; `out` as in
+ * weft_task_spawn_ex, may be NULL).  The first child that fails (reports
+ * an error with weft_task_fail, or cannot start) cancels every other child.
+ * Returns 0, -ECANCELED (the group is cancelling or has been waited for:
+ * no new children), or a spawn error.  Call from a task of the runtime.
+ */
+WEFT_API int weft_group_spawn(weft_group *g, weft_task **out, const weft_task_config *cfg,
+			      weft_fn fn, void *arg);
+
+/*
+ * Wait until every child has finished (leaving `async with TaskGroup()`).
+ * Returns 0, the first child failure's error (weft_group_errors gives
+ * all), or -ECANCELED / -ETIMEDOUT when the *waiting* task is cancelled or
+ * its deadline scope expires: the group then cancels its children and
+ * still waits for all of them before returning (no child outlives the
+ * wait).  After it returns the group accepts no new children.  Suspension
+ * point in a task; a foreign thread blocks.
+ */
+WEFT_API int weft_group_wait(weft_group *g);
+
+/* Cancel every child (they get -ECANCELED at their suspension points); the
+ * group accepts no new children.  Returns 0 or -EINVAL.  Any thread. */
+WEFT_API int weft_group_cancel(weft_group *g);
+
+/* Copy up to `n` child failure errors, in the order they happened, to
+ * errs (the group keeps the first 16); returns how many failures there
+ * were in all (may exceed what was copied), or -EINVAL. */
+WEFT_API int weft_group_errors(weft_group *g, int *errs, size_t n);
+
+/* Cancel and wait for any children still running (libdill's hclose), then
+ * free the group.  Child handles obtained through `out` stay valid. */
+WEFT_API void weft_group_destroy(weft_group *g);
 
 /* ------------------------------------------------------------------------ */
 /* Deadline scopes (asyncio.timeout, Trio's move_on_after / fail_after)      */

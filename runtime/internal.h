@@ -126,6 +126,8 @@ struct weft_task {
 	void *stack_base;
 	size_t stack_size;
 	weft__timer timer;
+	struct weft_group *group;     /* group it belongs to, until it exits */
+	struct weft_task *grp_prev, *grp_next;
 	weft_scope *scope;            /* innermost deadline scope */
 	uint64_t scope_deadline;      /* earliest deadline of all scopes, 0 none */
 	weft__lock lock;              /* guards waiters and join */
@@ -304,7 +306,12 @@ WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);
 
 /* ---- runtime/task.c ---- */
 WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
-				 const weft_task_config *cfg, weft_fn fn, void *arg);
+				 const weft_task_config *cfg, weft_fn fn, void *arg,
+				 struct weft_group *group);
+
+/* ---- runtime/group.c ---- */
+WEFT_HIDDEN int weft__group_link(struct weft_group *g, weft_task *t);
+WEFT_HIDDEN void weft__group_child_exit(weft_task *t);
 WEFT_HIDDEN void weft__task_entry(void *arg);
 WEFT_HIDDEN void weft__task_unref(weft_task *t);
 WEFT_HIDDEN void weft__task_free(weft_task *t);

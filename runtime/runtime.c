@@ -234,7 +234,7 @@ int weft_runtime_spawn(weft_runtime *rt, weft_task **out, const weft_task_config
 	weft_loop *l = weft__loop_self();
 	if (l && l->rt != rt)
 		l = NULL; /* a task of another runtime is a foreign thread here */
-	return weft__task_spawn(rt, l, out, cfg, fn, arg);
+	return weft__task_spawn(rt, l, out, cfg, fn, arg, NULL);
 }
 
 int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **result)

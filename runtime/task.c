@@ -59,6 +59,8 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->timer.idx = WEFT_TIMER_IDLE;
 	t->scope = NULL;
 	t->scope_deadline = 0;
+	t->group = NULL;
+	t->grp_prev = t->grp_next = NULL;
 	atomic_init(&t->lock.v, 0);
 	t->joined = 0;
 	t->error = 0;
@@ -67,7 +69,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 }
 
 int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
-		     const weft_task_config *cfg, weft_fn fn, void *arg)
+		     const weft_task_config *cfg, weft_fn fn, void *arg, weft_group *group)
 {
 	if (out)
 		*out = NULL;
@@ -107,6 +109,11 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 	t->id = weft__task_id_next(rt, from);
 	if (cfg && cfg->name)
 		weft_task_set_name(t, cfg->name);
+	if (group && (err = weft__group_link(group, t)) < 0) {
+		weft__task_free(t);
+		weft__live_dec(rt, from);
+		return err;
+	}
 	if (from)
 		WEFT_STAT_ADD(from, tasks_spawned, 1);
 	else
@@ -126,7 +133,7 @@ int weft_task_spawn_ex(weft_task **out, const weft_task_config *cfg, weft_fn fn,
 		return weft__misuse(-EPERM, "weft_task_spawn outside a task "
 					    "(use weft_runtime_spawn from foreign threads)");
 	}
-	return weft__task_spawn(l->rt, l, out, cfg, fn, arg);
+	return weft__task_spawn(l->rt, l, out, cfg, fn, arg, NULL);
 }
 
 int weft_task_spawn(weft_task **out, weft_fn fn, void *arg)
@@ -150,6 +157,8 @@ void weft__task_entry(void *arg)
 		t->cancel_seen = true; /* cancelled before it started: never runs */
 	}
 
+	if (t->group)
+		weft__group_child_exit(t);
 	weft__lock_acquire(&t->lock);
 	t->result = r;
 	t->cancelled_result = t->cancel_seen;
@@ -187,6 +196,17 @@ void weft_task_release(weft_task *t)
 {
 	if (t)
 		weft__task_unref(t);
+}
+
+int weft_task_fail(int err)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_task_fail outside a task");
+	if (err >= 0)
+		return -EINVAL;
+	t->error = err;
+	return 0;
 }
 
 bool weft_task_done(const weft_task *t)

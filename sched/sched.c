@@ -233,8 +233,10 @@ void weft__registry_remove(weft_loop *l, weft_task *t)
 /* A task that cannot get a stack finishes with -ENOMEM without running. */
 static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 {
-	weft__lock_acquire(&t->lock);
 	t->error = err;
+	if (t->group)
+		weft__group_child_exit(t);
+	weft__lock_acquire(&t->lock);
 	atomic_store_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
 	weft__waitlist_fire_all(&t->waiters);
 	weft__lock_release(&t->lock);
