@@ -289,6 +289,65 @@ WEFT_API int weft_group_errors(weft_group *g, int *errs, size_t n);
 WEFT_API void weft_group_destroy(weft_group *g);
 
 /* ------------------------------------------------------------------------ */
+/* Waiting on several tasks (asyncio.gather / wait / as_completed)           */
+/* ------------------------------------------------------------------------ */
+
+/* A task "failed" if its join would return an error: it reported one with
+ * weft_task_fail, was cancelled, or could not start. */
+
+/*
+ * asyncio.gather: wait for tasks[0..n) and join them, results in input
+ * order (results may be NULL).
+ *  - errs == NULL: return 0 with every result once all have succeeded, or,
+ *    as soon as one fails, that task's error; that task is joined (its
+ *    result is in results[i]) and the others keep running, not joined.
+ *  - errs != NULL (return_exceptions=True): wait for all, join all; errs[i]
+ *    gets each join's return (0 or the error); returns 0.
+ * Tasks must not have been joined already.  Returns also -ECANCELED /
+ * -ETIMEDOUT when the calling task is cancelled or its scope expires:
+ * then, as in asyncio, every unfinished task is cancelled (none is joined;
+ * all stay joinable).  -EPERM (not a task), -EINVAL, -ENOMEM.
+ * Suspension point.  Like asyncio, a failure in the errs == NULL mode
+ * leaves the siblings running; use a task group (weft_group_*) when the
+ * first failure should cancel the rest and nothing may outlive the wait.
+ */
+WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results, int *errs);
+
+enum {
+	WEFT_FIRST_COMPLETED = 1, /* asyncio.FIRST_COMPLETED */
+	WEFT_FIRST_EXCEPTION = 2, /* asyncio.FIRST_EXCEPTION: a failure, or all done */
+	WEFT_ALL_COMPLETED = 3,   /* asyncio.ALL_COMPLETED */
+};
+
+/*
+ * asyncio.wait: wait until `mode` holds for tasks[0..n) and return how many
+ * have finished (check each with weft_task_done; nothing is joined).  A
+ * timeout is a deadline scope around the call: -ETIMEDOUT then, and the
+ * tasks keep running.  Also -ECANCELED, -EPERM, -EINVAL, -ENOMEM.
+ * Suspension point.
+ */
+WEFT_API int weft_wait(weft_task **tasks, size_t n, int mode);
+
+/* asyncio.as_completed: an iterator over tasks in the order they finish.
+ * The struct lives in the caller's frame; `tasks` must stay valid. */
+typedef struct weft_as_completed {
+	weft_task **tasks;
+	size_t n;
+	size_t left;
+	uint8_t *returned;
+	unsigned reserved[4];
+} weft_as_completed;
+
+/* Start iterating.  Returns 0, -EINVAL, -ENOMEM.  Free with _done. */
+WEFT_API int weft_as_completed_init(weft_as_completed *it, weft_task **tasks, size_t n);
+/* Wait for the next task to finish and return its index (tasks that are
+ * found finished together come in index order); -ENOENT when every task
+ * has been returned; -ECANCELED / -ETIMEDOUT / -EPERM.  Suspension point.
+ * The task is not joined. */
+WEFT_API int weft_as_completed_next(weft_as_completed *it);
+WEFT_API void weft_as_completed_done(weft_as_completed *it);
+
+/* ------------------------------------------------------------------------ */
 /* Deadline scopes (asyncio.timeout, Trio's move_on_after / fail_after)      */
 /* ------------------------------------------------------------------------ */
 

@@ -298,6 +298,10 @@ WEFT_HIDDEN int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *
 				  weft__waiter *w, uint64_t deadline);
 WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl);
 WEFT_HIDDEN bool weft__waitlist_fire_one(weft__waitlist *wl);
+WEFT_HIDDEN void weft__waitlist_append(weft__waitlist *wl, weft__waiter *w);
+WEFT_HIDDEN void weft__waitlist_remove(weft__waitlist *wl, weft__waiter *w);
+WEFT_HIDDEN int weft__task_take_result(weft_task *t, void **result);
+WEFT_HIDDEN bool weft__task_failed(const weft_task *t);
 WEFT_HIDDEN int weft__cancel_point(void);
 WEFT_HIDDEN int weft__cancel_check(weft_task *t);
 WEFT_HIDDEN int weft__checkpoint(weft_task *t);

@@ -271,6 +271,38 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 	return err;
 }
 
+/* Hand over the result of a finished task without a suspension point
+ * (its join status: 0 or its error), or -EALREADY / -EBUSY. */
+int weft__task_take_result(weft_task *t, void **result)
+{
+	weft__lock_acquire(&t->lock);
+	if (t->joined) {
+		int r = t->joined == 2 ? -EALREADY : -EBUSY;
+		weft__lock_release(&t->lock);
+		return r;
+	}
+	t->joined = 2;
+	void *res = t->result;
+	int err = t->error ? t->error : t->cancelled_result ? -ECANCELED : 0;
+	weft__lock_release(&t->lock);
+	if (result)
+		*result = res;
+	return err;
+}
+
+/* A finished task whose join would report an error.  Read under the
+ * lock: the outcome fields share a word with it. */
+bool weft__task_failed(const weft_task *t)
+{
+	if (!weft_task_done(t))
+		return false;
+	weft_task *m = (weft_task *)t;
+	weft__lock_acquire(&m->lock);
+	bool failed = m->error || m->cancelled_result;
+	weft__lock_release(&m->lock);
+	return failed;
+}
+
 int weft_task_join(weft_task *t, void **result)
 {
 	return weft_task_join_timeout(t, UINT64_MAX, result);

@@ -95,7 +95,7 @@ int weft__park(uint64_t deadline)
 	return t ? weft__park_task(t, deadline) : -EPERM;
 }
 
-static void list_append(weft__waitlist *wl, weft__waiter *w)
+void weft__waitlist_append(weft__waitlist *wl, weft__waiter *w)
 {
 	w->next = NULL;
 	w->prev = wl->tail;
@@ -106,7 +106,7 @@ static void list_append(weft__waitlist *wl, weft__waiter *w)
 	wl->tail = w;
 }
 
-static void list_remove(weft__waitlist *wl, weft__waiter *w)
+void weft__waitlist_remove(weft__waitlist *wl, weft__waiter *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
@@ -130,7 +130,7 @@ int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__wa
 {
 	w->task = t;
 	atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
-	list_append(wl, w);
+	weft__waitlist_append(wl, w);
 	for (;;) {
 		weft__lock_release(lk);
 		int r = t ? weft__park_task(t, deadline) : weft__futex_wait(&w->fired, 0, deadline);
@@ -146,7 +146,7 @@ int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__wa
 			return 0; /* a result wins over a simultaneous timeout/cancel */
 		}
 		if (r < 0) {
-			list_remove(wl, w);
+			weft__waitlist_remove(wl, w);
 			weft__lock_release(lk);
 			if (r == -ECANCELED)
 				t->cancel_seen = true;
@@ -191,7 +191,7 @@ bool weft__waitlist_fire_one(weft__waitlist *wl)
 	weft__waiter *w = wl->head;
 	if (!w)
 		return false;
-	list_remove(wl, w);
+	weft__waitlist_remove(wl, w);
 	fire(w);
 	return true;
 }
