@@ -348,6 +348,42 @@ WEFT_API int weft_as_completed_next(weft_as_completed *it);
 WEFT_API void weft_as_completed_done(weft_as_completed *it);
 
 /* ------------------------------------------------------------------------ */
+/* Generators (async generators and `async for`)                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weft_gen weft_gen;
+
+/* A generator body: produces values with weft_gen_yield(g, v) and returns
+ * when it has no more (its return value is dropped). */
+typedef void *(*weft_gen_fn)(weft_gen *g, void *arg);
+
+/*
+ * Create a generator running fn(g, arg) in a task of its own.  Like
+ * Python's async generators it is lazy: fn starts when the first value is
+ * asked for, and each weft_gen_yield waits until the next one is.  *out is
+ * owned by the caller and ended with weft_gen_close().  Call from a task.
+ * Returns 0, -EINVAL, -EPERM, -ENOMEM, -ESHUTDOWN.
+ */
+WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg);
+
+/* Ask for the next value (`async for`): 0 with *value, -ENOENT once the
+ * body has returned, -ECANCELED / -ETIMEDOUT if the consumer is cancelled
+ * or its scope expires (a value produced meanwhile is kept for the next
+ * call).  Suspension point. */
+WEFT_API int weft_gen_next(weft_gen *g, void **value);
+
+/* In the body: hand `value` to the consumer and wait until the next one is
+ * asked for.  Returns 0, or -ECANCELED once the consumer has closed the
+ * generator (aclose(): clean up and return).  Suspension point. */
+WEFT_API int weft_gen_yield(weft_gen *g, void *value);
+
+/* Stop early and free (aclose()): the body's pending or next suspension
+ * point returns -ECANCELED, and close waits for the body to return, so
+ * whatever it holds is released before close returns.  Any values it
+ * yields while closing are dropped.  Call from a task or foreign thread. */
+WEFT_API void weft_gen_close(weft_gen *g);
+
+/* ------------------------------------------------------------------------ */
 /* Deadline scopes (asyncio.timeout, Trio's move_on_after / fail_after)      */
 /* ------------------------------------------------------------------------ */
 

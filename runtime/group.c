@@ -114,12 +114,7 @@ int weft_group_spawn(weft_group *g, weft_task **out, const weft_task_config *cfg
  * (the children are cancelled; they must be awaited). */
 static void wait_all_uninterruptible(weft_group *g, weft_task *t)
 {
-	uint64_t sd = 0;
-	if (t) {
-		sd = t->scope_deadline;
-		t->scope_deadline = 0;
-		t->shield++;
-	}
+	uint64_t saved = weft__uninterruptible_begin(t);
 	weft__lock_acquire(&g->lock);
 	while (g->running) {
 		weft__waiter w;
@@ -127,10 +122,7 @@ static void wait_all_uninterruptible(weft_group *g, weft_task *t)
 		weft__lock_acquire(&g->lock);
 	}
 	weft__lock_release(&g->lock);
-	if (t) {
-		t->shield--;
-		t->scope_deadline = sd;
-	}
+	weft__uninterruptible_end(t, saved);
 }
 
 int weft_group_wait(weft_group *g)

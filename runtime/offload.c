@@ -268,12 +268,9 @@ void weft__pool_stats(weft_runtime *rt, uint64_t *threads, uint64_t *calls)
 static void *take_finished(weft_task *t, weft_future *f)
 {
 	void *v = NULL;
-	uint64_t sd = t->scope_deadline;
-	t->scope_deadline = 0;
-	t->shield++;
+	uint64_t saved = weft__uninterruptible_begin(t);
 	weft_future_wait(f, &v);
-	t->shield--;
-	t->scope_deadline = sd;
+	weft__uninterruptible_end(t, saved);
 	return v;
 }
 

@@ -213,6 +213,27 @@ uint64_t weft__deadline_after(uint64_t timeout_ns)
 	return d < now ? UINT64_MAX : d; /* saturate */
 }
 
+/* Suspend the calling task's cancellation and deadline scopes, for waits
+ * that must complete (awaiting children already cancelled, a result
+ * already on its way).  t may be NULL (a foreign thread: nothing to do). */
+uint64_t weft__uninterruptible_begin(weft_task *t)
+{
+	if (!t)
+		return 0;
+	uint64_t sd = t->scope_deadline;
+	t->scope_deadline = 0;
+	t->shield++;
+	return sd;
+}
+
+void weft__uninterruptible_end(weft_task *t, uint64_t saved)
+{
+	if (!t)
+		return;
+	t->shield--;
+	t->scope_deadline = saved;
+}
+
 /* ---- deadline scopes ---- */
 
 int weft_scope_enter_at(weft_scope *s, uint64_t deadline_ns)

@@ -1,0 +1,140 @@
+/*
+ * Generators: a producer task and its consumer meet at a one-value slot.
+ * The consumer raises `want` and waits for a value; the producer fills the
+ * slot and waits for the next `want`.  Both waits are plain wait lists
+ * under the generator's lock, so a value is never dropped: a consumer that
+ * gives up leaves it in the slot for its next call.  Closing cancels the
+ * producer task and joins it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+struct weft_gen {
+	weft__lock lock;
+	weft__waitlist consumer; /* waiting for a value or the end */
+	weft__waitlist producer; /* waiting for `want` or close */
+	bool want, has_value, finished, closed;
+	void *value;
+	weft_gen_fn fn;
+	void *arg;
+	weft_task *task;
+};
+
+/* With g->lock held, wait on `wl` until cond(g) holds; returns with the
+ * lock held: 0, or the interruption (-ECANCELED / -ETIMEDOUT). */
+static int wait_until(weft_gen *g, weft__waitlist *wl, bool (*cond)(const weft_gen *))
+{
+	weft_task *t = weft__task_self();
+	while (!cond(g)) {
+		weft__waiter w;
+		int r = weft__wait_locked(t, &g->lock, wl, &w, 0);
+		weft__lock_acquire(&g->lock);
+		if (r < 0 && !cond(g))
+			return r;
+	}
+	return 0;
+}
+
+static bool asked(const weft_gen *g) { return g->want || g->closed; }
+static bool answered(const weft_gen *g) { return g->has_value || g->finished; }
+
+static void *body(void *arg)
+{
+	weft_gen *g = arg;
+	weft__lock_acquire(&g->lock);
+	int r = wait_until(g, &g->producer, asked); /* lazy: first request */
+	bool run = r == 0 && !g->closed;
+	weft__lock_release(&g->lock);
+	if (run)
+		g->fn(g, g->arg);
+	weft__lock_acquire(&g->lock);
+	g->finished = true;
+	weft__waitlist_fire_all(&g->consumer);
+	weft__lock_release(&g->lock);
+	return NULL;
+}
+
+int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg)
+{
+	if (!out || !fn)
+		return -EINVAL;
+	*out = NULL;
+	weft_gen *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->fn = fn;
+	g->arg = arg;
+	int r = weft_task_spawn(&g->task, body, g);
+	if (r < 0) {
+		free(g);
+		return r;
+	}
+	*out = g;
+	return 0;
+}
+
+int weft_gen_next(weft_gen *g, void **value)
+{
+	if (!g)
+		return -EINVAL;
+	weft_task *t = weft__task_self();
+	int r = t ? weft__checkpoint(t) : -EPERM;
+	if (r < 0)
+		return r;
+	weft__lock_acquire(&g->lock);
+	if (!g->has_value && !g->finished) {
+		g->want = true;
+		weft__waitlist_fire_all(&g->producer);
+		r = wait_until(g, &g->consumer, answered);
+	}
+	if (r == 0 && g->has_value) {
+		if (value)
+			*value = g->value;
+		g->has_value = false;
+	} else if (r == 0) {
+		r = -ENOENT;
+	}
+	weft__lock_release(&g->lock);
+	return r;
+}
+
+int weft_gen_yield(weft_gen *g, void *value)
+{
+	if (!g)
+		return -EINVAL;
+	weft__lock_acquire(&g->lock);
+	if (g->closed) {
+		weft__lock_release(&g->lock);
+		return -ECANCELED;
+	}
+	g->value = value;
+	g->has_value = true;
+	g->want = false;
+	weft__waitlist_fire_all(&g->consumer);
+	int r = wait_until(g, &g->producer, asked);
+	if (r == 0 && g->closed)
+		r = -ECANCELED;
+	weft__lock_release(&g->lock);
+	return r;
+}
+
+void weft_gen_close(weft_gen *g)
+{
+	if (!g)
+		return;
+	weft__lock_acquire(&g->lock);
+	g->closed = true;
+	weft__waitlist_fire_all(&g->producer);
+	weft__lock_release(&g->lock);
+	weft_task_cancel(g->task);
+	/* The body must finish before g goes: join ignoring our own
+	 * cancellation and deadline. */
+	weft_task *t = weft__task_self();
+	uint64_t saved = weft__uninterruptible_begin(t);
+	weft_task_join(g->task, NULL);
+	weft__uninterruptible_end(t, saved);
+	weft_task_release(g->task);
+	free(g);
+}
