@@ -10,7 +10,9 @@
  *    errno is never used to report an error.
  *  - "Suspension point": a call that may suspend the calling task.  At every
  *    suspension point a cancelled task gets -ECANCELED (see weft_task_cancel)
- *    unless it is inside a shielded section (weft_shield_begin).
+ *    unless it is inside a shielded section (weft_shield_begin), and a task
+ *    whose deadline scope has expired gets -ETIMEDOUT (weft_scope_enter);
+ *    these two returns are not repeated in every function's list below.
  *  - "Task context": code running inside a weft task.  Suspension points
  *    called outside a task return -EPERM, except where a function documents
  *    that a foreign (non-weft) thread blocks instead.
@@ -236,7 +238,9 @@ WEFT_API uint64_t weft_task_id(const weft_task *t);
 WEFT_API int weft_yield(void);
 
 /* Sleep at least `ns` nanoseconds / `ms` milliseconds.  Suspension point.
- * Returns 0, -ECANCELED, -EPERM outside a task. */
+ * Returns 0, -ECANCELED, -ETIMEDOUT (a deadline scope ended first; a scope
+ * ending at the same instant lets the sleep complete), -EPERM outside a
+ * task. */
 WEFT_API int weft_sleep(uint64_t ns);
 WEFT_API int weft_sleep_ms(uint64_t ms);
 
@@ -450,7 +454,8 @@ WEFT_API bool weft_future_done(const weft_future *f);
  * a foreign thread blocks.  Any number of waiters.
  * Returns 0 with *value set (value may be NULL), the error given to
  * set_error, -ECANCELED if the future was cancelled or the waiting task is,
- * -ETIMEDOUT (weft_future_wait_timeout) or -EINVAL.  A waiter that gives up
+ * -ETIMEDOUT (weft_future_wait_timeout, whose UINT64_MAX means no limit,
+ * or a deadline scope) or -EINVAL.  A waiter that gives up
  * (timeout or cancellation) does not affect the future.
  */
 WEFT_API int weft_future_wait(weft_future *f, void **value);

@@ -24,9 +24,17 @@ enum {
 	TAG_NONE = 0,
 	TAG_EFD = 1,      /* our eventfd read completed: a foreign wake */
 	TAG_WAKE = 2,     /* MSG_RING from another loop */
-	TAG_MSG_SENT = 3, /* our own MSG_RING failed (success CQEs skipped) */
-	TAG_MAX = 8,
+	TAG_MSG_SENT = 16, /* + target loop index: our MSG_RING to it failed
+			      (success CQEs are skipped) */
+	TAG_MAX = 4096,   /* below any pointer */
 };
+
+static void wake_by_eventfd(weft_loop *target)
+{
+	uint64_t one = 1;
+	ssize_t w = write(target->efd, &one, sizeof(one));
+	(void)w; /* EAGAIN means a wake is already pending */
+}
 
 static struct io_uring_sqe *get_sqe(weft_loop *l)
 {
@@ -126,6 +134,13 @@ static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 			arm_eventfd(l);
 		return;
 	}
+	if (ud >= TAG_MSG_SENT && ud < TAG_MSG_SENT + l->rt->nloops) {
+		/* The target's parked flag was already cleared for this wake:
+		 * it must not be lost, so take the other road. */
+		if (cqe->res < 0)
+			wake_by_eventfd(l->rt->loops[ud - TAG_MSG_SENT]);
+		return;
+	}
 	if (ud < TAG_MAX || ud == LIBURING_UDATA_TIMEOUT)
 		return; /* wakes carry no data: the loop rechecks its queues */
 	/* I/O completions (the I/O layer) land here. */
@@ -192,15 +207,13 @@ void weft__ring_wake(weft_loop *target)
 		if (sqe) {
 			io_uring_prep_msg_ring(sqe, target->ring_fd, 0, TAG_WAKE, 0);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT);
+			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT + target->index);
 			io_uring_submit(&me->ring);
 			WEFT_STAT_ADD(me, wakeups_sent, 1);
 			return;
 		}
 	}
-	uint64_t one = 1;
-	ssize_t w = write(target->efd, &one, sizeof(one));
-	(void)w; /* EAGAIN means a wake is already pending */
+	wake_by_eventfd(target);
 	if (me)
 		WEFT_STAT_ADD(me, wakeups_sent, 1);
 }

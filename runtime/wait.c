@@ -70,7 +70,7 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 		return -ECANCELED;
 	weft_loop *l = weft__loop_self(); /* fresh: t may have moved */
 	uint64_t sd = t->scope_deadline, dl = deadline;
-	bool by_scope = sd && (!deadline || sd <= deadline);
+	bool by_scope = sd && (!deadline || sd < deadline); /* a tie: its own */
 	if (by_scope)
 		dl = sd;
 	t->timed_out = false;

@@ -267,12 +267,11 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 	l->current = t;
 	t->loop = l;
 	t->budget = WEFT_TASK_BUDGET;
-	/* A plain store, not an exchange: a wake that lands before it is
-	 * subsumed by running now.  That is safe because every wait re-checks
-	 * its condition under the lock of the object waited on (or reads the
-	 * firer's last store, `fired`), and that lock's release orders this
-	 * store before any later waker's fetch_or. */
-	atomic_store_explicit(&t->state, WEFT_TS_RUNNING, memory_order_relaxed);
+	/* An exchange, not a store: a wake that lands just before (its
+	 * fetch_or saw NOTIFIED and queued nothing) must synchronize with this
+	 * run, or a condition that no lock guards, like a cancellation request,
+	 * could be read stale and the task park with the wake lost. */
+	atomic_exchange_explicit(&t->state, WEFT_TS_RUNNING, memory_order_acq_rel);
 	WEFT_STAT_ADD(l, tasks_run, 1);
 	return true;
 }
@@ -465,7 +464,16 @@ static void park_loop(weft_loop *l)
 	weft__lock_release(&rt->idle_lock);
 
 	atomic_store_explicit(&l->parked, 1, memory_order_seq_cst);
-	if (!work_visible(l)) {
+	/* A notifier may have popped us from the sleepers before that store,
+	 * found parked == 0 and sent no wakeup: it counted us as searching, so
+	 * we must not sleep.  It pops under idle_lock and then reads parked,
+	 * so checking under the same lock after the store closes the window. */
+	weft__lock_acquire(&rt->idle_lock);
+	bool still_listed = false;
+	for (unsigned i = 0; i < rt->nsleepers; i++)
+		still_listed |= rt->sleepers[i] == l->index;
+	weft__lock_release(&rt->idle_lock);
+	if (still_listed && !work_visible(l)) {
 		WEFT_STAT_ADD(l, parks, 1);
 		weft__ring_poll(l, true, weft__timer_next(l));
 	}
