@@ -539,4 +539,8 @@ WEFT_API const char *weft_strerror(int err);
 #ifdef __cplusplus
 }
 #endif
+
+#include "weft/sync.h"  /* Lock, Event, Condition, Semaphore, Barrier, RwLock */
+#include "weft/queue.h" /* queues: FIFO, LIFO, priority, join, shutdown */
+
 #endif /* WEFT_H */

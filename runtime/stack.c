@@ -45,8 +45,22 @@ static void *map_guarded(size_t size, size_t page)
 	return p + page;
 }
 
+/* Forget ASan's shadow of memory about to be unmapped: a later mapping at
+ * the same address (a ring, a buffer) would otherwise inherit the redzones
+ * of frames that never returned. */
+static void unpoison(void *p, size_t size)
+{
+#if WEFT_ASAN
+	__asan_unpoison_memory_region(p, size);
+#else
+	(void)p;
+	(void)size;
+#endif
+}
+
 static void unmap_guarded(void *base, size_t size, size_t page)
 {
+	unpoison(base, size);
 	munmap((char *)base - page, size + page);
 }
 
@@ -141,11 +155,7 @@ unsigned weft__stack_guarded_default(void)
  * for them stay poisoned; clear them before the stack is reused. */
 static void stack_fresh(weft_task *t)
 {
-#if WEFT_ASAN
-	__asan_unpoison_memory_region(t->stack_base, t->stack_size);
-#else
-	(void)t;
-#endif
+	unpoison(t->stack_base, t->stack_size);
 }
 
 static void register_valgrind(weft_task *t)
@@ -260,8 +270,10 @@ void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p)
 
 void weft__stacks_destroy(weft_runtime *rt)
 {
-	for (size_t i = 0; i < rt->nslabs; i++)
+	for (size_t i = 0; i < rt->nslabs; i++) {
+		unpoison(rt->slabs[i], slab_bytes(rt));
 		munmap(rt->slabs[i], slab_bytes(rt));
+	}
 	free(rt->slabs);
 	free(rt->slab_free);
 	rt->slabs = NULL;
