@@ -31,7 +31,7 @@ now() {
 }
 
 n=0
-total=12
+total=17
 failed=0
 tour_start=$(now)
 
@@ -89,13 +89,21 @@ step "chain 9 6 3: coroutines calling coroutines (x0.05, fixed seed)" \
 	"part1() and part2() are plain C calls that suspend: tasks are stackful." \
 	chain --scale 0.05 --seed 2021 9 6 3
 
-step "randint: three tasks retry until lucky, gather collects results (x0.03)" \
-	"Each retries on its own schedule; results come back through join and weft_run." \
-	randint --scale 0.03 --seed 7
+step "random_int: three tasks retry until lucky, gather collects results (x0.03)" \
+	"Each retries on its own schedule; weft_gather hands back the results in order." \
+	random_int --scale 0.03 --seed 7
 
-step "gather: create_task, gather, as_completed, a failing task (x0.05)" \
-	"as_completed is built from futures; a failed task does not cancel the other." \
+step "gather: create_task, gather, a failing task with and without return_exceptions (x0.05)" \
+	"weft_gather: results in input order; a failure is reported at once and does not cancel the other." \
 	gather --scale 0.05
+
+step "as_completed: results in the order the tasks finish (x0.05)" \
+	"weft_as_completed_next() yields each task as it finishes; the fastest comes first." \
+	as_completed --scale 0.05
+
+step "powers: an async generator of powers of two, a filter, an early break (x0.2)" \
+	"weft_gen_next() is async for; weft_gen_close() stops the producer and waits for its cleanup." \
+	powers --scale 0.2
 
 step "chess: Judit Polgar against 24 opponents, 12 h vs 1 h (1 story-s = 60 us)" \
 	"One Judit task, 24 opponent tasks, a future per move: only waiting overlaps." \
@@ -108,6 +116,18 @@ step "event_loops: two threads, each with its own runtime (x0.2)" \
 step "threads: 64 tasks spawned on one loop spread over all loops" \
 	"Idle loops steal ready tasks; a task may resume on another loop after any suspension." \
 	threads --tasks 64
+
+step "semaphore: 1000 tasks, at most 10 inside the guarded section (x0.2)" \
+	"asyncio.Semaphore(10): waiters are served in arrival order, across loops." \
+	semaphore --scale 0.2 --seed 1
+
+step "queue_demo -p 2 -c 5: producers, consumers, q.join(), then cancel the consumers" \
+	"asyncio.Queue: each line is how long an item waited in the queue." \
+	queue_demo -p 2 -c 5 --seed 1
+
+step "pool: map a function over 1000 inputs on every loop, K at a time per loop" \
+	"aiomultiprocess without processes: pinned workers, results in input order; a failure cancels the group." \
+	pool --inputs 1000 --per-loop 4
 
 tour_end=$(now)
 printf '\n'

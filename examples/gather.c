@@ -1,7 +1,7 @@
 /*
- * gather — creating tasks, gathering their results, taking them as they
- * complete, and what happens when one fails.  weft's twin of the second
- * article's "Creating and gathering tasks" section:
+ * gather — creating tasks, gathering their results in order, and what
+ * happens when one of them fails.  weft's twin of the second article's
+ * "Creating and gathering tasks" section:
  *
  *	async def coro(seq) -> list:
  *	    """'IO' wait time is proportional to the max element."""
@@ -10,27 +10,28 @@
  *
  *	1. t = asyncio.create_task(coro([3, 2, 1])); await t; t.done()
  *	2. a = await asyncio.gather(t, t2)        -> [[1, 2, 3], [0, 5, 10]]
- *	3. for res in asyncio.as_completed((t, t2)): compl = await res
  *
- * and of the DEV article's gather with an exception (4.): a task that fails
- * does not cancel the others, and gather(return_exceptions=True) hands back
- * every outcome, errors included.
+ * and of the DEV article's gather with an exception (3.): a task that fails
+ * does not cancel the other one; plain gather reports the failure at once
+ * while the other keeps running, and gather(return_exceptions=True) waits
+ * for both and hands back every outcome, the error included.
+ * (The article's as_completed loop is examples/as_completed.c.)
  *
  * In weft:
- *   create_task       weft_task_spawn()
- *   await t           weft_task_join(t, &result)
- *   t.done()          weft_task_done(t)
- *   gather            spawn all, then join each (gather() below)
- *   as_completed      one future per finishing position, completed by
- *                     whichever task finishes in that position (below)
- *   an exception      a negative errno the task reports (C has none)
+ *   create_task             weft_task_spawn()
+ *   await t                 weft_task_join(t, &result)
+ *   t.done()                weft_task_done(t)
+ *   await gather(t, t2)     weft_gather(ts, 2, results, NULL): results in
+ *                           input order, or the first failure's error
+ *   return_exceptions=True  weft_gather(ts, 2, results, errs): errs[i] is
+ *                           each task's status (0 or -errno)
+ *   raise OSError(EIO)      weft_task_fail(-EIO) (C has no exceptions)
  *
- * Usage: gather [--scale F]   (F multiplies every sleep; default 1: 25 s)
+ * Usage: gather [--scale F]   (F multiplies every sleep; default 1: 17 s)
  */
 #include <weft.h>
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,25 +60,25 @@ static const char *clock_str(char buf[32])
 	return buf;
 }
 
-static void sleep_s(int seconds)
+/* await asyncio.sleep(seconds); returns 0 or -ECANCELED */
+static int sleep_s(double seconds)
 {
-	check(weft_sleep((uint64_t)(seconds * scale * 1e9)), "weft_sleep");
+	return weft_sleep((uint64_t)(seconds * scale * 1e9));
+}
+
+static const char *yes_no(bool b)
+{
+	return b ? "True" : "False";
 }
 
 /* ------------------------------------------------------------------------ */
 /* coro(seq): sleep max(seq) seconds, return seq reversed                    */
 /* ------------------------------------------------------------------------ */
 
-struct as_completed;
-
 struct seq {
 	int in[3];
-	int out[3];                /* the result: in, reversed */
-	char text[40];             /* out as "[1, 2, 3]" */
-	struct as_completed *done; /* report here when finished (part 3) */
+	char text[40]; /* the result, in reversed, as "[1, 2, 3]" */
 };
-
-static void finished(struct as_completed *ac, struct seq *s);
 
 static void *coro(void *arg)
 {
@@ -86,18 +87,10 @@ static void *coro(void *arg)
 
 	for (int i = 1; i < 3; i++)
 		max = s->in[i] > max ? s->in[i] : max;
-	sleep_s(max);
-	for (int i = 0; i < 3; i++)
-		s->out[i] = s->in[2 - i];
-	snprintf(s->text, sizeof(s->text), "[%d, %d, %d]", s->out[0], s->out[1], s->out[2]);
-	if (s->done)
-		finished(s->done, s);
+	if (sleep_s(max) < 0)
+		return NULL; /* cancelled: its join reports -ECANCELED */
+	snprintf(s->text, sizeof(s->text), "[%d, %d, %d]", s->in[2], s->in[1], s->in[0]);
 	return s->text;
-}
-
-static const char *yes_no(bool b)
-{
-	return b ? "True" : "False";
 }
 
 /* ------------------------------------------------------------------------ */
@@ -120,140 +113,105 @@ static void part1(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* 2. gather                                                                 */
+/* 2. gather: results in input order                                         */
 /* ------------------------------------------------------------------------ */
-
-/* asyncio.gather(): run fn(args[i]) for every i concurrently, wait for all
- * of them, results[i] = what fn(args[i]) returned, in argument order. */
-static void gather(int n, weft_fn fn, void *args[], void *results[])
-{
-	weft_task *t[n];
-
-	for (int i = 0; i < n; i++)
-		check(weft_task_spawn(&t[i], fn, args[i]), "weft_task_spawn");
-	for (int i = 0; i < n; i++) {
-		check(weft_task_join(t[i], &results[i]), "weft_task_join");
-		weft_task_release(t[i]);
-	}
-}
 
 static void part2(void)
 {
 	struct seq a = { .in = { 3, 2, 1 } }, b = { .in = { 10, 5, 0 } };
-	void *args[2] = { &a, &b }, *res[2];
+	weft_task *t[2];
+	void *res[2];
 	char buf[32];
 
 	printf("\n2. gather two tasks\n");
+	check(weft_task_spawn(&t[0], coro, &a), "weft_task_spawn");
+	check(weft_task_spawn(&t[1], coro, &b), "weft_task_spawn");
 	printf("Start: %s\n", clock_str(buf));
-	gather(2, coro, args, res);
+	check(weft_gather(t, 2, res, NULL), "weft_gather");
 	printf("End: %s\n", clock_str(buf)); /* should be 10 seconds later */
+	printf("Both tasks done: %s\n", yes_no(weft_task_done(t[0]) && weft_task_done(t[1])));
+	/* t finished first, yet the results come in the order of the inputs */
 	printf("a = [%s, %s]\n", (const char *)res[0], (const char *)res[1]);
+	weft_task_release(t[0]);
+	weft_task_release(t[1]);
 }
 
 /* ------------------------------------------------------------------------ */
-/* 3. as_completed                                                           */
+/* 3. one task fails; the other carries on                                   */
 /* ------------------------------------------------------------------------ */
 
-/* slot[k] is completed, with its seq, by the k-th task to finish.  Waiting
- * on slot[0], slot[1], ... yields the results in order of completion. */
-struct as_completed {
-	weft_future *slot[2];
-	atomic_int next;
-};
+/* Story-seconds since the current pair of tasks started (the real time
+ * divided by --scale), so scaled runs print the article's timings. */
+static uint64_t t0;
 
-static void finished(struct as_completed *ac, struct seq *s)
+static double since_t0(void)
 {
-	int k = atomic_fetch_add(&ac->next, 1);
-
-	check(weft_future_set_result(ac->slot[k], s), "weft_future_set_result");
+	return (weft_now_ns() - t0) / 1e9 / (scale > 0 ? scale : 1);
 }
-
-static void part3(void)
-{
-	struct as_completed ac = { .next = 0 };
-	struct seq a = { .in = { 3, 2, 1 }, .done = &ac };
-	struct seq b = { .in = { 10, 5, 0 }, .done = &ac };
-	weft_task *t, *t2;
-	char buf[32];
-
-	printf("\n3. as_completed\n");
-	for (int k = 0; k < 2; k++)
-		check(weft_future_create(&ac.slot[k]), "weft_future_create");
-	check(weft_task_spawn(&t, coro, &a), "weft_task_spawn");
-	check(weft_task_spawn(&t2, coro, &b), "weft_task_spawn");
-	printf("Start: %s\n", clock_str(buf));
-	for (int k = 0; k < 2; k++) {
-		void *v;
-
-		check(weft_future_wait(ac.slot[k], &v), "weft_future_wait");
-		printf("res: %s completed at %s\n", ((struct seq *)v)->text, clock_str(buf));
-	}
-	printf("End: %s\n", clock_str(buf));
-
-	/* A task may still be between finished() and its return: join both
-	 * before a and b (on this stack) go away. */
-	check(weft_task_join(t, NULL), "weft_task_join");
-	check(weft_task_join(t2, NULL), "weft_task_join");
-	printf("Both tasks done: %s\n", yes_no(weft_task_done(t) && weft_task_done(t2)));
-	weft_task_release(t);
-	weft_task_release(t2);
-	for (int k = 0; k < 2; k++)
-		weft_future_release(ac.slot[k]);
-}
-
-/* ------------------------------------------------------------------------ */
-/* 4. one task fails; the other carries on                                   */
-/* ------------------------------------------------------------------------ */
-
-/* A task's outcome: a value, or an error (C's stand-in for an exception). */
-struct outcome {
-	int err;           /* 0 or -errno */
-	const char *value; /* when err == 0 */
-};
 
 static void *some_async_task(void *arg)
 {
-	struct outcome *o = arg;
-
-	sleep_s(2);
-	printf("some_async_task: finished normally, not cancelled by the failure\n");
-	o->value = "some_async_task result";
-	return o;
+	(void)arg; /* unused */
+	if (sleep_s(2) < 0)
+		return NULL; /* cancelled */
+	printf("  [%.1f s] some_async_task: finished normally, not cancelled\n", since_t0());
+	return "some_async_task result";
 }
 
 static void *some_async_task2(void *arg)
 {
-	struct outcome *o = arg;
-
-	sleep_s(1);
-	printf("some_async_task2: failing with -EIO\n");
-	o->err = -EIO; /* raise */
-	return o;
+	(void)arg; /* unused */
+	if (sleep_s(1) < 0)
+		return NULL; /* cancelled */
+	printf("  [%.1f s] some_async_task2: raising OSError(EIO)\n", since_t0());
+	check(weft_task_fail(-EIO), "weft_task_fail"); /* raise */
+	return NULL;
 }
 
-static void part4(void)
+static void spawn_both(weft_task *t[2])
 {
-	struct outcome o1 = { 0 }, o2 = { 0 };
+	check(weft_task_spawn(&t[0], some_async_task, NULL), "weft_task_spawn");
+	check(weft_task_spawn(&t[1], some_async_task2, NULL), "weft_task_spawn");
+	t0 = weft_now_ns();
+}
+
+static void part3(void)
+{
 	weft_task *t[2];
 	void *res[2];
+	int errs[2];
 
-	printf("\n4. gather(..., return_exceptions=True) with a failing task\n");
-	check(weft_task_spawn(&t[0], some_async_task, &o1), "weft_task_spawn");
-	check(weft_task_spawn(&t[1], some_async_task2, &o2), "weft_task_spawn");
-	for (int i = 0; i < 2; i++) {
-		check(weft_task_join(t[i], &res[i]), "weft_task_join");
-		weft_task_release(t[i]);
-	}
-	printf("results = [");
-	for (int i = 0; i < 2; i++) {
-		const struct outcome *o = res[i];
+	/* 3a. return_exceptions=False: gather returns the error as soon as
+	 * some_async_task2 fails.  As in asyncio, some_async_task is not
+	 * cancelled; the article awaits something else for a while to watch
+	 * it finish, here we simply join it. */
+	printf("\n3a. gather(some_async_task(), some_async_task2())\n");
+	spawn_both(t);
+	int rc = weft_gather(t, 2, res, NULL);
+	printf("  [%.1f s] gather returned %s: the failure, right away\n", since_t0(),
+	       weft_strerror(rc));
+	if (rc != -EIO)
+		check(rc < 0 ? rc : -EPROTO, "weft_gather (expected -EIO)");
+	printf("  some_async_task still running: %s\n", yes_no(!weft_task_done(t[0])));
+	check(weft_task_join(t[0], &res[0]), "weft_task_join");
+	printf("  joined it later: '%s'\n", (const char *)res[0]);
+	weft_task_release(t[0]);
+	weft_task_release(t[1]); /* already joined by weft_gather */
 
-		if (o->err) /* OSError(EIO) */
-			printf("%serror %d (%s)", i ? ", " : "", o->err, strerror(-o->err));
+	/* 3b. return_exceptions=True: wait for both, every outcome in order. */
+	printf("\n3b. gather(..., return_exceptions=True)\n");
+	spawn_both(t);
+	check(weft_gather(t, 2, res, errs), "weft_gather");
+	printf("  [%.1f s] results = [", since_t0());
+	for (int i = 0; i < 2; i++) {
+		if (errs[i]) /* the "exception", where the result would be */
+			printf("%sOSError(%s)", i ? ", " : "", weft_strerror(errs[i]));
 		else
-			printf("%s'%s'", i ? ", " : "", o->value);
+			printf("%s'%s'", i ? ", " : "", (const char *)res[i]);
 	}
 	printf("]\n");
+	weft_task_release(t[0]);
+	weft_task_release(t[1]);
 }
 
 static void *main_task(void *arg)
@@ -262,7 +220,6 @@ static void *main_task(void *arg)
 	part1();
 	part2();
 	part3();
-	part4();
 	return NULL;
 }
 
