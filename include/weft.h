@@ -317,6 +317,16 @@ WEFT_API void weft_group_destroy(weft_group *g);
  */
 WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results, int *errs);
 
+/*
+ * asyncio.wait_for: join `t` within `timeout_ns`; on timeout cancel it and
+ * wait until it has finished, then return -ETIMEDOUT.  Nothing is dropped:
+ * *result always gets the task's return value, and if the task finished
+ * normally after all (it ignored the cancellation), its join status is
+ * returned instead of -ETIMEDOUT.  Other returns as weft_task_join.
+ * Suspension point (the wait after the cancel is not interruptible).
+ */
+WEFT_API int weft_wait_for(weft_task *t, uint64_t timeout_ns, void **result);
+
 enum {
 	WEFT_FIRST_COMPLETED = 1, /* asyncio.FIRST_COMPLETED */
 	WEFT_FIRST_EXCEPTION = 2, /* asyncio.FIRST_EXCEPTION: a failure, or all done */

@@ -302,6 +302,44 @@ static void test_many_tasks_across_loops(void **state)
 	assert_int_equal(bad, 0);
 }
 
+static void *stubborn(void *arg)
+{
+	(void)arg;
+	weft_shield_begin();
+	weft_sleep_ms(20); /* ignores the cancellation */
+	weft_shield_end();
+	return P(55);
+}
+
+static void *wait_for_cases(void *arg)
+{
+	struct rec *x = arg;
+	weft_task *t[3];
+	spawn3(t, sleep_then_value, 1000, sleep_then_value, 2, stubborn, 0);
+	x->errs[0] = weft_wait_for(t[0], 5 * MS, &x->res[0]);    /* cancelled */
+	x->done[0] = weft_task_done(t[0]);
+	x->errs[1] = weft_wait_for(t[1], 500 * MS, &x->res[1]);  /* in time */
+	x->errs[2] = weft_wait_for(t[2], 5 * MS, &x->res[2]);    /* finishes anyway */
+	x->errs[3] = weft_task_join(t[0], NULL);                 /* already handed over */
+	release3(t);
+	return NULL;
+}
+
+static void test_wait_for_cancels_on_timeout(void **state)
+{
+	(void)state;
+	struct rec x = { 0 };
+	weft_test_run(2, wait_for_cases, &x);
+	assert_int_equal(x.errs[0], -ETIMEDOUT);
+	assert_true(x.done[0]);
+	assert_int_equal(U(x.res[0]), 1); /* it saw -ECANCELED */
+	assert_int_equal(x.errs[1], 0);
+	assert_int_equal(U(x.res[1]), 20);
+	assert_int_equal(x.errs[2], 0);
+	assert_int_equal(U(x.res[2]), 55);
+	assert_int_equal(x.errs[3], -EALREADY);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_gather_results_in_input_order),
 	cmocka_unit_test(test_gather_reports_first_error_siblings_keep_running),
@@ -311,6 +349,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_wait_timeout_is_a_scope_tasks_keep_running),
 	cmocka_unit_test(test_as_completed_order),
 	cmocka_unit_test(test_misuse),
+	cmocka_unit_test(test_wait_for_cancels_on_timeout),
 	cmocka_unit_test(test_many_tasks_across_loops),
 };
 
