@@ -1,6 +1,6 @@
 /*
  * weft queues: asyncio.Queue, LifoQueue and PriorityQueue, usable from
- * every loop and from foreign threads at once.  Include "weft.h" first.
+ * every loop and from foreign threads at once.  Included by "weft.h".
  *
  * Items are `void *`: the queue stores and hands them over but never
  * dereferences them.  An item belongs to the queue from a successful put

@@ -2,7 +2,7 @@
  * weft/sync.h — synchronization primitives (asyncio.Lock, Event, Condition,
  * Semaphore, BoundedSemaphore, Barrier, plus a reader-writer lock).
  *
- * Include after "weft.h".  Every primitive works across loops and from
+ * Included by "weft.h"; include that.  Every primitive works across loops and from
  * foreign (non-weft) threads.
  *
  * Conventions for this header (on top of weft.h's):
