@@ -322,7 +322,9 @@ WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results, int *errs)
  * wait until it has finished, then return -ETIMEDOUT.  Nothing is dropped:
  * *result always gets the task's return value, and if the task finished
  * normally after all (it ignored the cancellation), its join status is
- * returned instead of -ETIMEDOUT.  Other returns as weft_task_join.
+ * returned instead of -ETIMEDOUT.  If the *calling* task is cancelled
+ * while it waits, `t` is cancelled and awaited the same way and
+ * -ECANCELED is returned (asyncio).  Other returns as weft_task_join.
  * Suspension point (the wait after the cancel is not interruptible).
  */
 WEFT_API int weft_wait_for(weft_task *t, uint64_t timeout_ns, void **result);
@@ -394,7 +396,10 @@ WEFT_API int weft_gen_yield(weft_gen *g, void *value);
 /* Stop early and free (aclose()): the body's pending or next suspension
  * point returns -ECANCELED, and close waits for the body to return, so
  * whatever it holds is released before close returns.  Any values it
- * yields while closing are dropped.  Call from a task or foreign thread. */
+ * yields while closing are dropped.  Call from a task or foreign thread,
+ * once no other task is inside weft_gen_next on it (closing under a
+ * consumer frees the generator beneath it).  Several consumers may call
+ * weft_gen_next at once; each value goes to one of them. */
 WEFT_API void weft_gen_close(weft_gen *g);
 
 /* ------------------------------------------------------------------------ */

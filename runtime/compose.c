@@ -199,14 +199,17 @@ int weft_wait_for(weft_task *t, uint64_t timeout_ns, void **result)
 	if (!t)
 		return -EINVAL;
 	int r = weft_task_join_timeout(t, timeout_ns, result);
-	if (r != -ETIMEDOUT)
+	weft_task *self = weft__task_self();
+	bool caller_cancelled = r == -ECANCELED && self && !weft_task_done(t);
+	if (r != -ETIMEDOUT && !caller_cancelled)
 		return r;
 	/* asyncio: the awaited task is cancelled and awaited; its outcome is
 	 * still handed over. */
 	weft_task_cancel(t);
-	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
-	r = weft_task_join(t, result);
+	int jr = weft_task_join(t, result);
 	weft__uninterruptible_end(self, saved);
-	return r == -ECANCELED ? -ETIMEDOUT : r;
+	if (caller_cancelled)
+		return -ECANCELED;
+	return jr == -ECANCELED ? -ETIMEDOUT : jr;
 }

@@ -27,18 +27,20 @@ struct weft_gen {
 static int wait_until(weft_gen *g, weft__waitlist *wl, bool (*cond)(const weft_gen *))
 {
 	weft_task *t = weft__task_self();
+	bool seen = t && t->cancel_seen;
 	while (!cond(g)) {
 		weft__waiter w;
 		int r = weft__wait_locked(t, &g->lock, wl, &w, 0);
 		weft__lock_acquire(&g->lock);
 		if (r < 0 && !cond(g))
 			return r;
+		if (r < 0 && t) /* the condition won: not delivered after all */
+			t->cancel_seen = seen;
 	}
 	return 0;
 }
 
 static bool asked(const weft_gen *g) { return g->want || g->closed; }
-static bool answered(const weft_gen *g) { return g->has_value || g->finished; }
 
 static void *body(void *arg)
 {
@@ -84,10 +86,14 @@ int weft_gen_next(weft_gen *g, void **value)
 	if (r < 0)
 		return r;
 	weft__lock_acquire(&g->lock);
-	if (!g->has_value && !g->finished) {
+	/* Ask again after every wake: with several consumers, another may
+	 * have taken the value this request produced. */
+	while (r == 0 && !g->has_value && !g->finished) {
 		g->want = true;
 		weft__waitlist_fire_all(&g->producer);
-		r = wait_until(g, &g->consumer, answered);
+		weft__waiter w;
+		r = weft__wait_locked(t, &g->lock, &g->consumer, &w, 0);
+		weft__lock_acquire(&g->lock);
 	}
 	if (r == 0 && g->has_value) {
 		if (value)

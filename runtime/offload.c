@@ -177,9 +177,15 @@ static int submit(weft__pool *p, weft__job *j)
 	if (p->queued > p->idle && p->live < p->max)
 		r = start_thread_locked(p);
 	if (r < 0 && p->live == 0) {
-		/* Nobody will ever run it: take it back. */
-		p->head = p->tail = NULL;
-		p->queued = 0;
+		/* Nobody will ever run it: take it (the tail) back. */
+		weft__job **pp = &p->head;
+		while (*pp != j)
+			pp = &(*pp)->next;
+		*pp = NULL;
+		p->tail = NULL;
+		for (weft__job *x = p->head; x; x = x->next)
+			p->tail = x;
+		p->queued--;
 		pthread_mutex_unlock(&p->mu);
 		return r;
 	}
@@ -305,10 +311,12 @@ int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **resul
 		return r;
 	}
 	void *v = NULL;
+	bool seen = t->cancel_seen;
 	r = weft_future_wait(f, &v);
 	if (r < 0 && atomic_exchange(&j->state, J_ABANDONED) == J_DONE) {
 		v = take_finished(t, f);
 		r = 0;
+		t->cancel_seen = seen; /* delivered at the next suspension point */
 	}
 	weft_future_release(f);
 	job_unref(j);

@@ -345,11 +345,12 @@ static void spin_for(const weft_queue *q, bool want_item)
 	}
 }
 
-/* Cancellation is checked before a blocking call so a cancelled task never
- * enqueues or takes anything (the caller can tell from the -ECANCELED). */
+/* Cancellation and an expired deadline scope are checked before a
+ * blocking call, so such a task never enqueues or takes anything (the
+ * caller can tell from the -ECANCELED / -ETIMEDOUT). */
 static int enter(weft_task *self, bool block)
 {
-	return self && block ? weft__cancel_check(self) : 0;
+	return self && block ? weft__checkpoint(self) : 0;
 }
 
 /* ---- single producer, single consumer (WEFT_QUEUE_SPSC) ----
@@ -627,14 +628,16 @@ int weft_queue_task_done(weft_queue *q)
 {
 	if (!q)
 		return -EINVAL;
-	uint64_t d = atomic_fetch_add_explicit(&q->dones, 1, memory_order_acq_rel) + 1;
-	uint64_t p = atomic_load_explicit(&q->puts, memory_order_acquire);
-	if (d > p) { /* more task_done than puts: undo */
-		atomic_fetch_sub_explicit(&q->dones, 1, memory_order_acq_rel);
-		return weft__misuse(-EINVAL, "weft_queue_task_done called too many times");
-	}
-	if (d == p)
-		count_done(q, 0, false);
+	/* A CAS, never a transient over-count: a joiner must not sleep on a
+	 * count that an undo later fixes without waking it. */
+	uint64_t d = atomic_load_explicit(&q->dones, memory_order_acquire);
+	do {
+		if (d >= atomic_load_explicit(&q->puts, memory_order_acquire))
+			return weft__misuse(-EINVAL, "weft_queue_task_done called too many times");
+	} while (!atomic_compare_exchange_weak_explicit(&q->dones, &d, d + 1,
+							 memory_order_acq_rel,
+							 memory_order_acquire));
+	count_done(q, 0, false);
 	return 0;
 }
 

@@ -343,7 +343,7 @@ int weft_cond_notify_all(weft_cond *c)
 struct sem_s {
 	weft__lock lk;
 	_Atomic int value;
-	int bound; /* 0: unbounded; else releasing past it is an error */
+	int bound; /* -1: unbounded; else releasing past it is an error */
 	weft__waitlist wl;
 };
 _Static_assert(sizeof(struct sem_s) <= sizeof(weft_sem), "weft_sem too small");
@@ -357,7 +357,7 @@ static int sem_init(weft_sem *sem, unsigned value, bool bounded)
 	struct sem_s *s = SEM(sem);
 	atomic_init(&s->lk.v, 0);
 	atomic_init(&s->value, (int)value);
-	s->bound = bounded ? (int)value : 0;
+	s->bound = bounded ? (int)value : -1;
 	s->wl.head = s->wl.tail = NULL;
 	return 0;
 }
@@ -434,7 +434,7 @@ int weft_sem_release(weft_sem *sem)
 	int r = 0;
 	/* A waiter exists only while value is 0 (< any bound), so the bound
 	 * check never refuses a hand-off. */
-	if ((s->bound && v >= s->bound) || v == INT32_MAX)
+	if ((s->bound >= 0 && v >= s->bound) || v == INT32_MAX)
 		r = weft__misuse(-EOVERFLOW, "weft_sem_release past the semaphore's bound (or INT32_MAX)");
 	else if (!weft__waitlist_fire_one(&s->wl))
 		atomic_store_explicit(&s->value, v + 1, memory_order_relaxed);

@@ -340,6 +340,39 @@ static void test_wait_for_cancels_on_timeout(void **state)
 	assert_int_equal(x.errs[3], -EALREADY);
 }
 
+static weft_task *wf_inner;
+
+static void *wait_for_caller(void *arg)
+{
+	struct rec *x = arg;
+	weft_task_spawn(&wf_inner, sleep_then_value, P(1000));
+	x->rc = weft_wait_for(wf_inner, 5000 * MS, &x->res[0]);
+	x->done[0] = weft_task_done(wf_inner);
+	return NULL;
+}
+
+static void *cancel_wait_for_caller(void *arg)
+{
+	weft_task *c;
+	weft_task_spawn(&c, wait_for_caller, arg);
+	weft_sleep_ms(10);
+	weft_task_cancel(c);
+	weft_task_join(c, NULL);
+	weft_task_release(c);
+	weft_task_release(wf_inner);
+	return NULL;
+}
+
+static void test_cancelling_wait_for_cancels_the_task(void **state)
+{
+	(void)state;
+	struct rec x = { 0 };
+	weft_test_run(2, cancel_wait_for_caller, &x);
+	assert_int_equal(x.rc, -ECANCELED);
+	assert_true(x.done[0]);             /* awaited before returning */
+	assert_int_equal(U(x.res[0]), 1);   /* it saw -ECANCELED; result handed over */
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_gather_results_in_input_order),
 	cmocka_unit_test(test_gather_reports_first_error_siblings_keep_running),
@@ -350,6 +383,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_as_completed_order),
 	cmocka_unit_test(test_misuse),
 	cmocka_unit_test(test_wait_for_cancels_on_timeout),
+	cmocka_unit_test(test_cancelling_wait_for_cancels_the_task),
 	cmocka_unit_test(test_many_tasks_across_loops),
 };
 

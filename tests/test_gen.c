@@ -196,6 +196,67 @@ static void test_long_stream_across_loops(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* Several consumers: every value goes to exactly one, and none of them
+ * hangs while the body still has values (each asks again after a wake). */
+static void *three_slowly(weft_gen *g, void *arg)
+{
+	(void)arg;
+	for (uintptr_t i = 1; i <= 3; i++) {
+		weft_sleep_ms(5);
+		if (weft_gen_yield(g, P(i)) < 0)
+			break;
+	}
+	return NULL;
+}
+
+struct multi {
+	weft_gen *g;
+	_Atomic int got, sum, bad;
+};
+
+static void *multi_consumer(void *arg)
+{
+	struct multi *m = arg;
+	weft_scope s;
+	weft_scope_enter(&s, 2000 * MS); /* a hang fails, it does not block */
+	void *v;
+	int r;
+	while ((r = weft_gen_next(m->g, &v)) == 0) {
+		atomic_fetch_add(&m->got, 1);
+		atomic_fetch_add(&m->sum, (int)U(v));
+	}
+	if (r != -ENOENT)
+		atomic_fetch_add(&m->bad, 1);
+	weft_scope_exit(&s);
+	return NULL;
+}
+
+static void *two_consumers(void *arg)
+{
+	struct multi *m = arg;
+	if (weft_gen_create(&m->g, three_slowly, NULL))
+		return P(1);
+	weft_task *a, *b;
+	weft_task_spawn(&a, multi_consumer, m);
+	weft_task_spawn(&b, multi_consumer, m);
+	weft_task_join(a, NULL);
+	weft_task_join(b, NULL);
+	weft_task_release(a);
+	weft_task_release(b);
+	weft_gen_close(m->g);
+	return NULL;
+}
+
+static void test_several_consumers(void **state)
+{
+	(void)state;
+	struct multi m = { 0 };
+	weft_test_run(2, two_consumers, &m);
+	assert_int_equal(atomic_load(&m.bad), 0);
+	assert_int_equal(atomic_load(&m.got), 3);
+	assert_int_equal(atomic_load(&m.sum), 6);
+}
+
 static void test_misuse(void **state)
 {
 	(void)state;
@@ -212,6 +273,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_close_before_first_value_never_runs_body),
 	cmocka_unit_test(test_value_kept_when_consumer_gives_up),
 	cmocka_unit_test(test_long_stream_across_loops),
+	cmocka_unit_test(test_several_consumers),
 	cmocka_unit_test(test_misuse),
 };
 

@@ -963,7 +963,42 @@ SPSC_VARIANT(shutdown_graceful_drains)
 SPSC_VARIANT(shutdown_immediate_drops)
 SPSC_VARIANT(cancel_outcomes)
 
+/* A blocking put or get inside an expired deadline scope fails at entry,
+ * even with room or an item available, like every suspension point;
+ * try_ forms are not suspension points and still work. */
+struct scoped_rec {
+	weft_queue *q;
+	int put_rc, get_rc, try_rc;
+};
+
+static void *scoped_entry(void *arg)
+{
+	struct scoped_rec *x = arg;
+	weft_queue_try_put(x->q, P(1));
+	weft_scope s;
+	weft_scope_enter(&s, 1 * MS);
+	weft_sleep_ms(5); /* the scope expires */
+	x->put_rc = weft_queue_put(x->q, P(2));
+	void *v = NULL;
+	x->get_rc = weft_queue_get(x->q, &v);
+	x->try_rc = weft_queue_try_get(x->q, &v);
+	weft_scope_exit(&s);
+	return NULL;
+}
+
+static void test_expired_scope_fails_at_entry(void **state)
+{
+	(void)state;
+	struct scoped_rec x = { .q = mkq(4, WEFT_QUEUE_FIFO, NULL) };
+	weft_test_run(1, scoped_entry, &x);
+	assert_int_equal(x.put_rc, -ETIMEDOUT);
+	assert_int_equal(x.get_rc, -ETIMEDOUT);
+	assert_int_equal(x.try_rc, 0); /* the item was still there */
+	assert_int_equal(weft_queue_destroy(x.q), 0);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_expired_scope_fails_at_entry),
 	cmocka_unit_test(test_config_checks),
 	cmocka_unit_test(test_order_fifo_lifo_priority),
 	cmocka_unit_test(test_try_eagain_and_full),

@@ -642,6 +642,12 @@ static void test_sem_basic_and_bounded_misuse(void **state)
 	assert_int_equal(weft_sem_release(&b), -EOVERFLOW);
 	assert_int_equal(weft_sem_value(&b), 2);
 	assert_int_equal(weft_sem_destroy(&b), 0);
+	/* A bound of 0 is a bound too (it once meant "unbounded"). */
+	weft_sem z;
+	assert_int_equal(weft_sem_init_bounded(&z, 0), 0);
+	assert_int_equal(weft_sem_release(&z), -EOVERFLOW);
+	assert_int_equal(weft_sem_value(&z), 0);
+	assert_int_equal(weft_sem_destroy(&z), 0);
 	assert_int_equal(weft_sem_value(NULL), -EINVAL);
 	assert_int_equal(weft_sem_acquire(NULL), -EINVAL);
 }
