@@ -117,15 +117,6 @@ void weft__ring_exit(weft_loop *l)
 	l->efd = -1;
 }
 
-int weft__ring_probe(void)
-{
-	struct io_uring ring;
-	int r = io_uring_queue_init(2, &ring, 0);
-	if (r == 0)
-		io_uring_queue_exit(&ring);
-	return r;
-}
-
 static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;

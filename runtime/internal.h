@@ -110,7 +110,6 @@ struct weft_task {
 	_Atomic bool cancel_req;
 	bool cancel_seen;   /* a suspension point returned -ECANCELED */
 	bool timed_out;     /* set by the home loop when the timer fired */
-	bool started;
 	uint8_t stack_kind;
 	uint16_t shield;
 	int16_t pin;        /* -1 stealable, else the loop index */
@@ -292,7 +291,6 @@ WEFT_HIDDEN uint64_t weft__timer_next(const weft_loop *l); /* 0: none */
 WEFT_HIDDEN unsigned weft__timer_fire(weft_loop *l, uint64_t now);
 
 /* ---- runtime/wait.c ---- */
-WEFT_HIDDEN int weft__park(uint64_t deadline);
 WEFT_HIDDEN int weft__park_task(weft_task *t, uint64_t deadline);
 WEFT_HIDDEN int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl,
 				  weft__waiter *w, uint64_t deadline);
@@ -302,7 +300,6 @@ WEFT_HIDDEN void weft__waitlist_append(weft__waitlist *wl, weft__waiter *w);
 WEFT_HIDDEN void weft__waitlist_remove(weft__waitlist *wl, weft__waiter *w);
 WEFT_HIDDEN int weft__task_take_result(weft_task *t, void **result);
 WEFT_HIDDEN bool weft__task_failed(const weft_task *t);
-WEFT_HIDDEN int weft__cancel_point(void);
 WEFT_HIDDEN int weft__cancel_check(weft_task *t);
 WEFT_HIDDEN int weft__checkpoint(weft_task *t);
 WEFT_HIDDEN uint64_t weft__uninterruptible_begin(weft_task *t);
@@ -354,7 +351,6 @@ WEFT_HIDDEN int weft__ring_init(weft_loop *l);
 WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__ring_wake(weft_loop *target);
-WEFT_HIDDEN int weft__ring_probe(void);
 
 /* ---- runtime/offload.c ---- */
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);

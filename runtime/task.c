@@ -42,7 +42,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	atomic_init(&t->state, WEFT_TS_NOTIFIED);
 	atomic_init(&t->refs, refs);
 	atomic_init(&t->cancel_req, false);
-	t->cancel_seen = t->timed_out = t->started = t->cancelled_result = false;
+	t->cancel_seen = t->timed_out = t->cancelled_result = false;
 	t->stack_kind = 0;
 	t->shield = 0;
 	t->pin = (int16_t)pin;
@@ -151,7 +151,6 @@ void weft__task_entry(void *arg)
 	void *r = NULL;
 	if (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
 	    atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1) {
-		t->started = true;
 		r = t->fn(t->arg);
 	} else {
 		t->cancel_seen = true; /* cancelled before it started: never runs */

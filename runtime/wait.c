@@ -26,11 +26,6 @@ int weft__cancel_check(weft_task *t)
 	return 0;
 }
 
-int weft__cancel_point(void)
-{
-	return weft__cancel_check(weft__task_self());
-}
-
 static bool cancel_pending(const weft_task *t)
 {
 	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
@@ -87,12 +82,6 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 	if (t->timed_out)
 		return by_scope ? scope_expired(t, dl) : -ETIME;
 	return 0;
-}
-
-int weft__park(uint64_t deadline)
-{
-	weft_task *t = weft__task_self();
-	return t ? weft__park_task(t, deadline) : -EPERM;
 }
 
 void weft__waitlist_append(weft__waitlist *wl, weft__waiter *w)
