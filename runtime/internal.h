@@ -323,6 +323,7 @@ WEFT_HIDDEN void weft__task_free(weft_task *t);
 /* ---- sched/sched.c ---- */
 WEFT_HIDDEN void *weft__loop_main(void *arg);
 WEFT_HIDDEN void weft__task_wake(weft_task *t);
+WEFT_HIDDEN bool weft__loop_has_ready(const weft_loop *l);
 WEFT_HIDDEN void weft__switch_out(int action);
 WEFT_HIDDEN void weft__switch_out_from(weft_loop *l, weft_task *t, int action);
 WEFT_HIDDEN void weft__after_switch(weft_loop *l);

@@ -323,19 +323,10 @@ static void fail_all(weft__waitlist *wl, int err)
 /* Whether the caller's loop has another task ready: spinning would then
  * only delay it (it may be the very task we wait for).  Owner-only fields
  * are safe to read here: the caller runs on loop l. */
-static bool loop_has_work(weft_loop *l)
-{
-	if (l->lifo || l->pinned.len ||
-	    atomic_load_explicit(&l->remote.head, memory_order_relaxed))
-		return true;
-	uint32_t real = (uint32_t)atomic_load_explicit(&l->rq->head, memory_order_relaxed);
-	return real != atomic_load_explicit(&l->rq->tail, memory_order_relaxed);
-}
-
 static void spin_for(const weft_queue *q, bool want_item)
 {
 	weft_loop *l = weft__loop_self();
-	if (l && (l->rt->nloops < 2 || loop_has_work(l)))
+	if (l && (l->rt->nloops < 2 || weft__loop_has_ready(l)))
 		return;
 	for (int i = 0; i < QSPIN; i++) {
 		size_t n = qlen(q);

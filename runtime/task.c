@@ -214,6 +214,25 @@ bool weft_task_done(const weft_task *t)
 		     WEFT_TS_DONE);
 }
 
+/* The status a join of finished task t reports (t->lock held). */
+static int outcome_locked(const weft_task *t)
+{
+	return t->error ? t->error : t->cancelled_result ? -ECANCELED : 0;
+}
+
+/* With t->lock held on a finished task: hand its result over (once) and
+ * release the lock; returns its join status. */
+static int hand_over_locked(weft_task *t, void **result)
+{
+	t->joined = 2;
+	void *res = t->result;
+	int err = outcome_locked(t);
+	weft__lock_release(&t->lock);
+	if (result)
+		*result = res;
+	return err;
+}
+
 /* Joining an unfinished task while others are ready here: go behind them
  * once.  The joined task is probably among them (spawned just before), and
  * a burst of joins then finds its tasks done instead of parking for each. */
@@ -222,7 +241,7 @@ static void join_let_others_run(weft_task *t)
 	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
 		return;
 	weft_loop *l = weft__loop_self();
-	if (l->lifo || l->pinned.len || weft__runq_len(l->rq))
+	if (weft__loop_has_ready(l))
 		weft__switch_out_from(l, l->current, WEFT_SW_YIELD);
 }
 
@@ -261,13 +280,7 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 		weft__budget_spend(self);
 		weft__lock_acquire(&t->lock);
 	}
-	t->joined = 2;
-	void *res = t->result;
-	int err = t->error ? t->error : t->cancelled_result ? -ECANCELED : 0;
-	weft__lock_release(&t->lock);
-	if (result)
-		*result = res;
-	return err;
+	return hand_over_locked(t, result);
 }
 
 /* Hand over the result of a finished task without a suspension point
@@ -280,13 +293,7 @@ int weft__task_take_result(weft_task *t, void **result)
 		weft__lock_release(&t->lock);
 		return r;
 	}
-	t->joined = 2;
-	void *res = t->result;
-	int err = t->error ? t->error : t->cancelled_result ? -ECANCELED : 0;
-	weft__lock_release(&t->lock);
-	if (result)
-		*result = res;
-	return err;
+	return hand_over_locked(t, result);
 }
 
 /* A finished task whose join would report an error.  Read under the
@@ -297,7 +304,7 @@ bool weft__task_failed(const weft_task *t)
 		return false;
 	weft_task *m = (weft_task *)t;
 	weft__lock_acquire(&m->lock);
-	bool failed = m->error || m->cancelled_result;
+	bool failed = outcome_locked(m) != 0;
 	weft__lock_release(&m->lock);
 	return failed;
 }

@@ -152,6 +152,15 @@ void weft__task_wake(weft_task *t)
 	wake_loop(home);
 }
 
+/* Whether a task other than the running one is ready on loop l (l's own
+ * thread): its LIFO slot, pinned FIFO, remote wakes or run queue. */
+bool weft__loop_has_ready(const weft_loop *l)
+{
+	return l->lifo || l->pinned.len ||
+	       atomic_load_explicit(&((weft_loop *)l)->remote.head, memory_order_relaxed) ||
+	       weft__runq_len(l->rq);
+}
+
 /* A new task: queue it where it should start. */
 void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t)
 {
