@@ -38,8 +38,12 @@ static int wait_any(weft_task *self, weft_task **ts, size_t n, const uint8_t *sk
 	}
 	while (!any) {
 		r = weft__park_task(self, 0);
+		/* `fired` is the finisher's last store, made after it woke us: we
+		 * may run before it.  DONE is published before the wake, so it is
+		 * what tells a real wake from a spurious one. */
 		for (size_t i = 0; i < n; i++)
-			if (linked[i] && atomic_load_explicit(&ws[i].fired, memory_order_acquire))
+			if (linked[i] && (atomic_load_explicit(&ws[i].fired, memory_order_acquire) ||
+					  weft_task_done(ts[i])))
 				any = true;
 		if (r < 0)
 			break;
