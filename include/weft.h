@@ -67,6 +67,9 @@ typedef struct weft_runtime_config {
 	bool pin_cpus;           /* pin loop i to CPU i % online CPUs */
 	size_t stack_size;       /* default task stack, bytes (64 KiB) */
 	unsigned ring_entries;   /* io_uring SQ entries per loop (256) */
+	unsigned ring_cq_entries; /* CQ entries per loop (16 x ring_entries,
+				     at least 4096): completions beyond it
+				     wait in the kernel's overflow list */
 	unsigned spin_us;        /* idle spin before a loop sleeps (50 us) */
 	unsigned stack_guard;    /* WEFT_GUARD_* (AUTO) */
 	unsigned guarded_stacks_max; /* AUTO's guarded-stack limit; 0 = derive
@@ -74,7 +77,7 @@ typedef struct weft_runtime_config {
 	unsigned stack_pool_max; /* stacks cached per loop (256) */
 	unsigned offload_threads; /* blocking-pool threads at most (64) */
 	unsigned offload_idle_ms; /* an idle pool thread exits after (10000) */
-	unsigned reserved[16];   /* must be zero */
+	unsigned reserved[15];   /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,
@@ -517,6 +520,10 @@ enum {
 	WEFT_RING_MSG_RING = 1 << 2,      /* IORING_OP_MSG_RING wakeups */
 	WEFT_RING_FD_REGISTERED = 1 << 3, /* io_uring_register_ring_fd */
 	WEFT_RING_EXT_ARG = 1 << 4,       /* timed waits in one enter */
+	WEFT_RING_BUF_RING = 1 << 5,      /* provided-buffer rings (5.19) */
+	WEFT_RING_MULTISHOT = 1 << 6,     /* multishot accept and recv (5.19) */
+	WEFT_RING_NODROP = 1 << 7,        /* CQ overflow kept, not dropped */
+	WEFT_RING_CQSIZE = 1 << 8,        /* CQ sized by ring_cq_entries */
 };
 
 typedef struct weft_loop_stats {
@@ -528,7 +535,10 @@ typedef struct weft_loop_stats {
 	uint64_t cqes;           /* completions reaped */
 	uint64_t timers_fired;
 	uint64_t tasks_spawned;  /* spawned by tasks running on this loop */
-	uint64_t reserved[8];
+	uint64_t enters;         /* io_uring_enter calls (submit and/or reap) */
+	uint64_t ops;            /* I/O operations completed (final CQEs) */
+	uint64_t cq_overflows;   /* times the CQ overflowed and was flushed */
+	uint64_t reserved[5];
 } weft_loop_stats;
 
 typedef struct weft_runtime_stats {
@@ -557,5 +567,6 @@ WEFT_API const char *weft_strerror(int err);
 
 #include "weft/sync.h"  /* Lock, Event, Condition, Semaphore, Barrier, RwLock */
 #include "weft/queue.h" /* queues: FIFO, LIFO, priority, join, shutdown */
+#include "weft/io.h"    /* raw I/O operations on the loop's io_uring */
 
 #endif /* WEFT_H */

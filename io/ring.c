@@ -11,10 +11,11 @@
  * user_data: small integers are tags; anything else is a weft__op pointer
  * (the I/O layer's per-operation record; pointers are 8-byte aligned).
  */
-#include "../runtime/internal.h"
+#include "io.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <valgrind/valgrind.h>
 #include <sys/eventfd.h>
@@ -36,26 +37,16 @@ static void wake_by_eventfd(weft_loop *target)
 	(void)w; /* EAGAIN means a wake is already pending */
 }
 
-static struct io_uring_sqe *get_sqe(weft_loop *l)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-	if (!sqe) { /* SQ full: flush it */
-		io_uring_submit(&l->ring);
-		sqe = io_uring_get_sqe(&l->ring);
-	}
-	return sqe;
-}
-
 static void arm_eventfd(weft_loop *l)
 {
-	struct io_uring_sqe *sqe = get_sqe(l);
+	struct io_uring_sqe *sqe = weft__ring_sqe(l);
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, l->efd, &l->efd_buf, sizeof(l->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, TAG_EFD);
 }
 
-static int ring_create(weft_loop *l, unsigned entries)
+static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 {
 	struct io_uring_params p;
 	const unsigned tries[] = {
@@ -67,7 +58,8 @@ static int ring_create(weft_loop *l, unsigned entries)
 	int r = -EINVAL;
 	for (unsigned i = 0; i < 3; i++) {
 		memset(&p, 0, sizeof(p));
-		p.flags = tries[i];
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = cq_entries;
 		r = io_uring_queue_init_params(entries, &l->ring, &p);
 		if (r == 0) {
 			l->features |= feat[i];
@@ -78,23 +70,51 @@ static int ring_create(weft_loop *l, unsigned entries)
 	}
 	if (r < 0)
 		return r;
+	l->features |= WEFT_RING_CQSIZE;
 	if (p.features & IORING_FEAT_EXT_ARG)
 		l->features |= WEFT_RING_EXT_ARG;
+	if (p.features & IORING_FEAT_NODROP)
+		l->features |= WEFT_RING_NODROP;
 	return 0;
 }
 
-int weft__ring_init(weft_loop *l)
+/* Provided-buffer rings came with multishot accept and recv (5.19), and
+ * no opcode probe reports a flag: register a one-entry buffer ring and
+ * take success as the answer for all three. */
+static void probe_buf_ring(weft_loop *l)
 {
-	int r = ring_create(l, l->rt->cfg.ring_entries);
-	if (r < 0)
-		return r;
-	l->ring_fd = l->ring.ring_fd;
+	struct io_uring_buf_reg reg = { 0 };
+	void *mem = NULL;
+	if (posix_memalign(&mem, 4096, 4096))
+		return;
+	reg.ring_addr = (uintptr_t)mem;
+	reg.ring_entries = 1;
+	reg.bgid = 0xffff;
+	if (io_uring_register_buf_ring(&l->ring, &reg, 0) == 0) {
+		l->features |= WEFT_RING_BUF_RING | WEFT_RING_MULTISHOT;
+		io_uring_unregister_buf_ring(&l->ring, 0xffff);
+	}
+	free(mem);
+}
+
+static void probe_features(weft_loop *l)
+{
 	struct io_uring_probe *probe = io_uring_get_probe_ring(&l->ring);
 	if (probe) {
 		if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
 			l->features |= WEFT_RING_MSG_RING;
 		io_uring_free_probe(probe);
 	}
+	probe_buf_ring(l);
+}
+
+int weft__ring_init(weft_loop *l)
+{
+	int r = ring_create(l, l->rt->cfg.ring_entries, l->rt->cfg.ring_cq_entries);
+	if (r < 0)
+		return r;
+	l->ring_fd = l->ring.ring_fd;
+	probe_features(l);
 	if (io_uring_register_ring_fd(&l->ring) == 1)
 		l->features |= WEFT_RING_FD_REGISTERED;
 	/* Blocking eventfd on purpose: io_uring polls it instead of failing
@@ -134,7 +154,35 @@ static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 	}
 	if (ud < TAG_MAX || ud == LIBURING_UDATA_TIMEOUT)
 		return; /* wakes carry no data: the loop rechecks its queues */
-	/* I/O completions (the I/O layer) land here. */
+	weft__op *op = (weft__op *)(uintptr_t)ud;
+	bool final = !(cqe->flags & IORING_CQE_F_MORE);
+	if (final) {
+		l->inflight--;
+		WEFT_STAT_ADD(l, ops, 1);
+	}
+	if (op->cb) {
+		op->cb(l, op, cqe);
+		return;
+	}
+	op->res = cqe->res;
+	op->cqe_flags = cqe->flags;
+	op->done = true;
+	/* op lives on the task's stack: after this wake it may be gone. */
+	weft__task_wake(op->task);
+}
+
+static unsigned reap(weft_loop *l)
+{
+	struct io_uring *ring = &l->ring;
+	unsigned head, n = 0;
+	struct io_uring_cqe *cqe;
+	io_uring_for_each_cqe(ring, head, cqe) {
+		dispatch(l, cqe);
+		n++;
+	}
+	if (n)
+		io_uring_cq_advance(ring, n);
+	return n;
 }
 
 /* valgrind (3.19) runs io_uring_enter holding its global lock, so a loop
@@ -145,6 +193,7 @@ static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 static void valgrind_wait(weft_loop *l, const struct __kernel_timespec *tsp)
 {
 	io_uring_submit(&l->ring);
+	WEFT_STAT_ADD(l, enters, 1);
 	int ms = 1;
 	if (tsp && tsp->tv_sec == 0 && tsp->tv_nsec < 1000000)
 		ms = 0;
@@ -173,19 +222,22 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 			io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
 		else
 			io_uring_submit_and_get_events(ring);
+		WEFT_STAT_ADD(l, enters, 1);
 	} else if (io_uring_sq_ready(ring) || l->inflight) {
 		io_uring_submit_and_get_events(ring);
+		WEFT_STAT_ADD(l, enters, 1);
 	}
-	unsigned head, n = 0;
-	struct io_uring_cqe *cqe;
-	io_uring_for_each_cqe(ring, head, cqe) {
-		dispatch(l, cqe);
-		n++;
+	unsigned n = reap(l);
+	/* CQ overflowed: the kernel kept the rest (NODROP); flush and reap
+	 * until it is empty. */
+	while (unlikely(io_uring_cq_has_overflow(ring))) {
+		WEFT_STAT_ADD(l, cq_overflows, 1);
+		io_uring_get_events(ring);
+		WEFT_STAT_ADD(l, enters, 1);
+		n += reap(l);
 	}
-	if (n) {
-		io_uring_cq_advance(ring, n);
+	if (n)
 		WEFT_STAT_ADD(l, cqes, n);
-	}
 }
 
 /* Wake a sleeping loop: from a loop, a MSG_RING on the waker's own ring;
@@ -194,12 +246,13 @@ void weft__ring_wake(weft_loop *target)
 {
 	weft_loop *me = weft__loop_self();
 	if (me && me->rt == target->rt && (me->features & WEFT_RING_MSG_RING)) {
-		struct io_uring_sqe *sqe = get_sqe(me);
+		struct io_uring_sqe *sqe = weft__ring_sqe(me);
 		if (sqe) {
 			io_uring_prep_msg_ring(sqe, target->ring_fd, 0, TAG_WAKE, 0);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT + target->index);
 			io_uring_submit(&me->ring);
+			WEFT_STAT_ADD(me, enters, 1);
 			WEFT_STAT_ADD(me, wakeups_sent, 1);
 			return;
 		}

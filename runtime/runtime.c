@@ -43,6 +43,10 @@ static int check_config(weft_runtime_config *c)
 		c->ring_entries = 256;
 	if (c->ring_entries > 32768)
 		return -EINVAL;
+	if (c->ring_cq_entries == 0)
+		c->ring_cq_entries = c->ring_entries * 16 < 4096 ? 4096 : c->ring_entries * 16;
+	if (c->ring_cq_entries < c->ring_entries || c->ring_cq_entries > 524288)
+		return -EINVAL;
 	return 0;
 }
 

@@ -404,7 +404,7 @@ static void reap_finished(weft_loop *l)
 	}
 }
 
-static void maintenance(weft_loop *l)
+static void maintenance_poll(weft_loop *l, bool ring)
 {
 	weft_runtime *rt = l->rt;
 	if (unlikely(!l->shutdown_seen &&
@@ -415,10 +415,16 @@ static void maintenance(weft_loop *l)
 	}
 	if (atomic_load_explicit(&l->reaped.head, memory_order_relaxed))
 		reap_finished(l);
-	weft__ring_poll(l, false, 0);
+	if (ring)
+		weft__ring_poll(l, false, 0);
 	if (l->heap_len)
 		weft__timer_fire(l, weft_now_ns());
 	drain_remote(l);
+}
+
+static void maintenance(weft_loop *l)
+{
+	maintenance_poll(l, true);
 }
 
 static weft_task *steal_work(weft_loop *l)
@@ -517,11 +523,17 @@ static weft_task *find_work(weft_loop *l)
 static weft_task *idle(weft_loop *l)
 {
 	weft_runtime *rt = l->rt;
-	uint64_t until = weft_now_ns() + (uint64_t)rt->cfg.spin_us * 1000u;
+	/* Spinning waits for wakes from other threads.  A lone loop with I/O
+	 * in flight gets its news from the ring: it sleeps in it at once, and
+	 * a spinning loop enters the ring only every 8th round (~5 us), not
+	 * once per round, so waiting costs neither CPU nor syscalls. */
+	uint64_t spin = rt->nloops == 1 && l->inflight ? 0 : rt->cfg.spin_us;
+	uint64_t until = weft_now_ns() + spin * 1000u;
+	unsigned round = 0;
 	do {
 		for (int i = 0; i < 32; i++)
 			weft__cpu_relax();
-		maintenance(l);
+		maintenance_poll(l, (round++ & 7) == 0);
 		weft_task *t = find_work(l);
 		if (t)
 			return t;
