@@ -568,5 +568,10 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/sync.h"  /* Lock, Event, Condition, Semaphore, Barrier, RwLock */
 #include "weft/queue.h" /* queues: FIFO, LIFO, priority, join, shutdown */
 #include "weft/io.h"    /* raw I/O operations on the loop's io_uring */
+#include "weft/net.h"   /* sockets: TCP, UDP, Unix; listen, connect, DNS */
+#include "weft/stream.h" /* buffered streams: read_line, drain (asyncio) */
+#include "weft/server.h" /* serve a listener: a task per connection */
+#include "weft/fs.h"    /* files (aiofiles) */
+#include "weft/process.h" /* signals and subprocesses */
 
 #endif /* WEFT_H */
