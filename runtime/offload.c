@@ -7,7 +7,8 @@
  *   QUEUED --worker starts--> RUNNING --worker ends--> DONE  (result -> future)
  *      \                        \
  *       waiter gives up:         waiter gives up: ABANDONED, the worker
- *       ABANDONED, never runs    hands the result to cleanup()
+ *       ABANDONED, never runs;   hands the result to cleanup()
+ *       cleanup(NULL) frees arg
  *
  * If the waiter's exchange finds DONE, the result is on its way to the
  * future and the waiter takes it (nothing is lost).
@@ -72,7 +73,11 @@ static void run_job(weft__pool *p, weft__job *j)
 		} else {
 			weft_future_set_result(j->f, r);
 		}
-	} /* else abandoned before it started: it never runs */
+	} else if (j->cleanup) {
+		/* Abandoned before it started: it never runs, and cleanup,
+		 * which owns arg once the waiter gave up, gets NULL. */
+		j->cleanup(NULL, j->arg);
+	}
 	weft_future_release(j->f);
 	job_unref(j);
 }
