@@ -1,4 +1,105 @@
-/* weft/server.h — being written (issue 4). */
+/*
+ * weft/server.h — serve a listening address: one task per connection,
+ * spread across the loops (asyncio.start_server).
+ *
+ * Each loop accepts with a multishot accept.  By default every loop has its
+ * own SO_REUSEPORT listener and the kernel spreads connections over them
+ * (measured faster than one shared listener whose tasks are then stolen:
+ * docs/benchmarks.md); config.shared_listener picks the other.  Each
+ * accepted connection becomes a weft_stream handed to the handler in a new
+ * task on the accepting loop (stealable like any task).  When the handler
+ * returns, the server closes the stream (flushing what it queued).
+ *
+ * Limits: at most max_conns connections at once (more are accepted and
+ * closed at once, counted as rejected); every receive waits at most
+ * idle_timeout_ns; the handler can bound a whole request head with
+ * weft_stream_read_deadline (the HTTP example does), so slow or silent
+ * clients cannot pin connections.  An accept that fails for lack of fds
+ * (EMFILE, ENFILE, ENOBUFS) backs off and retries: the server keeps
+ * serving once fds are free again.
+ *
+ * Shutdown is graceful: stop accepting, let open connections finish within
+ * a grace period, then cancel the rest and wait for them.  With
+ * config.handle_signals, SIGINT or SIGTERM starts it.
+ */
 #ifndef WEFT_SERVER_H
 #define WEFT_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+typedef struct weft_server weft_server;
+struct weft_stream;
+struct weft_sockaddr;
+
+/* Serves one connection.  The stream belongs to the server: do not close
+ * it.  The return value is ignored. */
+typedef void (*weft_conn_fn)(struct weft_stream *conn, void *arg);
+
+typedef struct weft_server_config {
+	unsigned max_conns;       /* open connections at most (65536) */
+	int backlog;              /* listen backlog (SOMAXCONN) */
+	uint64_t idle_timeout_ns; /* a receive waiting longer fails with
+				     -ETIMEDOUT (60 s; 0: none) */
+	uint64_t grace_ns;        /* shutdown grace for open connections
+				     (5 s) */
+	bool shared_listener;     /* one listener, accepted on loop 0 */
+	bool handle_signals;      /* SIGINT/SIGTERM start a graceful shutdown */
+	size_t conn_stack_size;   /* stack of connection tasks (runtime's) */
+	size_t stream_limit;      /* weft_stream_config.limit (64 KiB) */
+	unsigned reserved[8];     /* must be zero */
+} weft_server_config;
+
+WEFT_API void weft_server_config_init(weft_server_config *cfg);
+
+/*
+ * Listen on `addr` (port 0: an ephemeral port, see weft_server_port) and
+ * start accepting on every loop of rt (NULL: the caller's runtime).  Each
+ * connection runs fn(stream, arg) in its own task.  Returns 0 with *out
+ * set, -EINVAL, -EADDRINUSE and other listen errors, -ENOMEM, -ESHUTDOWN.
+ * Any thread.  Stop it with weft_server_shutdown, free it with
+ * weft_server_destroy.
+ */
+WEFT_API int weft_server_start(weft_server **out, weft_runtime *rt,
+			       const struct weft_sockaddr *addr,
+			       const weft_server_config *cfg, weft_conn_fn fn, void *arg);
+
+/* The port the server listens on. */
+WEFT_API uint16_t weft_server_port(const weft_server *s);
+
+/*
+ * Graceful shutdown: stop accepting, wait up to grace_ns (UINT64_MAX: the
+ * config's) for open connections to finish, cancel the rest and wait for
+ * them.  Idempotent; concurrent callers all wait.  Returns 0, or -ECANCELED
+ * / -ETIMEDOUT if the calling task gave up waiting (the shutdown carries
+ * on).  From a task or a foreign thread.
+ */
+WEFT_API int weft_server_shutdown(weft_server *s, uint64_t grace_ns);
+
+/* Wait until the server has shut down (by a signal or another task). 0,
+ * -ECANCELED, -ETIMEDOUT.  From a task or a foreign thread. */
+WEFT_API int weft_server_wait(weft_server *s);
+
+typedef struct weft_server_stats {
+	uint64_t accepted;      /* connections accepted in all */
+	uint64_t active;        /* open now */
+	uint64_t rejected;      /* closed at once: over max_conns */
+	uint64_t accept_errors; /* failed accepts (EMFILE, ...) */
+	uint64_t reserved[4];
+} weft_server_stats;
+
+WEFT_API int weft_server_stats_get(const weft_server *s, weft_server_stats *out);
+
+/* Shut down (if not yet) and free.  From a foreign thread or a task that
+ * is not one of the server's connections. */
+WEFT_API void weft_server_destroy(weft_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_SERVER_H */

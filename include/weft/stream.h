@@ -1,4 +1,125 @@
-/* weft/stream.h — being written (issue 4). */
+/*
+ * weft/stream.h — buffered streams over a socket or pipe (asyncio's
+ * StreamReader and StreamWriter in one object).
+ *
+ * Reading: the stream keeps a read buffer.  weft_stream_read copies out
+ * what is there (waiting for more only when it is empty); read_exact,
+ * read_line and read_until wait for a whole unit.  A line or delimited unit
+ * longer than the limit (config.limit, 64 KiB) fails with -EMSGSIZE and its
+ * bytes stay buffered: nothing is lost, the caller may read them with
+ * weft_stream_read or drop the connection.  At end of input a partial unit
+ * also stays buffered (-ENODATA), except read_line, which returns the last
+ * unterminated line as asyncio's readline does.  One task reads at a time
+ * (a second concurrent reader gets -EBUSY).
+ *
+ * Writing: weft_stream_write copies the bytes into the stream and returns
+ * at once; the stream sends them in the background, one send in flight at
+ * a time (so bytes from different writes never interleave), batched into
+ * the loop's next io_uring_enter.  weft_stream_drain is the backpressure:
+ * once more than high_water bytes are queued it waits until the queue falls
+ * to low_water (asyncio's defaults: 64 KiB and 16 KiB).  A send error
+ * (-EPIPE, -ECONNRESET, ...) is sticky: the queued bytes are dropped and
+ * every later write or drain returns it.  Any task may write; write order is
+ * the order of the weft_stream_write calls.
+ *
+ * Lifetime: weft_stream_open takes the fd (closed by weft_stream_close
+ * unless config.keep_fd).  weft_stream_close flushes what is queued, closes
+ * and frees; the stream must not be used by any other task after (or
+ * during) close.  All calls are task-only (-EPERM elsewhere) except
+ * weft_stream_fd, and follow weft/io.h's cancellation and deadline rules.
+ */
 #ifndef WEFT_STREAM_H
 #define WEFT_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+typedef struct weft_stream weft_stream;
+
+typedef struct weft_stream_config {
+	size_t limit;      /* longest line / delimited unit, bytes (64 KiB) */
+	size_t high_water; /* drain waits once more is queued (64 KiB) */
+	size_t low_water;  /* ... until the queue is down to this (16 KiB) */
+	bool keep_fd;      /* close leaves the fd open (false) */
+	uint64_t read_timeout_ns; /* idle limit: a receive that waits longer
+				     fails with -ETIMEDOUT (0: none) */
+	unsigned reserved[6]; /* must be zero */
+} weft_stream_config;
+
+WEFT_API void weft_stream_config_init(weft_stream_config *cfg);
+
+/* Wrap fd (a connected socket, a pipe, a tty) in a stream; cfg NULL for
+ * the defaults.  Returns 0 with *out set, -EINVAL (fd < 0, low_water >
+ * high_water, limit 0, reserved field set) or -ENOMEM.  On success the
+ * stream owns fd.  Any thread. */
+WEFT_API int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg);
+
+/* The stream's fd (still owned by the stream). */
+WEFT_API int weft_stream_fd(const weft_stream *s);
+
+/* Up to len bytes: what is buffered, else waits for one receive.  Returns
+ * bytes copied, 0 at end of input, or -errno. */
+WEFT_API ssize_t weft_stream_read(weft_stream *s, void *buf, size_t len);
+/* Exactly len bytes: len, or -ENODATA if input ended first (the partial
+ * bytes stay buffered), or -errno. */
+WEFT_API ssize_t weft_stream_read_exact(weft_stream *s, void *buf, size_t len);
+/* The next unit ending in `delim` (dlen >= 1 bytes): its length including
+ * the delimiter, with *out pointing at it inside the stream's buffer (valid
+ * until the next read call on s).  -EMSGSIZE: the unit would exceed the
+ * limit; -ENODATA: input ended before a delimiter (bytes stay buffered,
+ * none at all: returns 0). */
+WEFT_API ssize_t weft_stream_read_until(weft_stream *s, const void *delim, size_t dlen,
+					const char **out);
+/* read_until("\n"), except that at end of input a final unterminated line
+ * is returned as is (0 once nothing is left). */
+WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **out);
+
+/* A deadline (absolute, weft_now_ns clock; 0 clears it) for every read
+ * call until cleared: a receive still waiting then fails with -ETIMEDOUT.
+ * For "the whole request head within N seconds" (slowloris) on top of the
+ * per-receive read_timeout_ns.  Returns 0 or -EINVAL. */
+WEFT_API int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns);
+
+/* Zero-copy parsing: the buffered bytes (*out, valid until the next read
+ * call) and their count, without waiting. */
+WEFT_API size_t weft_stream_buffered(weft_stream *s, const char **out);
+/* Receive once more into the buffer: bytes added, 0 at end of input,
+ * -EMSGSIZE when `limit` bytes are already buffered, or -errno. */
+WEFT_API ssize_t weft_stream_fill(weft_stream *s);
+/* Drop the first n buffered bytes (n <= buffered, else -EINVAL). */
+WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
+
+/* Queue len bytes for sending: returns len, or the sticky send error, or
+ * -EPIPE after weft_stream_shutdown.  Never waits. */
+WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len);
+/* Backpressure: wait while the queue is over the high-water mark.  0, the
+ * sticky send error, -ECANCELED, -ETIMEDOUT (scope). */
+WEFT_API int weft_stream_drain(weft_stream *s);
+/* Wait until every queued byte is sent: 0 or as drain. */
+WEFT_API int weft_stream_flush(weft_stream *s);
+/* Flush, then shut the write side: on a socket, shutdown(SHUT_WR), so the
+ * peer reads end of input while this side can still read.  On other fds it
+ * only flushes (close the stream to signal EOF on a pipe).  Later writes
+ * return -EPIPE. */
+WEFT_API int weft_stream_shutdown(weft_stream *s);
+/* Bytes queued and not yet sent. */
+WEFT_API size_t weft_stream_pending(weft_stream *s);
+
+/* Flush, close the fd (unless keep_fd) and free the stream.  Returns 0 or
+ * the flush's error; the stream is freed either way.  If the flush is cut
+ * short (cancellation, scope deadline, send error), queued bytes are
+ * dropped: on a socket an in-flight send is aborted with shutdown(2); on
+ * other fds close waits for it to complete.  s NULL: -EINVAL. */
+WEFT_API int weft_stream_close(weft_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_STREAM_H */

@@ -1,0 +1,483 @@
+/*
+ * Servers (weft/server.h): acceptors, connection tasks, graceful shutdown.
+ *
+ * One acceptor task per listener, pinned to its loop, keeps a multishot
+ * accept armed on that loop's ring.  Its completion callback runs on the
+ * same thread (the loop's scheduler), so the queue of accepted fds between
+ * them needs no lock.  Connection tasks are tracked in a list under the
+ * server's spinlock so shutdown can cancel the ones that outlive the grace
+ * period; the shutdown sequence runs in its own task, so a caller that
+ * stops waiting does not stop the shutdown.
+ */
+#include "io.h"
+#include "weft/net.h"
+#include "weft/server.h"
+#include "weft/stream.h"
+#include "weft/process.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { SRV_RUNNING, SRV_STOPPING, SRV_STOPPED };
+
+typedef struct acceptor {
+	weft_server *srv;
+	int lfd;
+	unsigned loop;
+	weft_task *task;
+	weft__op op;
+	int *fds;          /* accepted, not yet handed to a task */
+	unsigned nfds, cap;
+	int err;           /* last failed accept */
+	bool armed;        /* the accept op is in flight */
+} acceptor;
+
+typedef struct conn {
+	struct conn *prev, *next;
+	weft_task *task;
+	weft_server *srv;
+	int fd;
+} conn;
+
+struct weft_server {
+	weft_runtime *rt;
+	weft_server_config cfg;
+	weft_conn_fn fn;
+	void *arg;
+	uint16_t port;
+	acceptor *acc;
+	unsigned nacc;
+	weft_task *stopper, *sigwatch;
+	uint64_t grace;
+
+	weft__lock lk;     /* guards everything below */
+	conn *conns;
+	uint64_t active;
+	int state;
+	weft__waitlist idle_w; /* active reached 0 */
+	weft__waitlist done_w; /* state reached SRV_STOPPED */
+	_Atomic uint64_t accepted, rejected, accept_errors;
+};
+
+void weft_server_config_init(weft_server_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_conns = 65536;
+	cfg->idle_timeout_ns = 60ull * 1000000000ull;
+	cfg->grace_ns = 5ull * 1000000000ull;
+	cfg->stream_limit = 64 * 1024;
+}
+
+/* ------------------------------------------------------------------------ */
+/* connections                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void conn_exit(weft_server *s, conn *c)
+{
+	weft__lock_acquire(&s->lk);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (--s->active == 0)
+		weft__waitlist_fire_all(&s->idle_w);
+	weft_task *t = c->task;
+	weft__lock_release(&s->lk);
+	weft_task_release(t);
+	free(c);
+}
+
+static void *conn_main(void *arg)
+{
+	conn *c = arg;
+	weft_server *s = c->srv;
+	weft_stream_config sc;
+	weft_stream_config_init(&sc);
+	sc.limit = s->cfg.stream_limit;
+	sc.read_timeout_ns = s->cfg.idle_timeout_ns;
+	weft_stream *st;
+	if (weft_stream_open(&st, c->fd, &sc) == 0) {
+		s->fn(st, s->arg);
+		weft_stream_close(st);
+	} else {
+		close(c->fd);
+	}
+	conn_exit(s, c);
+	return NULL;
+}
+
+/* Hand an accepted fd to a new connection task, or close it. */
+static void conn_start(weft_server *s, int fd)
+{
+	atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
+	conn *c = calloc(1, sizeof(*c));
+	weft__lock_acquire(&s->lk);
+	if (!c || s->active >= s->cfg.max_conns || s->state != SRV_RUNNING) {
+		weft__lock_release(&s->lk);
+		atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->fd = fd;
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.stack_size = s->cfg.conn_stack_size;
+	/* Spawned under the lock so shutdown never sees a listed conn
+	 * without its task. */
+	if (weft_task_spawn_ex(&c->task, &tc, conn_main, c) < 0) {
+		weft__lock_release(&s->lk);
+		atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->active++;
+	weft__lock_release(&s->lk);
+}
+
+/* ------------------------------------------------------------------------ */
+/* acceptors                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void accept_cb(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe)
+{
+	acceptor *a = (acceptor *)((char *)op - offsetof(acceptor, op));
+	if (cqe->res >= 0) {
+		if (a->nfds == a->cap) {
+			unsigned cap = a->cap ? a->cap * 2 : 64;
+			int *p = realloc(a->fds, cap * sizeof(int));
+			if (!p) {
+				close(cqe->res); /* the client sees a reset */
+				goto out;
+			}
+			a->fds = p;
+			a->cap = cap;
+		}
+		a->fds[a->nfds++] = cqe->res;
+	} else {
+		a->err = cqe->res;
+	}
+out:
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		a->armed = false;
+	weft__task_wake(a->task);
+}
+
+static int accept_arm(acceptor *a, weft_loop *l)
+{
+	struct io_uring_sqe *sqe = weft__ring_sqe(l);
+	if (!sqe)
+		return -EBUSY;
+	if (l->features & WEFT_RING_MULTISHOT)
+		io_uring_prep_multishot_accept(sqe, a->lfd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept(sqe, a->lfd, NULL, NULL, SOCK_CLOEXEC);
+	a->op.cb = accept_cb;
+	a->op.loop = l;
+	io_uring_sqe_set_data(sqe, &a->op);
+	l->inflight++;
+	a->armed = true;
+	a->err = 0;
+	return 0;
+}
+
+/* Out of fds or memory: the accept stops until some are freed. */
+static bool accept_err_transient(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
+	       err == -ECONNABORTED || err == -EINTR || err == -EAGAIN;
+}
+
+static void *acceptor_main(void *arg)
+{
+	acceptor *a = arg;
+	weft_server *s = a->srv;
+	weft_task *t = weft__task_self();
+	weft_loop *l = weft__loop_self(); /* pinned: never changes */
+	for (;;) {
+		if (!a->armed && accept_arm(a, l) < 0 && weft_sleep(1000000) < 0)
+			break;
+		while (!a->nfds && a->armed)
+			if (weft__park_task(t, 0) < 0)
+				goto out;
+		for (unsigned i = 0; i < a->nfds; i++)
+			conn_start(s, a->fds[i]);
+		a->nfds = 0;
+		if (!a->armed && a->err) {
+			atomic_fetch_add_explicit(&s->accept_errors, 1, memory_order_relaxed);
+			if (!accept_err_transient(a->err))
+				break; /* the listener is broken */
+			/* Out of fds: give connections time to close. */
+			if (a->err != -ECONNABORTED && weft_sleep(10000000) < 0)
+				break;
+		}
+	}
+out:
+	if (a->armed) {
+		weft__io_cancel(l, &a->op);
+		uint64_t saved = weft__uninterruptible_begin(t);
+		while (a->armed)
+			weft__park_task(t, 0);
+		weft__uninterruptible_end(t, saved);
+	}
+	for (unsigned i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
+	a->nfds = 0;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* shutdown                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Wait (task or thread) on list `wl` until cond(s); lk not held on entry
+ * or exit.  0, or the wait's error. */
+static int wait_until(weft_server *s, weft__waitlist *wl, bool (*cond)(const weft_server *),
+		      uint64_t deadline)
+{
+	weft_task *t = weft__task_self();
+	weft__lock_acquire(&s->lk);
+	while (!cond(s)) {
+		weft__waiter w;
+		int r = weft__wait_locked(t, &s->lk, wl, &w, deadline);
+		if (r < 0)
+			return r;
+		weft__lock_acquire(&s->lk);
+	}
+	weft__lock_release(&s->lk);
+	return 0;
+}
+
+static bool no_conns(const weft_server *s)
+{
+	return s->active == 0;
+}
+
+static bool stopped(const weft_server *s)
+{
+	return s->state == SRV_STOPPED;
+}
+
+static void *stopper_main(void *arg)
+{
+	weft_server *s = arg;
+	for (unsigned i = 0; i < s->nacc; i++)
+		if (s->acc[i].task)
+			weft_task_cancel(s->acc[i].task);
+	for (unsigned i = 0; i < s->nacc; i++)
+		if (s->acc[i].task)
+			weft_task_join(s->acc[i].task, NULL);
+	uint64_t dl = s->grace ? weft__deadline_after(s->grace) : 1;
+	if (wait_until(s, &s->idle_w, no_conns, dl) < 0) {
+		weft__lock_acquire(&s->lk);
+		for (conn *c = s->conns; c; c = c->next)
+			weft_task_cancel(c->task);
+		weft__lock_release(&s->lk);
+		uint64_t saved = weft__uninterruptible_begin(weft__task_self());
+		wait_until(s, &s->idle_w, no_conns, 0);
+		weft__uninterruptible_end(weft__task_self(), saved);
+	}
+	weft__lock_acquire(&s->lk);
+	s->state = SRV_STOPPED;
+	weft__waitlist_fire_all(&s->done_w);
+	weft__lock_release(&s->lk);
+	return NULL;
+}
+
+/* First caller starts the stopper task; returns 0 or a spawn error. */
+static int begin_shutdown(weft_server *s, uint64_t grace)
+{
+	int r = 0;
+	weft__lock_acquire(&s->lk);
+	if (s->state == SRV_RUNNING) {
+		s->state = SRV_STOPPING;
+		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
+		r = weft_runtime_spawn(s->rt, &s->stopper, NULL, stopper_main, s);
+		if (r < 0) { /* the runtime is going: its shutdown cancels all */
+			s->state = SRV_STOPPED;
+			weft__waitlist_fire_all(&s->done_w);
+		}
+	}
+	weft__lock_release(&s->lk);
+	return r;
+}
+
+int weft_server_shutdown(weft_server *s, uint64_t grace_ns)
+{
+	if (!s)
+		return -EINVAL;
+	begin_shutdown(s, grace_ns);
+	return wait_until(s, &s->done_w, stopped, 0);
+}
+
+int weft_server_wait(weft_server *s)
+{
+	return s ? wait_until(s, &s->done_w, stopped, 0) : -EINVAL;
+}
+
+static void *sigwatch_main(void *arg)
+{
+	weft_server *s = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (weft_signal_wait(&set) > 0)
+		begin_shutdown(s, UINT64_MAX);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* start and destroy                                                         */
+/* ------------------------------------------------------------------------ */
+
+static int check_cfg(const weft_server_config *c)
+{
+	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
+		if (c->reserved[i])
+			return -EINVAL;
+	return c->max_conns && c->stream_limit ? 0 : -EINVAL;
+}
+
+/* Listeners: one per loop with SO_REUSEPORT, else one on loop 0. */
+static int open_listeners(weft_server *s, const weft_sockaddr *addr)
+{
+	weft_sockaddr a = *addr;
+	unsigned flags = s->nacc > 1 ? WEFT_LISTEN_REUSEPORT : 0;
+	for (unsigned i = 0; i < s->nacc; i++) {
+		int fd = weft_tcp_listen(&a, s->cfg.backlog, flags);
+		if (fd < 0)
+			return fd;
+		s->acc[i].lfd = fd;
+		if (i == 0) { /* later listeners share the (ephemeral) port */
+			weft_sockaddr got;
+			if (weft_sock_local(fd, &got) == 0)
+				s->port = weft_addr_port(&got);
+			if (a.sa.sa_family == AF_INET)
+				a.in.sin_port = htons(s->port);
+			else
+				a.in6.sin6_port = htons(s->port);
+		}
+	}
+	return 0;
+}
+
+static int start_acceptors(weft_server *s)
+{
+	for (unsigned i = 0; i < s->nacc; i++) {
+		acceptor *a = &s->acc[i];
+		a->srv = s;
+		a->loop = i;
+		weft_task_config tc;
+		weft_task_config_init(&tc);
+		tc.pin = (int)i;
+		int r = weft_runtime_spawn(s->rt, &a->task, &tc, acceptor_main, a);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void server_free(weft_server *s)
+{
+	for (unsigned i = 0; i < s->nacc; i++) {
+		if (s->acc[i].task)
+			weft_task_release(s->acc[i].task);
+		if (s->acc[i].lfd > 0)
+			close(s->acc[i].lfd);
+		free(s->acc[i].fds);
+	}
+	if (s->stopper)
+		weft_task_release(s->stopper);
+	if (s->sigwatch)
+		weft_task_release(s->sigwatch);
+	free(s->acc);
+	free(s);
+}
+
+int weft_server_start(weft_server **out, weft_runtime *rt, const weft_sockaddr *addr,
+		      const weft_server_config *cfg, weft_conn_fn fn, void *arg)
+{
+	weft_server_config c;
+	if (cfg)
+		c = *cfg;
+	else
+		weft_server_config_init(&c);
+	if (!rt)
+		rt = weft_runtime_current();
+	if (!out || !rt || !addr || !fn || check_cfg(&c) < 0)
+		return -EINVAL;
+	weft_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->rt = rt;
+	s->cfg = c;
+	s->fn = fn;
+	s->arg = arg;
+	s->nacc = c.shared_listener ? 1 : rt->nloops;
+	s->acc = calloc(s->nacc, sizeof(acceptor));
+	int r = s->acc ? open_listeners(s, addr) : -ENOMEM;
+	if (!r)
+		r = start_acceptors(s);
+	if (!r && c.handle_signals)
+		r = weft_runtime_spawn(rt, &s->sigwatch, NULL, sigwatch_main, s);
+	if (r < 0) {
+		for (unsigned i = 0; s->acc && i < s->nacc; i++)
+			if (s->acc[i].task) {
+				weft_task_cancel(s->acc[i].task);
+				weft_task_join(s->acc[i].task, NULL);
+			}
+		server_free(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+uint16_t weft_server_port(const weft_server *s)
+{
+	return s ? s->port : 0;
+}
+
+int weft_server_stats_get(const weft_server *s, weft_server_stats *out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	weft_server *m = (weft_server *)s;
+	out->accepted = atomic_load_explicit(&m->accepted, memory_order_relaxed);
+	out->rejected = atomic_load_explicit(&m->rejected, memory_order_relaxed);
+	out->accept_errors = atomic_load_explicit(&m->accept_errors, memory_order_relaxed);
+	out->active = __atomic_load_n(&m->active, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void weft_server_destroy(weft_server *s)
+{
+	if (!s)
+		return;
+	weft_server_shutdown(s, UINT64_MAX);
+	if (s->stopper)
+		weft_task_join(s->stopper, NULL);
+	if (s->sigwatch) {
+		weft_task_cancel(s->sigwatch);
+		weft_task_join(s->sigwatch, NULL);
+	}
+	/* The last connection may still hold lk after waking the stopper. */
+	weft__lock_acquire(&s->lk);
+	weft__lock_release(&s->lk);
+	server_free(s);
+}
