@@ -121,6 +121,28 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh build/bench
 
+# --- I/O benchmarks (issue 4): in-tree baselines and their driver ----------
+# bench/baseline/*.c are stand-alone servers and a load client, no weft code:
+# built by `make` into build/bench/baseline/ (release variant only), each
+# with just its own library.  `make bench-io` runs bench/io.sh (servers on
+# CPU 0, clients on CPU 1; docs/benchmarks.md says how it measures).
+ifeq ($(VARIANT),release)
+BASELINES := $(addprefix $(B)/bench/baseline/,epoll_echo uv_echo uring_echo echo_client)
+all: $(BASELINES)
+$(B)/bench/baseline/uv_echo: BASELINE_LIBS := -luv
+$(B)/bench/baseline/uring_echo: BASELINE_LIBS := -luring
+$(B)/bench/baseline/echo_client: BASELINE_LIBS := -lm
+$(BASELINES): $(B)/bench/baseline/%: bench/baseline/%.c bench/baseline/baseline.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BASELINE_LIBS)
+endif
+.PHONY: bench-io
+bench-io:
+	@sh tools/deps.sh bench-io
+	@$(MAKE) --no-print-directory all
+	@sh bench/io.sh build
+# ---------------------------------------------------------------------------
+
 check-symbols: $(B)/libweft.a
 	@sh tests/check_symbols.sh $(B)/libweft.a
 

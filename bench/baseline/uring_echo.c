@@ -1,0 +1,163 @@
+/*
+ * Baseline, the floor: a minimal single-purpose liburing TCP echo server,
+ * no runtime at all.
+ *
+ *   uring_echo --port P
+ *
+ * One ring, one thread.  A multishot accept; per connection a fixed buffer
+ * and a recv -> send (-> send the rest) -> recv chain.  Everything queued
+ * while handling a batch of completions goes to the kernel in the one
+ * io_uring_submit_and_wait() that also waits for the next batch.
+ * The ring is SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them (6.1+),
+ * else COOP_TASKRUN, else plain; its fd is registered where possible.
+ */
+#include <liburing.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "baseline.h"
+
+#define RING_ENTRIES 4096
+
+enum { OP_RECV = 1, OP_SEND = 2, OP_CLOSE = 3 }; /* low bits of user_data */
+#define UD_ACCEPT 0ull
+
+struct conn {
+	int fd;
+	unsigned off, len; /* a send in flight covers buf[off..len) */
+	char buf[BASELINE_BUF];
+} __attribute__((aligned(8)));
+
+static struct io_uring ring;
+static int lfd;
+
+static struct io_uring_sqe *sqe_get(void)
+{
+	struct io_uring_sqe *sqe;
+	while (!(sqe = io_uring_get_sqe(&ring)))
+		io_uring_submit(&ring); /* SQ full: flush it and retry */
+	return sqe;
+}
+
+static void arm_accept(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, UD_ACCEPT);
+}
+
+static void post(struct conn *c, int op)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	if (op == OP_RECV)
+		io_uring_prep_recv(sqe, c->fd, c->buf, sizeof c->buf, 0);
+	else if (op == OP_SEND)
+		io_uring_prep_send(sqe, c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+	else
+		io_uring_prep_close(sqe, c->fd);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | (uint64_t)op);
+}
+
+static void on_cqe(struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	int res = cqe->res;
+
+	if (ud == UD_ACCEPT) {
+		if (res >= 0) {
+			struct conn *c = malloc(sizeof *c);
+			if (!c) {
+				close(res);
+			} else {
+				baseline_nodelay(res);
+				c->fd = res;
+				c->off = c->len = 0;
+				post(c, OP_RECV);
+			}
+		} else if (res != -ECONNABORTED && res != -EINTR) {
+			fprintf(stderr, "uring_echo: accept: %s\n", strerror(-res));
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_accept(); /* the multishot ended (error or overflow) */
+		return;
+	}
+
+	struct conn *c = (struct conn *)(uintptr_t)(ud & ~7ull);
+	switch (ud & 7) {
+	case OP_RECV:
+		if (res == -EINTR || res == -EAGAIN) {
+			post(c, OP_RECV);
+		} else if (res <= 0) { /* EOF or error */
+			post(c, OP_CLOSE);
+		} else {
+			c->off = 0;
+			c->len = (unsigned)res;
+			post(c, OP_SEND);
+		}
+		break;
+	case OP_SEND:
+		if (res == -EINTR || res == -EAGAIN) {
+			post(c, OP_SEND);
+		} else if (res < 0) {
+			post(c, OP_CLOSE);
+		} else if ((c->off += (unsigned)res) < c->len) {
+			post(c, OP_SEND); /* partial send: the rest */
+		} else {
+			post(c, OP_RECV);
+		}
+		break;
+	case OP_CLOSE:
+		free(c);
+		break;
+	}
+}
+
+static int ring_init(void)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	static const char *const names[] = { "SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN",
+					     "plain" };
+	int rc = -EINVAL;
+	for (unsigned i = 0; i < sizeof tries / sizeof *tries; i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof p);
+		p.flags = tries[i];
+		rc = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
+		if (rc == 0) {
+			int reg = io_uring_register_ring_fd(&ring);
+			fprintf(stderr, "uring_echo: ring %s%s\n", names[i],
+				reg == 1 ? ", registered ring fd" : "");
+			return 0;
+		}
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	int port = baseline_port(argc, argv, "uring_echo");
+	signal(SIGPIPE, SIG_IGN);
+	lfd = baseline_listen(port, 0);
+	int rc = ring_init();
+	if (rc < 0)
+		BASELINE_DIE("io_uring_queue_init: %s", strerror(-rc));
+	arm_accept();
+
+	for (;;) {
+		rc = io_uring_submit_and_wait(&ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			BASELINE_DIE("io_uring_submit_and_wait: %s", strerror(-rc));
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&ring, head, cqe)
+		{
+			on_cqe(cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&ring, seen);
+	}
+}
