@@ -62,6 +62,13 @@ enum {
 	WEFT_GUARD_NEVER = 2,  /* slabs with canaries only: least memory */
 };
 
+/* Ring set-up (weft_runtime_config.ring_mode). */
+enum {
+	WEFT_RING_MODE_AUTO = 0,  /* DEFER_TASKRUN, else COOP, else plain */
+	WEFT_RING_MODE_COOP = 1,  /* COOP_TASKRUN|TASKRUN_FLAG, else plain */
+	WEFT_RING_MODE_PLAIN = 2, /* no task-run flags */
+};
+
 typedef struct weft_runtime_config {
 	unsigned loops;          /* event loops (threads); 0 = online CPUs */
 	bool pin_cpus;           /* pin loop i to CPU i % online CPUs */
@@ -77,7 +84,10 @@ typedef struct weft_runtime_config {
 	unsigned stack_pool_max; /* stacks cached per loop (256) */
 	unsigned offload_threads; /* blocking-pool threads at most (64) */
 	unsigned offload_idle_ms; /* an idle pool thread exits after (10000) */
-	unsigned reserved[15];   /* must be zero */
+	unsigned ring_mode;      /* WEFT_RING_MODE_*: AUTO picks the best
+				    the kernel has; the others force a
+				    fallback (for tests and comparisons) */
+	unsigned reserved[14];   /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,

@@ -56,7 +56,7 @@ static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 	};
 	const unsigned feat[] = { WEFT_RING_DEFER_TASKRUN, WEFT_RING_COOP_TASKRUN, 0 };
 	int r = -EINVAL;
-	for (unsigned i = 0; i < 3; i++) {
+	for (unsigned i = l->rt->cfg.ring_mode; i < 3; i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = tries[i] | IORING_SETUP_CQSIZE;
 		p.cq_entries = cq_entries;

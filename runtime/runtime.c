@@ -41,6 +41,8 @@ static int check_config(weft_runtime_config *c)
 	c->stack_size = (c->stack_size + (size_t)page - 1) & ~((size_t)page - 1);
 	if (c->ring_entries == 0)
 		c->ring_entries = 256;
+	if (c->ring_mode > WEFT_RING_MODE_PLAIN)
+		return -EINVAL;
 	if (c->ring_entries > 32768)
 		return -EINVAL;
 	if (c->ring_cq_entries == 0)
