@@ -24,7 +24,7 @@
 # and a summary line.  Every run's numbers go to stderr.  A missing weft
 # server is reported and skipped, with its targets.
 #
-# Environment (defaults finish in about 5.5 minutes):
+# Environment (defaults finish in about 5 minutes on 2 cores):
 #   IO_SECONDS=5          measured window per run (whole seconds)
 #   IO_WARMUP=1           warm-up per run (whole seconds)
 #   IO_SYSCALL_SECONDS=2  the perf window per run (whole seconds; 0: skip)
@@ -286,7 +286,7 @@ http_avail=
 nconf=0
 for c in $ECHO_CONNS; do for s in $echo_avail; do nconf=$((nconf + 1)); done; done
 for c in $HTTP_CONNS; do for s in $http_avail; do nconf=$((nconf + 1)); done; done
-est=$((nconf * REPS * (WARM + SECS + SYSSECS + 2)))
+est=$((nconf * REPS * (WARM + SECS + SYSSECS + 1)))
 say "$nconf configurations x $REPS repeats, about $((est / 60)) min $((est % 60)) s; server on CPU $SCPU, client on CPU $CCPU"
 : >"$tmp/results"
 
