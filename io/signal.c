@@ -1,0 +1,350 @@
+/*
+ * Signals (weft/process.h) and the helper thread they share with
+ * subprocesses.
+ *
+ * A watched signal runs on_signal(), on whatever thread the kernel picks:
+ * it counts the delivery and writes an eventfd, nothing else (both are
+ * async-signal-safe).  The helper thread ("aux") sleeps in poll(2) on that
+ * eventfd and on the pidfds of abandoned children: a signal wakes every
+ * waiter (each re-checks the counters against what its watcher has seen),
+ * a readable pidfd is reaped and closed.
+ *
+ * Ordering that makes a wait race-free: a waiter compares the counters with
+ * its watcher and parks under wait_lk; the handler bumps the counter before
+ * writing the eventfd, and aux fires the waiters under wait_lk after reading
+ * the eventfd.  A delivery the waiter missed in its check therefore fires
+ * after it is on the list.
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NSIGS _NSIG
+
+/* The interface process.c uses (declared there too). */
+WEFT_HIDDEN int weft__aux_reserve(void);
+WEFT_HIDDEN void weft__aux_unreserve(void);
+WEFT_HIDDEN void weft__aux_reap(int pidfd);
+
+/* ---- state shared with the handler: lock-free ---- */
+static _Atomic uint64_t sig_count[NSIGS]; /* deliveries per signal */
+static _Atomic uint64_t sig_total;        /* all deliveries */
+static _Atomic int aux_efd = -1;          /* set once, before any handler */
+
+/* ---- aux_mu: the helper thread, dispositions, the reap list ---- */
+static pthread_mutex_t aux_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool aux_started;
+static unsigned sig_users[NSIGS];         /* watchers covering each signal */
+static struct sigaction sig_old[NSIGS];   /* disposition before the first */
+static int *reap_fds;                     /* pidfds of abandoned children */
+static size_t reap_len, reap_cap, reap_reserved;
+
+/* ---- wait_lk: the waiters and every watcher's `seen` ---- */
+static weft__lock wait_lk = WEFT_LOCK_INIT;
+static weft__waitlist waiters;
+
+struct weft_signal {
+	sigset_t set;
+	uint64_t seen[NSIGS]; /* sig_count values already returned */
+};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	if (sig > 0 && sig < NSIGS)
+		atomic_fetch_add(&sig_count[sig], 1);
+	atomic_fetch_add(&sig_total, 1);
+	uint64_t one = 1;
+	if (write(atomic_load_explicit(&aux_efd, memory_order_relaxed), &one, sizeof one) < 0) {
+		/* EAGAIN: the counter is saturated, aux is awake anyway */
+	}
+	errno = saved;
+}
+
+static void aux_wake(void)
+{
+	uint64_t one = 1;
+	if (write(atomic_load(&aux_efd), &one, sizeof one) < 0) {
+		/* as in on_signal */
+	}
+}
+
+/* Reap the child behind pidfd if it has ended (or was reaped elsewhere). */
+static bool reap_done(int pidfd)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	int r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG);
+	if (r < 0)
+		return errno != EINTR; /* ECHILD: gone already */
+	return si.si_pid != 0;
+}
+
+static void reap_remove(int fd)
+{
+	pthread_mutex_lock(&aux_mu);
+	for (size_t i = 0; i < reap_len; i++)
+		if (reap_fds[i] == fd) {
+			reap_fds[i] = reap_fds[--reap_len];
+			break;
+		}
+	pthread_mutex_unlock(&aux_mu);
+	close(fd);
+}
+
+static void *aux_main(void *arg)
+{
+	(void)arg;
+	struct pollfd *pf = NULL;
+	size_t pcap = 0;
+	uint64_t last_total = 0;
+	for (;;) {
+		pthread_mutex_lock(&aux_mu);
+		size_t n = reap_len + 1;
+		if (n > pcap) {
+			struct pollfd *np = realloc(pf, n * sizeof *np);
+			if (np) {
+				pf = np;
+				pcap = n;
+			}
+		}
+		bool partial = n > pcap; /* out of memory: poll what fits */
+		if (partial)
+			n = pcap;
+		if (n)
+			pf[0] = (struct pollfd){ atomic_load(&aux_efd), POLLIN, 0 };
+		for (size_t i = 1; i < n; i++)
+			pf[i] = (struct pollfd){ reap_fds[i - 1], POLLIN, 0 };
+		pthread_mutex_unlock(&aux_mu);
+
+		if (n == 0 || poll(pf, n, partial ? 100 : -1) < 0) {
+			if (n == 0)
+				usleep(100000);
+			continue; /* EINTR (every signal is blocked here anyway) */
+		}
+		if (pf[0].revents) {
+			uint64_t v;
+			if (read(pf[0].fd, &v, sizeof v) < 0) {
+				/* EAGAIN: another read got it */
+			}
+		}
+		uint64_t total = atomic_load(&sig_total);
+		if (total != last_total) {
+			last_total = total;
+			weft__lock_acquire(&wait_lk);
+			weft__waitlist_fire_all(&waiters);
+			weft__lock_release(&wait_lk);
+		}
+		for (size_t i = 1; i < n; i++)
+			if (pf[i].revents && reap_done(pf[i].fd))
+				reap_remove(pf[i].fd);
+	}
+	return NULL;
+}
+
+/* Start the helper thread once, with every signal blocked so that it never
+ * runs a handler (the program's or weft's).  aux_mu held. */
+static int aux_start_locked(void)
+{
+	if (aux_started)
+		return 0;
+	if (atomic_load(&aux_efd) < 0) {
+		int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd < 0)
+			return -errno;
+		atomic_store(&aux_efd, fd);
+	}
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t th;
+	int r = pthread_create(&th, &attr, aux_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r)
+		return -r;
+	aux_started = true;
+	return 0;
+}
+
+/* ---- for io/process.c ---- */
+
+/* Make sure aux runs and has room to take one more child later. */
+int weft__aux_reserve(void)
+{
+	pthread_mutex_lock(&aux_mu);
+	int r = aux_start_locked();
+	size_t need = reap_len + reap_reserved + 1;
+	if (r == 0 && need > reap_cap) {
+		size_t cap = reap_cap ? reap_cap * 2 : 16;
+		int *nf = realloc(reap_fds, cap * sizeof *nf);
+		if (nf) {
+			reap_fds = nf;
+			reap_cap = cap;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	if (r == 0)
+		reap_reserved++;
+	pthread_mutex_unlock(&aux_mu);
+	return r;
+}
+
+void weft__aux_unreserve(void)
+{
+	pthread_mutex_lock(&aux_mu);
+	reap_reserved--;
+	pthread_mutex_unlock(&aux_mu);
+}
+
+/* Hand an unreaped child's pidfd to aux (uses the reservation: cannot
+ * fail); aux reaps the child when it ends and closes the pidfd. */
+void weft__aux_reap(int pidfd)
+{
+	pthread_mutex_lock(&aux_mu);
+	reap_reserved--;
+	reap_fds[reap_len++] = pidfd;
+	pthread_mutex_unlock(&aux_mu);
+	aux_wake();
+}
+
+/* ---- watchers ---- */
+
+static bool sig_catchable(int sig)
+{
+	return sig != SIGKILL && sig != SIGSTOP;
+}
+
+/* Give back the dispositions of the signals of `set` below `upto`. */
+static void unwatch_locked(const sigset_t *set, int upto)
+{
+	for (int sig = 1; sig < upto; sig++)
+		if (sigismember(set, sig) == 1 && --sig_users[sig] == 0)
+			sigaction(sig, &sig_old[sig], NULL);
+}
+
+int weft_signal_open(weft_signal **out, const sigset_t *set)
+{
+	if (out)
+		*out = NULL;
+	if (!out || !set)
+		return -EINVAL;
+	int count = 0;
+	for (int sig = 1; sig < NSIGS; sig++)
+		if (sigismember(set, sig) == 1) {
+			if (!sig_catchable(sig))
+				return -EINVAL;
+			count++;
+		}
+	if (!count)
+		return -EINVAL;
+	weft_signal *s = malloc(sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->set = *set;
+	/* Count from before the handler goes in: a delivery once it is in is
+	 * one this watcher reports. */
+	for (int sig = 1; sig < NSIGS; sig++)
+		s->seen[sig] = atomic_load(&sig_count[sig]);
+
+	pthread_mutex_lock(&aux_mu);
+	int r = aux_start_locked();
+	int sig = 1;
+	for (; r == 0 && sig < NSIGS; sig++) {
+		if (sigismember(set, sig) != 1 || sig_users[sig]++ > 0)
+			continue;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_signal;
+		sa.sa_flags = SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(sig, &sa, &sig_old[sig]) < 0) {
+			r = -errno;
+			sig_users[sig]--;
+			break;
+		}
+	}
+	if (r < 0)
+		unwatch_locked(set, sig);
+	pthread_mutex_unlock(&aux_mu);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+/* The lowest signal of s with an unreported delivery, marked reported; 0
+ * if none.  wait_lk held. */
+static int take_locked(weft_signal *s)
+{
+	for (int sig = 1; sig < NSIGS; sig++) {
+		if (sigismember(&s->set, sig) != 1)
+			continue;
+		uint64_t c = atomic_load(&sig_count[sig]);
+		if (c != s->seen[sig]) {
+			s->seen[sig] = c;
+			return sig;
+		}
+	}
+	return 0;
+}
+
+int weft_signal_next(weft_signal *s)
+{
+	if (!s)
+		return -EINVAL;
+	weft_task *t = weft__task_self();
+	if (t) {
+		int r = weft__checkpoint(t);
+		if (r < 0)
+			return r;
+	}
+	weft__lock_acquire(&wait_lk);
+	for (;;) {
+		int sig = take_locked(s);
+		if (sig) {
+			weft__lock_release(&wait_lk);
+			return sig;
+		}
+		weft__waiter w;
+		int r = weft__wait_locked(t, &wait_lk, &waiters, &w, 0);
+		if (r < 0)
+			return r;
+		weft__lock_acquire(&wait_lk);
+	}
+}
+
+int weft_signal_close(weft_signal *s)
+{
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&aux_mu);
+	unwatch_locked(&s->set, NSIGS);
+	pthread_mutex_unlock(&aux_mu);
+	free(s);
+	return 0;
+}
+
+int weft_signal_wait(const sigset_t *set)
+{
+	weft_signal *s;
+	int r = weft_signal_open(&s, set);
+	if (r < 0)
+		return r;
+	r = weft_signal_next(s);
+	weft_signal_close(s);
+	return r;
+}
