@@ -1,0 +1,1279 @@
+/*
+ * Buffered streams (weft/stream.h) over socketpairs, TCP and pipes:
+ * read, read_exact, read_line, read_until, the limit, fill/buffered/
+ * consume, write with drain backpressure, flush, shutdown, close, sticky
+ * send errors, one reader at a time, writes from several loops, read
+ * timeouts and deadlines, configuration checks.
+ *
+ * DESIGN.md rule 7: tasks record into structs; the test asserts after
+ * weft_run returns.  Each test's `peer` is the raw other end of the pair.
+ */
+#include "weft_test.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------------- */
+/* helpers                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static weft_task *go(weft_fn fn, void *arg, int pin)
+{
+	weft_task_config c;
+	weft_task_config_init(&c);
+	c.pin = pin;
+	weft_task *t = NULL;
+	return weft_task_spawn_ex(&t, &c, fn, arg) == 0 ? t : NULL;
+}
+
+static void *finish(weft_task *t)
+{
+	if (!t)
+		return P(-1);
+	void *r = NULL;
+	weft_task_join(t, &r);
+	weft_task_release(t);
+	return r;
+}
+
+static uint8_t pat(uint64_t i)
+{
+	return (uint8_t)(i * 7 + (i >> 11) * 13 + (i >> 19) * 101);
+}
+
+/*
+ * The fixture most tests use: a Unix socketpair, a stream (cfg, may be
+ * NULL) on end 0, the raw fd `peer` on end 1.  A test's main runs
+ * body(fixture) and the fixture is torn down after.
+ */
+struct fx {
+	weft_stream *s;
+	int peer;
+	int open_rc;
+	void *rec; /* the test's record */
+};
+
+typedef void (*body_fn)(struct fx *f);
+
+struct fx_run {
+	const weft_stream_config *cfg;
+	body_fn body;
+	void *rec;
+	int open_rc;
+	int close_rc;
+	bool keep_stream; /* the body closed it */
+	struct fx *f;
+};
+
+static void *fx_main(void *arg)
+{
+	struct fx_run *r = arg;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		r->open_rc = -errno;
+		return NULL;
+	}
+	struct fx f = { .peer = sv[1], .rec = r->rec };
+	if ((r->open_rc = weft_stream_open(&f.s, sv[0], r->cfg)) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	r->f = &f;
+	r->body(&f);
+	if (f.s)
+		r->close_rc = weft_stream_close(f.s);
+	close(f.peer);
+	return NULL;
+}
+
+/* Run body over a fresh fixture in a runtime of `loops` loops; assert it
+ * opened and closed cleanly. */
+static void run_fx_loops(unsigned loops, const weft_stream_config *cfg, body_fn body, void *rec)
+{
+	struct fx_run r = { .cfg = cfg, .body = body, .rec = rec };
+	weft_test_run(loops, fx_main, &r);
+	assert_int_equal(r.open_rc, 0);
+	assert_int_equal(r.close_rc, 0);
+}
+
+static void run_fx(const weft_stream_config *cfg, body_fn body, void *rec)
+{
+	run_fx_loops(2, cfg, body, rec);
+}
+
+/* Peer writes, one per call, with a pause before each (a task). */
+struct drip {
+	int fd;
+	const char *const *parts;
+	unsigned pause_ms;
+	bool close_after; /* shutdown(SHUT_WR) after the last */
+};
+
+static void *drip_main(void *arg)
+{
+	struct drip *d = arg;
+	for (const char *const *p = d->parts; *p; p++) {
+		weft_sleep_ms(d->pause_ms);
+		weft_send_all(d->fd, *p, strlen(*p), 0);
+	}
+	if (d->close_after)
+		shutdown(d->fd, SHUT_WR);
+	return NULL;
+}
+
+/* Start a drip task on `peer` (released by finish()). */
+static weft_task *drip(struct drip *d, int fd, const char *const *parts, unsigned pause_ms,
+		       bool close_after)
+{
+	*d = (struct drip){ fd, parts, pause_ms, close_after };
+	return go(drip_main, d, WEFT_PIN_NONE);
+}
+
+/* Record one returned unit as text (for read_line / read_until). */
+struct units {
+	ssize_t rc[8];
+	char text[8][128];
+	int n;
+};
+
+static void keep_unit(struct units *u, ssize_t r, const char *p)
+{
+	if (u->n >= 8)
+		return;
+	u->rc[u->n] = r;
+	if (r > 0)
+		snprintf(u->text[u->n], sizeof u->text[0], "%.*s", (int)r, p);
+	u->n++;
+}
+
+/*
+ * KNOWN BUG (io/stream.c find_delim): on a stream that has never received
+ * (rbuf still NULL), read_line / read_until call memmem(NULL + 0, 0, ...):
+ * undefined behaviour that UBSan aborts on in build/asan.  See
+ * test_read_until_on_fresh_stream.  Until it is fixed, tests that start
+ * with read_line / read_until receive once first (the bytes stay buffered,
+ * so what they check is unchanged).
+ */
+static void prime(weft_stream *s)
+{
+#ifndef WEFT_TEST_KNOWN_BUGS
+	weft_stream_fill(s);
+#else
+	(void)s;
+#endif
+}
+
+/* ---------------------------------------------------------------------- */
+/* reading                                                                 */
+/* ---------------------------------------------------------------------- */
+
+struct read_rec {
+	ssize_t r1, r2, r0, rnull, eof;
+	char b1[8], b2[16];
+	size_t buffered_after_first;
+};
+
+static void read_body(struct fx *f)
+{
+	struct read_rec *x = f->rec;
+	send(f->peer, "hello world", 11, 0);
+	x->r1 = weft_stream_read(f->s, x->b1, 5);
+	x->buffered_after_first = weft_stream_buffered(f->s, NULL);
+	x->r2 = weft_stream_read(f->s, x->b2, sizeof x->b2);
+	x->r0 = weft_stream_read(f->s, x->b2, 0);
+	x->rnull = weft_stream_read(f->s, NULL, 4);
+	shutdown(f->peer, SHUT_WR);
+	x->eof = weft_stream_read(f->s, x->b2, sizeof x->b2);
+}
+
+static void test_read(void **state)
+{
+	(void)state;
+	struct read_rec x = { 0 };
+	run_fx(NULL, read_body, &x);
+	assert_int_equal(x.r1, 5);
+	assert_memory_equal(x.b1, "hello", 5);
+	assert_int_equal(x.buffered_after_first, 6);
+	assert_int_equal(x.r2, 6); /* what is buffered, no wait for more */
+	assert_memory_equal(x.b2, " world", 6);
+	assert_int_equal(x.r0, 0);
+	assert_int_equal(x.rnull, -EINVAL);
+	assert_int_equal(x.eof, 0);
+}
+
+struct exact_rec {
+	ssize_t whole, early, left_read, eof;
+	char whole_buf[16], left[16];
+	size_t buffered_after_early;
+};
+
+static void exact_body(struct fx *f)
+{
+	struct exact_rec *x = f->rec;
+	static const char *const parts[] = { "0123", "456", "789", "abcd", NULL };
+	struct drip d;
+	weft_task *t = drip(&d, f->peer, parts, 10, true);
+	x->whole = weft_stream_read_exact(f->s, x->whole_buf, 10); /* over 3 sends */
+	x->early = weft_stream_read_exact(f->s, x->whole_buf + 10, 6); /* 4 left, then EOF */
+	x->buffered_after_early = weft_stream_buffered(f->s, NULL);
+	x->left_read = weft_stream_read(f->s, x->left, sizeof x->left);
+	x->eof = weft_stream_read(f->s, x->left + 8, 4);
+	finish(t);
+}
+
+static void test_read_exact_and_early_eof(void **state)
+{
+	(void)state;
+	struct exact_rec x = { 0 };
+	run_fx(NULL, exact_body, &x);
+	assert_int_equal(x.whole, 10);
+	assert_memory_equal(x.whole_buf, "0123456789", 10);
+	assert_int_equal(x.early, -ENODATA);
+	assert_int_equal(x.buffered_after_early, 4); /* the partial bytes stay */
+	assert_int_equal(x.left_read, 4);
+	assert_memory_equal(x.left, "abcd", 4);
+	assert_int_equal(x.eof, 0);
+}
+
+struct line_rec {
+	struct units u;
+	ssize_t long_line;
+	char long_text[128];
+};
+
+static void line_body(struct fx *f)
+{
+	struct line_rec *x = f->rec;
+	static const char *const parts[] = { "line one\nline t", "wo\nthr", "ee", "\nlast, no newline",
+					     NULL };
+	struct drip d;
+	weft_task *t = drip(&d, f->peer, parts, 5, false);
+	const char *p;
+	prime(f->s);
+	for (int i = 0; i < 3; i++) {
+		ssize_t r = weft_stream_read_line(f->s, &p);
+		keep_unit(&x->u, r, p);
+	}
+	finish(t);
+	/* A 100-byte line sent one byte at a time. */
+	static char bytes[101][2];
+	static const char *one_by_one[102];
+	for (int i = 0; i < 100; i++) {
+		bytes[i][0] = (char)('a' + i % 26);
+		one_by_one[i] = bytes[i];
+	}
+	bytes[100][0] = '\n';
+	one_by_one[100] = bytes[100];
+	one_by_one[101] = NULL;
+	/* ... after the unterminated "last" line, which stays first. */
+	t = drip(&d, f->peer, one_by_one + 0, 0, false);
+	ssize_t r = weft_stream_read_line(f->s, &p);
+	x->long_line = r;
+	if (r > 0)
+		snprintf(x->long_text, sizeof x->long_text, "%.*s", (int)r, p);
+	finish(t);
+	shutdown(f->peer, SHUT_WR);
+	for (int i = 0; i < 2; i++) {
+		r = weft_stream_read_line(f->s, &p);
+		keep_unit(&x->u, r, p);
+	}
+}
+
+static void test_read_line(void **state)
+{
+	(void)state;
+	struct line_rec x = { 0 };
+	run_fx(NULL, line_body, &x);
+	assert_int_equal(x.u.n, 5);
+	assert_string_equal(x.u.text[0], "line one\n");
+	assert_string_equal(x.u.text[1], "line two\n");
+	assert_string_equal(x.u.text[2], "three\n");
+	/* "last, no newline" + the 100 dripped bytes + "\n" form one line */
+	assert_int_equal(x.long_line, 16 + 101);
+	assert_true(strncmp(x.long_text, "last, no newlineabcdefghijklmnopqrstuvwxyzabcd",
+			    46) == 0);
+	assert_int_equal(x.long_text[x.long_line - 1], '\n');
+	/* Nothing more: EOF gives 0 (twice). */
+	assert_int_equal(x.u.rc[3], 0);
+	assert_int_equal(x.u.rc[4], 0);
+}
+
+struct final_line_rec {
+	struct units u;
+};
+
+static void final_line_body(struct fx *f)
+{
+	struct final_line_rec *x = f->rec;
+	send(f->peer, "a\nunterminated", 14, 0);
+	shutdown(f->peer, SHUT_WR);
+	const char *p;
+	prime(f->s);
+	for (int i = 0; i < 3; i++) {
+		ssize_t r = weft_stream_read_line(f->s, &p);
+		keep_unit(&x->u, r, p);
+	}
+}
+
+static void test_read_line_final_unterminated(void **state)
+{
+	(void)state;
+	struct final_line_rec x = { 0 };
+	run_fx(NULL, final_line_body, &x);
+	assert_int_equal(x.u.rc[0], 2);
+	assert_string_equal(x.u.text[0], "a\n");
+	assert_int_equal(x.u.rc[1], 12);
+	assert_string_equal(x.u.text[1], "unterminated");
+	assert_int_equal(x.u.rc[2], 0);
+}
+
+struct until_rec {
+	struct units u;
+	size_t rest_n;
+	char rest[32];
+	ssize_t partial, partial_read, none, bad_delim, bad_out;
+	char partial_text[16];
+};
+
+static void until_body(struct fx *f)
+{
+	struct until_rec *x = f->rec;
+	/* The delimiter straddles two receives, then one byte per send. */
+	static const char *const parts[] = { "HEAD 1\r\n\r", "\nBODY", "\r", "\n", "\r", "\n", "X",
+					     NULL };
+	struct drip d;
+	weft_task *t = drip(&d, f->peer, parts, 10, false);
+	const char *p;
+	prime(f->s);
+	ssize_t r = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
+	keep_unit(&x->u, r, p);
+	r = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
+	keep_unit(&x->u, r, p);
+	finish(t);
+	if (!weft_stream_buffered(f->s, NULL))
+		weft_stream_fill(f->s); /* "X" was sent; take it in */
+	const char *b;
+	x->rest_n = weft_stream_buffered(f->s, &b);
+	snprintf(x->rest, sizeof x->rest, "%.*s", (int)x->rest_n, b);
+	x->bad_delim = weft_stream_read_until(f->s, "", 0, &p);
+	x->bad_out = weft_stream_read_until(f->s, "\n", 1, NULL);
+	/* EOF before a delimiter: -ENODATA, bytes stay for a plain read. */
+	send(f->peer, "tail", 4, 0);
+	shutdown(f->peer, SHUT_WR);
+	x->partial = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
+	x->partial_read = weft_stream_read(f->s, x->partial_text, sizeof x->partial_text);
+	x->none = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
+}
+
+static void test_read_until_straddling_delimiter(void **state)
+{
+	(void)state;
+	struct until_rec x = { 0 };
+	run_fx(NULL, until_body, &x);
+	assert_int_equal(x.u.rc[0], 10);
+	assert_string_equal(x.u.text[0], "HEAD 1\r\n\r\n");
+	assert_int_equal(x.u.rc[1], 8);
+	assert_string_equal(x.u.text[1], "BODY\r\n\r\n");
+	assert_int_equal(x.rest_n, 1);
+	assert_string_equal(x.rest, "X");
+	assert_int_equal(x.bad_delim, -EINVAL);
+	assert_int_equal(x.bad_out, -EINVAL);
+	assert_int_equal(x.partial, -ENODATA);
+	assert_int_equal(x.partial_read, 5);
+	assert_memory_equal(x.partial_text, "Xtail", 5);
+	assert_int_equal(x.none, 0);
+}
+
+struct limit_rec {
+	ssize_t line_rc, until_rc;
+	size_t got;
+	size_t bad;
+	ssize_t after_line;
+	char after[16];
+	int fill_rc;
+};
+
+static void limit_body(struct fx *f)
+{
+	struct limit_rec *x = f->rec;
+	enum { N = 300 };
+	char big[N + 1];
+	for (int i = 0; i < N; i++)
+		big[i] = (char)('A' + i % 26);
+	big[N] = '\n';
+	weft_send_all(f->peer, big, N + 1, 0);
+	weft_send_all(f->peer, "ok\n", 3, 0);
+	const char *p;
+	weft_sleep_ms(10); /* all of it is in the socket */
+	prime(f->s);
+	x->line_rc = weft_stream_read_line(f->s, &p);
+	x->until_rc = weft_stream_read_until(f->s, "\n", 1, &p);
+	/* Nothing was lost: the long line reads back in plain reads. */
+	char buf[64];
+	while (x->got < N + 1) {
+		ssize_t r = weft_stream_read(f->s, buf, sizeof buf < N + 1 - x->got ? sizeof buf
+										     : N + 1 - x->got);
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			x->bad += buf[i] != big[x->got + (size_t)i];
+		x->got += (size_t)r;
+	}
+	x->after_line = weft_stream_read_line(f->s, &p);
+	if (x->after_line > 0)
+		snprintf(x->after, sizeof x->after, "%.*s", (int)x->after_line, p);
+}
+
+static void test_limit_emsgsize_keeps_bytes(void **state)
+{
+	(void)state;
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.limit = 100;
+	struct limit_rec x = { 0 };
+	run_fx(&cfg, limit_body, &x);
+	assert_int_equal(x.line_rc, -EMSGSIZE);
+	assert_int_equal(x.until_rc, -EMSGSIZE);
+	assert_int_equal(x.got, 301);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.after_line, 3);
+	assert_string_equal(x.after, "ok\n");
+}
+
+struct fill_rec {
+	ssize_t fill1, fill_full, fill_eof;
+	size_t n1, n2, n3;
+	char view1[16], view2[16];
+	int consume_ok, consume_big, consume_rest;
+	size_t n_end;
+};
+
+static void fill_body(struct fx *f)
+{
+	struct fill_rec *x = f->rec;
+	const char *p;
+	send(f->peer, "abcdef", 6, 0);
+	x->fill1 = weft_stream_fill(f->s);
+	x->n1 = weft_stream_buffered(f->s, &p);
+	snprintf(x->view1, sizeof x->view1, "%.*s", (int)x->n1, p);
+	x->consume_ok = weft_stream_consume(f->s, 2);
+	x->n2 = weft_stream_buffered(f->s, &p);
+	snprintf(x->view2, sizeof x->view2, "%.*s", (int)x->n2, p);
+	x->consume_big = weft_stream_consume(f->s, 5);
+	/* Fill up to the limit (8): then -EMSGSIZE. */
+	send(f->peer, "ghijklmnop", 10, 0);
+	while (weft_stream_buffered(f->s, NULL) < 8)
+		if (weft_stream_fill(f->s) <= 0)
+			break;
+	x->fill_full = weft_stream_fill(f->s);
+	x->n3 = weft_stream_buffered(f->s, NULL);
+	x->consume_rest = weft_stream_consume(f->s, x->n3);
+	shutdown(f->peer, SHUT_WR);
+	/* drain what the socket still holds, then EOF */
+	ssize_t r;
+	while ((r = weft_stream_fill(f->s)) > 0)
+		weft_stream_consume(f->s, weft_stream_buffered(f->s, NULL));
+	x->fill_eof = r;
+	x->n_end = weft_stream_buffered(f->s, NULL);
+}
+
+static void test_fill_buffered_consume(void **state)
+{
+	(void)state;
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.limit = 8;
+	struct fill_rec x = { 0 };
+	run_fx(&cfg, fill_body, &x);
+	assert_int_equal(x.fill1, 6);
+	assert_int_equal(x.n1, 6);
+	assert_string_equal(x.view1, "abcdef");
+	assert_int_equal(x.consume_ok, 0);
+	assert_int_equal(x.n2, 4);
+	assert_string_equal(x.view2, "cdef");
+	assert_int_equal(x.consume_big, -EINVAL);
+	assert_int_equal(x.fill_full, -EMSGSIZE);
+	assert_true(x.n3 >= 8);
+	assert_int_equal(x.consume_rest, 0);
+	assert_int_equal(x.fill_eof, 0);
+	assert_int_equal(x.n_end, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* writing                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Read `total` pattern bytes from fd (after an optional delay), checking
+ * them; stops at EOF. */
+struct sink {
+	int fd;
+	unsigned delay_ms;
+	size_t total; /* 0: until EOF */
+	size_t got, bad;
+	ssize_t last;
+	uint64_t started_ns;
+};
+
+static void *sink_main(void *arg)
+{
+	struct sink *k = arg;
+	if (k->delay_ms)
+		weft_sleep_ms(k->delay_ms);
+	k->started_ns = weft_now_ns();
+	uint8_t *buf = malloc(65536); /* not TLS: tasks migrate */
+	while (buf) {
+		if (k->total && k->got >= k->total)
+			break;
+		ssize_t r = weft_recv(k->fd, buf, 65536, 0);
+		k->last = r;
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			k->bad += buf[i] != pat(k->got + (size_t)i);
+		k->got += (size_t)r;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Queue n pattern bytes starting at offset off, in 16 KiB writes. */
+static ssize_t write_pat(weft_stream *s, size_t off, size_t n)
+{
+	uint8_t buf[16384];
+	size_t done = 0;
+	while (done < n) {
+		size_t k = n - done < sizeof buf ? n - done : sizeof buf;
+		for (size_t i = 0; i < k; i++)
+			buf[i] = pat(off + done + i);
+		ssize_t r = weft_stream_write(s, buf, k);
+		if (r < 0)
+			return r;
+		done += k;
+	}
+	return (ssize_t)done;
+}
+
+struct drain_rec {
+	int small_drain;
+	uint64_t small_ns;
+	ssize_t wrote;
+	size_t pending_before;
+	int timed_rc, timed_exit;
+	uint64_t timed_ns;
+	int drain_rc;
+	uint64_t drain_done_ns;
+	size_t pending_after;
+	int flush_rc;
+	size_t pending_flushed;
+	struct sink k;
+};
+
+static void drain_body(struct fx *f)
+{
+	struct drain_rec *x = f->rec;
+	size_t total = 1u << 20;
+	weft_sock_buffers(f->peer, 4096, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	/* Under high water: drain returns at once. */
+	uint64_t t0 = weft_now_ns();
+	weft_stream_write(f->s, "", 0);
+	x->small_drain = weft_stream_drain(f->s);
+	x->small_ns = weft_now_ns() - t0;
+	x->wrote = write_pat(f->s, 0, total);
+	x->pending_before = weft_stream_pending(f->s);
+	/* The peer does not read: drain blocks; a scope ends it. */
+	weft_scope sc;
+	t0 = weft_now_ns();
+	weft_scope_enter(&sc, 80 * MS);
+	x->timed_rc = weft_stream_drain(f->s);
+	x->timed_exit = weft_scope_exit(&sc);
+	x->timed_ns = weft_now_ns() - t0;
+	/* Now the peer reads (after 50 ms): drain returns. */
+	x->k = (struct sink){ .fd = f->peer, .delay_ms = 50, .total = total };
+	weft_task *t = go(sink_main, &x->k, 1);
+	x->drain_rc = weft_stream_drain(f->s);
+	x->drain_done_ns = weft_now_ns();
+	x->pending_after = weft_stream_pending(f->s);
+	x->flush_rc = weft_stream_flush(f->s);
+	x->pending_flushed = weft_stream_pending(f->s);
+	finish(t);
+}
+
+static void test_write_drain_backpressure(void **state)
+{
+	(void)state;
+	struct drain_rec x = { 0 };
+	run_fx(NULL, drain_body, &x);
+	assert_int_equal(x.small_drain, 0);
+	assert_true(x.small_ns < 50 * MS);
+	assert_int_equal(x.wrote, 1 << 20);
+	assert_true(x.pending_before > 64 * 1024);
+	assert_int_equal(x.timed_rc, -ETIMEDOUT);
+	assert_int_equal(x.timed_exit, 1);
+	assert_true(x.timed_ns >= 75 * MS);
+	assert_int_equal(x.drain_rc, 0);
+	assert_true(x.drain_done_ns >= x.k.started_ns); /* only once it read */
+	assert_true(x.pending_after <= 16 * 1024);   /* down to low water */
+	assert_int_equal(x.flush_rc, 0);
+	assert_int_equal(x.pending_flushed, 0);
+	assert_int_equal(x.k.got, 1 << 20);
+	assert_int_equal(x.k.bad, 0);
+}
+
+struct shut_rec {
+	ssize_t w1;
+	int shut_rc;
+	ssize_t w_after;
+	int drain_after;
+	struct sink k;
+	ssize_t reply;
+	char reply_buf[8];
+};
+
+static void shut_body(struct fx *f)
+{
+	struct shut_rec *x = f->rec;
+	x->k = (struct sink){ .fd = f->peer };
+	weft_task *t = go(sink_main, &x->k, WEFT_PIN_NONE);
+	x->w1 = write_pat(f->s, 0, 100000);
+	x->shut_rc = weft_stream_shutdown(f->s);
+	x->w_after = weft_stream_write(f->s, "late", 4);
+	x->drain_after = weft_stream_drain(f->s);
+	finish(t); /* the peer saw EOF */
+	/* This side can still read. */
+	send(f->peer, "reply", 5, 0);
+	x->reply = weft_stream_read(f->s, x->reply_buf, sizeof x->reply_buf);
+}
+
+static void test_shutdown_eof_then_epipe(void **state)
+{
+	(void)state;
+	struct shut_rec x = { 0 };
+	run_fx(NULL, shut_body, &x);
+	assert_int_equal(x.w1, 100000);
+	assert_int_equal(x.shut_rc, 0);
+	assert_int_equal(x.w_after, -EPIPE);
+	assert_int_equal(x.drain_after, 0);
+	assert_int_equal(x.k.got, 100000);
+	assert_int_equal(x.k.bad, 0);
+	assert_int_equal(x.k.last, 0); /* EOF */
+	assert_int_equal(x.reply, 5);
+	assert_memory_equal(x.reply_buf, "reply", 5);
+}
+
+struct close_rec {
+	ssize_t wrote;
+	int close_rc;
+	struct sink k;
+};
+
+static void close_body(struct fx *f)
+{
+	struct close_rec *x = f->rec;
+	size_t total = 8u << 20;
+	x->k = (struct sink){ .fd = f->peer, .delay_ms = 20 };
+	weft_task *t = go(sink_main, &x->k, 1);
+	x->wrote = write_pat(f->s, 0, total);
+	x->close_rc = weft_stream_close(f->s); /* at once: it flushes */
+	f->s = NULL;
+	finish(t);
+}
+
+static void test_close_flushes_everything(void **state)
+{
+	(void)state;
+	struct close_rec x = { 0 };
+	run_fx(NULL, close_body, &x);
+	assert_int_equal(x.wrote, 8 << 20);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.k.got, 8u << 20);
+	assert_int_equal(x.k.bad, 0);
+	assert_int_equal(x.k.last, 0);
+}
+
+/* Sticky send error: TCP, the peer resets. */
+struct sticky_rec {
+	int setup;
+	int first_err;
+	int writes_until_err;
+	ssize_t w_again;
+	int drain_again, flush_again;
+	int close_rc;
+};
+
+static void *sticky_main(void *arg)
+{
+	struct sticky_rec *x = arg;
+	weft_sockaddr a;
+	weft_addr_ip(&a, "127.0.0.1", 0);
+	int lfd = weft_tcp_listen(&a, 4, 0);
+	weft_sock_local(lfd, &a);
+	int c = weft_tcp_connect(&a, 2000 * MS);
+	int p = c >= 0 ? weft_accept(lfd, NULL, NULL, 0) : -1;
+	close(lfd);
+	weft_stream *s;
+	if (c < 0 || p < 0 || weft_stream_open(&s, c, NULL) < 0) {
+		x->setup = -1;
+		return NULL;
+	}
+	struct linger lg = { 1, 0 };
+	setsockopt(p, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(p); /* RST */
+	weft_sleep_ms(5);
+	char buf[4096];
+	memset(buf, 'x', sizeof buf);
+	int r = 0;
+	for (int i = 0; i < 1000 && !r; i++) {
+		x->writes_until_err = i;
+		ssize_t w = weft_stream_write(s, buf, sizeof buf);
+		if (w < 0) {
+			r = (int)w;
+			break;
+		}
+		r = weft_stream_flush(s);
+	}
+	x->first_err = r;
+	x->w_again = weft_stream_write(s, buf, 1);
+	x->drain_again = weft_stream_drain(s);
+	x->flush_again = weft_stream_flush(s);
+	x->close_rc = weft_stream_close(s);
+	return NULL;
+}
+
+static void test_sticky_send_error_after_reset(void **state)
+{
+	(void)state;
+	struct sticky_rec x = { 0 };
+	weft_test_run(2, sticky_main, &x);
+	assert_int_equal(x.setup, 0);
+	assert_true(x.first_err == -ECONNRESET || x.first_err == -EPIPE);
+	assert_int_equal(x.w_again, x.first_err);
+	assert_int_equal(x.drain_again, x.first_err);
+	assert_int_equal(x.flush_again, x.first_err);
+	assert_int_equal(x.close_rc, x.first_err);
+}
+
+/* ---------------------------------------------------------------------- */
+/* concurrency                                                             */
+/* ---------------------------------------------------------------------- */
+
+struct busy_rec {
+	struct fx *f;
+	int pin;
+	ssize_t first, second, exact, line, until, fill;
+	char buf[8];
+};
+
+static void *first_reader(void *arg)
+{
+	struct busy_rec *x = arg;
+	x->first = weft_stream_read(x->f->s, x->buf, sizeof x->buf);
+	return NULL;
+}
+
+static void busy_body(struct fx *f)
+{
+	struct busy_rec *x = f->rec;
+	x->f = f;
+	weft_task *t = go(first_reader, x, x->pin);
+	weft_sleep_ms(20); /* it is waiting in its receive */
+	char b[4];
+	const char *p;
+	x->second = weft_stream_read(f->s, b, sizeof b);
+	x->exact = weft_stream_read_exact(f->s, b, 2);
+	x->line = weft_stream_read_line(f->s, &p);
+	x->until = weft_stream_read_until(f->s, "x", 1, &p);
+	x->fill = weft_stream_fill(f->s);
+	send(f->peer, "data", 4, 0);
+	finish(t);
+}
+
+static void check_busy(const struct busy_rec *r)
+{
+	struct busy_rec x = *r;
+	assert_int_equal(x.second, -EBUSY);
+	assert_int_equal(x.exact, -EBUSY);
+	assert_int_equal(x.line, -EBUSY);
+	assert_int_equal(x.until, -EBUSY);
+	assert_int_equal(x.fill, -EBUSY);
+	assert_int_equal(x.first, 4);
+	assert_memory_equal(x.buf, "data", 4);
+}
+
+/* Both readers on one loop. */
+static void test_two_readers_ebusy(void **state)
+{
+	(void)state;
+	struct busy_rec x = { .pin = WEFT_PIN_CURRENT };
+	run_fx_loops(1, NULL, busy_body, &x);
+	check_busy(&x);
+}
+
+#ifdef WEFT_TEST_KNOWN_BUGS
+/*
+ * KNOWN BUG (io/stream.c read_begin/read_end): `reading` is a plain bool
+ * tested and set without atomics, so readers on two loops race on it
+ * (TSan: "data race io/stream.c in read_end" vs read_begin, about 1 run in
+ * 6 of this test in build/tsan) and two truly concurrent readers can both
+ * get past the -EBUSY check.  Fix: make it atomic (atomic_exchange in
+ * read_begin, a release store in read_end).
+ */
+static void test_two_readers_ebusy_across_loops(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 10; i++) {
+		struct busy_rec x = { .pin = 1 };
+		run_fx_loops(2, NULL, busy_body, &x);
+		check_busy(&x);
+	}
+}
+#endif
+
+/*
+ * Writers on both loops share one stream; each message is a 8-byte header
+ * (writer, seq, length) and a body of one repeated byte.  The peer parses
+ * the stream: a message split by another writer's bytes shows up as a bad
+ * header or body.
+ */
+enum { WRITERS = 8 };
+
+struct mw {
+	weft_stream *s;
+	int id;
+	unsigned msgs;
+	int err;
+};
+
+struct mw_rec {
+	struct mw w[WRITERS];
+	unsigned seen[WRITERS];
+	unsigned bad, order_bad;
+	size_t bytes;
+	int peer_err;
+	int peer;
+};
+
+static void *mw_writer(void *arg)
+{
+	struct mw *w = arg;
+	uint32_t rng = 77u * (uint32_t)(w->id + 1);
+	uint8_t msg[8 + 6000];
+	for (unsigned seq = 0; seq < w->msgs; seq++) {
+		rng ^= rng << 13;
+		rng ^= rng >> 17;
+		rng ^= rng << 5;
+		uint16_t len = (uint16_t)(1 + rng % 6000);
+		msg[0] = 0xA5;
+		msg[1] = (uint8_t)w->id;
+		memcpy(msg + 2, &seq, 4);
+		memcpy(msg + 6, &len, 2);
+		memset(msg + 8, (int)(uint8_t)(w->id * 31 + seq), len);
+		ssize_t r = weft_stream_write(w->s, msg, 8u + len);
+		if (r < 0 || (seq % 8 == 0 && (r = weft_stream_drain(w->s)) < 0)) {
+			w->err = (int)r;
+			return NULL;
+		}
+		if (rng % 4 == 0)
+			weft_yield();
+	}
+	return NULL;
+}
+
+/* Parse messages from the peer until EOF. */
+static void *mw_parser(void *arg)
+{
+	struct mw_rec *x = arg;
+	weft_stream *in;
+	if (weft_stream_open(&in, x->peer, NULL) < 0) {
+		x->peer_err = -1;
+		return NULL;
+	}
+	uint8_t msg[8 + 6000];
+	for (;;) {
+		ssize_t r = weft_stream_read_exact(in, msg, 8);
+		if (r != 8) {
+			bool clean = r == -ENODATA && weft_stream_buffered(in, NULL) == 0;
+			x->peer_err = clean ? 0 : (int)r;
+			break;
+		}
+		uint32_t seq;
+		uint16_t len;
+		memcpy(&seq, msg + 2, 4);
+		memcpy(&len, msg + 6, 2);
+		if (msg[0] != 0xA5 || msg[1] >= WRITERS || len == 0 || len > 6000) {
+			x->bad++;
+			break; /* lost framing: nothing after is meaningful */
+		}
+		if ((r = weft_stream_read_exact(in, msg + 8, len)) != len) {
+			x->bad++;
+			break;
+		}
+		for (unsigned i = 0; i < len; i++)
+			if (msg[8 + i] != (uint8_t)(msg[1] * 31 + seq)) {
+				x->bad++;
+				break;
+			}
+		if (seq != x->seen[msg[1]])
+			x->order_bad++;
+		x->seen[msg[1]] = seq + 1;
+		x->bytes += 8u + len;
+	}
+	weft_stream_close(in);
+	return NULL;
+}
+
+static void mw_body(struct fx *f)
+{
+	struct mw_rec *x = f->rec;
+	x->peer = f->peer;
+	f->peer = -1; /* the parser's stream owns it */
+	weft_task *parser = go(mw_parser, x, WEFT_PIN_NONE);
+	weft_task *t[WRITERS];
+	unsigned msgs = WEFT_TEST_SANITIZED ? 300 : 2000;
+	for (int i = 0; i < WRITERS; i++) {
+		x->w[i] = (struct mw){ f->s, i, msgs, 0 };
+		t[i] = go(mw_writer, &x->w[i], i % 2); /* both loops */
+	}
+	for (int i = 0; i < WRITERS; i++)
+		finish(t[i]);
+	weft_stream_close(f->s); /* flushes; the parser then sees EOF */
+	f->s = NULL;
+	finish(parser);
+}
+
+static void test_writes_from_two_loops_never_interleave(void **state)
+{
+	(void)state;
+	struct mw_rec x = { 0 };
+	run_fx(NULL, mw_body, &x);
+	assert_int_equal(x.peer_err, 0);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.order_bad, 0);
+	for (int i = 0; i < WRITERS; i++) {
+		assert_int_equal(x.w[i].err, 0);
+		assert_int_equal(x.seen[i], x.w[i].msgs);
+	}
+	print_message("%zu KiB in %u messages, none split\n", x.bytes >> 10,
+		      WRITERS * x.w[0].msgs);
+}
+
+/* ---------------------------------------------------------------------- */
+/* timeouts                                                                */
+/* ---------------------------------------------------------------------- */
+
+struct rto_rec {
+	ssize_t idle_rc;
+	uint64_t idle_ns;
+	ssize_t after;
+	char buf[8];
+	ssize_t dl_rc;
+	uint64_t dl_ns;
+	int dl_set, dl_clear;
+	ssize_t after_clear;
+	const char *line;
+	char line_text[32];
+	int dl_bad;
+};
+
+static void rto_body(struct fx *f)
+{
+	struct rto_rec *x = f->rec;
+	/* read_timeout_ns (60 ms): an idle receive fails. */
+	uint64_t t0 = weft_now_ns();
+	x->idle_rc = weft_stream_read(f->s, x->buf, sizeof x->buf);
+	x->idle_ns = weft_now_ns() - t0;
+	send(f->peer, "late", 4, 0);
+	x->after = weft_stream_read(f->s, x->buf, sizeof x->buf);
+	/* A deadline 150 ms out; the peer drips a byte every 20 ms, so the
+	 * idle timeout never fires, but the deadline does. */
+	static const char *const parts[] = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+					     "k", "l", "m", "n", "\n", NULL };
+	struct drip d;
+	weft_task *t = drip(&d, f->peer, parts, 20, false);
+	t0 = weft_now_ns();
+	x->dl_set = weft_stream_read_deadline(f->s, t0 + 150 * MS);
+	const char *p;
+	x->dl_rc = weft_stream_read_line(f->s, &p);
+	x->dl_ns = weft_now_ns() - t0;
+	x->dl_clear = weft_stream_read_deadline(f->s, 0);
+	x->after_clear = weft_stream_read_line(f->s, &p);
+	if (x->after_clear > 0)
+		snprintf(x->line_text, sizeof x->line_text, "%.*s", (int)x->after_clear, p);
+	finish(t);
+	x->dl_bad = weft_stream_read_deadline(NULL, 1);
+}
+
+static void test_read_timeout_and_deadline(void **state)
+{
+	(void)state;
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.read_timeout_ns = 60 * MS;
+	struct rto_rec x = { 0 };
+	run_fx(&cfg, rto_body, &x);
+	assert_int_equal(x.idle_rc, -ETIMEDOUT);
+	assert_true(x.idle_ns >= 55 * MS && x.idle_ns < 1000 * MS);
+	assert_int_equal(x.after, 4);
+	assert_memory_equal(x.buf, "late", 4);
+	assert_int_equal(x.dl_set, 0);
+	assert_int_equal(x.dl_rc, -ETIMEDOUT);
+	assert_true(x.dl_ns >= 145 * MS && x.dl_ns < 280 * MS);
+	assert_int_equal(x.dl_clear, 0);
+	/* Nothing lost: the whole line arrives after the deadline is gone. */
+	assert_int_equal(x.after_clear, 15);
+	assert_string_equal(x.line_text, "abcdefghijklmn\n");
+	assert_int_equal(x.dl_bad, -EINVAL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* configuration and misuse                                                */
+/* ---------------------------------------------------------------------- */
+
+struct keep_rec {
+	int close_rc, fd_open_after, fd;
+};
+
+static void *keep_main(void *arg)
+{
+	struct keep_rec *x = arg;
+	int sv[2];
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.keep_fd = true;
+	weft_stream *s;
+	if (weft_stream_open(&s, sv[0], &cfg) < 0)
+		return NULL;
+	weft_stream_write(s, "kept", 4);
+	x->close_rc = weft_stream_close(s);
+	x->fd_open_after = fcntl(sv[0], F_GETFD) >= 0;
+	char b[8];
+	x->fd = (int)recv(sv[1], b, sizeof b, MSG_DONTWAIT);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+static void *close_stream(void *arg)
+{
+	return P(weft_stream_close(arg));
+}
+
+static void test_config_validation_and_misuse(void **state)
+{
+	(void)state;
+	weft_stream *s = NULL;
+	weft_stream_config cfg;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(weft_stream_open(&s, -1, NULL), -EINVAL);
+	assert_int_equal(weft_stream_open(NULL, sv[0], NULL), -EINVAL);
+	weft_stream_config_init(&cfg);
+	assert_int_equal(cfg.limit, 64 * 1024);
+	assert_int_equal(cfg.high_water, 64 * 1024);
+	assert_int_equal(cfg.low_water, 16 * 1024);
+	cfg.low_water = cfg.high_water + 1;
+	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
+	weft_stream_config_init(&cfg);
+	cfg.limit = 0;
+	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
+	weft_stream_config_init(&cfg);
+	cfg.reserved[5] = 1;
+	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
+	assert_null(s);
+
+	/* NULL stream */
+	assert_int_equal(weft_stream_close(NULL), -EINVAL);
+	assert_int_equal(weft_stream_fd(NULL), -EINVAL);
+	assert_int_equal(weft_stream_consume(NULL, 0), -EINVAL);
+	assert_int_equal(weft_stream_write(NULL, "x", 1), -EINVAL);
+	assert_int_equal(weft_stream_drain(NULL), -EINVAL);
+	assert_int_equal(weft_stream_flush(NULL), -EINVAL);
+
+	/* Open is allowed anywhere; the rest is task-only. */
+	assert_int_equal(weft_stream_open(&s, sv[0], NULL), 0);
+	assert_int_equal(weft_stream_fd(s), sv[0]);
+	char b[4];
+	const char *p;
+	assert_int_equal(weft_stream_read(s, b, sizeof b), -EPERM);
+	assert_int_equal(weft_stream_read_line(s, &p), -EPERM);
+	assert_int_equal(weft_stream_write(s, "x", 1), -EPERM);
+	assert_int_equal(weft_stream_drain(s), -EPERM);
+	assert_int_equal(weft_stream_flush(s), -EPERM);
+	assert_int_equal(weft_stream_close(s), -EPERM); /* not freed */
+	assert_int_equal(weft_stream_pending(s), 0);
+	/* Close it from a task (frees it; ASan checks). */
+	void *r = weft_test_run(1, close_stream, s);
+	assert_int_equal((int)(intptr_t)r, 0);
+	assert_true(fcntl(sv[0], F_GETFD) < 0); /* closed with the stream */
+	close(sv[1]);
+
+	struct keep_rec k = { 0 };
+	weft_test_run(2, keep_main, &k);
+	assert_int_equal(k.close_rc, 0);
+	assert_true(k.fd_open_after);
+	assert_int_equal(k.fd, 4);
+}
+
+/* A stream over a pipe: writes with weft_write, shutdown only flushes,
+ * close gives the reader EOF. */
+struct pipe_rec {
+	int setup;
+	ssize_t w, line, eof, shut;
+	char text[16];
+	int close_w, close_r;
+};
+
+static void *pipe_main(void *arg)
+{
+	struct pipe_rec *x = arg;
+	int p[2];
+	weft_stream *r, *w;
+	if (pipe2(p, O_CLOEXEC) < 0 || weft_stream_open(&r, p[0], NULL) < 0 ||
+	    weft_stream_open(&w, p[1], NULL) < 0) {
+		x->setup = -1;
+		return NULL;
+	}
+	x->w = weft_stream_write(w, "over a pipe\n", 12);
+	x->shut = weft_stream_shutdown(w);
+	const char *l;
+	prime(r);
+	x->line = weft_stream_read_line(r, &l);
+	if (x->line > 0)
+		snprintf(x->text, sizeof x->text, "%.*s", (int)x->line, l);
+	x->close_w = weft_stream_close(w);
+	x->eof = weft_stream_read_line(r, &l);
+	x->close_r = weft_stream_close(r);
+	return NULL;
+}
+
+static void test_stream_over_pipe(void **state)
+{
+	(void)state;
+	struct pipe_rec x = { 0 };
+	weft_test_run(2, pipe_main, &x);
+	assert_int_equal(x.setup, 0);
+	assert_int_equal(x.w, 12);
+	assert_int_equal(x.shut, 0);
+	assert_int_equal(x.line, 12);
+	assert_string_equal(x.text, "over a pipe\n");
+	assert_int_equal(x.close_w, 0);
+	assert_int_equal(x.eof, 0);
+	assert_int_equal(x.close_r, 0);
+}
+
+/* A writer cancelled while it waits in drain loses nothing it queued. */
+struct cdrain_rec {
+	struct fx *f;
+	ssize_t wrote;
+	int drain_rc;
+	struct sink k;
+	int close_rc;
+};
+
+static void *cdrain_writer(void *arg)
+{
+	struct cdrain_rec *x = arg;
+	x->wrote = write_pat(x->f->s, 0, 512 * 1024);
+	x->drain_rc = weft_stream_drain(x->f->s);
+	return NULL;
+}
+
+static void cdrain_body(struct fx *f)
+{
+	struct cdrain_rec *x = f->rec;
+	x->f = f;
+	weft_task *w = go(cdrain_writer, x, 1);
+	weft_sleep_ms(30); /* the peer does not read yet: it waits in drain */
+	weft_task_cancel(w);
+	finish(w);
+	x->k = (struct sink){ .fd = f->peer, .total = 512 * 1024 };
+	weft_task *t = go(sink_main, &x->k, WEFT_PIN_NONE);
+	x->close_rc = weft_stream_close(f->s);
+	f->s = NULL;
+	finish(t);
+}
+
+static void test_cancel_in_drain_loses_nothing(void **state)
+{
+	(void)state;
+	struct cdrain_rec x = { 0 };
+	run_fx(NULL, cdrain_body, &x);
+	assert_int_equal(x.wrote, 512 * 1024);
+	assert_int_equal(x.drain_rc, -ECANCELED);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.k.got, 512 * 1024);
+	assert_int_equal(x.k.bad, 0);
+}
+
+#ifdef WEFT_TEST_KNOWN_BUGS
+/* The minimal reproduction of the find_delim bug above (build/asan:
+ * "io/stream.c: runtime error: null pointer passed as argument 1"). */
+struct fresh_rec {
+	ssize_t line, until, eof_line;
+	char text[16];
+};
+
+static void fresh_body(struct fx *f)
+{
+	struct fresh_rec *x = f->rec;
+	const char *p;
+	send(f->peer, "one\n", 4, 0);
+	x->line = weft_stream_read_line(f->s, &p);
+	if (x->line > 0)
+		snprintf(x->text, sizeof x->text, "%.*s", (int)x->line, p);
+	shutdown(f->peer, SHUT_WR);
+	x->eof_line = weft_stream_read_line(f->s, &p);
+}
+
+static void fresh_until_body(struct fx *f)
+{
+	struct fresh_rec *x = f->rec;
+	const char *p;
+	shutdown(f->peer, SHUT_WR);
+	x->until = weft_stream_read_until(f->s, "\r\n", 2, &p);
+}
+
+static void test_read_until_on_fresh_stream(void **state)
+{
+	(void)state;
+	struct fresh_rec x = { 0 };
+	run_fx(NULL, fresh_body, &x);
+	assert_int_equal(x.line, 4);
+	assert_string_equal(x.text, "one\n");
+	assert_int_equal(x.eof_line, 0);
+	run_fx(NULL, fresh_until_body, &x);
+	assert_int_equal(x.until, 0);
+}
+#endif
+
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_read),
+	cmocka_unit_test(test_read_exact_and_early_eof),
+	cmocka_unit_test(test_read_line),
+	cmocka_unit_test(test_read_line_final_unterminated),
+	cmocka_unit_test(test_read_until_straddling_delimiter),
+	cmocka_unit_test(test_limit_emsgsize_keeps_bytes),
+	cmocka_unit_test(test_fill_buffered_consume),
+	cmocka_unit_test(test_write_drain_backpressure),
+	cmocka_unit_test(test_shutdown_eof_then_epipe),
+	cmocka_unit_test(test_close_flushes_everything),
+	cmocka_unit_test(test_sticky_send_error_after_reset),
+	cmocka_unit_test(test_two_readers_ebusy),
+#ifdef WEFT_TEST_KNOWN_BUGS
+	cmocka_unit_test(test_two_readers_ebusy_across_loops),
+#endif
+	cmocka_unit_test(test_writes_from_two_loops_never_interleave),
+	cmocka_unit_test(test_read_timeout_and_deadline),
+	cmocka_unit_test(test_config_validation_and_misuse),
+	cmocka_unit_test(test_stream_over_pipe),
+	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
+#ifdef WEFT_TEST_KNOWN_BUGS
+	cmocka_unit_test(test_read_until_on_fresh_stream),
+#endif
+};
+
+WEFT_TEST_MAIN(tests)
