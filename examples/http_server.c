@@ -1,0 +1,212 @@
+/*
+ * http_server --port P [--loops N] [--host ADDR]
+ *
+ * HTTP/1.1 with keep-alive and pipelining.  GET / (and HEAD /) answers
+ * 200 "Hello, World!"; other paths 404, other methods 405.  The request
+ * parser (http_parse.h) is strict: malformed requests get 400, heads over
+ * 8 KiB get 431, unknown versions 505, and the connection is closed after
+ * an error.  A request head must arrive within 10 s of its first byte and
+ * an idle keep-alive connection is closed after 60 s (slowloris).
+ * Ctrl-C or SIGTERM shuts it down gracefully.
+ *
+ * Pipelined requests are answered in order from the one read buffer; their
+ * responses queue in the stream and leave in one send.
+ */
+#include "weft.h"
+#include "http_parse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_HEAD 8192
+#define HEAD_TIMEOUT_NS (10ull * 1000000000ull)
+
+struct opts {
+	const char *host;
+	unsigned port, loops;
+};
+
+/* "Date: ..." for the current second, cached per thread: formatting it per
+ * response would cost more than parsing the request.  Never held across a
+ * suspension point (DESIGN.md rule 2): filled and copied in one call. */
+static __attribute__((noinline)) size_t date_line(char *out)
+{
+	static __thread time_t sec;
+	static __thread char line[48];
+	static __thread size_t len;
+	time_t now = time(NULL);
+	if (now != sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		len = strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+		sec = now;
+	}
+	memcpy(out, line, len);
+	return len;
+}
+
+static void respond(weft_stream *s, int status, const char *reason, const char *body,
+		    bool head_only, bool close_conn, const char *extra)
+{
+	char buf[512];
+	size_t blen = strlen(body);
+	int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: weft\r\n", status, reason);
+	n += (int)date_line(buf + n);
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n,
+		      "Content-Type: text/plain\r\nContent-Length: %zu\r\n%s%s\r\n%s", blen,
+		      close_conn ? "Connection: close\r\n" : "", extra ? extra : "",
+		      head_only ? "" : body);
+	weft_stream_write(s, buf, (size_t)n);
+}
+
+static bool is(const char *p, size_t n, const char *lit)
+{
+	return n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+/* Route one parsed request; returns whether the connection stays open. */
+static bool handle(weft_stream *s, const struct http_request *rq)
+{
+	bool get = is(rq->method, rq->method_len, "GET");
+	bool head = is(rq->method, rq->method_len, "HEAD");
+	bool keep = rq->keep_alive;
+	if (!is(rq->target, rq->target_len, "/"))
+		respond(s, 404, "Not Found", "Not Found\n", head, !keep, NULL);
+	else if (!get && !head)
+		respond(s, 405, "Method Not Allowed", "Method Not Allowed\n", false, !keep,
+			"Allow: GET, HEAD\r\n");
+	else
+		respond(s, 200, "OK", "Hello, World!", head, !keep, NULL);
+	return keep;
+}
+
+/* Discard a request body (Content-Length or chunked); false on error. */
+static bool skip_body(weft_stream *s, const struct http_request *rq)
+{
+	if (rq->chunked) {
+		struct http_chunked c;
+		http_chunked_init(&c);
+		for (;;) {
+			const char *p;
+			size_t n = weft_stream_buffered(s, &p), used = 0, dlen;
+			const char *d;
+			int r = n ? http_chunked_next(&c, p, n, &used, &d, &dlen) : 0;
+			if (r < 0)
+				return false;
+			weft_stream_consume(s, used);
+			if (r == 1)
+				return true;
+			if (used == 0 && weft_stream_fill(s) <= 0)
+				return false;
+		}
+	}
+	int64_t left = rq->content_length > 0 ? rq->content_length : 0;
+	while (left > 0) {
+		size_t n = weft_stream_buffered(s, NULL);
+		if (!n) {
+			if (weft_stream_fill(s) <= 0)
+				return false;
+			continue;
+		}
+		size_t k = (uint64_t)left < n ? (size_t)left : n;
+		weft_stream_consume(s, k);
+		left -= (int64_t)k;
+	}
+	return true;
+}
+
+static void http_conn(weft_stream *s, void *arg)
+{
+	(void)arg;
+	bool open = true;
+	while (open) {
+		const char *p;
+		size_t n = weft_stream_buffered(s, &p);
+		struct http_request rq;
+		int rc = n ? http_parse_request(p, n, &rq, MAX_HEAD) : 0;
+		if (rc > 0) { /* a whole head: answer it, then look again */
+			weft_stream_read_deadline(s, 0);
+			weft_stream_consume(s, (size_t)rc);
+			open = skip_body(s, &rq) && handle(s, &rq);
+			continue;
+		}
+		if (rc < 0) {
+			int st = http_error_status(rc);
+			respond(s, st, st == 431 ? "Request Header Fields Too Large"
+				       : st == 505 ? "HTTP Version Not Supported" : "Bad Request",
+				"Bad Request\n", false, true, NULL);
+			break;
+		}
+		/* Need more: answer what is queued first, with backpressure. */
+		if (weft_stream_drain(s) < 0)
+			break;
+		if (n) /* a head has started: it gets HEAD_TIMEOUT_NS in all */
+			weft_stream_read_deadline(s, weft_now_ns() + HEAD_TIMEOUT_NS);
+		if (weft_stream_fill(s) <= 0)
+			break; /* EOF, reset, timeout, shutdown */
+		if (!n)
+			weft_stream_read_deadline(s, weft_now_ns() + HEAD_TIMEOUT_NS);
+	}
+}
+
+static void *serve(void *arg)
+{
+	struct opts *o = arg;
+	weft_sockaddr addr;
+	if (weft_addr_ip(&addr, o->host, (uint16_t)o->port) < 0) {
+		fprintf(stderr, "http_server: bad address %s\n", o->host);
+		return (void *)1;
+	}
+	weft_server_config cfg;
+	weft_server_config_init(&cfg);
+	cfg.handle_signals = true;
+	cfg.stream_limit = MAX_HEAD;
+	weft_server *srv;
+	int r = weft_server_start(&srv, NULL, &addr, &cfg, http_conn, NULL);
+	if (r < 0) {
+		fprintf(stderr, "http_server: %s\n", weft_strerror(r));
+		return (void *)1;
+	}
+	printf("listening on %s:%u (%u loops)\n", o->host ? o->host : "*",
+	       weft_server_port(srv), weft_loop_count());
+	fflush(stdout);
+	weft_server_wait(srv);
+	weft_server_stats st;
+	weft_server_stats_get(srv, &st);
+	printf("shut down after %llu connections\n", (unsigned long long)st.accepted);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { NULL, 8080, 0 };
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
+			o.port = (unsigned)atoi(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--loops") == 0)
+			o.loops = (unsigned)atoi(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
+			o.host = argv[++i];
+		else {
+			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR]\n");
+			return 2;
+		}
+	}
+	if (o.port > 65535) {
+		fprintf(stderr, "http_server: port out of range\n");
+		return 2;
+	}
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg);
+	cfg.loops = o.loops;
+	void *res = NULL;
+	int r = weft_run(&cfg, serve, &o, &res);
+	if (r < 0) {
+		fprintf(stderr, "http_server: %s\n", weft_strerror(r));
+		return 1;
+	}
+	return res ? 1 : 0;
+}
