@@ -623,7 +623,8 @@ static void test_shutdown_lets_slow_response_finish(void **state)
 	reset_counters();
 	struct grace_rec x = { 0 };
 	weft_test_run(2, grace_finishes_main, &x);
-	print_message("shutdown took %.0f ms (response due ~200 ms after it began)\n", x.shut_ns / 1e6);
+	print_message("shutdown took %.0f ms (response due ~200 ms after it began)\n",
+		      x.shut_ns / 1e6);
 	assert_int_equal(x.start_rc, 0);
 	assert_true(x.connect_fd >= 0);
 	assert_int_equal(x.shut_rc, 0);
