@@ -32,6 +32,7 @@ struct weft_stream {
 	bool is_sock;
 	bool reading;
 	bool eof;
+	bool expect_empty;  /* we wrote since the last receive */
 	weft_stream_config cfg;
 	uint64_t rdeadline; /* weft_stream_read_deadline, 0 none */
 	char *rbuf;
@@ -130,6 +131,23 @@ static int rbuf_reserve(weft_stream *s, size_t want)
 	return 0;
 }
 
+/* recv into the buffer's free space.  After this stream has sent
+ * something and drained its input, the peer's next bytes are usually not
+ * there yet (request/response): POLL_FIRST skips the receive attempt that
+ * would fail and arms the poll at once. */
+static ssize_t sock_recv(weft_stream *s, size_t want)
+{
+	weft__op op;
+	int err;
+	struct io_uring_sqe *sqe = weft__io_begin(&op, &err);
+	if (!sqe)
+		return err;
+	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rend, want, 0);
+	if (s->expect_empty)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+	return weft__io_wait(&op);
+}
+
 /* One receive into the buffer, growing it only while it is full (so a
  * stream with small messages keeps a small buffer).  Bytes added, 0 at
  * EOF, -errno. */
@@ -153,10 +171,11 @@ static ssize_t fill_once(weft_stream *s)
 	weft_scope scope;
 	if (dl && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return r;
-	ssize_t n = s->is_sock ? weft_recv(s->fd, s->rbuf + s->rend, want, 0)
+	ssize_t n = s->is_sock ? sock_recv(s, want)
 			       : weft_read(s->fd, s->rbuf + s->rend, want, WEFT_OFF_CUR);
 	if (dl)
 		weft_scope_exit(&scope);
+	s->expect_empty = false;
 	if (n > 0)
 		s->rend += (size_t)n;
 	else if (n == 0)
@@ -406,6 +425,7 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
 		if (!r && !s->sending)
 			send_submit(s, l);
+		s->expect_empty = true; /* a racy hint, only a speed choice */
 		if (queued(s) > s->cfg.high_water)
 			s->paused = true;
 	}
