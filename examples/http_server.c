@@ -6,7 +6,8 @@
  * parser (http_parse.h) is strict: malformed requests get 400, heads over
  * 8 KiB get 431, unknown versions 505, and the connection is closed after
  * an error.  A request head must arrive within 10 s of its first byte and
- * an idle keep-alive connection is closed after 60 s (slowloris).
+ * an idle keep-alive connection is closed after 60 s (slowloris); both are
+ * settable: --head-timeout-ms, --idle-timeout-ms.
  * Ctrl-C or SIGTERM shuts it down gracefully.
  *
  * Pipelined requests are answered in order from the one read buffer; their
@@ -21,12 +22,13 @@
 #include <time.h>
 
 #define MAX_HEAD 8192
-#define HEAD_TIMEOUT_NS (10ull * 1000000000ull)
-
 struct opts {
 	const char *host;
 	unsigned port, loops;
+	unsigned head_ms, idle_ms; /* request-head and idle limits */
 };
+
+static uint64_t head_timeout_ns = 10ull * 1000000000ull;
 
 /* "Date: ..." for the current second, cached per thread: formatting it per
  * response would cost more than parsing the request.  Never held across a
@@ -159,12 +161,12 @@ static void http_conn(weft_stream *s, void *arg)
 		/* Need more: answer what is queued first, with backpressure. */
 		if (weft_stream_drain(s) < 0)
 			break;
-		if (n) /* a head has started: it gets HEAD_TIMEOUT_NS in all */
-			weft_stream_read_deadline(s, weft_now_ns() + HEAD_TIMEOUT_NS);
+		if (n) /* a head has started: it gets head_timeout_ns in all */
+			weft_stream_read_deadline(s, weft_now_ns() + head_timeout_ns);
 		if (weft_stream_fill(s) <= 0)
 			break; /* EOF, reset, timeout, shutdown */
 		if (!n)
-			weft_stream_read_deadline(s, weft_now_ns() + HEAD_TIMEOUT_NS);
+			weft_stream_read_deadline(s, weft_now_ns() + head_timeout_ns);
 	}
 }
 
@@ -180,6 +182,10 @@ static void *serve(void *arg)
 	weft_server_config_init(&cfg);
 	cfg.handle_signals = true;
 	cfg.stream_limit = MAX_HEAD;
+	if (o->idle_ms)
+		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
+	if (o->head_ms)
+		head_timeout_ns = o->head_ms * 1000000ull;
 	weft_server *srv;
 	int r = weft_server_start(&srv, NULL, &addr, &cfg, http_conn, NULL);
 	if (r < 0) {
@@ -199,7 +205,7 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, 8080, 0 };
+	struct opts o = { NULL, 8080, 0, 0, 0 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
 			o.port = (unsigned)atoi(argv[++i]);
@@ -207,8 +213,13 @@ int main(int argc, char **argv)
 			o.loops = (unsigned)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
 			o.host = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--head-timeout-ms") == 0)
+			o.head_ms = (unsigned)atoi(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--idle-timeout-ms") == 0)
+			o.idle_ms = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR]\n");
+			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR]"
+					" [--head-timeout-ms MS] [--idle-timeout-ms MS]\n");
 			return 2;
 		}
 	}
