@@ -139,7 +139,7 @@ static bool skip_body(weft_stream *s, const struct http_request *rq)
 static void http_conn(weft_stream *s, void *arg)
 {
 	(void)arg;
-	bool open = true;
+	bool open = true, in_head = false;
 	while (open) {
 		const char *p;
 		size_t n = weft_stream_buffered(s, &p);
@@ -147,6 +147,7 @@ static void http_conn(weft_stream *s, void *arg)
 		int rc = n ? http_parse_request(p, n, &rq, MAX_HEAD) : 0;
 		if (rc > 0) { /* a whole head: answer it, then look again */
 			weft_stream_read_deadline(s, 0);
+			in_head = false;
 			weft_stream_consume(s, (size_t)rc);
 			open = skip_body(s, &rq) && handle(s, &rq);
 			continue;
@@ -161,12 +162,18 @@ static void http_conn(weft_stream *s, void *arg)
 		/* Need more: answer what is queued first, with backpressure. */
 		if (weft_stream_drain(s) < 0)
 			break;
-		if (n) /* a head has started: it gets head_timeout_ns in all */
+		/* A head gets head_timeout_ns in all from its first byte, however
+		 * slowly the rest trickles in; between requests only the idle
+		 * timeout applies. */
+		if (n && !in_head) /* pipelined: the next head is under way */
 			weft_stream_read_deadline(s, weft_now_ns() + head_timeout_ns);
+		in_head = n > 0;
 		if (weft_stream_fill(s) <= 0)
 			break; /* EOF, reset, timeout, shutdown */
-		if (!n)
+		if (!in_head) { /* its first bytes just came */
 			weft_stream_read_deadline(s, weft_now_ns() + head_timeout_ns);
+			in_head = true;
+		}
 	}
 }
 
