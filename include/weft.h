@@ -511,9 +511,10 @@ typedef void (*weft_cleanup_fn)(void *result, void *arg);
  * scope expires: a call that has not started yet never runs; a call already
  * running cannot be interrupted, so it finishes on its thread and its result
  * goes to cleanup(result, arg) (weft_offload_ex; weft_offload drops it).
- * Once the wait has given up, cleanup owns arg: it is called exactly once,
- * with the result, or with NULL if the call never ran, so a heap-allocated
- * arg can always be freed there.  If
+ * Whenever weft_offload_ex returns an error, cleanup owns arg: it is called
+ * exactly once, with the result, or with NULL if the call never ran (on the
+ * calling thread when the call failed before it was queued), so a
+ * heap-allocated arg can always be freed there.  If
  * the call finished at the moment the wait gave up, its result is returned
  * (0) rather than lost, and the cancellation is delivered at the next
  * suspension point.  Also -EPERM (not a task), -EINVAL (fn NULL),

@@ -461,7 +461,9 @@ int weft_server_stats_get(const weft_server *s, weft_server_stats *out)
 	out->accepted = atomic_load_explicit(&m->accepted, memory_order_relaxed);
 	out->rejected = atomic_load_explicit(&m->rejected, memory_order_relaxed);
 	out->accept_errors = atomic_load_explicit(&m->accept_errors, memory_order_relaxed);
-	out->active = __atomic_load_n(&m->active, __ATOMIC_RELAXED);
+	weft__lock_acquire(&m->lk);
+	out->active = m->active;
+	weft__lock_release(&m->lk);
 	return 0;
 }
 

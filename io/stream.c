@@ -30,7 +30,7 @@ typedef struct wbuf {
 struct weft_stream {
 	int fd;
 	bool is_sock;
-	bool reading;
+	_Atomic bool reading; /* a read call is under way (one reader) */
 	bool eof;
 	bool expect_empty;  /* we wrote since the last receive */
 	weft_stream_config cfg;
@@ -187,15 +187,14 @@ static int read_begin(weft_stream *s)
 {
 	if (!s)
 		return -EINVAL;
-	if (s->reading)
+	if (atomic_exchange_explicit(&s->reading, true, memory_order_acquire))
 		return weft__misuse(-EBUSY, "two tasks reading one stream");
-	s->reading = true;
 	return 0;
 }
 
 static ssize_t read_end(weft_stream *s, ssize_t r)
 {
-	s->reading = false;
+	atomic_store_explicit(&s->reading, false, memory_order_release);
 	return r;
 }
 
@@ -248,8 +247,10 @@ ssize_t weft_stream_read_exact(weft_stream *s, void *buf, size_t len)
 /* Where delim ends within the buffer (length of the unit), or 0. */
 static size_t find_delim(const weft_stream *s, size_t from, const void *delim, size_t dlen)
 {
-	const char *base = s->rbuf + s->rstart;
 	size_t n = rlen(s);
+	if (!s->rbuf || n < dlen)
+		return 0;
+	const char *base = s->rbuf + s->rstart;
 	if (from >= dlen)
 		from -= dlen - 1; /* a delimiter may straddle old and new bytes */
 	else

@@ -289,18 +289,16 @@ int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **resul
 {
 	weft_loop *l = weft__loop_self();
 	weft_task *t = l ? l->current : NULL;
-	if (!t)
-		return weft__misuse(-EPERM, "weft_offload outside a task");
-	if (!fn)
-		return -EINVAL;
-	int r = weft__checkpoint(t);
-	if (r < 0)
-		return r;
-	weft__job *j = malloc(sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	if ((r = weft_future_create(&j->f)) < 0) {
+	int r = !t ? weft__misuse(-EPERM, "weft_offload outside a task") : !fn ? -EINVAL
+		   : weft__checkpoint(t);
+	weft__job *j = NULL;
+	if (!r && !(j = malloc(sizeof(*j))))
+		r = -ENOMEM;
+	if (!r && (r = weft_future_create(&j->f)) < 0)
 		free(j);
+	if (r < 0) {
+		if (cleanup) /* fn never runs: arg goes to cleanup, as documented */
+			cleanup(NULL, arg);
 		return r;
 	}
 	weft_future *f = weft_future_ref(j->f); /* one for the job, one here */
@@ -313,6 +311,8 @@ int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **resul
 		weft_future_release(f);
 		weft_future_release(f);
 		free(j);
+		if (cleanup)
+			cleanup(NULL, arg);
 		return r;
 	}
 	void *v = NULL;

@@ -1147,18 +1147,6 @@ static void test_resolve_and_connect_host(void **state)
 /* accept under EMFILE                                                     */
 /* ---------------------------------------------------------------------- */
 
-/* The reads of weft_server_stats_get race with its connections (a known
- * io/server.c bug, see tests/test_server.c): TSan ignores them here unless
- * WEFT_TEST_KNOWN_BUGS. */
-#if defined(__SANITIZE_THREAD__) && !defined(WEFT_TEST_KNOWN_BUGS)
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-#define IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
-#define IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
-#else
-#define IGNORE_READS_BEGIN() ((void)0)
-#define IGNORE_READS_END() ((void)0)
-#endif
 
 struct emfile_rec {
 	int start_rc;
@@ -1214,9 +1202,7 @@ static void *emfile_main(void *arg)
 		weft_scope_exit(&s);
 	}
 	weft_server_stats st;
-	IGNORE_READS_BEGIN();
 	weft_server_stats_get(srv, &st);
-	IGNORE_READS_END();
 	x->errors_while_full = st.accept_errors;
 	x->accepted_while_full = st.accepted;
 	while (n > 0)
@@ -1239,9 +1225,7 @@ static void *emfile_main(void *arg)
 		weft_scope_exit(&s);
 		close(x->second_fd);
 	}
-	IGNORE_READS_BEGIN();
 	weft_server_stats_get(srv, &st);
-	IGNORE_READS_END();
 	x->accepted_after = st.accepted;
 	weft_server_shutdown(srv, 0);
 	weft_server_destroy(srv);
@@ -1433,16 +1417,8 @@ static void test_io_outside_task_is_eperm(void **state)
 	weft_runtime_destroy(rt);
 }
 
-#ifdef WEFT_TEST_KNOWN_BUGS
-/*
- * KNOWN BUG (io/socket.c weft_resolve): the lookup record is calloc'd and
- * strdup'd before weft_offload_ex, and weft_resolve assumes the pool's
- * cleanup frees it whenever the offload fails.  But weft_offload_ex calls
- * cleanup only once its wait has given up; when it fails before queueing
- * (-EPERM outside a task, -ECANCELED / -ETIMEDOUT at its entry checkpoint,
- * -ENOMEM, a submit error) nobody frees it: LeakSanitizer reports the
- * 40-byte lookup and the host string (build/asan, this test).
- */
+/* Regression: weft_resolve failing at entry (cancelled, expired scope)
+ * must free its lookup record (LeakSanitizer checks in build/asan). */
 struct resolve_entry {
 	int cancelled_rc, expired_rc, host_expired_rc;
 };
@@ -1482,7 +1458,6 @@ static void test_resolve_failing_at_entry_does_not_leak(void **state)
 	assert_int_equal(x.cancelled_rc, -ECANCELED);
 	/* and LeakSanitizer (build/asan) finds nothing at exit */
 }
-#endif
 
 /* ---------------------------------------------------------------------- */
 /* fd_wait, splice, readv/writev                                           */
@@ -1672,9 +1647,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_accept_emfile_keeps_serving),
 	cmocka_unit_test(test_bad_fds_and_arguments),
 	cmocka_unit_test(test_io_outside_task_is_eperm),
-#ifdef WEFT_TEST_KNOWN_BUGS
 	cmocka_unit_test(test_resolve_failing_at_entry_does_not_leak),
-#endif
 	cmocka_unit_test(test_fd_wait_pipe),
 	cmocka_unit_test(test_splice_pipe_socket),
 	cmocka_unit_test(test_readv_writev),

@@ -149,23 +149,6 @@ static void keep_unit(struct units *u, ssize_t r, const char *p)
 	u->n++;
 }
 
-/*
- * KNOWN BUG (io/stream.c find_delim): on a stream that has never received
- * (rbuf still NULL), read_line / read_until call memmem(NULL + 0, 0, ...):
- * undefined behaviour that UBSan aborts on in build/asan.  See
- * test_read_until_on_fresh_stream.  Until it is fixed, tests that start
- * with read_line / read_until receive once first (the bytes stay buffered,
- * so what they check is unchanged).
- */
-static void prime(weft_stream *s)
-{
-#ifndef WEFT_TEST_KNOWN_BUGS
-	weft_stream_fill(s);
-#else
-	(void)s;
-#endif
-}
-
 /* ---------------------------------------------------------------------- */
 /* reading                                                                 */
 /* ---------------------------------------------------------------------- */
@@ -252,7 +235,6 @@ static void line_body(struct fx *f)
 	struct drip d;
 	weft_task *t = drip(&d, f->peer, parts, 5, false);
 	const char *p;
-	prime(f->s);
 	for (int i = 0; i < 3; i++) {
 		ssize_t r = weft_stream_read_line(f->s, &p);
 		keep_unit(&x->u, r, p);
@@ -311,7 +293,6 @@ static void final_line_body(struct fx *f)
 	send(f->peer, "a\nunterminated", 14, 0);
 	shutdown(f->peer, SHUT_WR);
 	const char *p;
-	prime(f->s);
 	for (int i = 0; i < 3; i++) {
 		ssize_t r = weft_stream_read_line(f->s, &p);
 		keep_unit(&x->u, r, p);
@@ -347,7 +328,6 @@ static void until_body(struct fx *f)
 	struct drip d;
 	weft_task *t = drip(&d, f->peer, parts, 10, false);
 	const char *p;
-	prime(f->s);
 	ssize_t r = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
 	keep_unit(&x->u, r, p);
 	r = weft_stream_read_until(f->s, "\r\n\r\n", 4, &p);
@@ -408,7 +388,6 @@ static void limit_body(struct fx *f)
 	weft_send_all(f->peer, "ok\n", 3, 0);
 	const char *p;
 	weft_sleep_ms(10); /* all of it is in the socket */
-	prime(f->s);
 	x->line_rc = weft_stream_read_line(f->s, &p);
 	x->until_rc = weft_stream_read_until(f->s, "\n", 1, &p);
 	/* Nothing was lost: the long line reads back in plain reads. */
@@ -812,15 +791,8 @@ static void test_two_readers_ebusy(void **state)
 	check_busy(&x);
 }
 
-#ifdef WEFT_TEST_KNOWN_BUGS
-/*
- * KNOWN BUG (io/stream.c read_begin/read_end): `reading` is a plain bool
- * tested and set without atomics, so readers on two loops race on it
- * (TSan: "data race io/stream.c in read_end" vs read_begin, about 1 run in
- * 6 of this test in build/tsan) and two truly concurrent readers can both
- * get past the -EBUSY check.  Fix: make it atomic (atomic_exchange in
- * read_begin, a release store in read_end).
- */
+/* Regression: the one-reader flag is atomic, so readers on two loops
+ * cannot both get past the -EBUSY check (TSan saw the old plain bool). */
 static void test_two_readers_ebusy_across_loops(void **state)
 {
 	(void)state;
@@ -830,7 +802,6 @@ static void test_two_readers_ebusy_across_loops(void **state)
 		check_busy(&x);
 	}
 }
-#endif
 
 /*
  * Writers on both loops share one stream; each message is a 8-byte header
@@ -1140,7 +1111,6 @@ static void *pipe_main(void *arg)
 	x->w = weft_stream_write(w, "over a pipe\n", 12);
 	x->shut = weft_stream_shutdown(w);
 	const char *l;
-	prime(r);
 	x->line = weft_stream_read_line(r, &l);
 	if (x->line > 0)
 		snprintf(x->text, sizeof x->text, "%.*s", (int)x->line, l);
@@ -1209,7 +1179,6 @@ static void test_cancel_in_drain_loses_nothing(void **state)
 	assert_int_equal(x.k.bad, 0);
 }
 
-#ifdef WEFT_TEST_KNOWN_BUGS
 /* The minimal reproduction of the find_delim bug above (build/asan:
  * "io/stream.c: runtime error: null pointer passed as argument 1"). */
 struct fresh_rec {
@@ -1248,7 +1217,6 @@ static void test_read_until_on_fresh_stream(void **state)
 	run_fx(NULL, fresh_until_body, &x);
 	assert_int_equal(x.until, 0);
 }
-#endif
 
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_read),
@@ -1263,17 +1231,13 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_close_flushes_everything),
 	cmocka_unit_test(test_sticky_send_error_after_reset),
 	cmocka_unit_test(test_two_readers_ebusy),
-#ifdef WEFT_TEST_KNOWN_BUGS
 	cmocka_unit_test(test_two_readers_ebusy_across_loops),
-#endif
 	cmocka_unit_test(test_writes_from_two_loops_never_interleave),
 	cmocka_unit_test(test_read_timeout_and_deadline),
 	cmocka_unit_test(test_config_validation_and_misuse),
 	cmocka_unit_test(test_stream_over_pipe),
 	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
-#ifdef WEFT_TEST_KNOWN_BUGS
 	cmocka_unit_test(test_read_until_on_fresh_stream),
-#endif
 };
 
 WEFT_TEST_MAIN(tests)
