@@ -1,5 +1,5 @@
 /*
- * echo_server --port P [--loops N] [--host ADDR]
+ * echo_server --port P [--loops N] [--host ADDR] [--shared-listener]
  *
  * TCP echo: every byte a client sends comes back.  One task per
  * connection, spread over N loops (default: one per CPU); Ctrl-C or
@@ -22,6 +22,7 @@
 struct opts {
 	const char *host;
 	unsigned port, loops;
+	bool shared; /* one listener instead of one per loop (SO_REUSEPORT) */
 };
 
 /* Echo without copying: send straight out of the read buffer. */
@@ -55,6 +56,7 @@ static void *serve(void *arg)
 	weft_server_config cfg;
 	weft_server_config_init(&cfg);
 	cfg.handle_signals = true;
+	cfg.shared_listener = o->shared;
 	weft_server *srv;
 	int r = weft_server_start(&srv, NULL, &addr, &cfg, echo, NULL);
 	if (r < 0) {
@@ -74,7 +76,7 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, 8000, 0 };
+	struct opts o = { .port = 8000 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
 			o.port = (unsigned)atoi(argv[++i]);
@@ -82,8 +84,10 @@ int main(int argc, char **argv)
 			o.loops = (unsigned)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
 			o.host = argv[++i];
+		else if (strcmp(argv[i], "--shared-listener") == 0)
+			o.shared = true;
 		else {
-			fprintf(stderr, "usage: echo_server --port P [--loops N] [--host ADDR]\n");
+			fprintf(stderr, "usage: echo_server --port P [--loops N] [--host ADDR] [--shared-listener]\n");
 			return 2;
 		}
 	}

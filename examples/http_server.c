@@ -1,5 +1,5 @@
 /*
- * http_server --port P [--loops N] [--host ADDR]
+ * http_server --port P [--loops N] [--host ADDR] [--shared-listener]
  *
  * HTTP/1.1 with keep-alive and pipelining.  GET / (and HEAD /) answers
  * 200 "Hello, World!"; other paths 404, other methods 405.  The request
@@ -25,6 +25,7 @@
 struct opts {
 	const char *host;
 	unsigned port, loops;
+	bool shared; /* one listener instead of one per loop (SO_REUSEPORT) */
 	unsigned head_ms, idle_ms; /* request-head and idle limits */
 };
 
@@ -188,6 +189,7 @@ static void *serve(void *arg)
 	weft_server_config cfg;
 	weft_server_config_init(&cfg);
 	cfg.handle_signals = true;
+	cfg.shared_listener = o->shared;
 	cfg.stream_limit = MAX_HEAD;
 	if (o->idle_ms)
 		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
@@ -212,7 +214,7 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { NULL, 8080, 0, 0, 0 };
+	struct opts o = { .port = 8080 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
 			o.port = (unsigned)atoi(argv[++i]);
@@ -220,12 +222,14 @@ int main(int argc, char **argv)
 			o.loops = (unsigned)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
 			o.host = argv[++i];
+		else if (strcmp(argv[i], "--shared-listener") == 0)
+			o.shared = true;
 		else if (i + 1 < argc && strcmp(argv[i], "--head-timeout-ms") == 0)
 			o.head_ms = (unsigned)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--idle-timeout-ms") == 0)
 			o.idle_ms = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR]"
+			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR] [--shared-listener]"
 					" [--head-timeout-ms MS] [--idle-timeout-ms MS]\n");
 			return 2;
 		}
