@@ -31,7 +31,7 @@ now() {
 }
 
 n=0
-total=17
+total=22
 failed=0
 tour_start=$(now)
 
@@ -128,6 +128,109 @@ step "queue_demo -p 2 -c 5: producers, consumers, q.join(), then cancel the cons
 step "pool: map a function over 1000 inputs on every loop, K at a time per loop" \
 	"aiomultiprocess without processes: pinned workers, results in input order; a failure cancels the group." \
 	pool --inputs 1000 --per-loop 4
+
+step "write_lines: 64 tasks append 40 lines each to one file (aiofiles' 'a' mode)" \
+	"weft_file_write on io_uring: O_APPEND writes are atomic, every line lands whole and once." \
+	write_lines
+
+step "subprocess: run 'ls -l /', stream its output line by line, report its exit status" \
+	"asyncio.create_subprocess_exec: pipes, pidfd exit wait, no zombie left behind." \
+	subprocess ls -l /
+
+# server_step TITLE EXPLANATION SERVER CLIENT: start SERVER on a free port,
+# run the shell function CLIENT with that port, stop the server (SIGTERM).
+server_step() {
+	title=$1
+	explain=$2
+	server=$3
+	client=$4
+	n=$((n + 1))
+	printf '\n==> [%d/%d] %s\n' "$n" "$total" "$title"
+	printf '    %s\n' "$explain"
+	out=$(mktemp)
+	"$DIR/$server" --port 0 --loops 2 >"$out" 2>&1 &
+	pid=$!
+	port=
+	for _ in $(seq 50); do
+		port=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$out")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	t0=$(now)
+	rc=1
+	if [ -n "$port" ]; then
+		printf '$ %s --port 0 --loops 2 &     # got port %s\n' "$server" "$port"
+		$client "$port"
+		rc=$?
+	fi
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid"
+	src=$?
+	sed 's/^/    server: /' "$out"
+	rm -f "$out"
+	t1=$(now)
+	if [ "$rc" -ne 0 ] || [ "$src" -ne 0 ]; then
+		failed=$((failed + 1))
+		printf -- '--- FAILED (client %d, server %d)' "$rc" "$src"
+	else
+		printf -- '---'
+	fi
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf " took %.2f s\n", b - a }'
+}
+
+skip_step() {
+	n=$((n + 1))
+	printf '\n==> [%d/%d] %s: skipped (%s not installed)\n' "$n" "$total" "$1" "$2"
+}
+
+fetch_pages() {
+	echo "\$ http_get http://127.0.0.1:$1/ http://localhost:$1/ http://127.0.0.1:$1/missing"
+	$TIMEOUT "$DIR/http_get" "http://127.0.0.1:$1/" "http://localhost:$1/" \
+		"http://127.0.0.1:$1/missing"
+	[ $? -eq 1 ] # the 404 makes http_get exit 1
+}
+
+curl_keepalive() {
+	u="http://127.0.0.1:$1/"
+	printf '$ curl -s -w "%%{http_code} connects=%%{num_connects}\\n" -o /dev/null (x3) %s %s %s\n' "$u" "$u" "$u"
+	$TIMEOUT curl -s -w '%{http_code} connects=%{num_connects}\n' \
+		-o /dev/null -o /dev/null -o /dev/null "$u" "$u" "$u"
+}
+
+echo_mib() {
+	echo "\$ python3: send 1 MiB to port $1, read it back"
+	$TIMEOUT python3 - "$1" <<'PY'
+import socket, sys, threading
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+data = bytes(range(256)) * 4096
+threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR))).start()
+got = bytearray()
+while chunk := s.recv(65536):
+    got += chunk
+print("echoed", len(got), "bytes, intact:", got == data)
+sys.exit(0 if got == data else 1)
+PY
+}
+
+server_step "http_server + http_get: fetch pages concurrently, print status, length, title" \
+	"aiohttp's concurrent fetches against weft's HTTP/1.1 server; SIGTERM shuts it down gracefully." \
+	http_server fetch_pages
+
+if command -v curl >/dev/null 2>&1; then
+	server_step "http_server + curl: three requests on one kept-alive connection" \
+		"One connection for all three: num_connects is 1, then 0 and 0." \
+		http_server curl_keepalive
+else
+	skip_step "http_server + curl" curl
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+	server_step "echo_server: a client sends 1 MiB and reads it back" \
+		"asyncio.start_server with read/write/drain: one task per connection, spread over the loops." \
+		echo_server echo_mib
+else
+	skip_step "echo_server" python3
+fi
 
 tour_end=$(now)
 printf '\n'
