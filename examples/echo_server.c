@@ -1,5 +1,5 @@
 /*
- * echo_server --port P [--loops N] [--host ADDR] [--shared-listener]
+ * echo_server --port P [--loops N] [--host ADDR] [--shared-listener] [--[no-]multishot]
  *
  * TCP echo: every byte a client sends comes back.  One task per
  * connection, spread over N loops (default: one per CPU); Ctrl-C or
@@ -23,6 +23,7 @@ struct opts {
 	const char *host;
 	unsigned port, loops;
 	bool shared; /* one listener instead of one per loop (SO_REUSEPORT) */
+	int multishot; /* -1: the server's default */
 };
 
 /* Echo without copying: send straight out of the read buffer. */
@@ -57,6 +58,8 @@ static void *serve(void *arg)
 	weft_server_config_init(&cfg);
 	cfg.handle_signals = true;
 	cfg.shared_listener = o->shared;
+	if (o->multishot >= 0)
+		cfg.multishot_recv = o->multishot;
 	weft_server *srv;
 	int r = weft_server_start(&srv, NULL, &addr, &cfg, echo, NULL);
 	if (r < 0) {
@@ -76,7 +79,7 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .port = 8000 };
+	struct opts o = { .port = 8000, .multishot = -1 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
 			o.port = (unsigned)atoi(argv[++i]);
@@ -86,8 +89,12 @@ int main(int argc, char **argv)
 			o.host = argv[++i];
 		else if (strcmp(argv[i], "--shared-listener") == 0)
 			o.shared = true;
+		else if (strcmp(argv[i], "--multishot") == 0)
+			o.multishot = 1;
+		else if (strcmp(argv[i], "--no-multishot") == 0)
+			o.multishot = 0;
 		else {
-			fprintf(stderr, "usage: echo_server --port P [--loops N] [--host ADDR] [--shared-listener]\n");
+			fprintf(stderr, "usage: echo_server --port P [--loops N] [--host ADDR] [--shared-listener] [--[no-]multishot]\n");
 			return 2;
 		}
 	}

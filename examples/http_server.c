@@ -1,5 +1,5 @@
 /*
- * http_server --port P [--loops N] [--host ADDR] [--shared-listener]
+ * http_server --port P [--loops N] [--host ADDR] [--shared-listener] [--[no-]multishot]
  *
  * HTTP/1.1 with keep-alive and pipelining.  GET / (and HEAD /) answers
  * 200 "Hello, World!"; other paths 404, other methods 405.  The request
@@ -26,6 +26,7 @@ struct opts {
 	const char *host;
 	unsigned port, loops;
 	bool shared; /* one listener instead of one per loop (SO_REUSEPORT) */
+	int multishot; /* -1: the server's default */
 	unsigned head_ms, idle_ms; /* request-head and idle limits */
 };
 
@@ -190,6 +191,8 @@ static void *serve(void *arg)
 	weft_server_config_init(&cfg);
 	cfg.handle_signals = true;
 	cfg.shared_listener = o->shared;
+	if (o->multishot >= 0)
+		cfg.multishot_recv = o->multishot;
 	cfg.stream_limit = MAX_HEAD;
 	if (o->idle_ms)
 		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
@@ -214,7 +217,7 @@ static void *serve(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .port = 8080 };
+	struct opts o = { .port = 8080, .multishot = -1 };
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
 			o.port = (unsigned)atoi(argv[++i]);
@@ -224,12 +227,16 @@ int main(int argc, char **argv)
 			o.host = argv[++i];
 		else if (strcmp(argv[i], "--shared-listener") == 0)
 			o.shared = true;
+		else if (strcmp(argv[i], "--multishot") == 0)
+			o.multishot = 1;
+		else if (strcmp(argv[i], "--no-multishot") == 0)
+			o.multishot = 0;
 		else if (i + 1 < argc && strcmp(argv[i], "--head-timeout-ms") == 0)
 			o.head_ms = (unsigned)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--idle-timeout-ms") == 0)
 			o.idle_ms = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR] [--shared-listener]"
+			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR] [--shared-listener] [--[no-]multishot]"
 					" [--head-timeout-ms MS] [--idle-timeout-ms MS]\n");
 			return 2;
 		}

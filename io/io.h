@@ -59,4 +59,15 @@ WEFT_HIDDEN struct io_uring_sqe *weft__ring_sqe(weft_loop *l);
  * deadlines stay pending). */
 WEFT_HIDDEN void weft__io_wait_final(weft__op *op);
 
+/* ---- io/bufring.c: a loop's provided buffers ---- */
+typedef struct weft__bufring weft__bufring;
+/* Loop l's buffer ring, created on first use (l's own thread); NULL when
+ * the kernel has none or registration failed. */
+WEFT_HIDDEN weft__bufring *weft__bufring_get(weft_loop *l);
+WEFT_HIDDEN const char *weft__bufring_data(const weft__bufring *b, uint16_t bid);
+WEFT_HIDDEN uint16_t weft__bufring_group(void);
+/* Give buffer bid back to the kernel; any thread. */
+WEFT_HIDDEN void weft__bufring_put(weft__bufring *b, uint16_t bid);
+WEFT_HIDDEN void weft__bufring_free(weft_loop *l);
+
 #endif

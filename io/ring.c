@@ -133,6 +133,7 @@ int weft__ring_init(weft_loop *l)
 void weft__ring_exit(weft_loop *l)
 {
 	io_uring_queue_exit(&l->ring);
+	weft__bufring_free(l); /* after: the ring's exit drops the kernel's hold */
 	close(l->efd);
 	l->efd = -1;
 }

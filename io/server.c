@@ -102,6 +102,7 @@ static void *conn_main(void *arg)
 	weft_stream_config_init(&sc);
 	sc.limit = s->cfg.stream_limit;
 	sc.read_timeout_ns = s->cfg.idle_timeout_ns;
+	sc.multishot = s->cfg.multishot_recv;
 	weft_stream *st;
 	if (weft_stream_open(&st, c->fd, &sc) == 0) {
 		s->fn(st, s->arg);

@@ -46,7 +46,30 @@ struct weft_stream {
 	wbuf out, next;
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
+
+	/* multishot receive (cfg.multishot): a stream-owned op on one loop
+	 * posts provided buffers; the reader, on any loop, copies them out.
+	 * All of it under lk: the op completes in that loop's scheduler. */
+	weft__op rop;
+	bool rarmed;        /* rop in flight */
+	bool rcapped;       /* too much pending: rop is being cancelled */
+	bool reof;
+	int rerr;           /* the multishot's error, for the reader */
+	struct pend *pend;  /* received, not yet copied out */
+	unsigned npend, cappend;
+	size_t pbytes;
+	weft__waitlist rwait;
 };
+
+struct pend {
+	weft__bufring *br;
+	uint16_t bid;
+	uint32_t len;
+};
+
+/* Stop receiving past this much pending per stream (TCP backpressure
+ * instead), so one fast peer cannot hold the loop's buffers. */
+#define PEND_CAP (64u * 1024u)
 
 #define RBUF_MIN 4096u
 
@@ -148,6 +171,137 @@ static ssize_t sock_recv(weft_stream *s, size_t want)
 	return weft__io_wait(&op);
 }
 
+static void recv_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe)
+{
+	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, rop));
+	weft__bufring *br = l->bufring;
+	weft__lock_acquire(&s->lk);
+	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		if (s->npend == s->cappend) {
+			unsigned cap = s->cappend ? s->cappend * 2 : 8;
+			struct pend *p = realloc(s->pend, cap * sizeof(*p));
+			if (!p) { /* keep the stream consistent: fail the reader */
+				weft__bufring_put(br, bid);
+				s->rerr = -ENOMEM;
+				goto out;
+			}
+			s->pend = p;
+			s->cappend = cap;
+		}
+		s->pend[s->npend++] = (struct pend){ br, bid, (uint32_t)cqe->res };
+		s->pbytes += (size_t)cqe->res;
+		if (s->pbytes >= PEND_CAP && !s->rcapped && (cqe->flags & IORING_CQE_F_MORE)) {
+			weft__io_cancel(l, op);
+			s->rcapped = true;
+		}
+	} else if (cqe->res == 0) {
+		s->reof = true;
+	} else if (cqe->res < 0 && cqe->res != -ECANCELED) {
+		s->rerr = cqe->res; /* -ENOBUFS: the reader falls back once */
+	}
+out:
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		s->rarmed = s->rcapped = false;
+	weft__waitlist_fire_all(&s->rwait);
+	weft__lock_release(&s->lk);
+}
+
+/* With lk held, on loop l: arm the multishot receive. */
+static bool recv_arm(weft_stream *s, weft_loop *l)
+{
+	weft__bufring *br = weft__bufring_get(l);
+	struct io_uring_sqe *sqe = br ? weft__ring_sqe(l) : NULL;
+	if (!sqe)
+		return false;
+	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = weft__bufring_group();
+	s->rop.cb = recv_done;
+	s->rop.loop = l;
+	io_uring_sqe_set_data(sqe, &s->rop);
+	l->inflight++;
+	s->rarmed = true;
+	return true;
+}
+
+/* With lk held: copy every pending buffer into the read buffer and give
+ * the buffers back.  Bytes added, or -ENOMEM. */
+static ssize_t pend_take(weft_stream *s)
+{
+	int r = rbuf_reserve(s, s->pbytes);
+	if (r < 0)
+		return r;
+	size_t at = s->rend; /* the caller advances rend */
+	for (unsigned i = 0; i < s->npend; i++) {
+		struct pend *p = &s->pend[i];
+		memcpy(s->rbuf + at, weft__bufring_data(p->br, p->bid), p->len);
+		at += p->len;
+		weft__bufring_put(p->br, p->bid);
+	}
+	ssize_t n = (ssize_t)s->pbytes;
+	s->npend = 0;
+	s->pbytes = 0;
+	return n;
+}
+
+/* The multishot path of a fill: bytes added, 0 at EOF, -errno; 1 (as
+ * -EAGAIN) when the caller should fall back to a plain receive. */
+static ssize_t recv_multishot(weft_stream *s)
+{
+	weft_task *t = weft__task_self();
+	weft__lock_acquire(&s->lk);
+	for (;;) {
+		if (s->npend) {
+			ssize_t n = pend_take(s);
+			weft__lock_release(&s->lk);
+			return n;
+		}
+		if (s->rerr || s->reof) {
+			int r = s->rerr;
+			s->rerr = 0;
+			weft__lock_release(&s->lk);
+			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
+		}
+		if (!s->rarmed && !recv_arm(s, weft__loop_self())) {
+			weft__lock_release(&s->lk);
+			return -EAGAIN;
+		}
+		weft__waiter w;
+		int r = weft__wait_locked(t, &s->lk, &s->rwait, &w, 0);
+		if (r < 0)
+			return r; /* the op stays armed: bytes wait in pend */
+		weft__lock_acquire(&s->lk);
+	}
+}
+
+/* Stop the multishot receive before the stream goes: cancel it on its
+ * loop (or, from another loop, shut the read side so it ends), wait for
+ * its final CQE, give back what is pending. */
+static void recv_stop(weft_stream *s)
+{
+	weft_task *t = weft__task_self();
+	uint64_t saved = weft__uninterruptible_begin(t);
+	weft__lock_acquire(&s->lk);
+	if (s->rarmed) {
+		if (weft__loop_self() == s->rop.loop)
+			weft__io_cancel(s->rop.loop, &s->rop);
+		else
+			shutdown(s->fd, SHUT_RD);
+	}
+	while (s->rarmed) {
+		weft__waiter w;
+		weft__wait_locked(t, &s->lk, &s->rwait, &w, 0);
+		weft__lock_acquire(&s->lk);
+	}
+	for (unsigned i = 0; i < s->npend; i++)
+		weft__bufring_put(s->pend[i].br, s->pend[i].bid);
+	s->npend = 0;
+	weft__lock_release(&s->lk);
+	weft__uninterruptible_end(t, saved);
+	free(s->pend);
+}
+
 /* One receive into the buffer, growing it only while it is full (so a
  * stream with small messages keeps a small buffer).  Bytes added, 0 at
  * EOF, -errno. */
@@ -171,7 +325,11 @@ static ssize_t fill_once(weft_stream *s)
 	weft_scope scope;
 	if (dl && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return r;
-	ssize_t n = s->is_sock ? sock_recv(s, want)
+	ssize_t n = -EAGAIN;
+	if (s->cfg.multishot && s->is_sock)
+		n = recv_multishot(s);
+	if (n == -EAGAIN)
+		n = s->is_sock ? sock_recv(s, want)
 			       : weft_read(s->fd, s->rbuf + s->rend, want, WEFT_OFF_CUR);
 	if (dl)
 		weft_scope_exit(&scope);
@@ -528,6 +686,8 @@ int weft_stream_close(weft_stream *s)
 	int r = weft_stream_flush(s);
 	if (r < 0)
 		abort_send(s);
+	if (s->cfg.multishot)
+		recv_stop(s);
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);

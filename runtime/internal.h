@@ -208,6 +208,8 @@ struct weft_loop {
 	uint64_t efd_buf;
 	unsigned inflight;       /* SQEs submitted whose CQE we still expect */
 	unsigned features;       /* WEFT_RING_* */
+	struct weft__bufring *bufring; /* provided buffers (io/bufring.c), lazy */
+	bool bufring_failed;     /* registration failed: do not retry */
 	int init_err;
 
 	weft__stackpool stacks;

@@ -99,9 +99,13 @@ static void run_fx_loops(unsigned loops, const weft_stream_config *cfg, body_fn 
 	assert_int_equal(r.close_rc, 0);
 }
 
+/* The configuration tests that pass NULL get: the defaults, or (in the
+ * multishot variants) multishot receives. */
+static const weft_stream_config *default_cfg;
+
 static void run_fx(const weft_stream_config *cfg, body_fn body, void *rec)
 {
-	run_fx_loops(2, cfg, body, rec);
+	run_fx_loops(2, cfg ? cfg : default_cfg, body, rec);
 }
 
 /* Peer writes, one per call, with a pause before each (a task). */
@@ -1052,7 +1056,7 @@ static void test_config_validation_and_misuse(void **state)
 	cfg.limit = 0;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	weft_stream_config_init(&cfg);
-	cfg.reserved[5] = 1;
+	cfg.reserved[4] = 1;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	assert_null(s);
 
@@ -1218,7 +1222,129 @@ static void test_read_until_on_fresh_stream(void **state)
 	assert_int_equal(x.until, 0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* multishot receives                                                      */
+/* ---------------------------------------------------------------------- */
+
+static weft_stream_config multishot_cfg(void)
+{
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.multishot = true;
+	return c;
+}
+
+/* The reading tests again, receiving through the loop's buffer ring. */
+static void test_multishot_reads(void **state)
+{
+	weft_stream_config c = multishot_cfg();
+	default_cfg = &c;
+	test_read(state);
+	test_read_exact_and_early_eof(state);
+	test_read_line(state);
+	test_read_until_straddling_delimiter(state);
+	test_limit_emsgsize_keeps_bytes(state);
+	test_fill_buffered_consume(state);
+	default_cfg = NULL;
+}
+
+struct ms_bulk {
+	size_t total, got;
+	uint64_t mismatches;
+	int cancel_rc;
+};
+
+static void *ms_sender(void *arg)
+{
+	struct fx *f = arg;
+	struct ms_bulk *x = f->rec;
+	uint8_t buf[16384]; /* tasks have 64 KiB stacks */
+	for (size_t off = 0; off < x->total;) {
+		size_t n = x->total - off < sizeof(buf) ? x->total - off : sizeof(buf);
+		for (size_t i = 0; i < n; i++)
+			buf[i] = pat(off + i);
+		if (weft_send_all(f->peer, buf, n, 0) < 0)
+			break;
+		off += n;
+	}
+	shutdown(f->peer, SHUT_WR);
+	return NULL;
+}
+
+/* Megabytes through 4 KiB provided buffers, read slowly at times so the
+ * per-stream cap pauses the receive and the next read re-arms it; a reader
+ * cancelled mid-wait loses nothing. */
+static void ms_bulk_body(struct fx *f)
+{
+	struct ms_bulk *x = f->rec;
+	weft_task *snd = go(ms_sender, f, WEFT_PIN_NONE);
+	uint8_t buf[3000];
+	for (unsigned round = 0;; round++) {
+		if (round % 64 == 0)
+			weft_sleep_ms(2); /* let the pending bytes pile up past the cap */
+		ssize_t r = weft_stream_read(f->s, buf, sizeof(buf));
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			x->mismatches += buf[i] != pat(x->got + (size_t)i);
+		x->got += (size_t)r;
+	}
+	finish(snd);
+}
+
+static void test_multishot_bulk_and_cap(void **state)
+{
+	(void)state;
+	weft_stream_config c = multishot_cfg();
+	struct ms_bulk x = { .total = WEFT_TEST_SANITIZED ? (4u << 20) : (32u << 20) };
+	run_fx(&c, ms_bulk_body, &x);
+	assert_int_equal(x.got, x.total);
+	assert_int_equal(x.mismatches, 0);
+}
+
+struct ms_cancel {
+	weft_stream *s;
+	ssize_t first, second;
+	char b[8];
+};
+
+static void *ms_reader(void *arg)
+{
+	struct ms_cancel *x = arg;
+	x->first = weft_stream_read(x->s, x->b, sizeof(x->b));
+	return NULL;
+}
+
+/* A reader cancelled while the multishot stays armed: the bytes that come
+ * next are kept for the next reader; close from another loop ends it. */
+static void ms_cancel_body(struct fx *f)
+{
+	struct ms_cancel *x = f->rec;
+	x->s = f->s;
+	weft_task *t = go(ms_reader, x, 1);
+	weft_sleep_ms(10);
+	weft_task_cancel(t);
+	finish(t);
+	send(f->peer, "kept", 4, 0);
+	weft_sleep_ms(5); /* lands in the armed receive's buffers */
+	x->second = weft_stream_read(f->s, x->b, sizeof(x->b));
+}
+
+static void test_multishot_cancel_keeps_bytes(void **state)
+{
+	(void)state;
+	weft_stream_config c = multishot_cfg();
+	struct ms_cancel x = { 0 };
+	run_fx(&c, ms_cancel_body, &x);
+	assert_int_equal(x.first, -ECANCELED);
+	assert_int_equal(x.second, 4);
+	assert_memory_equal(x.b, "kept", 4);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_multishot_reads),
+	cmocka_unit_test(test_multishot_bulk_and_cap),
+	cmocka_unit_test(test_multishot_cancel_keeps_bytes),
 	cmocka_unit_test(test_read),
 	cmocka_unit_test(test_read_exact_and_early_eof),
 	cmocka_unit_test(test_read_line),

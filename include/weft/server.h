@@ -51,7 +51,8 @@ typedef struct weft_server_config {
 	bool handle_signals;      /* SIGINT/SIGTERM start a graceful shutdown */
 	size_t conn_stack_size;   /* stack of connection tasks (runtime's) */
 	size_t stream_limit;      /* weft_stream_config.limit (64 KiB) */
-	unsigned reserved[8];     /* must be zero */
+	bool multishot_recv;      /* weft_stream_config.multishot */
+	unsigned reserved[7];     /* must be zero */
 } weft_server_config;
 
 WEFT_API void weft_server_config_init(weft_server_config *cfg);

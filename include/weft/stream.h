@@ -49,7 +49,12 @@ typedef struct weft_stream_config {
 	bool keep_fd;      /* close leaves the fd open (false) */
 	uint64_t read_timeout_ns; /* idle limit: a receive that waits longer
 				     fails with -ETIMEDOUT (0: none) */
-	unsigned reserved[6]; /* must be zero */
+	bool multishot;    /* sockets: keep one multishot receive armed into
+			      the loop's provided buffers (kernel 5.19+;
+			      plain receives otherwise).  It stays armed
+			      between reads, buffering up to 64 KiB, then
+			      pauses until the reader catches up (false) */
+	unsigned reserved[5]; /* must be zero */
 } weft_stream_config;
 
 WEFT_API void weft_stream_config_init(weft_stream_config *cfg);
