@@ -15,6 +15,7 @@
  */
 #include "weft.h"
 #include "http_parse.h"
+#include "serve_main.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +23,6 @@
 #include <time.h>
 
 #define MAX_HEAD 8192
-struct opts {
-	const char *host;
-	unsigned port, loops;
-	bool shared; /* one listener instead of one per loop (SO_REUSEPORT) */
-	int multishot; /* -1: the server's default */
-	unsigned head_ms, idle_ms; /* request-head and idle limits */
-};
-
 static uint64_t head_timeout_ns = 10ull * 1000000000ull;
 
 /* "Date: ..." for the current second, cached per thread: formatting it per
@@ -179,80 +172,23 @@ static void http_conn(weft_stream *s, void *arg)
 	}
 }
 
-static void *serve(void *arg)
+static int head_option(int argc, char **argv, int i)
 {
-	struct opts *o = arg;
-	weft_sockaddr addr;
-	if (weft_addr_ip(&addr, o->host, (uint16_t)o->port) < 0) {
-		fprintf(stderr, "http_server: bad address %s\n", o->host);
-		return (void *)1;
-	}
-	weft_server_config cfg;
-	weft_server_config_init(&cfg);
-	cfg.handle_signals = true;
-	cfg.shared_listener = o->shared;
-	if (o->multishot >= 0)
-		cfg.multishot_recv = o->multishot;
-	cfg.stream_limit = MAX_HEAD;
-	if (o->idle_ms)
-		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
-	if (o->head_ms)
-		head_timeout_ns = o->head_ms * 1000000ull;
-	weft_server *srv;
-	int r = weft_server_start(&srv, NULL, &addr, &cfg, http_conn, NULL);
-	if (r < 0) {
-		fprintf(stderr, "http_server: %s\n", weft_strerror(r));
-		return (void *)1;
-	}
-	printf("listening on %s:%u (%u loops)\n", o->host ? o->host : "*",
-	       weft_server_port(srv), weft_loop_count());
-	fflush(stdout);
-	weft_server_wait(srv);
-	weft_server_stats st;
-	weft_server_stats_get(srv, &st);
-	printf("shut down after %llu connections\n", (unsigned long long)st.accepted);
-	weft_server_destroy(srv);
-	return NULL;
+	if (i + 1 >= argc || strcmp(argv[i], "--head-timeout-ms") != 0)
+		return 0;
+	head_timeout_ns = strtoull(argv[i + 1], NULL, 10) * 1000000ull;
+	return 2;
+}
+
+static void tune(weft_server_config *cfg)
+{
+	cfg->stream_limit = MAX_HEAD; /* a head over 8 KiB is answered 431 */
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .port = 8080, .multishot = -1 };
-	for (int i = 1; i < argc; i++) {
-		if (i + 1 < argc && strcmp(argv[i], "--port") == 0)
-			o.port = (unsigned)atoi(argv[++i]);
-		else if (i + 1 < argc && strcmp(argv[i], "--loops") == 0)
-			o.loops = (unsigned)atoi(argv[++i]);
-		else if (i + 1 < argc && strcmp(argv[i], "--host") == 0)
-			o.host = argv[++i];
-		else if (strcmp(argv[i], "--shared-listener") == 0)
-			o.shared = true;
-		else if (strcmp(argv[i], "--multishot") == 0)
-			o.multishot = 1;
-		else if (strcmp(argv[i], "--no-multishot") == 0)
-			o.multishot = 0;
-		else if (i + 1 < argc && strcmp(argv[i], "--head-timeout-ms") == 0)
-			o.head_ms = (unsigned)atoi(argv[++i]);
-		else if (i + 1 < argc && strcmp(argv[i], "--idle-timeout-ms") == 0)
-			o.idle_ms = (unsigned)atoi(argv[++i]);
-		else {
-			fprintf(stderr, "usage: http_server --port P [--loops N] [--host ADDR] [--shared-listener] [--[no-]multishot]"
-					" [--head-timeout-ms MS] [--idle-timeout-ms MS]\n");
-			return 2;
-		}
-	}
-	if (o.port > 65535) {
-		fprintf(stderr, "http_server: port out of range\n");
-		return 2;
-	}
-	weft_runtime_config cfg;
-	weft_runtime_config_init(&cfg);
-	cfg.loops = o.loops;
-	void *res = NULL;
-	int r = weft_run(&cfg, serve, &o, &res);
-	if (r < 0) {
-		fprintf(stderr, "http_server: %s\n", weft_strerror(r));
-		return 1;
-	}
-	return res ? 1 : 0;
+	struct serve_opts o = { .name = "http_server", .handler = http_conn, .port = 8080,
+				.extra = head_option, .extra_usage = " [--head-timeout-ms MS]",
+				.tune = tune };
+	return serve_main(argc, argv, &o);
 }

@@ -1,0 +1,121 @@
+/*
+ * serve_main.h — the command line and main() that echo_server and
+ * http_server share:
+ *
+ *   NAME --port P [--loops N] [--host ADDR] [--shared-listener]
+ *        [--[no-]multishot] [--idle-timeout-ms MS] [the server's own]
+ *
+ * It starts a runtime with N loops (default: one per CPU), starts a
+ * weft_server whose SIGINT/SIGTERM start a graceful shutdown, prints
+ * "listening on HOST:PORT (N loops)" (port 0 picks a free one), waits for
+ * the shutdown and exits 0.
+ */
+#ifndef SERVE_MAIN_H
+#define SERVE_MAIN_H
+
+#include "weft.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct serve_opts {
+	const char *name;
+	weft_conn_fn handler;
+	unsigned port;
+	/* the server's own options: how many argv entries option i takes
+	 * (0: not one of its own), and their usage text */
+	int (*extra)(int argc, char **argv, int i);
+	const char *extra_usage;
+	void (*tune)(weft_server_config *cfg); /* last say on the config */
+	/* filled from the command line */
+	const char *host;
+	unsigned loops, idle_ms;
+	bool shared;
+	int multishot; /* -1: the server's default */
+};
+
+static void *serve_task(void *arg)
+{
+	struct serve_opts *o = arg;
+	weft_sockaddr addr;
+	if (weft_addr_ip(&addr, o->host, (uint16_t)o->port) < 0) {
+		fprintf(stderr, "%s: bad address %s\n", o->name, o->host);
+		return (void *)1;
+	}
+	weft_server_config cfg;
+	weft_server_config_init(&cfg);
+	cfg.handle_signals = true;
+	cfg.shared_listener = o->shared;
+	if (o->multishot >= 0)
+		cfg.multishot_recv = o->multishot;
+	if (o->idle_ms)
+		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
+	if (o->tune)
+		o->tune(&cfg);
+	weft_server *srv;
+	int r = weft_server_start(&srv, NULL, &addr, &cfg, o->handler, NULL);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", o->name, weft_strerror(r));
+		return (void *)1;
+	}
+	printf("listening on %s:%u (%u loops)\n", o->host ? o->host : "*",
+	       weft_server_port(srv), weft_loop_count());
+	fflush(stdout);
+	weft_server_wait(srv);
+	weft_server_stats st;
+	weft_server_stats_get(srv, &st);
+	printf("shut down after %llu connections\n", (unsigned long long)st.accepted);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static int serve_usage(const struct serve_opts *o)
+{
+	fprintf(stderr,
+		"usage: %s --port P [--loops N] [--host ADDR] [--shared-listener]"
+		" [--[no-]multishot] [--idle-timeout-ms MS]%s\n",
+		o->name, o->extra_usage ? o->extra_usage : "");
+	return 2;
+}
+
+static int serve_main(int argc, char **argv, struct serve_opts *o)
+{
+	o->multishot = -1;
+	for (int i = 1; i < argc; i++) {
+		bool arg = i + 1 < argc;
+		int k;
+		if (arg && strcmp(argv[i], "--port") == 0)
+			o->port = (unsigned)atoi(argv[++i]);
+		else if (arg && strcmp(argv[i], "--loops") == 0)
+			o->loops = (unsigned)atoi(argv[++i]);
+		else if (arg && strcmp(argv[i], "--host") == 0)
+			o->host = argv[++i];
+		else if (arg && strcmp(argv[i], "--idle-timeout-ms") == 0)
+			o->idle_ms = (unsigned)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--shared-listener") == 0)
+			o->shared = true;
+		else if (strcmp(argv[i], "--multishot") == 0 || strcmp(argv[i], "--no-multishot") == 0)
+			o->multishot = argv[i][2] == 'm';
+		else if (o->extra && (k = o->extra(argc, argv, i)) > 0)
+			i += k - 1;
+		else
+			return serve_usage(o);
+	}
+	if (o->port > 65535) {
+		fprintf(stderr, "%s: port out of range\n", o->name);
+		return 2;
+	}
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg);
+	cfg.loops = o->loops;
+	void *res = NULL;
+	int r = weft_run(&cfg, serve_task, o, &res);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", o->name, weft_strerror(r));
+		return 1;
+	}
+	return res ? 1 : 0;
+}
+
+#endif
