@@ -9,6 +9,7 @@
  * weft_run returns.
  */
 #include "weft_test.h"
+#include "weft_test_io.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -24,33 +25,8 @@
 /* helpers (task side unless noted)                                        */
 /* ---------------------------------------------------------------------- */
 
-/* Spawn fn(arg) pinned to `pin` (WEFT_PIN_NONE: stealable); NULL on error. */
-static weft_task *go(weft_fn fn, void *arg, int pin)
-{
-	weft_task_config c;
-	weft_task_config_init(&c);
-	c.pin = pin;
-	weft_task *t = NULL;
-	return weft_task_spawn_ex(&t, &c, fn, arg) == 0 ? t : NULL;
-}
 
-/* Join and release; the task's result (P(-1) when t is NULL). */
-static void *finish(weft_task *t)
-{
-	if (!t)
-		return P(-1);
-	void *r = NULL;
-	weft_task_join(t, &r);
-	weft_task_release(t);
-	return r;
-}
 
-/* The byte at offset i of every test stream: not periodic at any power of
- * two below 2^19, so a lost, repeated or shifted chunk changes the hash. */
-static uint8_t pat(uint64_t i)
-{
-	return (uint8_t)(i * 7 + (i >> 11) * 13 + (i >> 19) * 101 + (i >> 27));
-}
 
 static void fill_pat(uint8_t *buf, size_t n, uint64_t off)
 {
@@ -149,7 +125,7 @@ struct pinned {
 static void *pinned_main(void *arg)
 {
 	struct pinned *p = arg;
-	return finish(go(p->fn, p->arg, 0));
+	return finish(go_pinned(p->fn, p->arg, 0));
 }
 
 static void run_on_loop0(weft_fn fn, void *arg)
@@ -515,8 +491,8 @@ static void *pair_xfer_main(void *arg)
 	x->tx.fd = fds[0];
 	x->rx.fd = fds[1];
 	uint64_t t0 = weft_now_ns();
-	weft_task *r = go(receiver, &x->rx, x->pin_rx);
-	weft_task *s = go(sender, &x->tx, x->pin_tx);
+	weft_task *r = go_pinned(receiver, &x->rx, x->pin_rx);
+	weft_task *s = go_pinned(sender, &x->tx, x->pin_tx);
 	finish(s);
 	finish(r);
 	x->ns = weft_now_ns() - t0;
@@ -663,7 +639,7 @@ static void *reset_main(void *arg)
 	char buf[64] = "x";
 	/* A receive waiting when the RST arrives. */
 	if ((x->pair_rc = tcp_pair("127.0.0.1", fds)) == 0) {
-		weft_task *t = go(abort_close_later, P(fds[1]), WEFT_PIN_NONE);
+		weft_task *t = go_pinned(abort_close_later, P(fds[1]), WEFT_PIN_NONE);
 		x->recv_rc = weft_recv(fds[0], buf, sizeof buf, 0);
 		finish(t);
 		x->send_after_recv = weft_send(fds[0], buf, 1, 0);
@@ -865,13 +841,13 @@ static void *cancel_recv_main(void *arg)
 		return NULL;
 	x->fd = fds[1];
 	/* The receiver waits on loop 1; the cancel comes from loop 0. */
-	weft_task *t = go(recv_until_cancelled, x, 1);
+	weft_task *t = go_pinned(recv_until_cancelled, x, 1);
 	weft_sleep_ms(30);
 	x->cancel_rc = weft_task_cancel(t);
 	finish(t);
 	/* Nothing was consumed by the cancelled receive. */
 	x->later_send = weft_send(fds[0], "still here", 10, 0);
-	finish(go(recv_once, x, 1));
+	finish(go_pinned(recv_once, x, 1));
 	close_pair(fds);
 	return NULL;
 }
@@ -983,8 +959,8 @@ static void *stress_main(void *arg)
 		weft_sock_buffers(p->fd[1], 4096, 0);
 		p->stop = &x->stop;
 		p->rng = 0x9e3779b9u * (uint32_t)(i + 1);
-		p->rx = go(stress_rx, p, rx_pin(p));
-		tx[i] = go(stress_tx, p, WEFT_PIN_NONE);
+		p->rx = go_pinned(stress_rx, p, rx_pin(p));
+		tx[i] = go_pinned(stress_tx, p, WEFT_PIN_NONE);
 	}
 	uint32_t rng = 12345;
 	uint64_t t0 = weft_now_ns();
@@ -998,7 +974,7 @@ static void *stress_main(void *arg)
 		if (weft_task_cancel(p->rx) == 0)
 			x->cancels++;
 		finish(p->rx);
-		p->rx = p->eof ? NULL : go(stress_rx, p, rx_pin(p));
+		p->rx = p->eof ? NULL : go_pinned(stress_rx, p, rx_pin(p));
 	}
 	atomic_store(&x->stop, true);
 	for (int i = 0; i < STRESS_PAIRS; i++) {
@@ -1007,7 +983,7 @@ static void *stress_main(void *arg)
 		/* No more cancels: the last receiver reads to EOF. */
 		while (p->rx) {
 			finish(p->rx);
-			p->rx = p->eof || p->err ? NULL : go(stress_rx, p, 1);
+			p->rx = p->eof || p->err ? NULL : go_pinned(stress_rx, p, 1);
 		}
 		close_pair(p->fd);
 	}
@@ -1441,7 +1417,7 @@ static void *resolve_entry_main(void *arg)
 	x->expired_rc = weft_resolve("localhost", 9, SOCK_STREAM, a, 2);
 	x->host_expired_rc = weft_tcp_connect_host("localhost", 9, 0);
 	weft_scope_exit(&s);
-	finish(go(resolve_cancelled, x, WEFT_PIN_NONE));
+	finish(go_pinned(resolve_cancelled, x, WEFT_PIN_NONE));
 	return NULL;
 }
 
@@ -1485,7 +1461,7 @@ static void *fdwait_main(void *arg)
 	struct fdwait_rec *x = arg;
 	if ((x->pipe_rc = pipe2(x->pfd, O_CLOEXEC)) < 0)
 		return NULL;
-	weft_task *w = go(fdwait_writer, x, 1);
+	weft_task *w = go_pinned(fdwait_writer, x, 1);
 	uint64_t t0 = weft_now_ns();
 	x->rc = weft_fd_wait(x->pfd[0], POLLIN);
 	x->ns = weft_now_ns() - t0;

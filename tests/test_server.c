@@ -9,6 +9,7 @@
  * the test asserts after weft_run returns.
  */
 #include "weft_test.h"
+#include "weft_test_io.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -20,21 +21,6 @@
 /* helpers                                                                 */
 /* ---------------------------------------------------------------------- */
 
-static weft_task *go(weft_fn fn, void *arg)
-{
-	weft_task *t = NULL;
-	return weft_task_spawn(&t, fn, arg) == 0 ? t : NULL;
-}
-
-static void *finish(weft_task *t)
-{
-	if (!t)
-		return P(-1);
-	void *r = NULL;
-	weft_task_join(t, &r);
-	weft_task_release(t);
-	return r;
-}
 
 /* What the handlers saw (reset by each test). */
 static _Atomic int h_started, h_finished, h_cancelled, h_timedout;
@@ -210,7 +196,7 @@ static void *many_main(void *arg)
 	x->port = weft_server_port(srv);
 	weft_task *t[CLIENTS];
 	for (int i = 0; i < CLIENTS; i++)
-		t[i] = go(many_client, x);
+		t[i] = go_pinned(many_client, x, WEFT_PIN_NONE);
 	for (int i = 0; i < CLIENTS; i++)
 		finish(t[i]);
 	x->active_after = wait_idle(srv);
@@ -483,8 +469,8 @@ static void *idle_main(void *arg)
 	weft_server *srv;
 	if ((x->start_rc = start(&srv, &cfg, echo, NULL, &x->a)) < 0)
 		return NULL;
-	weft_task *s = go(silent_client, x);
-	weft_task *c = go(chatty_client, x);
+	weft_task *s = go_pinned(silent_client, x, WEFT_PIN_NONE);
+	weft_task *c = go_pinned(chatty_client, x, WEFT_PIN_NONE);
 	finish(s);
 	finish(c);
 	wait_idle(srv);
@@ -567,7 +553,7 @@ static void *grace_main_with(struct grace_rec *x, unsigned delay_ms, uint64_t gr
 	weft_server *srv;
 	if ((x->start_rc = start(&srv, NULL, slow_handler, P(delay_ms), &x->a)) < 0)
 		return NULL;
-	weft_task *c = go(grace_client, x);
+	weft_task *c = go_pinned(grace_client, x, WEFT_PIN_NONE);
 	weft_sleep_ms(50); /* the request is in; the handler sleeps */
 	uint64_t t0 = weft_now_ns();
 	x->shut_rc = weft_server_shutdown(srv, grace);
@@ -657,8 +643,8 @@ static void *wait_main(void *arg)
 	weft_sockaddr a;
 	if ((x->start_rc = start(&x->srv, NULL, echo, NULL, &a)) < 0)
 		return NULL;
-	weft_task *w = go(waiter, x);
-	weft_task *s = go(stopper, x);
+	weft_task *w = go_pinned(waiter, x, WEFT_PIN_NONE);
+	weft_task *s = go_pinned(stopper, x, WEFT_PIN_NONE);
 	finish(w);
 	finish(s);
 	weft_server_destroy(x->srv);
@@ -838,7 +824,7 @@ static void *flood_main(void *arg)
 		x->half_fd[i] = weft_tcp_connect(&x->a, 2000 * MS);
 	weft_task *slow[SLOW];
 	for (int i = 0; i < SLOW; i++)
-		slow[i] = go(slow_client, x);
+		slow[i] = go_pinned(slow_client, x, WEFT_PIN_NONE);
 	weft_sleep_ms(100);
 	/* The good client: ten round trips, each answered promptly. */
 	int fd = weft_tcp_connect(&x->a, 2000 * MS);
@@ -860,7 +846,7 @@ static void *flood_main(void *arg)
 	for (int i = 0; i < HALF_OPEN; i++) {
 		w[i].x = x;
 		w[i].fd = x->half_fd[i];
-		wt[i] = x->half_fd[i] >= 0 ? go(half_open_watch, &w[i]) : NULL;
+		wt[i] = x->half_fd[i] >= 0 ? go_pinned(half_open_watch, &w[i], WEFT_PIN_NONE) : NULL;
 	}
 	for (int i = 0; i < HALF_OPEN; i++) {
 		if (wt[i])

@@ -9,6 +9,7 @@
  * weft_run returns.  Each test's `peer` is the raw other end of the pair.
  */
 #include "weft_test.h"
+#include "weft_test_io.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -19,29 +20,8 @@
 /* helpers                                                                 */
 /* ---------------------------------------------------------------------- */
 
-static weft_task *go(weft_fn fn, void *arg, int pin)
-{
-	weft_task_config c;
-	weft_task_config_init(&c);
-	c.pin = pin;
-	weft_task *t = NULL;
-	return weft_task_spawn_ex(&t, &c, fn, arg) == 0 ? t : NULL;
-}
 
-static void *finish(weft_task *t)
-{
-	if (!t)
-		return P(-1);
-	void *r = NULL;
-	weft_task_join(t, &r);
-	weft_task_release(t);
-	return r;
-}
 
-static uint8_t pat(uint64_t i)
-{
-	return (uint8_t)(i * 7 + (i >> 11) * 13 + (i >> 19) * 101);
-}
 
 /*
  * The fixture most tests use: a Unix socketpair, a stream (cfg, may be
@@ -133,7 +113,7 @@ static weft_task *drip(struct drip *d, int fd, const char *const *parts, unsigne
 		       bool close_after)
 {
 	*d = (struct drip){ fd, parts, pause_ms, close_after };
-	return go(drip_main, d, WEFT_PIN_NONE);
+	return go_pinned(drip_main, d, WEFT_PIN_NONE);
 }
 
 /* Record one returned unit as text (for read_line / read_until). */
@@ -576,7 +556,7 @@ static void drain_body(struct fx *f)
 	x->timed_ns = weft_now_ns() - t0;
 	/* Now the peer reads (after 50 ms): drain returns. */
 	x->k = (struct sink){ .fd = f->peer, .delay_ms = 50, .total = total };
-	weft_task *t = go(sink_main, &x->k, 1);
+	weft_task *t = go_pinned(sink_main, &x->k, 1);
 	x->drain_rc = weft_stream_drain(f->s);
 	x->drain_done_ns = weft_now_ns();
 	x->pending_after = weft_stream_pending(f->s);
@@ -620,7 +600,7 @@ static void shut_body(struct fx *f)
 {
 	struct shut_rec *x = f->rec;
 	x->k = (struct sink){ .fd = f->peer };
-	weft_task *t = go(sink_main, &x->k, WEFT_PIN_NONE);
+	weft_task *t = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
 	x->w1 = write_pat(f->s, 0, 100000);
 	x->shut_rc = weft_stream_shutdown(f->s);
 	x->w_after = weft_stream_write(f->s, "late", 4);
@@ -658,7 +638,7 @@ static void close_body(struct fx *f)
 	struct close_rec *x = f->rec;
 	size_t total = 8u << 20;
 	x->k = (struct sink){ .fd = f->peer, .delay_ms = 20 };
-	weft_task *t = go(sink_main, &x->k, 1);
+	weft_task *t = go_pinned(sink_main, &x->k, 1);
 	x->wrote = write_pat(f->s, 0, total);
 	x->close_rc = weft_stream_close(f->s); /* at once: it flushes */
 	f->s = NULL;
@@ -761,7 +741,7 @@ static void busy_body(struct fx *f)
 {
 	struct busy_rec *x = f->rec;
 	x->f = f;
-	weft_task *t = go(first_reader, x, x->pin);
+	weft_task *t = go_pinned(first_reader, x, x->pin);
 	weft_sleep_ms(20); /* it is waiting in its receive */
 	char b[4];
 	const char *p;
@@ -905,12 +885,12 @@ static void mw_body(struct fx *f)
 	struct mw_rec *x = f->rec;
 	x->peer = f->peer;
 	f->peer = -1; /* the parser's stream owns it */
-	weft_task *parser = go(mw_parser, x, WEFT_PIN_NONE);
+	weft_task *parser = go_pinned(mw_parser, x, WEFT_PIN_NONE);
 	weft_task *t[WRITERS];
 	unsigned msgs = WEFT_TEST_SANITIZED ? 300 : 2000;
 	for (int i = 0; i < WRITERS; i++) {
 		x->w[i] = (struct mw){ f->s, i, msgs, 0 };
-		t[i] = go(mw_writer, &x->w[i], i % 2); /* both loops */
+		t[i] = go_pinned(mw_writer, &x->w[i], i % 2); /* both loops */
 	}
 	for (int i = 0; i < WRITERS; i++)
 		finish(t[i]);
@@ -1160,12 +1140,12 @@ static void cdrain_body(struct fx *f)
 {
 	struct cdrain_rec *x = f->rec;
 	x->f = f;
-	weft_task *w = go(cdrain_writer, x, 1);
+	weft_task *w = go_pinned(cdrain_writer, x, 1);
 	weft_sleep_ms(30); /* the peer does not read yet: it waits in drain */
 	weft_task_cancel(w);
 	finish(w);
 	x->k = (struct sink){ .fd = f->peer, .total = 512 * 1024 };
-	weft_task *t = go(sink_main, &x->k, WEFT_PIN_NONE);
+	weft_task *t = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
 	x->close_rc = weft_stream_close(f->s);
 	f->s = NULL;
 	finish(t);
@@ -1277,7 +1257,7 @@ static void *ms_sender(void *arg)
 static void ms_bulk_body(struct fx *f)
 {
 	struct ms_bulk *x = f->rec;
-	weft_task *snd = go(ms_sender, f, WEFT_PIN_NONE);
+	weft_task *snd = go_pinned(ms_sender, f, WEFT_PIN_NONE);
 	uint8_t buf[3000];
 	for (unsigned round = 0;; round++) {
 		if (round % 64 == 0)
@@ -1321,7 +1301,7 @@ static void ms_cancel_body(struct fx *f)
 {
 	struct ms_cancel *x = f->rec;
 	x->s = f->s;
-	weft_task *t = go(ms_reader, x, 1);
+	weft_task *t = go_pinned(ms_reader, x, 1);
 	weft_sleep_ms(10);
 	weft_task_cancel(t);
 	finish(t);

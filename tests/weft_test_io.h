@@ -1,0 +1,39 @@
+/*
+ * Helpers shared by the I/O suites (test_net, test_stream, test_server):
+ * spawning and joining the tasks on either side of a connection, and the
+ * byte pattern their transfers are checked against.  Task side.
+ */
+#ifndef WEFT_TEST_IO_H
+#define WEFT_TEST_IO_H
+
+#include "weft_test.h"
+
+/* Spawn fn(arg) pinned to `pin` (WEFT_PIN_NONE: stealable); NULL on error. */
+static inline weft_task *go_pinned(weft_fn fn, void *arg, int pin)
+{
+	weft_task_config c;
+	weft_task_config_init(&c);
+	c.pin = pin;
+	weft_task *t = NULL;
+	return weft_task_spawn_ex(&t, &c, fn, arg) == 0 ? t : NULL;
+}
+
+/* Join and release; the task's result (P(-1) when t is NULL). */
+static inline void *finish(weft_task *t)
+{
+	if (!t)
+		return P(-1);
+	void *r = NULL;
+	weft_task_join(t, &r);
+	weft_task_release(t);
+	return r;
+}
+
+/* The byte at offset i of every test stream: not periodic at any power of
+ * two below 2^19, so a lost, repeated or shifted chunk changes the hash. */
+static inline uint8_t pat(uint64_t i)
+{
+	return (uint8_t)(i * 7 + (i >> 11) * 13 + (i >> 19) * 101 + (i >> 27));
+}
+
+#endif
