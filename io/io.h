@@ -59,6 +59,14 @@ WEFT_HIDDEN struct io_uring_sqe *weft__ring_sqe(weft_loop *l);
  * deadlines stay pending). */
 WEFT_HIDDEN void weft__io_wait_final(weft__op *op);
 
+/* ---- io/signal.c: the helper thread (signals, reaping) ---- */
+/* Reserve a reaping slot before a spawn, so handing a child over later
+ * cannot fail; unreserve if the spawn failed. */
+WEFT_HIDDEN int weft__aux_reserve(void);
+WEFT_HIDDEN void weft__aux_unreserve(void);
+/* Hand pidfd (of a reserved child) to the helper thread to reap. */
+WEFT_HIDDEN void weft__aux_reap(int pidfd);
+
 /* ---- io/bufring.c: a loop's provided buffers ---- */
 typedef struct weft__bufring weft__bufring;
 /* Loop l's buffer ring, created on first use (l's own thread); NULL when

@@ -17,10 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* io/signal.c */
-WEFT_HIDDEN int weft__aux_reserve(void);
-WEFT_HIDDEN void weft__aux_unreserve(void);
-WEFT_HIDDEN void weft__aux_reap(int pidfd);
 
 extern char **environ;
 

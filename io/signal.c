@@ -27,10 +27,6 @@
 
 #define NSIGS _NSIG
 
-/* The interface process.c uses (declared there too). */
-WEFT_HIDDEN int weft__aux_reserve(void);
-WEFT_HIDDEN void weft__aux_unreserve(void);
-WEFT_HIDDEN void weft__aux_reap(int pidfd);
 
 /* ---- state shared with the handler: lock-free ---- */
 static _Atomic uint64_t sig_count[NSIGS]; /* deliveries per signal */
