@@ -32,7 +32,8 @@ struct weft_stream {
 	bool is_sock;
 	_Atomic bool reading; /* a read call is under way (one reader) */
 	bool eof;
-	bool expect_empty;  /* we wrote since the last receive */
+	_Atomic bool expect_empty; /* written since the last receive: a
+				      hint from any writer, so relaxed */
 	weft_stream_config cfg;
 	uint64_t rdeadline; /* weft_stream_read_deadline, 0 none */
 	char *rbuf;
@@ -166,7 +167,7 @@ static ssize_t sock_recv(weft_stream *s, size_t want)
 	if (!sqe)
 		return err;
 	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rend, want, 0);
-	if (s->expect_empty)
+	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	return weft__io_wait(&op);
 }
@@ -333,7 +334,7 @@ static ssize_t fill_once(weft_stream *s)
 			       : weft_read(s->fd, s->rbuf + s->rend, want, WEFT_OFF_CUR);
 	if (dl)
 		weft_scope_exit(&scope);
-	s->expect_empty = false;
+	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
 	if (n > 0)
 		s->rend += (size_t)n;
 	else if (n == 0)
@@ -584,7 +585,7 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
 		if (!r && !s->sending)
 			send_submit(s, l);
-		s->expect_empty = true; /* a racy hint, only a speed choice */
+		atomic_store_explicit(&s->expect_empty, true, memory_order_relaxed);
 		if (queued(s) > s->cfg.high_water)
 			s->paused = true;
 	}
