@@ -237,6 +237,8 @@ out:
 	for (unsigned i = 0; i < a->nfds; i++)
 		close(a->fds[i]);
 	a->nfds = 0;
+	close(a->lfd); /* new clients are refused from now on */
+	a->lfd = -1;
 	return NULL;
 }
 
@@ -272,25 +274,37 @@ static bool stopped(const weft_server *s)
 	return s->state == SRV_STOPPED;
 }
 
-static void *stopper_main(void *arg)
+/* Cancel the acceptors and wait until they are done (their accepts
+ * completed, their listeners closed), even ones that never got to run. */
+static void stop_acceptors(weft_server *s)
 {
-	weft_server *s = arg;
 	for (unsigned i = 0; i < s->nacc; i++)
 		if (s->acc[i].task)
 			weft_task_cancel(s->acc[i].task);
 	for (unsigned i = 0; i < s->nacc; i++)
 		if (s->acc[i].task)
 			weft_task_join(s->acc[i].task, NULL);
+}
+
+/* The shutdown sequence.  Uninterruptible (a runtime shutdown cancels it
+ * too): declaring the server stopped while an acceptor's accept or a
+ * connection is still live would let destroy free what they use.  Only
+ * the grace period ends early, at its deadline. */
+static void *stopper_main(void *arg)
+{
+	weft_server *s = arg;
+	weft_task *self = weft__task_self();
+	uint64_t saved = weft__uninterruptible_begin(self);
+	stop_acceptors(s);
 	uint64_t dl = s->grace ? weft__deadline_after(s->grace) : 1;
 	if (wait_until(s, &s->idle_w, no_conns, dl) < 0) {
 		weft__lock_acquire(&s->lk);
 		for (conn *c = s->conns; c; c = c->next)
 			weft_task_cancel(c->task);
 		weft__lock_release(&s->lk);
-		uint64_t saved = weft__uninterruptible_begin(weft__task_self());
 		wait_until(s, &s->idle_w, no_conns, 0);
-		weft__uninterruptible_end(weft__task_self(), saved);
 	}
+	weft__uninterruptible_end(self, saved);
 	weft__lock_acquire(&s->lk);
 	s->state = SRV_STOPPED;
 	weft__waitlist_fire_all(&s->done_w);
@@ -307,12 +321,10 @@ static int begin_shutdown(weft_server *s, uint64_t grace)
 		s->state = SRV_STOPPING;
 		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
 		r = weft_runtime_spawn(s->rt, &s->stopper, NULL, stopper_main, s);
-		if (r < 0) { /* the runtime is going: its shutdown cancels all */
-			s->state = SRV_STOPPED;
-			weft__waitlist_fire_all(&s->done_w);
-		}
 	}
 	weft__lock_release(&s->lk);
+	if (r < 0) /* the runtime is going down: run the sequence here */
+		stopper_main(s);
 	return r;
 }
 
@@ -394,10 +406,10 @@ static int start_acceptors(weft_server *s)
 
 static void server_free(weft_server *s)
 {
-	for (unsigned i = 0; i < s->nacc; i++) {
+	for (unsigned i = 0; s->acc && i < s->nacc; i++) {
 		if (s->acc[i].task)
 			weft_task_release(s->acc[i].task);
-		if (s->acc[i].lfd > 0)
+		if (s->acc[i].lfd >= 0)
 			close(s->acc[i].lfd);
 		free(s->acc[i].fds);
 	}
@@ -430,17 +442,18 @@ int weft_server_start(weft_server **out, weft_runtime *rt, const weft_sockaddr *
 	s->arg = arg;
 	s->nacc = c.shared_listener ? 1 : rt->nloops;
 	s->acc = calloc(s->nacc, sizeof(acceptor));
+	for (unsigned i = 0; s->acc && i < s->nacc; i++)
+		s->acc[i].lfd = -1;
 	int r = s->acc ? open_listeners(s, addr) : -ENOMEM;
 	if (!r)
 		r = start_acceptors(s);
 	if (!r && c.handle_signals)
 		r = weft_runtime_spawn(rt, &s->sigwatch, NULL, sigwatch_main, s);
 	if (r < 0) {
-		for (unsigned i = 0; s->acc && i < s->nacc; i++)
-			if (s->acc[i].task) {
-				weft_task_cancel(s->acc[i].task);
-				weft_task_join(s->acc[i].task, NULL);
-			}
+		uint64_t saved = weft__uninterruptible_begin(weft__task_self());
+		if (s->acc)
+			stop_acceptors(s);
+		weft__uninterruptible_end(weft__task_self(), saved);
 		server_free(s);
 		return r;
 	}
@@ -472,6 +485,10 @@ void weft_server_destroy(weft_server *s)
 {
 	if (!s)
 		return;
+	/* Uninterruptible: a destroy that gave up early would free what the
+	 * acceptors and connections still use. */
+	weft_task *self = weft__task_self();
+	uint64_t saved = weft__uninterruptible_begin(self);
 	weft_server_shutdown(s, UINT64_MAX);
 	if (s->stopper)
 		weft_task_join(s->stopper, NULL);
@@ -479,8 +496,9 @@ void weft_server_destroy(weft_server *s)
 		weft_task_cancel(s->sigwatch);
 		weft_task_join(s->sigwatch, NULL);
 	}
-	/* The last connection may still hold lk after waking the stopper. */
+	/* The last exit may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
 	server_free(s);
+	weft__uninterruptible_end(self, saved);
 }
