@@ -538,6 +538,7 @@ enum {
 	WEFT_RING_MULTISHOT = 1 << 6,     /* multishot accept and recv (5.19) */
 	WEFT_RING_NODROP = 1 << 7,        /* CQ overflow kept, not dropped */
 	WEFT_RING_CQSIZE = 1 << 8,        /* CQ sized by ring_cq_entries */
+	WEFT_RING_CQE_SKIP = 1 << 9,      /* IOSQE_CQE_SKIP_SUCCESS (5.17) */
 };
 
 typedef struct weft_loop_stats {

@@ -55,7 +55,8 @@ void weft__io_cancel(weft_loop *l, weft__op *op)
 	/* Tag 0: a failed cancel (-ENOENT: it had just completed; -EALREADY:
 	 * it is running and will complete) posts a CQE the loop ignores. */
 	io_uring_sqe_set_data64(sqe, 0);
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (l->features & WEFT_RING_CQE_SKIP) /* 5.17; else the CQE is ignored */
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
 void weft__io_wait_final(weft__op *op)

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Declares `op` and `sqe`, returning the begin error from the caller. */
 #define IO_BEGIN(sqe)                                                  \
@@ -89,7 +90,7 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 	if (!buf && len)
 		return -EINVAL;
 	IO_BEGIN(sqe);
-	io_uring_prep_recv(sqe, fd, buf, len, flags);
+	io_uring_prep_recv(sqe, fd, buf, len > INT_MAX ? INT_MAX : len, flags);
 	return weft__io_wait(&op);
 }
 
@@ -98,7 +99,7 @@ ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 	if (!buf && len)
 		return -EINVAL;
 	IO_BEGIN(sqe);
-	io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, fd, buf, len > INT_MAX ? INT_MAX : len, flags | MSG_NOSIGNAL);
 	return weft__io_wait(&op);
 }
 
@@ -109,8 +110,8 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 	size_t n = 0;
 	while (n < len) {
 		ssize_t r = weft_send(fd, (const char *)buf + n, len - n, flags);
-		if (r < 0)
-			return r;
+		if (r <= 0)
+			return r < 0 ? r : -EIO; /* no progress: would spin */
 		n += (size_t)r;
 	}
 	return (ssize_t)len;
@@ -201,6 +202,8 @@ int weft_close(int fd)
 	if (sqe) {
 		io_uring_prep_close(sqe, fd);
 		r = weft__io_wait(&op);
+	} else if (r == -EBUSY) { /* no SQE: the fd goes anyway */
+		r = close(fd) < 0 ? -errno : 0;
 	}
 	weft__uninterruptible_end(t, saved);
 	return r;

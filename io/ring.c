@@ -75,6 +75,8 @@ static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 		l->features |= WEFT_RING_EXT_ARG;
 	if (p.features & IORING_FEAT_NODROP)
 		l->features |= WEFT_RING_NODROP;
+	if (p.features & IORING_FEAT_CQE_SKIP)
+		l->features |= WEFT_RING_CQE_SKIP;
 	return 0;
 }
 
@@ -250,7 +252,8 @@ void weft__ring_wake(weft_loop *target)
 		struct io_uring_sqe *sqe = weft__ring_sqe(me);
 		if (sqe) {
 			io_uring_prep_msg_ring(sqe, target->ring_fd, 0, TAG_WAKE, 0);
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			if (me->features & WEFT_RING_CQE_SKIP)
+				sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT + target->index);
 			io_uring_submit(&me->ring);
 			WEFT_STAT_ADD(me, enters, 1);

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- addresses ---- */
@@ -131,6 +132,7 @@ typedef struct lookup {
 	int type;
 	struct addrinfo *res;
 	int rc;
+	int err; /* errno of the pool thread, for EAI_SYSTEM */
 } lookup;
 
 static void *lookup_run(void *arg)
@@ -139,6 +141,7 @@ static void *lookup_run(void *arg)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = q->type,
 				  .ai_flags = AI_ADDRCONFIG };
 	q->rc = getaddrinfo(q->host, q->port, &hints, &q->res);
+	q->err = errno; /* rule 2: errno belongs to this thread */
 	return q;
 }
 
@@ -157,7 +160,7 @@ static void lookup_abandoned(void *result, void *arg)
 	lookup_free(arg);
 }
 
-static int gai_errno(int rc)
+static int gai_errno(int rc, int err)
 {
 	switch (rc) {
 	case EAI_NONAME:
@@ -169,7 +172,7 @@ static int gai_errno(int rc)
 	case EAI_MEMORY:
 		return -ENOMEM;
 	case EAI_SYSTEM:
-		return errno ? -errno : -EIO;
+		return err ? -err : -EIO;
 	default:
 		return -EINVAL;
 	}
@@ -192,7 +195,7 @@ int weft_resolve(const char *host, uint16_t port, int type, weft_sockaddr *out, 
 	if (r < 0)
 		return r; /* -ECANCELED etc.: lookup_abandoned frees q */
 	if (q->rc) {
-		r = gai_errno(q->rc);
+		r = gai_errno(q->rc, q->err);
 	} else {
 		unsigned n = 0;
 		for (struct addrinfo *ai = q->res; ai && n < max; ai = ai->ai_next) {
@@ -335,8 +338,9 @@ int weft_unix_listen(const char *path, int type, int backlog)
 {
 	if (!path || type == SOCK_DGRAM)
 		return -EINVAL;
-	if (path[0] != '@')
-		unlink(path); /* a stale socket file from an earlier run */
+	struct stat st;
+	if (path[0] != '@' && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path); /* a stale socket from an earlier run; nothing else */
 	int fd = weft_unix_bind(path, type);
 	if (fd >= 0 && listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
 		return fail_close(fd, -errno);

@@ -16,6 +16,7 @@
 #include "weft/stream.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@ struct weft_stream {
 	bool sending;       /* `op` is in flight */
 	bool paused;        /* over high water, not yet back to low water */
 	bool wshut;         /* shut down for writing */
+	bool aborting;      /* close gave up: drop what is queued */
 	int werr;           /* sticky send error */
 	wbuf out, next;
 	weft__waitlist waiters; /* drain and flush */
@@ -71,6 +73,7 @@ struct pend {
 /* Stop receiving past this much pending per stream (TCP backpressure
  * instead), so one fast peer cannot hold the loop's buffers. */
 #define PEND_CAP (64u * 1024u)
+#define PEND_BUFS 16u /* each completion holds a whole 4 KiB buffer */
 
 #define RBUF_MIN 4096u
 
@@ -144,6 +147,8 @@ static int rbuf_reserve(weft_stream *s, size_t want)
 		if (s->rcap - s->rend >= want)
 			return 0;
 	}
+	if (want > SIZE_MAX / 4 - s->rend)
+		return -ENOMEM;
 	size_t cap = s->rcap ? s->rcap : RBUF_MIN;
 	while (cap - s->rend < want)
 		cap *= 2;
@@ -167,7 +172,8 @@ static ssize_t sock_recv(weft_stream *s, size_t want)
 	if (!sqe)
 		return err;
 	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rend, want, 0);
-	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed) &&
+	    (op.loop->features & WEFT_RING_MULTISHOT)) /* 5.19, as POLL_FIRST */
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	return weft__io_wait(&op);
 }
@@ -192,7 +198,8 @@ static void recv_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe
 		}
 		s->pend[s->npend++] = (struct pend){ br, bid, (uint32_t)cqe->res };
 		s->pbytes += (size_t)cqe->res;
-		if (s->pbytes >= PEND_CAP && !s->rcapped && (cqe->flags & IORING_CQE_F_MORE)) {
+		if ((s->pbytes >= PEND_CAP || s->npend >= PEND_BUFS) && !s->rcapped &&
+		    (cqe->flags & IORING_CQE_F_MORE)) {
 			weft__io_cancel(l, op);
 			s->rcapped = true;
 		}
@@ -264,6 +271,10 @@ static ssize_t recv_multishot(weft_stream *s)
 			weft__lock_release(&s->lk);
 			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
 		}
+		if (!t) {
+			weft__lock_release(&s->lk);
+			return -EPERM;
+		}
 		if (!s->rarmed && !recv_arm(s, weft__loop_self())) {
 			weft__lock_release(&s->lk);
 			return -EAGAIN;
@@ -276,19 +287,33 @@ static ssize_t recv_multishot(weft_stream *s)
 	}
 }
 
-/* Stop the multishot receive before the stream goes: cancel it on its
- * loop (or, from another loop, shut the read side so it ends), wait for
- * its final CQE, give back what is pending. */
+static void *cancel_on_loop(void *arg)
+{
+	weft__op *op = arg;
+	weft__io_cancel(weft__loop_self(), op);
+	return NULL;
+}
+
+/* Stop the multishot receive before the stream goes: cancel it on its own
+ * loop (from another loop, through a task pinned there), wait for its
+ * final CQE, give back what is pending. */
 static void recv_stop(weft_stream *s)
 {
 	weft_task *t = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(t);
 	weft__lock_acquire(&s->lk);
+	weft_task *canceller = NULL;
 	if (s->rarmed) {
-		if (weft__loop_self() == s->rop.loop)
-			weft__io_cancel(s->rop.loop, &s->rop);
-		else
-			shutdown(s->fd, SHUT_RD);
+		weft_loop *ol = s->rop.loop;
+		if (weft__loop_self() == ol) {
+			weft__io_cancel(ol, &s->rop);
+		} else { /* rule 3: the cancel is submitted by the op's loop */
+			weft_task_config tc;
+			weft_task_config_init(&tc);
+			tc.pin = (int)ol->index;
+			if (weft_task_spawn_ex(&canceller, &tc, cancel_on_loop, &s->rop) < 0)
+				shutdown(s->fd, SHUT_RD); /* no task: end it the hard way */
+		}
 	}
 	while (s->rarmed) {
 		weft__waiter w;
@@ -299,6 +324,10 @@ static void recv_stop(weft_stream *s)
 		weft__bufring_put(s->pend[i].br, s->pend[i].bid);
 	s->npend = 0;
 	weft__lock_release(&s->lk);
+	if (canceller) { /* its SQE names &s->rop: it must be done before s goes */
+		weft_task_join(canceller, NULL);
+		weft_task_release(canceller);
+	}
 	weft__uninterruptible_end(t, saved);
 	free(s->pend);
 }
@@ -548,7 +577,9 @@ static void send_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe
 	weft__lock_acquire(&s->lk);
 	int res = cqe->res;
 	s->sending = false;
-	if (res == -EAGAIN || res == -EINTR) {
+	if (s->aborting) {
+		s->out.len = s->out.off = s->next.len = 0;
+	} else if (res == -EAGAIN || res == -EINTR) {
 		send_submit(s, l);
 	} else if (res <= 0) {
 		s->werr = res < 0 ? res : -EIO;
@@ -638,12 +669,14 @@ int weft_stream_flush(weft_stream *s)
 
 int weft_stream_shutdown(weft_stream *s)
 {
+	if (!s)
+		return -EINVAL;
+	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
+	s->wshut = true;
+	weft__lock_release(&s->lk);
 	int r = weft_stream_flush(s);
 	if (r < 0)
 		return r;
-	weft__lock_acquire(&s->lk);
-	s->wshut = true;
-	weft__lock_release(&s->lk);
 	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
 		return -errno;
 	return 0;
@@ -665,8 +698,10 @@ static void abort_send(weft_stream *s)
 {
 	weft_task *t = weft__task_self();
 	weft__lock_acquire(&s->lk);
-	s->out.len = s->out.off = s->next.len = 0; /* nothing more is queued */
-	s->wshut = true;
+	s->next.len = 0; /* nothing more is queued; `out` may be in flight */
+	if (!s->sending)
+		s->out.len = s->out.off = 0;
+	s->aborting = s->wshut = true;
 	bool sending = s->sending;
 	weft__lock_release(&s->lk);
 	if (!sending)

@@ -1321,7 +1321,63 @@ static void test_multishot_cancel_keeps_bytes(void **state)
 	assert_memory_equal(x.b, "kept", 4);
 }
 
+struct ms_xclose {
+	int sv[2];
+	weft_stream *s;
+	ssize_t first, after;
+	int close_rc;
+	char b[8];
+};
+
+static void *ms_xclose_arm(void *arg)
+{
+	struct ms_xclose *x = arg;
+	x->first = weft_stream_read(x->s, x->b, sizeof(x->b)); /* arms on loop 0 */
+	return NULL;
+}
+
+static void *ms_xclose_close(void *arg)
+{
+	struct ms_xclose *x = arg;
+	x->close_rc = weft_stream_close(x->s); /* on loop 1 */
+	return NULL;
+}
+
+static void *ms_xclose_main(void *arg)
+{
+	struct ms_xclose *x = arg;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv) < 0)
+		return NULL;
+	weft_stream_config c = multishot_cfg();
+	c.keep_fd = true;
+	if (weft_stream_open(&x->s, x->sv[0], &c) < 0)
+		return NULL;
+	send(x->sv[1], "one", 3, 0);
+	finish(go_pinned(ms_xclose_arm, x, 0));
+	finish(go_pinned(ms_xclose_close, x, 1));
+	/* The fd is the caller's again, read side intact. */
+	send(x->sv[1], "two", 3, 0);
+	x->after = weft_recv(x->sv[0], x->b, sizeof(x->b), 0);
+	close(x->sv[0]);
+	close(x->sv[1]);
+	return NULL;
+}
+
+/* Closing a multishot stream from another loop cancels the receive on its
+ * own loop (rule 3) and leaves a keep_fd socket fully usable. */
+static void test_multishot_close_from_other_loop(void **state)
+{
+	(void)state;
+	struct ms_xclose x = { 0 };
+	weft_test_run(2, ms_xclose_main, &x);
+	assert_int_equal(x.first, 3);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.after, 3);
+	assert_memory_equal(x.b, "two", 3);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),
 	cmocka_unit_test(test_multishot_bulk_and_cap),
 	cmocka_unit_test(test_multishot_cancel_keeps_bytes),
