@@ -106,16 +106,16 @@ demo: deps
 # with a timeout (tests/run.sh).  The last line sums all three.
 test: deps
 	@$(MAKE) --no-print-directory all tests
-	@$(MAKE) --no-print-directory VARIANT=asan lib tests
-	@$(MAKE) --no-print-directory VARIANT=tsan lib tests
+	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests
+	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests
 	@sh tests/run.sh build build/asan build/tsan
 
 test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
 test-asan: deps
-	@$(MAKE) --no-print-directory VARIANT=asan lib tests && sh tests/run.sh build/asan
+	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests && sh tests/run.sh build/asan
 test-tsan: deps
-	@$(MAKE) --no-print-directory VARIANT=tsan lib tests && sh tests/run.sh build/tsan
+	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests && sh tests/run.sh build/tsan
 
 bench: deps
 	@$(MAKE) --no-print-directory all
