@@ -83,7 +83,7 @@ $(B)/libweft.a: $(LIB_OBJ)
 $(B)/libweft-internal.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $(LIB_OBJ)
 
-$(B)/examples/%: examples/%.c $(B)/libweft.a include/weft.h
+$(B)/examples/%: examples/%.c $(B)/libweft.a $(HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(B)/libweft.a $(LDLIBS)
 
