@@ -3,9 +3,11 @@
  * spread across the loops (asyncio.start_server).
  *
  * Each loop accepts with a multishot accept.  By default every loop has its
- * own SO_REUSEPORT listener and the kernel spreads connections over them
- * (measured faster than one shared listener whose tasks are then stolen:
- * docs/benchmarks.md); config.shared_listener picks the other.  Each
+ * own SO_REUSEPORT listener and the kernel spreads connections over them:
+ * 1.4x the requests/s of one shared listener when every request is a new
+ * connection; with a few long-lived connections the shared listener (its
+ * connection tasks then spread by stealing) measured faster here
+ * (docs/benchmarks.md).  config.shared_listener picks it.  Each
  * accepted connection becomes a weft_stream handed to the handler in a new
  * task on the accepting loop (stealable like any task).  When the handler
  * returns, the server closes the stream (flushing what it queued).
