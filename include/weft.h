@@ -156,7 +156,13 @@ typedef struct weft_task_config {
 	const char *name;     /* copied (up to 31 bytes); NULL = "task-<id>" */
 	size_t stack_size;    /* 0 = the runtime's default; 16 KiB..1 GiB */
 	int pin;              /* WEFT_PIN_NONE, WEFT_PIN_CURRENT or a loop index */
-	unsigned reserved[8]; /* must be zero */
+	unsigned always_run;  /* nonzero: the body runs even if the task is
+				 cancelled (or the runtime shuts down) before
+				 it starts, so it can release what it was
+				 handed; its first suspension point then
+				 returns -ECANCELED.  Default 0: like asyncio,
+				 a task cancelled before it starts never runs */
+	unsigned reserved[7]; /* must be zero */
 } weft_task_config;
 
 WEFT_API void weft_task_config_init(weft_task_config *cfg);

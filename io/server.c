@@ -132,6 +132,7 @@ static void conn_start(weft_server *s, int fd)
 	weft_task_config tc;
 	weft_task_config_init(&tc);
 	tc.stack_size = s->cfg.conn_stack_size;
+	tc.always_run = 1; /* it owns fd and a place in the count: must exit */
 	/* Spawned under the lock so shutdown never sees a listed conn
 	 * without its task. */
 	if (weft_task_spawn_ex(&c->task, &tc, conn_main, c) < 0) {
@@ -320,7 +321,10 @@ static int begin_shutdown(weft_server *s, uint64_t grace)
 	if (s->state == SRV_RUNNING) {
 		s->state = SRV_STOPPING;
 		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
-		r = weft_runtime_spawn(s->rt, &s->stopper, NULL, stopper_main, s);
+		weft_task_config tc;
+		weft_task_config_init(&tc);
+		tc.always_run = 1; /* even if the runtime's shutdown cancels it */
+		r = weft_runtime_spawn(s->rt, &s->stopper, &tc, stopper_main, s);
 	}
 	weft__lock_release(&s->lk);
 	if (r < 0) /* the runtime is going down: run the sequence here */

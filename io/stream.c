@@ -311,6 +311,7 @@ static void recv_stop(weft_stream *s)
 			weft_task_config tc;
 			weft_task_config_init(&tc);
 			tc.pin = (int)ol->index;
+			tc.always_run = 1;
 			if (weft_task_spawn_ex(&canceller, &tc, cancel_on_loop, &s->rop) < 0)
 				shutdown(s->fd, SHUT_RD); /* no task: end it the hard way */
 		}

@@ -110,6 +110,7 @@ struct weft_task {
 	_Atomic bool cancel_req;
 	bool cancel_seen;   /* a suspension point returned -ECANCELED */
 	bool timed_out;     /* set by the home loop when the timer fired */
+	bool always_run;    /* weft_task_config.always_run */
 	uint8_t stack_kind;
 	uint16_t shield;
 	int16_t pin;        /* -1 stealable, else the loop index */

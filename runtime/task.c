@@ -107,6 +107,7 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 	}
 	task_init(t, rt, pin, stack, fn, arg, out ? 2 : 1);
 	t->id = weft__task_id_next(rt, from);
+	t->always_run = cfg && cfg->always_run;
 	if (cfg && cfg->name)
 		weft_task_set_name(t, cfg->name);
 	if (group && (err = weft__group_link(group, t)) < 0) {
@@ -149,8 +150,8 @@ void weft__task_entry(void *arg)
 	weft__after_switch(weft__loop_self());
 
 	void *r = NULL;
-	if (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
-	    atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1) {
+	if (t->always_run || (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
+			      atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1)) {
 		r = t->fn(t->arg);
 	} else {
 		t->cancel_seen = true; /* cancelled before it started: never runs */

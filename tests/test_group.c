@@ -9,7 +9,8 @@
 #include <stdatomic.h>
 
 struct gr {
-	_Atomic int done, cancelled;
+	_Atomic int done, cancelled, started;
+	int expect_started; /* the failer waits for this many sleepers */
 	int wait_rc, nerrs, errs[4], spawn_after;
 	uint64_t dt;
 	bool children_done_at_return;
@@ -19,6 +20,7 @@ struct gr {
 static void *sleeper(void *arg)
 {
 	struct gr *x = arg;
+	atomic_fetch_add(&x->started, 1);
 	int r = weft_sleep_ms(1000);
 	if (r == -ECANCELED)
 		atomic_fetch_add(&x->cancelled, 1);
@@ -37,6 +39,10 @@ static void *quick(void *arg)
 static void *failer(void *arg)
 {
 	struct gr *x = arg;
+	/* A sibling cancelled before it starts never runs (and so counts
+	 * nothing): fail only once they are all sleeping. */
+	for (int i = 0; i < 2000 && atomic_load(&x->started) < x->expect_started; i++)
+		weft_sleep_ms(1);
 	weft_sleep_ms(5);
 	weft_task_fail(-EIO);
 	atomic_fetch_add(&x->done, 1);
@@ -109,7 +115,7 @@ static void *first_failure_cancels(void *arg)
 static void test_first_failure_cancels_siblings(void **state)
 {
 	(void)state;
-	struct gr x = { 0 };
+	struct gr x = { .expect_started = 6 };
 	weft_test_run(2, first_failure_cancels, &x);
 	assert_int_equal(x.wait_rc, -EIO);
 	assert_int_equal(x.nerrs, 1);

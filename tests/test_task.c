@@ -942,7 +942,7 @@ static void *bad_config_main(void *arg)
 	}
 	weft_task_config tc;
 	weft_task_config_init(&tc);
-	tc.reserved[7] = 1;
+	tc.reserved[6] = 1;
 	weft_task *t = (weft_task *)P(1);
 	r->rc[k] = weft_task_spawn_ex(&t, &tc, return_arg, NULL);
 	r->out_cleared[k++] = t == NULL;
@@ -1692,7 +1692,54 @@ static void test_spawn_burst_all_joined(void **state)
 	assert_int_equal(U(weft_test_run(2, burst_main, NULL)), BURST);
 }
 
+struct always_rec {
+	_Atomic int ran;
+	int first_suspension;
+};
+
+static void *always_body(void *arg)
+{
+	struct always_rec *x = arg;
+	atomic_fetch_add(&x->ran, 1);
+	x->first_suspension = weft_sleep_ms(1000);
+	return NULL;
+}
+
+static void *always_main(void *arg)
+{
+	struct always_rec *x = arg; /* x[0]: default, x[1]: always_run */
+	weft_task *t[2];
+	for (int i = 0; i < 2; i++) {
+		weft_task_config c;
+		weft_task_config_init(&c);
+		c.pin = WEFT_PIN_CURRENT; /* queued behind us: cannot start yet */
+		c.always_run = (unsigned)i;
+		if (weft_task_spawn_ex(&t[i], &c, always_body, &x[i]) < 0)
+			return P(1);
+		weft_task_cancel(t[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		weft_task_join(t[i], NULL);
+		weft_task_release(t[i]);
+	}
+	return NULL;
+}
+
+/* A task cancelled before it starts never runs, unless always_run: then
+ * its body runs (to release what it was handed) and its first suspension
+ * point reports the cancellation. */
+static void test_always_run(void **state)
+{
+	(void)state;
+	struct always_rec x[2] = { { 0 }, { 0 } };
+	assert_null(weft_test_run(1, always_main, x));
+	assert_int_equal(atomic_load(&x[0].ran), 0);
+	assert_int_equal(atomic_load(&x[1].ran), 1);
+	assert_int_equal(x[1].first_suspension, -ECANCELED);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_always_run),
 	cmocka_unit_test(test_join_returns_result),
 	cmocka_unit_test(test_join_twice_ealready),
 	cmocka_unit_test(test_join_yourself_edeadlk),
