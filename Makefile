@@ -141,6 +141,14 @@ bench-io:
 	@sh tools/deps.sh bench-io
 	@$(MAKE) --no-print-directory all
 	@sh bench/io.sh build
+# issue 5: `make bench-compare` runs bench/compare.sh (weft's servers and
+# weft-load against nginx, epoll/libuv/liburing echo, wrk and echo_client;
+# pinned, then all cores; data for bench/plot.sh in build/bench-results/).
+.PHONY: bench-compare
+bench-compare:
+	@sh tools/deps.sh bench-io
+	@$(MAKE) --no-print-directory all
+	@sh bench/compare.sh build
 # ---------------------------------------------------------------------------
 
 check-symbols: $(B)/libweft.a

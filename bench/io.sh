@@ -67,7 +67,9 @@ echo uring cpu 1.1
 http nginx cpu 0.8
 http nginx rps 1"
 
-say() { echo "io.sh: $*" >&2; }
+ME=io.sh
+# say, cpu_ticks, start_server, stop_server, wrk_parse, perf_init, ...
+. "$here/lib.sh"
 
 for t in taskset awk sed; do
 	command -v $t >/dev/null 2>&1 || { say "needs $t"; exit 2; }
@@ -92,88 +94,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The syscall counter, if perf works here (needs root or perf_event_paranoid).
-PERF=
-if [ "$SYSSECS" -gt 0 ] && command -v perf >/dev/null 2>&1 &&
-	perf stat -e raw_syscalls:sys_enter -x, -o "$tmp/perf.check" true >/dev/null 2>&1 &&
-	grep -q '^[0-9]' "$tmp/perf.check"; then
-	PERF=perf
-else
-	say "perf cannot count raw_syscalls:sys_enter here: no syscalls per request"
-fi
-
-TICK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-
-# utime + stime of every thread of $1, in clock ticks (fields 14 and 15;
-# the name in parentheses may hold spaces, so cut after the last ')').
-cpu_ticks() {
-	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
-}
-
-# Is anything bound to local TCP port $1 (any state, IPv4 or IPv6)?
-port_used() {
-	awk -v p=":$(printf '%04X' "$1")" 'substr($2, length($2) - 4) == p { f = 1 }
-		END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-port_listening() {
-	awk -v p=":$(printf '%04X' "$1")" 'substr($2, length($2) - 4) == p && $4 == "0A" { f = 1 }
-		END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-
-# value of key $1 in a "k=v k=v" line $2
-kv() {
-	echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
-
-# The server command of NAME in list $2 (empty if absent).
-server_cmd() {
-	printf '%s\n' "$2" | awk -v n="$1" '$1 == n { $1 = ""; sub(/^ /, ""); print; exit }'
-}
-server_names() {
-	printf '%s\n' "$1" | awk 'NF { print $1 }'
-}
-
-# Start server command $1 on a free port, pinned; sets spid, port, rundir.
-start_server() {
-	port=$((port + 1))
-	while port_used "$port"; do port=$((port + 1)); done
-	rundir=$tmp/run.$port
-	mkdir -p "$rundir"
-	cmd=$(echo "$1" | sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$rundir|g")
-	case $cmd in
-	*"$rundir/nginx.conf"*)
-		sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$rundir|g" \
-			"$here/baseline/nginx.conf.in" >"$rundir/nginx.conf" ;;
-	esac
-	# taskset execs the server: $! is the server's own PID
-	# shellcheck disable=SC2086
-	taskset -c "$SCPU" $cmd </dev/null >"$rundir/server.log" 2>&1 &
-	spid=$!
-	i=0
-	while [ $i -lt 100 ]; do
-		kill -0 "$spid" 2>/dev/null || break
-		port_listening "$port" && return 0
-		sleep 0.05
-		i=$((i + 1))
-	done
-	say "server did not come up: $cmd"
-	sed 's/^/  | /' "$rundir/server.log" >&2
-	stop_server
-	return 1
-}
-
-stop_server() {
-	[ -n "$spid" ] || return
-	kill "$spid" 2>/dev/null
-	i=0
-	while kill -0 "$spid" 2>/dev/null && [ $i -lt 40 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	kill -KILL "$spid" 2>/dev/null
-	wait "$spid" 2>/dev/null
-	spid=
-}
+perf_init "$SYSSECS"
 
 # Drive the server for $3 seconds with $2 connections, kind $1; print
 #   rps=.. p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=.. errors=.. requests=..
@@ -185,25 +106,7 @@ client() {
 	fi
 	timeout -k 2 $(($3 + 20)) taskset -c "$CCPU" wrk -t1 -c"$2" -d"$3"s --latency \
 		"http://127.0.0.1:$port/" </dev/null >"$rundir/wrk.out" 2>&1
-	awk '
-	function us(s) {
-		if (s ~ /us$/) return s + 0
-		if (s ~ /ms$/) return s * 1000
-		if (s ~ /m$/) return s * 60e6
-		return s * 1e6
-	}
-	$1 == "Latency" && NF >= 4 { max = us($4) }
-	$1 == "50%" { p50 = us($2) }  $1 == "90%" { p90 = us($2) }
-	$1 == "99%" { p99 = us($2) }
-	/requests in/ { req = $1 }
-	/^Requests\/sec:/ { rps = $2 }
-	/Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-	/Non-2xx or 3xx responses:/ { err += $NF }
-	END {
-		if (req == "") { req = 0; err++ }
-		printf "rps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=- max_us=%.1f errors=%d requests=%d\n",
-			rps, p50, p90, p99, max, err, req
-	}' "$rundir/wrk.out"
+	wrk_parse "$rundir/wrk.out"
 }
 
 # One run: kind $1, connections $2, server name $3, its command $4, repeat $5.
@@ -268,17 +171,6 @@ label() {
 	if [ "$1" = echo ]; then echo "echo${MSG}_c$2"; else echo "http_c$2"; fi
 }
 
-# Which servers run: those whose binary is there (weft's may not be yet).
-available() {
-	for n in $(server_names "$1"); do
-		exe=$(server_cmd "$n" "$1" | awk '{ print $1 }')
-		if [ -x "$exe" ]; then
-			printf '%s ' "$n"
-		else
-			say "$n: $exe not found, skipping it (and its targets)"
-		fi
-	done
-}
 echo_avail=$(available "$ECHO_SERVERS")
 http_avail=
 [ -n "$HTTP_CONNS" ] && http_avail=$(available "$HTTP_SERVERS")
@@ -289,11 +181,6 @@ for c in $HTTP_CONNS; do for s in $http_avail; do nconf=$((nconf + 1)); done; do
 est=$((nconf * REPS * (WARM + SECS + SYSSECS + 1)))
 say "$nconf configurations x $REPS repeats, about $((est / 60)) min $((est % 60)) s; server on CPU $SCPU, client on CPU $CCPU"
 : >"$tmp/results"
-
-# Rotate the words of $2 left by $1 places.
-rotate() {
-	echo "$2" | awk -v k="$1" '{ for (i = 0; i < NF; i++) printf "%s ", $((i + k) % NF + 1) }'
-}
 
 rep=1
 while [ $rep -le "$REPS" ]; do

@@ -1,0 +1,392 @@
+#!/bin/sh
+# Comparison runs (issue 5): weft's example servers against the baselines
+# under the same load, first pinned (server on one core, client on
+# another, one loop / one worker), then on all cores; with two load
+# clients per protocol, so the client's own cost shows too.  `make
+# bench-compare` builds everything and runs this; docs/benchmarks.md
+# ("Comparison runs, scaling and memory") says what it measures.
+#
+#   sh bench/compare.sh [BUILD_DIR]          (default: build)
+#
+# Servers: HTTP (GET / -> "Hello, World!"): weft's http_server and nginx
+# (bench/baseline/nginx.conf.in); echo (64 B messages): weft's echo_server,
+# epoll_echo, uv_echo, uring_echo.  Clients: HTTP wrk and weft-load
+# (http://), echo bench/baseline/echo_client and weft-load (tcp://).
+# Modes:
+#   pinned  server on CPU CMP_SERVER_CPU (0) with one loop / one nginx
+#           worker, client on CPU CMP_CLIENT_CPU (1) with one thread / loop
+#   all     server on every CPU with CMP_LOOPS (2) loops / nginx workers
+#           (a master and its workers, summed; the baselines are single-
+#           threaded and stay so), client on every CPU with CMP_LOOPS
+#           threads / loops (echo_client is single-threaded)
+#   sweep   pinned, HTTP, weft and nginx only, the connection counts of
+#           CMP_SWEEP_CONNS not already run pinned, with one client
+#           (weft-load, or wrk without it): throughput against connections
+# Each run (as bench/io.sh, whose helpers bench/lib.sh holds): a fresh
+# server, a warm-up, the measured window (client's throughput and latency;
+# server CPU time per request from /proc/PID/stat; the client's CPU time
+# per request from the shell's `times` for the client it reaped), then a
+# separate window under `perf stat -e raw_syscalls:sys_enter -p PID...`
+# for the server's syscalls per request (none in the sweep).  Every
+# configuration CMP_REPEATS times, servers interleaved within a repeat in
+# an order rotated each repeat.
+#
+# Output: every run's numbers to stderr and as one row to the data file
+# (CMP_OUT, default BUILD_DIR/bench-results/compare.tsv; bench/plot.sh
+# reads it); on stdout one line per configuration, medians with min-max,
+#   BENCH pinned_http_c64_nginx_wrk rps=... p50_us=... p90_us=... p99_us=... p999_us=... max_us=... cpu_us=... sys_per_req=... client_cpu_us=... errors=0 runs=3 rps_range=... cpu_us_range=... p99_us_range=... client_cpu_us_range=...
+# then issue 5's load-generator targets (pinned, nginx, same connections):
+#   BENCH load_vs_wrk_c64 client_cpu_us=... vs=... ratio=... target=<=0.8x ok|MISS
+#   BENCH load_vs_wrk_c64_rps rps=... vs=... ratio=... target=>=1x ok|MISS
+# and a summary line.  A missing weft-load or weft server is said loudly
+# and its runs and targets skipped.
+#
+# Environment (the defaults take about 25 minutes on 2 cores):
+#   CMP_SECONDS=5 CMP_WARMUP=1 CMP_SYSCALL_SECONDS=2 (0: no perf) CMP_REPEATS=3
+#   CMP_MODES="pinned all sweep"
+#   CMP_HTTP_CONNS="64 256" CMP_ECHO_CONNS="64 512" CMP_SWEEP_CONNS="16 64 256 1024"
+#   CMP_MSG=64  CMP_LOOPS=2  CMP_SERVER_CPU=0 CMP_CLIENT_CPU=1  CMP_PORT=23400
+#   CMP_HTTP_CLIENTS="wrk load" CMP_ECHO_CLIENTS="echo_client load"
+#   CMP_LOAD=BUILD_DIR/bench/weft-load  CMP_NGINX=/usr/sbin/nginx
+#   CMP_OUT=BUILD_DIR/bench-results/compare.tsv
+
+B=${1:-build}
+BL=$B/bench/baseline
+here=$(cd "$(dirname "$0")" && pwd)
+ME=compare.sh
+
+SECS=${CMP_SECONDS:-5}
+WARM=${CMP_WARMUP:-1}
+SYSSECS=${CMP_SYSCALL_SECONDS:-2}
+REPS=${CMP_REPEATS:-3}
+MODES=${CMP_MODES-pinned all sweep}
+HTTP_CONNS=${CMP_HTTP_CONNS-64 256}
+ECHO_CONNS=${CMP_ECHO_CONNS-64 512}
+SWEEP_CONNS=${CMP_SWEEP_CONNS-16 64 256 1024}
+HTTP_CLIENTS=${CMP_HTTP_CLIENTS-wrk load}
+ECHO_CLIENTS=${CMP_ECHO_CLIENTS-echo_client load}
+MSG=${CMP_MSG:-64}
+LOOPS_ALL=${CMP_LOOPS:-2}
+SCPU_PIN=${CMP_SERVER_CPU:-0}
+CCPU_PIN=${CMP_CLIENT_CPU:-1}
+port=${CMP_PORT:-23400}
+LOAD=${CMP_LOAD:-$B/bench/weft-load}
+NGINX=${CMP_NGINX:-/usr/sbin/nginx}
+OUT=${CMP_OUT:-$B/bench-results/compare.tsv}
+NCPU=$(nproc 2>/dev/null || echo 1)
+ALLCPUS=0-$((NCPU - 1))
+
+# @LOOPS@ is the server's loop count (1 pinned, CMP_LOOPS on all cores)
+ECHO_SERVERS="weft $B/examples/echo_server --port @PORT@ --loops @LOOPS@
+epoll $BL/epoll_echo --port @PORT@
+uv $BL/uv_echo --port @PORT@
+uring $BL/uring_echo --port @PORT@"
+HTTP_SERVERS="weft $B/examples/http_server --port @PORT@ --loops @LOOPS@
+nginx $NGINX -p @DIR@/ -e @DIR@/error.log -c @DIR@/nginx.conf"
+
+# say, cpu_ticks_tree, proc_tree, start_server, stop_server, wrk_parse,
+# load_parse, times_cpu_s, perf_init, available, rotate, kv
+. "$here/lib.sh"
+
+for t in taskset awk sed timeout; do
+	command -v $t >/dev/null 2>&1 || { say "needs $t"; exit 2; }
+done
+
+# The clients there are: wrk, echo_client, weft-load ("load").
+have_client() {
+	case $1 in
+	wrk) command -v wrk >/dev/null 2>&1 ;;
+	echo_client) [ -x "$BL/echo_client" ] ;;
+	load) [ -x "$LOAD" ] ;;
+	*) false ;;
+	esac
+}
+if [ ! -x "$LOAD" ]; then
+	say "*** $LOAD is not built: SKIPPING every weft-load run and the load_vs_wrk targets ***"
+fi
+pick_clients() {
+	for c in $1; do
+		if have_client "$c"; then printf '%s ' "$c"; else say "client $c missing: skipping its runs"; fi
+	done
+}
+http_clients=$(pick_clients "$HTTP_CLIENTS")
+echo_clients=$(pick_clients "$ECHO_CLIENTS")
+SWEEP_CLIENT=load
+have_client load || SWEEP_CLIENT=wrk
+have_client "$SWEEP_CLIENT" || SWEEP_CONNS=
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-cmp.XXXXXX") || exit 2
+spid=
+ppid_=
+cleanup() {
+	[ -n "$ppid_" ] && kill "$ppid_" 2>/dev/null
+	[ -n "$spid" ] && { kill "$spid" 2>/dev/null; sleep 0.2; kill -KILL "$spid" 2>/dev/null; }
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+perf_init "$SYSSECS"
+
+echo_avail=$(available "$ECHO_SERVERS")
+http_avail=$(available "$HTTP_SERVERS")
+sweep_avail=
+for s in $http_avail; do
+	case $s in weft | nginx) sweep_avail="$sweep_avail $s" ;; esac
+done
+
+# Set the CPUs, loops and client threads of mode $1.
+set_mode() {
+	case $1 in
+	all) SCPU=$ALLCPUS CCPU=$ALLCPUS SLOOPS=$LOOPS_ALL CTHREADS=$LOOPS_ALL ;;
+	*) SCPU=$SCPU_PIN CCPU=$CCPU_PIN SLOOPS=1 CTHREADS=1 ;;
+	esac
+	NGINX_WORKERS=$SLOOPS
+}
+
+# Drive the server: kind $1, client $2, $3 connections, $4 seconds.
+# Prints the client's line (rps=.. p50_us=.. ... errors=.. requests=..) and
+# leaves its CPU seconds in $rundir/client.cpu.
+client() {
+	lim=$(($4 + 20))
+	case $2 in
+	wrk)
+		(
+			timeout -k 2 $lim taskset -c "$CCPU" wrk -t"$CTHREADS" -c"$3" -d"$4"s --latency \
+				"http://127.0.0.1:$port/" </dev/null >"$rundir/client.out" 2>&1
+			times >"$rundir/client.times"
+		)
+		wrk_parse "$rundir/client.out" ;;
+	load)
+		url=http://127.0.0.1:$port/
+		sz=
+		[ "$1" = echo ] && url=tcp://127.0.0.1:$port sz="--size $MSG"
+		(
+			# shellcheck disable=SC2086
+			timeout -k 2 $lim taskset -c "$CCPU" "$LOAD" -c "$3" -d "$4"s --loops "$CTHREADS" \
+				$sz --json --no-progress "$url" </dev/null >"$rundir/client.out" 2>"$rundir/client.err"
+			times >"$rundir/client.times"
+		)
+		load_parse "$rundir/client.out" ;;
+	echo_client)
+		(
+			timeout -k 2 $lim taskset -c "$CCPU" "$BL/echo_client" -p "$port" \
+				-c "$3" -s "$MSG" -d "$4" </dev/null >"$rundir/client.out" 2>"$rundir/client.err"
+			times >"$rundir/client.times"
+		)
+		cat "$rundir/client.out" ;;
+	esac
+	times_cpu_s "$rundir/client.times" >"$rundir/client.cpu"
+}
+
+label() {
+	if [ "$1" = echo ]; then echo "echo${MSG}_c$2"; else echo "http_c$2"; fi
+}
+
+# One run: mode $1, kind $2, connections $3, server $4 (command $5),
+# client $6, repeat $7.  Appends one row to $OUT.
+run_one() {
+	cmd=$(echo "$5" | sed "s|@LOOPS@|$SLOOPS|g")
+	row0="$1	$2	$3	$4	$6	$7"
+	if ! start_server "$cmd"; then
+		echo "$row0	-	-	-	-	-	-	-	-	-	-	1" >>"$OUT"
+		return
+	fi
+	errs=0
+	if [ "$2" = http ]; then
+		body=$(curl -s -m 2 "http://127.0.0.1:$port/" 2>/dev/null)
+		if [ "$body" != "Hello, World!" ]; then
+			say "$4: GET / answered '$body', not 'Hello, World!'"
+			errs=1
+		fi
+	fi
+	client "$2" "$6" "$3" "$WARM" >/dev/null
+	t0=$(cpu_ticks_tree "$spid")
+	line=$(client "$2" "$6" "$3" "$SECS")
+	t1=$(cpu_ticks_tree "$spid")
+	ccpu=$(cat "$rundir/client.cpu" 2>/dev/null)
+	[ -s "$rundir/client.err" ] && sed 's/^/  | /' "$rundir/client.err" >&2
+	sys=-
+	if [ -n "$PERF" ] && [ "$1" != sweep ] && kill -0 "$spid" 2>/dev/null; then
+		pids=$(proc_tree "$spid" | paste -sd, -)
+		taskset -c "$CCPU" perf stat -e raw_syscalls:sys_enter -x, \
+			-o "$rundir/perf.out" -p "$pids" </dev/null >/dev/null 2>&1 &
+		ppid_=$!
+		sleep 0.5 # let perf attach; the idle server makes no syscalls meanwhile
+		sline=$(client "$2" "$6" "$3" "$SYSSECS")
+		kill -INT "$ppid_" 2>/dev/null
+		wait "$ppid_" 2>/dev/null
+		ppid_=
+		n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$rundir/perf.out" 2>/dev/null)
+		r=$(kv requests "$sline")
+		case $n in [0-9]*) [ "${r:-0}" -gt 0 ] && sys=$(awk "BEGIN { print $n / $r }") ;; esac
+	fi
+	alive=1
+	kill -0 "$spid" 2>/dev/null || alive=0
+	stop_server
+	req=$(kv requests "$line")
+	e=$(kv errors "$line")
+	errs=$((errs + ${e:-1}))
+	if [ "$alive" = 0 ]; then
+		say "$4 died during the run"
+		sed 's/^/  | /' "$rundir/server.log" >&2
+		errs=$((errs + 1))
+	fi
+	if [ -z "$t0" ] || [ -z "$t1" ] || [ -z "$req" ] || [ "${req:-0}" -le 0 ] 2>/dev/null; then
+		say "$1 $4 $6: no usable measurement (${line:-no client output})"
+		echo "$row0	-	-	-	-	-	-	-	-	-	-	$((errs + 1))" >>"$OUT"
+		return
+	fi
+	cpu=$(awk "BEGIN { print ($t1 - $t0) * 1e6 / $TICK / $req }")
+	cc=-
+	[ -n "$ccpu" ] && cc=$(awk "BEGIN { print $ccpu * 1e6 / $req }")
+	echo "$row0	$(kv rps "$line")	$(kv p50_us "$line")	$(kv p90_us "$line")	$(kv p99_us "$line")	\
+$(kv p999_us "$line")	$(kv max_us "$line")	$cpu	$sys	$cc	$errs" >>"$OUT"
+	say "$1_$(label "$2" "$3")_$4_$6 rep $7: $line cpu_us=$cpu sys_per_req=$sys client_cpu_us=$cc"
+	rm -rf "$rundir"
+}
+
+# The configurations, one "mode kind conns" a line.
+configs() {
+	for m in $MODES; do
+		case $m in
+		pinned | all)
+			for c in $HTTP_CONNS; do echo "$m http $c"; done
+			for c in $ECHO_CONNS; do echo "$m echo $c"; done ;;
+		sweep)
+			for c in $SWEEP_CONNS; do
+				case " $MODES " in
+				*" pinned "*) case " $HTTP_CONNS " in *" $c "*) continue ;; esac ;;
+				esac
+				echo "sweep http $c"
+			done ;;
+		*) say "unknown mode $m (pinned, all, sweep)"; exit 2 ;;
+		esac
+	done
+}
+CONFIGS=$(configs)
+
+nrun=0
+for cfg in $(echo "$CONFIGS" | awk '{ print $1 "," $2 }'); do
+	case $cfg in
+	sweep,*) nrun=$((nrun + $(echo $sweep_avail | wc -w))) ;;
+	*,http) nrun=$((nrun + $(echo $http_avail | wc -w) * $(echo $http_clients | wc -w))) ;;
+	*,echo) nrun=$((nrun + $(echo $echo_avail | wc -w) * $(echo $echo_clients | wc -w))) ;;
+	esac
+done
+est=$((nrun * REPS * (WARM + SECS + SYSSECS + 2)))
+say "$nrun runs x $REPS repeats, about $((est / 60)) min $((est % 60)) s ($NCPU CPUs; pinned: server CPU $SCPU_PIN, client CPU $CCPU_PIN)"
+
+mkdir -p "$(dirname "$OUT")" || exit 2
+{
+	echo "# weft bench/compare.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU secs=$SECS reps=$REPS msg=$MSG loops_all=$LOOPS_ALL sweep_client=$SWEEP_CLIENT"
+	echo "# mode	kind	conns	server	client	rep	rps	p50_us	p90_us	p99_us	p999_us	max_us	cpu_us	sys_per_req	client_cpu_us	errors"
+} >"$OUT"
+
+rep=1
+while [ "$rep" -le "$REPS" ]; do
+	say "repeat $rep/$REPS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	echo "$CONFIGS" | while read -r m k c; do
+		[ -n "$m" ] || continue
+		set_mode "$m"
+		case $m,$k in
+		sweep,*) servers=$sweep_avail clients=$SWEEP_CLIENT list=$HTTP_SERVERS ;;
+		*,http) servers=$http_avail clients=$http_clients list=$HTTP_SERVERS ;;
+		*) servers=$echo_avail clients=$echo_clients list=$ECHO_SERVERS ;;
+		esac
+		for s in $(rotate $((rep - 1)) "$servers"); do
+			for cl in $clients; do
+				run_one "$m" "$k" "$c" "$s" "$(server_cmd "$s" "$list")" "$cl" "$rep" </dev/null
+			done
+		done
+	done
+	rep=$((rep + 1))
+done
+
+# Medians (min-max) per configuration; then the load generator's targets.
+awk -F'\t' -v msg="$MSG" -v load_ok="$([ -x "$LOAD" ] && echo 1 || echo 0)" '
+function fmt(v,  a) {
+	if (v == "-" || v == "") return "-"
+	a = v < 0 ? -v : v
+	if (a >= 1000) return sprintf("%.0f", v)
+	if (a >= 100) return sprintf("%.1f", v)
+	if (a >= 10) return sprintf("%.2f", v)
+	return sprintf("%.3f", v)
+}
+function samples(k, s,  n, i, j, t, parts) {
+	n = split(vals[k], parts, " ")
+	for (i = 1; i <= n; i++) s[i] = parts[i] + 0
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
+	return n
+}
+function median(k,  s, n) {
+	n = samples(k, s)
+	if (!n) return "-"
+	return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+}
+function range(k,  s, n) {
+	n = samples(k, s)
+	if (!n) return "-"
+	return fmt(s[1]) "-" fmt(s[n])
+}
+function label(kind, c) { return kind == "echo" ? "echo" msg "_c" c : "http_c" c }
+function target(name, unit, w, b, lim, higher,  r, pass) {
+	if (w == "-" || b == "-" || b == 0) {
+		printf "compare.sh: %s skipped: no %s numbers\n", name, w == "-" ? "weft-load" : "wrk" > "/dev/stderr"
+		skip++
+		return
+	}
+	r = w / b
+	pass = higher ? r >= lim : r <= lim
+	printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
+		higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
+	if (pass) ok++; else miss++
+}
+/^#/ { next }
+{
+	key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP $5
+	if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+	runs[key]++
+	errs[key] += $16
+	if ($7 != "-") {
+		vals[key, "rps"] = vals[key, "rps"] " " $7
+		vals[key, "p50"] = vals[key, "p50"] " " $8
+		vals[key, "p90"] = vals[key, "p90"] " " $9
+		vals[key, "p99"] = vals[key, "p99"] " " $10
+		if ($11 != "-") vals[key, "p999"] = vals[key, "p999"] " " $11
+		vals[key, "max"] = vals[key, "max"] " " $12
+		vals[key, "cpu"] = vals[key, "cpu"] " " $13
+		if ($14 != "-") vals[key, "sys"] = vals[key, "sys"] " " $14
+		if ($15 != "-") vals[key, "ccpu"] = vals[key, "ccpu"] " " $15
+	}
+}
+END {
+	for (i = 1; i <= nk; i++) {
+		split(order[i], p, SUBSEP)
+		k = order[i]
+		printf "BENCH %s_%s_%s_%s rps=%s p50_us=%s p90_us=%s p99_us=%s p999_us=%s max_us=%s cpu_us=%s sys_per_req=%s client_cpu_us=%s errors=%d runs=%d rps_range=%s cpu_us_range=%s p99_us_range=%s client_cpu_us_range=%s\n",
+			p[1], label(p[2], p[3]), p[4], p[5],
+			fmt(median(k SUBSEP "rps")), fmt(median(k SUBSEP "p50")), fmt(median(k SUBSEP "p90")),
+			fmt(median(k SUBSEP "p99")), fmt(median(k SUBSEP "p999")), fmt(median(k SUBSEP "max")),
+			fmt(median(k SUBSEP "cpu")), fmt(median(k SUBSEP "sys")), fmt(median(k SUBSEP "ccpu")),
+			errs[k], runs[k], range(k SUBSEP "rps"), range(k SUBSEP "cpu"), range(k SUBSEP "p99"),
+			range(k SUBSEP "ccpu")
+		if (p[1] == "pinned" && p[2] == "http" && p[4] == "nginx" && !(p[3] in hc)) { hc[p[3]] = 1; conns[++nc] = p[3] }
+	}
+	ok = miss = skip = 0
+	for (i = 1; i <= nc; i++) {
+		c = conns[i]
+		w = "pinned" SUBSEP "http" SUBSEP c SUBSEP "nginx" SUBSEP "load"
+		b = "pinned" SUBSEP "http" SUBSEP c SUBSEP "nginx" SUBSEP "wrk"
+		if (!load_ok) {
+			printf "compare.sh: load_vs_wrk_c%s SKIPPED: weft-load is not built\n", c > "/dev/stderr"
+			skip += 2
+			continue
+		}
+		if (errs[w] > 0) printf "compare.sh: load_vs_wrk_c%s: weft-load had %d errors\n", c, errs[w] > "/dev/stderr"
+		target("load_vs_wrk_c" c, "client_cpu_us", errs[w] > 0 ? "-" : median(w SUBSEP "ccpu"), median(b SUBSEP "ccpu"), 0.8, 0)
+		target("load_vs_wrk_c" c "_rps", "rps", errs[w] > 0 ? "-" : median(w SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
+	}
+	printf "bench compare summary: %d ok, %d MISS, %d skipped (data: %s)\n", ok, miss, skip, out
+}' out="$OUT" "$OUT"
