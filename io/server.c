@@ -129,6 +129,9 @@ static void conn_start(weft_server *s, int fd)
 	}
 	c->srv = s;
 	c->fd = fd;
+	/* Like asyncio's TCP transports: responses queued behind an in-flight
+	 * send must not wait for an ACK (Nagle + delayed ACK: 40 ms). */
+	weft_sock_nodelay(fd, true); /* fails harmlessly on a Unix socket */
 	weft_task_config tc;
 	weft_task_config_init(&tc);
 	tc.stack_size = s->cfg.conn_stack_size;
