@@ -25,7 +25,11 @@
  *   --timeout:         1500 (milliseconds), or a duration with a unit: 2s
  *   --size:            64, 4k, 1M (1024-based: bytes)
  * -n without -d runs until the count is reached, bounded by
- * LOAD_MAX_DURATION_S; with both, the run stops at whichever comes first.
+ * LOAD_MAX_DURATION_S (duration_given tells the two apart); with both, the
+ * run stops at whichever comes first.  --pipeline with --rate is accepted:
+ * P bounds the requests in flight per connection, the schedule stays the
+ * rate's.  Messages quote at most 80 bytes of a value, control characters
+ * shown as '?'.  On an error *o is partly filled: do not use it.
  *
  * Threading: none; the parsed struct points into argv (headers), so argv
  * must outlive it.
@@ -130,6 +134,9 @@ static inline int load__fail(char *err, size_t errlen, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		for (char *c = err; *c; c++) /* one line, whatever the input held */
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 	}
 	return -EINVAL;
 }
@@ -137,6 +144,16 @@ static inline int load__fail(char *err, size_t errlen, const char *fmt, ...)
 static inline bool load__digit(char c)
 {
 	return c >= '0' && c <= '9';
+}
+
+/* n = n * 10 + digit, or -1 on overflow. */
+static inline int load__push_digit(uint64_t *n, char c)
+{
+	uint64_t dg = (uint64_t)(c - '0');
+	if (*n > (UINT64_MAX - dg) / 10)
+		return -1;
+	*n = *n * 10 + dg;
+	return 0;
 }
 
 /*
@@ -148,9 +165,8 @@ static inline int load__decimal(const char *s, uint64_t *num, uint64_t *den, con
 	uint64_t n = 0, d = 1;
 	bool any = false;
 	while (load__digit(*s)) {
-		if (n > (UINT64_MAX - 9) / 10)
+		if (load__push_digit(&n, *s++) < 0)
 			return -1;
-		n = n * 10 + (uint64_t)(*s++ - '0');
 		any = true;
 	}
 	if (*s == '.') {
@@ -158,9 +174,8 @@ static inline int load__decimal(const char *s, uint64_t *num, uint64_t *den, con
 		if (!load__digit(*s))
 			return -1;
 		while (load__digit(*s)) {
-			if (n > (UINT64_MAX - 9) / 10 || d > UINT64_MAX / 10)
+			if (d > UINT64_MAX / 10 || load__push_digit(&n, *s++) < 0)
 				return -1;
-			n = n * 10 + (uint64_t)(*s++ - '0');
 			d *= 10;
 			any = true;
 		}
@@ -262,12 +277,17 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 		return load__fail(err, errlen, "URL too long (%zu bytes, at most %zu)", ulen,
 				  sizeof(o->url) - 1);
 	memcpy(o->url, url, ulen + 1);
+	char url_s[84]; /* the URL as messages show it: at most 80 bytes */
+	if (ulen > 80)
+		snprintf(url_s, sizeof(url_s), "%.77s...", url);
+	else
+		memcpy(url_s, url, ulen + 1);
 
 	const char *sep = strstr(url, "://");
 	if (!sep)
 		return load__fail(err, errlen,
 				  "URL '%s' has no scheme (http://host[:port]/path or tcp://host:port)",
-				  url);
+				  url_s);
 	size_t slen = (size_t)(sep - url);
 	if (slen == 4 && strncasecmp(url, "http", 4) == 0) {
 		o->mode = LOAD_HTTP;
@@ -284,7 +304,7 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 		ae++;
 	if (memchr(a, '@', (size_t)(ae - a)))
 		return load__fail(err, errlen, "URL '%s': user info (user@host) is not supported",
-				  url);
+				  url_s);
 
 	const char *h = a, *he, *pp = NULL; /* host [h, he), port after pp */
 	bool v6 = false;
@@ -292,14 +312,14 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 		const char *rb = memchr(a, ']', (size_t)(ae - a));
 		if (!rb)
 			return load__fail(err, errlen, "URL '%s': '[' without ']' around an IPv6 address",
-					  url);
+					  url_s);
 		h = a + 1;
 		he = rb;
 		v6 = true;
 		if (rb + 1 < ae) {
 			if (rb[1] != ':')
 				return load__fail(err, errlen,
-						  "URL '%s': unexpected text after ']' (expected :port)", url);
+						  "URL '%s': unexpected text after ']' (expected :port)", url_s);
 			pp = rb + 2;
 		}
 	} else {
@@ -311,9 +331,9 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 	}
 	size_t hlen = (size_t)(he - h);
 	if (hlen == 0)
-		return load__fail(err, errlen, "URL '%s' has no host", url);
+		return load__fail(err, errlen, "URL '%s' has no host", url_s);
 	if (hlen >= sizeof(o->host))
-		return load__fail(err, errlen, "URL '%s': host name too long (at most %zu bytes)", url,
+		return load__fail(err, errlen, "URL '%s': host name too long (at most %zu bytes)", url_s,
 				  sizeof(o->host) - 1);
 	for (const char *c = h; c < he; c++) {
 		unsigned char ch = (unsigned char)*c;
@@ -321,12 +341,12 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 				ch == ':' || ch == '.')
 			     : load__host_char(ch);
 		if (!ok)
-			return load__fail(err, errlen, "URL '%s': bad character '%c' in the host", url,
+			return load__fail(err, errlen, "URL '%s': bad character '%c' in the host", url_s,
 					  ch >= 0x20 && ch < 0x7f ? ch : '?');
 	}
 	if (v6 && !memchr(h, ':', hlen))
 		return load__fail(err, errlen, "URL '%s': '%.*s' in brackets is not an IPv6 address",
-				  url, (int)hlen, h);
+				  url_s, (int)hlen, h);
 	memcpy(o->host, h, hlen);
 	o->host[hlen] = '\0';
 
@@ -341,12 +361,12 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 				port = port * 10 + (unsigned long)(*c - '0');
 		}
 		if (!ok || port < 1 || port > 65535)
-			return load__fail(err, errlen, "URL '%s': port '%.*s' is not in 1..65535", url,
+			return load__fail(err, errlen, "URL '%s': port '%.*s' is not in 1..65535", url_s,
 					  (int)(plen > 16 ? 16 : plen), pp);
 		o->port = (uint16_t)port;
 	} else if (o->mode == LOAD_TCP) {
 		return load__fail(err, errlen, "URL '%s': tcp:// needs a port (tcp://host:port)",
-				  url);
+				  url_s);
 	} else {
 		o->port = 80;
 	}
@@ -355,7 +375,7 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 	size_t rlen = frag ? (size_t)(frag - rest) : strlen(rest);
 	if (o->mode == LOAD_TCP) {
 		if (rlen > 1 || (rlen == 1 && *rest != '/'))
-			return load__fail(err, errlen, "URL '%s': %s:// takes no path", url, scheme);
+			return load__fail(err, errlen, "URL '%s': %s:// takes no path", url_s, scheme);
 		o->path[0] = '\0';
 		return 0;
 	}
@@ -365,13 +385,13 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 			return load__fail(err, errlen,
 					  "URL '%s': the path has a space or control character "
 					  "(percent-encode it)",
-					  url);
+					  url_s);
 	}
 	size_t off = 0;
 	if (rlen == 0 || *rest == '?')
 		o->path[off++] = '/';
 	if (off + rlen >= sizeof(o->path))
-		return load__fail(err, errlen, "URL '%s': path too long (at most %zu bytes)", url,
+		return load__fail(err, errlen, "URL '%s': path too long (at most %zu bytes)", url_s,
 				  sizeof(o->path) - 1);
 	memcpy(o->path + off, rest, rlen);
 	o->path[off + rlen] = '\0';
@@ -541,8 +561,7 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 		if (only_args || a[0] != '-' || a[1] == '\0') {
 			if (url)
 				return load__fail(err, errlen,
-						  "unexpected argument '%s' (one URL only, already have '%s')",
-						  a, url);
+						  "one URL only: unexpected argument '%.80s'", a);
 			url = a;
 			continue;
 		}
