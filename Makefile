@@ -165,9 +165,11 @@ check-aarch64:
 	    -c $$f -o /dev/null || exit 1; \
 	done; echo "aarch64: every library source compiles"
 
-install: $(B)/libweft.a
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+install: $(B)/libweft.a $(B)/bench/weft-load
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(B)/libweft.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/bench/weft-load $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
 	if [ -d include/weft ]; then install -d $(DESTDIR)$(PREFIX)/include/weft && \
 	  install -m 644 include/weft/*.h $(DESTDIR)$(PREFIX)/include/weft/; fi

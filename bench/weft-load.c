@@ -164,12 +164,13 @@ static int read_echo(weft_stream *s, struct loop_stats *ls, size_t len)
 }
 
 /* One round: send n requests (pipelined), read n answers. */
-static int round_trip(struct conn *c, weft_stream *s, unsigned n, uint64_t since)
+static int round_trip(struct conn *c, weft_stream *s, unsigned n, uint64_t since,
+		      uint64_t sent_at)
 {
 	struct run *r = c->run;
 	if (weft_stream_write(s, r->req, r->one_len * n) < 0)
 		return C_ERR;
-	weft_stream_read_deadline(s, weft_now_ns() + r->o.timeout_ms * 1000000ull);
+	weft_stream_read_deadline(s, sent_at + r->o.timeout_ms * 1000000ull);
 	for (unsigned i = 0; i < n; i++) {
 		int st = r->o.mode == LOAD_HTTP ? read_response(s, c->ls)
 						: read_echo(s, c->ls, r->one_len);
@@ -194,10 +195,13 @@ static int drive(struct conn *c, weft_stream *s)
 	/* Open loop: this connection's schedule, phase-shifted by its id. */
 	uint64_t next = r->interval_ns ? weft_now_ns() + r->interval_ns * c->id / r->o.conns : 0;
 	while (!stopping(r)) {
-		uint64_t since = weft_now_ns();
+		uint64_t since = weft_now_ns(), sent_at = since;
 		if (r->interval_ns) {
-			if (next > since && weft_sleep(next - since) < 0)
-				return C_STOP;
+			if (next > since) {
+				if (weft_sleep(next - since) < 0)
+					return C_STOP;
+				sent_at = next;
+			}
 			since = next; /* latency from the intended time */
 			next += r->interval_ns;
 		}
@@ -206,7 +210,7 @@ static int drive(struct conn *c, weft_stream *s)
 		unsigned n = claim(r, r->o.pipeline);
 		if (!n)
 			return C_STOP;
-		if (round_trip(c, s, n, since) != C_OK)
+		if (round_trip(c, s, n, since, sent_at) != C_OK)
 			return C_ERR;
 	}
 	return C_STOP;

@@ -340,6 +340,11 @@ static void test_install_and_pkg_config_build(void **state)
 	assert_true(file_exists(p));
 	snprintf(p, sizeof(p), "%s/lib/pkgconfig/weft.pc", prefix);
 	assert_true(file_exists(p));
+	/* the load generator is installed with the library, and runs */
+	assert_true(asprintf(&cmd, "'%s/bin/weft-load' --help >/dev/null", prefix) > 0);
+	r = run(cmd, log);
+	free(cmd);
+	assert_int_equal(r, 0);
 
 	/* 2. a program outside the tree, built only with pkg-config's flags */
 	FILE *f = fopen(src, "w");
