@@ -156,26 +156,44 @@ static bool have_load(void)
 	return access(weft_load_path(), X_OK) == 0;
 }
 
-/* Open loop: 2000 requests/s for 1 s over 4 connections. */
-static void test_open_loop_holds_rate(void **state)
+static void need_load(void)
 {
-	(void)state;
 	if (!have_load()) {
 		print_message("SKIPPED: %s not built (bench programs: release tree only)\n",
 			      weft_load_path());
 		skip();
 	}
+}
+
+/* An open-loop run of 1 s at `rate` over 4 connections against a fresh
+ * responder, stalling `stall_ms` from 450 ms in (0: none): weft-load's
+ * JSON into out, its exit status returned. */
+static int open_loop_run(const char *rate, unsigned stall_ms, char *out, size_t cap)
+{
 	struct srv s = { 0 };
 	pthread_t t;
 	srv_start(&s, &t);
-	char url[64], out[4096];
+	if (stall_ms) {
+		s.stall_from = now_ns() + 450 * MS; /* weft-load starts within ~50 ms */
+		s.stall_to = s.stall_from + stall_ms * MS;
+	}
+	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.port);
-	const char *args[] = { "-c", "4", "-d", "1s", "--rate", "2000", "--json", "--no-progress",
+	const char *args[] = { "-c", "4", "-d", "1s", "--rate", rate, "--json", "--no-progress",
 			       "--loops", "1", url, NULL };
-	int rc = run_load(out, sizeof(out), args);
+	int rc = run_load(out, cap, args);
 	srv_stop(&s, t);
 	print_message("%s", out);
-	assert_int_equal(rc, 0);
+	return rc;
+}
+
+/* Open loop: 2000 requests/s for 1 s over 4 connections. */
+static void test_open_loop_holds_rate(void **state)
+{
+	(void)state;
+	need_load();
+	char out[4096];
+	assert_int_equal(open_loop_run("2000", 0, out, sizeof(out)), 0);
 	double rps = json_num(out, "rps");
 	assert_true(json_num(out, "errors") == 0);
 	assert_true(rps > 2000 * 0.99 && rps < 2000 * 1.01);
@@ -186,32 +204,17 @@ static void test_open_loop_holds_rate(void **state)
  * of a 1 s open-loop run at 1000 requests/s.  Every request meant to be
  * sent during the stall waits for its end, so (wrk2's correction) ~10% of
  * the samples spread evenly over 0..100 ms: the 99th percentile is ~90 ms
- * and the 95th ~50 ms, and the max ~100 ms.  An uncorrected closed-loop
- * measurement would show only one slow sample per connection.
+ * and the max ~100 ms.  An uncorrected closed-loop measurement would show
+ * only one slow sample per connection.
  */
 static void test_stall_percentiles_corrected(void **state)
 {
 	(void)state;
-	if (!have_load()) {
-		print_message("SKIPPED: %s not built (bench programs: release tree only)\n",
-			      weft_load_path());
-		skip();
-	}
-	struct srv s = { 0 };
-	pthread_t t;
-	srv_start(&s, &t);
-	s.stall_from = now_ns() + 450 * MS; /* weft-load starts within ~50 ms */
-	s.stall_to = s.stall_from + 100 * MS;
-	char url[64], out[4096];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.port);
-	const char *args[] = { "-c", "4", "-d", "1s", "--rate", "1000", "--json", "--no-progress",
-			       "--loops", "1", url, NULL };
-	int rc = run_load(out, sizeof(out), args);
-	srv_stop(&s, t);
-	print_message("%s", out);
-	assert_int_equal(rc, 0);
+	need_load();
+	char out[4096];
+	assert_int_equal(open_loop_run("1000", 100, out, sizeof(out)), 0);
 	double p50 = json_num(out, "p50"), p99 = json_num(out, "p99"), mx = json_num(out, "max");
-	assert_true(p50 < 5000);                /* most requests: no stall */
+	assert_true(p50 < 5000);                  /* most requests: no stall */
 	assert_true(p99 > 75000 && p99 < 105000); /* ~90 ms */
 	assert_true(mx > 90000 && mx < 130000);   /* ~100 ms */
 }
@@ -220,10 +223,7 @@ static void test_stall_percentiles_corrected(void **state)
 static void test_bad_options_refused(void **state)
 {
 	(void)state;
-	if (!have_load()) {
-		print_message("SKIPPED: %s not built\n", weft_load_path());
-		skip();
-	}
+	need_load();
 	char out[4096];
 	const char *a1[] = { "-c", "0", "http://127.0.0.1:1/", NULL };
 	assert_int_equal(run_load(out, sizeof(out), a1), 2);
