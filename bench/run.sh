@@ -21,6 +21,9 @@ fi
 # a while, which would skew whatever ran next.
 order="switch yield spawn pingpong skew"
 last="sleepers"
+# Tools, not benchmarks: they need a server and arguments (bench/compare.sh
+# and bench/scaling.sh drive them).
+tools="weft-load idle_conns"
 if [ $# -gt 0 ]; then
 	list="$*"
 else
@@ -31,7 +34,7 @@ else
 	for f in "$dir"/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		n=${f##*/}
-		case " $order $last " in *" $n "*) continue ;; esac
+		case " $order $last $tools " in *" $n "*) continue ;; esac
 		list="$list $n"
 	done
 	[ -x "$dir/$last" ] && list="$list $last"
