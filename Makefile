@@ -54,12 +54,14 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib examples bench-build tests deps demo test test-plain \
+.PHONY: all lib load examples bench-build tests deps demo test test-plain \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
 
 lib: $(B)/libweft.a $(B)/libweft-internal.a
+# weft-load alone, so the sanitizer trees can test it (test_loadgen)
+load: $(B)/bench/weft-load
 examples: $(EXAMPLES)
 bench-build: $(BENCHES)
 tests: $(TESTS)
@@ -106,16 +108,16 @@ demo: deps
 # with a timeout (tests/run.sh).  The last line sums all three.
 test: deps
 	@$(MAKE) --no-print-directory all tests
-	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests
-	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests
+	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
+	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
 	@sh tests/run.sh build build/asan build/tsan
 
 test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
 test-asan: deps
-	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests && sh tests/run.sh build/asan
+	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps
-	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests && sh tests/run.sh build/tsan
+	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load && sh tests/run.sh build/tsan
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -369,16 +369,28 @@ static void report_text(struct run *r, const struct totals *t, double secs)
 
 /* ---- main ---- */
 
+/* A task stack is 64 KiB and a histogram 35 KiB: totals live on the heap. */
+static struct totals *totals_new(struct run *r)
+{
+	struct totals *t = malloc(sizeof(*t));
+	if (t)
+		sum_stats(r, t);
+	return t;
+}
+
 static void progress(struct run *r, uint64_t t0, uint64_t *last_req, uint64_t *last_t)
 {
-	struct totals t;
-	sum_stats(r, &t); /* racy reads of other loops' counters: display only */
+	struct totals *tp = totals_new(r); /* racy reads of other loops: display only */
+	if (!tp)
+		return;
+	uint64_t reqs = tp->requests, errs = errors_of(tp);
+	free(tp);
 	uint64_t now = weft_now_ns();
 	double dt = (double)(now - *last_t) / 1e9;
 	fprintf(stderr, "\r  %5.1fs  %10llu req  %10.0f req/s  errors %llu   ", (now - t0) / 1e9,
-		(unsigned long long)t.requests, dt > 0 ? (t.requests - *last_req) / dt : 0,
-		(unsigned long long)errors_of(&t));
-	*last_req = t.requests;
+		(unsigned long long)reqs, dt > 0 ? (reqs - *last_req) / dt : 0,
+		(unsigned long long)errs);
+	*last_req = reqs;
 	*last_t = now;
 }
 
@@ -442,17 +454,19 @@ static void *main_task(void *arg)
 			weft_task_join(ts[i], NULL);
 			weft_task_release(ts[i]);
 		}
-	struct totals t;
-	sum_stats(r, &t);
+	struct totals *t = totals_new(r);
+	if (!t)
+		return (void *)1;
 	/* The window: to its end, or (-n) to the last answer. */
 	uint64_t end = t_stop < r->t_end ? t_stop : r->t_end;
-	if (o->requests && t.last_ns)
-		end = t.last_ns;
+	if (o->requests && t->last_ns)
+		end = t->last_ns;
 	double secs = end > r->t_measure ? (double)(end - r->t_measure) / 1e9 : 1e-9;
 	if (o->json)
-		report_json(r, &t, secs);
+		report_json(r, t, secs);
 	else
-		report_text(r, &t, secs);
+		report_text(r, t, secs);
+	free(t);
 	free(cs);
 	free(ts);
 	free(r->ls);
