@@ -444,9 +444,16 @@ static void *main_task(void *arg)
 	/* In-flight requests get their timeout to finish, then are cut. */
 	weft_scope sc;
 	weft_scope_enter(&sc, o->timeout_ms * 1000000ull);
-	for (unsigned i = 0; i < o->conns; i++)
-		if (ts[i] && weft_task_join(ts[i], NULL) == -ETIMEDOUT)
-			weft_task_cancel(ts[i]);
+	for (unsigned i = 0; i < o->conns; i++) {
+		if (!ts[i])
+			continue;
+		if (weft_task_join(ts[i], NULL) == -ETIMEDOUT) {
+			weft_task_cancel(ts[i]); /* joined below, once it is done */
+		} else {
+			weft_task_release(ts[i]);
+			ts[i] = NULL;
+		}
+	}
 	weft_scope_exit(&sc);
 	for (unsigned i = 0; i < o->conns; i++)
 		if (ts[i]) {

@@ -31,7 +31,7 @@ struct srv {
 	int lfd;
 	uint16_t port;
 	uint64_t stall_from, stall_to; /* absolute weft_now_ns times, 0: none */
-	_Atomic int stop;
+	_Atomic int live;               /* connection threads still running */
 };
 
 static uint64_t now_ns(void)
@@ -71,6 +71,7 @@ static void *serve_conn(void *arg)
 	}
 out:
 	close(c->fd);
+	atomic_fetch_sub(&c->s->live, 1); /* its last touch of s */
 	free(c);
 	return NULL;
 }
@@ -85,6 +86,7 @@ static void *accept_loop(void *arg)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn_arg *c = malloc(sizeof(*c));
+		atomic_fetch_add(&s->live, 1);
 		c->s = s;
 		c->fd = fd;
 		pthread_t t;
@@ -111,6 +113,10 @@ static void srv_stop(struct srv *s, pthread_t t)
 	shutdown(s->lfd, SHUT_RDWR);
 	close(s->lfd);
 	pthread_join(t, NULL);
+	/* weft-load has exited, so its connections are closed: wait for the
+	 * threads serving them (s lives on the caller's stack). */
+	for (int i = 0; i < 5000 && atomic_load(&s->live); i++)
+		msleep(1);
 }
 
 /* Run weft-load with args, its JSON into out; exit status. */
@@ -172,11 +178,11 @@ static int open_loop_run(const char *rate, unsigned stall_ms, char *out, size_t 
 {
 	struct srv s = { 0 };
 	pthread_t t;
-	srv_start(&s, &t);
-	if (stall_ms) {
+	if (stall_ms) { /* before the server threads start: they only read it */
 		s.stall_from = now_ns() + 450 * MS; /* weft-load starts within ~50 ms */
 		s.stall_to = s.stall_from + stall_ms * MS;
 	}
+	srv_start(&s, &t);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.port);
 	const char *args[] = { "-c", "4", "-d", "1s", "--rate", rate, "--json", "--no-progress",
