@@ -47,6 +47,15 @@ median() {
 origin() { sed -n '1s/^# weft bench\///p' "$1" | cut -c1-130; }
 
 TERM_='set terminal pngcairo size 960,600 font "sans,10" noenhanced'
+# The clustered-bar style both bar charts share.
+BARS='set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+set xtics rotate by -20
+set datafile missing "NaN"'
 made=
 
 # --- throughput against connections ---------------------------------------
@@ -104,14 +113,7 @@ set output "$DIR/latency_percentiles.png"
 set title "Latency percentiles at $LATC connections, server pinned to 1 core, client on another$note\n$(origin "$CMP")"
 set ylabel "latency, microseconds (median of repeats; log scale)"
 set logscale y
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set grid ytics
-set key top left
-set xtics rotate by -20
-set datafile missing "NaN"
+$BARS
 plot "$tmp/lat" using 2:xtic(1) title "p50", '' using 3 title "p90", '' using 4 title "p99", '' using 5 title "p99.9 (not from wrk)"
 EOF
 		made="$made latency_percentiles.png"
@@ -173,14 +175,7 @@ set output "$DIR/memory.png"
 set title "Server memory (RSS) per idle connection, and per sleeping weft task$note\n$(origin "$SCL")"
 set ylabel "bytes of RSS each"
 set yrange [0:*]
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set grid ytics
-set key top left
-set xtics rotate by -20
-set datafile missing "NaN"
+$BARS
 plot "$tmp/mem" using 2:xtic(1) title "accepted, never used", '' using 3 title "after one echo, idle"
 EOF
 	made="$made memory.png"
