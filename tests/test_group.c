@@ -49,6 +49,15 @@ static void *failer(void *arg)
 	return P(7);
 }
 
+/* A child cancelled before it starts never runs (and so counts nothing):
+ * tests that count cancelled children let them all start first. */
+static void await_started(struct gr *x, int n)
+{
+	for (int i = 0; i < 2000 && atomic_load(&x->started) < n; i++)
+		if (weft_sleep_ms(1) < 0)
+			return;
+}
+
 static bool kids_done(struct gr *x, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -135,6 +144,7 @@ static void *waiter_with_scope(void *arg)
 		return P(1);
 	for (int i = 0; i < 4; i++)
 		weft_group_spawn(g, &x->kids[i], NULL, sleeper, x);
+	await_started(x, 4);
 	weft_scope s;
 	weft_scope_enter(&s, 10 * MS);
 	x->wait_rc = weft_group_wait(g);
@@ -176,7 +186,8 @@ static void *cancel_the_owner(void *arg)
 	weft_task *owner;
 	if (weft_task_spawn(&owner, group_owner, arg))
 		return P(1);
-	weft_sleep_ms(10);
+	await_started(arg, 4); /* the owner is waiting on its children now */
+	weft_sleep_ms(2);
 	weft_task_cancel(owner);
 	int r = weft_task_join(owner, NULL);
 	weft_task_release(owner);
@@ -244,7 +255,7 @@ static void *destroy_running(void *arg)
 		return P(1);
 	for (int i = 0; i < 5; i++)
 		weft_group_spawn(g, &x->kids[i], NULL, sleeper, x);
-	weft_sleep_ms(5);
+	await_started(x, 5);
 	weft_group_destroy(g); /* cancels and awaits */
 	x->children_done_at_return = atomic_load(&x->done) == 5;
 	release_kids(x, 5);
