@@ -115,11 +115,22 @@ static void test_gather_return_exceptions_mode(void **state)
 }
 
 static weft_task *gather_kids[3];
+/* Set once the waiting task has spawned what it waits on: a task cancelled
+ * before it starts never runs, so the tests cancel only after this. */
+static _Atomic int waiter_ready;
+
+static void await_waiter_ready(void)
+{
+	for (int i = 0; i < 2000 && !atomic_load(&waiter_ready); i++)
+		weft_sleep_ms(1);
+	weft_sleep_ms(5); /* and is parked in its wait */
+}
 
 static void *gatherer(void *arg)
 {
 	struct rec *x = arg;
 	spawn3(gather_kids, sleep_then_value, 1000, sleep_then_value, 1000, sleep_then_value, 2);
+	atomic_store(&waiter_ready, 1);
 	x->rc = weft_gather(gather_kids, 3, NULL, NULL);
 	return NULL;
 }
@@ -128,8 +139,9 @@ static void *cancel_a_gather(void *arg)
 {
 	struct rec *x = arg;
 	weft_task *g;
+	atomic_store(&waiter_ready, 0);
 	weft_task_spawn(&g, gatherer, x);
-	weft_sleep_ms(20);
+	await_waiter_ready();
 	weft_task_cancel(g);
 	weft_task_join(g, NULL);
 	weft_task_release(g);
@@ -346,6 +358,7 @@ static void *wait_for_caller(void *arg)
 {
 	struct rec *x = arg;
 	weft_task_spawn(&wf_inner, sleep_then_value, P(1000));
+	atomic_store(&waiter_ready, 1);
 	x->rc = weft_wait_for(wf_inner, 5000 * MS, &x->res[0]);
 	x->done[0] = weft_task_done(wf_inner);
 	return NULL;
@@ -354,8 +367,9 @@ static void *wait_for_caller(void *arg)
 static void *cancel_wait_for_caller(void *arg)
 {
 	weft_task *c;
+	atomic_store(&waiter_ready, 0);
 	weft_task_spawn(&c, wait_for_caller, arg);
-	weft_sleep_ms(10);
+	await_waiter_ready();
 	weft_task_cancel(c);
 	weft_task_join(c, NULL);
 	weft_task_release(c);
