@@ -304,33 +304,7 @@ while [ "$rep" -le "$REPS" ]; do
 done
 
 # Medians (min-max) per configuration; then the load generator's targets.
-awk -F'\t' -v msg="$MSG" -v load_ok="$([ -x "$LOAD" ] && echo 1 || echo 0)" '
-function fmt(v,  a) {
-	if (v == "-" || v == "") return "-"
-	a = v < 0 ? -v : v
-	if (a >= 1000) return sprintf("%.0f", v)
-	if (a >= 100) return sprintf("%.1f", v)
-	if (a >= 10) return sprintf("%.2f", v)
-	return sprintf("%.3f", v)
-}
-function samples(k, s,  n, i, j, t, parts) {
-	n = split(vals[k], parts, " ")
-	for (i = 1; i <= n; i++) s[i] = parts[i] + 0
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
-	return n
-}
-function median(k,  s, n) {
-	n = samples(k, s)
-	if (!n) return "-"
-	return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
-}
-function range(k,  s, n) {
-	n = samples(k, s)
-	if (!n) return "-"
-	return fmt(s[1]) "-" fmt(s[n])
-}
-function label(kind, c) { return kind == "echo" ? "echo" msg "_c" c : "http_c" c }
+awk -F'\t' -v msg="$MSG" -v load_ok="$([ -x "$LOAD" ] && echo 1 || echo 0)" "$STATS_AWK"'
 function target(name, unit, w, b, lim, higher,  r, pass) {
 	if (w == "-" || b == "-" || b == 0) {
 		printf "compare.sh: %s skipped: no %s numbers\n", name, w == "-" ? "weft-load" : "wrk" > "/dev/stderr"

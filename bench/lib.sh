@@ -215,3 +215,37 @@ times_cpu_s() {
 		printf "%.3f\n", t
 	}'
 }
+
+# awk functions io.sh and compare.sh summarize with (prepend to a program;
+# the program fills vals[key] with space-separated samples): fmt (3
+# significant digits), median and range (min-max) of a key, label of a
+# configuration.
+STATS_AWK='
+function fmt(v,  a) {
+	if (v == "-" || v == "") return "-"
+	a = v < 0 ? -v : v
+	if (a >= 1000) return sprintf("%.0f", v)
+	if (a >= 100) return sprintf("%.1f", v)
+	if (a >= 10) return sprintf("%.2f", v)
+	return sprintf("%.3f", v)
+}
+# sorted numeric samples of key k into s[1..n]; returns n
+function samples(k, s,  n, i, j, t, parts) {
+	n = split(vals[k], parts, " ")
+	for (i = 1; i <= n; i++) s[i] = parts[i] + 0
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
+	return n
+}
+function median(k,  s, n) {
+	n = samples(k, s)
+	if (!n) return "-"
+	return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+}
+function range(k,  s, n) {
+	n = samples(k, s)
+	if (!n) return "-"
+	return fmt(s[1]) "-" fmt(s[n])
+}
+function label(kind, c) { return kind == "echo" ? "echo" msg "_c" c : "http_c" c }
+'
