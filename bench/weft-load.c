@@ -21,6 +21,7 @@
 #include "hist.h"
 #include "load_opts.h"
 #include "../examples/http_parse.h"
+#include "../examples/http_body.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -112,40 +113,13 @@ static int read_response(weft_stream *s, struct loop_stats *ls)
 	}
 	if (rs.body == HTTP_BODY_EOF)
 		return -EBADMSG; /* close-delimited: no keep-alive load */
-	if (rs.body == HTTP_BODY_LENGTH) {
-		uint64_t left = (uint64_t)rs.content_length;
-		while (left) {
-			size_t n = weft_stream_buffered(s, NULL);
-			if (!n) {
-				ssize_t f = weft_stream_fill(s);
-				if (f <= 0)
-					return f == 0 ? -ECONNRESET : (int)f;
-				continue;
-			}
-			size_t k = n < left ? n : (size_t)left;
-			weft_stream_consume(s, k);
-			ls->bytes += k;
-			left -= k;
-		}
-	} else if (rs.body == HTTP_BODY_CHUNKED) {
-		struct http_chunked ck;
-		http_chunked_init(&ck);
-		for (;;) {
-			const char *p, *d;
-			size_t n = weft_stream_buffered(s, &p), used = 0, dl;
-			int r = n ? http_chunked_next(&ck, p, n, &used, &d, &dl) : 0;
-			if (r < 0)
-				return -EBADMSG;
-			weft_stream_consume(s, used);
-			ls->bytes += used;
-			if (r == 1)
-				break;
-			if (!used) {
-				ssize_t f = weft_stream_fill(s);
-				if (f <= 0)
-					return f == 0 ? -ECONNRESET : (int)f;
-			}
-		}
+	if (rs.body != HTTP_BODY_NONE) {
+		size_t used = 0;
+		int r = http_body_read(s, rs.body == HTTP_BODY_CHUNKED, rs.content_length, NULL,
+				       NULL, &used);
+		ls->bytes += used;
+		if (r < 0)
+			return r == -ENODATA ? -ECONNRESET : r;
 	}
 	return rs.status;
 }

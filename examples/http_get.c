@@ -15,6 +15,7 @@
  */
 #include "weft.h"
 #include "http_parse.h"
+#include "http_body.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -74,43 +75,18 @@ static int append(struct fetch *f, const char *p, size_t n)
 	return 0;
 }
 
+static int append_sink(void *ctx, const char *p, size_t n)
+{
+	return append(ctx, p, n);
+}
+
 /* Read the body as the response says it ends. */
 static int read_body(weft_stream *s, struct fetch *f, const struct http_response *rs)
 {
-	struct http_chunked ck;
-	http_chunked_init(&ck);
-	int64_t left = rs->body == HTTP_BODY_LENGTH ? rs->content_length : -1;
 	if (rs->body == HTTP_BODY_NONE)
 		return 0;
-	for (;;) {
-		const char *p;
-		size_t n = weft_stream_buffered(s, &p);
-		if (rs->body == HTTP_BODY_CHUNKED && n) {
-			size_t used = 0, dl;
-			const char *d;
-			int r = http_chunked_next(&ck, p, n, &used, &d, &dl);
-			if (r < 0 || (dl && append(f, d, dl) < 0))
-				return r < 0 ? -EBADMSG : -EFBIG;
-			weft_stream_consume(s, used);
-			if (r == 1)
-				return 0;
-			if (used)
-				continue;
-		} else if (n) {
-			size_t k = left >= 0 && (uint64_t)left < n ? (size_t)left : n;
-			int r = append(f, p, k);
-			if (r < 0)
-				return r;
-			weft_stream_consume(s, k);
-			if (left >= 0 && (left -= (int64_t)k) == 0)
-				return 0;
-		}
-		ssize_t r = weft_stream_fill(s);
-		if (r == 0)
-			return rs->body == HTTP_BODY_EOF ? 0 : -ENODATA;
-		if (r < 0)
-			return (int)r;
-	}
+	int64_t len = rs->body == HTTP_BODY_LENGTH ? rs->content_length : -1;
+	return http_body_read(s, rs->body == HTTP_BODY_CHUNKED, len, append_sink, f, NULL);
 }
 
 static int get(struct fetch *f)

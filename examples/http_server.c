@@ -15,6 +15,7 @@
  */
 #include "weft.h"
 #include "http_parse.h"
+#include "http_body.h"
 #include "serve_main.h"
 
 #include <stdio.h>
@@ -99,36 +100,8 @@ static bool handle(weft_stream *s, const struct http_request *rq)
 /* Discard a request body (Content-Length or chunked); false on error. */
 static bool skip_body(weft_stream *s, const struct http_request *rq)
 {
-	if (rq->chunked) {
-		struct http_chunked c;
-		http_chunked_init(&c);
-		for (;;) {
-			const char *p;
-			size_t n = weft_stream_buffered(s, &p), used = 0, dlen;
-			const char *d;
-			int r = n ? http_chunked_next(&c, p, n, &used, &d, &dlen) : 0;
-			if (r < 0)
-				return false;
-			weft_stream_consume(s, used);
-			if (r == 1)
-				return true;
-			if (used == 0 && weft_stream_fill(s) <= 0)
-				return false;
-		}
-	}
-	int64_t left = rq->content_length > 0 ? rq->content_length : 0;
-	while (left > 0) {
-		size_t n = weft_stream_buffered(s, NULL);
-		if (!n) {
-			if (weft_stream_fill(s) <= 0)
-				return false;
-			continue;
-		}
-		size_t k = (uint64_t)left < n ? (size_t)left : n;
-		weft_stream_consume(s, k);
-		left -= (int64_t)k;
-	}
-	return true;
+	return http_body_read(s, rq->chunked, rq->content_length > 0 ? rq->content_length : 0,
+			      NULL, NULL, NULL) == 0;
 }
 
 static void http_conn(weft_stream *s, void *arg)
