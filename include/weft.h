@@ -62,6 +62,19 @@ enum {
 	WEFT_GUARD_NEVER = 2,  /* slabs with canaries only: least memory */
 };
 
+/* The I/O backend (weft_runtime_config.backend; the WEFT_BACKEND
+ * environment variable, "auto", "io_uring" or "epoll", overrides it at
+ * start).  Both run every call of this header with the same meaning; see
+ * docs/backends.md for what each costs and how the choice is diagnosed. */
+enum {
+	WEFT_BACKEND_AUTO = 0,     /* io_uring where it is usable, else epoll
+				      (one line on stderr says why, unless
+				      backend_quiet) */
+	WEFT_BACKEND_IO_URING = 1, /* io_uring or fail: start returns the
+				      probe's error and stderr says why */
+	WEFT_BACKEND_EPOLL = 2,    /* epoll, even where io_uring works */
+};
+
 /* Ring set-up (weft_runtime_config.ring_mode). */
 enum {
 	WEFT_RING_MODE_AUTO = 0,  /* DEFER_TASKRUN, else COOP, else plain */
@@ -87,7 +100,11 @@ typedef struct weft_runtime_config {
 	unsigned ring_mode;      /* WEFT_RING_MODE_*: AUTO picks the best
 				    the kernel has; the others force a
 				    fallback (for tests and comparisons) */
-	unsigned reserved[14];   /* must be zero */
+	unsigned backend;        /* WEFT_BACKEND_* (AUTO) */
+	bool backend_quiet;      /* AUTO falls back to epoll without the
+				    line on stderr (the reason stays in
+				    weft_runtime_stats) */
+	unsigned reserved[12];   /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,
@@ -96,14 +113,18 @@ WEFT_API void weft_runtime_config_init(weft_runtime_config *cfg);
 
 /*
  * Start a runtime: `cfg->loops` event-loop threads, each with its own
- * io_uring (SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else plain).
+ * io_uring (SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else plain) or,
+ * where io_uring is refused, its own epoll set (cfg->backend).
  * `cfg` may be NULL for the defaults.  On success *out owns the runtime; stop
  * it with weft_runtime_shutdown() and free it with weft_runtime_destroy().
- * Returns 0, -EINVAL (bad config, nonzero reserved field), -ENOMEM,
- * -ENOSYS / -EPERM (io_uring unavailable: kernel without it, the
- * kernel.io_uring_disabled sysctl or a seccomp filter; a message on stderr
- * says which), or the error of a failed thread or ring creation.
- * Call from a foreign thread (not from a task).
+ * Returns 0, -EINVAL (bad config, nonzero reserved field, a WEFT_BACKEND
+ * value other than auto, io_uring or epoll), -ENOMEM, -EMFILE (no fd for a
+ * ring: an error, never a reason to fall back), with WEFT_BACKEND_IO_URING
+ * the probe's -ENOSYS (no io_uring in the kernel), -EPERM (refused by
+ * kernel.io_uring_disabled, seccomp or an LSM) or -EOPNOTSUPP (a kernel
+ * too old for an operation weft needs), or the error of a failed thread or
+ * ring creation.  Every failure prints one line on stderr naming what
+ * failed.  Call from a foreign thread (not from a task).
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg);
 
@@ -548,23 +569,28 @@ enum {
 };
 
 typedef struct weft_loop_stats {
+	uint64_t backend;        /* WEFT_BACKEND_IO_URING or _EPOLL */
 	uint64_t tasks_run;      /* task resumptions */
 	uint64_t steals;         /* successful steal operations */
 	uint64_t tasks_stolen;   /* tasks taken by those steals */
 	uint64_t parks;          /* times the loop went to sleep */
 	uint64_t wakeups_sent;   /* MSG_RING/eventfd wakes sent to others */
-	uint64_t cqes;           /* completions reaped */
+	uint64_t cqes;           /* completions reaped (epoll: events) */
 	uint64_t timers_fired;
 	uint64_t tasks_spawned;  /* spawned by tasks running on this loop */
-	uint64_t enters;         /* io_uring_enter calls (submit and/or reap) */
+	uint64_t enters;         /* io_uring_enter calls (submit and/or
+				    reap); epoll: epoll_wait calls */
 	uint64_t ops;            /* I/O operations completed (final CQEs) */
 	uint64_t cq_overflows;   /* times the CQ overflowed and was flushed */
-	uint64_t reserved[5];
+	uint64_t reserved[4];
 } weft_loop_stats;
 
 typedef struct weft_runtime_stats {
 	unsigned loops;
-	unsigned ring_features;  /* WEFT_RING_* chosen at start-up */
+	unsigned ring_features;  /* WEFT_RING_* chosen at start-up (0: epoll) */
+	unsigned backend;        /* WEFT_BACKEND_IO_URING or _EPOLL */
+	char backend_reason[160]; /* why that backend, e.g. "io_uring refused
+				     (seccomp, EPERM)" or "WEFT_BACKEND=epoll" */
 	uint64_t tasks_spawned;
 	uint64_t tasks_live;
 	uint64_t stacks_guarded; /* live guarded stacks */
@@ -578,6 +604,10 @@ typedef struct weft_runtime_stats {
 /* Snapshot of counters (racy but tear-free per field).  Returns 0 or
  * -EINVAL.  Any thread; valid after shutdown too. */
 WEFT_API int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out);
+
+/* "io_uring", "epoll" or "auto" for a WEFT_BACKEND_* value; NULL for
+ * any other. */
+WEFT_API const char *weft_backend_name(unsigned backend);
 
 /* Static string naming an error code returned by weft (e.g. "-ECANCELED"). */
 WEFT_API const char *weft_strerror(int err);

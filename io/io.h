@@ -1,63 +1,143 @@
 /*
- * The I/O layer's internals: one record per in-flight io_uring operation
- * and the two calls every operation is built from.
+ * The I/O layer's internals: one record per operation, and the seam
+ * between the layer above (ops, streams, servers, files) and the two
+ * backends below it (io/uring.c, io/epoll.c).
  *
- *     weft__op op;
- *     struct io_uring_sqe *sqe = weft__io_begin(&op, &err);
- *     if (!sqe) return err;
- *     io_uring_prep_recv(sqe, fd, buf, len, flags);
- *     return weft__io_wait(&op);
+ * An operation is described once, as data: an opcode and its arguments in
+ * a weft__op, which lives on the waiting task's stack (or, for the
+ * callback ops below, in the object that owns it).  The layer above never
+ * touches an SQE or an epoll set; it calls one of
  *
- * begin checks the task's cancellation and deadline scope, takes an SQE on
- * the loop the task runs on now and points its user_data at `op`.  The SQE
- * is not submitted there: the loop submits every queued SQE in its one
- * io_uring_enter per iteration.  wait keeps the task on that loop until the
- * op's own CQE arrives (DESIGN.md rules 3 and 4): a cancellation or an
- * expired deadline scope submits an async cancel and still waits for the
- * CQE, so no buffer the op names is touched after the call returns.
+ *     weft__op_run(&op)        run op for the calling task and wait for it
+ *     weft__op_arm(l, &op)     start a callback op on loop l (its own thread)
+ *     weft__io_cancel(l, &op)  stop a callback op (its final call still comes)
+ *
+ * and the backend chosen at start (runtime->backend) does the rest:
+ *
+ *  - io_uring: the op becomes one SQE on the ring of the loop the task runs
+ *    on, submitted in the loop's one io_uring_enter per iteration.  While
+ *    it is in flight the task is bound to that loop (DESIGN rule 3); a
+ *    cancellation submits an async cancel and still waits for the op's own
+ *    CQE (rule 4), so no buffer it names is touched after the call returns.
+ *  - epoll: sockets, pipes and other pollable fds try the system call at
+ *    once (non-blocking), and on EAGAIN park the task on the fd's
+ *    registration in the loop's epoll set until it is ready, then try
+ *    again.  A cancellation just takes the waiter off the fd: nothing is in
+ *    flight, so a result is either returned or never happened.  Regular
+ *    files and metadata calls, which have no readiness, run on the blocking
+ *    pool, and the task waits for them uninterruptibly (rule 4 again: the
+ *    pool thread may be writing into the caller's buffer).
  */
 #ifndef WEFT_IO_INTERNAL_H
 #define WEFT_IO_INTERNAL_H
 
 #include "../runtime/internal.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 typedef struct weft__op weft__op;
 
-/* Completion callback for ops that are not "one CQE wakes one task"
- * (multishot accept and recv).  Runs on the owning loop's scheduler. */
-typedef void (*weft__op_cb)(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe);
+/* Completion flags passed to callbacks (the io_uring CQE's, synthesized
+ * the same way by the epoll backend). */
+#define WEFT__OP_MORE IORING_CQE_F_MORE     /* more results will follow */
+#define WEFT__OP_BUFFER IORING_CQE_F_BUFFER /* a provided buffer was used */
+
+/* Completion callback for ops that are not "one result wakes one task"
+ * (a stream's send, multishot accept and recv).  Runs on the owning loop's
+ * scheduler, never inside the call that armed or cancelled the op. */
+typedef void (*weft__op_cb)(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
+
+enum weft__opcode {
+	WEFT_OP_READ, WEFT_OP_WRITE, WEFT_OP_READV, WEFT_OP_WRITEV,
+	WEFT_OP_RECV, WEFT_OP_SEND, WEFT_OP_RECVMSG, WEFT_OP_SENDMSG,
+	WEFT_OP_ACCEPT, WEFT_OP_CONNECT, WEFT_OP_SHUTDOWN, WEFT_OP_CLOSE,
+	WEFT_OP_OPENAT, WEFT_OP_STATX, WEFT_OP_FSYNC, WEFT_OP_FALLOCATE,
+	WEFT_OP_UNLINKAT, WEFT_OP_RENAMEAT, WEFT_OP_MKDIRAT, WEFT_OP_SPLICE,
+	WEFT_OP_POLL,
+	WEFT_OP_RECV_MULTI, /* multishot receive into the loop's buffer ring
+			       (io_uring only: streams ask bufring first) */
+};
+
+enum { /* weft__op.hints */
+	WEFT_OPH_MULTISHOT = 1 << 0,  /* accept: keep accepting */
+	WEFT_OPH_POLL_FIRST = 1 << 1, /* recv: probably nothing there yet */
+};
+
+/* The arguments of an op, named for what most opcodes use them for. */
+typedef struct weft__op_args {
+	int fd, fd2;        /* fd2: splice's out, renameat's new dfd */
+	uint32_t flags;     /* msg/open/at/fsync/fallocate/splice flags, how */
+	uint32_t mode;      /* openat/mkdirat mode, fallocate mode, statx mask,
+			       poll events, iovcnt */
+	uint64_t len;
+	int64_t off, off2;  /* -1: the current file position */
+	void *p;            /* buf, iov, msg, path, addr */
+	const void *p2;     /* second path, addrlen/sockaddr */
+	void *p3;           /* statx out, accept's addrlen */
+} weft__op_args;
 
 struct weft__op {
 	weft__op_cb cb;     /* NULL: store the result and wake `task` */
 	weft_task *task;
-	weft_loop *loop;    /* ring the op was queued on */
-	int32_t res;        /* CQE res, valid once done */
+	weft_loop *loop;    /* loop the op was started on */
+	int32_t res;        /* result, valid once done */
 	uint32_t cqe_flags;
-	bool done;          /* final CQE seen (no IORING_CQE_F_MORE) */
+	bool done;          /* final result seen (no WEFT__OP_MORE) */
+	uint8_t opcode;     /* enum weft__opcode */
+	uint8_t hints;      /* WEFT_OPH_* */
+	weft__op_args a;
+	/* epoll: the op's place among the waiters of its fd, or in the
+	 * loop's list of callback ops to try at its next poll */
+	uint8_t estate;     /* WEFT_EPS_* */
+	int ewfd;           /* fd it waits on */
+	uint32_t ewant;     /* EPOLLIN / EPOLLOUT it waits for */
+	weft__op *enext, *eprev;
 };
 
-/* Start an op from the calling task: checkpoint (cancellation, expired
- * scope), then an SQE on the current loop with user_data = op.  NULL with
- * *err = -EPERM (not a task), -ECANCELED, -ETIMEDOUT, -EBUSY (SQ full even
- * after a flush). */
-WEFT_HIDDEN struct io_uring_sqe *weft__io_begin(weft__op *op, int *err);
+enum { /* weft__op.estate (epoll backend) */
+	WEFT_EPS_IDLE, WEFT_EPS_QUEUED, WEFT_EPS_WAITING,
+};
 
-/* Wait for op's final CQE; returns its res, or -ECANCELED / -ETIMEDOUT
- * when a cancellation or scope deadline cut it short.  A result that
- * raced the cancellation is returned instead (bytes are never lost): the
- * cancellation then surfaces at the next suspension point. */
-WEFT_HIDDEN int weft__io_wait(weft__op *op);
+/* ---- the seam (io/op.c dispatches to the runtime's backend) ---- */
 
-/* Cancel op (queued on the caller's current loop) without waiting: for
- * multishot ops whose owner stops listening.  Their final CQE still comes. */
+/* Run op for the calling task and wait for its result: >= 0 or -errno;
+ * -EPERM outside a task, -ECANCELED / -ETIMEDOUT when a cancellation or
+ * scope deadline cut it short.  A result that raced the cancellation is
+ * returned instead (bytes are never lost): the cancellation then surfaces
+ * at the next suspension point. */
+WEFT_HIDDEN int weft__op_run(weft__op *op);
+
+/* Start callback op `op` (cb, opcode, args set) on loop l, from l's own
+ * thread.  Its results come to op->cb in l's scheduler.  0 or -EBUSY. */
+WEFT_HIDDEN int weft__op_arm(weft_loop *l, weft__op *op);
+
+/* Cancel callback op (armed on l, called on l's thread) without waiting:
+ * its final callback (-ECANCELED, or a result that won) still comes. */
 WEFT_HIDDEN void weft__io_cancel(weft_loop *l, weft__op *op);
 
-/* An SQE on loop l's ring, flushing the SQ once if it is full. */
-WEFT_HIDDEN struct io_uring_sqe *weft__ring_sqe(weft_loop *l);
+/* The plain system call for op: non-blocking (MSG_DONTWAIT, RWF_NOWAIT)
+ * when `nowait`, as the epoll backend tries it; blocking, as a pool thread
+ * runs it.  >= 0 or -errno. */
+WEFT_HIDDEN int weft__op_syscall(weft__op *op, bool nowait);
+
+/* ---- the backends (io/uring.c, io/epoll.c), behind the seam ---- */
+WEFT_HIDDEN int weft__uring_run(weft__op *op);
+WEFT_HIDDEN int weft__uring_arm(weft_loop *l, weft__op *op);
+WEFT_HIDDEN void weft__uring_cancel(weft_loop *l, weft__op *op);
+WEFT_HIDDEN int weft__ep_run(weft__op *op);
+WEFT_HIDDEN int weft__ep_arm(weft_loop *l, weft__op *op);
+WEFT_HIDDEN void weft__ep_cancel(weft_loop *l, weft__op *op);
 
 /* Park the task until op->done, uninterruptibly (cancellation and scope
  * deadlines stay pending). */
 WEFT_HIDDEN void weft__io_wait_final(weft__op *op);
+
+/* The fd is going away (weft_close, a stream or server closing it):
+ * forget every loop's registration of it (epoll). */
+WEFT_HIDDEN void weft__fd_forget(int fd);
+/* weft__fd_forget, then close(2): for fds weft owns and closes itself. */
+WEFT_HIDDEN void weft__fd_close(int fd);
 
 /* ---- io/signal.c: the helper thread (signals, reaping) ---- */
 /* Reserve a reaping slot before a spawn, so handing a child over later
@@ -70,7 +150,7 @@ WEFT_HIDDEN void weft__aux_reap(int pidfd);
 /* ---- io/bufring.c: a loop's provided buffers ---- */
 typedef struct weft__bufring weft__bufring;
 /* Loop l's buffer ring, created on first use (l's own thread); NULL when
- * the kernel has none or registration failed. */
+ * the kernel has none, registration failed, or the backend is epoll. */
 WEFT_HIDDEN weft__bufring *weft__bufring_get(weft_loop *l);
 WEFT_HIDDEN const char *weft__bufring_data(const weft__bufring *b, uint16_t bid);
 WEFT_HIDDEN uint16_t weft__bufring_group(void);

@@ -1,62 +1,87 @@
 /*
- * One in-flight io_uring operation, seen from the task that waits for it.
+ * The seam between the I/O layer and its backends: every call from above
+ * (ops, streams, servers, the scheduler) comes through one of the
+ * functions here, which hand it to the backend the runtime chose at start.
+ * Nothing else branches on the backend.
  *
- * While an op is in flight its task is bound to the loop whose ring holds
- * the op (t->pin, restored after): any wake, including a cancellation from
- * another thread, queues it on that loop's pinned FIFO, so the cancel SQE
- * it then submits goes to the right ring and no other loop ever reaps or
- * cancels it (DESIGN.md rule 3).
+ * Also the plain system call of every opcode, written once: the epoll
+ * backend tries it non-blocking, and the blocking pool runs it as is.
  */
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-struct io_uring_sqe *weft__ring_sqe(weft_loop *l)
+static inline bool on_epoll(const weft_loop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-	if (unlikely(!sqe)) { /* SQ full: flush it, once */
-		io_uring_submit(&l->ring);
-		WEFT_STAT_ADD(l, enters, 1);
-		sqe = io_uring_get_sqe(&l->ring);
-	}
-	return sqe;
+	return l->backend == WEFT_BACKEND_EPOLL;
 }
 
-struct io_uring_sqe *weft__io_begin(weft__op *op, int *err)
+int weft__io_init(weft_loop *l)
 {
-	weft_task *t = weft__task_self();
-	int r = weft__checkpoint(t);
-	if (unlikely(r < 0)) {
-		*err = r;
-		return NULL;
-	}
+	l->backend = (uint8_t)l->rt->backend;
+	l->st.backend = l->backend;
+	return on_epoll(l) ? weft__ep_init(l) : weft__ring_init(l);
+}
+
+void weft__io_exit(weft_loop *l)
+{
+	if (on_epoll(l))
+		weft__ep_exit(l);
+	else
+		weft__ring_exit(l);
+}
+
+void weft__io_poll(weft_loop *l, bool block, uint64_t deadline)
+{
+	if (on_epoll(l))
+		weft__ep_poll(l, block, deadline);
+	else
+		weft__ring_poll(l, block, deadline);
+}
+
+void weft__io_wake(weft_loop *target)
+{
+	if (on_epoll(target))
+		weft__ep_wake(target);
+	else
+		weft__ring_wake(target);
+}
+
+int weft__op_run(weft__op *op)
+{
 	weft_loop *l = weft__loop_self();
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
-	if (unlikely(!sqe)) {
-		*err = -EBUSY;
-		return NULL;
-	}
+	weft_task *t = l ? l->current : NULL;
+	if (unlikely(!t))
+		return weft__misuse(-EPERM, "weft I/O outside a task");
+	int r = weft__checkpoint(t);
+	if (unlikely(r < 0))
+		return r;
 	op->cb = NULL;
 	op->task = t;
 	op->loop = l;
 	op->res = 0;
 	op->cqe_flags = 0;
 	op->done = false;
-	io_uring_sqe_set_data(sqe, op);
-	return sqe;
+	return on_epoll(l) ? weft__ep_run(op) : weft__uring_run(op);
+}
+
+int weft__op_arm(weft_loop *l, weft__op *op)
+{
+	return on_epoll(l) ? weft__ep_arm(l, op) : weft__uring_arm(l, op);
 }
 
 void weft__io_cancel(weft_loop *l, weft__op *op)
 {
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
-	if (!sqe) /* cannot happen: a flush with SUBMIT_ALL empties the SQ */
-		return;
-	io_uring_prep_cancel(sqe, op, 0);
-	/* Tag 0: a failed cancel (-ENOENT: it had just completed; -EALREADY:
-	 * it is running and will complete) posts a CQE the loop ignores. */
-	io_uring_sqe_set_data64(sqe, 0);
-	if (l->features & WEFT_RING_CQE_SKIP) /* 5.17; else the CQE is ignored */
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (on_epoll(l))
+		weft__ep_cancel(l, op);
+	else
+		weft__uring_cancel(l, op);
 }
 
 void weft__io_wait_final(weft__op *op)
@@ -68,32 +93,79 @@ void weft__io_wait_final(weft__op *op)
 	weft__uninterruptible_end(t, saved);
 }
 
-int weft__io_wait(weft__op *op)
+/* ------------------------------------------------------------------------ */
+/* the plain system calls                                                    */
+/* ------------------------------------------------------------------------ */
+
+static inline int ret(long r)
 {
-	weft_task *t = op->task;
-	weft_loop *l = op->loop;
-	int16_t pin = t->pin;
-	int why = 0;
-	l->inflight++;
-	t->pin = (int16_t)l->index;
-	while (!op->done) {
-		int r = weft__park_task(t, 0);
-		if (unlikely(r < 0) && !op->done) {
-			why = r;
-			break;
-		}
+	return r < 0 ? -errno : (int)(r > INT_MAX ? INT_MAX : r);
+}
+
+static int rw(weft__op *op, bool nowait)
+{
+	const weft__op_args *a = &op->a;
+	struct iovec one = { a->p, a->len > INT_MAX ? INT_MAX : a->len };
+	const struct iovec *iov = &one;
+	int cnt = 1;
+	if (op->opcode == WEFT_OP_READV || op->opcode == WEFT_OP_WRITEV) {
+		iov = a->p;
+		cnt = (int)a->mode;
 	}
-	if (unlikely(why)) {
-		/* Rule 4: ask the kernel to stop, then wait for the op's own
-		 * CQE, whatever it says, before the caller's buffer goes. */
-		weft__io_cancel(l, op);
-		weft__io_wait_final(op);
+	int fl = nowait ? RWF_NOWAIT : 0;
+	bool rd = op->opcode == WEFT_OP_READ || op->opcode == WEFT_OP_READV;
+	/* An offset of -1 means the file position, as for io_uring. */
+	return ret(rd ? preadv2(a->fd, iov, cnt, a->off, fl) : pwritev2(a->fd, iov, cnt, a->off, fl));
+}
+
+int weft__op_syscall(weft__op *op, bool nowait)
+{
+	const weft__op_args *a = &op->a;
+	int dw = nowait ? MSG_DONTWAIT : 0;
+	switch (op->opcode) {
+	case WEFT_OP_READ: case WEFT_OP_WRITE: case WEFT_OP_READV: case WEFT_OP_WRITEV:
+		return rw(op, nowait);
+	case WEFT_OP_RECV:
+		return ret(recv(a->fd, a->p, a->len, (int)a->flags | dw));
+	case WEFT_OP_SEND:
+		return ret(send(a->fd, a->p, a->len, (int)a->flags | dw | MSG_NOSIGNAL));
+	case WEFT_OP_RECVMSG:
+		return ret(recvmsg(a->fd, a->p, (int)a->flags | dw));
+	case WEFT_OP_SENDMSG:
+		return ret(sendmsg(a->fd, a->p, (int)a->flags | dw | MSG_NOSIGNAL));
+	case WEFT_OP_ACCEPT:
+		return ret(accept4(a->fd, a->p, a->p3, (int)a->flags | SOCK_CLOEXEC));
+	case WEFT_OP_CONNECT:
+		return ret(connect(a->fd, a->p, (socklen_t)a->len));
+	case WEFT_OP_SHUTDOWN:
+		return ret(shutdown(a->fd, (int)a->flags));
+	case WEFT_OP_CLOSE:
+		return ret(close(a->fd));
+	case WEFT_OP_OPENAT:
+		return ret(openat(a->fd, a->p, (int)a->flags | O_CLOEXEC, (mode_t)a->mode));
+	case WEFT_OP_STATX:
+		return ret(statx(a->fd, a->p, (int)a->flags, a->mode, a->p3));
+	case WEFT_OP_FSYNC:
+		return ret(a->flags ? fdatasync(a->fd) : fsync(a->fd));
+	case WEFT_OP_FALLOCATE:
+		return ret(fallocate(a->fd, (int)a->mode, (off_t)a->off, (off_t)a->len));
+	case WEFT_OP_UNLINKAT:
+		return ret(unlinkat(a->fd, a->p, (int)a->flags));
+	case WEFT_OP_RENAMEAT:
+		return ret(syscall(SYS_renameat2, a->fd, a->p, a->fd2, a->p2, a->flags));
+	case WEFT_OP_MKDIRAT:
+		return ret(mkdirat(a->fd, a->p, (mode_t)a->mode));
+	case WEFT_OP_SPLICE: {
+		loff_t oi = a->off, oo = a->off2;
+		return ret(splice(a->fd, a->off < 0 ? NULL : &oi, a->fd2, a->off2 < 0 ? NULL : &oo,
+				  a->len, a->flags | (nowait ? SPLICE_F_NONBLOCK : 0)));
 	}
-	t->pin = pin;
-	if (unlikely(why) && (op->res == -ECANCELED || op->res == -EINTR)) {
-		if (why == -ECANCELED)
-			t->cancel_seen = true;
-		return why;
+	case WEFT_OP_POLL: {
+		struct pollfd p = { .fd = a->fd, .events = (short)a->mode };
+		int r = poll(&p, 1, nowait ? 0 : -1);
+		return r < 0 ? -errno : r ? p.revents : 0;
 	}
-	return op->res;
+	default:
+		return -EINVAL;
+	}
 }

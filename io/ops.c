@@ -1,6 +1,6 @@
 /*
- * The raw operations of weft/io.h: one helper per io_uring opcode, each
- * "validate, prep an SQE, wait for its CQE" (io/op.c does the waiting).
+ * The raw operations of weft/io.h: one helper per operation, each
+ * "validate, describe the op, run it" (io/op.c hands it to the backend).
  */
 #include "io.h"
 
@@ -11,35 +11,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Declares `op` and `sqe`, returning the begin error from the caller. */
-#define IO_BEGIN(sqe)                                                  \
-	weft__op op;                                                   \
-	int err_;                                                      \
-	struct io_uring_sqe *sqe = weft__io_begin(&op, &err_);         \
-	if (unlikely(!sqe))                                            \
-		return err_
+/* Run opcode `code` with the given weft__op_args fields. */
+#define RUN_OP(code, ...)                                                      \
+	do {                                                                   \
+		weft__op op_ = { .opcode = (code), .a = { __VA_ARGS__ } };     \
+		return weft__op_run(&op_);                                     \
+	} while (0)
 
-static inline uint64_t off_arg(int64_t off)
+static inline int64_t off_arg(int64_t off)
 {
-	return off < 0 ? (uint64_t)-1 : (uint64_t)off;
+	return off < 0 ? -1 : off;
+}
+
+static inline uint64_t len_arg(size_t len)
+{
+	return len > INT_MAX ? INT_MAX : len;
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
 {
 	if (!buf && len)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_read(sqe, fd, buf, (unsigned)(len > INT_MAX ? INT_MAX : len), off_arg(off));
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_READ, .fd = fd, .p = buf, .len = len_arg(len), .off = off_arg(off));
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
 {
 	if (!buf && len)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_write(sqe, fd, buf, (unsigned)(len > INT_MAX ? INT_MAX : len), off_arg(off));
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_WRITE, .fd = fd, .p = (void *)buf, .len = len_arg(len), .off = off_arg(off));
 }
 
 static bool iov_ok(const struct iovec *iov, int iovcnt)
@@ -51,18 +51,16 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
 	if (!iov_ok(iov, iovcnt))
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, off_arg(off));
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_READV, .fd = fd, .p = (void *)iov, .mode = (uint32_t)iovcnt,
+	       .off = off_arg(off));
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
 	if (!iov_ok(iov, iovcnt))
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, off_arg(off));
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_WRITEV, .fd = fd, .p = (void *)iov, .mode = (uint32_t)iovcnt,
+	       .off = off_arg(off));
 }
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t off, size_t *done)
@@ -89,18 +87,15 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
 	if (!buf && len)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_recv(sqe, fd, buf, len > INT_MAX ? INT_MAX : len, flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_RECV, .fd = fd, .p = buf, .len = len_arg(len), .flags = (uint32_t)flags);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
 	if (!buf && len)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_send(sqe, fd, buf, len > INT_MAX ? INT_MAX : len, flags | MSG_NOSIGNAL);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_SEND, .fd = fd, .p = (void *)buf, .len = len_arg(len),
+	       .flags = (uint32_t)flags);
 }
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
@@ -121,18 +116,14 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	if (!msg)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_RECVMSG, .fd = fd, .p = msg, .flags = (uint32_t)flags);
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	if (!msg)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags | MSG_NOSIGNAL);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_SENDMSG, .fd = fd, .p = (void *)msg, .flags = (uint32_t)flags);
 }
 
 ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
@@ -164,27 +155,21 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
 	if (addr && !addrlen)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_accept(sqe, fd, addr, addrlen, flags | SOCK_CLOEXEC);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_ACCEPT, .fd = fd, .p = addr, .p3 = addrlen, .flags = (uint32_t)flags);
 }
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
 	if (!addr || !addrlen)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_connect(sqe, fd, addr, addrlen);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_CONNECT, .fd = fd, .p = (void *)addr, .len = addrlen);
 }
 
 int weft_shutdown(int fd, int how)
 {
 	if (how < SHUT_RD || how > SHUT_RDWR)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_shutdown(sqe, fd, how);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_SHUTDOWN, .fd = fd, .flags = (uint32_t)how);
 }
 
 int weft_close(int fd)
@@ -196,15 +181,8 @@ int weft_close(int fd)
 	if (!t)
 		return -EPERM;
 	uint64_t saved = weft__uninterruptible_begin(t);
-	weft__op op;
-	int r;
-	struct io_uring_sqe *sqe = weft__io_begin(&op, &r);
-	if (sqe) {
-		io_uring_prep_close(sqe, fd);
-		r = weft__io_wait(&op);
-	} else if (r == -EBUSY) { /* no SQE: the fd goes anyway */
-		r = close(fd) < 0 ? -errno : 0;
-	}
+	weft__op op = { .opcode = WEFT_OP_CLOSE, .a = { .fd = fd } };
+	int r = weft__op_run(&op);
 	weft__uninterruptible_end(t, saved);
 	return r;
 }
@@ -213,25 +191,21 @@ int weft_openat(int dfd, const char *path, int flags, mode_t mode)
 {
 	if (!path)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_openat(sqe, dfd, path, flags | O_CLOEXEC, mode);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_OPENAT, .fd = dfd, .p = (void *)path, .flags = (uint32_t)flags,
+	       .mode = mode);
 }
 
 int weft_statx(int dfd, const char *path, int flags, unsigned mask, struct statx *stx)
 {
 	if (!path || !stx)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_statx(sqe, dfd, path, flags, mask, stx);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_STATX, .fd = dfd, .p = (void *)path, .flags = (uint32_t)flags,
+	       .mode = mask, .p3 = stx);
 }
 
 static int fsync_op(int fd, unsigned flags)
 {
-	IO_BEGIN(sqe);
-	io_uring_prep_fsync(sqe, fd, flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_FSYNC, .fd = fd, .flags = flags);
 }
 
 int weft_fsync(int fd)
@@ -241,25 +215,22 @@ int weft_fsync(int fd)
 
 int weft_fdatasync(int fd)
 {
-	return fsync_op(fd, IORING_FSYNC_DATASYNC);
+	return fsync_op(fd, 1);
 }
 
 int weft_fallocate(int fd, int mode, int64_t off, int64_t len)
 {
 	if (off < 0 || len <= 0)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)len);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_FALLOCATE, .fd = fd, .mode = (uint32_t)mode, .off = off,
+	       .len = (uint64_t)len);
 }
 
 int weft_unlinkat(int dfd, const char *path, int flags)
 {
 	if (!path || (flags & ~AT_REMOVEDIR))
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_unlinkat(sqe, dfd, path, flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_UNLINKAT, .fd = dfd, .p = (void *)path, .flags = (uint32_t)flags);
 }
 
 int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpath,
@@ -267,18 +238,15 @@ int weft_renameat(int olddfd, const char *oldpath, int newdfd, const char *newpa
 {
 	if (!oldpath || !newpath)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_renameat(sqe, olddfd, oldpath, newdfd, newpath, flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_RENAMEAT, .fd = olddfd, .p = (void *)oldpath, .fd2 = newdfd,
+	       .p2 = newpath, .flags = flags);
 }
 
 int weft_mkdirat(int dfd, const char *path, mode_t mode)
 {
 	if (!path)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_mkdirat(sqe, dfd, path, mode);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_MKDIRAT, .fd = dfd, .p = (void *)path, .mode = mode);
 }
 
 ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len,
@@ -286,9 +254,8 @@ ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size
 {
 	if (len > UINT_MAX)
 		len = UINT_MAX;
-	IO_BEGIN(sqe);
-	io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, (unsigned)len, flags);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_SPLICE, .fd = fd_in, .off = off_in < 0 ? -1 : off_in, .fd2 = fd_out,
+	       .off2 = off_out < 0 ? -1 : off_out, .len = len, .flags = flags);
 }
 
 int weft_fd_wait(int fd, short events)
@@ -297,7 +264,5 @@ int weft_fd_wait(int fd, short events)
 		return -EBADF;
 	if (!events)
 		return -EINVAL;
-	IO_BEGIN(sqe);
-	io_uring_prep_poll_add(sqe, fd, (unsigned)(unsigned short)events);
-	return weft__io_wait(&op);
+	RUN_OP(WEFT_OP_POLL, .fd = fd, .mode = (uint32_t)(unsigned short)events);
 }

@@ -250,7 +250,7 @@ int weft_process_pipe_close(weft_process *p, int i)
 	int fd = weft_process_pipe_take(p, i);
 	if (fd < 0)
 		return fd;
-	close(fd); /* a pipe: never blocks, and the fd is gone whatever it says */
+	weft__fd_close(fd); /* a pipe: never blocks, and the fd is gone whatever it says */
 	return 0;
 }
 
@@ -321,11 +321,12 @@ void weft_process_destroy(weft_process *p)
 	for (int i = 0; i < 3; i++)
 		weft_process_pipe_close(p, i);
 	if (try_reap(p)) {
-		close(p->pidfd);
+		weft__fd_close(p->pidfd);
 		weft__aux_unreserve();
 	} else {
 		if (p->kill_on_destroy)
 			pidfd_signal(p->pidfd, SIGKILL);
+		weft__fd_forget(p->pidfd);
 		weft__aux_reap(p->pidfd); /* aux owns the pidfd now */
 	}
 	free(p);

@@ -108,7 +108,7 @@ static void *conn_main(void *arg)
 		s->fn(st, s->arg);
 		weft_stream_close(st);
 	} else {
-		close(c->fd);
+		weft__fd_close(c->fd);
 	}
 	conn_exit(s, c);
 	return NULL;
@@ -157,43 +157,39 @@ static void conn_start(weft_server *s, int fd)
 /* acceptors                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void accept_cb(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe)
+static void accept_cb(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	acceptor *a = (acceptor *)((char *)op - offsetof(acceptor, op));
-	if (cqe->res >= 0) {
+	if (res >= 0) {
 		if (a->nfds == a->cap) {
 			unsigned cap = a->cap ? a->cap * 2 : 64;
 			int *p = realloc(a->fds, cap * sizeof(int));
 			if (!p) {
-				close(cqe->res); /* the client sees a reset */
+				close(res); /* the client sees a reset */
 				goto out;
 			}
 			a->fds = p;
 			a->cap = cap;
 		}
-		a->fds[a->nfds++] = cqe->res;
+		a->fds[a->nfds++] = res;
 	} else {
-		a->err = cqe->res;
+		a->err = res;
 	}
 out:
-	if (!(cqe->flags & IORING_CQE_F_MORE))
+	if (!(flags & WEFT__OP_MORE))
 		a->armed = false;
 	weft__task_wake(a->task);
 }
 
 static int accept_arm(acceptor *a, weft_loop *l)
 {
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
-	if (!sqe)
-		return -EBUSY;
-	if (l->features & WEFT_RING_MULTISHOT)
-		io_uring_prep_multishot_accept(sqe, a->lfd, NULL, NULL, SOCK_CLOEXEC);
-	else
-		io_uring_prep_accept(sqe, a->lfd, NULL, NULL, SOCK_CLOEXEC);
 	a->op.cb = accept_cb;
-	a->op.loop = l;
-	io_uring_sqe_set_data(sqe, &a->op);
-	l->inflight++;
+	a->op.opcode = WEFT_OP_ACCEPT;
+	a->op.hints = WEFT_OPH_MULTISHOT; /* where the backend has it */
+	a->op.a = (weft__op_args){ .fd = a->lfd };
+	int r = weft__op_arm(l, &a->op);
+	if (r < 0)
+		return r;
 	a->armed = true;
 	a->err = 0;
 	return 0;
@@ -241,7 +237,7 @@ out:
 	for (unsigned i = 0; i < a->nfds; i++)
 		close(a->fds[i]);
 	a->nfds = 0;
-	close(a->lfd); /* new clients are refused from now on */
+	weft__fd_close(a->lfd); /* new clients are refused from now on */
 	a->lfd = -1;
 	return NULL;
 }
@@ -417,7 +413,7 @@ static void server_free(weft_server *s)
 		if (s->acc[i].task)
 			weft_task_release(s->acc[i].task);
 		if (s->acc[i].lfd >= 0)
-			close(s->acc[i].lfd);
+			weft__fd_close(s->acc[i].lfd);
 		free(s->acc[i].fds);
 	}
 	if (s->stopper)

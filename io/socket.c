@@ -228,7 +228,7 @@ static int setopt(int fd, int level, int name, int v)
 /* Close fd keeping the error r (errno-safe). */
 static int fail_close(int fd, int r)
 {
-	close(fd);
+	weft__fd_close(fd);
 	return r;
 }
 

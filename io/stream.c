@@ -166,25 +166,20 @@ static int rbuf_reserve(weft_stream *s, size_t want)
  * would fail and arms the poll at once. */
 static ssize_t sock_recv(weft_stream *s, size_t want)
 {
-	weft__op op;
-	int err;
-	struct io_uring_sqe *sqe = weft__io_begin(&op, &err);
-	if (!sqe)
-		return err;
-	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rend, want, 0);
-	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed) &&
-	    (op.loop->features & WEFT_RING_MULTISHOT)) /* 5.19, as POLL_FIRST */
-		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-	return weft__io_wait(&op);
+	weft__op op = { .opcode = WEFT_OP_RECV,
+			.a = { .fd = s->fd, .p = s->rbuf + s->rend, .len = want } };
+	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+		op.hints = WEFT_OPH_POLL_FIRST;
+	return weft__op_run(&op);
 }
 
-static void recv_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe)
+static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, rop));
 	weft__bufring *br = l->bufring;
 	weft__lock_acquire(&s->lk);
-	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
-		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	if (res > 0 && (flags & WEFT__OP_BUFFER)) {
+		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
 		if (s->npend == s->cappend) {
 			unsigned cap = s->cappend ? s->cappend * 2 : 8;
 			struct pend *p = realloc(s->pend, cap * sizeof(*p));
@@ -196,20 +191,20 @@ static void recv_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe
 			s->pend = p;
 			s->cappend = cap;
 		}
-		s->pend[s->npend++] = (struct pend){ br, bid, (uint32_t)cqe->res };
-		s->pbytes += (size_t)cqe->res;
+		s->pend[s->npend++] = (struct pend){ br, bid, (uint32_t)res };
+		s->pbytes += (size_t)res;
 		if ((s->pbytes >= PEND_CAP || s->npend >= PEND_BUFS) && !s->rcapped &&
-		    (cqe->flags & IORING_CQE_F_MORE)) {
+		    (flags & WEFT__OP_MORE)) {
 			weft__io_cancel(l, op);
 			s->rcapped = true;
 		}
-	} else if (cqe->res == 0) {
+	} else if (res == 0) {
 		s->reof = true;
-	} else if (cqe->res < 0 && cqe->res != -ECANCELED) {
-		s->rerr = cqe->res; /* -ENOBUFS: the reader falls back once */
+	} else if (res < 0 && res != -ECANCELED) {
+		s->rerr = res; /* -ENOBUFS: the reader falls back once */
 	}
 out:
-	if (!(cqe->flags & IORING_CQE_F_MORE))
+	if (!(flags & WEFT__OP_MORE))
 		s->rarmed = s->rcapped = false;
 	weft__waitlist_fire_all(&s->rwait);
 	weft__lock_release(&s->lk);
@@ -218,17 +213,13 @@ out:
 /* With lk held, on loop l: arm the multishot receive. */
 static bool recv_arm(weft_stream *s, weft_loop *l)
 {
-	weft__bufring *br = weft__bufring_get(l);
-	struct io_uring_sqe *sqe = br ? weft__ring_sqe(l) : NULL;
-	if (!sqe)
-		return false;
-	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = weft__bufring_group();
+	if (!weft__bufring_get(l))
+		return false; /* no buffer ring (or epoll): plain receives */
 	s->rop.cb = recv_done;
-	s->rop.loop = l;
-	io_uring_sqe_set_data(sqe, &s->rop);
-	l->inflight++;
+	s->rop.opcode = WEFT_OP_RECV_MULTI;
+	s->rop.a.fd = s->fd;
+	if (weft__op_arm(l, &s->rop) < 0)
+		return false;
 	s->rarmed = true;
 	return true;
 }
@@ -546,37 +537,28 @@ static int wbuf_append(wbuf *b, const void *p, size_t n)
 	return 0;
 }
 
-static void send_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe);
+static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
 
 /* With lk held, on loop l's thread: send what remains of `out`. */
 static void send_submit(weft_stream *s, weft_loop *l)
 {
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
-	if (unlikely(!sqe)) { /* cannot happen after a flush; fail loudly */
+	s->op.cb = send_done;
+	s->op.opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
+	s->op.a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
+				   .len = s->out.len - s->out.off, .off = -1 };
+	if (unlikely(weft__op_arm(l, &s->op) < 0)) { /* cannot happen after a flush */
 		s->werr = -EBUSY;
 		s->sending = false;
 		weft__waitlist_fire_all(&s->waiters);
 		return;
 	}
-	const char *p = s->out.p + s->out.off;
-	size_t n = s->out.len - s->out.off;
-	if (s->is_sock)
-		io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
-	else
-		io_uring_prep_write(sqe, s->fd, p, (unsigned)n, (uint64_t)-1);
-	s->op.cb = send_done;
-	s->op.loop = l;
-	s->op.done = false;
-	io_uring_sqe_set_data(sqe, &s->op);
-	l->inflight++;
 	s->sending = true;
 }
 
-static void send_done(weft_loop *l, weft__op *op, const struct io_uring_cqe *cqe)
+static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, op));
 	weft__lock_acquire(&s->lk);
-	int res = cqe->res;
 	s->sending = false;
 	if (s->aborting) {
 		s->out.len = s->out.off = s->next.len = 0;
@@ -728,8 +710,9 @@ int weft_stream_close(weft_stream *s)
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
-	if (!s->cfg.keep_fd)
-		close(s->fd);
+	if (!s->cfg.keep_fd) {
+		weft__fd_close(s->fd);
+	}
 	free(s->rbuf);
 	free(s->out.p);
 	free(s->next.p);

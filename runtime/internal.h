@@ -166,6 +166,15 @@ typedef struct weft__stackpool {
 	unsigned len, cap;
 } weft__stackpool;
 
+/* ---- the epoll backend's per-loop state (io/epoll.c), owner-only ---- */
+typedef struct weft__epreg weft__epreg;
+typedef struct weft__ep {
+	int epfd;
+	weft__epreg *regs;          /* indexed by fd */
+	unsigned nregs;
+	struct weft__op *ready_head, *ready_tail; /* callback ops to try */
+} weft__ep;
+
 /* ---- one event loop ---- */
 struct weft_loop {
 	/* owner-only hot fields */
@@ -202,13 +211,16 @@ struct weft_loop {
 	_Atomic int parked;      /* 1: said it is going to sleep */
 	char pad1[60];
 
-	/* io_uring (owner-only except ring_fd/efd, read by wakers) */
-	struct io_uring ring;
+	/* the I/O backend (owner-only except ring_fd/efd, read by wakers) */
+	uint8_t backend;         /* WEFT_BACKEND_IO_URING or _EPOLL */
+	weft__ep ep;             /* epoll */
+	struct io_uring ring;    /* io_uring */
 	int ring_fd;             /* real fd, for MSG_RING from other loops */
-	int efd;                 /* eventfd for wakes from foreign threads */
+	int efd;                 /* eventfd for wakes (foreign threads; every
+				    waker on epoll) */
 	uint64_t efd_buf;
-	unsigned inflight;       /* SQEs submitted whose CQE we still expect */
-	unsigned features;       /* WEFT_RING_* */
+	unsigned inflight;       /* ops whose final result we still expect */
+	unsigned features;       /* WEFT_RING_* (0 on epoll) */
 	struct weft__bufring *bufring; /* provided buffers (io/bufring.c), lazy */
 	bool bufring_failed;     /* registration failed: do not retry */
 	int init_err;
@@ -257,6 +269,10 @@ struct weft_runtime {
 	size_t nslabs, slabs_cap;
 
 	weft__pool *pool;        /* blocking offload threads (runtime/offload.c) */
+
+	/* the I/O backend, chosen once at start (io/backend.c) */
+	unsigned backend;        /* WEFT_BACKEND_IO_URING or _EPOLL */
+	char backend_reason[160];
 
 	/* start-up barrier */
 	pthread_mutex_t start_mu;
@@ -350,11 +366,25 @@ WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
 WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
 #include "../sched/runq.h"
 
-/* ---- io/ring.c ---- */
+/* ---- io/backend.c: choose the backend at start, with a diagnosis ---- */
+WEFT_HIDDEN int weft__backend_choose(weft_runtime *rt);
+
+/* ---- io/op.c: the loop's side of the I/O seam, dispatched to the
+ * runtime's backend (io/uring.c, io/epoll.c) ---- */
+WEFT_HIDDEN int weft__io_init(weft_loop *l);   /* on l's own thread */
+WEFT_HIDDEN void weft__io_exit(weft_loop *l);  /* after l's thread ended */
+/* Submit what is queued, dispatch what finished; with `block`, sleep until
+ * something happens or `deadline` (0: none). */
+WEFT_HIDDEN void weft__io_poll(weft_loop *l, bool block, uint64_t deadline);
+WEFT_HIDDEN void weft__io_wake(weft_loop *target); /* any thread */
 WEFT_HIDDEN int weft__ring_init(weft_loop *l);
 WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__ring_wake(weft_loop *target);
+WEFT_HIDDEN int weft__ep_init(weft_loop *l);
+WEFT_HIDDEN void weft__ep_exit(weft_loop *l);
+WEFT_HIDDEN void weft__ep_poll(weft_loop *l, bool block, uint64_t deadline);
+WEFT_HIDDEN void weft__ep_wake(weft_loop *target);
 
 /* ---- runtime/offload.c ---- */
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);

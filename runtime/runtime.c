@@ -41,7 +41,7 @@ static int check_config(weft_runtime_config *c)
 	c->stack_size = (c->stack_size + (size_t)page - 1) & ~((size_t)page - 1);
 	if (c->ring_entries == 0)
 		c->ring_entries = 256;
-	if (c->ring_mode > WEFT_RING_MODE_PLAIN)
+	if (c->ring_mode > WEFT_RING_MODE_PLAIN || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
 	if (c->ring_entries > 32768)
 		return -EINVAL;
@@ -94,25 +94,9 @@ static int alloc_loops(weft_runtime *rt)
 		l->ring_fd = -1;
 		l->maint_countdown = WEFT_MAINT_INTERVAL;
 		l->efd = -1;
+		l->ep.epfd = -1;
 	}
 	return 0;
-}
-
-static void report_ring_error(int err)
-{
-	int disabled = -1;
-	FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
-	if (f) {
-		if (fscanf(f, "%d", &disabled) != 1)
-			disabled = -1;
-		fclose(f);
-	}
-	const char *what = strerrordesc_np(-err);
-	fprintf(stderr, "weft: io_uring unavailable: %s%s\n", what ? what : "error",
-		disabled > 0   ? " (kernel.io_uring_disabled is set)"
-		: err == -ENOSYS ? " (kernel without io_uring, or blocked by seccomp)"
-		: err == -EPERM  ? " (blocked by seccomp or a security policy)"
-				 : "");
 }
 
 int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
@@ -128,6 +112,8 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	else
 		weft_runtime_config_init(&rt->cfg);
 	int err = check_config(&rt->cfg);
+	if (err == 0)
+		err = weft__backend_choose(rt);
 	if (err < 0) {
 		free(rt);
 		return err;
@@ -166,9 +152,9 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 			pthread_join(rt->loops[i]->thread, NULL);
 		for (unsigned i = 0; i < created; i++)
 			if (rt->loops[i]->init_err == 0)
-				weft__ring_exit(rt->loops[i]);
-		if (err == -ENOSYS || err == -EPERM)
-			report_ring_error(err);
+				weft__io_exit(rt->loops[i]);
+		fprintf(stderr, "weft: cannot start: a loop's %s set-up failed: %s\n",
+			weft_backend_name(rt->backend), strerror(-err));
 		weft__pool_destroy(rt);
 		free_loops(rt);
 		free(rt->sleepers);
@@ -203,7 +189,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		for (unsigned i = 0; i < rt->nloops; i++)
 			pthread_join(rt->loops[i]->thread, NULL);
 		for (unsigned i = 0; i < rt->nloops; i++)
-			weft__ring_exit(rt->loops[i]);
+			weft__io_exit(rt->loops[i]);
 		weft__pool_stop(rt); /* running offloaded calls finish first */
 		atomic_store(&rt->state, 3);
 	}
@@ -296,6 +282,8 @@ int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->loops = rt->nloops;
+	out->backend = rt->backend;
+	snprintf(out->backend_reason, sizeof(out->backend_reason), "%s", rt->backend_reason);
 	out->tasks_spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);
 	uint64_t live = atomic_load_explicit(&rt->live, memory_order_relaxed);
 	out->stacks_guarded = atomic_load_explicit(&rt->guarded_live, memory_order_relaxed);
@@ -326,7 +314,8 @@ const char *weft_strerror(int err)
 	case 0: return "success";
 	case -EINVAL: return "-EINVAL (invalid argument)";
 	case -ENOMEM: return "-ENOMEM (out of memory)";
-	case -EPERM: return "-EPERM (not permitted here: outside a task?)";
+	case -EPERM: return "-EPERM (operation not permitted)";
+	case -EOPNOTSUPP: return "-EOPNOTSUPP (not supported here)";
 	case -ECANCELED: return "-ECANCELED (cancelled)";
 	case -ETIMEDOUT: return "-ETIMEDOUT (timed out)";
 	case -EALREADY: return "-EALREADY (already done)";

@@ -57,7 +57,7 @@ static void wake_loop(weft_loop *target)
 	 * sleeper sees our work, or we see it parked and wake it. */
 	if (atomic_load_explicit(&target->parked, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&target->parked, 0, memory_order_seq_cst))
-		weft__ring_wake(target);
+		weft__io_wake(target);
 }
 
 /* Wake a sleeping loop to look for work, unless one is already searching. */
@@ -416,7 +416,7 @@ static void maintenance_poll(weft_loop *l, bool ring)
 	if (atomic_load_explicit(&l->reaped.head, memory_order_relaxed))
 		reap_finished(l);
 	if (ring)
-		weft__ring_poll(l, false, 0);
+		weft__io_poll(l, false, 0);
 	if (l->heap_len)
 		weft__timer_fire(l, weft_now_ns());
 	drain_remote(l);
@@ -490,7 +490,7 @@ static void park_loop(weft_loop *l)
 	weft__lock_release(&rt->idle_lock);
 	if (still_listed && !work_visible(l)) {
 		WEFT_STAT_ADD(l, parks, 1);
-		weft__ring_poll(l, true, weft__timer_next(l));
+		weft__io_poll(l, true, weft__timer_next(l));
 	}
 	atomic_store_explicit(&l->parked, 0, memory_order_seq_cst);
 
@@ -588,7 +588,7 @@ void *weft__loop_main(void *arg)
 		CPU_SET(l->index % (ncpu > 0 ? ncpu : 1), &set);
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
-	int err = weft__ring_init(l);
+	int err = weft__io_init(l);
 
 	pthread_mutex_lock(&rt->start_mu);
 	l->init_err = err;

@@ -1,7 +1,7 @@
 /*
- * The per-loop io_uring: creation with feature probing, the one
- * submit-and-reap call per loop iteration, completion dispatch, and
- * cross-loop wakeups.
+ * The io_uring backend: the per-loop ring (creation with feature probing,
+ * the one submit-and-reap call per loop iteration, completion dispatch,
+ * cross-loop wakeups), and an op turned into one SQE.
  *
  * Ring flags, best first (DESIGN.md rule 3): SINGLE_ISSUER|DEFER_TASKRUN
  * (completions are processed only when this loop asks, on this thread),
@@ -14,6 +14,8 @@
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,8 @@ enum {
 	TAG_MAX = 4096,   /* below any pointer */
 };
 
+static struct io_uring_sqe *ring_sqe(weft_loop *l);
+
 static void wake_by_eventfd(weft_loop *target)
 {
 	uint64_t one = 1;
@@ -39,7 +43,7 @@ static void wake_by_eventfd(weft_loop *target)
 
 static void arm_eventfd(weft_loop *l)
 {
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
+	struct io_uring_sqe *sqe = ring_sqe(l);
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, l->efd, &l->efd_buf, sizeof(l->efd_buf), 0);
@@ -164,7 +168,7 @@ static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 		WEFT_STAT_ADD(l, ops, 1);
 	}
 	if (op->cb) {
-		op->cb(l, op, cqe);
+		op->cb(l, op, cqe->res, cqe->flags);
 		return;
 	}
 	op->res = cqe->res;
@@ -249,7 +253,7 @@ void weft__ring_wake(weft_loop *target)
 {
 	weft_loop *me = weft__loop_self();
 	if (me && me->rt == target->rt && (me->features & WEFT_RING_MSG_RING)) {
-		struct io_uring_sqe *sqe = weft__ring_sqe(me);
+		struct io_uring_sqe *sqe = ring_sqe(me);
 		if (sqe) {
 			io_uring_prep_msg_ring(sqe, target->ring_fd, 0, TAG_WAKE, 0);
 			if (me->features & WEFT_RING_CQE_SKIP)
@@ -264,4 +268,149 @@ void weft__ring_wake(weft_loop *target)
 	wake_by_eventfd(target);
 	if (me)
 		WEFT_STAT_ADD(me, wakeups_sent, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ops: one SQE each                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* An SQE on loop l's ring, flushing the SQ once if it is full. */
+static struct io_uring_sqe *ring_sqe(weft_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	if (unlikely(!sqe)) { /* SQ full: flush it, once */
+		io_uring_submit(&l->ring);
+		WEFT_STAT_ADD(l, enters, 1);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
+{
+	const weft__op_args *a = &op->a;
+	unsigned len = (unsigned)(a->len > INT_MAX ? INT_MAX : a->len);
+	uint64_t off = (uint64_t)a->off; /* -1: the file position */
+	switch (op->opcode) {
+	case WEFT_OP_READ: io_uring_prep_read(sqe, a->fd, a->p, len, off); break;
+	case WEFT_OP_WRITE: io_uring_prep_write(sqe, a->fd, a->p, len, off); break;
+	case WEFT_OP_READV: io_uring_prep_readv(sqe, a->fd, a->p, a->mode, off); break;
+	case WEFT_OP_WRITEV: io_uring_prep_writev(sqe, a->fd, a->p, a->mode, off); break;
+	case WEFT_OP_RECV:
+		io_uring_prep_recv(sqe, a->fd, a->p, len, (int)a->flags);
+		if ((op->hints & WEFT_OPH_POLL_FIRST) && (l->features & WEFT_RING_MULTISHOT))
+			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* 5.19, as multishot */
+		break;
+	case WEFT_OP_SEND:
+		io_uring_prep_send(sqe, a->fd, a->p, len, (int)a->flags | MSG_NOSIGNAL);
+		break;
+	case WEFT_OP_RECVMSG: io_uring_prep_recvmsg(sqe, a->fd, a->p, a->flags); break;
+	case WEFT_OP_SENDMSG:
+		io_uring_prep_sendmsg(sqe, a->fd, a->p, a->flags | MSG_NOSIGNAL);
+		break;
+	case WEFT_OP_ACCEPT:
+		if ((op->hints & WEFT_OPH_MULTISHOT) && (l->features & WEFT_RING_MULTISHOT))
+			io_uring_prep_multishot_accept(sqe, a->fd, a->p, a->p3,
+						       (int)a->flags | SOCK_CLOEXEC);
+		else
+			io_uring_prep_accept(sqe, a->fd, a->p, a->p3, (int)a->flags | SOCK_CLOEXEC);
+		break;
+	case WEFT_OP_CONNECT: io_uring_prep_connect(sqe, a->fd, a->p, (socklen_t)a->len); break;
+	case WEFT_OP_SHUTDOWN: io_uring_prep_shutdown(sqe, a->fd, (int)a->flags); break;
+	case WEFT_OP_CLOSE: io_uring_prep_close(sqe, a->fd); break;
+	case WEFT_OP_OPENAT:
+		io_uring_prep_openat(sqe, a->fd, a->p, (int)a->flags | O_CLOEXEC, a->mode);
+		break;
+	case WEFT_OP_STATX:
+		io_uring_prep_statx(sqe, a->fd, a->p, (int)a->flags, a->mode, a->p3);
+		break;
+	case WEFT_OP_FSYNC:
+		io_uring_prep_fsync(sqe, a->fd, a->flags ? IORING_FSYNC_DATASYNC : 0);
+		break;
+	case WEFT_OP_FALLOCATE:
+		io_uring_prep_fallocate(sqe, a->fd, (int)a->mode, (off_t)a->off, (off_t)a->len);
+		break;
+	case WEFT_OP_UNLINKAT: io_uring_prep_unlinkat(sqe, a->fd, a->p, (int)a->flags); break;
+	case WEFT_OP_RENAMEAT:
+		io_uring_prep_renameat(sqe, a->fd, a->p, a->fd2, a->p2, a->flags);
+		break;
+	case WEFT_OP_MKDIRAT: io_uring_prep_mkdirat(sqe, a->fd, a->p, a->mode); break;
+	case WEFT_OP_SPLICE:
+		io_uring_prep_splice(sqe, a->fd, a->off, a->fd2, a->off2, len, a->flags);
+		break;
+	case WEFT_OP_POLL: io_uring_prep_poll_add(sqe, a->fd, a->mode); break;
+	case WEFT_OP_RECV_MULTI:
+		io_uring_prep_recv_multishot(sqe, a->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = weft__bufring_group();
+		break;
+	}
+	io_uring_sqe_set_data(sqe, (void *)op);
+}
+
+int weft__uring_arm(weft_loop *l, weft__op *op)
+{
+	struct io_uring_sqe *sqe = ring_sqe(l);
+	if (unlikely(!sqe))
+		return -EBUSY;
+	op->loop = l;
+	op->done = false;
+	prep(l, sqe, op);
+	l->inflight++;
+	return 0;
+}
+
+void weft__uring_cancel(weft_loop *l, weft__op *op)
+{
+	struct io_uring_sqe *sqe = ring_sqe(l);
+	if (!sqe) /* cannot happen: a flush with SUBMIT_ALL empties the SQ */
+		return;
+	io_uring_prep_cancel(sqe, op, 0);
+	/* Tag 0: a failed cancel (-ENOENT: it had just completed; -EALREADY:
+	 * it is running and will complete) posts a CQE the loop ignores. */
+	io_uring_sqe_set_data64(sqe, 0);
+	if (l->features & WEFT_RING_CQE_SKIP) /* 5.17; else the CQE is ignored */
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* While an op is in flight its task is bound to the loop whose ring holds
+ * the op (t->pin, restored after): any wake, including a cancellation from
+ * another thread, queues it on that loop's pinned FIFO, so the cancel SQE
+ * it then submits goes to the right ring and no other loop ever reaps or
+ * cancels it (DESIGN.md rule 3). */
+int weft__uring_run(weft__op *op)
+{
+	weft_task *t = op->task;
+	weft_loop *l = op->loop;
+	struct io_uring_sqe *sqe = ring_sqe(l);
+	if (unlikely(!sqe)) {
+		if (op->opcode == WEFT_OP_CLOSE) /* the fd goes anyway */
+			return weft__op_syscall(op, false);
+		return -EBUSY;
+	}
+	prep(l, sqe, op);
+	int16_t pin = t->pin;
+	int why = 0;
+	l->inflight++;
+	t->pin = (int16_t)l->index;
+	while (!op->done) {
+		int r = weft__park_task(t, 0);
+		if (unlikely(r < 0) && !op->done) {
+			why = r;
+			break;
+		}
+	}
+	if (unlikely(why)) {
+		/* Rule 4: ask the kernel to stop, then wait for the op's own
+		 * CQE, whatever it says, before the caller's buffer goes. */
+		weft__uring_cancel(l, op);
+		weft__io_wait_final(op);
+	}
+	t->pin = pin;
+	if (unlikely(why) && (op->res == -ECANCELED || op->res == -EINTR)) {
+		if (why == -ECANCELED)
+			t->cancel_seen = true;
+		return why;
+	}
+	return op->res;
 }
