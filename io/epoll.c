@@ -114,20 +114,29 @@ static weft__epreg *reg_get(weft_loop *l, int fd)
 	return &ep->regs[fd];
 }
 
-/* Make sure fd is in l's set under its current generation.  -EPERM for
- * files epoll cannot watch (regular files, directories). */
-static int reg_add(weft_loop *l, weft__epreg *r, int fd)
+/* Make sure fd is in l's set, armed.  An fd that weft alone closes
+ * (`owned`) keeps its registration while its generation holds, at no cost
+ * per wait.  Any other fd may have been closed with close(2) and its
+ * number reused since: MOD re-arms it (and finds it gone, ENOENT, if so),
+ * one epoll_ctl per wait that buys correctness whatever the caller does
+ * with its fds.  -EPERM for files epoll cannot watch (regular files). */
+static int reg_add(weft_loop *l, weft__epreg *r, int fd, bool owned)
 {
 	uint32_t gen = fd_gen(fd);
-	if (r->added && r->gen == gen)
+	if (owned && r->added && r->gen == gen)
 		return 0;
 	struct epoll_event ev = { .events = EP_EVENTS,
 				  .data.u64 = (uint64_t)(uint32_t)fd | (uint64_t)gen << 32 };
-	int rc = epoll_ctl(l->ep.epfd, EPOLL_CTL_ADD, fd, &ev);
-	if (rc < 0 && errno == EEXIST) /* same file, generation moved on */
-		rc = epoll_ctl(l->ep.epfd, EPOLL_CTL_MOD, fd, &ev);
-	if (rc < 0)
+	int op = r->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	int rc = epoll_ctl(l->ep.epfd, op, fd, &ev);
+	if (rc < 0 && (errno == EEXIST || errno == ENOENT)) {
+		op = errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+		rc = epoll_ctl(l->ep.epfd, op, fd, &ev);
+	}
+	if (rc < 0) {
+		r->added = false;
 		return -errno;
+	}
 	r->added = true;
 	r->gen = gen;
 	return 0;
@@ -176,7 +185,7 @@ static int wait_ready(weft__op *op, int fd, uint32_t want)
 	weft__epreg *r = reg_get(l, fd);
 	if (!r)
 		return -ENOMEM;
-	int err = reg_add(l, r, fd);
+	int err = reg_add(l, r, fd, op->hints & WEFT_OPH_OWNED);
 	if (err < 0)
 		return err;
 	op->ewfd = fd;
@@ -328,7 +337,7 @@ static int run_ready_first(weft__op *op, int fd, uint32_t want)
 	}
 }
 
-int weft__ep_run(weft__op *op)
+static int run_op(weft__op *op)
 {
 	if (on_pool(op))
 		return run_on_pool(op);
@@ -379,6 +388,14 @@ int weft__ep_run(weft__op *op)
 	}
 }
 
+int weft__ep_run(weft__op *op)
+{
+	int r = run_op(op);
+	weft_loop *l = weft__loop_self();
+	WEFT_STAT_ADD(l, ops, 1);
+	return r;
+}
+
 /* ------------------------------------------------------------------------ */
 /* callback ops: tried by the loop, results to op->cb                       */
 /* ------------------------------------------------------------------------ */
@@ -421,6 +438,7 @@ static void cb_final(weft_loop *l, weft__op *op, int res)
 	op->estate = WEFT_EPS_IDLE;
 	op->done = true;
 	l->inflight--;
+	WEFT_STAT_ADD(l, ops, 1);
 	op->cb(l, op, res, 0);
 }
 
@@ -447,7 +465,7 @@ static void cb_try(weft_loop *l, weft__op *op)
 		}
 	}
 	weft__epreg *r = reg_get(l, op->a.fd);
-	int err = r ? reg_add(l, r, op->a.fd) : -ENOMEM;
+	int err = r ? reg_add(l, r, op->a.fd, true) : -ENOMEM; /* weft's own */
 	if (err < 0) {
 		cb_final(l, op, err);
 		return;

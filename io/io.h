@@ -62,6 +62,9 @@ enum weft__opcode {
 enum { /* weft__op.hints */
 	WEFT_OPH_MULTISHOT = 1 << 0,  /* accept: keep accepting */
 	WEFT_OPH_POLL_FIRST = 1 << 1, /* recv: probably nothing there yet */
+	WEFT_OPH_OWNED = 1 << 2,      /* the fd is closed only by weft (a
+					 stream's, a server's): epoll may
+					 trust its registration */
 };
 
 /* The arguments of an op, named for what most opcodes use them for. */

@@ -208,6 +208,7 @@ static void *acceptor_main(void *arg)
 	weft_server *s = a->srv;
 	weft_task *t = weft__task_self();
 	weft_loop *l = weft__loop_self(); /* pinned: never changes */
+	weft__fd_forget(a->lfd); /* ours from now on: re-check registrations */
 	for (;;) {
 		if (!a->armed && accept_arm(a, l) < 0 && weft_sleep(1000000) < 0)
 			break;

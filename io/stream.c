@@ -106,6 +106,7 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	if (!s)
 		return -ENOMEM;
 	struct stat st;
+	weft__fd_forget(fd); /* a new owner: no loop trusts an old registration */
 	s->fd = fd;
 	s->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 	s->cfg = c;
@@ -168,8 +169,9 @@ static ssize_t sock_recv(weft_stream *s, size_t want)
 {
 	weft__op op = { .opcode = WEFT_OP_RECV,
 			.a = { .fd = s->fd, .p = s->rbuf + s->rend, .len = want } };
+	op.hints = s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED;
 	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
-		op.hints = WEFT_OPH_POLL_FIRST;
+		op.hints |= WEFT_OPH_POLL_FIRST;
 	return weft__op_run(&op);
 }
 
@@ -710,9 +712,10 @@ int weft_stream_close(weft_stream *s)
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
-	if (!s->cfg.keep_fd) {
+	if (s->cfg.keep_fd)
+		weft__fd_forget(s->fd); /* the caller's again: trust nothing */
+	else
 		weft__fd_close(s->fd);
-	}
 	free(s->rbuf);
 	free(s->out.p);
 	free(s->next.p);
