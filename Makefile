@@ -3,7 +3,8 @@
 #   make            library, examples and benchmarks (build/)
 #   make demo       install missing Debian packages, build, run the demo tour
 #   make test       install deps, then run every cmocka suite plain, under
-#                   ASan+UBSan and under TSan
+#                   ASan+UBSan and under TSan on io_uring, and plain and
+#                   under ASan+UBSan on epoll
 #   make bench      run the benchmarks (BENCH lines)
 #   make install PREFIX=/usr/local
 #
@@ -54,7 +55,7 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests deps demo test test-plain \
+.PHONY: all lib load examples bench-build tests deps demo test test-plain test-epoll \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
@@ -104,16 +105,21 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/demo.sh build/examples
 
-# The plain suite, then ASan+UBSan, then TSan; each test in its own process
-# with a timeout (tests/run.sh).  The last line sums all three.
+# The plain suite, then ASan+UBSan, then TSan, on io_uring; then the plain
+# and ASan+UBSan trees again on epoll (TREE@epoll sets WEFT_BACKEND).  Each
+# test in its own process with a timeout (tests/run.sh); the last line sums
+# every run.
+TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll
 test: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
-	@sh tests/run.sh build build/asan build/tsan
+	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
+test-epoll: deps
+	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build@epoll
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps

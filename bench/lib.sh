@@ -72,7 +72,9 @@ server_names() {
 # not be yet).
 available() {
 	for n in $(server_names "$1"); do
-		exe=$(server_cmd "$n" "$1" | awk '{ print $1 }')
+		# the program: past a leading `env VAR=value ...`
+		exe=$(server_cmd "$n" "$1" | awk '{ for (i = 1; i <= NF; i++)
+			if ($i != "env" && $i !~ /=/) { print $i; exit } }')
 		if [ -x "$exe" ]; then
 			printf '%s ' "$n"
 		else

@@ -1,35 +1,41 @@
 #!/bin/sh
 # Run every cmocka suite of each build tree given (e.g. build build/asan
-# build/tsan), each test in its own process with a timeout.  Prints a line
-# per test, then "N passed, N failed" (and skipped) for all trees together.
+# build/tsan), each test in its own process with a timeout.  A tree written
+# TREE@BACKEND (build@epoll) runs with WEFT_BACKEND=BACKEND, so the same
+# suites run on both I/O backends.  Prints a line per test, then
+# "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
 set -u
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
 pass=0; fail=0; skip=0; failed_list=""
-for tree in "$@"; do
+for spec in "$@"; do
+	tree=${spec%@*}
+	backend=
+	[ "$tree" != "$spec" ] && backend=${spec##*@}
+	label=$tree${backend:+[$backend]}
 	[ -d "$tree/tests" ] || { echo "run.sh: no $tree/tests" >&2; fail=$((fail + 1)); continue; }
-	echo "=== $tree"
+	echo "=== $label"
 	for bin in "$tree"/tests/test_*; do
 		[ -x "$bin" ] || continue
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
 		for name in $names; do
 			log=$(mktemp)
 			start=$(date +%s%N)
-			WEFT_TREE="$tree" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$log" 2>&1
+			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$log" 2>&1
 			rc=$?
 			ms=$(( ($(date +%s%N) - start) / 1000000 ))
 			if grep -q "^\[  SKIPPED \]" "$log"; then
 				skip=$((skip + 1))
-				echo "SKIP $tree $(basename "$bin") $name (${ms} ms): $(grep -m1 -i 'skip' "$log")"
+				echo "SKIP $label $(basename "$bin") $name (${ms} ms): $(grep -m1 -i 'skip' "$log")"
 			elif [ $rc -eq 0 ] && grep -q "^\[  PASSED  \] 1 test" "$log"; then
 				pass=$((pass + 1))
-				echo "ok   $tree $(basename "$bin") $name (${ms} ms)"
+				echo "ok   $label $(basename "$bin") $name (${ms} ms)"
 			else
 				fail=$((fail + 1))
 				[ $rc -eq 124 ] && echo "TIMEOUT after ${TIMEOUT}s" >>"$log"
-				echo "FAIL $tree $(basename "$bin") $name (rc=$rc, ${ms} ms)"
+				echo "FAIL $label $(basename "$bin") $name (rc=$rc, ${ms} ms)"
 				sed 's/^/    /' "$log" | tail -40
-				failed_list="$failed_list $tree:$(basename "$bin"):$name"
+				failed_list="$failed_list $label:$(basename "$bin"):$name"
 			fi
 			rm -f "$log"
 		done
