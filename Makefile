@@ -55,7 +55,7 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests deps demo test test-plain test-epoll \
+.PHONY: all lib load examples bench-build tests deps demo test test-plain test-epoll test-aarch64 \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
@@ -106,10 +106,12 @@ demo: deps
 	@sh examples/demo.sh build/examples
 
 # The plain suite, then ASan+UBSan, then TSan, on io_uring; then the plain
-# and ASan+UBSan trees again on epoll (TREE@epoll sets WEFT_BACKEND).  Each
-# test in its own process with a timeout (tests/run.sh); the last line sums
-# every run.
-TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll
+# and ASan+UBSan trees again on epoll (TREE@epoll sets WEFT_BACKEND); then
+# the core suites cross-built for aarch64 under qemu-user, on epoll
+# (tests/aarch64.sh; skipped loudly where qemu or the arm64 libraries are
+# missing).  Each test in its own process with a timeout (tests/run.sh);
+# the last line sums every run.
+TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64
 test: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
@@ -120,6 +122,8 @@ test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
 test-epoll: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build@epoll
+test-aarch64: deps
+	@sh tests/run.sh aarch64
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps
@@ -162,8 +166,9 @@ bench-compare:
 check-symbols: $(B)/libweft.a
 	@sh tests/check_symbols.sh $(B)/libweft.a
 
-# aarch64 is kept compiling: every library source, cross-compiled with clang
-# against Debian's arm64 cross headers (libc6-dev-arm64-cross).
+# aarch64 compile check: every library source, cross-compiled with clang
+# against Debian's arm64 cross headers (libc6-dev-arm64-cross).  `make test`
+# also runs the core suites on aarch64 (tests/aarch64.sh).
 A64_SYSROOT ?= /usr/aarch64-linux-gnu
 check-aarch64:
 	@for f in $(wildcard runtime/*.c sched/*.c io/*.c) runtime/ctx_aarch64.S; do \

@@ -40,6 +40,10 @@ struct weft__epreg {
 	weft__op *head;     /* waiters, oldest first */
 	uint32_t gen;       /* fd generation it was added under */
 	bool added;         /* in this loop's set */
+	bool rd_ready;      /* an input edge came since the input last ran
+			       dry here (for owned fds: see recv_skips) */
+	bool rd_end;        /* end of input or an error was seen: final,
+			       so a receive never skips again */
 };
 
 #define EP_TAG_WAKE UINT64_MAX
@@ -139,7 +143,40 @@ static int reg_add(weft_loop *l, weft__epreg *r, int fd, bool owned)
 	}
 	r->added = true;
 	r->gen = gen;
+	r->rd_ready = true; /* unknown: the next receive tries */
+	r->rd_end = false;
 	return 0;
+}
+
+/*
+ * A receive on an owned stream socket whose input ran dry on this loop
+ * (EAGAIN, or a short read: TCP and Unix stream receives copy until the
+ * queue is empty) and has had no input edge since cannot find anything:
+ * any byte that arrived after the dry read raised an edge in this loop's
+ * set, and the loop has not reaped it yet.  Such a receive parks at once
+ * instead of paying a failed system call, as io_uring's POLL_FIRST does.
+ * Not once the peer's end of input (or an error) was seen: that is a state
+ * that raises no second edge, and a short read leaves it to be read.
+ * Only owned fds: their registration is known to be live.
+ */
+static bool recv_skips(weft_loop *l, const weft__op *op)
+{
+	if (op->opcode != WEFT_OP_RECV || !(op->hints & WEFT_OPH_OWNED) ||
+	    (unsigned)op->a.fd >= l->ep.nregs)
+		return false;
+	const weft__epreg *r = &l->ep.regs[op->a.fd];
+	return r->added && !r->rd_ready && !r->rd_end && r->gen == fd_gen(op->a.fd);
+}
+
+/* After a receive attempt on an owned fd: did its input run dry? */
+static void recv_note(weft_loop *l, const weft__op *op, int res)
+{
+	if (op->opcode != WEFT_OP_RECV || !(op->hints & WEFT_OPH_OWNED) ||
+	    (unsigned)op->a.fd >= l->ep.nregs)
+		return;
+	if (res == -EAGAIN ||
+	    (res > 0 && (uint64_t)res < op->a.len && (op->hints & WEFT_OPH_BYTESTREAM)))
+		l->ep.regs[op->a.fd].rd_ready = false;
 }
 
 static void waiter_link(weft_loop *l, weft__epreg *r, weft__op *op)
@@ -191,6 +228,7 @@ static int wait_ready(weft__op *op, int fd, uint32_t want)
 	op->ewfd = fd;
 	op->ewant = want;
 	op->done = false;
+	op->cqe_flags = 1; /* it parked: see weft__ep_run */
 	waiter_link(l, r, op);
 	l->inflight++;
 	int16_t pin = t->pin;
@@ -250,6 +288,7 @@ static int run_on_pool(weft__op *op)
 {
 	weft_task *t = op->task;
 	uint64_t saved = weft__uninterruptible_begin(t);
+	op->cqe_flags = 1; /* it parks */
 	int r = weft_offload(pool_body, op, NULL);
 	weft__uninterruptible_end(t, saved);
 	return r < 0 ? r : op->res;
@@ -360,8 +399,14 @@ static int run_op(weft__op *op)
 	}
 	bool caller_nowait = (op->opcode >= WEFT_OP_RECV && op->opcode <= WEFT_OP_SENDMSG &&
 			      (op->a.flags & MSG_DONTWAIT));
+	bool try_first = caller_nowait || !recv_skips(weft__loop_self(), op);
 	for (;;) {
-		int r = weft__op_syscall(op, true);
+		int r = -EAGAIN;
+		if (try_first) {
+			r = weft__op_syscall(op, true);
+			recv_note(weft__loop_self(), op, r);
+		}
+		try_first = true;
 		if (op->opcode == WEFT_OP_POLL && r == 0)
 			r = -EAGAIN; /* nothing yet: wait for it */
 		if (r != -EAGAIN && r != -EOPNOTSUPP)
@@ -388,11 +433,16 @@ static int run_op(weft__op *op)
 	}
 }
 
+/* An op that completed at once never suspended the task: it spends
+ * budget, so a task whose sockets are always ready still lets the others
+ * on its loop run (io_uring suspends at every op instead). */
 int weft__ep_run(weft__op *op)
 {
 	int r = run_op(op);
 	weft_loop *l = weft__loop_self();
 	WEFT_STAT_ADD(l, ops, 1);
+	if (!op->cqe_flags)
+		weft__budget_spend(op->task);
 	return r;
 }
 
@@ -498,6 +548,10 @@ static void dispatch(weft_loop *l, uint64_t data, uint32_t events)
 	if (!r->added || r->gen != gen)
 		return; /* a closed file's last word */
 	uint32_t any = EPOLLERR | EPOLLHUP;
+	if (events & (EPOLLIN | EPOLLRDHUP | any))
+		r->rd_ready = true;
+	if (events & (EPOLLRDHUP | any)) /* a state, not an edge: it stays */
+		r->rd_end = true;
 	weft__op *op = r->head;
 	while (op) {
 		weft__op *next = op->enext;

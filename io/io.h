@@ -65,6 +65,8 @@ enum { /* weft__op.hints */
 	WEFT_OPH_OWNED = 1 << 2,      /* the fd is closed only by weft (a
 					 stream's, a server's): epoll may
 					 trust its registration */
+	WEFT_OPH_BYTESTREAM = 1 << 3, /* recv on a SOCK_STREAM socket: a short
+					 read emptied its queue */
 };
 
 /* The arguments of an op, named for what most opcodes use them for. */

@@ -31,6 +31,7 @@ typedef struct wbuf {
 struct weft_stream {
 	int fd;
 	bool is_sock;
+	bool bytestream;    /* a SOCK_STREAM socket */
 	_Atomic bool reading; /* a read call is under way (one reader) */
 	bool eof;
 	_Atomic bool expect_empty; /* written since the last receive: a
@@ -109,6 +110,10 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	weft__fd_forget(fd); /* a new owner: no loop trusts an old registration */
 	s->fd = fd;
 	s->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	s->bytestream = s->is_sock && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+			type == SOCK_STREAM;
 	s->cfg = c;
 	*out = s;
 	return 0;
@@ -169,7 +174,7 @@ static ssize_t sock_recv(weft_stream *s, size_t want)
 {
 	weft__op op = { .opcode = WEFT_OP_RECV,
 			.a = { .fd = s->fd, .p = s->rbuf + s->rend, .len = want } };
-	op.hints = s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED;
+	op.hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
 	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
 		op.hints |= WEFT_OPH_POLL_FIRST;
 	return weft__op_run(&op);

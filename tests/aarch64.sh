@@ -73,18 +73,18 @@ done
 
 # The arm64 libraries (multiarch).  The cross compiler also searches the
 # host's /usr/include, so headers prove nothing: look for the arm64 .so.
-if [ -n "$CC" ]; then
-	for l in uring:liburing-dev cmocka:libcmocka-dev; do
-		lib=${l%%:*} pkg=${l#*:}
+for l in uring:liburing-dev cmocka:libcmocka-dev; do
+	lib=${l%%:*} pkg=${l#*:}
+	[ -e "/usr/lib/aarch64-linux-gnu/lib$lib.so" ] && continue
+	if [ -n "$CC" ]; then
 		f=$($CC -print-file-name="lib$lib.so" 2>/dev/null)
 		case $f in
 		/*) [ -e "$f" ] && continue ;;
 		esac
-		[ -e "/usr/lib/aarch64-linux-gnu/lib$lib.so" ] && continue
-		missing="$missing $pkg:arm64"
-		pkgs="$pkgs $pkg:arm64"
-	done
-fi
+	fi
+	missing="$missing $pkg:arm64"
+	pkgs="$pkgs $pkg:arm64"
+done
 
 install_cmd() {
 	c=""
@@ -144,7 +144,7 @@ if [ "$(cat "$OUT/flags" 2>/dev/null)" != "$stamp" ]; then
 	mkdir -p "$OUT/obj" "$OUT/tests"
 	printf '%s\n' "$stamp" >"$OUT/flags"
 fi
-newest=Makefile
+newest=tests/aarch64.sh
 for h in include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h; do
 	[ -e "$h" ] && [ "$h" -nt "$newest" ] && newest=$h
 done

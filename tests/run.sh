@@ -2,13 +2,31 @@
 # Run every cmocka suite of each build tree given (e.g. build build/asan
 # build/tsan), each test in its own process with a timeout.  A tree written
 # TREE@BACKEND (build@epoll) runs with WEFT_BACKEND=BACKEND, so the same
-# suites run on both I/O backends.  Prints a line per test, then
+# suites run on both I/O backends; the word `aarch64` runs tests/aarch64.sh
+# (the core suites under qemu-user) and counts its results.  Prints a line
+# per test, then
 # "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
 set -u
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
 pass=0; fail=0; skip=0; failed_list=""
 for spec in "$@"; do
+	if [ "$spec" = aarch64 ]; then
+		log=$(mktemp)
+		sh "$(dirname "$0")/aarch64.sh" 2>&1 | tee "$log"
+		counts=$(tail -n 1 "$log" | awk '/passed, .* failed/ { print $1, $3, ($5 == "" ? 0 : $5) }')
+		if [ -n "$counts" ]; then
+			read -r ap af as <<-EOF
+			$counts
+			EOF
+			pass=$((pass + ap)); fail=$((fail + af)); skip=$((skip + as))
+			[ "$af" -gt 0 ] && failed_list="$failed_list aarch64:$(grep '^FAIL' "$log" | awk '{ print $3 ":" $4 }' | tr '\n' ' ')"
+		else
+			fail=$((fail + 1)); failed_list="$failed_list aarch64:no-summary"
+		fi
+		rm -f "$log"
+		continue
+	fi
 	tree=${spec%@*}
 	backend=
 	[ "$tree" != "$spec" ] && backend=${spec##*@}

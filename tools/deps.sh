@@ -4,7 +4,12 @@
 # tested with real clients); `sh tools/deps.sh bench-io` (run by
 # `make bench-io`) adds what the I/O benchmarks run: nginx, perf, and
 # gnuplot for bench/plot.sh.
-PKGS="build-essential clang liburing-dev libjemalloc-dev libcmocka-dev pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev curl wrk"
+# The :amd64/:arm64 pairs: the native libraries, and the arm64 ones that
+# tests/aarch64.sh links the core suites against to run them under qemu-user
+# (libjemalloc-dev has no multi-arch form: only the native one, by name).
+ARCH=$(dpkg --print-architecture)
+PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-dev:$ARCH pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev curl wrk"
+[ "$ARCH" = amd64 ] && PKGS="$PKGS qemu-user-static gcc-aarch64-linux-gnu liburing-dev:arm64 libcmocka-dev:arm64"
 [ "$1" = bench-io ] && PKGS="$PKGS nginx-light linux-perf util-linux gnuplot-nox"
 missing=""
 for p in $PKGS; do
@@ -15,10 +20,18 @@ done
 if [ "$(id -u)" = 0 ]; then
 	echo "weft: installing missing Debian packages:$missing"
 	export DEBIAN_FRONTEND=noninteractive
+	case "$missing" in
+	*:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 ||
+		dpkg --add-architecture arm64 ;;
+	esac
 	apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
 		echo "weft: apt-get failed" >&2; exit 1; }
 else
 	echo "weft: missing Debian packages. Run:" >&2
+	case "$missing" in
+	*:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 ||
+		echo "  sudo dpkg --add-architecture arm64 && sudo apt-get update" >&2 ;;
+	esac
 	echo "  sudo apt-get install -y$missing" >&2
 	exit 1
 fi
