@@ -2,8 +2,11 @@
  * weft/fs.h — files (what Python's aiofiles gives), native on io_uring.
  *
  * A weft_file is an open file plus the position its read/write calls use.
- * Every operation is an io_uring operation on the loop the calling task
- * runs on: no thread pool, and only the calling task waits.
+ * On io_uring every operation is an io_uring operation on the loop the
+ * calling task runs on: no thread pool, and only the calling task waits.
+ * On epoll (docs/backends.md) reads and writes that the page cache answers
+ * run in place (RWF_NOWAIT) and everything else runs on the blocking pool,
+ * as libuv and Tokio do; only the calling task waits either way.
  *
  *     weft_file *f;
  *     int r = weft_file_open(&f, "out.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -20,8 +23,8 @@
  *  - Every call that does I/O is a suspension point: a pending
  *    cancellation or an expired deadline scope fails it at entry
  *    (-ECANCELED / -ETIMEDOUT); one arriving mid-operation cancels the
- *    io_uring operation and still waits for it (weft/io.h), so bytes moved
- *    are reported, never lost.
+ *    io_uring operation and still waits for it, or waits for the pool
+ *    thread on epoll (weft/io.h), so bytes moved are reported, never lost.
  *  - Buffers and paths are borrowed for the duration of the call only.
  *  - A weft_file may be shared by several tasks (on any loops).  Calls that
  *    use the file's position (read, write, seek) are serialized by a lock

@@ -1,10 +1,15 @@
 /*
- * weft/io.h — raw I/O operations on the loop's io_uring.
+ * weft/io.h — raw I/O operations on the loop's backend.
  *
- * Each call looks like its system call but suspends only the calling task:
- * the operation is queued on the io_uring of the loop the task runs on, the
- * loop submits it in its next io_uring_enter (one per loop iteration, with
- * every other queued operation) and the task resumes when it completes.
+ * Each call looks like its system call but suspends only the calling task.
+ * On io_uring the operation is queued on the ring of the loop the task runs
+ * on, the loop submits it in its next io_uring_enter (one per loop
+ * iteration, with every other queued operation) and the task resumes when
+ * it completes.  On epoll (where io_uring is refused, docs/backends.md) the
+ * system call is tried at once without blocking, and on EAGAIN the task
+ * waits for the fd's readiness in the loop's epoll set and tries again;
+ * regular files and metadata calls run on the blocking pool.  Every call
+ * means the same on both.
  *
  * Common rules for every function in this header:
  *  - Call from a task.  From any other thread they return -EPERM.
@@ -12,9 +17,11 @@
  *  - Cancellation and deadline scopes: a pending cancellation or an expired
  *    scope fails the call at entry (-ECANCELED / -ETIMEDOUT) without
  *    submitting anything.  One that arrives while the operation is in flight
- *    submits an async cancel and then still waits for the operation's own
- *    completion, so when the call returns the kernel no longer holds any
- *    pointer the call was given.  If the operation completed anyway (a recv
+ *    submits an async cancel (io_uring) and then still waits for the
+ *    operation's own completion, or takes the task off the fd (epoll), or
+ *    waits for the pool thread to finish (files on epoll), so when the call
+ *    returns neither the kernel nor a pool thread holds any pointer the
+ *    call was given.  If the operation completed anyway (a recv
  *    that got bytes just as it was cancelled), its result is returned and the
  *    cancellation is delivered at the task's next suspension point: bytes
  *    moved are never lost.
@@ -58,8 +65,9 @@ WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t off
 				size_t *done);
 
 /* recv(2), send(2), recvmsg(2), sendmsg(2).  send may be partial; see
- * weft_send_all.  Sockets may be blocking or not: io_uring waits for
- * readiness either way. */
+ * weft_send_all.  Sockets may be blocking or not: both backends wait for
+ * readiness either way (epoll passes MSG_DONTWAIT); a caller's own
+ * MSG_DONTWAIT gets -EAGAIN instead of a wait. */
 WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
