@@ -156,7 +156,11 @@ bench-io:
 # issue 5: `make bench-compare` runs bench/compare.sh (weft's servers and
 # weft-load against nginx, epoll/libuv/liburing echo, wrk and echo_client;
 # pinned, then all cores; data for bench/plot.sh in build/bench-results/).
-.PHONY: bench-compare
+.PHONY: bench-compare bench-backends
+# issue 9: the micro-benchmarks on io_uring and on epoll, interleaved.
+bench-backends:
+	@$(MAKE) --no-print-directory all
+	@sh bench/backends.sh build
 bench-compare:
 	@sh tools/deps.sh bench-io
 	@$(MAKE) --no-print-directory all
