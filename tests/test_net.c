@@ -1604,6 +1604,65 @@ static void test_readv_writev(void **state)
 	assert_memory_equal(x.c, "ail", 3);
 }
 
+
+/*
+ * The caller closes an fd weft has waited on with plain close(2), and the
+ * number is reused by a new socket: waits on the new one must still wake
+ * (the epoll backend may not trust a registration of the old file).  Each
+ * round parks a receive (so the fd is registered), closes both ends with
+ * close(2), and makes a new pair that gets the same numbers.
+ */
+struct reuse_rec {
+	int rounds, same_numbers, got;
+	ssize_t last;
+};
+
+static void *send_later(void *arg)
+{
+	weft_sleep_ms(3);
+	weft_send((int)U(arg), "y", 1, 0);
+	return NULL;
+}
+
+static void *reuse_main(void *arg)
+{
+	struct reuse_rec *x = arg;
+	int prev[2] = { -1, -1 };
+	for (int i = 0; i < 20; i++) {
+		int fds[2];
+		if (unix_pair(fds) < 0)
+			break;
+		x->rounds++;
+		if (fds[0] == prev[0] && fds[1] == prev[1])
+			x->same_numbers++;
+		/* on both loops over the rounds: loop 1, then free */
+		weft_task *t = go_pinned(send_later, P(fds[1]), i % 2 ? 1 : WEFT_PIN_NONE);
+		char c;
+		weft_scope sc;
+		weft_scope_enter(&sc, 2000 * MS);
+		x->last = weft_recv(fds[0], &c, 1, 0);
+		weft_scope_exit(&sc);
+		finish(t);
+		if (x->last == 1)
+			x->got++;
+		prev[0] = fds[0];
+		prev[1] = fds[1];
+		close(fds[0]);
+		close(fds[1]);
+	}
+	return NULL;
+}
+
+static void test_plain_close_and_number_reuse(void **state)
+{
+	(void)state;
+	struct reuse_rec x = { 0 };
+	weft_test_run(2, reuse_main, &x);
+	assert_int_equal(x.rounds, 20);
+	assert_true(x.same_numbers >= 10); /* the numbers really were reused */
+	assert_int_equal(x.got, 20);       /* and no wait hung (-ETIMEDOUT) */
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_tcp_ipv4_roundtrip),
 	cmocka_unit_test(test_tcp_ipv6_roundtrip),
@@ -1615,6 +1674,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_big_transfer_across_loops),
 	cmocka_unit_test(test_eof_after_shutdown_and_close),
 	cmocka_unit_test(test_peer_reset),
+	cmocka_unit_test(test_plain_close_and_number_reuse),
 	cmocka_unit_test(test_connect_timeout),
 	cmocka_unit_test(test_recv_timeout_scope),
 	cmocka_unit_test(test_cancel_inflight_recv),
