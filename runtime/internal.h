@@ -77,12 +77,18 @@ typedef struct weft__waitlist {
 	weft__waiter *head, *tail;
 } weft__waitlist;
 
-/* ---- timers: one per task, in the heap of the loop it parked on ---- */
+/* ---- timers: one per task, in the heap or the wheel of the loop it
+ * parked on (runtime/timer.c) ---- */
 #define WEFT_TIMER_IDLE UINT32_MAX
+#define WEFT_TIMER_WHEEL (UINT32_MAX - 1)
 typedef struct weft__timer {
 	uint64_t deadline;
-	uint32_t idx; /* heap slot, WEFT_TIMER_IDLE when not armed */
+	uint32_t idx; /* heap slot, WEFT_TIMER_WHEEL, or WEFT_TIMER_IDLE */
+	struct weft_task *wprev, *wnext; /* wheel slot list */
 } weft__timer;
+
+#define WEFT_WHEEL_SLOTS 256u      /* a power of two */
+#define WEFT_WHEEL_SHIFT 28        /* 2^28 ns (268 ms) per slot */
 
 /* ---- tasks ---- */
 enum { /* weft_task.state bits */
@@ -197,9 +203,14 @@ struct weft_loop {
 	uint32_t credits;        /* live-count units reserved from rt->live */
 	uint64_t id_next, id_end; /* block of task ids reserved from rt->next_id */
 
-	/* timers (owner-only) */
+	/* timers (owner-only): deadlines within two wheel slots in the heap,
+	 * later ones in the wheel until their slot comes up */
 	weft_task **heap;
 	uint32_t heap_len, heap_cap;
+	uint32_t wheel_len;      /* timers in the wheel */
+	uint64_t wheel_cursor;   /* absolute slot (ns >> SHIFT) not yet moved */
+	uint64_t wheel_bits[WEFT_WHEEL_SLOTS / 64]; /* non-empty slots */
+	weft_task *wheel[WEFT_WHEEL_SLOTS];
 
 	/* registry of tasks first run here (owner-only) */
 	weft_task *reg_head;
@@ -304,9 +315,13 @@ WEFT_HIDDEN void weft__stacks_destroy(weft_runtime *rt);
 WEFT_HIDDEN unsigned weft__stack_guarded_default(void);
 
 /* ---- runtime/timer.c (owner-only) ---- */
-WEFT_HIDDEN int weft__timer_arm(weft_loop *l, weft_task *t, uint64_t deadline);
+WEFT_HIDDEN int weft__timer_arm(weft_loop *l, weft_task *t, uint64_t deadline, uint64_t now);
 WEFT_HIDDEN void weft__timer_disarm(weft_loop *l, weft_task *t);
 WEFT_HIDDEN uint64_t weft__timer_next(const weft_loop *l); /* 0: none */
+static inline bool weft__timer_any(const weft_loop *l)
+{
+	return l->heap_len || l->wheel_len;
+}
 WEFT_HIDDEN unsigned weft__timer_fire(weft_loop *l, uint64_t now);
 
 /* ---- runtime/wait.c ---- */

@@ -70,9 +70,10 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 		dl = sd;
 	t->timed_out = false;
 	if (dl) {
-		if (weft_now_ns() >= dl)
+		uint64_t now = weft_now_ns();
+		if (now >= dl)
 			return by_scope ? scope_expired(t, dl) : -ETIME;
-		int r = weft__timer_arm(l, t, dl);
+		int r = weft__timer_arm(l, t, dl, now);
 		if (r < 0)
 			return r;
 	}

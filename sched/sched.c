@@ -417,7 +417,7 @@ static void maintenance_poll(weft_loop *l, bool ring)
 		reap_finished(l);
 	if (ring)
 		weft__io_poll(l, false, 0);
-	if (l->heap_len)
+	if (weft__timer_any(l))
 		weft__timer_fire(l, weft_now_ns());
 	drain_remote(l);
 }
