@@ -319,10 +319,13 @@ struct ovf_rec {
 	long got;
 };
 
+static _Atomic int ovf_started;
+
 static void *ovf_reader(void *arg)
 {
 	struct ovf_rec *x = arg;
 	char c;
+	atomic_fetch_add(&ovf_started, 1);
 	x->got = weft_recv(x->sv[1], &c, 1, 0);
 	return NULL;
 }
@@ -356,7 +359,11 @@ static void test_cq_overflow_loses_nothing(void **state)
 		x[i].got = 0;
 		assert_int_equal(weft_runtime_spawn(rt, &ts[i], NULL, ovf_reader, &x[i]), 0);
 	}
-	msleep(200); /* all parked in recv */
+	/* Every reader has started (slow under TSan: a fixed sleep was not
+	 * always enough); then let the idle loop submit their receives. */
+	for (int i = 0; i < 10000 && atomic_load(&ovf_started) < N; i++)
+		msleep(1);
+	msleep(100); /* all parked in recv, submitted */
 	weft_task *hog;
 	assert_int_equal(weft_runtime_spawn(rt, &hog, NULL, hog_loop, NULL), 0);
 	msleep(20);
