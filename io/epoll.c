@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 struct weft__epreg {
-	weft__op *head;     /* waiters, oldest first */
+	weft__op *head, *tail; /* waiters, oldest first */
 	uint32_t gen;       /* fd generation it was added under */
 	bool added;         /* in this loop's set */
 	bool rd_ready;      /* an input edge came since the input last ran
@@ -181,17 +181,13 @@ static void recv_note(weft_loop *l, const weft__op *op, int res)
 
 static void waiter_link(weft_loop *l, weft__epreg *r, weft__op *op)
 {
-	op->eprev = NULL;
 	op->enext = NULL;
-	if (r->head) {
-		weft__op *last = r->head;
-		while (last->enext)
-			last = last->enext;
-		last->enext = op;
-		op->eprev = last;
-	} else {
+	op->eprev = r->tail;
+	if (r->tail)
+		r->tail->enext = op;
+	else
 		r->head = op;
-	}
+	r->tail = op;
 	op->estate = WEFT_EPS_WAITING;
 }
 
@@ -204,6 +200,8 @@ static void waiter_unlink(weft_loop *l, weft__op *op)
 		r->head = op->enext;
 	if (op->enext)
 		op->enext->eprev = op->eprev;
+	else
+		r->tail = op->eprev;
 	op->enext = op->eprev = NULL;
 	op->estate = WEFT_EPS_IDLE;
 }
@@ -237,9 +235,11 @@ static int wait_ready(weft__op *op, int fd, uint32_t want)
 		err = weft__park_task(t, 0);
 		if (unlikely(err < 0) && !op->done) {
 			waiter_unlink(l, op);
+			if (err == -ECANCELED)
+				t->cancel_seen = true; /* delivered here */
 			break;
 		}
-		err = 0;
+		err = 0; /* ready wins: a cancellation waits for the next point */
 	}
 	l->inflight--;
 	t->pin = pin;

@@ -1213,7 +1213,19 @@ static void test_accept_emfile_keeps_serving(void **state)
 {
 	(void)state;
 	struct emfile_rec x = { 0 };
-	weft_test_run(2, emfile_main, &x);
+	/* The window relies on no other thread of the process freeing an fd
+	 * meanwhile (a sanitizer's runtime may open and close one): an accept
+	 * that succeeded while the table was full means one was freed, so the
+	 * run proves nothing and is repeated (a real defect fails every try). */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		memset(&x, 0, sizeof x);
+		weft_test_run(2, emfile_main, &x);
+		if (x.accepted_while_full == 0)
+			break;
+		print_message("attempt %d: an fd was freed during the full window "
+			      "(accepted %llu); again\n", attempt,
+			      (unsigned long long)x.accepted_while_full);
+	}
 	print_message("filled %d fds; accept errors while full: %llu\n", x.filled,
 		      (unsigned long long)x.errors_while_full);
 	assert_int_equal(x.start_rc, 0);
