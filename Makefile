@@ -55,7 +55,7 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests deps demo test test-plain test-epoll test-aarch64 \
+.PHONY: all lib load examples bench-build tests deps deps-test demo test test-plain test-epoll test-aarch64 \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
@@ -100,6 +100,9 @@ $(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS)
 
 deps:
 	@sh tools/deps.sh
+# make test's: deps plus qemu-user and the arm64 libraries (tests/aarch64.sh)
+deps-test:
+	@sh tools/deps.sh test
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -112,7 +115,7 @@ demo: deps
 # missing).  Each test in its own process with a timeout (tests/run.sh);
 # the last line sums every run.
 TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
@@ -122,7 +125,7 @@ test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build
 test-epoll: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build@epoll
-test-aarch64: deps
+test-aarch64: deps-test
 	@sh tests/run.sh aarch64
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
