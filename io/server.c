@@ -37,7 +37,7 @@ typedef struct acceptor {
 
 typedef struct conn {
 	struct conn *prev, *next;
-	weft_task *task;
+	weft_task *task;   /* set by the task itself once it runs (under lk) */
 	weft_server *srv;
 	int fd;
 } conn;
@@ -57,6 +57,7 @@ struct weft_server {
 	conn *conns;
 	uint64_t active;
 	int state;
+	bool cancel_conns;     /* shutdown cancels every connection task */
 	weft__waitlist idle_w; /* active reached 0 */
 	weft__waitlist done_w; /* state reached SRV_STOPPED */
 	_Atomic uint64_t accepted, rejected, accept_errors;
@@ -77,8 +78,10 @@ void weft_server_config_init(weft_server_config *cfg)
 /* connections                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Unlist c and give back its place; the last one out wakes shutdown. */
 static void conn_exit(weft_server *s, conn *c)
 {
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -87,10 +90,8 @@ static void conn_exit(weft_server *s, conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	if (--s->active == 0)
-		weft__waitlist_fire_all(&s->idle_w);
-	weft_task *t = c->task;
-	weft__lock_release(&s->lk);
-	weft_task_release(t);
+		weft__waitlist_fire_all(&s->idle_w, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	free(c);
 }
 
@@ -98,6 +99,14 @@ static void *conn_main(void *arg)
 {
 	conn *c = arg;
 	weft_server *s = c->srv;
+	/* Listed since the accept; from now on shutdown can cancel us (and
+	 * if it already swept the list, we cancel ourselves). */
+	weft__lock_acquire(&s->lk);
+	c->task = weft__task_self();
+	bool cancel = s->cancel_conns;
+	weft__lock_release(&s->lk);
+	if (cancel)
+		weft_task_cancel(c->task);
 	weft_stream_config sc;
 	weft_stream_config_init(&sc);
 	sc.limit = s->cfg.stream_limit;
@@ -114,7 +123,9 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-/* Hand an accepted fd to a new connection task, or close it. */
+/* Hand an accepted fd to a new connection task, or close it.  The lock
+ * only reserves the place (listed, counted); the system calls and the
+ * spawn happen outside it. */
 static void conn_start(weft_server *s, int fd)
 {
 	atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
@@ -129,6 +140,12 @@ static void conn_start(weft_server *s, int fd)
 	}
 	c->srv = s;
 	c->fd = fd;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->active++;
+	weft__lock_release(&s->lk);
 	/* Like asyncio's TCP transports: responses queued behind an in-flight
 	 * send must not wait for an ACK (Nagle + delayed ACK: 40 ms). */
 	weft_sock_nodelay(fd, true); /* fails harmlessly on a Unix socket */
@@ -136,21 +153,11 @@ static void conn_start(weft_server *s, int fd)
 	weft_task_config_init(&tc);
 	tc.stack_size = s->cfg.conn_stack_size;
 	tc.always_run = 1; /* it owns fd and a place in the count: must exit */
-	/* Spawned under the lock so shutdown never sees a listed conn
-	 * without its task. */
-	if (weft_task_spawn_ex(&c->task, &tc, conn_main, c) < 0) {
-		weft__lock_release(&s->lk);
+	if (weft_task_spawn_ex(NULL, &tc, conn_main, c) < 0) {
 		atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
-		free(c);
 		close(fd);
-		return;
+		conn_exit(s, c);
 	}
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->active++;
-	weft__lock_release(&s->lk);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -299,17 +306,21 @@ static void *stopper_main(void *arg)
 	stop_acceptors(s);
 	uint64_t dl = s->grace ? weft__deadline_after(s->grace) : 1;
 	if (wait_until(s, &s->idle_w, no_conns, dl) < 0) {
+		weft__wakes wk = WEFT_WAKES_INIT;
 		weft__lock_acquire(&s->lk);
+		s->cancel_conns = true;
 		for (conn *c = s->conns; c; c = c->next)
-			weft_task_cancel(c->task);
-		weft__lock_release(&s->lk);
+			if (c->task)
+				weft__task_cancel_to(c->task, &wk);
+		weft__unlock_wake(&s->lk, &wk);
 		wait_until(s, &s->idle_w, no_conns, 0);
 	}
 	weft__uninterruptible_end(self, saved);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->state = SRV_STOPPED;
-	weft__waitlist_fire_all(&s->done_w);
-	weft__lock_release(&s->lk);
+	weft__waitlist_fire_all(&s->done_w, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	return NULL;
 }
 

@@ -133,9 +133,10 @@ static void *aux_main(void *arg)
 		uint64_t total = atomic_load(&sig_total);
 		if (total != last_total) {
 			last_total = total;
+			weft__wakes wk = WEFT_WAKES_INIT;
 			weft__lock_acquire(&wait_lk);
-			weft__waitlist_fire_all(&waiters);
-			weft__lock_release(&wait_lk);
+			weft__waitlist_fire_all(&waiters, &wk);
+			weft__unlock_wake(&wait_lk, &wk);
 		}
 		for (size_t i = 1; i < n; i++)
 			if (pf[i].revents && reap_done(pf[i].fd))

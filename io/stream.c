@@ -184,6 +184,7 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, rop));
 	weft__bufring *br = l->bufring;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	if (res > 0 && (flags & WEFT__OP_BUFFER)) {
 		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
@@ -213,8 +214,8 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 out:
 	if (!(flags & WEFT__OP_MORE))
 		s->rarmed = s->rcapped = false;
-	weft__waitlist_fire_all(&s->rwait);
-	weft__lock_release(&s->lk);
+	weft__waitlist_fire_all(&s->rwait, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 }
 
 /* With lk held, on loop l: arm the multishot receive. */
@@ -546,8 +547,9 @@ static int wbuf_append(wbuf *b, const void *p, size_t n)
 
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
 
-/* With lk held, on loop l's thread: send what remains of `out`. */
-static void send_submit(weft_stream *s, weft_loop *l)
+/* With lk held, on loop l's thread: send what remains of `out` (a
+ * failure fires the waiters into wk). */
+static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 {
 	s->op.cb = send_done;
 	s->op.opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
@@ -556,7 +558,7 @@ static void send_submit(weft_stream *s, weft_loop *l)
 	if (unlikely(weft__op_arm(l, &s->op) < 0)) { /* cannot happen after a flush */
 		s->werr = -EBUSY;
 		s->sending = false;
-		weft__waitlist_fire_all(&s->waiters);
+		weft__waitlist_fire_all(&s->waiters, wk);
 		return;
 	}
 	s->sending = true;
@@ -565,12 +567,13 @@ static void send_submit(weft_stream *s, weft_loop *l)
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, op));
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
 	if (s->aborting) {
 		s->out.len = s->out.off = s->next.len = 0;
 	} else if (res == -EAGAIN || res == -EINTR) {
-		send_submit(s, l);
+		send_submit(s, l, &wk);
 	} else if (res <= 0) {
 		s->werr = res < 0 ? res : -EIO;
 		s->out.len = s->out.off = s->next.len = 0;
@@ -584,13 +587,13 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 			s->next.len = s->next.off = 0;
 		}
 		if (s->out.len > s->out.off)
-			send_submit(s, l);
+			send_submit(s, l, &wk);
 	}
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
 	if (!s->sending || !s->paused)
-		weft__waitlist_fire_all(&s->waiters);
-	weft__lock_release(&s->lk);
+		weft__waitlist_fire_all(&s->waiters, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 }
 
 ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
@@ -600,17 +603,18 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 	weft_loop *l = weft__loop_self();
 	if (!l || !l->current)
 		return weft__misuse(-EPERM, "weft_stream_write outside a task");
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	int r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
 	if (!r && len) {
 		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
 		if (!r && !s->sending)
-			send_submit(s, l);
+			send_submit(s, l, &wk);
 		atomic_store_explicit(&s->expect_empty, true, memory_order_relaxed);
 		if (queued(s) > s->cfg.high_water)
 			s->paused = true;
 	}
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	return r < 0 ? r : (ssize_t)len;
 }
 

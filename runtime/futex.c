@@ -31,3 +31,30 @@ void weft__futex_wake(_Atomic uint32_t *addr, int n)
 {
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
+
+/* ---- weft__lock's contended paths (runtime/lock.h) ---- */
+
+#define LOCK_SPINS 128
+
+void weft__lock_acquire_slow(weft__lock *l)
+{
+	for (unsigned i = 0; i < LOCK_SPINS; i++) {
+		uint32_t c = atomic_load_explicit(&l->v, memory_order_relaxed);
+		if (c == 0 && atomic_compare_exchange_weak_explicit(&l->v, &c, 1,
+								    memory_order_acquire,
+								    memory_order_relaxed))
+			return;
+		if (c == 2)
+			break; /* others already sleep: join them */
+		weft__cpu_relax();
+	}
+	/* Taken as 2: we cannot know whether others still sleep, so the
+	 * release that follows must wake one (at worst a spare wake). */
+	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+		weft__futex_wait(&l->v, 2, 0);
+}
+
+void weft__lock_wake(weft__lock *l)
+{
+	weft__futex_wake(&l->v, 1);
+}

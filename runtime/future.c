@@ -55,6 +55,7 @@ static int complete(weft_future *f, int state, void *value, int err)
 {
 	if (!f)
 		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&f->lock);
 	if (atomic_load_explicit(&f->state, memory_order_relaxed) != F_PENDING) {
 		weft__lock_release(&f->lock);
@@ -63,8 +64,8 @@ static int complete(weft_future *f, int state, void *value, int err)
 	f->value = value;
 	f->err = err;
 	atomic_store_explicit(&f->state, state, memory_order_release);
-	weft__waitlist_fire_all(&f->waiters);
-	weft__lock_release(&f->lock);
+	weft__waitlist_fire_all(&f->waiters, &wk);
+	weft__unlock_wake(&f->lock, &wk);
 	return 0;
 }
 

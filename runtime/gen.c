@@ -23,14 +23,21 @@ struct weft_gen {
 };
 
 /* With g->lock held, wait on `wl` until cond(g) holds; returns with the
- * lock held: 0, or the interruption (-ECANCELED / -ETIMEDOUT). */
-static int wait_until(weft_gen *g, weft__waitlist *wl, bool (*cond)(const weft_gen *))
+ * lock held: 0, or the interruption (-ECANCELED / -ETIMEDOUT).  wk (or
+ * NULL): wakes recorded under the lock, made once it is released. */
+static int wait_until(weft_gen *g, weft__waitlist *wl, bool (*cond)(const weft_gen *),
+		      weft__wakes *wk)
 {
 	weft_task *t = weft__task_self();
 	bool seen = t && t->cancel_seen;
+	if (cond(g) && wk) {
+		weft__unlock_wake(&g->lock, wk);
+		weft__lock_acquire(&g->lock);
+	}
 	while (!cond(g)) {
 		weft__waiter w;
-		int r = weft__wait_locked(t, &g->lock, wl, &w, 0);
+		int r = weft__wait_locked_wake(t, &g->lock, wl, &w, 0, wk);
+		wk = NULL;
 		weft__lock_acquire(&g->lock);
 		if (r < 0 && !cond(g))
 			return r;
@@ -46,15 +53,16 @@ static void *body(void *arg)
 {
 	weft_gen *g = arg;
 	weft__lock_acquire(&g->lock);
-	int r = wait_until(g, &g->producer, asked); /* lazy: first request */
+	int r = wait_until(g, &g->producer, asked, NULL); /* lazy: first request */
 	bool run = r == 0 && !g->closed;
 	weft__lock_release(&g->lock);
 	if (run)
 		g->fn(g, g->arg);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&g->lock);
 	g->finished = true;
-	weft__waitlist_fire_all(&g->consumer);
-	weft__lock_release(&g->lock);
+	weft__waitlist_fire_all(&g->consumer, &wk);
+	weft__unlock_wake(&g->lock, &wk);
 	return NULL;
 }
 
@@ -90,9 +98,10 @@ int weft_gen_next(weft_gen *g, void **value)
 	 * have taken the value this request produced. */
 	while (r == 0 && !g->has_value && !g->finished) {
 		g->want = true;
-		weft__waitlist_fire_all(&g->producer);
+		weft__wakes wk = WEFT_WAKES_INIT;
+		weft__waitlist_fire_all(&g->producer, &wk);
 		weft__waiter w;
-		r = weft__wait_locked(t, &g->lock, &g->consumer, &w, 0);
+		r = weft__wait_locked_wake(t, &g->lock, &g->consumer, &w, 0, &wk);
 		weft__lock_acquire(&g->lock);
 	}
 	if (r == 0 && g->has_value) {
@@ -118,8 +127,9 @@ int weft_gen_yield(weft_gen *g, void *value)
 	g->value = value;
 	g->has_value = true;
 	g->want = false;
-	weft__waitlist_fire_all(&g->consumer);
-	int r = wait_until(g, &g->producer, asked);
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__waitlist_fire_all(&g->consumer, &wk);
+	int r = wait_until(g, &g->producer, asked, &wk);
 	if (r == 0 && g->closed)
 		r = -ECANCELED;
 	weft__lock_release(&g->lock);
@@ -130,10 +140,11 @@ void weft_gen_close(weft_gen *g)
 {
 	if (!g)
 		return;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&g->lock);
 	g->closed = true;
-	weft__waitlist_fire_all(&g->producer);
-	weft__lock_release(&g->lock);
+	weft__waitlist_fire_all(&g->producer, &wk);
+	weft__unlock_wake(&g->lock, &wk);
 	weft_task_cancel(g->task);
 	/* The body must finish before g goes: join ignoring our own
 	 * cancellation and deadline. */

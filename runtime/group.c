@@ -43,12 +43,13 @@ int weft_group_create(weft_group **out)
 	return 0;
 }
 
-/* With g->lock held: cancel every running child, refuse new ones. */
-static void cancel_children_locked(weft_group *g)
+/* With g->lock held: cancel every running child, refuse new ones (the
+ * wakes into wk, made once the lock is released). */
+static void cancel_children_locked(weft_group *g, weft__wakes *wk)
 {
 	g->closed = true;
 	for (weft_task *c = g->children; c; c = c->grp_next)
-		weft_task_cancel(c);
+		weft__task_cancel_to(c, wk);
 }
 
 /* Called by weft__task_spawn before the child is queued. */
@@ -84,15 +85,16 @@ void weft__group_child_exit(weft_task *t)
 	if (t->grp_next)
 		t->grp_next->grp_prev = t->grp_prev;
 	t->grp_next = t->grp_prev = NULL;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	if (t->error) {
 		if (g->nerrs < WEFT_GROUP_ERRS)
 			g->errs[g->nerrs] = t->error;
 		if (g->nerrs++ == 0)
-			cancel_children_locked(g);
+			cancel_children_locked(g, &wk);
 	}
 	if (--g->running == 0)
-		weft__waitlist_fire_all(&g->waiters);
-	weft__lock_release(&g->lock);
+		weft__waitlist_fire_all(&g->waiters, &wk);
+	weft__unlock_wake(&g->lock, &wk);
 	t->group = NULL;
 	group_unref(g);
 }
@@ -141,8 +143,9 @@ int weft_group_wait(weft_group *g)
 	if (r < 0) {
 		/* The waiter is cancelled or out of time: so are the children,
 		 * and they are still awaited. */
-		cancel_children_locked(g);
-		weft__lock_release(&g->lock);
+		weft__wakes wk = WEFT_WAKES_INIT;
+		cancel_children_locked(g, &wk);
+		weft__unlock_wake(&g->lock, &wk);
 		wait_all_uninterruptible(g, t);
 		return r;
 	}
@@ -155,9 +158,10 @@ int weft_group_cancel(weft_group *g)
 {
 	if (!g)
 		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&g->lock);
-	cancel_children_locked(g);
-	weft__lock_release(&g->lock);
+	cancel_children_locked(g, &wk);
+	weft__unlock_wake(&g->lock, &wk);
 	return 0;
 }
 
@@ -177,11 +181,12 @@ void weft_group_destroy(weft_group *g)
 {
 	if (!g)
 		return;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&g->lock);
 	bool busy = g->running != 0;
 	if (busy)
-		cancel_children_locked(g);
-	weft__lock_release(&g->lock);
+		cancel_children_locked(g, &wk);
+	weft__unlock_wake(&g->lock, &wk);
 	if (busy)
 		wait_all_uninterruptible(g, weft__task_self());
 	group_unref(g);

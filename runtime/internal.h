@@ -152,6 +152,12 @@ typedef struct weft__runq {
 	_Atomic uint32_t tail; /* written by the owner only */
 	char pad1[60];
 	_Atomic(weft_task *) buf[WEFT_RUNQ_CAP];
+	/* Behind the ring, in order: the owner's tasks that found it full
+	 * (sched/runq.c).  Locked; thieves take from it once the ring is
+	 * empty. */
+	weft__lock ovf_lock;
+	_Atomic uint32_t ovf_len;
+	weft_task *ovf_head, *ovf_tail;
 } weft__runq;
 
 /* Lock-free multi-producer stack, taken whole by its single consumer. */
@@ -258,7 +264,7 @@ struct weft_runtime {
 	_Atomic int stop;        /* loops exit their scheduler */
 	size_t page;
 
-	/* global inject queue (Tokio): overflow and foreign spawns */
+	/* global inject queue (Tokio): tasks spawned by foreign threads */
 	weft__lock inject_lock;
 	weft_task *inject_head, *inject_tail;
 	_Atomic uint32_t inject_len;
@@ -328,8 +334,31 @@ WEFT_HIDDEN unsigned weft__timer_fire(weft_loop *l, uint64_t now);
 WEFT_HIDDEN int weft__park_task(weft_task *t, uint64_t deadline);
 WEFT_HIDDEN int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl,
 				  weft__waiter *w, uint64_t deadline);
-WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl);
-WEFT_HIDDEN bool weft__waitlist_fire_one(weft__waitlist *wl);
+/* Wakes made under a spinlock record here the system calls they need
+ * (sleeping loops to wake), made by weft__wakes_flush after the lock is
+ * released: no system call inside a critical section. */
+#define WEFT_WAKES_MAX 4
+typedef struct weft__wakes {
+	weft_loop *loop[WEFT_WAKES_MAX]; /* home loops of remotely woken tasks */
+	unsigned n;
+	weft_runtime *all;    /* more than WEFT_WAKES_MAX homes: wake them all */
+	weft_runtime *notify; /* a task became stealable: maybe wake an idle loop */
+} weft__wakes;
+#define WEFT_WAKES_INIT { .n = 0 }
+WEFT_HIDDEN void weft__task_wake_to(weft_task *t, weft__wakes *wk);
+WEFT_HIDDEN void weft__wakes_flush(weft__wakes *wk);
+WEFT_HIDDEN int weft__task_cancel_to(weft_task *t, weft__wakes *wk);
+
+/* Release lk, then make the wakes recorded under it. */
+static inline void weft__unlock_wake(weft__lock *lk, weft__wakes *wk)
+{
+	weft__lock_release(lk);
+	weft__wakes_flush(wk);
+}
+WEFT_HIDDEN int weft__wait_locked_wake(weft_task *t, weft__lock *lk, weft__waitlist *wl,
+				       weft__waiter *w, uint64_t deadline, weft__wakes *wk);
+WEFT_HIDDEN void weft__waitlist_fire_all(weft__waitlist *wl, weft__wakes *wk);
+WEFT_HIDDEN bool weft__waitlist_fire_one(weft__waitlist *wl, weft__wakes *wk);
 WEFT_HIDDEN void weft__waitlist_append(weft__waitlist *wl, weft__waiter *w);
 WEFT_HIDDEN void weft__waitlist_remove(weft__waitlist *wl, weft__waiter *w);
 WEFT_HIDDEN int weft__task_take_result(weft_task *t, void **result);
@@ -369,9 +398,13 @@ WEFT_HIDDEN void weft__live_drain(weft_runtime *rt, weft_loop *l);
 WEFT_HIDDEN uint64_t weft__task_id_next(weft_runtime *rt, weft_loop *l);
 WEFT_HIDDEN void weft__wake_all_loops(weft_runtime *rt);
 
+
+
 /* ---- sched/runq.c ---- */
 WEFT_HIDDEN void weft__runq_init(weft__runq *q);
 WEFT_HIDDEN weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen);
+WEFT_HIDDEN void weft__runq_push_slow(weft__runq *q, weft_task *t);
+WEFT_HIDDEN weft_task *weft__runq_pop_slow(weft__runq *q);
 WEFT_HIDDEN void weft__inject_push(weft_runtime *rt, weft_task *t);
 WEFT_HIDDEN void weft__inject_push_batch(weft_runtime *rt, weft_task *head, weft_task *tail,
 					 uint32_t n);

@@ -173,17 +173,21 @@ static uint64_t unfinished(weft_queue *q)
 	return atomic_load_explicit(&q->puts, memory_order_acquire) - d;
 }
 
-/* n items done; wake joiners when none is left unfinished. */
-static void count_done(weft_queue *q, uint64_t n, bool locked)
+/* n items done; wake joiners when none is left unfinished.  With the
+ * lock held (wk given), the wakes go into wk; else they are made here. */
+static void count_done(weft_queue *q, uint64_t n, weft__wakes *wk)
 {
 	atomic_fetch_add_explicit(&q->dones, n, memory_order_acq_rel);
 	if (unfinished(q) != 0)
 		return;
-	if (!locked)
-		weft__lock_acquire(&q->lock);
-	weft__waitlist_fire_all(&q->joiners); /* they re-check */
-	if (!locked)
-		weft__lock_release(&q->lock);
+	if (wk) {
+		weft__waitlist_fire_all(&q->joiners, wk); /* they re-check */
+		return;
+	}
+	weft__wakes own = WEFT_WAKES_INIT;
+	weft__lock_acquire(&q->lock);
+	weft__waitlist_fire_all(&q->joiners, &own);
+	weft__unlock_wake(&q->lock, &own);
 }
 
 static void set_len(weft_queue *q, size_t n)
@@ -293,21 +297,22 @@ static void *pop(weft_queue *q)
 	return item;
 }
 
-/* Fire the longest waiter of wl with an outcome (under the lock). */
-static void hand_off(weft__waitlist *wl, void *item, int err)
+/* Fire the longest waiter of wl with an outcome (under the lock; its
+ * wake is made from wk once the lock is released). */
+static void hand_off(weft__waitlist *wl, void *item, int err, weft__wakes *wk)
 {
 	qwaiter *w = (qwaiter *)wl->head;
 	w->item = item;
 	w->err = err;
-	weft__waitlist_fire_one(wl);
+	weft__waitlist_fire_one(wl, wk);
 }
 
-/* Fire every waiter of wl with err (under the lock). */
-static void fail_all(weft__waitlist *wl, int err)
+/* Fire every waiter of wl with err (under the lock, wakes into wk). */
+static void fail_all(weft__waitlist *wl, int err, weft__wakes *wk)
 {
 	for (weft__waiter *w = wl->head; w; w = w->next)
 		((qwaiter *)w)->err = err;
-	weft__waitlist_fire_all(wl);
+	weft__waitlist_fire_all(wl, wk);
 }
 
 /*
@@ -365,9 +370,10 @@ static void spsc_wake(weft_queue *q, _Atomic int *flag, weft__waitlist *wl)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load_explicit(flag, memory_order_relaxed))
 		return;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&q->lock);
-	weft__waitlist_fire_all(wl);
-	weft__lock_release(&q->lock);
+	weft__waitlist_fire_all(wl, &wk);
+	weft__unlock_wake(&q->lock, &wk);
 }
 
 /* Producer: publish item if there is room. */
@@ -422,7 +428,7 @@ static void spsc_drop_rest(weft_queue *q)
 			q->drop(v, q->drop_arg);
 	}
 	if (n)
-		count_done(q, n, false);
+		count_done(q, n, NULL);
 }
 
 /* Sleep until woken, unless `ready` already holds once the flag is up.
@@ -518,6 +524,7 @@ static int put_until(weft_queue *q, void *item, bool block, uint64_t deadline)
 		return spsc_put(q, self, item, block, deadline);
 	if (block && q->cap && qlen(q) >= q->cap)
 		spin_for(q, false);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&q->lock);
 	if (q->shut) {
 		weft__lock_release(&q->lock);
@@ -525,7 +532,7 @@ static int put_until(weft_queue *q, void *item, bool block, uint64_t deadline)
 	}
 	if (q->getters.head) { /* empty queue with a getter: hand over */
 		count_put(q);
-		hand_off(&q->getters, item, 0);
+		hand_off(&q->getters, item, 0, &wk);
 		r = 0;
 	} else if (!q->cap || qlen(q) < q->cap) {
 		r = push(q, item);
@@ -536,7 +543,7 @@ static int put_until(weft_queue *q, void *item, bool block, uint64_t deadline)
 		r = weft__wait_locked(self, &q->lock, &q->putters, &w.w, deadline);
 		return r < 0 ? r : w.err; /* fired: a getter enqueued it, or shutdown */
 	}
-	weft__lock_release(&q->lock);
+	weft__unlock_wake(&q->lock, &wk);
 	if (r == 0)
 		weft__budget_spend(self);
 	return r;
@@ -574,12 +581,13 @@ static int get_until(weft_queue *q, void **item, bool block, uint64_t deadline)
 		*item = pop(q);
 		/* The slot just freed goes to the longest putter: it cannot
 		 * fail (bounded queues never grow). */
+		weft__wakes wk = WEFT_WAKES_INIT;
 		if (q->putters.head) {
 			qwaiter *p = (qwaiter *)q->putters.head;
 			push(q, p->item);
-			hand_off(&q->putters, p->item, 0);
+			hand_off(&q->putters, p->item, 0, &wk);
 		}
-		weft__lock_release(&q->lock);
+		weft__unlock_wake(&q->lock, &wk);
 		weft__budget_spend(self);
 		return 0;
 	}
@@ -628,7 +636,7 @@ int weft_queue_task_done(weft_queue *q)
 	} while (!atomic_compare_exchange_weak_explicit(&q->dones, &d, d + 1,
 							 memory_order_acq_rel,
 							 memory_order_acquire));
-	count_done(q, 0, false);
+	count_done(q, 0, NULL);
 	return 0;
 }
 
@@ -701,6 +709,7 @@ int weft_queue_shutdown(weft_queue *q, bool immediate)
 	void **old = NULL;
 	size_t oldcap = 0, oldhead = 0, n = 0;
 	bool drain = false;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&q->lock);
 	if (q->shut < SHUT_GRACEFUL)
 		q->shut = SHUT_GRACEFUL;
@@ -711,12 +720,12 @@ int weft_queue_shutdown(weft_queue *q, bool immediate)
 	atomic_store_explicit(&q->shut_a, q->shut, memory_order_seq_cst);
 	if (drain) {
 		n = take_all(q, &old, &oldcap, &oldhead);
-		count_done(q, n, true); /* dropped items count as done */
+		count_done(q, n, &wk); /* dropped items count as done */
 	}
-	fail_all(&q->putters, -EPIPE); /* they keep their items */
+	fail_all(&q->putters, -EPIPE, &wk); /* they keep their items */
 	/* Getters wait only on an empty queue: nothing left to drain. */
-	fail_all(&q->getters, -EPIPE);
-	weft__lock_release(&q->lock);
+	fail_all(&q->getters, -EPIPE, &wk);
+	weft__unlock_wake(&q->lock, &wk);
 	if (drain) {
 		drop_items(q, old, oldcap, oldhead, n);
 		if (!q->spsc)

@@ -139,16 +139,17 @@ int weft_lock_release(weft_lock *l)
 		return 0; /* no waiters announced */
 	if (!(st & LK_LOCKED))
 		return weft__misuse(-EPERM, "weft_lock_release of an unlocked lock");
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	/* WAITERS is set and only we may clear it.  Hand-off: the lock stays
 	 * locked, now owned by the longest waiter; with none left (they gave
 	 * up), unlock. */
-	if (weft__waitlist_fire_one(&s->wl))
+	if (weft__waitlist_fire_one(&s->wl, &wk))
 		atomic_store_explicit(&s->st, s->wl.head ? LK_LOCKED | LK_WAITERS : LK_LOCKED,
 				      memory_order_release);
 	else
 		atomic_store_explicit(&s->st, 0, memory_order_release);
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	return 0;
 }
 
@@ -195,10 +196,11 @@ int weft_event_set(weft_event *e)
 	if (!e)
 		return -EINVAL;
 	struct event_s *s = EVENT(e);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	atomic_store_explicit(&s->set, true, memory_order_release);
-	weft__waitlist_fire_all(&s->wl);
-	weft__lock_release(&s->lk);
+	weft__waitlist_fire_all(&s->wl, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	return 0;
 }
 
@@ -317,10 +319,11 @@ int weft_cond_wait(weft_cond *c)
 static int notify(struct cond_s *s, unsigned n)
 {
 	int woken = 0;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	while (n-- > 0 && weft__waitlist_fire_one(&s->wl))
+	while (n-- > 0 && weft__waitlist_fire_one(&s->wl, &wk))
 		woken++;
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	return woken;
 }
 
@@ -429,6 +432,7 @@ int weft_sem_release(weft_sem *sem)
 	if (!sem)
 		return -EINVAL;
 	struct sem_s *s = SEM(sem);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	int v = atomic_load_explicit(&s->value, memory_order_relaxed);
 	int r = 0;
@@ -436,9 +440,9 @@ int weft_sem_release(weft_sem *sem)
 	 * check never refuses a hand-off. */
 	if ((s->bound >= 0 && v >= s->bound) || v == INT32_MAX)
 		r = weft__misuse(-EOVERFLOW, "weft_sem_release past the semaphore's bound (or INT32_MAX)");
-	else if (!weft__waitlist_fire_one(&s->wl))
+	else if (!weft__waitlist_fire_one(&s->wl, &wk))
 		atomic_store_explicit(&s->value, v + 1, memory_order_relaxed);
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	return r;
 }
 
@@ -501,12 +505,12 @@ static unsigned list_len(const weft__waitlist *wl)
 
 /* With the spinlock held: give every waiter its arrival index (err 0) or
  * err, fire them all, and start a new cycle. */
-static void barrier_release_all(struct barrier_s *s, int err)
+static void barrier_release_all(struct barrier_s *s, int err, weft__wakes *wk)
 {
 	int i = 0;
 	for (weft__waiter *w = s->wl.head; w; w = w->next)
 		sw_of(w)->val = err ? err : i++;
-	weft__waitlist_fire_all(&s->wl);
+	weft__waitlist_fire_all(&s->wl, wk);
 	s->count = 0;
 	s->gen++;
 }
@@ -520,6 +524,7 @@ int weft_barrier_wait(weft_barrier *b)
 	int r = enter_wait(&self);
 	if (r < 0)
 		return r;
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	if (s->broken) {
 		weft__lock_release(&s->lk);
@@ -527,8 +532,8 @@ int weft_barrier_wait(weft_barrier *b)
 	}
 	if (++s->count >= s->parties && list_len(&s->wl) + 1 == s->parties) {
 		/* Last arrival: the waiters get 0..parties-2 in arrival order. */
-		barrier_release_all(s, 0);
-		weft__lock_release(&s->lk);
+		barrier_release_all(s, 0, &wk);
+		weft__unlock_wake(&s->lk, &wk);
 		weft__budget_spend(self);
 		return (int)s->parties - 1;
 	}
@@ -551,10 +556,11 @@ int weft_barrier_abort(weft_barrier *b)
 	if (!b)
 		return -EINVAL;
 	struct barrier_s *s = BARRIER(b);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->broken = true;
-	barrier_release_all(s, -EPIPE);
-	weft__lock_release(&s->lk);
+	barrier_release_all(s, -EPIPE, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	return 0;
 }
 
@@ -563,10 +569,11 @@ int weft_barrier_reset(weft_barrier *b)
 	if (!b)
 		return -EINVAL;
 	struct barrier_s *s = BARRIER(b);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->broken = false;
-	barrier_release_all(s, -EPIPE);
-	weft__lock_release(&s->lk);
+	barrier_release_all(s, -EPIPE, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	return 0;
 }
 
@@ -626,7 +633,7 @@ int weft_rwlock_destroy(weft_rwlock *rw)
 /* With the spinlock held: hand the lock to waiters from the head while
  * they fit (a run of readers, or one writer once it is free).  Stopping
  * at the first that does not fit is what keeps it FIFO-fair. */
-static void rw_grant(struct rwlock_s *s)
+static void rw_grant(struct rwlock_s *s, weft__wakes *wk)
 {
 	weft__waiter *w;
 	while ((w = s->wl.head) && !s->writer) {
@@ -637,7 +644,7 @@ static void rw_grant(struct rwlock_s *s)
 		} else {
 			s->readers++;
 		}
-		weft__waitlist_fire_one(&s->wl);
+		weft__waitlist_fire_one(&s->wl, wk);
 	}
 }
 
@@ -678,9 +685,10 @@ static int rw_acquire(weft_rwlock *rw, int kind)
 	if (r < 0) {
 		/* Leaving may unblock those behind us (readers queued behind a
 		 * writer that gave up while readers hold the lock). */
+		weft__wakes wk = WEFT_WAKES_INIT;
 		weft__lock_acquire(&s->lk);
-		rw_grant(s);
-		weft__lock_release(&s->lk);
+		rw_grant(s, &wk);
+		weft__unlock_wake(&s->lk, &wk);
 	}
 	return r;
 }
@@ -725,13 +733,14 @@ int weft_rwlock_read_release(weft_rwlock *rw)
 	if (!rw)
 		return -EINVAL;
 	struct rwlock_s *s = RW(rw);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	int r = 0;
 	if (s->readers == 0)
 		r = weft__misuse(-EPERM, "weft_rwlock_read_release without a reader");
 	else if (--s->readers == 0)
-		rw_grant(s);
-	weft__lock_release(&s->lk);
+		rw_grant(s, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	return r;
 }
 
@@ -740,14 +749,15 @@ int weft_rwlock_write_release(weft_rwlock *rw)
 	if (!rw)
 		return -EINVAL;
 	struct rwlock_s *s = RW(rw);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	int r = 0;
 	if (!s->writer) {
 		r = weft__misuse(-EPERM, "weft_rwlock_write_release without the writer");
 	} else {
 		s->writer = false;
-		rw_grant(s);
+		rw_grant(s, &wk);
 	}
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	return r;
 }

@@ -159,14 +159,15 @@ void weft__task_entry(void *arg)
 
 	if (t->group)
 		weft__group_child_exit(t);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&t->lock);
 	t->result = r;
 	t->cancelled_result = t->cancel_seen;
 	/* A store, not an RMW: a concurrent waker's fetch_or either lands
 	 * before (and is overwritten: moot now) or sees DONE and backs off. */
 	atomic_store_explicit(&t->state, WEFT_TS_RUNNING | WEFT_TS_DONE, memory_order_release);
-	weft__waitlist_fire_all(&t->waiters);
-	weft__lock_release(&t->lock);
+	weft__waitlist_fire_all(&t->waiters, &wk);
+	weft__unlock_wake(&t->lock, &wk);
 	weft__switch_out(WEFT_SW_EXIT);
 	__builtin_unreachable();
 }
@@ -315,15 +316,25 @@ int weft_task_join(weft_task *t, void **result)
 	return weft_task_join_timeout(t, UINT64_MAX, result);
 }
 
-int weft_task_cancel(weft_task *t)
+/* weft_task_cancel, with the wake's system calls recorded in wk (a
+ * caller holding a spinlock). */
+int weft__task_cancel_to(weft_task *t, weft__wakes *wk)
 {
 	if (!t)
 		return -EINVAL;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
 		return -EALREADY;
 	atomic_store_explicit(&t->cancel_req, true, memory_order_release);
-	weft__task_wake(t);
+	weft__task_wake_to(t, wk);
 	return 0;
+}
+
+int weft_task_cancel(weft_task *t)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	int r = weft__task_cancel_to(t, &wk);
+	weft__wakes_flush(&wk);
+	return r;
 }
 
 bool weft_task_cancelled(void)

@@ -118,11 +118,23 @@ void weft__waitlist_remove(weft__waitlist *wl, weft__waiter *w)
 int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
 		      uint64_t deadline)
 {
+	return weft__wait_locked_wake(t, lk, wl, w, deadline, NULL);
+}
+
+/* weft__wait_locked, for a caller that recorded wakes in wk (or NULL)
+ * under lk: they are made once lk is released, before parking. */
+int weft__wait_locked_wake(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__waiter *w,
+			   uint64_t deadline, weft__wakes *wk)
+{
 	w->task = t;
 	atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
 	weft__waitlist_append(wl, w);
 	for (;;) {
 		weft__lock_release(lk);
+		if (wk) {
+			weft__wakes_flush(wk);
+			wk = NULL;
+		}
 		int r = t ? weft__park_task(t, deadline) : weft__futex_wait(&w->fired, 0, deadline);
 		/* Fast path for tasks: the firer's store of `fired` is its last
 		 * touch of w and of the task, so seeing it set we are done
@@ -147,12 +159,14 @@ int weft__wait_locked(weft_task *t, weft__lock *lk, weft__waitlist *wl, weft__wa
 
 /* Fire one waiter already unlinked from its list.  A task waiter is woken
  * before `fired` is set: that store is the firer's last touch (see
- * weft__wait_locked's fast path). */
-static void fire(weft__waiter *w)
+ * weft__wait_locked's fast path).  The system calls a task's wake needs
+ * go into wk, made after the lock is released; a foreign thread's futex
+ * wake is made here (not a hot path, and w may be gone once unlocked). */
+static void fire(weft__waiter *w, weft__wakes *wk)
 {
 	weft_task *t = w->task;
 	if (t) {
-		weft__task_wake(t);
+		weft__task_wake_to(t, wk);
 		atomic_store_explicit(&w->fired, 1, memory_order_release);
 	} else {
 		atomic_store_explicit(&w->fired, 1, memory_order_release);
@@ -160,14 +174,15 @@ static void fire(weft__waiter *w)
 	}
 }
 
-/* With the owner's lock held: fire and wake every waiter. */
-void weft__waitlist_fire_all(weft__waitlist *wl)
+/* With the owner's lock held: fire and wake every waiter, in the order
+ * they waited. */
+void weft__waitlist_fire_all(weft__waitlist *wl, weft__wakes *wk)
 {
 	weft__waiter *w = wl->head;
 	wl->head = wl->tail = NULL;
 	while (w) {
 		weft__waiter *n = w->next;
-		fire(w);
+		fire(w, wk);
 		w = n;
 	}
 }
@@ -176,13 +191,13 @@ void weft__waitlist_fire_all(weft__waitlist *wl)
  * hand-off: a fired waiter owns what it waited for even if it also timed
  * out or was cancelled, so nothing handed over is lost).  Returns whether
  * one was fired. */
-bool weft__waitlist_fire_one(weft__waitlist *wl)
+bool weft__waitlist_fire_one(weft__waitlist *wl, weft__wakes *wk)
 {
 	weft__waiter *w = wl->head;
 	if (!w)
 		return false;
 	weft__waitlist_remove(wl, w);
-	fire(w);
+	fire(w, wk);
 	return true;
 }
 

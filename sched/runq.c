@@ -12,8 +12,13 @@
  * owner's writes and a thief's reads of different generations stay free of
  * data races; the release/acquire on tail and head order them.
  *
- * When the ring is full the owner moves half of it (plus the new task) to
- * the runtime's inject queue in one locked batch.
+ * When the ring is full, the owner's further pushes queue in order behind
+ * it on a locked overflow list (rarely used: more than 256 tasks ready on
+ * one loop), moved into the ring as it drains; so one loop runs its own
+ * tasks in the order they became ready, however many there are.  Thieves
+ * take the older half of the overflow once the ring is empty.  (Tokio
+ * spills half the ring to the global queue instead, which lets a task
+ * ready later run first.)
  */
 #include "../runtime/internal.h"
 
@@ -25,53 +30,84 @@ void weft__runq_init(weft__runq *q)
 	atomic_init(&q->tail, 0);
 	for (unsigned i = 0; i < WEFT_RUNQ_CAP; i++)
 		atomic_init(&q->buf[i], NULL);
+	atomic_init(&q->ovf_lock.v, 0);
+	atomic_init(&q->ovf_len, 0);
+	q->ovf_head = q->ovf_tail = NULL;
 }
 
-/* Move half the ring plus `t` to the inject queue.  Fails (returns false)
- * if a thief got there first, in which case there is room again. */
-static bool push_overflow(weft_runtime *rt, weft__runq *q, weft_task *t, uint32_t head)
+/* With ovf_lock held: move overflow tasks, oldest first, into the ring's
+ * free slots.  Runs on the owner (slots past tail are its to write). */
+static void refill_locked(weft__runq *q)
 {
-	const uint32_t n = WEFT_RUNQ_CAP / 2;
-	uint64_t prev = weft__rq_pack(head, head);
-	if (!atomic_compare_exchange_strong_explicit(&q->head, &prev,
-						     weft__rq_pack(head + n, head + n),
-						     memory_order_release, memory_order_relaxed))
-		return false;
-	weft_task *first = atomic_load_explicit(&q->buf[head & MASK], memory_order_relaxed);
-	weft_task *last = first;
-	for (uint32_t i = 1; i < n; i++) {
-		weft_task *x = atomic_load_explicit(&q->buf[(head + i) & MASK],
-						    memory_order_relaxed);
-		last->next = x;
-		last = x;
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	uint32_t room = WEFT_RUNQ_CAP - (tail - weft__rq_steal(h));
+	uint32_t n = 0;
+	weft_task *t = q->ovf_head;
+	while (t && n < room) {
+		atomic_store_explicit(&q->buf[(tail + n) & MASK], t, memory_order_relaxed);
+		t = t->next;
+		n++;
 	}
-	last->next = t;
+	q->ovf_head = t;
+	if (!t)
+		q->ovf_tail = NULL;
+	atomic_fetch_sub_explicit(&q->ovf_len, n, memory_order_relaxed);
+	if (n)
+		atomic_store_explicit(&q->tail, tail + n, memory_order_release);
+}
+
+/* The ring is full or tasks already wait behind it (weft__runq_push's slow
+ * path): queue t last, then move what fits into the ring. */
+void weft__runq_push_slow(weft__runq *q, weft_task *t)
+{
 	t->next = NULL;
-	weft__inject_push_batch(rt, first, t, n + 1);
-	return true;
+	weft__lock_acquire(&q->ovf_lock);
+	if (q->ovf_tail)
+		q->ovf_tail->next = t;
+	else
+		q->ovf_head = t;
+	q->ovf_tail = t;
+	atomic_fetch_add_explicit(&q->ovf_len, 1, memory_order_relaxed);
+	refill_locked(q);
+	weft__lock_release(&q->ovf_lock);
 }
 
-/* The ring is full (weft__runq_push's slow path). */
-void weft__runq_push_full(weft_runtime *rt, weft__runq *q, weft_task *t)
+/* The ring is empty but the overflow is not (weft__runq_pop's slow path). */
+weft_task *weft__runq_pop_slow(weft__runq *q)
 {
-	for (;;) {
-		uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-		uint32_t steal = weft__rq_steal(h), real = weft__rq_real(h);
-		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		if (tail - steal < WEFT_RUNQ_CAP) {
-			atomic_store_explicit(&q->buf[tail & MASK], t, memory_order_relaxed);
-			atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
-			return;
-		}
-		if (steal != real) {
-			/* A thief is mid-steal: room is coming, but don't wait. */
-			t->next = NULL;
-			weft__inject_push(rt, t);
-			return;
-		}
-		if (push_overflow(rt, q, t, real))
-			return;
+	weft__lock_acquire(&q->ovf_lock);
+	refill_locked(q);
+	weft__lock_release(&q->ovf_lock);
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	if (weft__rq_real(h) == atomic_load_explicit(&q->tail, memory_order_relaxed))
+		return NULL; /* a thief took the overflow first */
+	return weft__runq_pop(q);
+}
+
+/* A thief found src's ring empty: take the older half of its overflow
+ * (at most half a ring) into dst at dst_tail.  Returns how many. */
+static uint32_t steal_overflow(weft__runq *src, weft__runq *dst, uint32_t dst_tail)
+{
+	if (!atomic_load_explicit(&src->ovf_len, memory_order_relaxed))
+		return 0;
+	weft__lock_acquire(&src->ovf_lock);
+	uint32_t len = atomic_load_explicit(&src->ovf_len, memory_order_relaxed);
+	uint32_t want = len - len / 2, n = 0;
+	if (want > WEFT_RUNQ_CAP / 2)
+		want = WEFT_RUNQ_CAP / 2;
+	weft_task *t = src->ovf_head;
+	while (t && n < want) {
+		atomic_store_explicit(&dst->buf[(dst_tail + n) & MASK], t, memory_order_relaxed);
+		t = t->next;
+		n++;
 	}
+	src->ovf_head = t;
+	if (!t)
+		src->ovf_tail = NULL;
+	atomic_fetch_sub_explicit(&src->ovf_len, n, memory_order_relaxed);
+	weft__lock_release(&src->ovf_lock);
+	return n;
 }
 
 /*
@@ -96,8 +132,12 @@ weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen)
 		uint32_t tail = atomic_load_explicit(&src->tail, memory_order_acquire);
 		n = tail - real;
 		n -= n / 2;
-		if (n == 0)
-			return NULL;
+		if (n == 0) {
+			n = steal_overflow(src, dst, dst_tail);
+			if (n == 0)
+				return NULL;
+			goto publish;
+		}
 		uint64_t next = weft__rq_pack(steal, real + n);
 		if (atomic_compare_exchange_weak_explicit(&src->head, &prev, next,
 							  memory_order_acq_rel,
@@ -120,6 +160,7 @@ weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen)
 							  memory_order_acquire))
 			break;
 	}
+publish:
 	*stolen = n;
 	n--;
 	weft_task *ret = atomic_load_explicit(&dst->buf[(dst_tail + n) & MASK],

@@ -12,29 +12,29 @@ static inline uint64_t weft__rq_pack(uint32_t steal, uint32_t real)
 static inline uint32_t weft__rq_steal(uint64_t h) { return (uint32_t)(h >> 32); }
 static inline uint32_t weft__rq_real(uint64_t h) { return (uint32_t)h; }
 
-WEFT_HIDDEN void weft__runq_push_full(weft_runtime *rt, weft__runq *q, weft_task *t);
-
-/* Tasks in q, as seen now (any thread). */
+/* Tasks in q (ring and overflow), as seen now (any thread). */
 static inline uint32_t weft__runq_len(const weft__runq *q)
 {
 	weft__runq *m = (weft__runq *)q;
 	uint64_t h = atomic_load_explicit(&m->head, memory_order_acquire);
 	uint32_t t = atomic_load_explicit(&m->tail, memory_order_acquire);
-	return t - weft__rq_real(h);
+	return t - weft__rq_real(h) + atomic_load_explicit(&m->ovf_len, memory_order_relaxed);
 }
 
-/* Owner only: append t; a full ring spills half of itself to the inject
- * queue (weft__runq_push_full). */
-static inline void weft__runq_push(weft_runtime *rt, weft__runq *q, weft_task *t)
+/* Owner only: append t.  Once the ring is full, tasks queue behind it in
+ * the overflow list until the ring has room (weft__runq_push_slow), so
+ * the owner still takes them in the order they were pushed. */
+static inline void weft__runq_push(weft__runq *q, weft_task *t)
 {
 	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
 	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	if (likely(tail - weft__rq_steal(h) < WEFT_RUNQ_CAP)) {
+	if (likely(tail - weft__rq_steal(h) < WEFT_RUNQ_CAP &&
+		   !atomic_load_explicit(&q->ovf_len, memory_order_relaxed))) {
 		atomic_store_explicit(&q->buf[tail & (WEFT_RUNQ_CAP - 1)], t, memory_order_relaxed);
 		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
 		return;
 	}
-	weft__runq_push_full(rt, q, t);
+	weft__runq_push_slow(q, t);
 }
 
 /* Owner only: take the oldest task, or NULL. */
@@ -45,7 +45,9 @@ static inline weft_task *weft__runq_pop(weft__runq *q)
 		uint32_t steal = weft__rq_steal(h), real = weft__rq_real(h);
 		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		if (real == tail)
-			return NULL;
+			return unlikely(atomic_load_explicit(&q->ovf_len, memory_order_relaxed))
+				       ? weft__runq_pop_slow(q)
+				       : NULL;
 		uint32_t nr = real + 1;
 		uint64_t next = steal == real ? weft__rq_pack(nr, nr) : weft__rq_pack(steal, nr);
 		if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,

@@ -63,6 +63,12 @@ static void wake_loop(weft_loop *target)
 /* Wake a sleeping loop to look for work, unless one is already searching. */
 static void notify_parked(weft_runtime *rt)
 {
+	/* StoreLoad: the caller just published a task (a release store of a
+	 * run queue's tail).  Without a full fence here, this load could be
+	 * ordered before that store: we would see a searcher, skip the wake,
+	 * while the searcher, last to stop, missed the task and went to sleep
+	 * (Tokio makes the same point with a seq_cst read-modify-write). */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&rt->num_searching, memory_order_seq_cst) != 0 ||
 	    atomic_load_explicit(&rt->num_unparked, memory_order_seq_cst) >= rt->nloops)
 		return;
@@ -108,24 +114,43 @@ static void stop_searching(weft_loop *l)
 /* making tasks runnable                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Queue a NOTIFIED task on its home loop `l`, from l's own thread. */
-static void make_runnable_local(weft_loop *l, weft_task *t, bool lifo)
+/* Queue a runnable task at the back of loop l's own queues (l's thread).
+ * A pinned task has its own FIFO only when another loop could steal from
+ * the run queue: on a single loop every task shares one FIFO, so tasks
+ * run in the order they became ready, pinned or not. */
+static inline void queue_back(weft_loop *l, weft_task *t)
+{
+	if (t->pin >= 0 && l->rt->nloops > 1)
+		weft__fifo_push(&l->pinned, t);
+	else
+		weft__runq_push(l->rq, t);
+}
+
+/* Whether nothing is ready on l besides what the LIFO slot holds. */
+static inline bool queues_empty(weft_loop *l)
+{
+	return !l->pinned.len && !weft__runq_len(l->rq);
+}
+
+/* Queue a NOTIFIED task on its home loop `l`, from l's own thread.  With
+ * `lifo`, t runs next if that reorders nothing: the slot is free and no
+ * other task is ready (one task waking one other, a ping-pong pair); else
+ * it queues behind the tasks that became ready before it.  A task that
+ * became stealable may call for an idle loop: now, or (wk) later. */
+static void make_runnable_local(weft_loop *l, weft_task *t, bool lifo, weft__wakes *wk)
 {
 	weft__timer_disarm(l, t);
-	if (lifo) {
-		weft_task *old = l->lifo;
+	if (lifo && !l->lifo && queues_empty(l)) {
 		l->lifo = t;
-		if (!old)
-			return;
-		t = old;
-	}
-	if (t->pin >= 0) {
-		weft__fifo_push(&l->pinned, t);
 		return;
 	}
-	weft__runq_push(l->rt, l->rq, t);
-	if (l->rt->nloops > 1)
-		notify_parked(l->rt);
+	queue_back(l, t);
+	if (t->pin < 0 && l->rt->nloops > 1) {
+		if (wk)
+			wk->notify = l->rt;
+		else
+			notify_parked(l->rt);
+	}
 }
 
 static void drain_remote(weft_loop *l)
@@ -133,23 +158,51 @@ static void drain_remote(weft_loop *l)
 	weft_task *t = weft__mpsc_take_fifo(&l->remote);
 	while (t) {
 		weft_task *n = t->next;
-		make_runnable_local(l, t, false);
+		make_runnable_local(l, t, false, NULL);
 		t = n;
 	}
 }
 
-void weft__task_wake(weft_task *t)
+/* Make t runnable; the system calls this may need (waking a sleeping
+ * loop) are recorded in wk for weft__wakes_flush, so a caller holding a
+ * spinlock makes them after releasing it (docs/architecture.md). */
+void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 {
 	uint32_t s = atomic_fetch_or_explicit(&t->state, WEFT_TS_NOTIFIED, memory_order_acq_rel);
 	if (s & (WEFT_TS_RUNNING | WEFT_TS_NOTIFIED | WEFT_TS_DONE))
 		return; /* running: requeued when it switches away; or queued */
 	weft_loop *home = t->loop;
 	if (weft__loop_self() == home) {
-		make_runnable_local(home, t, true);
+		make_runnable_local(home, t, true, wk);
 		return;
 	}
 	weft__mpsc_push(&home->remote, t);
-	wake_loop(home);
+	for (unsigned i = 0; i < wk->n; i++)
+		if (wk->loop[i] == home)
+			return;
+	if (wk->n < WEFT_WAKES_MAX)
+		wk->loop[wk->n++] = home;
+	else
+		wk->all = home->rt;
+}
+
+void weft__wakes_flush(weft__wakes *wk)
+{
+	if (unlikely(wk->all)) {
+		weft__wake_all_loops(wk->all);
+	} else {
+		for (unsigned i = 0; i < wk->n; i++)
+			wake_loop(wk->loop[i]);
+	}
+	if (wk->notify)
+		notify_parked(wk->notify);
+}
+
+void weft__task_wake(weft_task *t)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__task_wake_to(t, &wk);
+	weft__wakes_flush(&wk);
 }
 
 /* Whether a task other than the running one is ready on loop l (l's own
@@ -168,7 +221,7 @@ void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t)
 		weft_loop *home = rt->loops[t->pin];
 		t->loop = home;
 		if (from == home) {
-			weft__fifo_push(&home->pinned, t);
+			queue_back(home, t);
 		} else {
 			weft__mpsc_push(&home->remote, t);
 			wake_loop(home);
@@ -177,7 +230,7 @@ void weft__schedule_new(weft_runtime *rt, weft_loop *from, weft_task *t)
 	}
 	if (from) {
 		t->loop = from;
-		weft__runq_push(rt, from->rq, t);
+		weft__runq_push(from->rq, t);
 	} else {
 		weft__inject_push(rt, t);
 	}
@@ -201,10 +254,7 @@ static inline weft_task *pick_local(weft_loop *l)
 			return t;
 		}
 		/* A ping-pong pair must not starve the queue: back it goes. */
-		if (t->pin >= 0)
-			weft__fifo_push(&l->pinned, t);
-		else
-			weft__runq_push(l->rt, l->rq, t);
+		queue_back(l, t);
 	}
 	l->lifo_streak = 0;
 	/* Alternate between pinned and stealable work so neither starves. */
@@ -245,10 +295,11 @@ static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 	t->error = err;
 	if (t->group)
 		weft__group_child_exit(t);
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&t->lock);
 	atomic_store_explicit(&t->state, WEFT_TS_DONE, memory_order_release);
-	weft__waitlist_fire_all(&t->waiters);
-	weft__lock_release(&t->lock);
+	weft__waitlist_fire_all(&t->waiters, &wk);
+	weft__unlock_wake(&t->lock, &wk);
 	weft__live_dec(l->rt, l);
 	weft__task_unref(t);
 }
@@ -336,15 +387,12 @@ void weft__after_switch(weft_loop *l)
 		uint32_t s = atomic_fetch_and_explicit(&p->state, ~WEFT_TS_RUNNING,
 						       memory_order_acq_rel);
 		if (s & WEFT_TS_NOTIFIED) /* woken before it got off the CPU */
-			make_runnable_local(l, p, false);
+			make_runnable_local(l, p, false, NULL);
 		break;
 	}
 	case WEFT_SW_YIELD:
 		atomic_store_explicit(&p->state, WEFT_TS_NOTIFIED, memory_order_release);
-		if (p->pin >= 0)
-			weft__fifo_push(&l->pinned, p);
-		else
-			weft__runq_push(l->rt, l->rq, p);
+		queue_back(l, p);
 		break;
 	case WEFT_SW_EXIT:
 		task_exited(l, p);

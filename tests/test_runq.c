@@ -1,6 +1,6 @@
 /*
  * White-box tests of sched/runq.c: the per-loop stealable ring (Tokio's
- * local queue), its overflow into the runtime's inject queue, steal-half,
+ * local queue), its ordered overflow list, steal-half,
  * the MPSC stack and the owner-only FIFO.
  *
  * No runtime is started: a zeroed weft_runtime is enough for the inject
@@ -65,7 +65,7 @@ static void runq_push_pop_fifo(void **state)
 	for (int cycle = 0; cycle < 5; cycle++) {
 		unsigned n = cycle == 4 ? CAP : 100 + 37 * (unsigned)cycle;
 		for (unsigned i = 0; i < n; i++)
-			weft__runq_push(rt, q, &t[i]);
+			weft__runq_push(q, &t[i]);
 		assert_int_equal(weft__runq_len(q), n);
 		for (unsigned i = 0; i < n; i++) {
 			weft_task *x = weft__runq_pop(q);
@@ -78,8 +78,8 @@ static void runq_push_pop_fifo(void **state)
 	/* Interleaved: push 2, pop 1. */
 	uint64_t next_pop = 0;
 	for (unsigned i = 0; i < CAP; i += 2) {
-		weft__runq_push(rt, q, &t[i]);
-		weft__runq_push(rt, q, &t[i + 1]);
+		weft__runq_push(q, &t[i]);
+		weft__runq_push(q, &t[i + 1]);
 		weft_task *x = weft__runq_pop(q);
 		assert_non_null(x);
 		assert_int_equal(x->id, next_pop++);
@@ -106,7 +106,7 @@ static void runq_index_wrap(void **state)
 	atomic_store(&q->tail, base);
 
 	for (unsigned i = 0; i < CAP; i++)
-		weft__runq_push(rt, q, &t[i]);
+		weft__runq_push(q, &t[i]);
 	assert_int_equal(weft__runq_len(q), CAP);
 	assert_int_equal(inject_len(rt), 0);
 	for (unsigned i = 0; i < CAP / 2; i++)
@@ -130,21 +130,9 @@ static void runq_index_wrap(void **state)
 	free(rt);
 }
 
-/* Drain ring then inject queue, marking seen[]; fails on a duplicate. */
-static unsigned drain_all(weft_runtime *rt, weft__runq *q, unsigned char *seen, size_t n)
-{
-	unsigned got = 0;
-	weft_task *x;
-	while ((x = weft__runq_pop(q)) || (x = weft__inject_pop(rt))) {
-		assert_true(x->id < n);
-		assert_int_equal(seen[x->id], 0);
-		seen[x->id] = 1;
-		got++;
-	}
-	return got;
-}
-
-static void runq_overflow_to_inject(void **state)
+/* Past the ring, pushes queue behind it in order: the owner pops all of
+ * them oldest first, nothing goes to the inject queue. */
+static void runq_overflow_keeps_order(void **state)
 {
 	(void)state;
 	const unsigned total = 1000;
@@ -152,64 +140,45 @@ static void runq_overflow_to_inject(void **state)
 	weft__runq *q = runq_new();
 	weft_task *t = tasks_new(total);
 
-	for (unsigned i = 0; i < CAP; i++)
-		weft__runq_push(rt, q, &t[i]);
-	assert_int_equal(weft__runq_len(q), CAP);
-	assert_int_equal(inject_len(rt), 0);
-
-	/* One more: the oldest half plus the new task go to the inject queue. */
-	weft__runq_push(rt, q, &t[CAP]);
-	assert_int_equal(weft__runq_len(q), CAP / 2);
-	assert_int_equal(inject_len(rt), CAP / 2 + 1);
-	weft_task *x = rt->inject_head;
-	for (unsigned i = 0; i < CAP / 2; i++, x = x->next)
-		assert_int_equal(x->id, i);
-	assert_int_equal(x->id, CAP);
-	assert_null(x->next);
-	assert_ptr_equal(rt->inject_tail, x);
-
-	/* More overflows; the ring keeps FIFO order of what stayed. */
-	for (unsigned i = CAP + 1; i < total; i++)
-		weft__runq_push(rt, q, &t[i]);
-	assert_true(weft__runq_len(q) <= CAP);
-	assert_int_equal(weft__runq_len(q) + inject_len(rt), total);
-
-	unsigned char *seen = calloc(total, 1);
-	unsigned from_ring = 0;
-	int64_t last = -1;
-	while ((x = weft__runq_pop(q))) {
-		assert_true((int64_t)x->id > last);
-		last = (int64_t)x->id;
-		seen[x->id] = 1;
-		from_ring++;
-	}
-	assert_int_equal(drain_all(rt, q, seen, total) + from_ring, total);
 	for (unsigned i = 0; i < total; i++)
-		assert_int_equal(seen[i], 1);
+		weft__runq_push(q, &t[i]);
+	assert_int_equal(weft__runq_len(q), total);
+	assert_int_equal(atomic_load(&q->ovf_len), total - CAP);
 	assert_int_equal(inject_len(rt), 0);
-	assert_null(rt->inject_head);
-	assert_null(rt->inject_tail);
-	free(seen);
+	/* Interleave pops and pushes: order holds across refills. */
+	unsigned next = 0;
+	for (unsigned i = 0; i < 300; i++)
+		assert_int_equal(weft__runq_pop(q)->id, next++);
+	weft_task *more = tasks_new(50);
+	for (unsigned i = 0; i < 50; i++) {
+		more[i].id = total + i;
+		weft__runq_push(q, &more[i]);
+	}
+	weft_task *x;
+	while ((x = weft__runq_pop(q)))
+		assert_int_equal(x->id, next++);
+	assert_int_equal(next, total + 50);
+	assert_int_equal(weft__runq_len(q), 0);
+	assert_int_equal(atomic_load(&q->ovf_len), 0);
+	free(more);
 	free(t);
 	free(q);
 	free(rt);
 }
 
-/* A full ring while a thief is mid-steal (steal != real): the owner sends
- * the one task to the inject queue instead of waiting, and loses nothing. */
+/* A full ring while a thief is mid-steal (steal != real): the owner's
+ * push waits behind the ring in the overflow, and loses nothing. */
 static void runq_push_full_during_steal(void **state)
 {
 	(void)state;
-	weft_runtime *rt = rt_new();
 	weft__runq *q = runq_new();
 	weft_task *t = tasks_new(CAP + 2);
 	for (unsigned i = 0; i < CAP; i++)
-		weft__runq_push(rt, q, &t[i]);
+		weft__runq_push(q, &t[i]);
 	/* Simulate a thief that claimed slots [0, 10) and has not closed. */
 	atomic_store(&q->head, ((uint64_t)0 << 32) | 10u);
-	weft__runq_push(rt, q, &t[CAP]);
-	assert_int_equal(inject_len(rt), 1);
-	assert_ptr_equal(rt->inject_head, &t[CAP]);
+	weft__runq_push(q, &t[CAP]);
+	assert_int_equal(atomic_load(&q->ovf_len), 1);
 	/* A second thief must not start while the first is open. */
 	weft__runq *dst = runq_new();
 	unsigned n = 99;
@@ -217,22 +186,52 @@ static void runq_push_full_during_steal(void **state)
 	assert_int_equal(n, 0);
 	/* The owner can still pop past the claimed slots. */
 	assert_int_equal(weft__runq_pop(q)->id, 10);
-	/* Close the fake steal: room again, the next push stays local. */
+	/* Close the fake steal: the next push still queues behind. */
 	atomic_store(&q->head, ((uint64_t)11 << 32) | 11u);
-	weft__runq_push(rt, q, &t[CAP + 1]);
-	assert_int_equal(inject_len(rt), 1);
-
-	unsigned char *seen = calloc(CAP + 2, 1);
-	for (unsigned i = 0; i <= 10; i++)
-		seen[i] = 1; /* the fake thief's ten, and the one popped */
-	assert_int_equal(drain_all(rt, q, seen, CAP + 2), CAP + 2 - 11);
-	for (unsigned i = 0; i < CAP + 2; i++)
-		assert_int_equal(seen[i], 1);
-	free(seen);
+	weft__runq_push(q, &t[CAP + 1]);
+	for (unsigned i = 11; i < CAP + 2; i++)
+		assert_int_equal(weft__runq_pop(q)->id, i);
+	assert_null(weft__runq_pop(q));
 	free(dst);
 	free(t);
 	free(q);
-	free(rt);
+}
+
+/* A thief finding the ring empty takes the older half of the overflow
+ * (the owner busy elsewhere must not strand it). */
+static void runq_steal_from_overflow(void **state)
+{
+	(void)state;
+	weft__runq *q = runq_new();
+	weft__runq *dst = runq_new();
+	weft_task *t = tasks_new(CAP + 40);
+	for (unsigned i = 0; i < CAP + 40; i++)
+		weft__runq_push(q, &t[i]);
+	/* Empty the ring by stealing, as idle loops would. */
+	unsigned stolen_total = 0, n;
+	weft_task *x;
+	while (atomic_load(&q->tail) != (uint32_t)atomic_load(&q->head)) {
+		x = weft__runq_steal(q, dst, &n);
+		assert_non_null(x);
+		stolen_total += n;
+		while (weft__runq_pop(dst))
+			;
+	}
+	assert_int_equal(stolen_total, CAP);
+	assert_int_equal(atomic_load(&q->ovf_len), 40);
+	x = weft__runq_steal(q, dst, &n);
+	assert_non_null(x);
+	assert_int_equal(n, 20);
+	assert_int_equal(x->id, CAP + 19); /* the last of the older half */
+	for (unsigned i = 0; i < 19; i++)
+		assert_int_equal(weft__runq_pop(dst)->id, CAP + i);
+	assert_null(weft__runq_pop(dst));
+	for (unsigned i = 20; i < 40; i++)
+		assert_int_equal(weft__runq_pop(q)->id, CAP + i);
+	assert_null(weft__runq_pop(q));
+	free(dst);
+	free(t);
+	free(q);
 }
 
 static void runq_steal_half(void **state)
@@ -248,7 +247,7 @@ static void runq_steal_half(void **state)
 	assert_int_equal(n, 0);
 
 	/* One task: the thief takes it and runs it, dst stays empty. */
-	weft__runq_push(rt, src, &t[0]);
+	weft__runq_push(src, &t[0]);
 	weft_task *x = weft__runq_steal(src, dst, &n);
 	assert_ptr_equal(x, &t[0]);
 	assert_int_equal(n, 1);
@@ -257,7 +256,7 @@ static void runq_steal_half(void **state)
 
 	/* Ten: takes five (the oldest), returns the fifth, queues four. */
 	for (unsigned i = 0; i < 10; i++)
-		weft__runq_push(rt, src, &t[i]);
+		weft__runq_push(src, &t[i]);
 	x = weft__runq_steal(src, dst, &n);
 	assert_int_equal(n, 5);
 	assert_int_equal(x->id, 4);
@@ -270,7 +269,7 @@ static void runq_steal_half(void **state)
 
 	/* Odd count rounds up: 7 -> 4. */
 	for (unsigned i = 0; i < 7; i++)
-		weft__runq_push(rt, src, &t[i]);
+		weft__runq_push(src, &t[i]);
 	x = weft__runq_steal(src, dst, &n);
 	assert_int_equal(n, 4);
 	assert_int_equal(x->id, 3);
@@ -284,9 +283,9 @@ static void runq_steal_half(void **state)
 	/* Full source into a dst holding exactly half: allowed, fills dst
 	 * to CAP - 1 (the returned task is not queued). */
 	for (unsigned i = 0; i < CAP; i++)
-		weft__runq_push(rt, src, &t[i]);
+		weft__runq_push(src, &t[i]);
 	for (unsigned i = 0; i < CAP / 2; i++)
-		weft__runq_push(rt, dst, &t[CAP + i]);
+		weft__runq_push(dst, &t[CAP + i]);
 	x = weft__runq_steal(src, dst, &n);
 	assert_non_null(x);
 	assert_int_equal(n, CAP / 2);
@@ -302,7 +301,7 @@ static void runq_steal_half(void **state)
 
 	/* dst with more than half: no room for a steal, src untouched. */
 	for (unsigned i = 0; i < CAP / 2 + 1; i++)
-		weft__runq_push(rt, dst, &t[CAP + i]);
+		weft__runq_push(dst, &t[CAP + i]);
 	assert_null(weft__runq_steal(src, dst, &n));
 	assert_int_equal(n, 0);
 	assert_int_equal(weft__runq_len(src), CAP / 2);
@@ -433,7 +432,7 @@ static void steal_race(unsigned nthieves)
 			for (uint32_t k = 0; k < burst && i < POOL; k++, i++) {
 				c->pool[i].id = (uint64_t)r * POOL + i;
 				c->pool[i].next = NULL;
-				weft__runq_push(c->rt, c->src, &c->pool[i]);
+				weft__runq_push(c->src, &c->pool[i]);
 			}
 			uint32_t pops = (rng >> 8) % 6;
 			for (uint32_t k = 0; k < pops; k++) {
@@ -697,7 +696,8 @@ static void mpsc_per_producer_order(void **state)
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(runq_push_pop_fifo),
 	cmocka_unit_test(runq_index_wrap),
-	cmocka_unit_test(runq_overflow_to_inject),
+	cmocka_unit_test(runq_overflow_keeps_order),
+	cmocka_unit_test(runq_steal_from_overflow),
 	cmocka_unit_test(runq_push_full_during_steal),
 	cmocka_unit_test(runq_steal_half),
 	cmocka_unit_test(fifo_owner_queue),
