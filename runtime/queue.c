@@ -11,7 +11,8 @@
  *    (weft__wait_locked), so nothing handed over is lost, and a waiter that
  *    gave up first has already unlinked itself, so nothing is handed to it.
  * The common path (neither waiting) is one uncontended lock and a few
- * stores; the lock is a spinlock whose holders never suspend.
+ * stores; the lock (runtime/lock.h) is held for a few instructions, never
+ * across a suspension or a system call.
  * WEFT_QUEUE_SPSC replaces the locked buffer by a lock-free ring (see the
  * SPSC section); waiting, shutdown and join are shared with the rest.
  */

@@ -2,7 +2,7 @@
  * Synchronization primitives: Lock, Event, Condition, Semaphore, Barrier,
  * RwLock.
  *
- * Each is a short spinlock guarding a little state and a FIFO wait list,
+ * Each is a short internal lock guarding a little state and a FIFO wait list,
  * built on weft__wait_locked.  Resources are handed over, never raced for:
  * a release that finds a waiter gives the resource to it (under the
  * spinlock, before firing it) instead of making it free, so a newcomer can
