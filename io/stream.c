@@ -11,6 +11,9 @@
  * they swap.  The send op is owned by the stream, not by a task, so a writer
  * that is cancelled in drain loses nothing and frees nothing.  The spinlock
  * `lk` guards both buffers and the waiters of drain/flush.
+ *
+ * Threads: everything but open, config_init, fd and pending is task-only
+ * (stream_check): a stream belongs to its tasks.
  */
 #include "io.h"
 #include "weft/stream.h"
@@ -119,10 +122,22 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	return 0;
 }
 
-int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns)
+/* The check of every call but open, config_init, fd and pending: a stream
+ * belongs to its tasks (weft/stream.h, "Threads"). */
+static int stream_check(const weft_stream *s)
 {
 	if (!s)
 		return -EINVAL;
+	if (unlikely(!weft__task_self()))
+		return weft__misuse(-EPERM, "a weft_stream call outside a task");
+	return 0;
+}
+
+int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	s->rdeadline = deadline_ns;
 	return 0;
 }
@@ -269,10 +284,6 @@ static ssize_t recv_multishot(weft_stream *s)
 			weft__lock_release(&s->lk);
 			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
 		}
-		if (!t) {
-			weft__lock_release(&s->lk);
-			return -EPERM;
-		}
 		if (!s->rarmed && !recv_arm(s, weft__loop_self())) {
 			weft__lock_release(&s->lk);
 			return -EAGAIN;
@@ -372,8 +383,9 @@ static ssize_t fill_once(weft_stream *s)
 
 static int read_begin(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	if (atomic_exchange_explicit(&s->reading, true, memory_order_acquire))
 		return weft__misuse(-EBUSY, "two tasks reading one stream");
 	return 0;
@@ -491,11 +503,10 @@ ssize_t weft_stream_read_line(weft_stream *s, const char **out)
 
 size_t weft_stream_buffered(weft_stream *s, const char **out)
 {
-	if (!s)
-		return 0;
+	bool ok = stream_check(s) == 0;
 	if (out)
-		*out = s->rbuf ? s->rbuf + s->rstart : NULL;
-	return rlen(s);
+		*out = ok && s->rbuf ? s->rbuf + s->rstart : NULL;
+	return ok ? rlen(s) : 0;
 }
 
 ssize_t weft_stream_fill(weft_stream *s)
@@ -510,7 +521,10 @@ ssize_t weft_stream_fill(weft_stream *s)
 
 int weft_stream_consume(weft_stream *s, size_t n)
 {
-	if (!s || n > rlen(s))
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (n > rlen(s))
 		return -EINVAL;
 	s->rstart += n;
 	if (s->rstart == s->rend)
@@ -595,13 +609,14 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 
 ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 {
-	if (!s || (!buf && len))
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (!buf && len)
 		return -EINVAL;
 	weft_loop *l = weft__loop_self();
-	if (!l || !l->current)
-		return weft__misuse(-EPERM, "weft_stream_write outside a task");
 	weft__lock_acquire(&s->lk);
-	int r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
+	r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
 	if (!r && len) {
 		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
 		if (!r && !s->sending)
@@ -619,8 +634,6 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 {
 	weft_task *t = weft__task_self();
-	if (!t)
-		return -EPERM;
 	int r = weft__checkpoint(t);
 	if (r < 0)
 		return r;
@@ -649,22 +662,25 @@ static bool idle_writer(const weft_stream *s)
 
 int weft_stream_drain(weft_stream *s)
 {
-	return s ? wait_writer(s, unpaused) : -EINVAL;
+	int r = stream_check(s);
+	return r < 0 ? r : wait_writer(s, unpaused);
 }
 
 int weft_stream_flush(weft_stream *s)
 {
-	return s ? wait_writer(s, idle_writer) : -EINVAL;
+	int r = stream_check(s);
+	return r < 0 ? r : wait_writer(s, idle_writer);
 }
 
 int weft_stream_shutdown(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
 	s->wshut = true;
 	weft__lock_release(&s->lk);
-	int r = weft_stream_flush(s);
+	r = weft_stream_flush(s);
 	if (r < 0)
 		return r;
 	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
@@ -705,11 +721,10 @@ static void abort_send(weft_stream *s)
 
 int weft_stream_close(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
-	if (!weft__task_self())
-		return weft__misuse(-EPERM, "weft_stream_close outside a task");
-	int r = weft_stream_flush(s);
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	r = weft_stream_flush(s);
 	if (r < 0)
 		abort_send(s);
 	if (s->cfg.multishot)

@@ -3,7 +3,8 @@
  * read, read_exact, read_line, read_until, the limit, fill/buffered/
  * consume, write with drain backpressure, flush, shutdown, close, sticky
  * send errors, one reader at a time, writes from several loops, read
- * timeouts and deadlines, configuration checks.
+ * timeouts and deadlines, configuration checks, the thread rule (task-only
+ * calls from a foreign thread).
  *
  * DESIGN.md rule 7: tasks record into structs; the test asserts after
  * weft_run returns.  Each test's `peer` is the raw other end of the pair.
@@ -12,6 +13,7 @@
 #include "weft_test_io.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1376,6 +1378,130 @@ static void test_multishot_close_from_other_loop(void **state)
 	assert_memory_equal(x.b, "two", 3);
 }
 
+/* ---------------------------------------------------------------------- */
+/* threads: a stream belongs to its tasks                                  */
+/* ---------------------------------------------------------------------- */
+
+struct foreign_rec {
+	weft_stream *s;
+	int sv[2];
+	size_t buffered_before;
+	/* from the foreign thread */
+	ssize_t read, exact, line, until, fill, write;
+	size_t buffered, pending;
+	const char *bufp;
+	int consume, deadline, drain, flush, shut, close, fd;
+	/* back in a task */
+	ssize_t line1, line2, wrote, peer_n;
+	int close_rc;
+	char text1[8], text2[8], peer_got[8];
+};
+
+static void *foreign_setup(void *arg)
+{
+	struct foreign_rec *x = arg;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv) < 0 ||
+	    weft_stream_open(&x->s, x->sv[0], NULL) < 0)
+		return P(1);
+	send(x->sv[1], "abc\ndef\n", 8, 0);
+	while (weft_stream_buffered(x->s, NULL) < 8)
+		if (weft_stream_fill(x->s) <= 0)
+			return P(1);
+	x->buffered_before = weft_stream_buffered(x->s, NULL);
+	return NULL;
+}
+
+/* A plain pthread: every call finds bytes buffered and must refuse. */
+static void *foreign_calls(void *arg)
+{
+	struct foreign_rec *x = arg;
+	weft_stream *s = x->s;
+	char b[8];
+	const char *p = "not touched";
+	x->read = weft_stream_read(s, b, sizeof b);
+	x->exact = weft_stream_read_exact(s, b, 4);
+	x->line = weft_stream_read_line(s, &p);
+	x->until = weft_stream_read_until(s, "\n", 1, &p);
+	x->fill = weft_stream_fill(s);
+	x->bufp = p;
+	x->buffered = weft_stream_buffered(s, &x->bufp);
+	x->consume = weft_stream_consume(s, 1);
+	x->deadline = weft_stream_read_deadline(s, 1);
+	x->write = weft_stream_write(s, "w", 1);
+	x->drain = weft_stream_drain(s);
+	x->flush = weft_stream_flush(s);
+	x->shut = weft_stream_shutdown(s);
+	x->close = weft_stream_close(s);
+	x->pending = weft_stream_pending(s); /* any thread */
+	x->fd = weft_stream_fd(s);           /* any thread */
+	return NULL;
+}
+
+/* Nothing the foreign thread tried changed the stream. */
+static void *foreign_check(void *arg)
+{
+	struct foreign_rec *x = arg;
+	const char *l;
+	x->line1 = weft_stream_read_line(x->s, &l); /* no deadline was set */
+	if (x->line1 > 0)
+		snprintf(x->text1, sizeof x->text1, "%.*s", (int)x->line1, l);
+	x->line2 = weft_stream_read_line(x->s, &l);
+	if (x->line2 > 0)
+		snprintf(x->text2, sizeof x->text2, "%.*s", (int)x->line2, l);
+	x->wrote = weft_stream_write(x->s, "ok", 2); /* not shut down */
+	x->close_rc = weft_stream_close(x->s);
+	x->peer_n = recv(x->sv[1], x->peer_got, sizeof x->peer_got - 1, 0);
+	close(x->sv[1]);
+	return NULL;
+}
+
+/* Defect: weft_stream_read, read_line, read_exact, buffered and consume
+ * succeeded from a non-weft thread when bytes were buffered, while write,
+ * flush and close returned -EPERM.  One rule now: all but open,
+ * config_init, fd and pending are task-only, -EPERM (buffered: 0, NULL)
+ * from any other thread, and do nothing there. */
+static void test_foreign_thread_eperm(void **state)
+{
+	(void)state;
+	struct foreign_rec x = { 0 };
+	weft_runtime *rt = start_rt(1);
+	void *res = P(1);
+	assert_int_equal(weft_runtime_call(rt, foreign_setup, &x, &res), 0);
+	assert_null(res);
+	assert_int_equal(x.buffered_before, 8);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, foreign_calls, &x), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(weft_runtime_call(rt, foreign_check, &x, &res), 0);
+	weft_runtime_destroy(rt);
+
+	assert_int_equal(x.read, -EPERM);
+	assert_int_equal(x.exact, -EPERM);
+	assert_int_equal(x.line, -EPERM);
+	assert_int_equal(x.until, -EPERM);
+	assert_int_equal(x.fill, -EPERM);
+	assert_int_equal(x.buffered, 0);
+	assert_null(x.bufp);
+	assert_int_equal(x.consume, -EPERM);
+	assert_int_equal(x.deadline, -EPERM);
+	assert_int_equal(x.write, -EPERM);
+	assert_int_equal(x.drain, -EPERM);
+	assert_int_equal(x.flush, -EPERM);
+	assert_int_equal(x.shut, -EPERM);
+	assert_int_equal(x.close, -EPERM);
+	assert_int_equal(x.pending, 0);
+	assert_int_equal(x.fd, x.sv[0]);
+
+	assert_int_equal(x.line1, 4);
+	assert_string_equal(x.text1, "abc\n");
+	assert_int_equal(x.line2, 4);
+	assert_string_equal(x.text2, "def\n");
+	assert_int_equal(x.wrote, 2);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.peer_n, 2);
+	assert_string_equal(x.peer_got, "ok");
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),
@@ -1400,6 +1526,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_stream_over_pipe),
 	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
 	cmocka_unit_test(test_read_until_on_fresh_stream),
+	cmocka_unit_test(test_foreign_thread_eperm),
 };
 
 WEFT_TEST_MAIN(tests)
