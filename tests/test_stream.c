@@ -4,17 +4,19 @@
  * consume, write with drain backpressure, flush, shutdown, close, sticky
  * send errors, one reader at a time, writes from several loops, read
  * timeouts and deadlines, configuration checks, the thread rule (task-only
- * calls from a foreign thread).
+ * calls from a foreign thread), and the memory of idle streams.
  *
  * DESIGN.md rule 7: tasks record into structs; the test asserts after
  * weft_run returns.  Each test's `peer` is the raw other end of the pair.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
+#include "io/io.h" /* weft__stream_held, the loop's buffer ring */
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1502,6 +1504,224 @@ static void test_foreign_thread_eperm(void **state)
 	assert_string_equal(x.peer_got, "ok");
 }
 
+/* ---------------------------------------------------------------------- */
+/* memory: an idle stream holds no buffer                                  */
+/* ---------------------------------------------------------------------- */
+
+struct idle_rec {
+	ssize_t line1, timed_out, wrote, line2, line3;
+	int flushed;
+	size_t held_read, held_idle, held_written, held_flushed, held_end;
+	ssize_t peer_n;
+	char text2[16], text3[16], peer_got[8];
+};
+
+static void idle_body(struct fx *f)
+{
+	struct idle_rec *x = f->rec;
+	const char *l;
+	char b[8];
+	send(f->peer, "hello\n", 6, 0);
+	x->line1 = weft_stream_read_line(f->s, &l);
+	x->held_read = weft__stream_held(f->s); /* l points into it */
+	/* All consumed: the read gives the buffer back, then waits. */
+	weft_stream_read_deadline(f->s, weft_now_ns() + 20 * MS);
+	x->timed_out = weft_stream_read(f->s, b, sizeof b);
+	x->held_idle = weft__stream_held(f->s);
+	weft_stream_read_deadline(f->s, 0);
+	/* A write buffer while bytes are queued, none once they are sent. */
+	x->wrote = weft_stream_write(f->s, "pong\n", 5);
+	x->held_written = weft__stream_held(f->s);
+	x->flushed = weft_stream_flush(f->s);
+	x->held_flushed = weft__stream_held(f->s);
+	x->peer_n = recv(f->peer, x->peer_got, sizeof x->peer_got - 1, 0);
+	/* The next bytes come while the reader waits holding nothing: it takes
+	 * a buffer again (twice: a line cut in two waits in its own). */
+	struct drip d;
+	static const char *const parts[] = { "again\n", "one li", "ne\n", NULL };
+	weft_task *t = drip(&d, f->peer, parts, 15, false);
+	x->line2 = weft_stream_read_line(f->s, &l);
+	if (x->line2 > 0)
+		snprintf(x->text2, sizeof x->text2, "%.*s", (int)x->line2, l);
+	x->line3 = weft_stream_read_line(f->s, &l);
+	if (x->line3 > 0)
+		snprintf(x->text3, sizeof x->text3, "%.*s", (int)x->line3, l);
+	finish(t);
+	weft_stream_read_deadline(f->s, weft_now_ns() + 10 * MS);
+	weft_stream_read(f->s, b, sizeof b);
+	weft_stream_read_deadline(f->s, 0);
+	x->held_end = weft__stream_held(f->s);
+}
+
+/* A stream that has read everything and waits for more holds no read
+ * buffer, one that has sent everything no write buffer; reading after
+ * that takes a buffer again and loses nothing (io_uring: a provided
+ * buffer; epoll: one taken once the socket is readable). */
+static void test_idle_stream_holds_no_buffer(void **state)
+{
+	(void)state;
+	struct idle_rec x = { 0 };
+	run_fx(NULL, idle_body, &x);
+	assert_int_equal(x.line1, 6);
+	assert_true(x.held_read > 0);
+	assert_int_equal(x.timed_out, -ETIMEDOUT);
+	assert_int_equal(x.held_idle, 0);
+	assert_int_equal(x.wrote, 5);
+	assert_true(x.held_written > 0);
+	assert_int_equal(x.flushed, 0);
+	assert_int_equal(x.held_flushed, 0);
+	assert_int_equal(x.peer_n, 5);
+	assert_string_equal(x.peer_got, "pong\n");
+	assert_int_equal(x.line2, 6);
+	assert_string_equal(x.text2, "again\n");
+	assert_int_equal(x.line3, 9);
+	assert_string_equal(x.text3, "one line\n");
+	assert_int_equal(x.held_end, 0);
+}
+
+/* The same through the multishot receive, which stays armed while idle. */
+static void test_multishot_idle_holds_no_buffer(void **state)
+{
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.multishot = true;
+	default_cfg = &c;
+	test_idle_stream_holds_no_buffer(state);
+	default_cfg = NULL;
+}
+
+/* Many idle streams on one loop receive at once, each keeping half of
+ * what came buffered until all have theirs: on io_uring more provided
+ * buffers than the loop's ring has at first, so it grows to its cap, and
+ * the receives past the cap take their bytes into malloc'd buffers.  Every
+ * byte arrives, and each stream holds nothing once it has read all. */
+#define BURST_MAX 1100u
+struct burst {
+	const weft_stream_config *cfg;
+	unsigned n;
+	int peers[BURST_MAX];
+	weft_stream *s[BURST_MAX];
+	unsigned idx[BURST_MAX];
+	weft_event all_half;
+	_Atomic unsigned half, bad, timeouts, held;
+	int setup;
+	int ring;           /* loop 0 has a buffer ring */
+	unsigned ring_count; /* its buffers after the burst */
+};
+static struct burst burst_x;
+
+static void *burst_reader(void *arg)
+{
+	unsigned i = *(unsigned *)arg;
+	struct burst *b = &burst_x;
+	uint8_t m[32];
+	ssize_t r1 = weft_stream_read_exact(b->s[i], m, 16);
+	if (atomic_fetch_add(&b->half, 1) + 1 == b->n)
+		weft_event_set(&b->all_half);
+	weft_event_wait(&b->all_half);
+	ssize_t r2 = weft_stream_read_exact(b->s[i], m + 16, 16);
+	bool ok = r1 == 16 && r2 == 16;
+	for (unsigned k = 0; ok && k < 32; k++)
+		ok = m[k] == pat((uint64_t)i * 32 + k);
+	if (!ok)
+		atomic_fetch_add(&b->bad, 1);
+	weft_stream_read_deadline(b->s[i], weft_now_ns() + 5 * MS);
+	if (weft_stream_read(b->s[i], m, 1) == -ETIMEDOUT)
+		atomic_fetch_add(&b->timeouts, 1);
+	atomic_fetch_add(&b->held, (unsigned)weft__stream_held(b->s[i]));
+	return NULL;
+}
+
+static void *burst_ring(void *arg)
+{
+	struct burst *b = arg;
+	weft__bufring *br = weft__loop_self()->bufring;
+	b->ring = br != NULL;
+	b->ring_count = br ? weft__bufring_count(br) : 0;
+	return NULL;
+}
+
+static void *burst_main(void *arg)
+{
+	struct burst *b = arg;
+	unsigned opened = 0;
+	for (; opened < b->n; opened++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			break;
+		if (weft_stream_open(&b->s[opened], sv[0], b->cfg) < 0) {
+			close(sv[0]);
+			close(sv[1]);
+			break;
+		}
+		b->peers[opened] = sv[1];
+		uint8_t m[32];
+		for (unsigned k = 0; k < 32; k++)
+			m[k] = pat((uint64_t)opened * 32 + k);
+		send(sv[1], m, sizeof m, 0); /* there before its reader asks */
+		b->idx[opened] = opened;
+	}
+	b->setup = opened == b->n ? 0 : -1;
+	weft_task **t = calloc(b->n, sizeof(*t));
+	for (unsigned i = 0; t && i < opened; i++)
+		t[i] = go_pinned(burst_reader, &b->idx[i], 0);
+	if (opened < b->n) /* the readers could never all have their half */
+		weft_event_set(&b->all_half);
+	for (unsigned i = 0; t && i < opened; i++)
+		finish(t[i]);
+	free(t);
+	finish(go_pinned(burst_ring, b, 0));
+	for (unsigned i = 0; i < opened; i++) {
+		weft_stream_close(b->s[i]);
+		close(b->peers[i]);
+	}
+	return NULL;
+}
+
+static void run_burst(const weft_stream_config *cfg)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	struct burst *b = &burst_x;
+	memset(b, 0, sizeof(*b));
+	b->cfg = cfg;
+	b->n = rl.rlim_cur > 2 * BURST_MAX + 128 ? BURST_MAX : (unsigned)(rl.rlim_cur - 128) / 2;
+	assert_int_equal(weft_event_init(&b->all_half), 0);
+	weft_test_run(2, burst_main, b);
+	assert_int_equal(b->setup, 0);
+	assert_int_equal(b->half, b->n);
+	assert_int_equal(b->bad, 0);
+	assert_int_equal(b->timeouts, b->n);
+	assert_int_equal(b->held, 0);
+	if (b->ring) /* grown as the burst needed, to the cap past it */
+		assert_int_equal(b->ring_count, b->n > WEFT__BUFRING_MAX ? WEFT__BUFRING_MAX
+									 : b->ring_count);
+	if (b->ring && b->n > WEFT__BUFRING_MAX)
+		print_message("buffer ring: %u buffers after %u receives at once\n", b->ring_count,
+			      b->n);
+	weft_event_destroy(&b->all_half);
+}
+
+static void test_many_idle_streams_wake_at_once(void **state)
+{
+	(void)state;
+	run_burst(NULL);
+}
+
+static void test_multishot_many_idle_streams_wake_at_once(void **state)
+{
+	(void)state;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.multishot = true;
+	run_burst(&c);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),
@@ -1527,6 +1747,10 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
 	cmocka_unit_test(test_read_until_on_fresh_stream),
 	cmocka_unit_test(test_foreign_thread_eperm),
+	cmocka_unit_test(test_idle_stream_holds_no_buffer),
+	cmocka_unit_test(test_multishot_idle_holds_no_buffer),
+	cmocka_unit_test(test_many_idle_streams_wake_at_once),
+	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -22,6 +22,21 @@
  * every later write or drain returns it.  Any task may write; write order is
  * the order of the weft_stream_write calls.
  *
+ * Memory: an idle stream holds no buffer.  Once every byte received has
+ * been consumed, the next read call gives the read buffer back before it
+ * waits, and a buffer is taken again only when bytes arrive (io_uring: the
+ * kernel picks one of the loop's provided buffers and the stream reads
+ * from it in place; epoll: one is allocated once the socket is readable).
+ * Once every queued byte has been sent, the write buffers are freed.  So
+ * a socket stream whose task waits in a read with nothing buffered and
+ * nothing queued holds just its structure (about 370 bytes; 200 more with
+ * config.multishot) besides its task; a server connection waiting for its
+ * next request costs that, its task (one touched 4 KiB stack page and the
+ * task structure) and the kernel's socket.  Streams of pipes and ttys keep
+ * their read buffer, as does a stream waiting with part of a unit buffered
+ * (half a line), and on kernels without provided-buffer rings (before
+ * 5.19) a waiting receive names a buffer of its own.
+ *
  * Lifetime: weft_stream_open takes the fd (closed by weft_stream_close
  * unless config.keep_fd).  weft_stream_close flushes what is queued, closes
  * and frees; the stream must not be used by any other task after (or
@@ -110,7 +125,8 @@ WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **out);
 WEFT_API int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns);
 
 /* Zero-copy parsing: the buffered bytes (*out, valid until the next read
- * call) and their count, without waiting.  Outside a task: 0, *out NULL. */
+ * call; NULL when none, as an empty stream may hold no buffer) and their
+ * count, without waiting.  Outside a task: 0, *out NULL. */
 WEFT_API size_t weft_stream_buffered(weft_stream *s, const char **out);
 /* Receive once more into the buffer: bytes added, 0 at end of input,
  * -EMSGSIZE when `limit` bytes are already buffered, or -errno. */
