@@ -727,10 +727,36 @@ static void test_sticky_send_error_after_reset(void **state)
 /* concurrency                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* Each read call once, where each must be refused: their returns. */
+struct read_calls {
+	ssize_t read, exact, line, until, fill;
+};
+
+static void try_reads(weft_stream *s, struct read_calls *c)
+{
+	char b[4];
+	const char *p;
+	c->read = weft_stream_read(s, b, sizeof b);
+	c->exact = weft_stream_read_exact(s, b, 2);
+	c->line = weft_stream_read_line(s, &p);
+	c->until = weft_stream_read_until(s, "x", 1, &p);
+	c->fill = weft_stream_fill(s);
+}
+
+static void assert_reads_refused(const struct read_calls *c, ssize_t err)
+{
+	assert_int_equal(c->read, err);
+	assert_int_equal(c->exact, err);
+	assert_int_equal(c->line, err);
+	assert_int_equal(c->until, err);
+	assert_int_equal(c->fill, err);
+}
+
 struct busy_rec {
 	struct fx *f;
 	int pin;
-	ssize_t first, second, exact, line, until, fill;
+	ssize_t first;
+	struct read_calls second; /* while the first waits */
 	char buf[8];
 };
 
@@ -747,13 +773,7 @@ static void busy_body(struct fx *f)
 	x->f = f;
 	weft_task *t = go_pinned(first_reader, x, x->pin);
 	weft_sleep_ms(20); /* it is waiting in its receive */
-	char b[4];
-	const char *p;
-	x->second = weft_stream_read(f->s, b, sizeof b);
-	x->exact = weft_stream_read_exact(f->s, b, 2);
-	x->line = weft_stream_read_line(f->s, &p);
-	x->until = weft_stream_read_until(f->s, "x", 1, &p);
-	x->fill = weft_stream_fill(f->s);
+	try_reads(f->s, &x->second);
 	send(f->peer, "data", 4, 0);
 	finish(t);
 }
@@ -761,11 +781,7 @@ static void busy_body(struct fx *f)
 static void check_busy(const struct busy_rec *r)
 {
 	struct busy_rec x = *r;
-	assert_int_equal(x.second, -EBUSY);
-	assert_int_equal(x.exact, -EBUSY);
-	assert_int_equal(x.line, -EBUSY);
-	assert_int_equal(x.until, -EBUSY);
-	assert_int_equal(x.fill, -EBUSY);
+	assert_reads_refused(&x.second, -EBUSY);
 	assert_int_equal(x.first, 4);
 	assert_memory_equal(x.buf, "data", 4);
 }
@@ -1389,7 +1405,8 @@ struct foreign_rec {
 	int sv[2];
 	size_t buffered_before;
 	/* from the foreign thread */
-	ssize_t read, exact, line, until, fill, write;
+	struct read_calls reads;
+	ssize_t write;
 	size_t buffered, pending;
 	const char *bufp;
 	int consume, deadline, drain, flush, shut, close, fd;
@@ -1418,14 +1435,8 @@ static void *foreign_calls(void *arg)
 {
 	struct foreign_rec *x = arg;
 	weft_stream *s = x->s;
-	char b[8];
-	const char *p = "not touched";
-	x->read = weft_stream_read(s, b, sizeof b);
-	x->exact = weft_stream_read_exact(s, b, 4);
-	x->line = weft_stream_read_line(s, &p);
-	x->until = weft_stream_read_until(s, "\n", 1, &p);
-	x->fill = weft_stream_fill(s);
-	x->bufp = p;
+	try_reads(s, &x->reads);
+	x->bufp = "not touched";
 	x->buffered = weft_stream_buffered(s, &x->bufp);
 	x->consume = weft_stream_consume(s, 1);
 	x->deadline = weft_stream_read_deadline(s, 1);
@@ -1477,11 +1488,7 @@ static void test_foreign_thread_eperm(void **state)
 	assert_int_equal(weft_runtime_call(rt, foreign_check, &x, &res), 0);
 	weft_runtime_destroy(rt);
 
-	assert_int_equal(x.read, -EPERM);
-	assert_int_equal(x.exact, -EPERM);
-	assert_int_equal(x.line, -EPERM);
-	assert_int_equal(x.until, -EPERM);
-	assert_int_equal(x.fill, -EPERM);
+	assert_reads_refused(&x.reads, -EPERM);
 	assert_int_equal(x.buffered, 0);
 	assert_null(x.bufp);
 	assert_int_equal(x.consume, -EPERM);
