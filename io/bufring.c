@@ -7,6 +7,12 @@
  * (tail) is serialized by a spinlock; the kernel is the only consumer.
  * Created lazily by the loop's own thread (registration, like submission,
  * belongs to the ring's single issuer) and freed with the ring.
+ *
+ * The kernel takes buffers from the ring in order, so every buffer ever
+ * published is soon touched, whatever the load: the ring starts with
+ * BUF_INIT of them and doubles each time it runs dry (-ENOBUFS), up to
+ * BUF_COUNT.  A loop whose receives never pile up keeps a small ring
+ * resident (BUF_INIT x 4 KiB), not 4 MiB.
  */
 #include "io.h"
 
@@ -14,15 +20,28 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define BUF_COUNT 1024u  /* per loop: 4 MiB of address space, touched lazily */
-#define BUF_SIZE 4096u
+#define BUF_COUNT WEFT__BUFRING_MAX /* 4 MiB of address space per loop */
+#define BUF_INIT 64u     /* published at first: 256 KiB */
+#define BUF_SIZE WEFT__BUFRING_SIZE
 #define BUF_GROUP 1
 
 struct weft__bufring {
 	struct io_uring_buf_ring *br;
 	char *mem;
-	weft__lock lk;
+	weft__lock lk;     /* guards the tail, and writes of `published` */
+	_Atomic unsigned published; /* buffers 0..published-1 are the ring's */
 };
+
+/* With lk held (or before the ring is shared): publish buffers
+ * [from, to). */
+static void publish(weft__bufring *b, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++)
+		io_uring_buf_ring_add(b->br, b->mem + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
+				      io_uring_buf_ring_mask(BUF_COUNT), (int)(i - from));
+	io_uring_buf_ring_advance(b->br, (int)(to - from));
+	atomic_store_explicit(&b->published, to, memory_order_relaxed);
+}
 
 weft__bufring *weft__bufring_get(weft_loop *l)
 {
@@ -47,12 +66,27 @@ weft__bufring *weft__bufring_get(weft_loop *l)
 	b->br = ring;
 	b->mem = mem;
 	io_uring_buf_ring_init(b->br);
-	for (unsigned i = 0; i < BUF_COUNT; i++)
-		io_uring_buf_ring_add(b->br, b->mem + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
-				      io_uring_buf_ring_mask(BUF_COUNT), (int)i);
-	io_uring_buf_ring_advance(b->br, BUF_COUNT);
+	publish(b, 0, BUF_INIT);
 	l->bufring = b;
 	return b;
+}
+
+unsigned weft__bufring_count(weft__bufring *b)
+{
+	return atomic_load_explicit(&b->published, memory_order_relaxed);
+}
+
+/* Many receives see the same dry ring at once: the first one doubles it,
+ * the others just try again. */
+bool weft__bufring_grow(weft__bufring *b, unsigned seen)
+{
+	weft__lock_acquire(&b->lk);
+	unsigned n = atomic_load_explicit(&b->published, memory_order_relaxed);
+	bool again = n != seen || n < BUF_COUNT;
+	if (n == seen && n < BUF_COUNT)
+		publish(b, n, n * 2 < BUF_COUNT ? n * 2 : BUF_COUNT);
+	weft__lock_release(&b->lk);
+	return again;
 }
 
 const char *weft__bufring_data(const weft__bufring *b, uint16_t bid)

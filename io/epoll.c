@@ -376,6 +376,24 @@ static int run_ready_first(weft__op *op, int fd, uint32_t want)
 	}
 }
 
+/* The non-blocking attempt.  A WEFT_OPH_BUFSEL receive gets a buffer for
+ * it, kept only if bytes came: the task waits for readiness holding none. */
+static int try_now(weft__op *op)
+{
+	if (!(op->hints & WEFT_OPH_BUFSEL))
+		return weft__op_syscall(op, true);
+	op->a.p = malloc(op->a.len);
+	op->a.p3 = NULL;
+	if (!op->a.p)
+		return -ENOMEM;
+	int r = weft__op_syscall(op, true);
+	if (r <= 0) {
+		free(op->a.p);
+		op->a.p = NULL;
+	}
+	return r;
+}
+
 static int run_op(weft__op *op)
 {
 	if (on_pool(op))
@@ -403,7 +421,7 @@ static int run_op(weft__op *op)
 	for (;;) {
 		int r = -EAGAIN;
 		if (try_first) {
-			r = weft__op_syscall(op, true);
+			r = try_now(op);
 			recv_note(weft__loop_self(), op, r);
 		}
 		try_first = true;

@@ -67,7 +67,25 @@ enum { /* weft__op.hints */
 					 trust its registration */
 	WEFT_OPH_BYTESTREAM = 1 << 3, /* recv on a SOCK_STREAM socket: a short
 					 read emptied its queue */
+	WEFT_OPH_BUFSEL = 1 << 4,     /* recv with no buffer yet (a.p NULL;
+					 a.len the most wanted): see below */
 };
+
+/*
+ * WEFT_OPH_BUFSEL: the backend takes a buffer only once bytes are there,
+ * so a receive that waits holds no memory (an idle stream, io/stream.c).
+ * io_uring: the kernel picks one from the loop's provided-buffer ring
+ * (io/bufring.c); where the loop has none, a malloc'd one is named in a
+ * plain receive; when the ring is dry (-ENOBUFS) it grows, and at its cap
+ * the bytes are taken with one non-blocking recv(2) into a malloc'd one.
+ * epoll: a malloc'd one for each non-blocking attempt, freed again on
+ * EAGAIN before the task waits for readiness.
+ * On a result > 0, a.p is the buffer holding the bytes, owned by the
+ * caller: a.p3 is the weft__bufring it came from (give it back with
+ * weft__bufring_put(a.p3, (uint16_t)a.off)), or NULL for a malloc'd one of
+ * a.len bytes (free() it).  On any other result no buffer is held.
+ */
+
 
 /* The arguments of an op, named for what most opcodes use them for. */
 typedef struct weft__op_args {
@@ -154,6 +172,8 @@ WEFT_HIDDEN void weft__aux_reap(int pidfd);
 
 /* ---- io/bufring.c: a loop's provided buffers ---- */
 typedef struct weft__bufring weft__bufring;
+#define WEFT__BUFRING_SIZE 4096u /* bytes per provided buffer */
+#define WEFT__BUFRING_MAX 1024u  /* buffers per loop at most */
 /* Loop l's buffer ring, created on first use (l's own thread); NULL when
  * the kernel has none, registration failed, or the backend is epoll. */
 WEFT_HIDDEN weft__bufring *weft__bufring_get(weft_loop *l);
@@ -161,6 +181,21 @@ WEFT_HIDDEN const char *weft__bufring_data(const weft__bufring *b, uint16_t bid)
 WEFT_HIDDEN uint16_t weft__bufring_group(void);
 /* Give buffer bid back to the kernel; any thread. */
 WEFT_HIDDEN void weft__bufring_put(weft__bufring *b, uint16_t bid);
+/* How many buffers the ring has been given (it grows up to a cap). */
+WEFT_HIDDEN unsigned weft__bufring_count(weft__bufring *b);
+/* The ring ran dry (-ENOBUFS) for a receive submitted when it had `seen`
+ * buffers: hand the kernel more, unless another receive already did.
+ * True: try again; false: all of them are in use, at the cap.  Any
+ * thread. */
+WEFT_HIDDEN bool weft__bufring_grow(weft__bufring *b, unsigned seen);
 WEFT_HIDDEN void weft__bufring_free(weft_loop *l);
+
+/* ---- io/stream.c ---- */
+struct weft_stream;
+/* Bytes of buffer memory stream s holds now: its read buffer, its write
+ * buffers and the provided buffers its multishot receive has pending (the
+ * structure itself not counted).  0 for an idle stream: nothing buffered,
+ * nothing queued (weft/stream.h, "Memory").  From the task reading s. */
+WEFT_HIDDEN size_t weft__stream_held(struct weft_stream *s);
 
 #endif

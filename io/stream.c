@@ -2,7 +2,15 @@
  * Buffered streams (weft/stream.h).
  *
  * The read side belongs to one task at a time and needs no lock: it is a
- * buffer [rstart, rend) filled by a plain weft_recv/weft_read.
+ * buffer [rstart, rend) filled by a receive.  An idle stream holds no
+ * buffer: when every byte has been consumed and the reader waits for more,
+ * the buffer goes back first (to the allocator, or to the loop's
+ * provided-buffer ring it came from), and the receive takes one only once
+ * bytes are there (WEFT_OPH_BUFSEL, io/io.h).  On io_uring that buffer is
+ * one of the ring's, adopted as is (no copy) until it is consumed or more
+ * room is needed; on epoll a malloc'd one.  A receive that waits with part
+ * of a unit buffered (a line cut in two) names the stream's own heap
+ * buffer, as does every read of a pipe or tty (they keep theirs).
  *
  * The write side is shared: any task appends, and the send completes in the
  * scheduler of whichever loop submitted it.  Two buffers keep the bytes the
@@ -10,7 +18,11 @@
  * a send is pending), `next` collects writes meanwhile; when `out` is done
  * they swap.  The send op is owned by the stream, not by a task, so a writer
  * that is cancelled in drain loses nothing and frees nothing.  The spinlock
- * `lk` guards both buffers and the waiters of drain/flush.
+ * `lk` guards both buffers and the waiters of drain/flush.  Once everything
+ * queued is sent, both buffers are freed: an idle writer holds none.
+ *
+ * Threads: everything but open, config_init, fd and pending is task-only
+ * (stream_check): a stream belongs to its tasks.
  */
 #include "io.h"
 #include "weft/stream.h"
@@ -28,6 +40,24 @@ typedef struct wbuf {
 	size_t len, off, cap;
 } wbuf;
 
+/* The multishot receive (cfg.multishot, sockets): a stream-owned op on
+ * one loop posts provided buffers; the reader, on any loop, takes them.
+ * All of it under the stream's lk: the op completes in that loop's
+ * scheduler.  Allocated only by streams that ask for it. */
+struct msrecv {
+	weft_stream *s;
+	weft__op rop;
+	bool rarmed;        /* rop in flight */
+	bool rcapped;       /* too much pending: rop is being cancelled */
+	bool reof;
+	int rerr;           /* the multishot's error, for the reader */
+	unsigned rseen;     /* the ring's size when rop was armed */
+	struct pend *pend;  /* received, not yet taken */
+	unsigned npend, cappend;
+	size_t pbytes;
+	weft__waitlist rwait;
+};
+
 struct weft_stream {
 	int fd;
 	bool is_sock;
@@ -36,9 +66,11 @@ struct weft_stream {
 	bool eof;
 	_Atomic bool expect_empty; /* written since the last receive: a
 				      hint from any writer, so relaxed */
+	uint16_t rbid;      /* rbuf is provided buffer rbid of rring */
 	weft_stream_config cfg;
 	uint64_t rdeadline; /* weft_stream_read_deadline, 0 none */
-	char *rbuf;
+	char *rbuf;         /* NULL while empty and idle */
+	weft__bufring *rring; /* rbuf's ring; NULL: malloc'd */
 	size_t rcap, rstart, rend;
 
 	weft__lock lk;
@@ -47,22 +79,10 @@ struct weft_stream {
 	bool wshut;         /* shut down for writing */
 	bool aborting;      /* close gave up: drop what is queued */
 	int werr;           /* sticky send error */
-	wbuf out, next;
+	wbuf out, next;     /* freed whenever both are empty */
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
-
-	/* multishot receive (cfg.multishot): a stream-owned op on one loop
-	 * posts provided buffers; the reader, on any loop, copies them out.
-	 * All of it under lk: the op completes in that loop's scheduler. */
-	weft__op rop;
-	bool rarmed;        /* rop in flight */
-	bool rcapped;       /* too much pending: rop is being cancelled */
-	bool reof;
-	int rerr;           /* the multishot's error, for the reader */
-	struct pend *pend;  /* received, not yet copied out */
-	unsigned npend, cappend;
-	size_t pbytes;
-	weft__waitlist rwait;
+	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
 };
 
 struct pend {
@@ -107,9 +127,16 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	if (!s)
 		return -ENOMEM;
 	struct stat st;
+	s->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+	if (c.multishot && s->is_sock) {
+		if (!(s->ms = calloc(1, sizeof(*s->ms)))) {
+			free(s);
+			return -ENOMEM;
+		}
+		s->ms->s = s;
+	}
 	weft__fd_forget(fd); /* a new owner: no loop trusts an old registration */
 	s->fd = fd;
-	s->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 	int type = 0;
 	socklen_t tl = sizeof(type);
 	s->bytestream = s->is_sock && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
@@ -119,10 +146,22 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	return 0;
 }
 
-int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns)
+/* The check of every call but open, config_init, fd and pending: a stream
+ * belongs to its tasks (weft/stream.h, "Threads"). */
+static int stream_check(const weft_stream *s)
 {
 	if (!s)
 		return -EINVAL;
+	if (unlikely(!weft__task_self()))
+		return weft__misuse(-EPERM, "a weft_stream call outside a task");
+	return 0;
+}
+
+int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	s->rdeadline = deadline_ns;
 	return 0;
 }
@@ -141,114 +180,200 @@ static size_t rlen(const weft_stream *s)
 	return s->rend - s->rstart;
 }
 
-/* Room for at least `want` more bytes after rend: compact, then grow. */
+/* Give the read buffer back (to its ring, or to the allocator). */
+static void rbuf_drop(weft_stream *s)
+{
+	if (s->rring)
+		weft__bufring_put(s->rring, s->rbid);
+	else
+		free(s->rbuf);
+	s->rbuf = NULL;
+	s->rring = NULL;
+	s->rcap = s->rstart = s->rend = 0;
+}
+
+/* Room for at least `want` more bytes after rend: compact, then grow.  A
+ * provided buffer is never written to: its bytes move to a malloc'd one
+ * and it goes back to its ring. */
 static int rbuf_reserve(weft_stream *s, size_t want)
 {
-	if (s->rcap - s->rend >= want)
-		return 0;
-	if (s->rstart) {
-		memmove(s->rbuf, s->rbuf + s->rstart, rlen(s));
-		s->rend -= s->rstart;
-		s->rstart = 0;
+	if (!s->rring) {
 		if (s->rcap - s->rend >= want)
 			return 0;
+		if (s->rstart) {
+			memmove(s->rbuf, s->rbuf + s->rstart, rlen(s));
+			s->rend -= s->rstart;
+			s->rstart = 0;
+			if (s->rcap - s->rend >= want)
+				return 0;
+		}
 	}
-	if (want > SIZE_MAX / 4 - s->rend)
+	size_t have = rlen(s);
+	if (want > SIZE_MAX / 4 - have)
 		return -ENOMEM;
-	size_t cap = s->rcap ? s->rcap : RBUF_MIN;
-	while (cap - s->rend < want)
+	size_t cap = s->rcap && !s->rring ? s->rcap : RBUF_MIN;
+	while (cap - have < want)
 		cap *= 2;
-	char *p = realloc(s->rbuf, cap);
+	if (!s->rring) { /* compacted: rstart is 0 */
+		char *p = realloc(s->rbuf, cap);
+		if (!p)
+			return -ENOMEM;
+		s->rbuf = p;
+		s->rcap = cap;
+		return 0;
+	}
+	char *p = malloc(cap);
 	if (!p)
 		return -ENOMEM;
+	memcpy(p, s->rbuf + s->rstart, have);
+	weft__bufring_put(s->rring, s->rbid);
+	s->rring = NULL;
 	s->rbuf = p;
 	s->rcap = cap;
+	s->rstart = 0;
+	s->rend = have;
 	return 0;
 }
 
-/* recv into the buffer's free space.  After this stream has sent
- * something and drained its input, the peer's next bytes are usually not
- * there yet (request/response): POLL_FIRST skips the receive attempt that
- * would fail and arms the poll at once. */
-static ssize_t sock_recv(weft_stream *s, size_t want)
+/* Free space after rend for a receive into the stream's own buffer: at
+ * least a quarter of RBUF_MIN, growing only while the buffer is full (so a
+ * stream with small messages keeps a small buffer). */
+static int rbuf_room(weft_stream *s)
 {
-	weft__op op = { .opcode = WEFT_OP_RECV,
-			.a = { .fd = s->fd, .p = s->rbuf + s->rend, .len = want } };
+	if (s->rring)
+		return rbuf_reserve(s, RBUF_MIN / 4);
+	if (s->rbuf && s->rcap - s->rend >= RBUF_MIN / 4)
+		return 0;
+	return rbuf_reserve(s, s->rbuf && s->rstart == 0 ? s->rcap : RBUF_MIN);
+}
+
+/* A receive on the socket.  With nothing buffered it names no buffer
+ * (WEFT_OPH_BUFSEL): the backend takes one once bytes are there, and the
+ * stream adopts it.  With part of a unit buffered, it receives into the
+ * stream's own buffer after it.  After this stream has sent something and
+ * drained its input, the peer's next bytes are usually not there yet
+ * (request/response): POLL_FIRST skips the receive attempt that would fail
+ * and arms the poll at once. */
+static ssize_t sock_recv(weft_stream *s)
+{
+	weft__op op = { .opcode = WEFT_OP_RECV, .a = { .fd = s->fd, .len = RBUF_MIN } };
 	op.hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
 	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
 		op.hints |= WEFT_OPH_POLL_FIRST;
+	if (!s->rbuf) {
+		op.hints |= WEFT_OPH_BUFSEL;
+		int n = weft__op_run(&op);
+		if (n > 0) {
+			s->rbuf = op.a.p;
+			s->rring = op.a.p3;
+			s->rbid = (uint16_t)op.a.off;
+			s->rcap = s->rring ? WEFT__BUFRING_SIZE : RBUF_MIN;
+		}
+		return n;
+	}
+	int r = rbuf_room(s);
+	if (r < 0)
+		return r;
+	op.a.p = s->rbuf + s->rend;
+	op.a.len = s->rcap - s->rend;
 	return weft__op_run(&op);
+}
+
+/* A read of a pipe or tty, into the stream's own buffer. */
+static ssize_t fd_read(weft_stream *s)
+{
+	int r = rbuf_room(s);
+	if (r < 0)
+		return r;
+	return weft_read(s->fd, s->rbuf + s->rend, s->rcap - s->rend, WEFT_OFF_CUR);
 }
 
 static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
-	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, rop));
+	struct msrecv *m = (struct msrecv *)((char *)op - offsetof(struct msrecv, rop));
+	weft_stream *s = m->s;
 	weft__bufring *br = l->bufring;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	if (res > 0 && (flags & WEFT__OP_BUFFER)) {
 		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
-		if (s->npend == s->cappend) {
-			unsigned cap = s->cappend ? s->cappend * 2 : 8;
-			struct pend *p = realloc(s->pend, cap * sizeof(*p));
+		if (m->npend == m->cappend) {
+			unsigned cap = m->cappend ? m->cappend * 2 : 8;
+			struct pend *p = realloc(m->pend, cap * sizeof(*p));
 			if (!p) { /* keep the stream consistent: fail the reader */
 				weft__bufring_put(br, bid);
-				s->rerr = -ENOMEM;
+				m->rerr = -ENOMEM;
 				goto out;
 			}
-			s->pend = p;
-			s->cappend = cap;
+			m->pend = p;
+			m->cappend = cap;
 		}
-		s->pend[s->npend++] = (struct pend){ br, bid, (uint32_t)res };
-		s->pbytes += (size_t)res;
-		if ((s->pbytes >= PEND_CAP || s->npend >= PEND_BUFS) && !s->rcapped &&
+		m->pend[m->npend++] = (struct pend){ br, bid, (uint32_t)res };
+		m->pbytes += (size_t)res;
+		if ((m->pbytes >= PEND_CAP || m->npend >= PEND_BUFS) && !m->rcapped &&
 		    (flags & WEFT__OP_MORE)) {
 			weft__io_cancel(l, op);
-			s->rcapped = true;
+			m->rcapped = true;
 		}
-	} else if (res == 0) {
-		s->reof = true;
-	} else if (res < 0 && res != -ECANCELED) {
-		s->rerr = res; /* -ENOBUFS: the reader falls back once */
+	} else {
+		if (flags & WEFT__OP_BUFFER) /* end of input may come in one */
+			weft__bufring_put(br, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
+		if (res == 0)
+			m->reof = true;
+		else if (res < 0 && res != -ECANCELED)
+			m->rerr = res; /* -ENOBUFS: the reader falls back once */
+		if (res == -ENOBUFS) /* for the next arming */
+			weft__bufring_grow(br, m->rseen);
 	}
 out:
 	if (!(flags & WEFT__OP_MORE))
-		s->rarmed = s->rcapped = false;
-	weft__waitlist_fire_all(&s->rwait, &wk);
+		m->rarmed = m->rcapped = false;
+	weft__waitlist_fire_all(&m->rwait, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 }
 
 /* With lk held, on loop l: arm the multishot receive. */
-static bool recv_arm(weft_stream *s, weft_loop *l)
+static bool recv_arm(struct msrecv *m, weft_loop *l)
 {
-	if (!weft__bufring_get(l))
+	weft__bufring *br = weft__bufring_get(l);
+	if (!br)
 		return false; /* no buffer ring (or epoll): plain receives */
-	s->rop.cb = recv_done;
-	s->rop.opcode = WEFT_OP_RECV_MULTI;
-	s->rop.a.fd = s->fd;
-	if (weft__op_arm(l, &s->rop) < 0)
+	m->rseen = weft__bufring_count(br);
+	m->rop.cb = recv_done;
+	m->rop.opcode = WEFT_OP_RECV_MULTI;
+	m->rop.a.fd = m->s->fd;
+	if (weft__op_arm(l, &m->rop) < 0)
 		return false;
-	s->rarmed = true;
+	m->rarmed = true;
 	return true;
 }
 
-/* With lk held: copy every pending buffer into the read buffer and give
- * the buffers back.  Bytes added, or -ENOMEM. */
+/* With lk held: take every pending buffer into the read buffer: the one
+ * buffer of an empty stream is adopted as is, more are copied and given
+ * back.  Bytes added, or -ENOMEM. */
 static ssize_t pend_take(weft_stream *s)
 {
-	int r = rbuf_reserve(s, s->pbytes);
-	if (r < 0)
-		return r;
-	size_t at = s->rend; /* the caller advances rend */
-	for (unsigned i = 0; i < s->npend; i++) {
-		struct pend *p = &s->pend[i];
-		memcpy(s->rbuf + at, weft__bufring_data(p->br, p->bid), p->len);
-		at += p->len;
-		weft__bufring_put(p->br, p->bid);
+	struct msrecv *m = s->ms;
+	if (!s->rbuf && m->npend == 1) {
+		s->rbuf = (char *)weft__bufring_data(m->pend[0].br, m->pend[0].bid);
+		s->rring = m->pend[0].br;
+		s->rbid = m->pend[0].bid;
+		s->rcap = WEFT__BUFRING_SIZE;
+	} else {
+		int r = rbuf_reserve(s, m->pbytes);
+		if (r < 0)
+			return r;
+		size_t at = s->rend; /* the caller advances rend */
+		for (unsigned i = 0; i < m->npend; i++) {
+			struct pend *p = &m->pend[i];
+			memcpy(s->rbuf + at, weft__bufring_data(p->br, p->bid), p->len);
+			at += p->len;
+			weft__bufring_put(p->br, p->bid);
+		}
 	}
-	ssize_t n = (ssize_t)s->pbytes;
-	s->npend = 0;
-	s->pbytes = 0;
+	ssize_t n = (ssize_t)m->pbytes;
+	m->npend = 0;
+	m->pbytes = 0;
 	return n;
 }
 
@@ -256,30 +381,27 @@ static ssize_t pend_take(weft_stream *s)
  * -EAGAIN) when the caller should fall back to a plain receive. */
 static ssize_t recv_multishot(weft_stream *s)
 {
+	struct msrecv *m = s->ms;
 	weft_task *t = weft__task_self();
 	weft__lock_acquire(&s->lk);
 	for (;;) {
-		if (s->npend) {
+		if (m->npend) {
 			ssize_t n = pend_take(s);
 			weft__lock_release(&s->lk);
 			return n;
 		}
-		if (s->rerr || s->reof) {
-			int r = s->rerr;
-			s->rerr = 0;
+		if (m->rerr || m->reof) {
+			int r = m->rerr;
+			m->rerr = 0;
 			weft__lock_release(&s->lk);
 			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
 		}
-		if (!t) {
-			weft__lock_release(&s->lk);
-			return -EPERM;
-		}
-		if (!s->rarmed && !recv_arm(s, weft__loop_self())) {
+		if (!m->rarmed && !recv_arm(m, weft__loop_self())) {
 			weft__lock_release(&s->lk);
 			return -EAGAIN;
 		}
 		weft__waiter w;
-		int r = weft__wait_locked(t, &s->lk, &s->rwait, &w, 0);
+		int r = weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		if (r < 0)
 			return r; /* the op stays armed: bytes wait in pend */
 		weft__lock_acquire(&s->lk);
@@ -298,69 +420,65 @@ static void *cancel_on_loop(void *arg)
  * final CQE, give back what is pending. */
 static void recv_stop(weft_stream *s)
 {
+	struct msrecv *m = s->ms;
 	weft_task *t = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(t);
 	weft__lock_acquire(&s->lk);
 	weft_task *canceller = NULL;
-	if (s->rarmed) {
-		weft_loop *ol = s->rop.loop;
+	if (m->rarmed) {
+		weft_loop *ol = m->rop.loop;
 		if (weft__loop_self() == ol) {
-			weft__io_cancel(ol, &s->rop);
+			weft__io_cancel(ol, &m->rop);
 		} else { /* rule 3: the cancel is submitted by the op's loop */
 			weft_task_config tc;
 			weft_task_config_init(&tc);
 			tc.pin = (int)ol->index;
 			tc.always_run = 1;
-			if (weft_task_spawn_ex(&canceller, &tc, cancel_on_loop, &s->rop) < 0)
+			if (weft_task_spawn_ex(&canceller, &tc, cancel_on_loop, &m->rop) < 0)
 				shutdown(s->fd, SHUT_RD); /* no task: end it the hard way */
 		}
 	}
-	while (s->rarmed) {
+	while (m->rarmed) {
 		weft__waiter w;
-		weft__wait_locked(t, &s->lk, &s->rwait, &w, 0);
+		weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		weft__lock_acquire(&s->lk);
 	}
-	for (unsigned i = 0; i < s->npend; i++)
-		weft__bufring_put(s->pend[i].br, s->pend[i].bid);
-	s->npend = 0;
+	for (unsigned i = 0; i < m->npend; i++)
+		weft__bufring_put(m->pend[i].br, m->pend[i].bid);
+	m->npend = 0;
 	weft__lock_release(&s->lk);
-	if (canceller) { /* its SQE names &s->rop: it must be done before s goes */
+	if (canceller) { /* its SQE names &m->rop: it must be done before m goes */
 		weft_task_join(canceller, NULL);
 		weft_task_release(canceller);
 	}
 	weft__uninterruptible_end(t, saved);
-	free(s->pend);
+	free(m->pend);
 }
 
-/* One receive into the buffer, growing it only while it is full (so a
- * stream with small messages keeps a small buffer).  Bytes added, 0 at
- * EOF, -errno. */
+/* One receive into the buffer.  Bytes added, 0 at EOF, -errno.  A socket
+ * stream whose bytes were all consumed gives its buffer back first: it
+ * waits holding none, and takes one when bytes come (sock_recv,
+ * pend_take). */
 static ssize_t fill_once(weft_stream *s)
 {
+	if (s->is_sock && s->rbuf && !rlen(s))
+		rbuf_drop(s);
 	if (s->eof)
 		return 0;
-	size_t want = s->rcap - s->rend;
-	int r;
-	if (want < RBUF_MIN / 4 || !s->rbuf) {
-		r = rbuf_reserve(s, s->rbuf && s->rstart == 0 ? s->rcap : RBUF_MIN);
-		if (r < 0)
-			return r;
-		want = s->rcap - s->rend;
-	}
 	uint64_t dl = s->rdeadline;
 	if (s->cfg.read_timeout_ns) {
 		uint64_t idle = weft_now_ns() + s->cfg.read_timeout_ns;
 		dl = dl && dl < idle ? dl : idle;
 	}
 	weft_scope scope;
+	int r;
 	if (dl && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return r;
 	ssize_t n = -EAGAIN;
-	if (s->cfg.multishot && s->is_sock)
+	if (s->ms)
 		n = recv_multishot(s);
 	if (n == -EAGAIN)
-		n = s->is_sock ? sock_recv(s, want)
-			       : weft_read(s->fd, s->rbuf + s->rend, want, WEFT_OFF_CUR);
+		n = s->is_sock ? sock_recv(s) : fd_read(s);
 	if (dl)
 		weft_scope_exit(&scope);
 	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
@@ -373,8 +491,9 @@ static ssize_t fill_once(weft_stream *s)
 
 static int read_begin(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	if (atomic_exchange_explicit(&s->reading, true, memory_order_acquire))
 		return weft__misuse(-EBUSY, "two tasks reading one stream");
 	return 0;
@@ -421,10 +540,12 @@ ssize_t weft_stream_read_exact(weft_stream *s, void *buf, size_t len)
 	if (!buf && len)
 		return read_end(s, -EINVAL);
 	/* Buffer the whole unit first: if input ends early, the partial
-	 * bytes are still in the stream, not lost in the caller's buffer. */
-	if ((r = rbuf_reserve(s, len > rlen(s) ? len - rlen(s) : 0)) < 0)
-		return read_end(s, r);
+	 * bytes are still in the stream, not lost in the caller's buffer.
+	 * Room for all of it once some is in (the first receive of an empty
+	 * stream takes its own buffer). */
 	while (rlen(s) < len) {
+		if (rlen(s) && (r = rbuf_reserve(s, len - rlen(s))) < 0)
+			return read_end(s, r);
 		ssize_t n = fill_once(s);
 		if (n <= 0)
 			return read_end(s, n == 0 ? -ENODATA : n);
@@ -492,11 +613,10 @@ ssize_t weft_stream_read_line(weft_stream *s, const char **out)
 
 size_t weft_stream_buffered(weft_stream *s, const char **out)
 {
-	if (!s)
-		return 0;
+	bool ok = stream_check(s) == 0;
 	if (out)
-		*out = s->rbuf ? s->rbuf + s->rstart : NULL;
-	return rlen(s);
+		*out = ok && s->rbuf ? s->rbuf + s->rstart : NULL;
+	return ok ? rlen(s) : 0;
 }
 
 ssize_t weft_stream_fill(weft_stream *s)
@@ -511,12 +631,25 @@ ssize_t weft_stream_fill(weft_stream *s)
 
 int weft_stream_consume(weft_stream *s, size_t n)
 {
-	if (!s || n > rlen(s))
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (n > rlen(s))
 		return -EINVAL;
 	s->rstart += n;
 	if (s->rstart == s->rend)
 		s->rstart = s->rend = 0;
 	return 0;
+}
+
+size_t weft__stream_held(weft_stream *s)
+{
+	weft__lock_acquire(&s->lk);
+	size_t n = s->rcap + s->out.cap + s->next.cap;
+	if (s->ms)
+		n += s->ms->npend * WEFT__BUFRING_SIZE;
+	weft__lock_release(&s->lk);
+	return n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -591,6 +724,11 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	}
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
+	if (!s->sending && !queued(s)) { /* all sent: an idle writer holds none */
+		free(s->out.p);
+		free(s->next.p);
+		s->out = s->next = (wbuf){ 0 };
+	}
 	if (!s->sending || !s->paused)
 		weft__waitlist_fire_all(&s->waiters, &wk);
 	weft__unlock_wake(&s->lk, &wk);
@@ -598,14 +736,15 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 
 ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 {
-	if (!s || (!buf && len))
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (!buf && len)
 		return -EINVAL;
 	weft_loop *l = weft__loop_self();
-	if (!l || !l->current)
-		return weft__misuse(-EPERM, "weft_stream_write outside a task");
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	int r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
+	r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
 	if (!r && len) {
 		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
 		if (!r && !s->sending)
@@ -623,8 +762,6 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 {
 	weft_task *t = weft__task_self();
-	if (!t)
-		return -EPERM;
 	int r = weft__checkpoint(t);
 	if (r < 0)
 		return r;
@@ -653,22 +790,25 @@ static bool idle_writer(const weft_stream *s)
 
 int weft_stream_drain(weft_stream *s)
 {
-	return s ? wait_writer(s, unpaused) : -EINVAL;
+	int r = stream_check(s);
+	return r < 0 ? r : wait_writer(s, unpaused);
 }
 
 int weft_stream_flush(weft_stream *s)
 {
-	return s ? wait_writer(s, idle_writer) : -EINVAL;
+	int r = stream_check(s);
+	return r < 0 ? r : wait_writer(s, idle_writer);
 }
 
 int weft_stream_shutdown(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
 	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
 	s->wshut = true;
 	weft__lock_release(&s->lk);
-	int r = weft_stream_flush(s);
+	r = weft_stream_flush(s);
 	if (r < 0)
 		return r;
 	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
@@ -709,14 +849,13 @@ static void abort_send(weft_stream *s)
 
 int weft_stream_close(weft_stream *s)
 {
-	if (!s)
-		return -EINVAL;
-	if (!weft__task_self())
-		return weft__misuse(-EPERM, "weft_stream_close outside a task");
-	int r = weft_stream_flush(s);
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	r = weft_stream_flush(s);
 	if (r < 0)
 		abort_send(s);
-	if (s->cfg.multishot)
+	if (s->ms)
 		recv_stop(s);
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
@@ -725,9 +864,10 @@ int weft_stream_close(weft_stream *s)
 		weft__fd_forget(s->fd); /* the caller's again: trust nothing */
 	else
 		weft__fd_close(s->fd);
-	free(s->rbuf);
+	rbuf_drop(s);
 	free(s->out.p);
 	free(s->next.p);
+	free(s->ms);
 	free(s);
 	return r;
 }

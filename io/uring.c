@@ -300,6 +300,10 @@ static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 		io_uring_prep_recv(sqe, a->fd, a->p, len, (int)a->flags);
 		if ((op->hints & WEFT_OPH_POLL_FIRST) && (l->features & WEFT_RING_MULTISHOT))
 			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* 5.19, as multishot */
+		if (op->hints & WEFT_OPH_BUFSEL) { /* a.p NULL: the ring's */
+			sqe->flags |= IOSQE_BUFFER_SELECT;
+			sqe->buf_group = weft__bufring_group();
+		}
 		break;
 	case WEFT_OP_SEND:
 		io_uring_prep_send(sqe, a->fd, a->p, len, (int)a->flags | MSG_NOSIGNAL);
@@ -378,7 +382,7 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
  * another thread, queues it on that loop's pinned FIFO, so the cancel SQE
  * it then submits goes to the right ring and no other loop ever reaps or
  * cancels it (DESIGN.md rule 3). */
-int weft__uring_run(weft__op *op)
+static int run_one(weft__op *op)
 {
 	weft_task *t = op->task;
 	weft_loop *l = op->loop;
@@ -413,4 +417,61 @@ int weft__uring_run(weft__op *op)
 		return why;
 	}
 	return op->res;
+}
+
+/* A WEFT_OPH_BUFSEL receive (io.h): the kernel picks a buffer of the
+ * loop's provided-buffer ring once bytes are there, so the waiting task
+ * holds none.  A dry ring grows and the receive goes again; at the ring's
+ * cap, or on a loop without a ring, a malloc'd buffer takes the bytes. */
+static int recv_select(weft__op *op)
+{
+	weft__bufring *br = weft__bufring_get(op->loop);
+	int r = -ENOBUFS;
+	while (br) {
+		unsigned seen = weft__bufring_count(br);
+		r = run_one(op);
+		if (op->cqe_flags & IORING_CQE_F_BUFFER) {
+			uint16_t bid = (uint16_t)(op->cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+			if (r > 0) {
+				op->a.p = (void *)weft__bufring_data(br, bid);
+				op->a.p3 = br;
+				op->a.off = bid;
+				return r;
+			}
+			weft__bufring_put(br, bid); /* end of input: nothing to keep */
+		}
+		if (r != -ENOBUFS)
+			return r;
+		if (!weft__bufring_grow(br, seen))
+			break;
+		op->res = 0;
+		op->cqe_flags = 0;
+		op->done = false;
+	}
+	op->a.p = malloc(op->a.len);
+	op->a.p3 = NULL;
+	if (!op->a.p)
+		return -ENOMEM;
+	op->hints &= (uint8_t)~WEFT_OPH_BUFSEL;
+	/* Dry ring: the bytes are there, take them now (the bytes that came
+	 * with the -ENOBUFS are still in the socket). */
+	if (br)
+		r = weft__op_syscall(op, true);
+	if (!br || r == -EAGAIN) {
+		op->res = 0;
+		op->cqe_flags = 0;
+		op->done = false;
+		r = run_one(op); /* holds the buffer while it waits */
+	}
+	op->hints |= WEFT_OPH_BUFSEL;
+	if (r <= 0) {
+		free(op->a.p);
+		op->a.p = NULL;
+	}
+	return r;
+}
+
+int weft__uring_run(weft__op *op)
+{
+	return op->hints & WEFT_OPH_BUFSEL ? recv_select(op) : run_one(op);
 }

@@ -3,16 +3,20 @@
  * read, read_exact, read_line, read_until, the limit, fill/buffered/
  * consume, write with drain backpressure, flush, shutdown, close, sticky
  * send errors, one reader at a time, writes from several loops, read
- * timeouts and deadlines, configuration checks.
+ * timeouts and deadlines, configuration checks, the thread rule (task-only
+ * calls from a foreign thread), and the memory of idle streams.
  *
  * DESIGN.md rule 7: tasks record into structs; the test asserts after
  * weft_run returns.  Each test's `peer` is the raw other end of the pair.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
+#include "io/io.h" /* weft__stream_held, the loop's buffer ring */
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -723,10 +727,36 @@ static void test_sticky_send_error_after_reset(void **state)
 /* concurrency                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* Each read call once, where each must be refused: their returns. */
+struct read_calls {
+	ssize_t read, exact, line, until, fill;
+};
+
+static void try_reads(weft_stream *s, struct read_calls *c)
+{
+	char b[4];
+	const char *p;
+	c->read = weft_stream_read(s, b, sizeof b);
+	c->exact = weft_stream_read_exact(s, b, 2);
+	c->line = weft_stream_read_line(s, &p);
+	c->until = weft_stream_read_until(s, "x", 1, &p);
+	c->fill = weft_stream_fill(s);
+}
+
+static void assert_reads_refused(const struct read_calls *c, ssize_t err)
+{
+	assert_int_equal(c->read, err);
+	assert_int_equal(c->exact, err);
+	assert_int_equal(c->line, err);
+	assert_int_equal(c->until, err);
+	assert_int_equal(c->fill, err);
+}
+
 struct busy_rec {
 	struct fx *f;
 	int pin;
-	ssize_t first, second, exact, line, until, fill;
+	ssize_t first;
+	struct read_calls second; /* while the first waits */
 	char buf[8];
 };
 
@@ -743,13 +773,7 @@ static void busy_body(struct fx *f)
 	x->f = f;
 	weft_task *t = go_pinned(first_reader, x, x->pin);
 	weft_sleep_ms(20); /* it is waiting in its receive */
-	char b[4];
-	const char *p;
-	x->second = weft_stream_read(f->s, b, sizeof b);
-	x->exact = weft_stream_read_exact(f->s, b, 2);
-	x->line = weft_stream_read_line(f->s, &p);
-	x->until = weft_stream_read_until(f->s, "x", 1, &p);
-	x->fill = weft_stream_fill(f->s);
+	try_reads(f->s, &x->second);
 	send(f->peer, "data", 4, 0);
 	finish(t);
 }
@@ -757,11 +781,7 @@ static void busy_body(struct fx *f)
 static void check_busy(const struct busy_rec *r)
 {
 	struct busy_rec x = *r;
-	assert_int_equal(x.second, -EBUSY);
-	assert_int_equal(x.exact, -EBUSY);
-	assert_int_equal(x.line, -EBUSY);
-	assert_int_equal(x.until, -EBUSY);
-	assert_int_equal(x.fill, -EBUSY);
+	assert_reads_refused(&x.second, -EBUSY);
 	assert_int_equal(x.first, 4);
 	assert_memory_equal(x.buf, "data", 4);
 }
@@ -1376,6 +1396,337 @@ static void test_multishot_close_from_other_loop(void **state)
 	assert_memory_equal(x.b, "two", 3);
 }
 
+/* ---------------------------------------------------------------------- */
+/* threads: a stream belongs to its tasks                                  */
+/* ---------------------------------------------------------------------- */
+
+struct foreign_rec {
+	weft_stream *s;
+	int sv[2];
+	size_t buffered_before;
+	/* from the foreign thread */
+	struct read_calls reads;
+	ssize_t write;
+	size_t buffered, pending;
+	const char *bufp;
+	int consume, deadline, drain, flush, shut, close, fd;
+	/* back in a task */
+	ssize_t line1, line2, wrote, peer_n;
+	int close_rc;
+	char text1[8], text2[8], peer_got[8];
+};
+
+static void *foreign_setup(void *arg)
+{
+	struct foreign_rec *x = arg;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv) < 0 ||
+	    weft_stream_open(&x->s, x->sv[0], NULL) < 0)
+		return P(1);
+	send(x->sv[1], "abc\ndef\n", 8, 0);
+	while (weft_stream_buffered(x->s, NULL) < 8)
+		if (weft_stream_fill(x->s) <= 0)
+			return P(1);
+	x->buffered_before = weft_stream_buffered(x->s, NULL);
+	return NULL;
+}
+
+/* A plain pthread: every call finds bytes buffered and must refuse. */
+static void *foreign_calls(void *arg)
+{
+	struct foreign_rec *x = arg;
+	weft_stream *s = x->s;
+	try_reads(s, &x->reads);
+	x->bufp = "not touched";
+	x->buffered = weft_stream_buffered(s, &x->bufp);
+	x->consume = weft_stream_consume(s, 1);
+	x->deadline = weft_stream_read_deadline(s, 1);
+	x->write = weft_stream_write(s, "w", 1);
+	x->drain = weft_stream_drain(s);
+	x->flush = weft_stream_flush(s);
+	x->shut = weft_stream_shutdown(s);
+	x->close = weft_stream_close(s);
+	x->pending = weft_stream_pending(s); /* any thread */
+	x->fd = weft_stream_fd(s);           /* any thread */
+	return NULL;
+}
+
+/* Nothing the foreign thread tried changed the stream. */
+static void *foreign_check(void *arg)
+{
+	struct foreign_rec *x = arg;
+	const char *l;
+	x->line1 = weft_stream_read_line(x->s, &l); /* no deadline was set */
+	if (x->line1 > 0)
+		snprintf(x->text1, sizeof x->text1, "%.*s", (int)x->line1, l);
+	x->line2 = weft_stream_read_line(x->s, &l);
+	if (x->line2 > 0)
+		snprintf(x->text2, sizeof x->text2, "%.*s", (int)x->line2, l);
+	x->wrote = weft_stream_write(x->s, "ok", 2); /* not shut down */
+	x->close_rc = weft_stream_close(x->s);
+	x->peer_n = recv(x->sv[1], x->peer_got, sizeof x->peer_got - 1, 0);
+	close(x->sv[1]);
+	return NULL;
+}
+
+/* Defect: weft_stream_read, read_line, read_exact, buffered and consume
+ * succeeded from a non-weft thread when bytes were buffered, while write,
+ * flush and close returned -EPERM.  One rule now: all but open,
+ * config_init, fd and pending are task-only, -EPERM (buffered: 0, NULL)
+ * from any other thread, and do nothing there. */
+static void test_foreign_thread_eperm(void **state)
+{
+	(void)state;
+	struct foreign_rec x = { 0 };
+	weft_runtime *rt = start_rt(1);
+	void *res = P(1);
+	assert_int_equal(weft_runtime_call(rt, foreign_setup, &x, &res), 0);
+	assert_null(res);
+	assert_int_equal(x.buffered_before, 8);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, foreign_calls, &x), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(weft_runtime_call(rt, foreign_check, &x, &res), 0);
+	weft_runtime_destroy(rt);
+
+	assert_reads_refused(&x.reads, -EPERM);
+	assert_int_equal(x.buffered, 0);
+	assert_null(x.bufp);
+	assert_int_equal(x.consume, -EPERM);
+	assert_int_equal(x.deadline, -EPERM);
+	assert_int_equal(x.write, -EPERM);
+	assert_int_equal(x.drain, -EPERM);
+	assert_int_equal(x.flush, -EPERM);
+	assert_int_equal(x.shut, -EPERM);
+	assert_int_equal(x.close, -EPERM);
+	assert_int_equal(x.pending, 0);
+	assert_int_equal(x.fd, x.sv[0]);
+
+	assert_int_equal(x.line1, 4);
+	assert_string_equal(x.text1, "abc\n");
+	assert_int_equal(x.line2, 4);
+	assert_string_equal(x.text2, "def\n");
+	assert_int_equal(x.wrote, 2);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.peer_n, 2);
+	assert_string_equal(x.peer_got, "ok");
+}
+
+/* ---------------------------------------------------------------------- */
+/* memory: an idle stream holds no buffer                                  */
+/* ---------------------------------------------------------------------- */
+
+struct idle_rec {
+	ssize_t line1, timed_out, wrote, line2, line3;
+	int flushed;
+	size_t held_read, held_idle, held_written, held_flushed, held_end;
+	ssize_t peer_n;
+	char text2[16], text3[16], peer_got[8];
+};
+
+static void idle_body(struct fx *f)
+{
+	struct idle_rec *x = f->rec;
+	const char *l;
+	char b[8];
+	send(f->peer, "hello\n", 6, 0);
+	x->line1 = weft_stream_read_line(f->s, &l);
+	x->held_read = weft__stream_held(f->s); /* l points into it */
+	/* All consumed: the read gives the buffer back, then waits. */
+	weft_stream_read_deadline(f->s, weft_now_ns() + 20 * MS);
+	x->timed_out = weft_stream_read(f->s, b, sizeof b);
+	x->held_idle = weft__stream_held(f->s);
+	weft_stream_read_deadline(f->s, 0);
+	/* A write buffer while bytes are queued, none once they are sent. */
+	x->wrote = weft_stream_write(f->s, "pong\n", 5);
+	x->held_written = weft__stream_held(f->s);
+	x->flushed = weft_stream_flush(f->s);
+	x->held_flushed = weft__stream_held(f->s);
+	x->peer_n = recv(f->peer, x->peer_got, sizeof x->peer_got - 1, 0);
+	/* The next bytes come while the reader waits holding nothing: it takes
+	 * a buffer again (twice: a line cut in two waits in its own). */
+	struct drip d;
+	static const char *const parts[] = { "again\n", "one li", "ne\n", NULL };
+	weft_task *t = drip(&d, f->peer, parts, 15, false);
+	x->line2 = weft_stream_read_line(f->s, &l);
+	if (x->line2 > 0)
+		snprintf(x->text2, sizeof x->text2, "%.*s", (int)x->line2, l);
+	x->line3 = weft_stream_read_line(f->s, &l);
+	if (x->line3 > 0)
+		snprintf(x->text3, sizeof x->text3, "%.*s", (int)x->line3, l);
+	finish(t);
+	weft_stream_read_deadline(f->s, weft_now_ns() + 10 * MS);
+	weft_stream_read(f->s, b, sizeof b);
+	weft_stream_read_deadline(f->s, 0);
+	x->held_end = weft__stream_held(f->s);
+}
+
+/* A stream that has read everything and waits for more holds no read
+ * buffer, one that has sent everything no write buffer; reading after
+ * that takes a buffer again and loses nothing (io_uring: a provided
+ * buffer; epoll: one taken once the socket is readable). */
+static void test_idle_stream_holds_no_buffer(void **state)
+{
+	(void)state;
+	struct idle_rec x = { 0 };
+	run_fx(NULL, idle_body, &x);
+	assert_int_equal(x.line1, 6);
+	assert_true(x.held_read > 0);
+	assert_int_equal(x.timed_out, -ETIMEDOUT);
+	assert_int_equal(x.held_idle, 0);
+	assert_int_equal(x.wrote, 5);
+	assert_true(x.held_written > 0);
+	assert_int_equal(x.flushed, 0);
+	assert_int_equal(x.held_flushed, 0);
+	assert_int_equal(x.peer_n, 5);
+	assert_string_equal(x.peer_got, "pong\n");
+	assert_int_equal(x.line2, 6);
+	assert_string_equal(x.text2, "again\n");
+	assert_int_equal(x.line3, 9);
+	assert_string_equal(x.text3, "one line\n");
+	assert_int_equal(x.held_end, 0);
+}
+
+/* The same through the multishot receive, which stays armed while idle. */
+static void test_multishot_idle_holds_no_buffer(void **state)
+{
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.multishot = true;
+	default_cfg = &c;
+	test_idle_stream_holds_no_buffer(state);
+	default_cfg = NULL;
+}
+
+/* Many idle streams on one loop receive at once, each keeping half of
+ * what came buffered until all have theirs: on io_uring more provided
+ * buffers than the loop's ring has at first, so it grows to its cap, and
+ * the receives past the cap take their bytes into malloc'd buffers.  Every
+ * byte arrives, and each stream holds nothing once it has read all. */
+#define BURST_MAX 1100u
+struct burst {
+	const weft_stream_config *cfg;
+	unsigned n;
+	int peers[BURST_MAX];
+	weft_stream *s[BURST_MAX];
+	unsigned idx[BURST_MAX];
+	weft_event all_half;
+	_Atomic unsigned half, bad, timeouts, held;
+	int setup;
+	int ring;           /* loop 0 has a buffer ring */
+	unsigned ring_count; /* its buffers after the burst */
+};
+static struct burst burst_x;
+
+static void *burst_reader(void *arg)
+{
+	unsigned i = *(unsigned *)arg;
+	struct burst *b = &burst_x;
+	uint8_t m[32];
+	ssize_t r1 = weft_stream_read_exact(b->s[i], m, 16);
+	if (atomic_fetch_add(&b->half, 1) + 1 == b->n)
+		weft_event_set(&b->all_half);
+	weft_event_wait(&b->all_half);
+	ssize_t r2 = weft_stream_read_exact(b->s[i], m + 16, 16);
+	bool ok = r1 == 16 && r2 == 16;
+	for (unsigned k = 0; ok && k < 32; k++)
+		ok = m[k] == pat((uint64_t)i * 32 + k);
+	if (!ok)
+		atomic_fetch_add(&b->bad, 1);
+	weft_stream_read_deadline(b->s[i], weft_now_ns() + 5 * MS);
+	if (weft_stream_read(b->s[i], m, 1) == -ETIMEDOUT)
+		atomic_fetch_add(&b->timeouts, 1);
+	atomic_fetch_add(&b->held, (unsigned)weft__stream_held(b->s[i]));
+	return NULL;
+}
+
+static void *burst_ring(void *arg)
+{
+	struct burst *b = arg;
+	weft__bufring *br = weft__loop_self()->bufring;
+	b->ring = br != NULL;
+	b->ring_count = br ? weft__bufring_count(br) : 0;
+	return NULL;
+}
+
+static void *burst_main(void *arg)
+{
+	struct burst *b = arg;
+	unsigned opened = 0;
+	for (; opened < b->n; opened++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			break;
+		if (weft_stream_open(&b->s[opened], sv[0], b->cfg) < 0) {
+			close(sv[0]);
+			close(sv[1]);
+			break;
+		}
+		b->peers[opened] = sv[1];
+		uint8_t m[32];
+		for (unsigned k = 0; k < 32; k++)
+			m[k] = pat((uint64_t)opened * 32 + k);
+		send(sv[1], m, sizeof m, 0); /* there before its reader asks */
+		b->idx[opened] = opened;
+	}
+	b->setup = opened == b->n ? 0 : -1;
+	weft_task **t = calloc(b->n, sizeof(*t));
+	for (unsigned i = 0; t && i < opened; i++)
+		t[i] = go_pinned(burst_reader, &b->idx[i], 0);
+	if (opened < b->n) /* the readers could never all have their half */
+		weft_event_set(&b->all_half);
+	for (unsigned i = 0; t && i < opened; i++)
+		finish(t[i]);
+	free(t);
+	finish(go_pinned(burst_ring, b, 0));
+	for (unsigned i = 0; i < opened; i++) {
+		weft_stream_close(b->s[i]);
+		close(b->peers[i]);
+	}
+	return NULL;
+}
+
+static void run_burst(const weft_stream_config *cfg)
+{
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	struct burst *b = &burst_x;
+	memset(b, 0, sizeof(*b));
+	b->cfg = cfg;
+	b->n = rl.rlim_cur > 2 * BURST_MAX + 128 ? BURST_MAX : (unsigned)(rl.rlim_cur - 128) / 2;
+	assert_int_equal(weft_event_init(&b->all_half), 0);
+	weft_test_run(2, burst_main, b);
+	assert_int_equal(b->setup, 0);
+	assert_int_equal(b->half, b->n);
+	assert_int_equal(b->bad, 0);
+	assert_int_equal(b->timeouts, b->n);
+	assert_int_equal(b->held, 0);
+	/* Grown as the burst needed (every reader held one of its buffers at
+	 * once, or one of its own only once the ring was at its cap). */
+	if (b->ring)
+		assert_true(b->ring_count >= (b->n < WEFT__BUFRING_MAX ? b->n : WEFT__BUFRING_MAX));
+	weft_event_destroy(&b->all_half);
+}
+
+static void test_many_idle_streams_wake_at_once(void **state)
+{
+	(void)state;
+	run_burst(NULL);
+}
+
+static void test_multishot_many_idle_streams_wake_at_once(void **state)
+{
+	(void)state;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.multishot = true;
+	run_burst(&c);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),
@@ -1400,6 +1751,11 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_stream_over_pipe),
 	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
 	cmocka_unit_test(test_read_until_on_fresh_stream),
+	cmocka_unit_test(test_foreign_thread_eperm),
+	cmocka_unit_test(test_idle_stream_holds_no_buffer),
+	cmocka_unit_test(test_multishot_idle_holds_no_buffer),
+	cmocka_unit_test(test_many_idle_streams_wake_at_once),
+	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
 };
 
 WEFT_TEST_MAIN(tests)

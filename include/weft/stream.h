@@ -22,11 +22,35 @@
  * every later write or drain returns it.  Any task may write; write order is
  * the order of the weft_stream_write calls.
  *
+ * Memory: an idle stream holds no buffer.  Once every byte received has
+ * been consumed, the next read call gives the read buffer back before it
+ * waits, and a buffer is taken again only when bytes arrive (io_uring: the
+ * kernel picks one of the loop's provided buffers and the stream reads
+ * from it in place; epoll: one is allocated once the socket is readable).
+ * Once every queued byte has been sent, the write buffers are freed.  So
+ * a socket stream whose task waits in a read with nothing buffered and
+ * nothing queued holds just its structure (about 370 bytes; 200 more with
+ * config.multishot) besides its task; a server connection waiting for its
+ * next request costs that, its task (one touched 4 KiB stack page and the
+ * task structure) and the kernel's socket.  Streams of pipes and ttys keep
+ * their read buffer, as does a stream waiting with part of a unit buffered
+ * (half a line), and on kernels without provided-buffer rings (before
+ * 5.19) a waiting receive names a buffer of its own.
+ *
  * Lifetime: weft_stream_open takes the fd (closed by weft_stream_close
  * unless config.keep_fd).  weft_stream_close flushes what is queued, closes
  * and frees; the stream must not be used by any other task after (or
- * during) close.  All calls are task-only (-EPERM elsewhere) except
- * weft_stream_fd, and follow weft/io.h's cancellation and deadline rules.
+ * during) close.
+ *
+ * Threads: a stream belongs to its tasks.  Four calls work from any thread:
+ * weft_stream_config_init, weft_stream_open (it only wraps the fd: open it
+ * anywhere, then hand the stream to a task), weft_stream_fd and
+ * weft_stream_pending (a snapshot).  Every other call is task-only: from
+ * any other thread (a foreign thread, a blocking-pool thread) it does
+ * nothing and returns -EPERM, except weft_stream_buffered, which returns a
+ * count and so returns 0 with *out NULL.  Within that, any
+ * task may write (on any loop); one task reads at a time.  Task calls
+ * follow weft/io.h's cancellation and deadline rules.
  */
 #ifndef WEFT_STREAM_H
 #define WEFT_STREAM_H
@@ -57,16 +81,24 @@ typedef struct weft_stream_config {
 	unsigned reserved[5]; /* must be zero */
 } weft_stream_config;
 
+/* Fill cfg with the defaults given in brackets above.  Any thread. */
 WEFT_API void weft_stream_config_init(weft_stream_config *cfg);
 
 /* Wrap fd (a connected socket, a pipe, a tty) in a stream; cfg NULL for
  * the defaults.  Returns 0 with *out set, -EINVAL (fd < 0, low_water >
  * high_water, limit 0, reserved field set) or -ENOMEM.  On success the
- * stream owns fd.  Any thread. */
+ * stream owns fd.  Any thread (never waits); the stream's other calls
+ * are task-only. */
 WEFT_API int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg);
 
-/* The stream's fd (still owned by the stream). */
+/* The stream's fd (still owned by the stream), -EINVAL for NULL.  Any
+ * thread. */
 WEFT_API int weft_stream_fd(const weft_stream *s);
+
+/* The read calls below return -EINVAL for a NULL stream, -EPERM outside a
+ * task, -EBUSY while another task is reading s, -ECANCELED / -ETIMEDOUT
+ * (cancellation, scope, read_timeout_ns, read deadline) besides what each
+ * says. */
 
 /* Up to len bytes: what is buffered, else waits for one receive.  Returns
  * bytes copied, 0 at end of input, or -errno. */
@@ -88,17 +120,23 @@ WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **out);
 /* A deadline (absolute, weft_now_ns clock; 0 clears it) for every read
  * call until cleared: a receive still waiting then fails with -ETIMEDOUT.
  * For "the whole request head within N seconds" (slowloris) on top of the
- * per-receive read_timeout_ns.  Returns 0 or -EINVAL. */
+ * per-receive read_timeout_ns.  Returns 0, -EINVAL, or -EPERM outside a
+ * task. */
 WEFT_API int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns);
 
 /* Zero-copy parsing: the buffered bytes (*out, valid until the next read
- * call) and their count, without waiting. */
+ * call; NULL when none, as an empty stream may hold no buffer) and their
+ * count, without waiting.  Outside a task: 0, *out NULL. */
 WEFT_API size_t weft_stream_buffered(weft_stream *s, const char **out);
 /* Receive once more into the buffer: bytes added, 0 at end of input,
  * -EMSGSIZE when `limit` bytes are already buffered, or -errno. */
 WEFT_API ssize_t weft_stream_fill(weft_stream *s);
-/* Drop the first n buffered bytes (n <= buffered, else -EINVAL). */
+/* Drop the first n buffered bytes: 0, -EINVAL (n > buffered, s NULL),
+ * -EPERM outside a task. */
 WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
+
+/* The write calls below return -EINVAL for a NULL stream and -EPERM
+ * outside a task besides what each says. */
 
 /* Queue len bytes for sending: returns len, or the sticky send error, or
  * -EPIPE after weft_stream_shutdown.  Never waits. */
@@ -113,14 +151,15 @@ WEFT_API int weft_stream_flush(weft_stream *s);
  * only flushes (close the stream to signal EOF on a pipe).  Later writes
  * return -EPIPE. */
 WEFT_API int weft_stream_shutdown(weft_stream *s);
-/* Bytes queued and not yet sent. */
+/* Bytes queued and not yet sent (0 for NULL).  Any thread: a snapshot. */
 WEFT_API size_t weft_stream_pending(weft_stream *s);
 
 /* Flush, close the fd (unless keep_fd) and free the stream.  Returns 0 or
- * the flush's error; the stream is freed either way.  If the flush is cut
+ * the flush's error; the stream is freed either way (in a task).  If the flush is cut
  * short (cancellation, scope deadline, send error), queued bytes are
  * dropped: on a socket an in-flight send is aborted with shutdown(2); on
- * other fds close waits for it to complete.  s NULL: -EINVAL. */
+ * other fds close waits for it to complete.  s NULL: -EINVAL; outside a
+ * task: -EPERM, and nothing is flushed, closed or freed. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
 #ifdef __cplusplus
