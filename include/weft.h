@@ -125,6 +125,16 @@ WEFT_API void weft_runtime_config_init(weft_runtime_config *cfg);
  * too old for an operation weft needs), or the error of a failed thread or
  * ring creation.  Every failure prints one line on stderr naming what
  * failed.  Call from a foreign thread (not from a task).
+ *
+ * SIGPIPE: a write to a pipe or socket whose reader is gone is an error
+ * return (-EPIPE), never a crash.  Sends pass MSG_NOSIGNAL; for the rest
+ * (write, writev, splice, a stream over a pipe, the program's own writes on
+ * the blocking pool) the first runtime to start sets SIGPIPE to SIG_IGN
+ * process-wide if it was SIG_DFL, and the last one to stop
+ * (weft_runtime_shutdown) sets SIG_DFL back if it is still ignored.  A
+ * handler or ignore of the program's own is left as it is.  Children of
+ * weft_process_spawn start with SIGPIPE at SIG_DFL; a child the program
+ * forks and execs itself inherits the ignore.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg);
 

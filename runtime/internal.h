@@ -401,6 +401,11 @@ WEFT_HIDDEN void weft__ep_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ep_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__ep_wake(weft_loop *target);
 
+/* ---- io/signal.c: SIGPIPE ignored while any runtime runs (if it was
+ * the default), the default back when the last one stops ---- */
+WEFT_HIDDEN void weft__sigpipe_hold(void);
+WEFT_HIDDEN void weft__sigpipe_release(void);
+
 /* ---- runtime/offload.c ---- */
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_stop(weft_runtime *rt);

@@ -129,6 +129,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	err = alloc_loops(rt);
 	if (!err)
 		err = weft__pool_create(rt);
+	weft__sigpipe_hold(); /* before any loop can write */
 
 	unsigned created = 0;
 	for (; err == 0 && created < rt->nloops; created++) {
@@ -156,6 +157,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		fprintf(stderr, "weft: cannot start: a loop's %s set-up failed: %s\n",
 			weft_backend_name(rt->backend), strerror(-err));
 		weft__pool_destroy(rt);
+		weft__sigpipe_release();
 		free_loops(rt);
 		free(rt->sleepers);
 		weft__stacks_destroy(rt);
@@ -191,6 +193,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		for (unsigned i = 0; i < rt->nloops; i++)
 			weft__io_exit(rt->loops[i]);
 		weft__pool_stop(rt); /* running offloaded calls finish first */
+		weft__sigpipe_release(); /* nothing of this runtime writes now */
 		atomic_store(&rt->state, 3);
 	}
 	pthread_mutex_unlock(&rt->shutdown_mu);

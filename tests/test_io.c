@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -449,6 +450,91 @@ static void test_fd_wait_and_splice(void **state)
 	assert_memory_equal(x.buf, "ping", 4);
 }
 
+/* ---- a reader that went away: -EPIPE, never SIGPIPE ---- */
+
+struct epipe_rec {
+	long wr, wv, wall, splice, sock_wr, sock_send, off_rc, pool_errno;
+	long st_write, st_flush;
+};
+
+/* Runs on the blocking pool: a plain write(2) there. */
+static void *pool_write(void *arg)
+{
+	char c = 'x';
+	ssize_t w = write((int)U(arg), &c, 1);
+	return P(w < 0 ? errno : 0);
+}
+
+static void *epipe_body(void *arg)
+{
+	struct epipe_rec *x = arg;
+	int p[2], q[2], sv[2];
+	if (pipe2(p, O_CLOEXEC) || pipe2(q, O_CLOEXEC) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return P(1);
+	close(p[0]); /* every write to p[1] now raises SIGPIPE */
+	close(sv[1]);
+	x->wr = weft_write(p[1], "x", 1, WEFT_OFF_CUR);
+	struct iovec v = { "ab", 2 };
+	x->wv = weft_writev(p[1], &v, 1, WEFT_OFF_CUR);
+	x->wall = weft_write_all(p[1], "abc", 3, WEFT_OFF_CUR, NULL);
+	if (write(q[1], "abcd", 4) != 4)
+		return P(1);
+	x->splice = weft_splice(q[0], WEFT_OFF_CUR, p[1], WEFT_OFF_CUR, 4, 0);
+	void *res = NULL;
+	x->off_rc = weft_offload(pool_write, P(p[1]), &res);
+	x->pool_errno = (long)U(res);
+	x->sock_wr = weft_write(sv[0], "x", 1, WEFT_OFF_CUR); /* write(2), not send */
+	x->sock_send = weft_send(sv[0], "x", 1, 0);
+	close(p[1]);
+	/* A fresh pipe: once spliced into, a pipe refuses RWF_NOWAIT
+	 * (EOPNOTSUPP), which the epoll backend's stream send does not
+	 * handle (another matter). */
+	if (pipe2(p, O_CLOEXEC))
+		return P(1);
+	close(p[0]);
+	weft_stream *s = NULL;
+	if (weft_stream_open(&s, p[1], NULL) == 0) { /* the stream owns p[1] */
+		x->st_write = weft_stream_write(s, "hello", 5);
+		x->st_flush = weft_stream_flush(s);
+		weft_stream_close(s);
+	}
+	close(q[0]);
+	close(q[1]);
+	close(sv[0]);
+	return NULL;
+}
+
+/* Writes to a pipe or socket whose reader is gone, on the backend's own
+ * path (io_uring's WRITE, epoll's non-blocking attempt), through splice,
+ * a stream's background send and a plain write on the blocking pool: each
+ * returns -EPIPE and the process lives.  SIGPIPE is set to its default
+ * first, as a program that never touched it has it. */
+static void test_write_to_closed_reader_epipe(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_DFL);
+	for (unsigned loops = 1; loops <= 2; loops++) {
+		struct epipe_rec x = { 0 };
+		weft_runtime_config c = cfg_loops(loops);
+		assert_int_equal(weft_run(&c, epipe_body, &x, NULL), 0);
+		assert_int_equal(x.wr, -EPIPE);
+		assert_int_equal(x.wv, -EPIPE);
+		assert_int_equal(x.wall, -EPIPE);
+		assert_int_equal(x.splice, -EPIPE);
+		assert_int_equal(x.off_rc, 0);
+		assert_int_equal(x.pool_errno, EPIPE);
+		assert_int_equal(x.sock_wr, -EPIPE);
+		assert_int_equal(x.sock_send, -EPIPE);
+		assert_int_equal(x.st_write, 5);
+		assert_int_equal(x.st_flush, -EPIPE);
+	}
+	/* The runtime gave SIGPIPE its default back when it stopped. */
+	struct sigaction sa;
+	assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+	assert_true(sa.sa_handler == SIG_DFL);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_file_ops),
 	cmocka_unit_test(test_bad_input),
@@ -459,6 +545,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cq_overflow_loses_nothing),
 	cmocka_unit_test(test_ring_config_checked),
 	cmocka_unit_test(test_fd_wait_and_splice),
+	cmocka_unit_test(test_write_to_closed_reader_epipe),
 };
 
 WEFT_TEST_MAIN(tests)

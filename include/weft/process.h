@@ -166,8 +166,8 @@ WEFT_API pid_t weft_process_pid(const weft_process *p);
  * or stderr (2) pipe, borrowed: valid until weft_process_pipe_close or
  * weft_process_destroy.  Returns the fd, -EBADF (that stream is not a
  * pipe, or was closed or taken), -EINVAL.  Any thread.
- * Writing to stdin after the child has exited raises SIGPIPE, as write(2)
- * does: programs that talk to children should ignore SIGPIPE (Python does).
+ * Writing to stdin after the child has exited fails with -EPIPE: while a
+ * runtime runs SIGPIPE is ignored (see weft_runtime_start).
  */
 WEFT_API int weft_process_pipe(const weft_process *p, int i);
 
