@@ -231,6 +231,14 @@ struct weft_loop {
 				    waker on epoll) */
 	uint64_t efd_buf;
 	unsigned inflight;       /* ops whose final result we still expect */
+	/* io_uring: submissions that found no SQE (the SQ full and the kernel
+	 * refusing to take it), prepared before the loop next submits; never
+	 * dropped (io/uring.c, "the backlog") */
+	struct weft__op *ubl_head, *ubl_tail;
+	bool efd_rearm;          /* the eventfd read waits in the backlog */
+	unsigned sqe_fail;       /* fault injection for tests: the next N SQE
+				    requests find none, as if the SQ were
+				    full and its flush refused */
 	unsigned features;       /* WEFT_RING_* (0 on epoll) */
 	struct weft__bufring *bufring; /* provided buffers (io/bufring.c), lazy */
 	bool bufring_failed;     /* registration failed: do not retry */
