@@ -164,7 +164,9 @@ static int aux_start_locked(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t th;
+	weft_loop *pinned = weft__cpu_unpin_begin(); /* not the loop's one CPU */
 	int r = pthread_create(&th, &attr, aux_main, NULL);
+	weft__cpu_unpin_end(pinned);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r)

@@ -28,8 +28,8 @@ static int check_config(weft_runtime_config *c)
 		if (c->reserved[i])
 			return -EINVAL;
 	if (c->loops == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->loops = n > 0 ? (unsigned)n : 1;
+		unsigned n = weft_cpu_count();
+		c->loops = n < 1024 ? n : 1024;
 	}
 	if (c->loops > 1024 || c->stack_guard > WEFT_GUARD_NEVER)
 		return -EINVAL;
@@ -119,6 +119,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		return err;
 	}
 	rt->nloops = rt->cfg.loops;
+	weft__cpu_save(rt);
 	rt->page = (size_t)sysconf(_SC_PAGESIZE);
 	rt->guarded_max = rt->cfg.guarded_stacks_max ? rt->cfg.guarded_stacks_max
 						     : weft__stack_guarded_default();

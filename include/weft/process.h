@@ -142,7 +142,8 @@ WEFT_API void weft_process_config_init(weft_process_config *cfg);
  * memory; the calling thread waits only until the child has called exec).
  * The child starts with no signal blocked and SIGPIPE and SIGXFSZ at their
  * default action (as Python's subprocess does), even when the parent ignores
- * them.  Exec failures are reported here, not as a child exit status:
+ * them, and, when called on a loop pinned by pin_cpus, the affinity mask
+ * the runtime was started with rather than the loop's one CPU.  Exec failures are reported here, not as a child exit status:
  * -ENOENT (no such program), -EACCES, -ENOEXEC, ...  Pipe ends held by the
  * parent are O_CLOEXEC and blocking (io_uring waits for them all the
  * same): use them with weft_read / weft_write, or your own thread.
