@@ -1093,11 +1093,21 @@ static void rm_tree(const char *root)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The limit once root/rel holds `text`. */
+static unsigned limit_with(const char *root, const char *rel, const char *text)
+{
+	fixture(root, rel, text);
+	return weft__cgroup_cpu_limit(root);
+}
+
 static unsigned affinity_count(void)
 {
 	cpu_set_t set;
 	return sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 0;
 }
+
+#define V2 "sys/fs/cgroup"
+#define V1 "sys/fs/cgroup/cpu,cpuacct"
 
 /* The quota parser on fixture trees (a root holding proc/self/cgroup and
  * sys/fs/cgroup/...): v2 and v1, the own cgroup and its ancestors, a
@@ -1113,48 +1123,40 @@ static void test_cgroup_cpu_quota_fixtures(void **state)
 
 	/* v2: 1.5 CPUs -> 2; a parent allowing 4 does not raise it. */
 	fixture(root, "proc/self/cgroup", "0::/app.slice/svc\n");
-	fixture(root, "sys/fs/cgroup/app.slice/svc/cpu.max", "150000 100000\n");
-	fixture(root, "sys/fs/cgroup/app.slice/cpu.max", "400000 100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 2);
+	fixture(root, V2 "/app.slice/svc/cpu.max", "150000 100000\n");
+	assert_int_equal(limit_with(root, V2 "/app.slice/cpu.max", "400000 100000\n"), 2);
 	/* The parent's tighter half a CPU caps it: at least 1. */
-	fixture(root, "sys/fs/cgroup/app.slice/cpu.max", "50000 100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 1);
+	assert_int_equal(limit_with(root, V2 "/app.slice/cpu.max", "50000 100000\n"), 1);
 	/* "max": no limit anywhere. */
-	fixture(root, "sys/fs/cgroup/app.slice/cpu.max", "max 100000\n");
-	fixture(root, "sys/fs/cgroup/app.slice/svc/cpu.max", "max 100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 0);
+	fixture(root, V2 "/app.slice/cpu.max", "max 100000\n");
+	assert_int_equal(limit_with(root, V2 "/app.slice/svc/cpu.max", "max 100000\n"), 0);
 	/* Garbage is no limit, not a crash. */
-	fixture(root, "sys/fs/cgroup/app.slice/svc/cpu.max", "lots\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 0);
+	assert_int_equal(limit_with(root, V2 "/app.slice/svc/cpu.max", "lots\n"), 0);
 	/* A container's own cgroup mounted as the root: the full path named
 	 * in /proc/self/cgroup is not there, the mount's root is. */
 	fixture(root, "proc/self/cgroup", "0::/system.slice/docker-abc.scope\n");
-	fixture(root, "sys/fs/cgroup/cpu.max", "300000 100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 3);
+	assert_int_equal(limit_with(root, V2 "/cpu.max", "300000 100000\n"), 3);
 	rm_tree(root);
 
 	/* v1 (here a hybrid: the unified line is there too, without cpu). */
 	assert_non_null(mkdtemp(strcpy(root, "/tmp/weft-cg-XXXXXX")));
 	fixture(root, "proc/self/cgroup",
 		"12:cpuset:/\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n0::/\n");
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "250000\n");
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 3);
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "-1\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 0);
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "250000\n");
+	fixture(root, V1 "/docker/abc/cpu.cfs_period_us", "100000\n");
+	fixture(root, V1 "/cpu.cfs_quota_us", "-1\n");
+	assert_int_equal(limit_with(root, V1 "/cpu.cfs_period_us", "100000\n"), 3);
+	assert_int_equal(limit_with(root, V1 "/docker/abc/cpu.cfs_quota_us", "-1\n"), 0);
 	/* The cpuset or systemd hierarchies set no CPU quota. */
 	fixture(root, "sys/fs/cgroup/cpuset/cpu.cfs_quota_us", "100000\n");
-	fixture(root, "sys/fs/cgroup/cpuset/cpu.cfs_period_us", "100000\n");
-	assert_int_equal(weft__cgroup_cpu_limit(root), 0);
+	assert_int_equal(limit_with(root, "sys/fs/cgroup/cpuset/cpu.cfs_period_us", "100000\n"), 0);
 	/* The count: the quota caps the mask, the mask caps the quota. */
 	unsigned mask = affinity_count();
 	assert_true(mask >= 1);
 	assert_int_equal(weft__cpu_count_at(root), mask);
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "100000\n");
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "100000\n");
 	assert_int_equal(weft__cpu_count_at(root), 1);
-	fixture(root, "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "100000000\n");
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "100000000\n");
 	assert_int_equal(weft__cpu_count_at(root), mask);
 	rm_tree(root);
 
