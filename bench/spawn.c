@@ -81,6 +81,6 @@ int main(void)
 {
 	batches = bench_scaled(200);
 	run(1);
-	run(0); /* default: one loop per online CPU */
+	run(0); /* default: one loop per usable CPU (weft_cpu_count) */
 	return 0;
 }

@@ -83,8 +83,15 @@ enum {
 };
 
 typedef struct weft_runtime_config {
-	unsigned loops;          /* event loops (threads); 0 = online CPUs */
-	bool pin_cpus;           /* pin loop i to CPU i % online CPUs */
+	unsigned loops;          /* event loops (threads); 0 = weft_cpu_count()
+				    (at most 1024) */
+	bool pin_cpus;           /* pin loop i to the (i mod n)-th of the n
+				    CPUs in the affinity mask of the thread
+				    that starts the runtime (taskset's CPUs,
+				    not CPU i); the threads (blocking pool,
+				    the signal/reaper helper) and child
+				    processes a pinned loop starts get that
+				    whole mask, not the loop's one CPU */
 	size_t stack_size;       /* default task stack, bytes (64 KiB) */
 	unsigned ring_entries;   /* io_uring SQ entries per loop (256) */
 	unsigned ring_cq_entries; /* CQ entries per loop (16 x ring_entries,
@@ -125,6 +132,20 @@ WEFT_API void weft_runtime_config_init(weft_runtime_config *cfg);
  * too old for an operation weft needs), or the error of a failed thread or
  * ring creation.  Every failure prints one line on stderr naming what
  * failed.  Call from a foreign thread (not from a task).
+ *
+ * SIGPIPE: a write to a pipe or socket whose reader is gone is an error
+ * return (-EPIPE), never a crash.  Sends pass MSG_NOSIGNAL; for the rest
+ * (write, writev, splice, a stream over a pipe, the program's own writes on
+ * the blocking pool) the first runtime to start sets SIGPIPE to SIG_IGN
+ * process-wide if it was SIG_DFL, and the last one to stop
+ * (weft_runtime_shutdown) sets SIG_DFL back if it is still ignored.  A
+ * handler or ignore of the program's own is left as it is.  Children of
+ * weft_process_spawn start with SIGPIPE at SIG_DFL; a child the program
+ * forks and execs itself inherits the ignore.
+ *
+ * CPUs: the default number of loops is weft_cpu_count(); with pin_cpus
+ * each loop pins itself within the calling thread's affinity mask, which
+ * the runtime saves here.
  */
 WEFT_API int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg);
 
@@ -155,6 +176,20 @@ WEFT_API int weft_run(const weft_runtime_config *cfg, weft_fn main_fn, void *arg
 
 /* The runtime the calling task runs on; NULL outside a task/loop. */
 WEFT_API weft_runtime *weft_runtime_current(void);
+
+/*
+ * How many CPUs this process may use, as Go's GOMAXPROCS and Rust's
+ * available_parallelism count them: the CPUs in the calling thread's
+ * affinity mask (sched_getaffinity; taskset, cpusets), capped by a cgroup
+ * CPU quota (a container's --cpus): cgroup v2's cpu.max, or v1's
+ * cpu.cfs_quota_us / cpu.cfs_period_us, of the process's own cgroup (from
+ * /proc/self/cgroup, under /sys/fs/cgroup) and of its ancestors, rounded
+ * up.  At least 1.  The default of weft_runtime_config.loops, computed when
+ * the runtime starts.  Reads /proc and /sys each call (tens of
+ * microseconds): call it at start-up, not per request.  Any thread; never
+ * suspends.  On a pinned loop's thread the mask is that loop's one CPU.
+ */
+WEFT_API unsigned weft_cpu_count(void);
 
 /* Number of loops of the current runtime (0 outside a loop), and the index
  * (0..loops-1) of the loop running the caller now (-1 outside a loop).  A

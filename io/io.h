@@ -116,10 +116,20 @@ struct weft__op {
 	int ewfd;           /* fd it waits on */
 	uint32_t ewant;     /* EPOLLIN / EPOLLOUT it waits for */
 	weft__op *enext, *eprev;
+	/* io_uring: the op's place in the loop's backlog (WEFT_UQ_*) */
+	uint8_t ustate;
+	weft__op *unext;
 };
 
 enum { /* weft__op.estate (epoll backend) */
 	WEFT_EPS_IDLE, WEFT_EPS_QUEUED, WEFT_EPS_WAITING,
+};
+
+enum { /* weft__op.ustate (io_uring backend) */
+	WEFT_UQ_NONE,
+	WEFT_UQ_SUBMIT,    /* waits in the backlog for an SQE */
+	WEFT_UQ_CANCELLED, /* was cancelled there: completes with -ECANCELED */
+	WEFT_UQ_CANCEL,    /* in flight; its async cancel waits for an SQE */
 };
 
 /* ---- the seam (io/op.c dispatches to the runtime's backend) ---- */
@@ -132,7 +142,9 @@ enum { /* weft__op.estate (epoll backend) */
 WEFT_HIDDEN int weft__op_run(weft__op *op);
 
 /* Start callback op `op` (cb, opcode, args set) on loop l, from l's own
- * thread.  Its results come to op->cb in l's scheduler.  0 or -EBUSY. */
+ * thread.  Its results come to op->cb in l's scheduler.  0 (io_uring: an
+ * op that finds the SQ full and unflushable waits in the loop's backlog;
+ * both backends deliver any failure to op->cb). */
 WEFT_HIDDEN int weft__op_arm(weft_loop *l, weft__op *op);
 
 /* Cancel callback op (armed on l, called on l's thread) without waiting:

@@ -170,9 +170,13 @@ static int do_spawn(weft_process *p, const weft_process_config *cfg)
 		const char *path = cfg->path ? cfg->path : cfg->argv[0];
 		char *const *argv = (char *const *)cfg->argv;
 		char *const *envp = cfg->envp ? (char *const *)cfg->envp : environ;
-		/* glibc reports exec failure here (and reaps that child). */
+		/* The child inherits this thread's mask: not a pinned loop's
+		 * one CPU.  glibc reports exec failure here (and reaps that
+		 * child). */
+		weft_loop *pinned = weft__cpu_unpin_begin();
 		r = strchr(path, '/') ? posix_spawn(&p->pid, path, &fa, &at, argv, envp)
 				      : posix_spawnp(&p->pid, path, &fa, &at, argv, envp);
+		weft__cpu_unpin_end(pinned);
 		r = -r;
 	}
 	spawn_fds_close(&s);

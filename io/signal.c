@@ -165,7 +165,9 @@ static int aux_start_locked(void)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t th;
+	weft_loop *pinned = weft__cpu_unpin_begin(); /* not the loop's one CPU */
 	int r = pthread_create(&th, &attr, aux_main, NULL);
+	weft__cpu_unpin_end(pinned);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r)
@@ -214,6 +216,70 @@ void weft__aux_reap(int pidfd)
 	reap_fds[reap_len++] = pidfd;
 	pthread_mutex_unlock(&aux_mu);
 	aux_wake();
+}
+
+/* ---- SIGPIPE while a runtime runs ---- */
+
+/*
+ * A write to a pipe or socket whose reader is gone raises SIGPIPE in the
+ * writing thread, and its default action ends the process.  Sends pass
+ * MSG_NOSIGNAL, but write(2), writev, splice and io_uring's WRITE to a pipe
+ * (or a socket) have no such flag, and neither does the program's own
+ * code on the blocking pool.  So, as Rust's std and Go do, SIGPIPE is
+ * ignored process-wide while a runtime runs, if its disposition is the
+ * default: every such write then fails with EPIPE on any thread.  A
+ * program's own handler, or an ignore it set itself, is left alone.  When
+ * the last runtime stops, the default comes back if weft set the ignore
+ * and nothing changed it since.  Children spawned by weft_process_spawn get
+ * the default back before exec (io/process.c).
+ *
+ * While a weft_signal watches SIGPIPE its handler is installed and the
+ * disposition to give back lives in sig_old[SIGPIPE]: the change is made
+ * there instead.  aux_mu serializes both.
+ */
+static unsigned pipe_runtimes;  /* runtimes started and not stopped */
+static bool pipe_ignored;       /* weft set SIG_IGN for them */
+
+/* The disposition in force once no watcher covers SIGPIPE. */
+static struct sigaction *pipe_disposition(struct sigaction *cur)
+{
+	if (sig_users[SIGPIPE])
+		return &sig_old[SIGPIPE];
+	return sigaction(SIGPIPE, NULL, cur) == 0 ? cur : NULL;
+}
+
+static void pipe_set(struct sigaction *d, void (*h)(int))
+{
+	d->sa_handler = h;
+	d->sa_flags = 0;
+	sigemptyset(&d->sa_mask);
+	if (!sig_users[SIGPIPE])
+		sigaction(SIGPIPE, d, NULL);
+}
+
+void weft__sigpipe_hold(void)
+{
+	pthread_mutex_lock(&aux_mu);
+	struct sigaction cur, *d;
+	if (pipe_runtimes++ == 0 && (d = pipe_disposition(&cur)) &&
+	    !(d->sa_flags & SA_SIGINFO) && d->sa_handler == SIG_DFL) {
+		pipe_set(d, SIG_IGN);
+		pipe_ignored = true;
+	}
+	pthread_mutex_unlock(&aux_mu);
+}
+
+void weft__sigpipe_release(void)
+{
+	pthread_mutex_lock(&aux_mu);
+	struct sigaction cur, *d;
+	if (--pipe_runtimes == 0 && pipe_ignored) {
+		pipe_ignored = false;
+		if ((d = pipe_disposition(&cur)) && !(d->sa_flags & SA_SIGINFO) &&
+		    d->sa_handler == SIG_IGN)
+			pipe_set(d, SIG_DFL);
+	}
+	pthread_mutex_unlock(&aux_mu);
 }
 
 /* ---- watchers ---- */

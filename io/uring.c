@@ -10,6 +10,19 @@
  *
  * user_data: small integers are tags; anything else is a weft__op pointer
  * (the I/O layer's per-operation record; pointers are 8-byte aligned).
+ *
+ * The backlog: no submission is ever dropped.  An SQE is normally there
+ * (the SQ is flushed once when full), but the kernel may refuse the flush
+ * (-EAGAIN out of memory; -EBUSY while the CQ overflows, before 5.19).
+ * Whatever then finds no SQE waits in the loop's backlog, oldest first:
+ * an op to start, an async cancel of an op in flight, the re-arm of the
+ * eventfd read (without it no foreign thread, offload completion or signal
+ * could wake the loop again).  The loop prepares the backlog at the top of
+ * every poll and again after reaping, and does not sleep while any of it is
+ * left.  A cancel of an op still in the backlog takes it out and completes
+ * it with -ECANCELED there (nothing reached the kernel); a queued cancel
+ * leaves the backlog with its op's final CQE, so it never outlives the op
+ * and hits another one at the same address.
  */
 #include "io.h"
 
@@ -44,10 +57,86 @@ static void wake_by_eventfd(weft_loop *target)
 static void arm_eventfd(weft_loop *l)
 {
 	struct io_uring_sqe *sqe = ring_sqe(l);
-	if (!sqe)
+	l->efd_rearm = !sqe; /* no room: the backlog has it */
+	if (unlikely(!sqe))
 		return;
 	io_uring_prep_read(sqe, l->efd, &l->efd_buf, sizeof(l->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, TAG_EFD);
+}
+
+/* ---- the backlog (see the top of this file) ---- */
+
+static void backlog_push(weft_loop *l, weft__op *op, uint8_t state)
+{
+	op->ustate = state;
+	op->unext = NULL;
+	if (l->ubl_tail)
+		l->ubl_tail->unext = op;
+	else
+		l->ubl_head = op;
+	l->ubl_tail = op;
+}
+
+/* Take op (which is in it) out of the backlog. */
+static void backlog_remove(weft_loop *l, weft__op *op)
+{
+	weft__op *prev = NULL, **pp = &l->ubl_head;
+	while (*pp != op) {
+		prev = *pp;
+		pp = &prev->unext;
+	}
+	*pp = op->unext;
+	if (l->ubl_tail == op)
+		l->ubl_tail = prev;
+	op->ustate = WEFT_UQ_NONE;
+	op->unext = NULL;
+}
+
+/* An op's result (a CQE's, or -ECANCELED for one cancelled in the
+ * backlog): to its callback, or to the waiting task. */
+static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
+{
+	if (!(flags & IORING_CQE_F_MORE)) {
+		if (unlikely(op->ustate)) /* its cancel is still queued */
+			backlog_remove(l, op);
+		l->inflight--;
+		WEFT_STAT_ADD(l, ops, 1);
+	}
+	if (op->cb) {
+		op->cb(l, op, res, flags);
+		return;
+	}
+	op->res = res;
+	op->cqe_flags = flags;
+	op->done = true;
+	/* op lives on the task's stack: after this wake it may be gone. */
+	weft__task_wake(op->task);
+}
+
+static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op);
+static void prep_cancel(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op);
+
+/* Prepare the backlog, oldest first, while SQEs can be had.  Returns
+ * whether nothing is left. */
+static bool backlog_flush(weft_loop *l)
+{
+	if (l->efd_rearm)
+		arm_eventfd(l);
+	weft__op *op;
+	while (!l->efd_rearm && (op = l->ubl_head)) {
+		struct io_uring_sqe *sqe = NULL;
+		if (op->ustate != WEFT_UQ_CANCELLED && !(sqe = ring_sqe(l)))
+			break;
+		uint8_t st = op->ustate;
+		backlog_remove(l, op);
+		if (st == WEFT_UQ_CANCELLED)
+			complete(l, op, -ECANCELED, 0);
+		else if (st == WEFT_UQ_SUBMIT)
+			prep(l, sqe, op);
+		else
+			prep_cancel(l, sqe, op);
+	}
+	return !l->efd_rearm && !l->ubl_head;
 }
 
 static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
@@ -161,21 +250,7 @@ static void dispatch(weft_loop *l, struct io_uring_cqe *cqe)
 	}
 	if (ud < TAG_MAX || ud == LIBURING_UDATA_TIMEOUT)
 		return; /* wakes carry no data: the loop rechecks its queues */
-	weft__op *op = (weft__op *)(uintptr_t)ud;
-	bool final = !(cqe->flags & IORING_CQE_F_MORE);
-	if (final) {
-		l->inflight--;
-		WEFT_STAT_ADD(l, ops, 1);
-	}
-	if (op->cb) {
-		op->cb(l, op, cqe->res, cqe->flags);
-		return;
-	}
-	op->res = cqe->res;
-	op->cqe_flags = cqe->flags;
-	op->done = true;
-	/* op lives on the task's stack: after this wake it may be gone. */
-	weft__task_wake(op->task);
+	complete(l, (weft__op *)(uintptr_t)ud, cqe->res, cqe->flags);
 }
 
 static unsigned reap(weft_loop *l)
@@ -213,6 +288,9 @@ static void valgrind_wait(weft_loop *l, const struct __kernel_timespec *tsp)
 void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 {
 	struct io_uring *ring = &l->ring;
+	/* What is left must not wait for a wake that might never come. */
+	if (unlikely(l->ubl_head || l->efd_rearm) && !backlog_flush(l))
+		block = false;
 	if (block) {
 		struct __kernel_timespec ts, *tsp = NULL;
 		if (deadline) {
@@ -245,6 +323,8 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 	}
 	if (n)
 		WEFT_STAT_ADD(l, cqes, n);
+	if (unlikely(l->ubl_head || l->efd_rearm))
+		backlog_flush(l); /* the reap made room; the next poll submits */
 }
 
 /* Wake a sleeping loop: from a loop, a MSG_RING on the waker's own ring;
@@ -274,9 +354,14 @@ void weft__ring_wake(weft_loop *target)
 /* ops: one SQE each                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* An SQE on loop l's ring, flushing the SQ once if it is full. */
+/* An SQE on loop l's ring, flushing the SQ once if it is full; NULL when
+ * the kernel did not take the flush (the caller uses the backlog). */
 static struct io_uring_sqe *ring_sqe(weft_loop *l)
 {
+	if (unlikely(l->sqe_fail)) { /* fault injection (tests) */
+		l->sqe_fail--;
+		return NULL;
+	}
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	if (unlikely(!sqe)) { /* SQ full: flush it, once */
 		io_uring_submit(&l->ring);
@@ -352,29 +437,49 @@ static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 	io_uring_sqe_set_data(sqe, (void *)op);
 }
 
-int weft__uring_arm(weft_loop *l, weft__op *op)
+/* op's SQE, now or from the backlog. */
+static void submit(weft_loop *l, weft__op *op)
 {
 	struct io_uring_sqe *sqe = ring_sqe(l);
-	if (unlikely(!sqe))
-		return -EBUSY;
+	op->ustate = WEFT_UQ_NONE;
+	if (likely(sqe))
+		prep(l, sqe, op);
+	else
+		backlog_push(l, op, WEFT_UQ_SUBMIT);
+	l->inflight++;
+}
+
+int weft__uring_arm(weft_loop *l, weft__op *op)
+{
 	op->loop = l;
 	op->done = false;
-	prep(l, sqe, op);
-	l->inflight++;
+	submit(l, op);
 	return 0;
 }
 
-void weft__uring_cancel(weft_loop *l, weft__op *op)
+static void prep_cancel(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 {
-	struct io_uring_sqe *sqe = ring_sqe(l);
-	if (!sqe) /* cannot happen: a flush with SUBMIT_ALL empties the SQ */
-		return;
-	io_uring_prep_cancel(sqe, op, 0);
+	io_uring_prep_cancel(sqe, (void *)op, 0);
 	/* Tag 0: a failed cancel (-ENOENT: it had just completed; -EALREADY:
 	 * it is running and will complete) posts a CQE the loop ignores. */
 	io_uring_sqe_set_data64(sqe, 0);
 	if (l->features & WEFT_RING_CQE_SKIP) /* 5.17; else the CQE is ignored */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void weft__uring_cancel(weft_loop *l, weft__op *op)
+{
+	if (op->ustate == WEFT_UQ_SUBMIT) {
+		op->ustate = WEFT_UQ_CANCELLED; /* never reached the kernel */
+		return;
+	}
+	if (op->ustate) /* already asked */
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(l);
+	if (likely(sqe))
+		prep_cancel(l, sqe, op);
+	else
+		backlog_push(l, op, WEFT_UQ_CANCEL);
 }
 
 /* While an op is in flight its task is bound to the loop whose ring holds
@@ -386,16 +491,9 @@ static int run_one(weft__op *op)
 {
 	weft_task *t = op->task;
 	weft_loop *l = op->loop;
-	struct io_uring_sqe *sqe = ring_sqe(l);
-	if (unlikely(!sqe)) {
-		if (op->opcode == WEFT_OP_CLOSE) /* the fd goes anyway */
-			return weft__op_syscall(op, false);
-		return -EBUSY;
-	}
-	prep(l, sqe, op);
+	submit(l, op);
 	int16_t pin = t->pin;
 	int why = 0;
-	l->inflight++;
 	t->pin = (int16_t)l->index;
 	while (!op->done) {
 		int r = weft__park_task(t, 0);

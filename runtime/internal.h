@@ -12,6 +12,7 @@
 
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -237,6 +238,14 @@ struct weft_loop {
 				    waker on epoll) */
 	uint64_t efd_buf;
 	unsigned inflight;       /* ops whose final result we still expect */
+	/* io_uring: submissions that found no SQE (the SQ full and the kernel
+	 * refusing to take it), prepared before the loop next submits; never
+	 * dropped (io/uring.c, "the backlog") */
+	struct weft__op *ubl_head, *ubl_tail;
+	bool efd_rearm;          /* the eventfd read waits in the backlog */
+	unsigned sqe_fail;       /* fault injection for tests: the next N SQE
+				    requests find none, as if the SQ were
+				    full and its flush refused */
 	unsigned features;       /* WEFT_RING_* (0 on epoll) */
 	struct weft__bufring *bufring; /* provided buffers (io/bufring.c), lazy */
 	bool bufring_failed;     /* registration failed: do not retry */
@@ -286,6 +295,9 @@ struct weft_runtime {
 	size_t nslabs, slabs_cap;
 
 	weft__pool *pool;        /* blocking offload threads (runtime/offload.c) */
+	cpu_set_t cpus;          /* the starting thread's affinity mask: what
+				    pinned loops share out, and what threads and
+				    processes they create get (runtime/cpu.c) */
 
 	/* the I/O backend, chosen once at start (io/backend.c) */
 	unsigned backend;        /* WEFT_BACKEND_IO_URING or _EPOLL */
@@ -433,6 +445,31 @@ WEFT_HIDDEN int weft__ep_init(weft_loop *l);
 WEFT_HIDDEN void weft__ep_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ep_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__ep_wake(weft_loop *target);
+
+/* ---- io/signal.c: SIGPIPE ignored while any runtime runs (if it was
+ * the default), the default back when the last one stops ---- */
+WEFT_HIDDEN void weft__sigpipe_hold(void);
+WEFT_HIDDEN void weft__sigpipe_release(void);
+
+/* ---- runtime/cpu.c ---- */
+/* The CPU limit a cgroup quota sets for this process (cgroup v2 cpu.max,
+ * v1 cpu.cfs_quota_us / cfs_period_us, the own cgroup's and its
+ * ancestors'), ceil(quota / period); 0 when none.  Files are read under
+ * `root` ("" for the real ones; tests pass a directory of fixtures). */
+WEFT_HIDDEN unsigned weft__cgroup_cpu_limit(const char *root);
+/* weft_cpu_count with the cgroup files under `root`. */
+WEFT_HIDDEN unsigned weft__cpu_count_at(const char *root);
+/* Remember the calling thread's affinity mask as rt->cpus. */
+WEFT_HIDDEN void weft__cpu_save(weft_runtime *rt);
+/* Pin the calling thread, loop l's, to the (l->index mod n)-th of the n
+ * CPUs of rt->cpus. */
+WEFT_HIDDEN void weft__cpu_pin(weft_loop *l);
+/* Around creating a thread or a process, which inherit the creator's
+ * mask: on a pinned loop, the thread gets rt->cpus until
+ * weft__cpu_unpin_end(what begin returned) pins it back.  Elsewhere, and
+ * without pin_cpus, both do nothing (begin returns NULL). */
+WEFT_HIDDEN weft_loop *weft__cpu_unpin_begin(void);
+WEFT_HIDDEN void weft__cpu_unpin_end(weft_loop *l);
 
 /* ---- runtime/offload.c ---- */
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);

@@ -154,7 +154,9 @@ static int start_thread_locked(weft__pool *p)
 		return -ENOMEM;
 	a->p = p;
 	a->slot = (unsigned)free_slot;
+	weft_loop *pinned = weft__cpu_unpin_begin(); /* not the loop's one CPU */
 	int r = pthread_create(&p->threads[free_slot], NULL, worker, a);
+	weft__cpu_unpin_end(pinned);
 	if (r) {
 		free(a);
 		return -r;

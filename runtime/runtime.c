@@ -28,8 +28,8 @@ static int check_config(weft_runtime_config *c)
 		if (c->reserved[i])
 			return -EINVAL;
 	if (c->loops == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->loops = n > 0 ? (unsigned)n : 1;
+		unsigned n = weft_cpu_count();
+		c->loops = n < 1024 ? n : 1024;
 	}
 	if (c->loops > 1024 || c->stack_guard > WEFT_GUARD_NEVER)
 		return -EINVAL;
@@ -119,6 +119,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		return err;
 	}
 	rt->nloops = rt->cfg.loops;
+	weft__cpu_save(rt);
 	rt->page = (size_t)sysconf(_SC_PAGESIZE);
 	rt->guarded_max = rt->cfg.guarded_stacks_max ? rt->cfg.guarded_stacks_max
 						     : weft__stack_guarded_default();
@@ -129,6 +130,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	err = alloc_loops(rt);
 	if (!err)
 		err = weft__pool_create(rt);
+	weft__sigpipe_hold(); /* before any loop can write */
 
 	unsigned created = 0;
 	for (; err == 0 && created < rt->nloops; created++) {
@@ -156,6 +158,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		fprintf(stderr, "weft: cannot start: a loop's %s set-up failed: %s\n",
 			weft_backend_name(rt->backend), strerror(-err));
 		weft__pool_destroy(rt);
+		weft__sigpipe_release();
 		free_loops(rt);
 		free(rt->sleepers);
 		weft__stacks_destroy(rt);
@@ -191,6 +194,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		for (unsigned i = 0; i < rt->nloops; i++)
 			weft__io_exit(rt->loops[i]);
 		weft__pool_stop(rt); /* running offloaded calls finish first */
+		weft__sigpipe_release(); /* nothing of this runtime writes now */
 		atomic_store(&rt->state, 3);
 	}
 	pthread_mutex_unlock(&rt->shutdown_mu);

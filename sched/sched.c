@@ -629,13 +629,8 @@ void *weft__loop_main(void *arg)
 	weft_runtime *rt = l->rt;
 	weft__loop_set_self(l);
 	weft__fiber_init_thread(&l->sched);
-	if (rt->cfg.pin_cpus) {
-		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(l->index % (ncpu > 0 ? ncpu : 1), &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
+	if (rt->cfg.pin_cpus)
+		weft__cpu_pin(l);
 	int err = weft__io_init(l);
 
 	pthread_mutex_lock(&rt->start_mu);

@@ -5,10 +5,12 @@
  * Recorded in tasks, asserted on the test's stack (DESIGN.md rule 7).
  */
 #include "weft_test.h"
+#include "runtime/internal.h" /* weft_loop.sqe_fail: fault injection */
 
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -449,6 +451,286 @@ static void test_fd_wait_and_splice(void **state)
 	assert_memory_equal(x.buf, "ping", 4);
 }
 
+/* ---- a reader that went away: -EPIPE, never SIGPIPE ---- */
+
+struct epipe_rec {
+	long wr, wv, wall, splice, sock_wr, sock_send, off_rc, pool_errno;
+	long st_write, st_flush;
+};
+
+/* Runs on the blocking pool: a plain write(2) there. */
+static void *pool_write(void *arg)
+{
+	char c = 'x';
+	ssize_t w = write((int)U(arg), &c, 1);
+	return P(w < 0 ? errno : 0);
+}
+
+static void *epipe_body(void *arg)
+{
+	struct epipe_rec *x = arg;
+	int p[2], q[2], sv[2];
+	if (pipe2(p, O_CLOEXEC) || pipe2(q, O_CLOEXEC) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return P(1);
+	close(p[0]); /* every write to p[1] now raises SIGPIPE */
+	close(sv[1]);
+	x->wr = weft_write(p[1], "x", 1, WEFT_OFF_CUR);
+	struct iovec v = { "ab", 2 };
+	x->wv = weft_writev(p[1], &v, 1, WEFT_OFF_CUR);
+	x->wall = weft_write_all(p[1], "abc", 3, WEFT_OFF_CUR, NULL);
+	if (write(q[1], "abcd", 4) != 4)
+		return P(1);
+	x->splice = weft_splice(q[0], WEFT_OFF_CUR, p[1], WEFT_OFF_CUR, 4, 0);
+	void *res = NULL;
+	x->off_rc = weft_offload(pool_write, P(p[1]), &res);
+	x->pool_errno = (long)U(res);
+	x->sock_wr = weft_write(sv[0], "x", 1, WEFT_OFF_CUR); /* write(2), not send */
+	x->sock_send = weft_send(sv[0], "x", 1, 0);
+	close(p[1]);
+	/* A fresh pipe: once spliced into, a pipe refuses RWF_NOWAIT
+	 * (EOPNOTSUPP), which the epoll backend's stream send does not
+	 * handle (another matter). */
+	if (pipe2(p, O_CLOEXEC))
+		return P(1);
+	close(p[0]);
+	weft_stream *s = NULL;
+	if (weft_stream_open(&s, p[1], NULL) == 0) { /* the stream owns p[1] */
+		x->st_write = weft_stream_write(s, "hello", 5);
+		x->st_flush = weft_stream_flush(s);
+		weft_stream_close(s);
+	}
+	close(q[0]);
+	close(q[1]);
+	close(sv[0]);
+	return NULL;
+}
+
+/* Writes to a pipe or socket whose reader is gone, on the backend's own
+ * path (io_uring's WRITE, epoll's non-blocking attempt), through splice,
+ * a stream's background send and a plain write on the blocking pool: each
+ * returns -EPIPE and the process lives.  SIGPIPE is set to its default
+ * first, as a program that never touched it has it. */
+static void test_write_to_closed_reader_epipe(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_DFL);
+	for (unsigned loops = 1; loops <= 2; loops++) {
+		struct epipe_rec x = { 0 };
+		weft_runtime_config c = cfg_loops(loops);
+		assert_int_equal(weft_run(&c, epipe_body, &x, NULL), 0);
+		assert_int_equal(x.wr, -EPIPE);
+		assert_int_equal(x.wv, -EPIPE);
+		assert_int_equal(x.wall, -EPIPE);
+		assert_int_equal(x.splice, -EPIPE);
+		assert_int_equal(x.off_rc, 0);
+		assert_int_equal(x.pool_errno, EPIPE);
+		assert_int_equal(x.sock_wr, -EPIPE);
+		assert_int_equal(x.sock_send, -EPIPE);
+		assert_int_equal(x.st_write, 5);
+		assert_int_equal(x.st_flush, -EPIPE);
+	}
+	/* The runtime gave SIGPIPE its default back when it stopped. */
+	struct sigaction sa;
+	assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+	assert_true(sa.sa_handler == SIG_DFL);
+}
+
+/* ---- no SQE to be had: nothing is dropped ---- */
+
+/* Fault injection on the calling task's loop: its next n SQE requests
+ * find none, as if the SQ were full and the kernel refused its flush
+ * (io_uring only; the epoll backend has no SQ and ignores it). */
+static void *set_sqe_fail(void *arg)
+{
+	weft__loop_self()->sqe_fail = (unsigned)U(arg);
+	return NULL;
+}
+
+static void *get_sqe_fail(void *arg)
+{
+	(void)arg;
+	return P(weft__loop_self()->sqe_fail);
+}
+
+static _Atomic int sq_ran;
+
+static void *mark_ran(void *arg)
+{
+	(void)arg;
+	atomic_store(&sq_ran, 1);
+	return NULL;
+}
+
+/* A foreign thread spawns into the (sleeping) loop: does it run within
+ * 10 s?  The loop can only learn of it through its eventfd. */
+static bool foreign_spawn_runs(weft_runtime *rt)
+{
+	msleep(50); /* the loop is asleep now */
+	atomic_store(&sq_ran, 0);
+	weft_task *t = NULL;
+	if (weft_runtime_spawn(rt, &t, NULL, mark_ran, NULL) < 0)
+		return false;
+	for (int i = 0; i < 10000 && !atomic_load(&sq_ran); i++)
+		msleep(1);
+	bool ran = atomic_load(&sq_ran);
+	if (ran)
+		weft_task_join(t, NULL);
+	weft_task_release(t);
+	return ran;
+}
+
+struct sqc_rec {
+	int sv[2];
+	long recv_rc;
+	_Atomic int done;
+};
+
+static void *sqc_reader(void *arg)
+{
+	struct sqc_rec *x = arg;
+	char b[8];
+	x->recv_rc = weft_recv(x->sv[1], b, sizeof b, 0);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+/* With the reader's receive in flight, its cancel finds no SQE. */
+static void *sqc_canceller(void *arg)
+{
+	struct sqc_rec *x = arg;
+	weft_task *t;
+	if (weft_task_spawn(&t, sqc_reader, x) < 0)
+		return NULL;
+	weft_sleep(5 * MS); /* the receive is in the kernel */
+	weft__loop_self()->sqe_fail = 1;
+	weft_task_cancel(t);
+	weft_task_release(t); /* not joined: the test watches x->done */
+	return NULL;
+}
+
+/* The re-arm of the loop's eventfd read and an async cancel find the SQ
+ * full and unflushable: both wait in the loop's backlog instead of being
+ * dropped, so a foreign thread still wakes the loop, and the cancelled
+ * receive still returns.  (Dropped, the loop slept through every later
+ * foreign wake, and the cancelled task waited forever.) */
+static void test_sq_full_wake_and_cancel_not_dropped(void **state)
+{
+	(void)state;
+	weft_runtime *rt = start_rt(1);
+	weft_runtime_stats st;
+	weft_runtime_stats_get(rt, &st);
+	bool uring = st.backend == WEFT_BACKEND_IO_URING;
+
+	/* The eventfd: the next wake's re-arm finds no SQE. */
+	assert_int_equal(weft_runtime_call(rt, set_sqe_fail, P(1), NULL), 0);
+	assert_true(foreign_spawn_runs(rt)); /* its wake reads the eventfd */
+	assert_true(foreign_spawn_runs(rt)); /* needs the re-armed read */
+	assert_true(foreign_spawn_runs(rt));
+	void *left = NULL;
+	assert_int_equal(weft_runtime_call(rt, get_sqe_fail, NULL, &left), 0);
+	if (uring)
+		assert_int_equal(U(left), 0); /* the fault did hit */
+
+	/* The cancel. */
+	struct sqc_rec x = { .recv_rc = 1 };
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x.sv), 0);
+	weft_task *c;
+	assert_int_equal(weft_runtime_spawn(rt, &c, NULL, sqc_canceller, &x), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&x.done); i++)
+		msleep(1);
+	assert_true(atomic_load(&x.done));
+	assert_int_equal(x.recv_rc, -ECANCELED);
+	assert_int_equal(weft_task_join(c, NULL), 0);
+	weft_task_release(c);
+	assert_int_equal(weft_runtime_call(rt, get_sqe_fail, NULL, &left), 0);
+	if (uring)
+		assert_int_equal(U(left), 0);
+	assert_true(foreign_spawn_runs(rt));
+	close(x.sv[0]);
+	close(x.sv[1]);
+	weft_runtime_destroy(rt);
+}
+
+struct backlog_rec {
+	int p[2], sv[2];
+	long wr, rd, st_write, st_flush, cancel_rc, join_rc, after, peer;
+	bool was_queued;
+	char got[4];
+};
+
+static void *backlog_body(void *arg)
+{
+	struct backlog_rec *x = arg;
+	if (pipe2(x->p, O_CLOEXEC) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv))
+		return P(1);
+	/* A task's op and a stream's send that find no SQE still run. */
+	weft__loop_self()->sqe_fail = 1;
+	x->wr = weft_write(x->p[1], "a", 1, WEFT_OFF_CUR);
+	if (x->wr == 1)
+		x->rd = weft_read(x->p[0], x->got, 1, WEFT_OFF_CUR);
+	weft_stream *s = NULL;
+	if (weft_stream_open(&s, x->sv[0], NULL) < 0)
+		return P(1);
+	weft__loop_self()->sqe_fail = 1;
+	x->st_write = weft_stream_write(s, "bcd", 3);
+	x->st_flush = weft_stream_flush(s);
+	if (x->st_flush == 0)
+		x->peer = weft_recv(x->sv[1], x->got + 1, 3, 0);
+	/* Cancelled while still in the backlog: -ECANCELED, nothing read. */
+	weft__loop_self()->sqe_fail = 1u << 30;
+	weft_task *t;
+	struct sqc_rec r = { .recv_rc = 1 };
+	r.sv[1] = x->sv[1];
+	if (weft_task_spawn(&t, sqc_reader, &r) < 0)
+		return P(1);
+	weft_yield(); /* it runs, finds no SQE, parks */
+	weft_yield();
+	x->was_queued = weft__loop_self()->ubl_head != NULL;
+	weft_task_cancel(t);
+	weft_yield();
+	weft__loop_self()->sqe_fail = 0;
+	x->join_rc = weft_task_join(t, NULL);
+	weft_task_release(t);
+	x->cancel_rc = r.recv_rc;
+	char c = 0;
+	x->after = weft_stream_write(s, "e", 1) == 1 && weft_stream_flush(s) == 0 &&
+		   weft_recv(x->sv[1], &c, 1, 0) == 1 && c == 'e';
+	weft_stream_close(s); /* closes sv[0] */
+	close(x->sv[1]);
+	close(x->p[0]);
+	close(x->p[1]);
+	return NULL;
+}
+
+/* The same backlog for a task's op, a stream's send (a callback op) and an
+ * op cancelled before it reached the kernel. */
+static void test_sq_full_ops_wait_in_backlog(void **state)
+{
+	(void)state;
+	struct backlog_rec x = { 0 };
+	weft_runtime_config c = cfg_loops(1);
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &c), 0);
+	weft_runtime_stats st;
+	weft_runtime_stats_get(rt, &st);
+	void *res = P(1);
+	assert_int_equal(weft_runtime_call(rt, backlog_body, &x, &res), 0);
+	weft_runtime_destroy(rt);
+	assert_null(res);
+	assert_int_equal(x.wr, 1); /* was -EBUSY */
+	assert_int_equal(x.rd, 1);
+	assert_int_equal(x.st_write, 3);
+	assert_int_equal(x.st_flush, 0); /* was -EBUSY */
+	assert_int_equal(x.peer, 3);
+	assert_memory_equal(x.got, "abcd", 4);
+	if (st.backend == WEFT_BACKEND_IO_URING)
+		assert_true(x.was_queued);
+	assert_int_equal(x.cancel_rc, -ECANCELED);
+	assert_int_equal(x.join_rc, -ECANCELED); /* it saw the cancellation */
+	assert_true(x.after); /* the cancelled receive took nothing */
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_file_ops),
 	cmocka_unit_test(test_bad_input),
@@ -459,6 +741,9 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cq_overflow_loses_nothing),
 	cmocka_unit_test(test_ring_config_checked),
 	cmocka_unit_test(test_fd_wait_and_splice),
+	cmocka_unit_test(test_write_to_closed_reader_epipe),
+	cmocka_unit_test(test_sq_full_wake_and_cancel_not_dropped),
+	cmocka_unit_test(test_sq_full_ops_wait_in_backlog),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -524,6 +524,78 @@ static void test_foreign_thread_wait(void **state)
 	assert_int_equal(weft_process_spawn(&p, NULL), -EINVAL);
 }
 
+/* ---- SIGPIPE: ignored by the runtime, default again in children ---- */
+
+struct yes_rec {
+	int spawn, wait, ignored, child_ign;
+	ssize_t got;
+	weft_process_status st;
+	char ign[64];
+};
+
+/* SIGPIPE is ignored in this process now. */
+static int sigpipe_ignored_here(void)
+{
+	struct sigaction sa;
+	return sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
+
+static void *yes_main(void *arg)
+{
+	struct yes_rec *y = arg;
+	y->ignored = sigpipe_ignored_here();
+	/* `yes | head -c 4`: yes must die of SIGPIPE once its reader goes. */
+	const char *argv[] = { "yes", NULL };
+	weft_process *p;
+	y->spawn = spawn_argv(&p, argv, WEFT_STDIO_DEVNULL, WEFT_STDIO_PIPE, WEFT_STDIO_INHERIT);
+	if (y->spawn < 0)
+		return NULL;
+	char b[4];
+	y->got = weft_read(weft_process_pipe(p, 1), b, sizeof b, WEFT_OFF_CUR);
+	weft_process_pipe_close(p, 1);
+	y->wait = weft_process_wait(p, &y->st);
+	weft_process_destroy(p);
+	/* And what a child's /proc/self/status says about it. */
+	const char *argv2[] = { "grep", "SigIgn", "/proc/self/status", NULL };
+	if (spawn_argv(&p, argv2, WEFT_STDIO_DEVNULL, WEFT_STDIO_PIPE, WEFT_STDIO_INHERIT) < 0)
+		return NULL;
+	ssize_t n = read_to_eof(weft_process_pipe(p, 1), y->ign, sizeof y->ign - 1);
+	weft_process_wait(p, NULL);
+	weft_process_destroy(p);
+	unsigned long long mask = 0;
+	y->child_ign = n > 0 && sscanf(y->ign, "SigIgn: %llx", &mask) == 1
+			       ? (int)((mask >> (SIGPIPE - 1)) & 1) : -1;
+	return NULL;
+}
+
+/* While a runtime runs, SIGPIPE is ignored in the process (a write to a
+ * closed pipe is -EPIPE, test_io); children still start with its default
+ * action, so a `yes` whose reader went away dies of it as in a shell. */
+static void test_child_sigpipe_default(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_DFL);
+	struct yes_rec y;
+	memset(&y, 0, sizeof y);
+	weft_test_run(2, yes_main, &y);
+	assert_int_equal(y.ignored, 1);
+	assert_int_equal(y.spawn, 0);
+	assert_int_equal(y.got, 4);
+	assert_int_equal(y.wait, 0);
+	assert_int_equal(y.st.signal, SIGPIPE);
+	assert_int_equal(y.child_ign, 0);
+	assert_int_equal(sigpipe_ignored_here(), 0); /* the default is back */
+
+	/* A program's own choice is left alone: an ignore it set stays. */
+	signal(SIGPIPE, SIG_IGN);
+	memset(&y, 0, sizeof y);
+	weft_test_run(1, yes_main, &y);
+	assert_int_equal(y.ignored, 1);
+	assert_int_equal(y.st.signal, SIGPIPE);
+	assert_int_equal(sigpipe_ignored_here(), 1);
+	signal(SIGPIPE, SIG_DFL);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_signal_delivery),
 	cmocka_unit_test(test_signal_cancel),
@@ -534,6 +606,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_destroy_before_wait_no_zombie),
 	cmocka_unit_test(test_cancel_wait),
 	cmocka_unit_test(test_foreign_thread_wait),
+	cmocka_unit_test(test_child_sigpipe_default),
 };
 
 WEFT_TEST_MAIN(tests)

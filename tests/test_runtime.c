@@ -7,6 +7,8 @@
  * assertion runs on the test's own stack after the work is joined.
  */
 #include "weft_test.h"
+#include "runtime/internal.h" /* weft__cgroup_cpu_limit, weft__cpu_count_at */
+#include "weft/process.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,6 +22,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 
@@ -1061,6 +1066,322 @@ static void test_strerror_names_codes(void **state)
 	assert_non_null(weft_strerror(7));
 }
 
+/* ------------------------------------------------------------------------ */
+/* CPUs: the default loop count, pinning, helpers' and children's masks      */
+/* ------------------------------------------------------------------------ */
+
+/* Write `text` to root/rel, creating the directories on the way. */
+static void fixture(const char *root, const char *rel, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", root, rel);
+	for (char *q = path + strlen(root) + 1; (q = strchr(q, '/')); q++) {
+		*q = '\0';
+		mkdir(path, 0755);
+		*q = '/';
+	}
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void rm_tree(const char *root)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The limit once root/rel holds `text`. */
+static unsigned limit_with(const char *root, const char *rel, const char *text)
+{
+	fixture(root, rel, text);
+	return weft__cgroup_cpu_limit(root);
+}
+
+static unsigned affinity_count(void)
+{
+	cpu_set_t set;
+	return sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 0;
+}
+
+#define V2 "sys/fs/cgroup"
+#define V1 "sys/fs/cgroup/cpu,cpuacct"
+
+/* The quota parser on fixture trees (a root holding proc/self/cgroup and
+ * sys/fs/cgroup/...): v2 and v1, the own cgroup and its ancestors, a
+ * container's cgroup mounted as the root, no limit, garbage. */
+static void test_cgroup_cpu_quota_fixtures(void **state)
+{
+	(void)state;
+	char root[] = "/tmp/weft-cg-XXXXXX";
+	assert_non_null(mkdtemp(root));
+
+	/* No files at all: no limit. */
+	assert_int_equal(weft__cgroup_cpu_limit(root), 0);
+
+	/* v2: 1.5 CPUs -> 2; a parent allowing 4 does not raise it. */
+	fixture(root, "proc/self/cgroup", "0::/app.slice/svc\n");
+	fixture(root, V2 "/app.slice/svc/cpu.max", "150000 100000\n");
+	assert_int_equal(limit_with(root, V2 "/app.slice/cpu.max", "400000 100000\n"), 2);
+	/* The parent's tighter half a CPU caps it: at least 1. */
+	assert_int_equal(limit_with(root, V2 "/app.slice/cpu.max", "50000 100000\n"), 1);
+	/* "max": no limit anywhere. */
+	fixture(root, V2 "/app.slice/cpu.max", "max 100000\n");
+	assert_int_equal(limit_with(root, V2 "/app.slice/svc/cpu.max", "max 100000\n"), 0);
+	/* Garbage is no limit, not a crash. */
+	assert_int_equal(limit_with(root, V2 "/app.slice/svc/cpu.max", "lots\n"), 0);
+	/* A container's own cgroup mounted as the root: the full path named
+	 * in /proc/self/cgroup is not there, the mount's root is. */
+	fixture(root, "proc/self/cgroup", "0::/system.slice/docker-abc.scope\n");
+	assert_int_equal(limit_with(root, V2 "/cpu.max", "300000 100000\n"), 3);
+	rm_tree(root);
+
+	/* v1 (here a hybrid: the unified line is there too, without cpu). */
+	assert_non_null(mkdtemp(strcpy(root, "/tmp/weft-cg-XXXXXX")));
+	fixture(root, "proc/self/cgroup",
+		"12:cpuset:/\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n0::/\n");
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "250000\n");
+	fixture(root, V1 "/docker/abc/cpu.cfs_period_us", "100000\n");
+	fixture(root, V1 "/cpu.cfs_quota_us", "-1\n");
+	assert_int_equal(limit_with(root, V1 "/cpu.cfs_period_us", "100000\n"), 3);
+	assert_int_equal(limit_with(root, V1 "/docker/abc/cpu.cfs_quota_us", "-1\n"), 0);
+	/* The cpuset or systemd hierarchies set no CPU quota. */
+	fixture(root, "sys/fs/cgroup/cpuset/cpu.cfs_quota_us", "100000\n");
+	assert_int_equal(limit_with(root, "sys/fs/cgroup/cpuset/cpu.cfs_period_us", "100000\n"), 0);
+	/* The count: the quota caps the mask, the mask caps the quota. */
+	unsigned mask = affinity_count();
+	assert_true(mask >= 1);
+	assert_int_equal(weft__cpu_count_at(root), mask);
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "100000\n");
+	assert_int_equal(weft__cpu_count_at(root), 1);
+	fixture(root, V1 "/docker/abc/cpu.cfs_quota_us", "100000000\n");
+	assert_int_equal(weft__cpu_count_at(root), mask);
+	rm_tree(root);
+
+	/* The real one: within the mask, at least 1. */
+	unsigned n = weft_cpu_count();
+	assert_true(n >= 1 && n <= mask);
+}
+
+/* The calling thread's affinity mask. */
+static void my_mask(cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	sched_getaffinity(0, sizeof *set, set);
+}
+
+static void *mask_task(void *arg)
+{
+	my_mask(arg);
+	return NULL;
+}
+
+struct pin_rec {
+	unsigned loops;
+	cpu_set_t mask[2];
+	int count_inside;
+};
+
+static void *pin_probe(void *arg)
+{
+	struct pin_rec *x = arg;
+	x->loops = weft_loop_count();
+	x->count_inside = (int)weft_cpu_count();
+	for (unsigned i = 0; i < x->loops && i < 2; i++) {
+		weft_task_config tc;
+		weft_task_config_init(&tc);
+		tc.pin = (int)i;
+		weft_task *t;
+		if (weft_task_spawn_ex(&t, &tc, mask_task, &x->mask[i]) < 0)
+			return P(1);
+		weft_task_join(t, NULL);
+		weft_task_release(t);
+	}
+	return NULL;
+}
+
+/* Started under `taskset -c <one CPU>`: the default is one loop, and with
+ * pin_cpus every loop pins itself within that mask, not to CPU 0, 1, ... */
+static void test_default_loops_and_pinning_within_the_mask(void **state)
+{
+	(void)state;
+	cpu_set_t orig, one;
+	my_mask(&orig);
+	if (CPU_COUNT(&orig) < 2)
+		skip(); /* nothing to narrow */
+	int last = -1;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &orig))
+			last = c;
+	CPU_ZERO(&one);
+	CPU_SET(last, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+	unsigned count = weft_cpu_count();
+
+	struct pin_rec a, b;
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg); /* loops: the default */
+	cfg.pin_cpus = true;
+	int ra = weft_run(&cfg, pin_probe, &a, NULL);
+	cfg.loops = 2; /* two loops in a one-CPU mask: both on it */
+	int rb = weft_run(&cfg, pin_probe, &b, NULL);
+	assert_int_equal(sched_setaffinity(0, sizeof orig, &orig), 0);
+
+	assert_int_equal(rb, 0);
+	assert_int_equal(b.loops, 2);
+	assert_true(CPU_EQUAL(&b.mask[0], &one)); /* was CPU 0 */
+	assert_true(CPU_EQUAL(&b.mask[1], &one));
+	assert_int_equal(count, 1);
+	assert_int_equal(ra, 0);
+	assert_int_equal(a.loops, 1); /* was the online CPUs */
+	assert_true(CPU_EQUAL(&a.mask[0], &one));
+	assert_int_equal(a.count_inside, 1);
+}
+
+/* "0-3,6": the CPUs of a Cpus_allowed_list. */
+static void parse_cpu_list(const char *s, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	while (*s >= '0' && *s <= '9') {
+		char *e;
+		long a = strtol(s, &e, 10), b = a;
+		if (*e == '-')
+			b = strtol(e + 1, &e, 10);
+		for (long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET((int)c, set);
+		s = *e == ',' ? e + 1 : e;
+	}
+}
+
+struct helper_rec {
+	pid_t loop_tid[2];
+	cpu_set_t loop_mask[2], pool_mask, child_mask, loop1_after;
+	int off_rc, sig_rc, spawn_rc, child_ok;
+};
+
+static void *tid_and_mask(void *arg)
+{
+	struct helper_rec *x = arg;
+	int i = weft_loop_index();
+	x->loop_tid[i] = (pid_t)syscall(SYS_gettid);
+	my_mask(&x->loop_mask[i]);
+	return NULL;
+}
+
+/* On the pinned loop 1: offload (a pool thread starts), watch a signal
+ * (the helper thread starts), spawn a child that reports its mask. */
+static void *helpers_from_loop1(void *arg)
+{
+	struct helper_rec *x = arg;
+	x->off_rc = weft_offload(mask_task, &x->pool_mask, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR2);
+	weft_signal *sig = NULL;
+	x->sig_rc = weft_signal_open(&sig, &set);
+	weft_process_config pc;
+	weft_process_config_init(&pc);
+	const char *argv[] = { "cat", "/proc/self/status", NULL };
+	pc.argv = argv;
+	pc.stdio[1] = WEFT_STDIO_PIPE;
+	weft_process *p = NULL;
+	x->spawn_rc = weft_process_spawn(&p, &pc);
+	my_mask(&x->loop1_after); /* pinned again after the spawn */
+	if (x->spawn_rc == 0) {
+		static char out[16384];
+		size_t n = 0;
+		ssize_t r;
+		while (n < sizeof out - 1 &&
+		       (r = weft_read(weft_process_pipe(p, 1), out + n, sizeof out - 1 - n,
+				      WEFT_OFF_CUR)) > 0)
+			n += (size_t)r;
+		out[n] = '\0';
+		const char *key = "Cpus_allowed_list:", *l = strstr(out, key);
+		if (l) {
+			l += strlen(key);
+			parse_cpu_list(l + strspn(l, " \t"), &x->child_mask);
+			x->child_ok = 1;
+		}
+		weft_process_wait(p, NULL);
+		weft_process_destroy(p);
+	}
+	if (sig)
+		weft_signal_close(sig);
+	return NULL;
+}
+
+static void spawn_on(weft_runtime *rt, int loop, weft_fn fn, void *arg)
+{
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.pin = loop;
+	weft_task *t;
+	assert_int_equal(weft_runtime_spawn(rt, &t, &tc, fn, arg), 0);
+	assert_int_equal(weft_task_join(t, NULL), 0);
+	weft_task_release(t);
+}
+
+/* With pin_cpus, what a pinned loop starts gets the process's mask back:
+ * the blocking pool's threads, the signal/reaper helper and children (they
+ * inherited the loop's one CPU: two offloaded CPU-bound jobs shared it).
+ * Every thread of the process but the loops has the original mask. */
+static void test_pinned_loops_helpers_and_children_get_the_mask(void **state)
+{
+	(void)state;
+	cpu_set_t orig;
+	my_mask(&orig);
+	if (CPU_COUNT(&orig) < 2)
+		skip(); /* pinned or not, the same mask */
+	weft_runtime_config cfg;
+	weft_runtime_config_init(&cfg);
+	cfg.loops = 2;
+	cfg.pin_cpus = true;
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	struct helper_rec x;
+	memset(&x, 0, sizeof x);
+	spawn_on(rt, 0, tid_and_mask, &x);
+	spawn_on(rt, 1, tid_and_mask, &x);
+	spawn_on(rt, 1, helpers_from_loop1, &x);
+
+	/* Every other thread, now, while the pool thread idles. */
+	int others = 0, wrong = 0;
+	DIR *d = opendir("/proc/self/task");
+	assert_non_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		if (tid <= 0 || tid == x.loop_tid[0] || tid == x.loop_tid[1])
+			continue;
+		cpu_set_t m;
+		CPU_ZERO(&m);
+		if (sched_getaffinity(tid, sizeof m, &m) != 0)
+			continue; /* it just exited */
+		others++;
+		if (!CPU_EQUAL(&m, &orig))
+			wrong++;
+	}
+	closedir(d);
+	weft_runtime_destroy(rt);
+
+	assert_int_equal(CPU_COUNT(&x.loop_mask[0]), 1);
+	assert_int_equal(CPU_COUNT(&x.loop_mask[1]), 1);
+	assert_false(CPU_EQUAL(&x.loop_mask[0], &x.loop_mask[1]));
+	assert_true(CPU_EQUAL(&x.loop1_after, &x.loop_mask[1]));
+	assert_int_equal(x.off_rc, 0);
+	assert_true(CPU_EQUAL(&x.pool_mask, &orig));
+	assert_int_equal(x.sig_rc, 0);
+	assert_int_equal(x.spawn_rc, 0);
+	assert_int_equal(x.child_ok, 1);
+	assert_true(CPU_EQUAL(&x.child_mask, &orig));
+	assert_true(others >= 3); /* the test thread, a pool thread, the helper */
+	assert_int_equal(wrong, 0);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_run_returns_main_result),
 	cmocka_unit_test(test_run_null_main_einval),
@@ -1090,6 +1411,9 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_loop_index_and_count_inside),
 	cmocka_unit_test(test_many_sequential_runtimes_leak_nothing),
 	cmocka_unit_test(test_strerror_names_codes),
+	cmocka_unit_test(test_cgroup_cpu_quota_fixtures),
+	cmocka_unit_test(test_default_loops_and_pinning_within_the_mask),
+	cmocka_unit_test(test_pinned_loops_helpers_and_children_get_the_mask),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -142,7 +142,8 @@ WEFT_API void weft_process_config_init(weft_process_config *cfg);
  * memory; the calling thread waits only until the child has called exec).
  * The child starts with no signal blocked and SIGPIPE and SIGXFSZ at their
  * default action (as Python's subprocess does), even when the parent ignores
- * them.  Exec failures are reported here, not as a child exit status:
+ * them, and, when called on a loop pinned by pin_cpus, the affinity mask
+ * the runtime was started with rather than the loop's one CPU.  Exec failures are reported here, not as a child exit status:
  * -ENOENT (no such program), -EACCES, -ENOEXEC, ...  Pipe ends held by the
  * parent are O_CLOEXEC and blocking (io_uring waits for them all the
  * same): use them with weft_read / weft_write, or your own thread.
@@ -166,8 +167,8 @@ WEFT_API pid_t weft_process_pid(const weft_process *p);
  * or stderr (2) pipe, borrowed: valid until weft_process_pipe_close or
  * weft_process_destroy.  Returns the fd, -EBADF (that stream is not a
  * pipe, or was closed or taken), -EINVAL.  Any thread.
- * Writing to stdin after the child has exited raises SIGPIPE, as write(2)
- * does: programs that talk to children should ignore SIGPIPE (Python does).
+ * Writing to stdin after the child has exited fails with -EPIPE: while a
+ * runtime runs SIGPIPE is ignored (see weft_runtime_start).
  */
 WEFT_API int weft_process_pipe(const weft_process *p, int i);
 
