@@ -170,8 +170,8 @@ bench-compare:
 	@sh bench/compare.sh build
 # ---------------------------------------------------------------------------
 
-check-symbols: $(B)/libweft.a
-	@sh tests/check_symbols.sh $(B)/libweft.a
+check-symbols: $(B)/libweft.a $(B)/tests/test_build
+	@WEFT_TREE=$(B) $(B)/tests/test_build test_archive_exports_only_weft_symbols
 
 # aarch64 compile check: every library source, cross-compiled with clang
 # against Debian's arm64 cross headers (libc6-dev-arm64-cross).  `make test`
