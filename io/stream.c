@@ -642,6 +642,11 @@ int weft_stream_consume(weft_stream *s, size_t n)
 	return 0;
 }
 
+bool weft__stream_reading(weft_stream *s)
+{
+	return atomic_load_explicit(&s->reading, memory_order_acquire);
+}
+
 size_t weft__stream_held(weft_stream *s)
 {
 	weft__lock_acquire(&s->lk);

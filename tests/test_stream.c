@@ -772,7 +772,11 @@ static void busy_body(struct fx *f)
 	struct busy_rec *x = f->rec;
 	x->f = f;
 	weft_task *t = go_pinned(first_reader, x, x->pin);
-	weft_sleep_ms(20); /* it is waiting in its receive */
+	/* Until its read call is under way (a fixed sleep was not enough
+	 * under a loaded TSan run: the second read then waited for data
+	 * that is only sent after it). */
+	for (int i = 0; i < 10000 && !weft__stream_reading(f->s); i++)
+		weft_sleep_ms(1);
 	try_reads(f->s, &x->second);
 	send(f->peer, "data", 4, 0);
 	finish(t);
