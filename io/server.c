@@ -203,10 +203,13 @@ static int accept_arm(acceptor *a, weft_loop *l)
 }
 
 /* Out of fds or memory: the accept stops until some are freed. */
+/* Errors that pass once resources come back.  -ENOSPC: on epoll, the
+ * user's epoll watch limit (fs.epoll.max_user_watches) was reached;
+ * closing connections frees watches. */
 static bool accept_err_transient(int err)
 {
 	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-	       err == -ECONNABORTED || err == -EINTR || err == -EAGAIN;
+	       err == -ENOSPC || err == -ECONNABORTED || err == -EINTR || err == -EAGAIN;
 }
 
 static void *acceptor_main(void *arg)
