@@ -401,6 +401,9 @@ static int start_acceptors(weft_server *s)
 		weft_task_config tc;
 		weft_task_config_init(&tc);
 		tc.pin = (int)i;
+		/* It must run (it closes the listener; a listener nobody
+		 * accepts on strands its clients): no stack, no server. */
+		tc.always_run = 1;
 		int r = weft_runtime_spawn(s->rt, &a->task, &tc, acceptor_main, a);
 		if (r < 0)
 			return r;
@@ -451,8 +454,12 @@ int weft_server_start(weft_server **out, weft_runtime *rt, const weft_sockaddr *
 	int r = s->acc ? open_listeners(s, addr) : -ENOMEM;
 	if (!r)
 		r = start_acceptors(s);
-	if (!r && c.handle_signals)
-		r = weft_runtime_spawn(rt, &s->sigwatch, NULL, sigwatch_main, s);
+	if (!r && c.handle_signals) {
+		weft_task_config tc;
+		weft_task_config_init(&tc);
+		tc.always_run = 1; /* a watcher that never runs would drop SIGTERM */
+		r = weft_runtime_spawn(rt, &s->sigwatch, &tc, sigwatch_main, s);
+	}
 	if (r < 0) {
 		uint64_t saved = weft__uninterruptible_begin(weft__task_self());
 		if (s->acc)

@@ -307,7 +307,7 @@ WEFT_HIDDEN void weft__fiber_destroy(weft__fiber *f);
 #include "fiber.h"
 
 /* ---- runtime/stack.c ---- */
-WEFT_HIDDEN int weft__stack_get(weft_loop *l, weft_task *t, size_t size);
+WEFT_HIDDEN int weft__stack_get(weft_runtime *rt, weft_loop *l, weft_task *t, size_t size);
 WEFT_HIDDEN void weft__stack_put(weft_loop *l, weft_task *t);
 WEFT_HIDDEN void weft__stack_check(const weft_task *t);
 WEFT_HIDDEN void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p);

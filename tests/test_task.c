@@ -1725,6 +1725,12 @@ static void *always_main(void *arg)
 	return NULL;
 }
 
+static void *always_body_count(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	return NULL;
+}
+
 /* A task cancelled before it starts never runs, unless always_run: then
  * its body runs (to release what it was handed) and its first suspension
  * point reports the cancellation. */
@@ -1738,8 +1744,147 @@ static void test_always_run(void **state)
 	assert_int_equal(x[1].first_suspension, -ECANCELED);
 }
 
+/* ------------------------------------------------------------------------ */
+/* tasks that cannot get a stack                                             */
+/* ------------------------------------------------------------------------ */
+
+struct nostack_rec {
+	int capped;
+	int spawn_always, join_always;
+	int spawn_plain, join_plain;
+	_Atomic int ran_always, ran_plain;
+};
+
+static void *nostack_always_body(void *arg)
+{
+	atomic_fetch_add(&((struct nostack_rec *)arg)->ran_always, 1);
+	return NULL;
+}
+
+static void *nostack_plain_body(void *arg)
+{
+	atomic_fetch_add(&((struct nostack_rec *)arg)->ran_plain, 1);
+	return NULL;
+}
+
+static weft_task_config always_cfg(void)
+{
+	weft_task_config c;
+	weft_task_config_init(&c);
+	c.always_run = 1;
+	return c;
+}
+
+static void *nostack_main(void *arg)
+{
+	struct nostack_rec *x = arg;
+	weft_task_config c = always_cfg();
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	x->capped = old != 0;
+	weft_task *t = NULL;
+	x->spawn_always = weft_task_spawn_ex(&t, &c, nostack_always_body, x);
+	x->join_always = t ? weft_task_join(t, NULL) : 1;
+	weft_task_release(t);
+	t = NULL;
+	x->spawn_plain = weft_task_spawn(&t, nostack_plain_body, x);
+	x->join_plain = t ? weft_task_join(t, NULL) : 1;
+	weft_task_release(t);
+	weft_test_uncap_as(old);
+	return NULL;
+}
+
+/* A task spawned with always_run must run: when no stack can be had, its
+ * spawn fails with -ENOMEM (the caller still holds what it meant to hand
+ * over) instead of a task that finishes without running.  A plain task
+ * gets its stack when it starts: its join reports -ENOMEM, its body never
+ * ran. */
+static void test_always_run_without_stack_fails_at_spawn(void **state)
+{
+	(void)state;
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, 2);
+	struct nostack_rec x = { 0 };
+	assert_int_equal(weft_run(&cfg, nostack_main, &x, NULL), 0);
+	assert_true(x.capped);
+	assert_int_equal(x.spawn_always, -ENOMEM);
+	assert_int_equal(x.join_always, 1); /* no handle */
+	assert_int_equal(atomic_load(&x.ran_always), 0);
+	assert_int_equal(x.spawn_plain, 0);
+	assert_int_equal(x.join_plain, -ENOMEM);
+	assert_int_equal(atomic_load(&x.ran_plain), 0);
+
+	/* From a foreign thread (no loop, so no stack pool) the same. */
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	weft_task_config c = always_cfg();
+	weft_task *t = NULL;
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	assert_true(old != 0);
+	int r = weft_runtime_spawn(rt, &t, &c, nostack_always_body, &x);
+	weft_test_uncap_as(old);
+	assert_int_equal(r, -ENOMEM);
+	assert_null(t);
+	/* With room again it runs, on the stack it got at spawn. */
+	assert_int_equal(weft_runtime_spawn(rt, &t, &c, nostack_always_body, &x), 0);
+	assert_int_equal(weft_task_join(t, NULL), 0);
+	weft_task_release(t);
+	assert_int_equal(atomic_load(&x.ran_always), 1);
+	weft_runtime_destroy(rt);
+}
+
+enum { ALWAYS_MANY = 2048 };
+
+static void *always_many_main(void *arg)
+{
+	_Atomic int *ran = arg;
+	weft_task_config c = always_cfg();
+	weft_task *t[64];
+	for (int i = 0; i < ALWAYS_MANY; i += 64) {
+		for (int j = 0; j < 64; j++) {
+			c.pin = j % 3 == 0 ? WEFT_PIN_CURRENT : WEFT_PIN_NONE;
+			if (weft_task_spawn_ex(&t[j], &c, always_body_count, ran) < 0)
+				return P(1);
+		}
+		for (int j = 0; j < 64; j++) {
+			weft_task_join(t[j], NULL);
+			weft_task_release(t[j]);
+		}
+	}
+	return NULL;
+}
+
+/* always_run tasks take their stacks at spawn, from the spawning loop's
+ * pool or (foreign spawns) straight from the runtime, and give them back
+ * wherever they exit: none is lost or left live. */
+static void test_always_run_stacks_balance(void **state)
+{
+	(void)state;
+	weft_runtime *rt = start_rt(2);
+	_Atomic int ran = 0;
+	weft_task_config c = always_cfg();
+	weft_task *f[16];
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(weft_runtime_spawn(rt, &f[i], &c, always_body_count, &ran), 0);
+	void *res = NULL;
+	assert_int_equal(weft_runtime_call(rt, always_many_main, &ran, &res), 0);
+	assert_null(res);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(weft_task_join(f[i], NULL), 0);
+		weft_task_release(f[i]);
+	}
+	assert_int_equal(atomic_load(&ran), ALWAYS_MANY + 16);
+	weft_runtime_shutdown(rt);
+	weft_runtime_stats st;
+	assert_int_equal(weft_runtime_stats_get(rt, &st), 0);
+	assert_int_equal(st.stacks_guarded, 0);
+	assert_int_equal(st.stacks_slab, 0);
+	weft_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_always_run),
+	cmocka_unit_test(test_always_run_without_stack_fails_at_spawn),
+	cmocka_unit_test(test_always_run_stacks_balance),
 	cmocka_unit_test(test_join_returns_result),
 	cmocka_unit_test(test_join_twice_ealready),
 	cmocka_unit_test(test_join_yourself_edeadlk),
