@@ -106,6 +106,7 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		return -ENOMEM;
 	}
 	task_init(t, rt, pin, stack, fn, arg, out ? 2 : 1);
+	weft__fpenv_save(&t->fpenv); /* it starts as its spawner is now */
 	t->always_run = cfg && cfg->always_run;
 	/* A task that must run gets its stack now: if there is none, the
 	 * caller hears it and still holds what it meant to hand over.  Other

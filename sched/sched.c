@@ -267,7 +267,8 @@ static __attribute__((noinline)) bool first_run(weft_loop *l, weft_task *t)
 			return false;
 		}
 	}
-	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t);
+	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t,
+			      &t->fpenv);
 	registry_add(l, t);
 	return true;
 }

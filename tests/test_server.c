@@ -1002,7 +1002,7 @@ static void test_connection_without_stack_is_closed(void **state)
 	struct nostack_conn x = { 0 };
 	weft_test_run(2, nostack_conn_main, &x);
 	assert_int_equal(x.start_rc, 0);
-	assert_true(x.capped);
+	WEFT_TEST_SKIP_UNCAPPED(x.capped);
 	assert_true(x.c >= 0);
 	assert_true(x.got == 0 || x.got == -ECONNRESET);
 	assert_int_equal(x.st.accepted, 1);
@@ -1060,7 +1060,9 @@ static void test_server_start_and_shutdown_without_stack(void **state)
 
 	weft_server *srv = NULL;
 	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
-	assert_true(old != 0);
+	if (!old)
+		weft_runtime_destroy(rt);
+	WEFT_TEST_SKIP_UNCAPPED(old);
 	int r = weft_server_start(&srv, rt, &a, &sc, echo, NULL);
 	weft_test_uncap_as(old);
 	if (r == 0)
@@ -1069,6 +1071,16 @@ static void test_server_start_and_shutdown_without_stack(void **state)
 
 	assert_int_equal(weft_server_start(&srv, rt, &a, &sc, echo, NULL), 0);
 	assert_int_equal(plain_roundtrip(weft_server_port(srv)), 0); /* acceptor runs */
+	/* Let the connection's task exit and its stack go, so none comes
+	 * back under the cap: the acceptor's stack is the only one left. */
+	weft_runtime_stats st;
+	for (int i = 0; i < 500; i++) {
+		weft_runtime_stats_get(rt, &st);
+		if (st.stacks_guarded == 1 && st.tasks_live == 1)
+			break;
+		msleep(2);
+	}
+	msleep(10);
 	old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
 	assert_true(old != 0);
 	struct shut_call x = { .srv = srv, .rc = 1 };

@@ -1429,7 +1429,7 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 	struct ms_nostack x = { 0 };
 	assert_int_equal(weft_event_init(&x.go), 0);
 	assert_int_equal(weft_runtime_call(rt, ms_nostack_main, &x, NULL), 0);
-	assert_true(x.capped);
+	WEFT_TEST_SKIP_UNCAPPED(x.capped);
 	assert_int_equal(x.c.first, 3);
 	assert_int_equal(x.join_rc, 0); /* else the close hangs */
 	assert_int_equal(x.c.close_rc, 0);
