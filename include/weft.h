@@ -21,6 +21,10 @@
  *  - Handles (weft_task *, weft_future *) are reference-counted: a caller
  *    must own a reference for the whole of any call it passes the handle to
  *    (completing a future may let a waiter release the last other one).
+ *  - Linking: libweft.a into programs; libweft_pic.a into a shared object
+ *    that is dlopen'ed (a Python extension, a plugin), where libweft.a's
+ *    initial-exec thread-local can fail to load (README, "In a shared
+ *    object").  Same API, same behaviour.
  */
 #ifndef WEFT_H
 #define WEFT_H

@@ -21,9 +21,19 @@
 #include <sched.h>
 #include <stdlib.h>
 
-/* initial-exec: one %fs-relative load even in -fPIC objects (the library
- * is static, so it is always part of the initial TLS image). */
+/* libweft.a: initial-exec, one %fs-relative load once linked into a
+ * program (always part of the initial TLS image).  But a shared object
+ * with initial-exec TLS needs room in the static TLS block, which a
+ * dlopen may not find: libweft_pic.a (built with WEFT_TLS_DYNAMIC, for
+ * linking into shared objects) keeps the compiler's default model for
+ * -fPIC, which finds it through __tls_get_addr in a shared object and is
+ * relaxed to a couple of loads in a program.  README: "In a shared
+ * object". */
+#ifdef WEFT_TLS_DYNAMIC
+static __thread weft_loop *tls_loop;
+#else
 static __thread weft_loop *tls_loop __attribute__((tls_model("initial-exec")));
+#endif
 
 /* Out of line, with a compiler barrier, so a task that migrated while
  * suspended never uses a stale TLS address (DESIGN.md rule 2). */
