@@ -296,10 +296,8 @@ static void *nostack_gen_main(void *arg)
 static void test_create_without_stack_enomem(void **state)
 {
 	(void)state;
-	weft_runtime_config cfg;
-	weft_test_stackless_config(&cfg, 2);
 	struct nostack_gen n = { 0 };
-	assert_int_equal(weft_run(&cfg, nostack_gen_main, &n, NULL), 0);
+	weft_test_run_stackless(2, nostack_gen_main, &n);
 	WEFT_TEST_SKIP_UNCAPPED(n.capped);
 	assert_int_equal(n.create_rc, -ENOMEM);
 	assert_int_equal(atomic_load(&n.x.started), 0);

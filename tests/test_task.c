@@ -1804,7 +1804,7 @@ static void test_always_run_without_stack_fails_at_spawn(void **state)
 	weft_runtime_config cfg;
 	weft_test_stackless_config(&cfg, 2);
 	struct nostack_rec x = { 0 };
-	assert_int_equal(weft_run(&cfg, nostack_main, &x, NULL), 0);
+	weft_test_run_stackless(2, nostack_main, &x);
 	WEFT_TEST_SKIP_UNCAPPED(x.capped);
 	assert_int_equal(x.spawn_always, -ENOMEM);
 	assert_int_equal(x.join_always, 1); /* no handle */

@@ -120,6 +120,14 @@ static inline void weft_test_stackless_config(weft_runtime_config *c, unsigned l
 	c->stack_pool_max = 0;
 }
 
+/* weft_test_run() on a runtime from weft_test_stackless_config(). */
+static inline void weft_test_run_stackless(unsigned loops, weft_fn fn, void *arg)
+{
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, loops);
+	assert_int_equal(weft_run(&cfg, fn, arg, NULL), 0);
+}
+
 /* Cap the address space as above; returns the soft limit to restore with
  * weft_test_uncap_as() (RLIM_INFINITY usually), or 0 if the cap could not
  * be set or is not enforced (qemu-user ignores RLIMIT_AS): the caller then
