@@ -9,7 +9,8 @@
 #   make install PREFIX=/usr/local
 #
 # Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
-# build/tsan/.  Each has libweft.a (only weft_* exported) and
+# build/tsan/.  Each has libweft.a (only weft_* exported), libweft_pic.a
+# (the same, for linking into a dlopen'ed shared object) and
 # libweft-internal.a (every symbol, for white-box tests and benchmarks).
 
 CC      ?= cc
@@ -60,7 +61,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 
 all: lib examples bench-build
 
-lib: $(B)/libweft.a $(B)/libweft-internal.a
+lib: $(B)/libweft.a $(B)/libweft_pic.a $(B)/libweft-internal.a
 # weft-load alone, so the sanitizer trees can test it (test_loadgen)
 load: $(B)/bench/weft-load
 examples: $(EXAMPLES)
@@ -76,12 +77,29 @@ $(B)/obj/%.o: %.S
 	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
 
 # One relocatable object, then every hidden symbol made local: the archive
-# exports weft_* and nothing else (tests/check_symbols.sh verifies it).
-$(B)/libweft.a: $(LIB_OBJ)
+# exports weft_* and nothing else (tests/test_build.c verifies it).
+# $(1) names the intermediate objects.
+define localized_archive
 	@mkdir -p $(dir $@)
-	ld -r -o $(B)/weft-all.o $(LIB_OBJ)
-	objcopy --localize-hidden $(B)/weft-all.o $(B)/weft.o
-	rm -f $@ && ar rcs $@ $(B)/weft.o
+	ld -r -o $(B)/$(1)-all.o $^
+	objcopy --localize-hidden $(B)/$(1)-all.o $(B)/$(1).o
+	rm -f $@ && ar rcs $@ $(B)/$(1).o
+endef
+
+$(B)/libweft.a: $(LIB_OBJ)
+	$(call localized_archive,weft)
+
+# libweft_pic.a, for linking into a shared object that is dlopen'ed (a
+# Python extension, a plugin): the same objects but the scheduler's, whose
+# thread-local takes the dynamic TLS model instead of initial-exec (which
+# needs room in the static TLS block: README, "In a shared object").
+PIC_OBJ := $(filter-out $(B)/obj/sched/sched.o,$(LIB_OBJ)) $(B)/obj-pic/sched/sched.o
+$(B)/obj-pic/sched/sched.o: sched/sched.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBCFLAGS) -DWEFT_TLS_DYNAMIC -c $< -o $@
+
+$(B)/libweft_pic.a: $(PIC_OBJ)
+	$(call localized_archive,weft_pic)
 
 $(B)/libweft-internal.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $(LIB_OBJ)
@@ -185,16 +203,18 @@ check-aarch64:
 	    -c $$f -o /dev/null || exit 1; \
 	done; echo "aarch64: every library source compiles"
 
-install: $(B)/libweft.a $(B)/bench/weft-load
+install: $(B)/libweft.a $(B)/libweft_pic.a $(B)/bench/weft-load
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/bin
-	install -m 644 $(B)/libweft.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(B)/libweft.a $(B)/libweft_pic.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/bench/weft-load $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
 	if [ -d include/weft ]; then install -d $(DESTDIR)$(PREFIX)/include/weft && \
 	  install -m 644 include/weft/*.h $(DESTDIR)$(PREFIX)/include/weft/; fi
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' weft.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+	for pc in weft weft_pic; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' $$pc.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc || exit 1; \
+	done
 
 clean:
 	rm -rf build

@@ -87,9 +87,11 @@ int main(void)
 	int reps = bench_reps();
 	uint64_t wn = bench_scaled(5000000), un = bench_scaled(200000);
 
+	weft__fpenv fp;
+	weft__fpenv_save(&fp);
 	for (int i = 0; i < 2; i++) {
 		char *s = map_stack();
-		weft__ctx_make(&w_co[i], s + STACK_SIZE, weft_side, (void *)(intptr_t)i);
+		weft__ctx_make(&w_co[i], s + STACK_SIZE, weft_side, (void *)(intptr_t)i, &fp);
 		s = map_stack();
 		if (getcontext(&u_co[i]) != 0)
 			BENCH_FAIL("getcontext failed");

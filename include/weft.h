@@ -21,6 +21,10 @@
  *  - Handles (weft_task *, weft_future *) are reference-counted: a caller
  *    must own a reference for the whole of any call it passes the handle to
  *    (completing a future may let a waiter release the last other one).
+ *  - Linking: libweft.a into programs; libweft_pic.a into a shared object
+ *    that is dlopen'ed (a Python extension, a plugin), where libweft.a's
+ *    initial-exec thread-local can fail to load (README, "In a shared
+ *    object").  Same API, same behaviour.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -216,8 +220,14 @@ typedef struct weft_task_config {
 				 cancelled (or the runtime shuts down) before
 				 it starts, so it can release what it was
 				 handed; its first suspension point then
-				 returns -ECANCELED.  Default 0: like asyncio,
-				 a task cancelled before it starts never runs */
+				 returns -ECANCELED.  Its stack is taken at
+				 spawn: when none can be had the spawn fails
+				 with -ENOMEM (the caller still owns what it
+				 meant to hand over), so such a task never
+				 finishes without running.  Default 0: like
+				 asyncio, a task cancelled before it starts
+				 never runs, and a task gets its stack when
+				 it starts (see weft_task_join's -ENOMEM) */
 	unsigned reserved[7]; /* must be zero */
 } weft_task_config;
 
@@ -228,9 +238,14 @@ WEFT_API void weft_task_config_init(weft_task_config *cfg);
  * task or a loop).  If `out` is non-NULL it receives a handle the caller owns
  * and must give back with weft_task_release() (joining does not release it);
  * with out == NULL the task is detached.  The task starts later, on the
- * spawning loop or, if stealable, on whichever loop steals it.
+ * spawning loop or, if stealable, on whichever loop steals it.  A new
+ * task starts with the caller's floating-point control state (x86_64:
+ * MXCSR's control bits such as flush-to-zero and denormals-are-zero, and
+ * the x87 control word; aarch64: FPCR), as a new thread does; status
+ * (exception) flags start clear.
  * Returns 0, -EPERM (not called from a task), -EINVAL (bad config),
- * -ESHUTDOWN (runtime shutting down), -ENOMEM.
+ * -ESHUTDOWN (runtime shutting down), -ENOMEM (no memory for the task or,
+ * with always_run, for its stack).
  */
 WEFT_API int weft_task_spawn(weft_task **out, weft_fn fn, void *arg);
 WEFT_API int weft_task_spawn_ex(weft_task **out, const weft_task_config *cfg,
@@ -256,8 +271,9 @@ WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **r
  * cancelled before it started, or a suspension point returned -ECANCELED to
  * it; *result still gets whatever it returned), -EALREADY (already joined:
  * a result is handed over once), -EBUSY (another caller is joining it),
- * -EDEADLK (joining yourself), -EINVAL (t NULL), -ENOMEM (the task could
- * not get its stack when it was about to start, so it never ran),
+ * -EDEADLK (joining yourself), -EINVAL (t NULL), -ENOMEM (the task, spawned
+ * without always_run, could not get its stack when it was about to start,
+ * so it never ran),
  * or -ECANCELED/-ETIMEDOUT
  * when the *joining* task is cancelled or times out (weft_task_join_timeout);
  * in that case the result stays for a later join.
@@ -453,7 +469,9 @@ typedef void *(*weft_gen_fn)(weft_gen *g, void *arg);
  * Python's async generators it is lazy: fn starts when the first value is
  * asked for, and each weft_gen_yield waits until the next one is.  *out is
  * owned by the caller and ended with weft_gen_close().  Call from a task.
- * Returns 0, -EINVAL, -EPERM, -ENOMEM, -ESHUTDOWN.
+ * Returns 0, -EINVAL, -EPERM, -ENOMEM (also when the generator's task
+ * cannot get its stack: it is taken now, so weft_gen_next never waits for
+ * a task that cannot start), -ESHUTDOWN.
  */
 WEFT_API int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg);
 

@@ -50,7 +50,7 @@ struct weft_server {
 	uint16_t port;
 	acceptor *acc;
 	unsigned nacc;
-	weft_task *stopper, *sigwatch;
+	weft_task *sigwatch;
 	uint64_t grace;
 
 	weft__lock lk;     /* guards everything below */
@@ -330,18 +330,23 @@ static void *stopper_main(void *arg)
 /* First caller starts the stopper task; returns 0 or a spawn error. */
 static int begin_shutdown(weft_server *s, uint64_t grace)
 {
-	int r = 0;
 	weft__lock_acquire(&s->lk);
-	if (s->state == SRV_RUNNING) {
+	bool first = s->state == SRV_RUNNING;
+	if (first) {
 		s->state = SRV_STOPPING;
 		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
-		weft_task_config tc;
-		weft_task_config_init(&tc);
-		tc.always_run = 1; /* even if the runtime's shutdown cancels it */
-		r = weft_runtime_spawn(s->rt, &s->stopper, &tc, stopper_main, s);
 	}
 	weft__lock_release(&s->lk);
-	if (r < 0) /* the runtime is going down: run the sequence here */
+	if (!first)
+		return 0;
+	/* Spawned outside the lock (an always_run spawn may map a stack), and
+	 * detached: whoever waits, waits for SRV_STOPPED, the sequence's last
+	 * step. */
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.always_run = 1; /* even if the runtime's shutdown cancels it */
+	int r = weft_runtime_spawn(s->rt, NULL, &tc, stopper_main, s);
+	if (r < 0) /* no stack, or the runtime is going down: run it here */
 		stopper_main(s);
 	return r;
 }
@@ -415,6 +420,9 @@ static int start_acceptors(weft_server *s)
 		weft_task_config tc;
 		weft_task_config_init(&tc);
 		tc.pin = (int)i;
+		/* It must run (it closes the listener; a listener nobody
+		 * accepts on strands its clients): no stack, no server. */
+		tc.always_run = 1;
 		int r = weft_runtime_spawn(s->rt, &a->task, &tc, acceptor_main, a);
 		if (r < 0)
 			return r;
@@ -431,8 +439,6 @@ static void server_free(weft_server *s)
 			weft__fd_close(s->acc[i].lfd);
 		free(s->acc[i].fds);
 	}
-	if (s->stopper)
-		weft_task_release(s->stopper);
 	if (s->sigwatch)
 		weft_task_release(s->sigwatch);
 	free(s->acc);
@@ -465,8 +471,12 @@ int weft_server_start(weft_server **out, weft_runtime *rt, const weft_sockaddr *
 	int r = s->acc ? open_listeners(s, addr) : -ENOMEM;
 	if (!r)
 		r = start_acceptors(s);
-	if (!r && c.handle_signals)
-		r = weft_runtime_spawn(rt, &s->sigwatch, NULL, sigwatch_main, s);
+	if (!r && c.handle_signals) {
+		weft_task_config tc;
+		weft_task_config_init(&tc);
+		tc.always_run = 1; /* a watcher that never runs would drop SIGTERM */
+		r = weft_runtime_spawn(rt, &s->sigwatch, &tc, sigwatch_main, s);
+	}
 	if (r < 0) {
 		uint64_t saved = weft__uninterruptible_begin(weft__task_self());
 		if (s->acc)
@@ -507,9 +517,8 @@ void weft_server_destroy(weft_server *s)
 	 * acceptors and connections still use. */
 	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
-	weft_server_shutdown(s, UINT64_MAX);
-	if (s->stopper)
-		weft_task_join(s->stopper, NULL);
+	begin_shutdown(s, UINT64_MAX);
+	wait_until(s, &s->done_w, stopped, 0);
 	if (s->sigwatch) {
 		weft_task_cancel(s->sigwatch);
 		weft_task_join(s->sigwatch, NULL);

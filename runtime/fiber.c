@@ -30,7 +30,7 @@ void weft__fiber_init_thread(weft__fiber *f)
 }
 
 void weft__fiber_init_task(weft__fiber *f, void *stack_lo, size_t size,
-			   void (*entry)(void *), void *arg)
+			   void (*entry)(void *), void *arg, const weft__fpenv *fp)
 {
 	f->stack_lo = stack_lo;
 	f->stack_size = size;
@@ -41,7 +41,7 @@ void weft__fiber_init_task(weft__fiber *f, void *stack_lo, size_t size,
 	if (!f->tsan_fiber)
 		f->tsan_fiber = __tsan_create_fiber(0);
 #endif
-	weft__ctx_make(&f->ctx, (char *)stack_lo + size, entry, arg);
+	weft__ctx_make(&f->ctx, (char *)stack_lo + size, entry, arg, fp);
 }
 
 /* Called once the fiber will never run again, from another fiber. */

@@ -76,7 +76,13 @@ int weft_gen_create(weft_gen **out, weft_gen_fn fn, void *arg)
 		return -ENOMEM;
 	g->fn = fn;
 	g->arg = arg;
-	int r = weft_task_spawn(&g->task, body, g);
+	/* always_run: the body must run to mark the generator finished, even
+	 * when it is cancelled or closed before it starts; and so its stack
+	 * is had now or the creation fails. */
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.always_run = 1;
+	int r = weft_task_spawn_ex(&g->task, &tc, body, g);
 	if (r < 0) {
 		free(g);
 		return r;

@@ -141,6 +141,7 @@ struct weft_task {
 	uint8_t joined;               /* 0 no, 1 joining, 2 joined */
 	bool cancelled_result;        /* outcome: cancelled */
 	int error;                    /* outcome: could not start (-ENOMEM) */
+	weft__fpenv fpenv;            /* its spawner's FP control state */
 	weft__waitlist waiters;
 	uint64_t id;
 	char name[32];
@@ -319,13 +320,13 @@ WEFT_HIDDEN weft_task *weft__task_self(void);
 /* ---- runtime/fiber.c ---- */
 WEFT_HIDDEN void weft__fiber_init_thread(weft__fiber *f);
 WEFT_HIDDEN void weft__fiber_init_task(weft__fiber *f, void *stack_lo, size_t size,
-				       void (*entry)(void *), void *arg);
+				       void (*entry)(void *), void *arg, const weft__fpenv *fp);
 WEFT_HIDDEN void weft__fiber_destroy(weft__fiber *f);
 
 #include "fiber.h"
 
 /* ---- runtime/stack.c ---- */
-WEFT_HIDDEN int weft__stack_get(weft_loop *l, weft_task *t, size_t size);
+WEFT_HIDDEN int weft__stack_get(weft_runtime *rt, weft_loop *l, weft_task *t, size_t size);
 WEFT_HIDDEN void weft__stack_put(weft_loop *l, weft_task *t);
 WEFT_HIDDEN void weft__stack_check(const weft_task *t);
 WEFT_HIDDEN void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p);

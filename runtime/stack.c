@@ -164,9 +164,10 @@ static void register_valgrind(weft_task *t)
 		VALGRIND_STACK_REGISTER(t->stack_base, (char *)t->stack_base + t->stack_size);
 }
 
-int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
+/* A stack of `size` bytes for t: from l's pool when l is given (its own
+ * thread), else freshly mapped or carved from a slab. */
+int weft__stack_get(weft_runtime *rt, weft_loop *l, weft_task *t, size_t size)
 {
-	weft_runtime *rt = l->rt;
 	if (size != rt->cfg.stack_size) {
 		t->stack_base = map_guarded(size, rt->page);
 		if (!t->stack_base)
@@ -178,8 +179,8 @@ int weft__stack_get(weft_loop *l, weft_task *t, size_t size)
 		register_valgrind(t);
 		return 0;
 	}
-	weft__stackpool *p = &l->stacks;
-	if (p->len) {
+	weft__stackpool *p = l ? &l->stacks : NULL;
+	if (p && p->len) {
 		p->len--;
 		t->stack_base = p->base[p->len];
 		t->stack_kind = p->kind[p->len];
@@ -245,13 +246,15 @@ static void stack_free(weft_runtime *rt, void *base, uint8_t kind, size_t size)
 	}
 }
 
+/* Give t's stack back: to l's pool when l is given (its own thread) and
+ * has room, else to the runtime. */
 void weft__stack_put(weft_loop *l, weft_task *t)
 {
-	weft_runtime *rt = l->rt;
+	weft_runtime *rt = t->rt;
 	weft__stack_check(t);
 	/* Valgrind only tracks registered stacks by id; re-registering on
 	 * reuse would leak ids, so the registration simply stays. */
-	if (t->stack_kind != WEFT_STACK_CUSTOM && l->stacks.len < l->stacks.cap) {
+	if (l && t->stack_kind != WEFT_STACK_CUSTOM && l->stacks.len < l->stacks.cap) {
 		l->stacks.base[l->stacks.len] = t->stack_base;
 		l->stacks.kind[l->stacks.len] = t->stack_kind;
 		l->stacks.len++;

@@ -106,11 +106,24 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		return -ENOMEM;
 	}
 	task_init(t, rt, pin, stack, fn, arg, out ? 2 : 1);
-	t->id = weft__task_id_next(rt, from);
+	weft__fpenv_save(&t->fpenv); /* it starts as its spawner is now */
 	t->always_run = cfg && cfg->always_run;
+	/* A task that must run gets its stack now: if there is none, the
+	 * caller hears it and still holds what it meant to hand over.  Other
+	 * tasks get theirs when they start, from the pool of the loop that
+	 * runs them. */
+	if (t->always_run && (err = weft__stack_get(rt, from, t, stack ? stack
+									: rt->cfg.stack_size)) < 0) {
+		weft__task_free(t);
+		weft__live_dec(rt, from);
+		return err;
+	}
+	t->id = weft__task_id_next(rt, from);
 	if (cfg && cfg->name)
 		weft_task_set_name(t, cfg->name);
 	if (group && (err = weft__group_link(group, t)) < 0) {
+		if (t->stack_base)
+			weft__stack_put(from, t);
 		weft__task_free(t);
 		weft__live_dec(rt, from);
 		return err;

@@ -21,9 +21,19 @@
 #include <sched.h>
 #include <stdlib.h>
 
-/* initial-exec: one %fs-relative load even in -fPIC objects (the library
- * is static, so it is always part of the initial TLS image). */
+/* libweft.a: initial-exec, one %fs-relative load once linked into a
+ * program (always part of the initial TLS image).  But a shared object
+ * with initial-exec TLS needs room in the static TLS block, which a
+ * dlopen may not find: libweft_pic.a (built with WEFT_TLS_DYNAMIC, for
+ * linking into shared objects) keeps the compiler's default model for
+ * -fPIC, which finds it through __tls_get_addr in a shared object and is
+ * relaxed to a couple of loads in a program.  README: "In a shared
+ * object". */
+#ifdef WEFT_TLS_DYNAMIC
+static __thread weft_loop *tls_loop;
+#else
 static __thread weft_loop *tls_loop __attribute__((tls_model("initial-exec")));
+#endif
 
 /* Out of line, with a compiler barrier, so a task that migrated while
  * suspended never uses a stale TLS address (DESIGN.md rule 2). */
@@ -289,7 +299,9 @@ void weft__registry_remove(weft_loop *l, weft_task *t)
 	t->reg_next = t->reg_prev = NULL;
 }
 
-/* A task that cannot get a stack finishes with -ENOMEM without running. */
+/* A task that cannot get a stack finishes with -ENOMEM without running
+ * (only a task spawned without always_run: always_run took its stack at
+ * spawn). */
 static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 {
 	t->error = err;
@@ -304,17 +316,20 @@ static void finish_unstarted(weft_loop *l, weft_task *t, int err)
 	weft__task_unref(t);
 }
 
-/* First run: a stack, a context, a registry entry.  False if no stack (the
- * task is finished with -ENOMEM). */
+/* First run: a stack (unless it got one at spawn), a context, a registry
+ * entry.  False if no stack (the task is finished with -ENOMEM). */
 static __attribute__((noinline)) bool first_run(weft_loop *l, weft_task *t)
 {
-	size_t size = t->stack_size ? t->stack_size : l->rt->cfg.stack_size;
-	int r = weft__stack_get(l, t, size);
-	if (r < 0) {
-		finish_unstarted(l, t, r);
-		return false;
+	if (!t->stack_base) {
+		size_t size = t->stack_size ? t->stack_size : l->rt->cfg.stack_size;
+		int r = weft__stack_get(l->rt, l, t, size);
+		if (r < 0) {
+			finish_unstarted(l, t, r);
+			return false;
+		}
 	}
-	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t);
+	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t,
+			      &t->fpenv);
 	registry_add(l, t);
 	return true;
 }
@@ -322,7 +337,7 @@ static __attribute__((noinline)) bool first_run(weft_loop *l, weft_task *t)
 /* Prepare `t` to run on `l`; false if it could not (and was finished). */
 static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft_task *t)
 {
-	if (unlikely(!t->stack_base) && !first_run(l, t))
+	if (unlikely(!t->owner) && !first_run(l, t)) /* registered at first run */
 		return false;
 	l->current = t;
 	t->loop = l;

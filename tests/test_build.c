@@ -206,12 +206,11 @@ static bool api_has(char names[][64], int n, const char *name)
 	return false;
 }
 
-static void test_archive_exports_only_weft_symbols(void **state)
+/* The archive `name` of the tree exports exactly the WEFT_API functions. */
+static void check_archive_exports(const char *name)
 {
-	(void)state;
-	locate();
 	char lib[PATH_MAX + 32];
-	snprintf(lib, sizeof(lib), "%s/libweft.a", g_tree);
+	snprintf(lib, sizeof(lib), "%s/%s", g_tree, name);
 	print_message("archive: %s\n", lib);
 	assert_true(file_exists(lib));
 
@@ -268,6 +267,14 @@ static void test_archive_exports_only_weft_symbols(void **state)
 	for (int i = 0; i < s->n; i++)
 		free(s->name[i]);
 	free(s);
+}
+
+static void test_archive_exports_only_weft_symbols(void **state)
+{
+	(void)state;
+	locate();
+	check_archive_exports("libweft.a");
+	check_archive_exports("libweft_pic.a");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -340,6 +347,16 @@ static void test_install_and_pkg_config_build(void **state)
 	assert_true(file_exists(p));
 	snprintf(p, sizeof(p), "%s/lib/pkgconfig/weft.pc", prefix);
 	assert_true(file_exists(p));
+	/* and the archive for shared objects, with its own pkg-config name */
+	snprintf(p, sizeof(p), "%s/lib/libweft_pic.a", prefix);
+	assert_true(file_exists(p));
+	assert_true(asprintf(&cmd,
+			     "PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --libs weft_pic | "
+			     "grep -q -- -lweft_pic",
+			     prefix) > 0);
+	r = run(cmd, log);
+	free(cmd);
+	assert_int_equal(r, 0);
 	/* the load generator is installed with the library, and runs */
 	assert_true(asprintf(&cmd, "'%s/bin/weft-load' --help >/dev/null", prefix) > 0);
 	r = run(cmd, log);
@@ -436,6 +453,225 @@ static void test_valgrind_memcheck_clean(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* (c) linked into a dlopen'ed shared object                                */
+/* ------------------------------------------------------------------------ */
+
+/* The tree's sanitizer flags: a plugin and its host are built as the
+ * archive was. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TREE_SAN "-fsanitize=address,undefined"
+#elif defined(__SANITIZE_THREAD__)
+#define TREE_SAN "-fsanitize=thread"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TREE_SAN "-fsanitize=address,undefined"
+#elif __has_feature(thread_sanitizer)
+#define TREE_SAN "-fsanitize=thread"
+#endif
+#endif
+#ifndef TREE_SAN
+#define TREE_SAN ""
+#endif
+
+/* A plugin that runs a weft runtime: spawn, sleep, socket-pair I/O. */
+static const char *plugin_src =
+	"#include <weft.h>\n"
+	"#include <stdint.h>\n"
+	"#include <stdio.h>\n"
+	"#include <string.h>\n"
+	"#include <sys/socket.h>\n"
+	"#include <unistd.h>\n"
+	"\n"
+	"static void *writer(void *arg)\n"
+	"{\n"
+	"\tint fd = *(int *)arg;\n"
+	"\tif (weft_sleep_ms(2) != 0 || weft_loop_index() < 0)\n"
+	"\t\treturn (void *)1;\n"
+	"\treturn weft_send_all(fd, \"ping\", 4, 0) == 4 ? NULL : (void *)1;\n"
+	"}\n"
+	"\n"
+	"static void *plug_main(void *arg)\n"
+	"{\n"
+	"\t(void)arg;\n"
+	"\tint sv[2];\n"
+	"\tif (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)\n"
+	"\t\treturn (void *)10;\n"
+	"\tweft_task *t = NULL;\n"
+	"\tuintptr_t bad = weft_task_spawn(&t, writer, &sv[1]) ? 11 : 0;\n"
+	"\tchar b[4];\n"
+	"\tsize_t got = 0;\n"
+	"\twhile (!bad && got < 4) {\n"
+	"\t\tssize_t r = weft_recv(sv[0], b + got, 4 - got, 0);\n"
+	"\t\tif (r <= 0)\n"
+	"\t\t\tbad = 12;\n"
+	"\t\telse\n"
+	"\t\t\tgot += (size_t)r;\n"
+	"\t}\n"
+	"\tvoid *wr = (void *)1;\n"
+	"\tif (t) {\n"
+	"\t\tweft_task_join(t, &wr);\n"
+	"\t\tweft_task_release(t);\n"
+	"\t}\n"
+	"\tif (!bad && (wr || memcmp(b, \"ping\", 4)))\n"
+	"\t\tbad = 13;\n"
+	"\tclose(sv[0]);\n"
+	"\tclose(sv[1]);\n"
+	"\treturn (void *)bad;\n"
+	"}\n"
+	"\n"
+	"int plug_run(unsigned backend, char *name, size_t n)\n"
+	"{\n"
+	"\tweft_runtime_config c;\n"
+	"\tweft_runtime_config_init(&c);\n"
+	"\tc.loops = 2;\n"
+	"\tc.backend = backend;\n"
+	"\tweft_runtime *rt;\n"
+	"\tint r = weft_runtime_start(&rt, &c);\n"
+	"\tif (r < 0)\n"
+	"\t\treturn r;\n"
+	"\tweft_runtime_stats st;\n"
+	"\tweft_runtime_stats_get(rt, &st);\n"
+	"\tsnprintf(name, n, \"%s\", weft_backend_name((unsigned)st.backend));\n"
+	"\tvoid *res = NULL;\n"
+	"\tr = weft_runtime_call(rt, plug_main, NULL, &res);\n"
+	"\tweft_runtime_destroy(rt);\n"
+	"\treturn r < 0 ? r : (int)(uintptr_t)res;\n"
+	"}\n";
+
+/* Fillers: a shared object with `N` bytes of initial-exec TLS, copied
+ * under many names (each copy is a new object to the dynamic linker). */
+static const char *filler_src =
+	"__attribute__((tls_model(\"initial-exec\"))) __thread long fill[N / 8];\n"
+	"long *filler(void) { return fill; }\n";
+
+/* The host loads fillers until the static TLS block is full (a process
+ * that has loaded many libraries: a Python with its extensions), then the
+ * plugin, and runs a runtime in it on each backend. */
+static const char *host_src =
+	"#include <weft.h>\n"
+	"#include <dlfcn.h>\n"
+	"#include <errno.h>\n"
+	"#include <stdio.h>\n"
+	"#include <stdlib.h>\n"
+	"#include <string.h>\n"
+	"#include <unistd.h>\n"
+	"\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tif (argc != 3)\n"
+	"\t\treturn 2;\n"
+	"\tstatic const int sizes[] = { 64, 8 };\n"
+	"\tint loaded = 0, full = 0;\n"
+	"\tfor (int k = 0; k < 2; k++) {\n"
+	"\t\tfor (int i = 0;; i++) {\n"
+	"\t\t\tchar p[4096];\n"
+	"\t\t\tsnprintf(p, sizeof p, \"%s/fill%d_%d.so\", argv[1], sizes[k], i);\n"
+	"\t\t\tif (access(p, F_OK) != 0)\n"
+	"\t\t\t\tbreak;\n"
+	"\t\t\tif (dlopen(p, RTLD_NOW | RTLD_LOCAL)) {\n"
+	"\t\t\t\tloaded++;\n"
+	"\t\t\t\tcontinue;\n"
+	"\t\t\t}\n"
+	"\t\t\tconst char *e = dlerror();\n"
+	"\t\t\tif (!strstr(e, \"static TLS\")) {\n"
+	"\t\t\t\tprintf(\"filler: %s\\n\", e);\n"
+	"\t\t\t\treturn 3;\n"
+	"\t\t\t}\n"
+	"\t\t\tfull++;\n"
+	"\t\t\tbreak;\n"
+	"\t\t}\n"
+	"\t}\n"
+	"\tprintf(\"static TLS: %d fillers loaded, %s\\n\", loaded, full == 2 ? \"full\" : \"NOT full\");\n"
+	"\tif (full != 2)\n"
+	"\t\treturn 4;\n"
+	"\tvoid *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);\n"
+	"\tif (!h) {\n"
+	"\t\tprintf(\"dlopen: %s\\n\", dlerror());\n"
+	"\t\treturn 5;\n"
+	"\t}\n"
+	"\tint (*run)(unsigned, char *, size_t) =\n"
+	"\t\t(int (*)(unsigned, char *, size_t))dlsym(h, \"plug_run\");\n"
+	"\tif (!run)\n"
+	"\t\treturn 6;\n"
+	"\tunsetenv(\"WEFT_BACKEND\"); /* the config's backend, not the suite's */\n"
+	"\tint bad = 0;\n"
+	"\tstatic const unsigned backends[] = { WEFT_BACKEND_IO_URING, WEFT_BACKEND_EPOLL };\n"
+	"\tstatic const char *names[] = { \"io_uring\", \"epoll\" };\n"
+	"\tfor (int i = 0; i < 2; i++) {\n"
+	"\t\tchar name[32] = \"?\";\n"
+	"\t\tint r = run(backends[i], name, sizeof name);\n"
+	"\t\tif (i == 0 && (r == -ENOSYS || r == -EPERM || r == -EOPNOTSUPP)) {\n"
+	"\t\t\tprintf(\"io_uring: refused here (%d), not run\\n\", r);\n"
+	"\t\t\tcontinue;\n"
+	"\t\t}\n"
+	"\t\tprintf(\"%s: %d\\n\", name, r);\n"
+	"\t\tif (r != 0 || strcmp(name, names[i]) != 0)\n"
+	"\t\t\tbad = 7;\n"
+	"\t}\n"
+	"\treturn bad;\n"
+	"}\n";
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char p[PATH_MAX + 64];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/*
+ * libweft_pic.a linked into a shared object that a program dlopens (a
+ * Python extension, a plugin), in a process whose static TLS block is
+ * already full: the archive's thread-local must not need a place in it
+ * (libweft.a's initial-exec model does, and such a dlopen fails with
+ * "cannot allocate memory in static TLS block").  The runtime inside then
+ * spawns, sleeps and does socket I/O, on io_uring and on epoll.
+ */
+static void test_archive_in_dlopened_shared_object(void **state)
+{
+	(void)state;
+	locate();
+	char lib[PATH_MAX + 32];
+	snprintf(lib, sizeof(lib), "%s/libweft_pic.a", g_tree);
+	print_message("archive: %s\n", lib);
+	assert_true(file_exists(lib));
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	write_file(dir, "plug.c", plugin_src);
+	write_file(dir, "fill.c", filler_src);
+	write_file(dir, "host.c", host_src);
+	const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+	char *log = NULL, *cmd = NULL;
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	/* no -ljemalloc: libjemalloc.so uses initial-exec TLS itself */
+	assert_true(asprintf(&cmd,
+			     "cd '%s' && %s -std=gnu11 -Wall -Wextra -Werror %s -shared -fPIC "
+			     "-I'%s/include' plug.c -o plug.so '%s' -luring -lpthread -lm && "
+			     "%s -std=gnu11 -Wall -Wextra -Werror %s -I'%s/include' host.c -o host "
+			     "-ldl && "
+			     "%s -shared -fPIC -DN=64 fill.c -o fill64.so && "
+			     "%s -shared -fPIC -DN=8 fill.c -o fill8.so && "
+			     "for i in $(seq 0 255); do cp fill64.so fill64_$i.so; done && "
+			     "for i in $(seq 0 15); do cp fill8.so fill8_$i.so; done",
+			     dir, cc, TREE_SAN, g_root, lib, cc, TREE_SAN, g_root, cc, cc) > 0);
+	int r = run(cmd, log);
+	free(cmd);
+	if (r != 0)
+		dump(log);
+	assert_int_equal(r, 0);
+	assert_true(asprintf(&cmd, "cd '%s' && ./host '%s' '%s/plug.so'", dir, dir, dir) > 0);
+	r = run(cmd, log);
+	free(cmd);
+	dump(log);
+	assert_int_equal(r, 0);
+	free(log);
+	remove_tree(dir);
+	free(dir);
+}
+
 /* DESIGN.md: x86_64 first, aarch64 kept compiling (make check-aarch64). */
 static void test_aarch64_compiles(void **state)
 {
@@ -468,6 +704,7 @@ static void test_aarch64_compiles(void **state)
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_archive_exports_only_weft_symbols),
 	cmocka_unit_test(test_install_and_pkg_config_build),
+	cmocka_unit_test(test_archive_in_dlopened_shared_object),
 	cmocka_unit_test(test_valgrind_memcheck_clean),
 	cmocka_unit_test(test_aarch64_compiles),
 };

@@ -267,7 +267,44 @@ static void test_misuse(void **state)
 	assert_int_equal(weft_gen_yield(NULL, NULL), -EINVAL);
 }
 
+struct nostack_gen {
+	int capped, create_rc, next_rc;
+	struct gx x;
+};
+
+static void *nostack_gen_main(void *arg)
+{
+	struct nostack_gen *n = arg;
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	n->capped = old != 0;
+	weft_gen *g = NULL;
+	n->create_rc = weft_gen_create(&g, powers, &n->x);
+	if (n->create_rc == 0) {
+		weft_scope sc;
+		weft_scope_enter(&sc, 2000 * MS); /* the producer may never run */
+		n->next_rc = weft_gen_next(g, NULL);
+		weft_scope_exit(&sc);
+		weft_gen_close(g);
+	}
+	weft_test_uncap_as(old);
+	return NULL;
+}
+
+/* A generator whose producer task cannot get a stack is not created
+ * (-ENOMEM), rather than created with a producer that never runs, which
+ * left weft_gen_next waiting forever. */
+static void test_create_without_stack_enomem(void **state)
+{
+	(void)state;
+	struct nostack_gen n = { 0 };
+	weft_test_run_stackless(2, nostack_gen_main, &n);
+	WEFT_TEST_SKIP_UNCAPPED(n.capped);
+	assert_int_equal(n.create_rc, -ENOMEM);
+	assert_int_equal(atomic_load(&n.x.started), 0);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_create_without_stack_enomem),
 	cmocka_unit_test(test_values_in_order_then_enoent),
 	cmocka_unit_test(test_early_close_cancels_body_and_waits),
 	cmocka_unit_test(test_close_before_first_value_never_runs_body),

@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -952,7 +954,152 @@ static void test_stats_counters(void **state)
 	weft_server_destroy(NULL);
 }
 
+/* ---------------------------------------------------------------------- */
+/* no stack to be had                                                      */
+/* ---------------------------------------------------------------------- */
+
+struct nostack_conn {
+	int start_rc, capped;
+	int c;
+	ssize_t got;
+	weft_server_stats st;
+};
+
+static void *nostack_conn_main(void *arg)
+{
+	struct nostack_conn *x = arg;
+	weft_server_config cfg;
+	weft_server_config_init(&cfg);
+	cfg.conn_stack_size = 1ul << 30; /* a fresh mapping for every connection */
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, &cfg, echo, NULL, &a)) < 0)
+		return NULL;
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	x->capped = old != 0;
+	x->c = weft_tcp_connect(&a, 1000 * MS);
+	if (x->c >= 0) {
+		char b[8];
+		weft_send(x->c, "hello", 5, 0);
+		x->got = recv_exact(x->c, b, sizeof b, 3000 * MS);
+		close(x->c);
+	}
+	weft_test_uncap_as(old);
+	wait_idle(srv);
+	stats(srv, &x->st);
+	if (x->st.active == 0) /* else the connection can never end: do not wait */
+		weft_server_destroy(srv);
+	return NULL;
+}
+
+/* A connection whose task cannot get a stack is refused (closed, counted as
+ * rejected), never left open with no task to serve it: the client sees the
+ * close at once and shutdown does not wait for it. */
+static void test_connection_without_stack_is_closed(void **state)
+{
+	(void)state;
+	reset_counters();
+	struct nostack_conn x = { 0 };
+	weft_test_run(2, nostack_conn_main, &x);
+	assert_int_equal(x.start_rc, 0);
+	WEFT_TEST_SKIP_UNCAPPED(x.capped);
+	assert_true(x.c >= 0);
+	assert_true(x.got == 0 || x.got == -ECONNRESET);
+	assert_int_equal(x.st.accepted, 1);
+	assert_int_equal(x.st.rejected, 1);
+	assert_int_equal(x.st.active, 0);
+	assert_int_equal(atomic_load(&h_started), 0);
+}
+
+/* A blocking echo round trip from a foreign thread: 0 or -errno. */
+static int plain_roundtrip(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char b[4];
+	int r = connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno
+		: send(fd, "ping", 4, 0) != 4			   ? -EIO
+		: recv(fd, b, 4, MSG_WAITALL) != 4		   ? -EIO
+								   : 0;
+	close(fd);
+	return r;
+}
+
+struct shut_call {
+	weft_server *srv;
+	_Atomic int rc;
+};
+
+static void *shut_thread(void *arg)
+{
+	struct shut_call *x = arg;
+	atomic_store(&x->rc, weft_server_shutdown(x->srv, 0));
+	return NULL;
+}
+
+/* Without stacks: weft_server_start fails with -ENOMEM rather than start a
+ * server whose acceptors never run, and the shutdown of a running server
+ * still completes (its stopper task cannot start, so the caller runs the
+ * sequence itself) instead of waiting for a task that will never run. */
+static void test_server_start_and_shutdown_without_stack(void **state)
+{
+	(void)state;
+	reset_counters();
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, 2);
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	weft_server_config sc;
+	weft_server_config_init(&sc);
+	sc.shared_listener = true;
+	weft_sockaddr a;
+	weft_addr_ip(&a, "127.0.0.1", 0);
+
+	weft_server *srv = NULL;
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	if (!old)
+		weft_runtime_destroy(rt);
+	WEFT_TEST_SKIP_UNCAPPED(old);
+	int r = weft_server_start(&srv, rt, &a, &sc, echo, NULL);
+	weft_test_uncap_as(old);
+	if (r == 0)
+		weft_server_destroy(srv);
+	assert_int_equal(r, -ENOMEM);
+
+	assert_int_equal(weft_server_start(&srv, rt, &a, &sc, echo, NULL), 0);
+	assert_int_equal(plain_roundtrip(weft_server_port(srv)), 0); /* acceptor runs */
+	/* Let the connection's task exit and its stack go, so none comes
+	 * back under the cap: the acceptor's stack is the only one left. */
+	weft_runtime_stats st;
+	for (int i = 0; i < 500; i++) {
+		weft_runtime_stats_get(rt, &st);
+		if (st.stacks_guarded == 1 && st.tasks_live == 1)
+			break;
+		msleep(2);
+	}
+	msleep(10);
+	old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	assert_true(old != 0);
+	struct shut_call x = { .srv = srv, .rc = 1 };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, shut_thread, &x), 0);
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 10;
+	int jr = pthread_timedjoin_np(th, NULL, &dl);
+	weft_test_uncap_as(old);
+	assert_int_equal(jr, 0); /* else the shutdown hangs */
+	assert_int_equal(atomic_load(&x.rc), 0);
+	weft_server_destroy(srv);
+	weft_runtime_destroy(rt);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_connection_without_stack_is_closed),
+	cmocka_unit_test(test_server_start_and_shutdown_without_stack),
 	cmocka_unit_test(test_many_clients_reuseport),
 	cmocka_unit_test(test_many_clients_shared_listener),
 	cmocka_unit_test(test_port0_and_bad_start_arguments),

@@ -1731,7 +1731,69 @@ static void test_multishot_many_idle_streams_wake_at_once(void **state)
 	run_burst(&c);
 }
 
+struct ms_nostack {
+	struct ms_xclose c;
+	weft_event go;
+	int capped, join_rc;
+};
+
+static void *ms_nostack_close(void *arg)
+{
+	struct ms_nostack *x = arg;
+	weft_event_wait(&x->go); /* started (with its stack) before the cap */
+	return ms_xclose_close(&x->c);
+}
+
+static void *ms_nostack_main(void *arg)
+{
+	struct ms_nostack *x = arg;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->c.sv) < 0)
+		return NULL;
+	weft_stream_config c = multishot_cfg();
+	c.keep_fd = true;
+	if (weft_stream_open(&x->c.s, x->c.sv[0], &c) < 0)
+		return NULL;
+	send(x->c.sv[1], "one", 3, 0);
+	finish(go_pinned(ms_xclose_arm, &x->c, 0));
+	weft_task *t = go_pinned(ms_nostack_close, x, 1);
+	weft_sleep_ms(20);
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	x->capped = old != 0;
+	weft_event_set(&x->go);
+	x->join_rc = t ? weft_task_join_timeout(t, 5000 * MS, NULL) : -1;
+	weft_test_uncap_as(old);
+	if (x->join_rc == 0) {
+		weft_task_release(t);
+		close(x->c.sv[0]);
+		close(x->c.sv[1]);
+	}
+	return NULL;
+}
+
+/* The same when the task that would cancel the receive on its own loop
+ * cannot get a stack: the close still ends the receive (by shutting the
+ * socket's read side) and returns, instead of waiting forever for a
+ * canceller that never runs. */
+static void test_multishot_close_from_other_loop_without_stack(void **state)
+{
+	(void)state;
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, 2);
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	struct ms_nostack x = { 0 };
+	assert_int_equal(weft_event_init(&x.go), 0);
+	assert_int_equal(weft_runtime_call(rt, ms_nostack_main, &x, NULL), 0);
+	WEFT_TEST_SKIP_UNCAPPED(x.capped);
+	assert_int_equal(x.c.first, 3);
+	assert_int_equal(x.join_rc, 0); /* else the close hangs */
+	assert_int_equal(x.c.close_rc, 0);
+	weft_runtime_destroy(rt);
+	weft_event_destroy(&x.go);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_multishot_close_from_other_loop_without_stack),
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),
 	cmocka_unit_test(test_multishot_bulk_and_cap),

@@ -1725,6 +1725,12 @@ static void *always_main(void *arg)
 	return NULL;
 }
 
+static void *always_body_count(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	return NULL;
+}
+
 /* A task cancelled before it starts never runs, unless always_run: then
  * its body runs (to release what it was handed) and its first suspension
  * point reports the cancellation. */
@@ -1738,8 +1744,286 @@ static void test_always_run(void **state)
 	assert_int_equal(x[1].first_suspension, -ECANCELED);
 }
 
+/* ------------------------------------------------------------------------ */
+/* tasks that cannot get a stack                                             */
+/* ------------------------------------------------------------------------ */
+
+struct nostack_rec {
+	int capped;
+	int spawn_always, join_always;
+	int spawn_plain, join_plain;
+	_Atomic int ran_always, ran_plain;
+};
+
+static void *nostack_always_body(void *arg)
+{
+	atomic_fetch_add(&((struct nostack_rec *)arg)->ran_always, 1);
+	return NULL;
+}
+
+static void *nostack_plain_body(void *arg)
+{
+	atomic_fetch_add(&((struct nostack_rec *)arg)->ran_plain, 1);
+	return NULL;
+}
+
+static weft_task_config always_cfg(void)
+{
+	weft_task_config c;
+	weft_task_config_init(&c);
+	c.always_run = 1;
+	return c;
+}
+
+static void *nostack_main(void *arg)
+{
+	struct nostack_rec *x = arg;
+	weft_task_config c = always_cfg();
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	x->capped = old != 0;
+	weft_task *t = NULL;
+	x->spawn_always = weft_task_spawn_ex(&t, &c, nostack_always_body, x);
+	x->join_always = t ? weft_task_join(t, NULL) : 1;
+	weft_task_release(t);
+	t = NULL;
+	x->spawn_plain = weft_task_spawn(&t, nostack_plain_body, x);
+	x->join_plain = t ? weft_task_join(t, NULL) : 1;
+	weft_task_release(t);
+	weft_test_uncap_as(old);
+	return NULL;
+}
+
+/* A task spawned with always_run must run: when no stack can be had, its
+ * spawn fails with -ENOMEM (the caller still holds what it meant to hand
+ * over) instead of a task that finishes without running.  A plain task
+ * gets its stack when it starts: its join reports -ENOMEM, its body never
+ * ran. */
+static void test_always_run_without_stack_fails_at_spawn(void **state)
+{
+	(void)state;
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, 2);
+	struct nostack_rec x = { 0 };
+	weft_test_run_stackless(2, nostack_main, &x);
+	WEFT_TEST_SKIP_UNCAPPED(x.capped);
+	assert_int_equal(x.spawn_always, -ENOMEM);
+	assert_int_equal(x.join_always, 1); /* no handle */
+	assert_int_equal(atomic_load(&x.ran_always), 0);
+	assert_int_equal(x.spawn_plain, 0);
+	assert_int_equal(x.join_plain, -ENOMEM);
+	assert_int_equal(atomic_load(&x.ran_plain), 0);
+
+	/* From a foreign thread (no loop, so no stack pool) the same. */
+	weft_runtime *rt = NULL;
+	assert_int_equal(weft_runtime_start(&rt, &cfg), 0);
+	weft_task_config c = always_cfg();
+	weft_task *t = NULL;
+	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
+	assert_true(old != 0); /* it worked in the run above */
+	int r = weft_runtime_spawn(rt, &t, &c, nostack_always_body, &x);
+	weft_test_uncap_as(old);
+	assert_int_equal(r, -ENOMEM);
+	assert_null(t);
+	/* With room again it runs, on the stack it got at spawn. */
+	assert_int_equal(weft_runtime_spawn(rt, &t, &c, nostack_always_body, &x), 0);
+	assert_int_equal(weft_task_join(t, NULL), 0);
+	weft_task_release(t);
+	assert_int_equal(atomic_load(&x.ran_always), 1);
+	weft_runtime_destroy(rt);
+}
+
+enum { ALWAYS_MANY = 2048 };
+
+static void *always_many_main(void *arg)
+{
+	_Atomic int *ran = arg;
+	weft_task_config c = always_cfg();
+	weft_task *t[64];
+	for (int i = 0; i < ALWAYS_MANY; i += 64) {
+		for (int j = 0; j < 64; j++) {
+			c.pin = j % 3 == 0 ? WEFT_PIN_CURRENT : WEFT_PIN_NONE;
+			if (weft_task_spawn_ex(&t[j], &c, always_body_count, ran) < 0)
+				return P(1);
+		}
+		for (int j = 0; j < 64; j++) {
+			weft_task_join(t[j], NULL);
+			weft_task_release(t[j]);
+		}
+	}
+	return NULL;
+}
+
+/* always_run tasks take their stacks at spawn, from the spawning loop's
+ * pool or (foreign spawns) straight from the runtime, and give them back
+ * wherever they exit: none is lost or left live. */
+static void test_always_run_stacks_balance(void **state)
+{
+	(void)state;
+	weft_runtime *rt = start_rt(2);
+	_Atomic int ran = 0;
+	weft_task_config c = always_cfg();
+	weft_task *f[16];
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(weft_runtime_spawn(rt, &f[i], &c, always_body_count, &ran), 0);
+	void *res = NULL;
+	assert_int_equal(weft_runtime_call(rt, always_many_main, &ran, &res), 0);
+	assert_null(res);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(weft_task_join(f[i], NULL), 0);
+		weft_task_release(f[i]);
+	}
+	assert_int_equal(atomic_load(&ran), ALWAYS_MANY + 16);
+	weft_runtime_shutdown(rt);
+	weft_runtime_stats st;
+	assert_int_equal(weft_runtime_stats_get(rt, &st), 0);
+	assert_int_equal(st.stacks_guarded, 0);
+	assert_int_equal(st.stacks_slab, 0);
+	weft_runtime_destroy(rt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* floating-point control state                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The control state a program sets with -ffast-math (flush-to-zero,
+ * denormals-are-zero) plus a rounding mode (and on x86_64 an x87
+ * precision), as one comparable value; and its status flags. */
+#if defined(__x86_64__)
+#define FP_STATUS 0x3full /* MXCSR exception flags */
+static uint64_t fp_get(void)
+{
+	uint32_t csr;
+	uint16_t cw;
+	__asm__ volatile("stmxcsr %0" : "=m"(csr));
+	__asm__ volatile("fnstcw %0" : "=m"(cw));
+	return (uint64_t)cw << 32 | csr;
+}
+static void fp_set(uint64_t v)
+{
+	uint32_t csr = (uint32_t)v;
+	uint16_t cw = (uint16_t)(v >> 32);
+	__asm__ volatile("ldmxcsr %0" ::"m"(csr));
+	__asm__ volatile("fldcw %0" ::"m"(cw));
+}
+/* FTZ | DAZ | round toward zero; x87: 53-bit precision */
+static uint64_t fp_fast(uint64_t v)
+{
+	return ((v & ~0xffff00000000ull) | 0x027full << 32) | 0x8040 | 0x6000;
+}
+#elif defined(__aarch64__)
+#define FP_STATUS 0ull /* FPSR holds them, not FPCR */
+static uint64_t fp_get(void)
+{
+	uint64_t v;
+	__asm__ volatile("mrs %0, fpcr" : "=r"(v));
+	return v;
+}
+static void fp_set(uint64_t v)
+{
+	__asm__ volatile("msr fpcr, %0" ::"r"(v));
+}
+/* FZ | round toward zero */
+static uint64_t fp_fast(uint64_t v)
+{
+	return v | 1ull << 24 | 3ull << 22;
+}
+#endif
+
+struct fp_rec {
+	uint64_t seen;
+	float product;
+};
+
+static volatile float fp_tiny = 1e-20f;
+
+static void *fp_child(void *arg)
+{
+	struct fp_rec *r = arg;
+	r->seen = fp_get();
+	r->product = fp_tiny * fp_tiny; /* 1e-40: a denormal, or 0 when flushed */
+	return NULL;
+}
+
+/* Spawn fn(arg) with `pin` and join it. */
+static void finish_one(weft_fn fn, void *arg, int pin)
+{
+	weft_task_config c;
+	weft_task_config_init(&c);
+	c.pin = pin;
+	weft_task *t = NULL;
+	if (weft_task_spawn_ex(&t, &c, fn, arg) == 0) {
+		weft_task_join(t, NULL);
+		weft_task_release(t);
+	}
+}
+
+enum { FP_PLAIN, FP_FAST, FP_FAST_OTHER_LOOP, FP_AFTER_RESTORE, FP_N };
+
+struct fp_main_rec {
+	uint64_t base, fast;
+	struct fp_rec r[FP_N];
+};
+
+static void *fp_main(void *arg)
+{
+	struct fp_main_rec *x = arg;
+	uint64_t saved = fp_get();
+	x->base = saved & ~FP_STATUS;
+	finish_one(fp_child, &x->r[FP_PLAIN], WEFT_PIN_NONE);
+	x->fast = fp_fast(x->base);
+	fp_set(x->fast);
+	volatile float third = 1.0f / (fp_tiny + 2.0f); /* sets status flags */
+	(void)third;
+	finish_one(fp_child, &x->r[FP_FAST], WEFT_PIN_CURRENT);
+	finish_one(fp_child, &x->r[FP_FAST_OTHER_LOOP], 1 - weft_loop_index());
+	fp_set(saved);
+	finish_one(fp_child, &x->r[FP_AFTER_RESTORE], WEFT_PIN_NONE);
+	return NULL;
+}
+
+/* A new task starts with its spawner's floating-point control state
+ * (flush-to-zero, denormals-are-zero, rounding, x87 precision; FPCR on
+ * aarch64), on whichever loop it runs, with status flags clear; a foreign
+ * thread's spawn passes on that thread's state. */
+static void test_spawn_inherits_fp_control_state(void **state)
+{
+	(void)state;
+	struct fp_main_rec x;
+	memset(&x, 0, sizeof(x));
+	weft_test_run(2, fp_main, &x);
+	assert_true(x.fast != x.base);
+	assert_int_equal(x.r[FP_PLAIN].seen, x.base);
+	assert_true(x.r[FP_PLAIN].product != 0.0f);
+	for (int i = FP_FAST; i <= FP_FAST_OTHER_LOOP; i++) {
+		print_message("child %d: fp state %#llx (spawner %#llx)\n", i,
+			      (unsigned long long)x.r[i].seen, (unsigned long long)x.fast);
+		assert_int_equal(x.r[i].seen, x.fast);
+		assert_true(x.r[i].product == 0.0f);
+	}
+	assert_int_equal(x.r[FP_AFTER_RESTORE].seen, x.base);
+	assert_true(x.r[FP_AFTER_RESTORE].product != 0.0f);
+
+	/* From a foreign thread: that thread's state. */
+	weft_runtime *rt = start_rt(2);
+	uint64_t saved = fp_get();
+	fp_set(fp_fast(saved & ~FP_STATUS));
+	struct fp_rec r = { 0 };
+	weft_task *t = NULL;
+	int sr = weft_runtime_spawn(rt, &t, NULL, fp_child, &r);
+	fp_set(saved);
+	assert_int_equal(sr, 0);
+	assert_int_equal(weft_task_join(t, NULL), 0);
+	weft_task_release(t);
+	weft_runtime_destroy(rt);
+	assert_int_equal(r.seen, fp_fast(saved & ~FP_STATUS));
+	assert_true(r.product == 0.0f);
+}
+
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_spawn_inherits_fp_control_state),
 	cmocka_unit_test(test_always_run),
+	cmocka_unit_test(test_always_run_without_stack_fails_at_spawn),
+	cmocka_unit_test(test_always_run_stacks_balance),
 	cmocka_unit_test(test_join_returns_result),
 	cmocka_unit_test(test_join_twice_ealready),
 	cmocka_unit_test(test_join_yourself_edeadlk),

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <cmocka.h>
 
 #include "weft.h"
@@ -94,6 +96,93 @@ static inline void *weft_test_run(unsigned loops, weft_fn fn, void *arg)
 	int r = weft_run(&cfg, fn, arg, &res);
 	assert_int_equal(r, 0);
 	return res;
+}
+
+/*
+ * Runs in which no new task stack can be had, while everything else still
+ * works (the tests of tasks that must run: always_run spawns take their
+ * stack at spawn).  A runtime from weft_test_stackless_config() has huge
+ * default stacks (MAP_NORESERVE: free until touched), guard pages always
+ * (no slab fallback) and no stack pool, so every stack is a fresh mapping
+ * of WEFT_TEST_BIG_STACK bytes.  weft_test_cap_as() then lowers RLIMIT_AS
+ * to the address space in use plus WEFT_TEST_AS_ROOM: ordinary allocations
+ * fit, a stack does not.  Sanitizer runtimes reserve terabytes up front,
+ * which the cap counts in, so it works in every tree.
+ */
+enum { WEFT_TEST_BIG_STACK = 256u << 20, WEFT_TEST_AS_ROOM = 128u << 20 };
+
+static inline void weft_test_stackless_config(weft_runtime_config *c, unsigned loops)
+{
+	weft_runtime_config_init(c);
+	c->loops = loops;
+	c->stack_size = WEFT_TEST_BIG_STACK;
+	c->stack_guard = WEFT_GUARD_ALWAYS;
+	c->stack_pool_max = 0;
+}
+
+/* weft_test_run() on a runtime from weft_test_stackless_config(). */
+static inline void weft_test_run_stackless(unsigned loops, weft_fn fn, void *arg)
+{
+	weft_runtime_config cfg;
+	weft_test_stackless_config(&cfg, loops);
+	assert_int_equal(weft_run(&cfg, fn, arg, NULL), 0);
+}
+
+/* Cap the address space as above; returns the soft limit to restore with
+ * weft_test_uncap_as() (RLIM_INFINITY usually), or 0 if the cap could not
+ * be set or is not enforced (qemu-user ignores RLIMIT_AS): the caller then
+ * skips with WEFT_TEST_SKIP_UNCAPPED.  Any thread; the cap is the whole
+ * process's. */
+static inline rlim_t weft_test_cap_as(size_t room)
+{
+	struct rlimit old;
+	if (getrlimit(RLIMIT_AS, &old) != 0)
+		return 0;
+	/* Memory unmapped between reading the size and the probe (a task's
+	 * stack going back) widens the room: measure again. */
+	for (int attempt = 0; attempt < 20; attempt++) {
+		FILE *f = fopen("/proc/self/status", "r");
+		if (!f)
+			return 0;
+		char line[256];
+		unsigned long long kb = 0;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "VmSize: %llu kB", &kb) == 1)
+				break;
+		fclose(f);
+		struct rlimit cap = old;
+		cap.rlim_cur = (rlim_t)kb * 1024 + room;
+		if (!kb || (old.rlim_max != RLIM_INFINITY && cap.rlim_cur > old.rlim_max) ||
+		    setrlimit(RLIMIT_AS, &cap) != 0)
+			return 0;
+		void *p = mmap(NULL, WEFT_TEST_BIG_STACK, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return old.rlim_cur;
+		munmap(p, WEFT_TEST_BIG_STACK);
+		setrlimit(RLIMIT_AS, &old);
+		struct timespec ts = { 0, 5000000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0; /* never enforced */
+}
+
+#define WEFT_TEST_SKIP_UNCAPPED(capped)                                                  \
+	do {                                                                             \
+		if (!(capped)) {                                                         \
+			print_message("skip: RLIMIT_AS cannot be lowered or is not "     \
+				      "enforced here (qemu-user ignores it)\n");        \
+			skip();                                                          \
+		}                                                                        \
+	} while (0)
+
+static inline void weft_test_uncap_as(rlim_t old)
+{
+	struct rlimit l;
+	if (!old || getrlimit(RLIMIT_AS, &l) != 0)
+		return;
+	l.rlim_cur = old;
+	setrlimit(RLIMIT_AS, &l);
 }
 
 #endif

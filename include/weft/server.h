@@ -63,7 +63,8 @@ WEFT_API void weft_server_config_init(weft_server_config *cfg);
  * Listen on `addr` (port 0: an ephemeral port, see weft_server_port) and
  * start accepting on every loop of rt (NULL: the caller's runtime).  Each
  * connection runs fn(stream, arg) in its own task.  Returns 0 with *out
- * set, -EINVAL, -EADDRINUSE and other listen errors, -ENOMEM, -ESHUTDOWN.
+ * set, -EINVAL, -EADDRINUSE and other listen errors, -ENOMEM (also when
+ * an acceptor task cannot get its stack), -ESHUTDOWN.
  * Any thread.  Stop it with weft_server_shutdown, free it with
  * weft_server_destroy.
  */
@@ -79,7 +80,9 @@ WEFT_API uint16_t weft_server_port(const weft_server *s);
  * config's) for open connections to finish, cancel the rest and wait for
  * them.  Idempotent; concurrent callers all wait.  Returns 0, or -ECANCELED
  * / -ETIMEDOUT if the calling task gave up waiting (the shutdown carries
- * on).  From a task or a foreign thread.
+ * on).  From a task or a foreign thread.  The sequence runs in a task of
+ * its own; if that task cannot be spawned (no memory for its stack), the
+ * caller runs it.
  */
 WEFT_API int weft_server_shutdown(weft_server *s, uint64_t grace_ns);
 
@@ -90,7 +93,8 @@ WEFT_API int weft_server_wait(weft_server *s);
 typedef struct weft_server_stats {
 	uint64_t accepted;      /* connections accepted in all */
 	uint64_t active;        /* open now */
-	uint64_t rejected;      /* closed at once: over max_conns */
+	uint64_t rejected;      /* closed at once: over max_conns, or no
+				   memory (or stack) for its task */
 	uint64_t accept_errors; /* failed accepts (EMFILE, ...) */
 	uint64_t reserved[4];
 } weft_server_stats;
