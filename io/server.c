@@ -297,8 +297,7 @@ static void *stopper_main(void *arg)
 	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
 	stop_acceptors(s);
-	uint64_t dl = s->grace ? weft__deadline_after(s->grace) : 1;
-	if (wait_until(s, &s->idle_w, no_conns, dl) < 0) {
+	if (wait_until(s, &s->idle_w, no_conns, weft__deadline_after(s->grace)) < 0) {
 		weft__lock_acquire(&s->lk);
 		for (conn *c = s->conns; c; c = c->next)
 			weft_task_cancel(c->task);
@@ -320,7 +319,7 @@ static int begin_shutdown(weft_server *s, uint64_t grace)
 	weft__lock_acquire(&s->lk);
 	if (s->state == SRV_RUNNING) {
 		s->state = SRV_STOPPING;
-		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
+		s->grace = grace;
 		weft_task_config tc;
 		weft_task_config_init(&tc);
 		tc.always_run = 1; /* even if the runtime's shutdown cancels it */
@@ -353,7 +352,7 @@ static void *sigwatch_main(void *arg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	if (weft_signal_wait(&set) > 0)
-		begin_shutdown(s, UINT64_MAX);
+		begin_shutdown(s, s->cfg.grace_ns);
 	return NULL;
 }
 
@@ -493,7 +492,7 @@ void weft_server_destroy(weft_server *s)
 	 * acceptors and connections still use. */
 	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
-	weft_server_shutdown(s, UINT64_MAX);
+	weft_server_shutdown(s, s->cfg.grace_ns);
 	if (s->stopper)
 		weft_task_join(s->stopper, NULL);
 	if (s->sigwatch) {

@@ -37,7 +37,7 @@ struct weft_stream {
 	_Atomic bool expect_empty; /* written since the last receive: a
 				      hint from any writer, so relaxed */
 	weft_stream_config cfg;
-	uint64_t rdeadline; /* weft_stream_read_deadline, 0 none */
+	uint64_t rdeadline; /* weft_stream_read_deadline, WEFT_FOREVER none */
 	char *rbuf;
 	size_t rcap, rstart, rend;
 
@@ -86,6 +86,7 @@ void weft_stream_config_init(weft_stream_config *cfg)
 	cfg->limit = 64 * 1024;
 	cfg->high_water = 64 * 1024;
 	cfg->low_water = 16 * 1024;
+	cfg->read_timeout_ns = WEFT_FOREVER;
 }
 
 int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
@@ -115,6 +116,7 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	s->bytestream = s->is_sock && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 			type == SOCK_STREAM;
 	s->cfg = c;
+	s->rdeadline = WEFT_FOREVER;
 	*out = s;
 	return 0;
 }
@@ -346,13 +348,13 @@ static ssize_t fill_once(weft_stream *s)
 			return r;
 		want = s->rcap - s->rend;
 	}
-	uint64_t dl = s->rdeadline;
-	if (s->cfg.read_timeout_ns) {
-		uint64_t idle = weft_now_ns() + s->cfg.read_timeout_ns;
-		dl = dl && dl < idle ? dl : idle;
+	uint64_t dl = s->rdeadline; /* public deadlines: WEFT_FOREVER none */
+	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
+		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
+		dl = dl < idle ? dl : idle;
 	}
 	weft_scope scope;
-	if (dl && (r = weft_scope_enter_at(&scope, dl)) < 0)
+	if (dl != WEFT_FOREVER && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return r;
 	ssize_t n = -EAGAIN;
 	if (s->cfg.multishot && s->is_sock)
@@ -360,7 +362,7 @@ static ssize_t fill_once(weft_stream *s)
 	if (n == -EAGAIN)
 		n = s->is_sock ? sock_recv(s, want)
 			       : weft_read(s->fd, s->rbuf + s->rend, want, WEFT_OFF_CUR);
-	if (dl)
+	if (dl != WEFT_FOREVER)
 		weft_scope_exit(&scope);
 	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
 	if (n > 0)
