@@ -953,7 +953,7 @@ static void rto_body(struct fx *f)
 	const char *p;
 	x->dl_rc = weft_stream_read_line(f->s, &p);
 	x->dl_ns = weft_now_ns() - t0;
-	x->dl_clear = weft_stream_read_deadline(f->s, 0);
+	x->dl_clear = weft_stream_read_deadline(f->s, WEFT_FOREVER);
 	x->after_clear = weft_stream_read_line(f->s, &p);
 	if (x->after_clear > 0)
 		snprintf(x->line_text, sizeof x->line_text, "%.*s", (int)x->after_clear, p);
