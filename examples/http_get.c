@@ -91,7 +91,7 @@ static int read_body(weft_stream *s, struct fetch *f, const struct http_response
 
 static int get(struct fetch *f)
 {
-	int fd = weft_tcp_connect_host(f->host, f->port, 0);
+	int fd = weft_tcp_connect_host(f->host, f->port, WEFT_FOREVER);
 	if (fd < 0)
 		return fd;
 	weft_stream_config sc;

@@ -114,7 +114,7 @@ static void http_conn(weft_stream *s, void *arg)
 		struct http_request rq;
 		int rc = n ? http_parse_request(p, n, &rq, MAX_HEAD) : 0;
 		if (rc > 0) { /* a whole head: answer it, then look again */
-			weft_stream_read_deadline(s, 0);
+			weft_stream_read_deadline(s, WEFT_FOREVER);
 			in_head = false;
 			weft_stream_consume(s, (size_t)rc);
 			open = skip_body(s, &rq) && handle(s, &rq);

@@ -25,6 +25,9 @@
  *    that is dlopen'ed (a Python extension, a plugin), where libweft.a's
  *    initial-exec thread-local can fail to load (README, "In a shared
  *    object").  Same API, same behaviour.
+ *  - Timeouts and deadlines, in arguments and config fields alike: one rule,
+ *    the section "Timeouts and deadlines" below (WEFT_FOREVER: no limit;
+ *    0: no time at all).
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -42,6 +45,38 @@ extern "C" {
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Timeouts and deadlines                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The one rule for every timeout and deadline of weft's API: arguments,
+ * config fields and every header below (their comments refer here).
+ *
+ *  - A duration -- a `timeout_ns` argument, a `*_timeout_ns` config field,
+ *    a grace period -- is in nanoseconds, counted from when the wait
+ *    starts.  WEFT_FOREVER means no limit.  0 means no time at all: the call
+ *    does whatever it can without suspending (takes an item already queued,
+ *    a result already there, bytes already buffered) and otherwise returns
+ *    -ETIMEDOUT.  Any other value is a limit, however large: the end is
+ *    computed saturating, so a huge timeout never wraps round into the past
+ *    (one that would end beyond the clock's range is no limit at all).
+ *  - An absolute deadline -- a `deadline_ns` argument (weft_scope_enter_at,
+ *    weft_stream_read_deadline) -- is a weft_now_ns() time.  WEFT_FOREVER
+ *    means no deadline; a deadline in the past, 0 included, has already
+ *    expired.
+ *  - The `_timeout` variant of a call is the base call with
+ *    `uint64_t timeout_ns` appended as its last argument:
+ *    weft_task_join(t, &result) and weft_task_join_timeout(t, &result,
+ *    timeout_ns); the base call waits as the variant does with WEFT_FOREVER.
+ *  - A call's own timeout adds to the caller's deadline scopes
+ *    (weft_scope_enter): whichever ends first makes it return -ETIMEDOUT.
+ *    Calls with no timeout argument (locks, events, gather, I/O, process
+ *    waits, ...) get one from a scope around them.
+ *  - Python: asyncio's `timeout=None` is WEFT_FOREVER, `timeout=0` is 0.
+ */
+#define WEFT_FOREVER UINT64_MAX
 
 /* A task body: receives the argument given to spawn, returns the task's
  * result (handed to whoever joins it; weft never dereferences it). */
@@ -275,11 +310,13 @@ WEFT_API int weft_runtime_call(weft_runtime *rt, weft_fn fn, void *arg, void **r
  * without always_run, could not get its stack when it was about to start,
  * so it never ran),
  * or -ECANCELED/-ETIMEDOUT
- * when the *joining* task is cancelled or times out (weft_task_join_timeout);
- * in that case the result stays for a later join.
+ * when the *joining* task is cancelled or times out (timeout_ns of
+ * weft_task_join_timeout, or a deadline scope: see "Timeouts and
+ * deadlines"; with 0 a finished task is joined, an unfinished one gives
+ * -ETIMEDOUT at once); in that case the result stays for a later join.
  */
 WEFT_API int weft_task_join(weft_task *t, void **result);
-WEFT_API int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result);
+WEFT_API int weft_task_join_timeout(weft_task *t, void **result, uint64_t timeout_ns);
 
 /* Report that the calling task failed with `err` (a negative errno, e.g.
  * -EIO): its join then returns err (the return value is still handed over),
@@ -328,7 +365,9 @@ WEFT_API uint64_t weft_task_id(const weft_task *t);
  * Returns 0, -ECANCELED, -EPERM outside a task. */
 WEFT_API int weft_yield(void);
 
-/* Sleep at least `ns` nanoseconds / `ms` milliseconds.  Suspension point.
+/* Sleep at least `ns` nanoseconds / `ms` milliseconds (0: only yield, as
+ * weft_yield; WEFT_FOREVER: until cancelled or a scope ends; a huge value
+ * saturates, see "Timeouts and deadlines").  Suspension point.
  * Returns 0, -ECANCELED, -ETIMEDOUT (a deadline scope ended first; a scope
  * ending at the same instant lets the sleep complete), -EPERM outside a
  * task. */
@@ -409,8 +448,11 @@ WEFT_API void weft_group_destroy(weft_group *g);
 WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results, int *errs);
 
 /*
- * asyncio.wait_for: join `t` within `timeout_ns`; on timeout cancel it and
- * wait until it has finished, then return -ETIMEDOUT.  Nothing is dropped:
+ * asyncio.wait_for: join `t` within `timeout_ns` ("Timeouts and
+ * deadlines"); on timeout cancel it and wait until it has finished, then
+ * return -ETIMEDOUT.  With 0, as asyncio's wait_for(t, 0), a finished task
+ * is joined at once and an unfinished one is cancelled and awaited, so that
+ * wait is the one suspension 0 does not rule out.  Nothing is dropped:
  * *result always gets the task's return value, and if the task finished
  * normally after all (it ignored the cancellation), its join status is
  * returned instead of -ETIMEDOUT.  If the *calling* task is cancelled
@@ -418,7 +460,7 @@ WEFT_API int weft_gather(weft_task **tasks, size_t n, void **results, int *errs)
  * -ECANCELED is returned (asyncio).  Other returns as weft_task_join.
  * Suspension point (the wait after the cancel is not interruptible).
  */
-WEFT_API int weft_wait_for(weft_task *t, uint64_t timeout_ns, void **result);
+WEFT_API int weft_wait_for(weft_task *t, void **result, uint64_t timeout_ns);
 
 enum {
 	WEFT_FIRST_COMPLETED = 1, /* asyncio.FIRST_COMPLETED */
@@ -511,7 +553,8 @@ WEFT_API void weft_gen_close(weft_gen *g);
  * affect deadlines.
  */
 typedef struct weft_scope {
-	uint64_t deadline;          /* absolute, weft_now_ns() clock */
+	uint64_t deadline;          /* absolute, weft_now_ns() clock
+				       (WEFT_FOREVER: none) */
 	struct weft_scope *outer;
 	weft_task *task;
 	uint64_t outer_deadline;    /* enclosing effective deadline (restored
@@ -523,8 +566,11 @@ typedef struct weft_scope {
 
 /* Enter a scope whose deadline is `timeout_ns` from now
  * (weft_scope_enter) or the absolute time `deadline_ns`
- * (weft_scope_enter_at; 0 = no deadline).  Returns 0, -EPERM outside a
- * task, -EINVAL (s NULL). */
+ * (weft_scope_enter_at), as "Timeouts and deadlines" says: WEFT_FOREVER
+ * is no deadline (a scope that only groups, never fires); 0, or a
+ * deadline already past, makes every suspension point inside return
+ * -ETIMEDOUT at once.  Returns 0, -EPERM outside a task, -EINVAL (s
+ * NULL). */
 WEFT_API int weft_scope_enter(weft_scope *s, uint64_t timeout_ns);
 WEFT_API int weft_scope_enter_at(weft_scope *s, uint64_t deadline_ns);
 
@@ -562,12 +608,13 @@ WEFT_API bool weft_future_done(const weft_future *f);
  * a foreign thread blocks.  Any number of waiters.
  * Returns 0 with *value set (value may be NULL), the error given to
  * set_error, -ECANCELED if the future was cancelled or the waiting task is,
- * -ETIMEDOUT (weft_future_wait_timeout, whose UINT64_MAX means no limit,
- * or a deadline scope) or -EINVAL.  A waiter that gives up
- * (timeout or cancellation) does not affect the future.
+ * -ETIMEDOUT (timeout_ns of weft_future_wait_timeout, see "Timeouts and
+ * deadlines": with 0 a completed future's outcome is returned, a pending
+ * one gives -ETIMEDOUT at once; or a deadline scope) or -EINVAL.  A waiter
+ * that gives up (timeout or cancellation) does not affect the future.
  */
 WEFT_API int weft_future_wait(weft_future *f, void **value);
-WEFT_API int weft_future_wait_timeout(weft_future *f, uint64_t timeout_ns, void **value);
+WEFT_API int weft_future_wait_timeout(weft_future *f, void **value, uint64_t timeout_ns);
 
 /* Non-blocking: the outcome if done (as weft_future_wait), else -EAGAIN. */
 WEFT_API int weft_future_result(const weft_future *f, void **value);

@@ -307,8 +307,7 @@ static void *stopper_main(void *arg)
 	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
 	stop_acceptors(s);
-	uint64_t dl = s->grace ? weft__deadline_after(s->grace) : 1;
-	if (wait_until(s, &s->idle_w, no_conns, dl) < 0) {
+	if (wait_until(s, &s->idle_w, no_conns, weft__deadline_after(s->grace)) < 0) {
 		weft__wakes wk = WEFT_WAKES_INIT;
 		weft__lock_acquire(&s->lk);
 		s->cancel_conns = true;
@@ -334,7 +333,7 @@ static int begin_shutdown(weft_server *s, uint64_t grace)
 	bool first = s->state == SRV_RUNNING;
 	if (first) {
 		s->state = SRV_STOPPING;
-		s->grace = grace == UINT64_MAX ? s->cfg.grace_ns : grace;
+		s->grace = grace;
 	}
 	weft__lock_release(&s->lk);
 	if (!first)
@@ -372,7 +371,7 @@ static void *sigwatch_main(void *arg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	if (weft_signal_wait(&set) > 0)
-		begin_shutdown(s, UINT64_MAX);
+		begin_shutdown(s, s->cfg.grace_ns);
 	return NULL;
 }
 
@@ -517,7 +516,7 @@ void weft_server_destroy(weft_server *s)
 	 * acceptors and connections still use. */
 	weft_task *self = weft__task_self();
 	uint64_t saved = weft__uninterruptible_begin(self);
-	begin_shutdown(s, UINT64_MAX);
+	begin_shutdown(s, s->cfg.grace_ns);
 	wait_until(s, &s->done_w, stopped, 0);
 	if (s->sigwatch) {
 		weft_task_cancel(s->sigwatch);

@@ -252,7 +252,8 @@ int weft_tcp_listen(const weft_sockaddr *a, int backlog, unsigned flags)
 	return r ? fail_close(fd, r) : fd;
 }
 
-/* Connect a fresh socket of a's family, within timeout_ns (0: none). */
+/* Connect a fresh socket of a's family, within timeout_ns (WEFT_FOREVER:
+ * only the caller's scopes bound it). */
 static int connect_addr(const weft_sockaddr *a, int type, uint64_t timeout_ns)
 {
 	int fd = sock_open(a->sa.sa_family, type);
@@ -262,11 +263,11 @@ static int connect_addr(const weft_sockaddr *a, int type, uint64_t timeout_ns)
 		setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 	weft_scope s;
 	int r = 0;
-	if (timeout_ns)
+	if (timeout_ns != WEFT_FOREVER)
 		r = weft_scope_enter(&s, timeout_ns);
 	if (!r)
 		r = weft_connect(fd, &a->sa, a->len);
-	if (timeout_ns)
+	if (timeout_ns != WEFT_FOREVER)
 		weft_scope_exit(&s);
 	return r < 0 ? fail_close(fd, r) : fd;
 }
@@ -282,17 +283,17 @@ int weft_tcp_connect_host(const char *host, uint16_t port, uint64_t timeout_ns)
 {
 	weft_scope s;
 	int r = 0;
-	if (timeout_ns && (r = weft_scope_enter(&s, timeout_ns)) < 0)
+	if (timeout_ns != WEFT_FOREVER && (r = weft_scope_enter(&s, timeout_ns)) < 0)
 		return r;
 	weft_sockaddr addrs[8];
 	int n = weft_resolve(host, port, SOCK_STREAM, addrs, 8);
 	r = n;
 	for (int i = 0; i < n; i++) {
-		r = connect_addr(&addrs[i], SOCK_STREAM, 0);
+		r = connect_addr(&addrs[i], SOCK_STREAM, WEFT_FOREVER);
 		if (r >= 0 || r == -ECANCELED || r == -ETIMEDOUT)
 			break;
 	}
-	if (timeout_ns)
+	if (timeout_ns != WEFT_FOREVER)
 		weft_scope_exit(&s);
 	return r;
 }
@@ -353,7 +354,7 @@ int weft_unix_connect(const char *path, int type)
 		return -EINVAL;
 	weft_sockaddr a;
 	int r = weft_addr_unix(&a, path);
-	return r < 0 ? r : connect_addr(&a, type, 0);
+	return r < 0 ? r : connect_addr(&a, type, WEFT_FOREVER);
 }
 
 /* ---- options ---- */

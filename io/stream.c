@@ -68,7 +68,7 @@ struct weft_stream {
 				      hint from any writer, so relaxed */
 	uint16_t rbid;      /* rbuf is provided buffer rbid of rring */
 	weft_stream_config cfg;
-	uint64_t rdeadline; /* weft_stream_read_deadline, 0 none */
+	uint64_t rdeadline; /* weft_stream_read_deadline, WEFT_FOREVER none */
 	char *rbuf;         /* NULL while empty and idle */
 	weft__bufring *rring; /* rbuf's ring; NULL: malloc'd */
 	size_t rcap, rstart, rend;
@@ -106,6 +106,7 @@ void weft_stream_config_init(weft_stream_config *cfg)
 	cfg->limit = 64 * 1024;
 	cfg->high_water = 64 * 1024;
 	cfg->low_water = 16 * 1024;
+	cfg->read_timeout_ns = WEFT_FOREVER;
 }
 
 int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
@@ -142,6 +143,7 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	s->bytestream = s->is_sock && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 			type == SOCK_STREAM;
 	s->cfg = c;
+	s->rdeadline = WEFT_FOREVER;
 	*out = s;
 	return 0;
 }
@@ -465,21 +467,21 @@ static ssize_t fill_once(weft_stream *s)
 		rbuf_drop(s);
 	if (s->eof)
 		return 0;
-	uint64_t dl = s->rdeadline;
-	if (s->cfg.read_timeout_ns) {
-		uint64_t idle = weft_now_ns() + s->cfg.read_timeout_ns;
-		dl = dl && dl < idle ? dl : idle;
+	uint64_t dl = s->rdeadline; /* public deadlines: WEFT_FOREVER none */
+	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
+		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
+		dl = dl < idle ? dl : idle;
 	}
 	weft_scope scope;
 	int r;
-	if (dl && (r = weft_scope_enter_at(&scope, dl)) < 0)
+	if (dl != WEFT_FOREVER && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return r;
 	ssize_t n = -EAGAIN;
 	if (s->ms)
 		n = recv_multishot(s);
 	if (n == -EAGAIN)
 		n = s->is_sock ? sock_recv(s) : fd_read(s);
-	if (dl)
+	if (dl != WEFT_FOREVER)
 		weft_scope_exit(&scope);
 	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
 	if (n > 0)

@@ -198,11 +198,11 @@ void weft_as_completed_done(weft_as_completed *it)
 	}
 }
 
-int weft_wait_for(weft_task *t, uint64_t timeout_ns, void **result)
+int weft_wait_for(weft_task *t, void **result, uint64_t timeout_ns)
 {
 	if (!t)
 		return -EINVAL;
-	int r = weft_task_join_timeout(t, timeout_ns, result);
+	int r = weft_task_join_timeout(t, result, timeout_ns);
 	weft_task *self = weft__task_self();
 	bool caller_cancelled = r == -ECANCELED && self && !weft_task_done(t);
 	if (r != -ETIMEDOUT && !caller_cancelled)

@@ -149,8 +149,7 @@ int weft_future_wait(weft_future *f, void **value)
 	return wait_deadline(f, 0, value);
 }
 
-int weft_future_wait_timeout(weft_future *f, uint64_t timeout_ns, void **value)
+int weft_future_wait_timeout(weft_future *f, void **value, uint64_t timeout_ns)
 {
-	return wait_deadline(f, timeout_ns == UINT64_MAX ? 0 : weft__deadline_after(timeout_ns),
-			     value);
+	return wait_deadline(f, weft__deadline_after(timeout_ns), value);
 }

@@ -383,6 +383,26 @@ WEFT_HIDDEN void weft__uninterruptible_end(weft_task *t, uint64_t saved);
 WEFT_HIDDEN void weft__budget_spend(weft_task *t);
 WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);
 
+/*
+ * Timeouts (weft.h, "Timeouts and deadlines").  Every clock value plus a
+ * timeout goes through weft__deadline_add: saturating, so WEFT_FOREVER or
+ * any huge timeout gives WEFT_FOREVER ("no deadline") instead of wrapping
+ * into the past.  Public deadlines use WEFT_FOREVER for "none" and 0 for
+ * "expired"; the internal waits (park, futex, wait_locked, scope_deadline)
+ * read 0 as "none", so a public deadline enters them through
+ * weft__deadline_in, and weft__deadline_after(timeout_ns) gives the
+ * internal deadline timeout_ns from now (0 stays "expired": now >= 1).
+ */
+static inline uint64_t weft__deadline_add(uint64_t now, uint64_t timeout_ns)
+{
+	return timeout_ns >= WEFT_FOREVER - now ? WEFT_FOREVER : now + timeout_ns;
+}
+
+static inline uint64_t weft__deadline_in(uint64_t deadline_ns)
+{
+	return deadline_ns == WEFT_FOREVER ? 0 : deadline_ns ? deadline_ns : 1;
+}
+
 /* ---- runtime/task.c ---- */
 WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 				 const weft_task_config *cfg, weft_fn fn, void *arg,

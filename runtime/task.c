@@ -260,7 +260,7 @@ static void join_let_others_run(weft_task *t)
 		weft__switch_out_from(l, l->current, WEFT_SW_YIELD);
 }
 
-int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
+int weft_task_join_timeout(weft_task *t, void **result, uint64_t timeout_ns)
 {
 	if (!t)
 		return -EINVAL;
@@ -271,7 +271,8 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 		int r = weft__checkpoint(self);
 		if (r < 0)
 			return r;
-		join_let_others_run(t);
+		if (timeout_ns) /* 0: no suspending, not even to let t finish */
+			join_let_others_run(t);
 	}
 	weft__lock_acquire(&t->lock);
 	if (t->joined) {
@@ -282,8 +283,8 @@ int weft_task_join_timeout(weft_task *t, uint64_t timeout_ns, void **result)
 	t->joined = 1;
 	if (!(atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)) {
 		weft__waiter w;
-		uint64_t dl = timeout_ns == UINT64_MAX ? 0 : weft__deadline_after(timeout_ns);
-		int r = weft__wait_locked(self, &t->lock, &t->waiters, &w, dl);
+		int r = weft__wait_locked(self, &t->lock, &t->waiters, &w,
+					  weft__deadline_after(timeout_ns));
 		weft__lock_acquire(&t->lock);
 		if (r < 0) {
 			t->joined = 0; /* the result stays for a later join */
@@ -326,7 +327,7 @@ bool weft__task_failed(const weft_task *t)
 
 int weft_task_join(weft_task *t, void **result)
 {
-	return weft_task_join_timeout(t, UINT64_MAX, result);
+	return weft_task_join_timeout(t, result, WEFT_FOREVER);
 }
 
 /* weft_task_cancel, with the wake's system calls recorded in wk (a
@@ -451,5 +452,5 @@ int weft_sleep(uint64_t ns)
 
 int weft_sleep_ms(uint64_t ms)
 {
-	return weft_sleep(ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u);
+	return weft_sleep(ms > WEFT_FOREVER / 1000000u ? WEFT_FOREVER : ms * 1000000u);
 }

@@ -32,11 +32,12 @@ static bool cancel_pending(const weft_task *t)
 }
 
 /* A scope deadline `dl` expired: every scope whose deadline is at or before
- * it fired.  Returns -ETIMEDOUT for the suspension point to return. */
+ * it fired (s->deadline is public: WEFT_FOREVER none, never <= dl; 0
+ * expired).  Returns -ETIMEDOUT for the suspension point to return. */
 static int scope_expired(weft_task *t, uint64_t dl)
 {
 	for (weft_scope *s = t->scope; s; s = s->outer)
-		if (s->deadline && s->deadline <= dl)
+		if (s->deadline <= dl)
 			s->fired = true;
 	return -ETIMEDOUT;
 }
@@ -211,11 +212,12 @@ void weft__budget_spend(weft_task *t)
 	}
 }
 
+/* The internal deadline (0: none) timeout_ns from now: see weft__deadline_in. */
 uint64_t weft__deadline_after(uint64_t timeout_ns)
 {
-	uint64_t now = weft_now_ns();
-	uint64_t d = now + timeout_ns;
-	return d < now ? UINT64_MAX : d; /* saturate */
+	if (timeout_ns == WEFT_FOREVER)
+		return 0;
+	return weft__deadline_in(weft__deadline_add(weft_now_ns(), timeout_ns));
 }
 
 /* Suspend the calling task's cancellation and deadline scopes, for waits
@@ -248,21 +250,23 @@ int weft_scope_enter_at(weft_scope *s, uint64_t deadline_ns)
 	weft_task *t = weft__task_self();
 	if (!t)
 		return weft__misuse(-EPERM, "weft_scope_enter outside a task");
+	uint64_t dl = weft__deadline_in(deadline_ns);
 	s->deadline = deadline_ns;
 	s->outer = t->scope;
 	s->task = t;
 	s->fired = false;
 	s->outer_deadline = t->scope_deadline;
 	t->scope = s;
-	if (deadline_ns && (!t->scope_deadline || deadline_ns < t->scope_deadline))
-		t->scope_deadline = deadline_ns;
+	if (dl && (!t->scope_deadline || dl < t->scope_deadline))
+		t->scope_deadline = dl;
 	return 0;
 }
 
 int weft_scope_enter(weft_scope *s, uint64_t timeout_ns)
 {
-	return weft_scope_enter_at(s, timeout_ns == UINT64_MAX ? 0
-							     : weft__deadline_after(timeout_ns));
+	return weft_scope_enter_at(s, timeout_ns == WEFT_FOREVER
+					      ? WEFT_FOREVER
+					      : weft__deadline_add(weft_now_ns(), timeout_ns));
 }
 
 int weft_scope_exit(weft_scope *s)

@@ -328,10 +328,10 @@ static void *wait_for_cases(void *arg)
 	struct rec *x = arg;
 	weft_task *t[3];
 	spawn3(t, sleep_then_value, 1000, sleep_then_value, 2, stubborn, 0);
-	x->errs[0] = weft_wait_for(t[0], 5 * MS, &x->res[0]);    /* cancelled */
+	x->errs[0] = weft_wait_for(t[0], &x->res[0], 5 * MS);    /* cancelled */
 	x->done[0] = weft_task_done(t[0]);
-	x->errs[1] = weft_wait_for(t[1], 500 * MS, &x->res[1]);  /* in time */
-	x->errs[2] = weft_wait_for(t[2], 5 * MS, &x->res[2]);    /* finishes anyway */
+	x->errs[1] = weft_wait_for(t[1], &x->res[1], 500 * MS);  /* in time */
+	x->errs[2] = weft_wait_for(t[2], &x->res[2], 5 * MS);    /* finishes anyway */
 	x->errs[3] = weft_task_join(t[0], NULL);                 /* already handed over */
 	release3(t);
 	return NULL;
@@ -359,7 +359,7 @@ static void *wait_for_caller(void *arg)
 	struct rec *x = arg;
 	weft_task_spawn(&wf_inner, sleep_then_value, P(1000));
 	atomic_store(&waiter_ready, 1);
-	x->rc = weft_wait_for(wf_inner, 5000 * MS, &x->res[0]);
+	x->rc = weft_wait_for(wf_inner, &x->res[0], 5000 * MS);
 	x->done[0] = weft_task_done(wf_inner);
 	return NULL;
 }

@@ -48,7 +48,7 @@ static void test_set_result_then_wait(void **state)
 	assert_int_equal(weft_future_wait(f, &v), 0); /* foreign thread, done: no block */
 	assert_int_equal(U(v), 0xabc);
 	v = NULL;
-	assert_int_equal(weft_future_wait_timeout(f, 0, &v), 0);
+	assert_int_equal(weft_future_wait_timeout(f, &v, 0), 0);
 	assert_int_equal(U(v), 0xabc);
 	assert_int_equal(weft_future_wait(f, NULL), 0); /* value pointer optional */
 	assert_int_equal(weft_future_result(f, NULL), 0);
@@ -128,7 +128,7 @@ static void test_null_arguments_einval(void **state)
 	assert_int_equal(weft_future_set_error(NULL, -EIO), -EINVAL);
 	assert_int_equal(weft_future_cancel(NULL), -EINVAL);
 	assert_int_equal(weft_future_wait(NULL, &v), -EINVAL);
-	assert_int_equal(weft_future_wait_timeout(NULL, 1000, &v), -EINVAL);
+	assert_int_equal(weft_future_wait_timeout(NULL, &v, 1000), -EINVAL);
 	assert_int_equal(weft_future_result(NULL, &v), -EINVAL);
 	assert_false(weft_future_done(NULL));
 	assert_null(weft_future_ref(NULL));
@@ -140,7 +140,7 @@ static void *null_args_in_task(void *arg)
 	(void)arg;
 	void *v;
 	int a = weft_future_wait(NULL, &v);
-	int b = weft_future_wait_timeout(NULL, 1000, &v);
+	int b = weft_future_wait_timeout(NULL, &v, 1000);
 	return P(a == -EINVAL && b == -EINVAL ? 1 : 0);
 }
 
@@ -286,15 +286,15 @@ static void test_foreign_thread_wait_timeout(void **state)
 	assert_int_equal(weft_future_create(&f), 0);
 	void *v = P(3);
 	uint64_t t0 = weft_now_ns();
-	assert_int_equal(weft_future_wait_timeout(f, 20 * MS, &v), -ETIMEDOUT);
+	assert_int_equal(weft_future_wait_timeout(f, &v, 20 * MS), -ETIMEDOUT);
 	uint64_t dt = weft_now_ns() - t0;
 	assert_true(dt >= 20 * MS);
 	assert_true(dt < 1000 * MS);
-	assert_int_equal(weft_future_wait_timeout(f, 0, &v), -ETIMEDOUT);
+	assert_int_equal(weft_future_wait_timeout(f, &v, 0), -ETIMEDOUT);
 	assert_int_equal(U(v), 3);
 	assert_false(weft_future_done(f)); /* giving up does not touch it */
 	assert_int_equal(weft_future_set_result(f, P(4)), 0);
-	assert_int_equal(weft_future_wait_timeout(f, 0, &v), 0);
+	assert_int_equal(weft_future_wait_timeout(f, &v, 0), 0);
 	assert_int_equal(U(v), 4);
 	weft_future_release(f);
 }
@@ -508,14 +508,14 @@ static void *late_main(void *arg)
 		return P(1);
 	task_wait_at_least(&l->patient_waiting, 1);
 	l->timeout_v = P(0x71);
-	l->zero_rc = weft_future_wait_timeout(l->f, 0, &l->timeout_v);
+	l->zero_rc = weft_future_wait_timeout(l->f, &l->timeout_v, 0);
 	uint64_t t0 = weft_now_ns();
-	l->timeout_rc = weft_future_wait_timeout(l->f, 10 * MS, &l->timeout_v);
+	l->timeout_rc = weft_future_wait_timeout(l->f, &l->timeout_v, 10 * MS);
 	l->waited = weft_now_ns() - t0;
 	l->done_after_timeout = weft_future_done(l->f);
 	l->result_rc = weft_future_result(l->f, NULL);
 	weft_future_set_result(l->f, P(0x1a7e)); /* late: still completes it */
-	l->retry_rc = weft_future_wait_timeout(l->f, 10 * MS, &l->retry_v);
+	l->retry_rc = weft_future_wait_timeout(l->f, &l->retry_v, 10 * MS);
 	weft_task_join(p, NULL);
 	weft_task_release(p);
 	return P(2);
@@ -557,7 +557,7 @@ static void *timed_racer(void *arg)
 	struct racer_rec *r = arg;
 	atomic_fetch_add(&r->ready, 1);
 	void *v = NULL;
-	int rc = weft_future_wait_timeout(r->f, 3 * MS, &v);
+	int rc = weft_future_wait_timeout(r->f, &v, 3 * MS);
 	if (rc == 0 && U(v) == 0x4ace)
 		atomic_fetch_add(&r->ok, 1);
 	else if (rc == -ETIMEDOUT)

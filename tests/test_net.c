@@ -1420,7 +1420,7 @@ static void *resolve_entry_main(void *arg)
 	weft_scope s;
 	weft_scope_enter_at(&s, 1); /* already expired */
 	x->expired_rc = weft_resolve("localhost", 9, SOCK_STREAM, a, 2);
-	x->host_expired_rc = weft_tcp_connect_host("localhost", 9, 0);
+	x->host_expired_rc = weft_tcp_connect_host("localhost", 9, WEFT_FOREVER);
 	weft_scope_exit(&s);
 	finish(go_pinned(resolve_cancelled, x, WEFT_PIN_NONE));
 	return NULL;

@@ -203,7 +203,7 @@ static void *many_main(void *arg)
 		finish(t[i]);
 	x->active_after = wait_idle(srv);
 	stats(srv, &x->st);
-	x->shut_rc = weft_server_shutdown(srv, UINT64_MAX);
+	x->shut_rc = weft_server_shutdown(srv, cfg.grace_ns);
 	weft_server_destroy(srv);
 	return NULL;
 }
@@ -635,7 +635,7 @@ static void *stopper(void *arg)
 {
 	struct wait_rec *x = arg;
 	weft_sleep_ms(60);
-	x->shut_rc = weft_server_shutdown(x->srv, UINT64_MAX);
+	x->shut_rc = weft_server_shutdown(x->srv, 5000 * MS); /* the default grace */
 	return NULL;
 }
 
@@ -680,7 +680,7 @@ static void test_wait_returns_after_shutdown(void **state)
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, thread_waiter, &y), 0);
 	msleep(60);
-	assert_int_equal(weft_server_shutdown(y.srv, UINT64_MAX), 0);
+	assert_int_equal(weft_server_shutdown(y.srv, 5000 * MS), 0);
 	pthread_join(th, NULL);
 	assert_int_equal(y.wait_rc, 0);
 	assert_true(y.waited_ns >= 50 * MS);

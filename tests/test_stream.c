@@ -977,7 +977,7 @@ static void rto_body(struct fx *f)
 	const char *p;
 	x->dl_rc = weft_stream_read_line(f->s, &p);
 	x->dl_ns = weft_now_ns() - t0;
-	x->dl_clear = weft_stream_read_deadline(f->s, 0);
+	x->dl_clear = weft_stream_read_deadline(f->s, WEFT_FOREVER);
 	x->after_clear = weft_stream_read_line(f->s, &p);
 	if (x->after_clear > 0)
 		snprintf(x->line_text, sizeof x->line_text, "%.*s", (int)x->after_clear, p);
@@ -1760,7 +1760,7 @@ static void *ms_nostack_main(void *arg)
 	rlim_t old = weft_test_cap_as(WEFT_TEST_AS_ROOM);
 	x->capped = old != 0;
 	weft_event_set(&x->go);
-	x->join_rc = t ? weft_task_join_timeout(t, 5000 * MS, NULL) : -1;
+	x->join_rc = t ? weft_task_join_timeout(t, NULL, 5000 * MS) : -1;
 	weft_test_uncap_as(old);
 	if (x->join_rc == 0) {
 		weft_task_release(t);

@@ -290,8 +290,8 @@ static uint64_t pingpong_run(unsigned loops, int spin_us, unsigned npairs, uint6
 	}
 	int ja[64], jb[64];
 	for (unsigned i = 0; i < npairs; i++) {
-		ja[i] = weft_task_join_timeout(ta[i], JOIN_LIMIT, NULL);
-		jb[i] = weft_task_join_timeout(tb[i], JOIN_LIMIT, NULL);
+		ja[i] = weft_task_join_timeout(ta[i], NULL, JOIN_LIMIT);
+		jb[i] = weft_task_join_timeout(tb[i], NULL, JOIN_LIMIT);
 	}
 	uint64_t dt = weft_now_ns() - t0;
 	weft_runtime_stats st;
@@ -406,7 +406,7 @@ static void *storm_main(void *arg)
 			note("storm_main: yield failed");
 	}
 	void *v = NULL;
-	int r = weft_future_wait_timeout(s->all_done, JOIN_LIMIT, &v);
+	int r = weft_future_wait_timeout(s->all_done, &v, JOIN_LIMIT);
 	if (r != 0 || v != (void *)1)
 		note("storm_main: all_done wait %d (done %llu of %u)", r,
 		     (unsigned long long)atomic_load(&s->done), s->n);
@@ -439,7 +439,7 @@ static void stress_spawn_storm(void **state)
 	uint64_t t0 = weft_now_ns();
 	weft_task *m = NULL;
 	assert_int_equal(weft_runtime_spawn(rt, &m, NULL, storm_main, &s), 0);
-	int jr = weft_task_join_timeout(m, JOIN_LIMIT, NULL);
+	int jr = weft_task_join_timeout(m, NULL, JOIN_LIMIT);
 	uint64_t dt = weft_now_ns() - t0;
 	weft_runtime_stats st;
 	weft_runtime_stats_get(rt, &st);
@@ -506,7 +506,7 @@ static void *race_waiter(void *arg)
 	void *v = NULL;
 	uint64_t t0 = weft_now_ns();
 	atomic_store(&x->ready_ns, t0);
-	int r = x->mode == MODE_TIMEOUT ? weft_future_wait_timeout(x->f, x->timeout_ns, &v)
+	int r = x->mode == MODE_TIMEOUT ? weft_future_wait_timeout(x->f, &v, x->timeout_ns)
 					: weft_future_wait(x->f, &v);
 	atomic_store(&x->w_elapsed, weft_now_ns() - t0);
 	atomic_store(&x->w_val, (uintptr_t)v);
@@ -593,8 +593,8 @@ static void stress_cancel_vs_complete(void **state)
 			hung++;
 			weft_task_cancel(w);
 			weft_task_cancel(s);
-			int jw = weft_task_join_timeout(w, 10 * SEC, NULL);
-			int js = weft_task_join_timeout(s, 10 * SEC, NULL);
+			int jw = weft_task_join_timeout(w, NULL, 10 * SEC);
+			int js = weft_task_join_timeout(s, NULL, 10 * SEC);
 			print_message("  after cancelling both: waiter join %s, setter join %s\n",
 				      weft_strerror(jw), weft_strerror(js));
 			break;
@@ -605,8 +605,8 @@ static void stress_cancel_vs_complete(void **state)
 			c_rc = weft_task_cancel(w);
 		if (x.mode == MODE_FUTURE_CANCEL || x.mode == MODE_BOTH)
 			fc_rc = weft_future_cancel(x.f);
-		int jw = weft_task_join_timeout(w, JOIN_LIMIT, NULL);
-		int js = weft_task_join_timeout(s, JOIN_LIMIT, NULL);
+		int jw = weft_task_join_timeout(w, NULL, JOIN_LIMIT);
+		int js = weft_task_join_timeout(s, NULL, JOIN_LIMIT);
 		if (jw == -ETIMEDOUT || js == -ETIMEDOUT) {
 			print_message("round %u mode %d: join timed out (waiter %s, setter %s)\n",
 				      round, x.mode, weft_strerror(jw), weft_strerror(js));
@@ -730,7 +730,7 @@ static void stress_cancel_vs_timer(void **state)
 		while (weft_now_ns() < at)
 			relax();
 		int c_rc = weft_task_cancel(w);
-		int jw = weft_task_join_timeout(w, JOIN_LIMIT, NULL);
+		int jw = weft_task_join_timeout(w, NULL, JOIN_LIMIT);
 		if (jw == -ETIMEDOUT) {
 			print_message("round %u: sleeper never finished\n", round);
 			hung++;
@@ -834,8 +834,8 @@ static void stress_shielded_cleanup_yields(void **state)
 		assert_int_equal(atomic_load(&s.in_shield), 1);
 		assert_int_equal(weft_task_cancel(a), 0);
 		weft_task *b = spawn_pinned(rt, round == 0 ? 0 : WEFT_PIN_NONE, shy_partner, &s);
-		int ja = weft_task_join_timeout(a, 30 * SEC, NULL);
-		int jb = weft_task_join_timeout(b, 30 * SEC, NULL);
+		int ja = weft_task_join_timeout(a, NULL, 30 * SEC);
+		int jb = weft_task_join_timeout(b, NULL, 30 * SEC);
 		assert_int_equal(shutdown_bounded(rt, 30), 0);
 		print_message("round %d: partner ran %d after %llu shielded yields; sleep %s "
 			      "(%llu ns); after shield_end: %s; join %s\n",
@@ -921,7 +921,7 @@ static void *mig_worker(void *arg)
 			rc = weft_sleep_ms(1);
 			break;
 		default: /* a timed wait on a future nobody completes */
-			rc = weft_future_wait_timeout(m->never, rnd(&seed) % (200 * US), NULL);
+			rc = weft_future_wait_timeout(m->never, NULL, rnd(&seed) % (200 * US));
 			rc = rc == -ETIMEDOUT ? 0 : rc ? rc : -EINVAL;
 			break;
 		}
@@ -993,7 +993,7 @@ static void migration_run(unsigned loops)
 	m.rt = rt_start(loops, -1);
 	for (unsigned i = 0; i < loops; i++) {
 		weft_task *t = spawn_pinned(m.rt, (int)i, mig_record, (void *)(uintptr_t)i);
-		assert_int_equal(weft_task_join_timeout(t, JOIN_LIMIT, NULL), 0);
+		assert_int_equal(weft_task_join_timeout(t, NULL, JOIN_LIMIT), 0);
 		weft_task_release(t);
 		assert_int_equal(atomic_load(&m.recorded[i]), 1);
 	}
@@ -1003,7 +1003,7 @@ static void migration_run(unsigned loops)
 	uint64_t t0 = weft_now_ns();
 	weft_task *mt = NULL;
 	assert_int_equal(weft_runtime_spawn(m.rt, &mt, NULL, mig_main, &m), 0);
-	int jr = weft_task_join_timeout(mt, JOIN_LIMIT, NULL);
+	int jr = weft_task_join_timeout(mt, NULL, JOIN_LIMIT);
 	uint64_t dt = weft_now_ns() - t0;
 	weft_runtime_stats st;
 	weft_runtime_stats_get(m.rt, &st);
@@ -1360,12 +1360,12 @@ static void stress_inject_not_starved(void **state)
 		/* Both loops are busy yielding; now a stealable foreign spawn. */
 		weft_task *s = NULL;
 		assert_int_equal(weft_runtime_spawn(rt, &s, NULL, set_stop, &b), 0);
-		int js = weft_task_join_timeout(s, 5 * SEC, NULL);
+		int js = weft_task_join_timeout(s, NULL, 5 * SEC);
 		int spinning = atomic_load(&b.spinning);
 		uint64_t yields = atomic_load(&b.yields);
 		atomic_store(&b.stop, 1); /* in case it never ran */
-		int j0 = weft_task_join_timeout(y[0], 10 * SEC, NULL);
-		int j1 = weft_task_join_timeout(y[1], 10 * SEC, NULL);
+		int j0 = weft_task_join_timeout(y[0], NULL, 10 * SEC);
+		int j1 = weft_task_join_timeout(y[1], NULL, 10 * SEC);
 		assert_int_equal(shutdown_bounded(rt, 30), 0);
 		print_message("yielders %s: injected task joined %s after %llu yields\n",
 			      pinned ? "pinned" : "stealable", weft_strerror(js),
@@ -1623,7 +1623,7 @@ static void stress_foreign_threads(void **state)
 	unsigned race_bad = 0;
 	for (unsigned k = 0; k < h.nrace; k++) {
 		void *res = NULL;
-		int r = weft_task_join_timeout(rw[k], JOIN_LIMIT, &res);
+		int r = weft_task_join_timeout(rw[k], &res, JOIN_LIMIT);
 		if (r != 0 || atomic_load(&h.race_wins[k]) != 1 ||
 		    (uintptr_t)res != atomic_load(&h.race_winner[k]))
 			race_bad++;

@@ -96,7 +96,7 @@ static void *join_twice_main(void *arg)
 	r->rc1 = weft_task_join(t, &res);
 	r->res2 = P(0x77);
 	r->rc2 = weft_task_join(t, &r->res2); /* a result is handed over once */
-	r->rc3 = weft_task_join_timeout(t, 1 * MS, NULL);
+	r->rc3 = weft_task_join_timeout(t, NULL, 1 * MS);
 	weft_task_release(t);
 	return res;
 }
@@ -117,7 +117,7 @@ static void *join_self(void *arg)
 	(void)arg;
 	void *res = P(0x99);
 	int r = weft_task_join(weft_task_current(), &res);
-	int r2 = weft_task_join_timeout(weft_task_current(), 1 * MS, &res);
+	int r2 = weft_task_join_timeout(weft_task_current(), &res, 1 * MS);
 	return P((r == -EDEADLK && r2 == -EDEADLK && U(res) == 0x99) ? 1 : 0);
 }
 
@@ -162,7 +162,7 @@ static void *busy_main(void *arg)
 	task_wait_at_least(&r->joining, 1);
 	weft_yield();
 	r->second_rc = weft_task_join(r->target, NULL);
-	r->third_rc = weft_task_join_timeout(r->target, 1 * MS, NULL);
+	r->third_rc = weft_task_join_timeout(r->target, NULL, 1 * MS);
 	weft_future_set_result(r->gate, P(0x6a7e));
 	weft_task_join(j, NULL);
 	weft_task_release(j);
@@ -221,7 +221,7 @@ static void test_foreign_join_then_task_join_ebusy(void **state)
 	/* Poll until the foreign thread is inside join (EBUSY from here). */
 	int rc = 0;
 	for (int i = 0; i < 5000; i++) {
-		rc = weft_task_join_timeout(f.t, 0, NULL);
+		rc = weft_task_join_timeout(f.t, NULL, 0);
 		if (rc == -EBUSY)
 			break;
 		msleep(1);
@@ -249,9 +249,9 @@ static void *join_timeout_main(void *arg)
 	if (weft_task_spawn(&t, sleep_ms_then_return, P((0x71 << 16) | 60)))
 		return P(1);
 	r->res_timeout = P(0x55);
-	r->rc_zero = weft_task_join_timeout(t, 0, NULL);
+	r->rc_zero = weft_task_join_timeout(t, NULL, 0);
 	uint64_t t0 = weft_now_ns();
-	r->rc_timeout = weft_task_join_timeout(t, 5 * MS, &r->res_timeout);
+	r->rc_timeout = weft_task_join_timeout(t, &r->res_timeout, 5 * MS);
 	r->waited = weft_now_ns() - t0;
 	r->rc_later = weft_task_join(t, &r->res_later);
 	weft_task_release(t);
@@ -509,9 +509,9 @@ static void *sticky_body(void *arg)
 	r->rc[ST_SLEEP_NS] = weft_sleep(1000);
 	r->rc[ST_FWAIT_DONE] = weft_future_wait(r->done, &v);
 	r->rc[ST_FWAIT_PENDING] = weft_future_wait(r->pending, &v);
-	r->rc[ST_FWAIT_TIMEOUT] = weft_future_wait_timeout(r->pending, 10000 * MS, &v);
+	r->rc[ST_FWAIT_TIMEOUT] = weft_future_wait_timeout(r->pending, &v, 10000 * MS);
 	r->rc[ST_JOIN_DONE] = weft_task_join(r->finished, NULL);
-	r->rc[ST_JOIN_TIMEOUT] = weft_task_join_timeout(r->finished, 10000 * MS, NULL);
+	r->rc[ST_JOIN_TIMEOUT] = weft_task_join_timeout(r->finished, NULL, 10000 * MS);
 	r->rc[ST_YIELD2] = weft_yield();
 	r->elapsed = weft_now_ns() - t0;
 	/* spawning is not a suspension point */

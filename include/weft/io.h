@@ -30,8 +30,9 @@
  *    as soon as the call returns, whatever it returned.
  *  - Closing an fd does not cancel operations pending on it (Linux); cancel
  *    the tasks that wait on it, or shut the socket down, first.
- *  - Timeouts: wrap a call in a deadline scope (weft_scope_enter); an
- *    expired scope makes it return -ETIMEDOUT.
+ *  - Timeouts: wrap a call in a deadline scope (weft_scope_enter, with
+ *    weft.h's "Timeouts and deadlines"); an expired scope makes it return
+ *    -ETIMEDOUT.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H

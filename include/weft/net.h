@@ -73,12 +73,13 @@ enum {
  * SOMAXCONN).  Returns the fd or -errno (-EADDRINUSE, ...).  Any thread. */
 WEFT_API int weft_tcp_listen(const weft_sockaddr *a, int backlog, unsigned flags);
 /* Connect to `a`; the connection has TCP_NODELAY set.  Returns the fd or
- * -errno; timeout_ns > 0 bounds it (-ETIMEDOUT) on top of any scope.
- * Task only. */
+ * -errno; timeout_ns bounds it (-ETIMEDOUT) on top of any scope, as
+ * weft.h's "Timeouts and deadlines" says (WEFT_FOREVER: no limit of its
+ * own; 0: -ETIMEDOUT at once, a connect always has to wait).  Task only. */
 WEFT_API int weft_tcp_connect(const weft_sockaddr *a, uint64_t timeout_ns);
 /* Resolve host (weft_resolve) and try each address in turn until one
- * connects, all within timeout_ns (0: no limit beyond the scope).  Returns
- * the fd, or the last address's error.  Task only. */
+ * connects, all within timeout_ns (as weft_tcp_connect's).  Returns the
+ * fd, or the last address's error.  Task only. */
 WEFT_API int weft_tcp_connect_host(const char *host, uint16_t port, uint64_t timeout_ns);
 
 /* A UDP socket bound to `a` (NULL: unbound, IPv6 dual-stack).  fd or

@@ -10,7 +10,11 @@
  * Blocking calls (put, get, join and their _timeout forms) are suspension
  * points in a task: they return -ECANCELED when the task is cancelled and
  * -ETIMEDOUT when an enclosing weft_scope expires.  A foreign thread blocks
- * instead (futex).  Every function may be called from any thread.
+ * instead (futex).  Every function may be called from any thread.  The
+ * _timeout forms take timeout_ns as weft.h's "Timeouts and deadlines"
+ * says: WEFT_FOREVER waits as the plain form does; 0 puts, gets or joins if
+ * that can be done at once and otherwise returns -ETIMEDOUT without
+ * suspending.
  *
  * Guarantees under cancellation and timeouts (stronger than asyncio's):
  *  - get: an item is either returned (0) or stays in the queue for the next

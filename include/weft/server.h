@@ -46,9 +46,14 @@ typedef struct weft_server_config {
 	unsigned max_conns;       /* open connections at most (65536) */
 	int backlog;              /* listen backlog (SOMAXCONN) */
 	uint64_t idle_timeout_ns; /* a receive waiting longer fails with
-				     -ETIMEDOUT (60 s; 0: none) */
+				     -ETIMEDOUT (60 s; WEFT_FOREVER: none;
+				     as weft.h's "Timeouts and deadlines",
+				     so 0 fails every receive that would
+				     wait) */
 	uint64_t grace_ns;        /* shutdown grace for open connections
-				     (5 s) */
+				     when a signal (handle_signals) or
+				     weft_server_destroy shuts down (5 s;
+				     WEFT_FOREVER: no limit; 0: none) */
 	bool shared_listener;     /* one listener, accepted on loop 0 */
 	bool handle_signals;      /* SIGINT/SIGTERM start a graceful shutdown */
 	size_t conn_stack_size;   /* stack of connection tasks (runtime's) */
@@ -76,13 +81,15 @@ WEFT_API int weft_server_start(weft_server **out, weft_runtime *rt,
 WEFT_API uint16_t weft_server_port(const weft_server *s);
 
 /*
- * Graceful shutdown: stop accepting, wait up to grace_ns (UINT64_MAX: the
- * config's) for open connections to finish, cancel the rest and wait for
- * them.  Idempotent; concurrent callers all wait.  Returns 0, or -ECANCELED
- * / -ETIMEDOUT if the calling task gave up waiting (the shutdown carries
- * on).  From a task or a foreign thread.  The sequence runs in a task of
- * its own; if that task cannot be spawned (no memory for its stack), the
- * caller runs it.
+ * Graceful shutdown: stop accepting, wait up to grace_ns for open
+ * connections to finish, cancel the rest and wait for them.  grace_ns
+ * follows weft.h's "Timeouts and deadlines": WEFT_FOREVER waits for the
+ * connections without limit, 0 cancels them at once (pass cfg.grace_ns for
+ * the configured grace).  Only the first call's grace counts.  Idempotent;
+ * concurrent callers all wait.  Returns 0, or -ECANCELED / -ETIMEDOUT if
+ * the calling task gave up waiting (the shutdown carries on).  From a task
+ * or a foreign thread.  The sequence runs in a task of its own; if that
+ * task cannot be spawned (no memory for its stack), the caller runs it.
  */
 WEFT_API int weft_server_shutdown(weft_server *s, uint64_t grace_ns);
 

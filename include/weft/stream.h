@@ -72,7 +72,10 @@ typedef struct weft_stream_config {
 	size_t low_water;  /* ... until the queue is down to this (16 KiB) */
 	bool keep_fd;      /* close leaves the fd open (false) */
 	uint64_t read_timeout_ns; /* idle limit: a receive that waits longer
-				     fails with -ETIMEDOUT (0: none) */
+				     fails with -ETIMEDOUT (WEFT_FOREVER:
+				     none, the default; 0: every read
+				     returns only what is buffered, see
+				     "Timeouts and deadlines" in weft.h) */
 	bool multishot;    /* sockets: keep one multishot receive armed into
 			      the loop's provided buffers (kernel 5.19+;
 			      plain receives otherwise).  It stays armed
@@ -117,11 +120,12 @@ WEFT_API ssize_t weft_stream_read_until(weft_stream *s, const void *delim, size_
  * is returned as is (0 once nothing is left). */
 WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **out);
 
-/* A deadline (absolute, weft_now_ns clock; 0 clears it) for every read
- * call until cleared: a receive still waiting then fails with -ETIMEDOUT.
- * For "the whole request head within N seconds" (slowloris) on top of the
- * per-receive read_timeout_ns.  Returns 0, -EINVAL, or -EPERM outside a
- * task. */
+/* A deadline (absolute, weft_now_ns clock; WEFT_FOREVER clears it, the
+ * default; one already past, 0 included, has expired: see "Timeouts and
+ * deadlines" in weft.h) for every read call until cleared: a receive
+ * still waiting then fails with -ETIMEDOUT.  For "the whole request head
+ * within N seconds" (slowloris) on top of the per-receive
+ * read_timeout_ns.  Returns 0, -EINVAL, or -EPERM outside a task. */
 WEFT_API int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns);
 
 /* Zero-copy parsing: the buffered bytes (*out, valid until the next read

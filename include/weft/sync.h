@@ -17,7 +17,9 @@
  *  - Every wait returns -ECANCELED if the calling task is cancelled (also
  *    when the resource is free at the time of the call, as for every other
  *    suspension point; use weft_shield_begin() around cleanup) and
- *    -ETIMEDOUT when an enclosing deadline scope (weft_scope_enter) expires.
+ *    -ETIMEDOUT when an enclosing deadline scope (weft_scope_enter) expires:
+ *    no wait here takes a timeout argument, a scope gives one (weft.h,
+ *    "Timeouts and deadlines").
  *    In both cases nothing was acquired and nothing was consumed.  A wait
  *    that is handed the resource at the same moment it is cancelled or
  *    times out returns 0: the caller owns what it waited for, and the
