@@ -591,7 +591,8 @@ static weft_task *idle(weft_loop *l)
 	 * a spinning loop enters the ring only every 8th round (~5 us), not
 	 * once per round, so waiting costs neither CPU nor syscalls. */
 	uint64_t spin = rt->nloops == 1 && l->inflight ? 0 : rt->cfg.spin_us;
-	uint64_t until = weft_now_ns() + spin * 1000u;
+	uint64_t spin_ns = spin > UINT64_MAX / 1000 ? UINT64_MAX : spin * 1000u;
+	uint64_t until = weft__deadline_add(weft_now_ns(), spin_ns); /* saturating */
 	unsigned round = 0;
 	do {
 		for (int i = 0; i < 32; i++)
