@@ -1539,7 +1539,7 @@ static void idle_body(struct fx *f)
 	weft_stream_read_deadline(f->s, weft_now_ns() + 20 * MS);
 	x->timed_out = weft_stream_read(f->s, b, sizeof b);
 	x->held_idle = weft__stream_held(f->s);
-	weft_stream_read_deadline(f->s, 0);
+	weft_stream_read_deadline(f->s, WEFT_FOREVER);
 	/* A write buffer while bytes are queued, none once they are sent. */
 	x->wrote = weft_stream_write(f->s, "pong\n", 5);
 	x->held_written = weft__stream_held(f->s);
@@ -1560,7 +1560,7 @@ static void idle_body(struct fx *f)
 	finish(t);
 	weft_stream_read_deadline(f->s, weft_now_ns() + 10 * MS);
 	weft_stream_read(f->s, b, sizeof b);
-	weft_stream_read_deadline(f->s, 0);
+	weft_stream_read_deadline(f->s, WEFT_FOREVER);
 	x->held_end = weft__stream_held(f->s);
 }
 
