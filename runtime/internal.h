@@ -50,6 +50,7 @@ typedef struct weft__pool weft__pool;
 
 /* ---- scheduler constants (DESIGN.md "Scheduler defaults") ---- */
 #define WEFT_RUNQ_CAP 256u          /* per-loop stealable ring */
+#define WEFT_RUNQ_STAGE 32u         /* overflow pushes published at once */
 #define WEFT_LIFO_MAX_STREAK 3      /* LIFO-slot uses in a row */
 #define WEFT_MAINT_INTERVAL 61      /* ticks between maintenance passes */
 #define WEFT_TASK_BUDGET 128        /* ready-without-suspending ops per run */
@@ -160,6 +161,11 @@ typedef struct weft__runq {
 	weft__lock ovf_lock;
 	_Atomic uint32_t ovf_len;
 	weft_task *ovf_head, *ovf_tail;
+	/* Owner-only: pushes staged behind the overflow, published to it in
+	 * batches (one lock per WEFT_RUNQ_STAGE pushes, not one per push). */
+	weft_task *stage_head, *stage_tail;
+	uint32_t stage_len;
+	bool spill;            /* something may wait behind the ring */
 } weft__runq;
 
 /* Lock-free multi-producer stack, taken whole by its single consumer. */
@@ -359,7 +365,13 @@ typedef struct weft__wakes {
 } weft__wakes;
 #define WEFT_WAKES_INIT { .n = 0 }
 WEFT_HIDDEN void weft__task_wake_to(weft_task *t, weft__wakes *wk);
-WEFT_HIDDEN void weft__wakes_flush(weft__wakes *wk);
+WEFT_HIDDEN void weft__wakes_flush_slow(weft__wakes *wk);
+/* Make the wakes recorded in wk (usually none: one test inline). */
+static inline void weft__wakes_flush(weft__wakes *wk)
+{
+	if (unlikely(wk->n || wk->all || wk->notify))
+		weft__wakes_flush_slow(wk);
+}
 WEFT_HIDDEN int weft__task_cancel_to(weft_task *t, weft__wakes *wk);
 
 /* Release lk, then make the wakes recorded under it. */
@@ -438,6 +450,7 @@ WEFT_HIDDEN void weft__runq_init(weft__runq *q);
 WEFT_HIDDEN weft_task *weft__runq_steal(weft__runq *src, weft__runq *dst, unsigned *stolen);
 WEFT_HIDDEN void weft__runq_push_slow(weft__runq *q, weft_task *t);
 WEFT_HIDDEN weft_task *weft__runq_pop_slow(weft__runq *q);
+WEFT_HIDDEN void weft__runq_flush(weft__runq *q);
 WEFT_HIDDEN void weft__inject_push(weft_runtime *rt, weft_task *t);
 WEFT_HIDDEN void weft__inject_push_batch(weft_runtime *rt, weft_task *head, weft_task *tail,
 					 uint32_t n);

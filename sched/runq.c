@@ -15,8 +15,10 @@
  * When the ring is full, the owner's further pushes queue in order behind
  * it on a locked overflow list (rarely used: more than 256 tasks ready on
  * one loop), moved into the ring as it drains; so one loop runs its own
- * tasks in the order they became ready, however many there are.  Thieves
- * take the older half of the overflow once the ring is empty.  (Tokio
+ * tasks in the order they became ready, however many there are.  The
+ * owner stages such pushes privately and publishes them 32 at a time (and
+ * at every scheduler pass), one lock per batch.  Thieves take the older
+ * half of the overflow once the ring is empty.  (Tokio
  * spills half the ring to the global queue instead, which lets a task
  * ready later run first.)
  */
@@ -33,6 +35,9 @@ void weft__runq_init(weft__runq *q)
 	atomic_init(&q->ovf_lock.v, 0);
 	atomic_init(&q->ovf_len, 0);
 	q->ovf_head = q->ovf_tail = NULL;
+	q->stage_head = q->stage_tail = NULL;
+	q->stage_len = 0;
+	q->spill = false;
 }
 
 /* With ovf_lock held: move overflow tasks, oldest first, into the ring's
@@ -57,28 +62,51 @@ static void refill_locked(weft__runq *q)
 		atomic_store_explicit(&q->tail, tail + n, memory_order_release);
 }
 
-/* The ring is full or tasks already wait behind it (weft__runq_push's slow
- * path): queue t last, then move what fits into the ring. */
-void weft__runq_push_slow(weft__runq *q, weft_task *t)
+/* Owner: publish the staged pushes behind the overflow and move what fits
+ * into the ring; whether anything still waits behind it is `spill`. */
+void weft__runq_flush(weft__runq *q)
 {
-	t->next = NULL;
 	weft__lock_acquire(&q->ovf_lock);
-	if (q->ovf_tail)
-		q->ovf_tail->next = t;
-	else
-		q->ovf_head = t;
-	q->ovf_tail = t;
-	atomic_fetch_add_explicit(&q->ovf_len, 1, memory_order_relaxed);
+	if (q->stage_head) {
+		if (q->ovf_tail)
+			q->ovf_tail->next = q->stage_head;
+		else
+			q->ovf_head = q->stage_head;
+		q->ovf_tail = q->stage_tail;
+		atomic_fetch_add_explicit(&q->ovf_len, q->stage_len, memory_order_relaxed);
+		q->stage_head = q->stage_tail = NULL;
+		q->stage_len = 0;
+	}
 	refill_locked(q);
+	q->spill = atomic_load_explicit(&q->ovf_len, memory_order_relaxed) != 0;
 	weft__lock_release(&q->ovf_lock);
 }
 
-/* The ring is empty but the overflow is not (weft__runq_pop's slow path). */
+/* The ring is full or tasks already wait behind it (weft__runq_push's slow
+ * path): t is staged last; while the ring stays full, a batch of stages
+ * is published under one lock. */
+void weft__runq_push_slow(weft__runq *q, weft_task *t)
+{
+	t->next = NULL;
+	if (q->stage_tail)
+		q->stage_tail->next = t;
+	else
+		q->stage_head = t;
+	q->stage_tail = t;
+	q->stage_len++;
+	q->spill = true;
+	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (q->stage_len < WEFT_RUNQ_STAGE && tail - weft__rq_steal(h) >= WEFT_RUNQ_CAP)
+		return;
+	weft__runq_flush(q);
+}
+
+/* The ring is empty, something may wait behind it (weft__runq_pop's slow
+ * path). */
 weft_task *weft__runq_pop_slow(weft__runq *q)
 {
-	weft__lock_acquire(&q->ovf_lock);
-	refill_locked(q);
-	weft__lock_release(&q->ovf_lock);
+	weft__runq_flush(q);
 	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
 	if (weft__rq_real(h) == atomic_load_explicit(&q->tail, memory_order_relaxed))
 		return NULL; /* a thief took the overflow first */

@@ -12,13 +12,20 @@ static inline uint64_t weft__rq_pack(uint32_t steal, uint32_t real)
 static inline uint32_t weft__rq_steal(uint64_t h) { return (uint32_t)(h >> 32); }
 static inline uint32_t weft__rq_real(uint64_t h) { return (uint32_t)h; }
 
-/* Tasks in q (ring and overflow), as seen now (any thread). */
+/* Tasks in q's ring and overflow, as seen now (any thread; the owner's
+ * staged pushes are not counted: see weft__runq_len_own). */
 static inline uint32_t weft__runq_len(const weft__runq *q)
 {
 	weft__runq *m = (weft__runq *)q;
 	uint64_t h = atomic_load_explicit(&m->head, memory_order_acquire);
 	uint32_t t = atomic_load_explicit(&m->tail, memory_order_acquire);
 	return t - weft__rq_real(h) + atomic_load_explicit(&m->ovf_len, memory_order_relaxed);
+}
+
+/* Owner only: every task in q, staged pushes included. */
+static inline uint32_t weft__runq_len_own(const weft__runq *q)
+{
+	return weft__runq_len(q) + q->stage_len;
 }
 
 /* Owner only: append t.  Once the ring is full, tasks queue behind it in
@@ -28,8 +35,7 @@ static inline void weft__runq_push(weft__runq *q, weft_task *t)
 {
 	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
 	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	if (likely(tail - weft__rq_steal(h) < WEFT_RUNQ_CAP &&
-		   !atomic_load_explicit(&q->ovf_len, memory_order_relaxed))) {
+	if (likely(tail - weft__rq_steal(h) < WEFT_RUNQ_CAP && !q->spill)) {
 		atomic_store_explicit(&q->buf[tail & (WEFT_RUNQ_CAP - 1)], t, memory_order_relaxed);
 		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
 		return;
@@ -45,9 +51,7 @@ static inline weft_task *weft__runq_pop(weft__runq *q)
 		uint32_t steal = weft__rq_steal(h), real = weft__rq_real(h);
 		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		if (real == tail)
-			return unlikely(atomic_load_explicit(&q->ovf_len, memory_order_relaxed))
-				       ? weft__runq_pop_slow(q)
-				       : NULL;
+			return unlikely(q->spill) ? weft__runq_pop_slow(q) : NULL;
 		uint32_t nr = real + 1;
 		uint64_t next = steal == real ? weft__rq_pack(nr, nr) : weft__rq_pack(steal, nr);
 		if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,

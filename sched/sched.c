@@ -139,7 +139,7 @@ static inline void queue_back(weft_loop *l, weft_task *t)
 /* Whether nothing is ready on l besides what the LIFO slot holds. */
 static inline bool queues_empty(weft_loop *l)
 {
-	return !l->pinned.len && !weft__runq_len(l->rq);
+	return !l->pinned.len && !weft__runq_len_own(l->rq);
 }
 
 /* Queue a NOTIFIED task on its home loop `l`, from l's own thread.  With
@@ -196,7 +196,7 @@ void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 		wk->all = home->rt;
 }
 
-void weft__wakes_flush(weft__wakes *wk)
+void weft__wakes_flush_slow(weft__wakes *wk)
 {
 	if (unlikely(wk->all)) {
 		weft__wake_all_loops(wk->all);
@@ -221,7 +221,7 @@ bool weft__loop_has_ready(const weft_loop *l)
 {
 	return l->lifo || l->pinned.len ||
 	       atomic_load_explicit(&((weft_loop *)l)->remote.head, memory_order_relaxed) ||
-	       weft__runq_len(l->rq);
+	       weft__runq_len_own(l->rq);
 }
 
 /* A new task: queue it where it should start. */
@@ -478,6 +478,8 @@ static void maintenance_poll(weft_loop *l, bool ring)
 	}
 	if (atomic_load_explicit(&l->reaped.head, memory_order_relaxed))
 		reap_finished(l);
+	if (l->rq->stage_len) /* staged pushes become stealable */
+		weft__runq_flush(l->rq);
 	if (ring)
 		weft__io_poll(l, false, 0);
 	if (weft__timer_any(l))
