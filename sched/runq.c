@@ -42,22 +42,29 @@ void weft__runq_init(weft__runq *q)
 
 /* With ovf_lock held: move overflow tasks, oldest first, into the ring's
  * free slots.  Runs on the owner (slots past tail are its to write). */
+/* With src's ovf_lock held: move up to max tasks from the head of src's
+ * overflow into dst's slots from index `at` on.  Returns how many. */
+static uint32_t take_overflow(weft__runq *src, weft__runq *dst, uint32_t at, uint32_t max)
+{
+	uint32_t n = 0;
+	weft_task *t = src->ovf_head;
+	while (t && n < max) {
+		atomic_store_explicit(&dst->buf[(at + n) & MASK], t, memory_order_relaxed);
+		t = t->next;
+		n++;
+	}
+	src->ovf_head = t;
+	if (!t)
+		src->ovf_tail = NULL;
+	atomic_fetch_sub_explicit(&src->ovf_len, n, memory_order_relaxed);
+	return n;
+}
+
 static void refill_locked(weft__runq *q)
 {
 	uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
 	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	uint32_t room = WEFT_RUNQ_CAP - (tail - weft__rq_steal(h));
-	uint32_t n = 0;
-	weft_task *t = q->ovf_head;
-	while (t && n < room) {
-		atomic_store_explicit(&q->buf[(tail + n) & MASK], t, memory_order_relaxed);
-		t = t->next;
-		n++;
-	}
-	q->ovf_head = t;
-	if (!t)
-		q->ovf_tail = NULL;
-	atomic_fetch_sub_explicit(&q->ovf_len, n, memory_order_relaxed);
+	uint32_t n = take_overflow(q, q, tail, WEFT_RUNQ_CAP - (tail - weft__rq_steal(h)));
 	if (n)
 		atomic_store_explicit(&q->tail, tail + n, memory_order_release);
 }
@@ -121,19 +128,8 @@ static uint32_t steal_overflow(weft__runq *src, weft__runq *dst, uint32_t dst_ta
 		return 0;
 	weft__lock_acquire(&src->ovf_lock);
 	uint32_t len = atomic_load_explicit(&src->ovf_len, memory_order_relaxed);
-	uint32_t want = len - len / 2, n = 0;
-	if (want > WEFT_RUNQ_CAP / 2)
-		want = WEFT_RUNQ_CAP / 2;
-	weft_task *t = src->ovf_head;
-	while (t && n < want) {
-		atomic_store_explicit(&dst->buf[(dst_tail + n) & MASK], t, memory_order_relaxed);
-		t = t->next;
-		n++;
-	}
-	src->ovf_head = t;
-	if (!t)
-		src->ovf_tail = NULL;
-	atomic_fetch_sub_explicit(&src->ovf_len, n, memory_order_relaxed);
+	uint32_t want = len - len / 2;
+	uint32_t n = take_overflow(src, dst, dst_tail, want < WEFT_RUNQ_CAP / 2 ? want : WEFT_RUNQ_CAP / 2);
 	weft__lock_release(&src->ovf_lock);
 	return n;
 }
