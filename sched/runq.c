@@ -129,7 +129,9 @@ static uint32_t steal_overflow(weft__runq *src, weft__runq *dst, uint32_t dst_ta
 	weft__lock_acquire(&src->ovf_lock);
 	uint32_t len = atomic_load_explicit(&src->ovf_len, memory_order_relaxed);
 	uint32_t want = len - len / 2;
-	uint32_t n = take_overflow(src, dst, dst_tail, want < WEFT_RUNQ_CAP / 2 ? want : WEFT_RUNQ_CAP / 2);
+	if (want > WEFT_RUNQ_CAP / 2)
+		want = WEFT_RUNQ_CAP / 2;
+	uint32_t n = take_overflow(src, dst, dst_tail, want);
 	weft__lock_release(&src->ovf_lock);
 	return n;
 }
