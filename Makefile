@@ -9,8 +9,9 @@
 #   make install PREFIX=/usr/local
 #
 # Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
-# build/tsan/.  Each has libweft.a (only weft_* exported) and
-# libweft-internal.a (every symbol, for white-box tests and benchmarks).
+# build/tsan/, build/fault/ (`make VARIANT=fault fault-tests`).  Each has
+# libweft.a (only weft_* exported) and libweft-internal.a (every symbol,
+# for white-box tests and benchmarks).
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -30,6 +31,11 @@ else ifeq ($(VARIANT),asan)
 else ifeq ($(VARIANT),tsan)
   B := build/tsan
   VFLAGS := -O1 -g -fsanitize=thread -DWEFT_DEBUG
+else ifeq ($(VARIANT),fault)
+  # Fault injection (tests/fault.c, docs/testing.md): release code with the
+  # seams of runtime/fault.h on; the suites use their reduced sizes.
+  B := build/fault
+  VFLAGS := -O2 -g -DNDEBUG -DWEFT_FAULT -DWEFT_TEST_SANITIZED=1
 else
   $(error unknown VARIANT $(VARIANT))
 endif
@@ -52,10 +58,13 @@ HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+# test_fault needs the fault build's archive (tests/fault.c): only there,
+# with the suites that run under it (`make VARIANT=fault fault-tests`).
+TESTS    := $(filter-out %/test_fault,$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)))
+FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream)
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests deps deps-test demo test test-plain test-epoll test-aarch64 \
+.PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
@@ -66,6 +75,7 @@ load: $(B)/bench/weft-load
 examples: $(EXAMPLES)
 bench-build: $(BENCHES)
 tests: $(TESTS)
+fault-tests: $(FAULT_TESTS)
 
 $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -83,8 +93,25 @@ $(B)/libweft.a: $(LIB_OBJ)
 	objcopy --localize-hidden $(B)/weft-all.o $(B)/weft.o
 	rm -f $@ && ar rcs $@ $(B)/weft.o
 
-$(B)/libweft-internal.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $(LIB_OBJ)
+# The fault build's archive: the runtime's objects and tests/fault.c in one
+# relocatable object whose calls to these symbols go to tests/fault.c's
+# __wrap_ functions; the tests' own calls stay unwrapped.
+FAULT_WRAP := malloc calloc realloc aligned_alloc posix_memalign strdup mmap \
+	pthread_create socket accept4 eventfd epoll_create1 pipe2 read write \
+	epoll_ctl epoll_wait syscall io_uring_submit io_uring_submit_and_wait \
+	io_uring_submit_and_wait_timeout io_uring_submit_and_get_events \
+	io_uring_get_events io_uring_queue_init_params io_uring_register_buf_ring \
+	io_uring_register_ring_fd
+ifeq ($(VARIANT),fault)
+INTERNAL_OBJ := $(B)/weft-fault.o
+$(B)/weft-fault.o: $(LIB_OBJ) $(B)/obj/tests/fault.o
+	ld -r $(addprefix --wrap=,$(FAULT_WRAP)) -o $@ $^
+$(B)/obj/tests/fault.o: tests/fault.h
+else
+INTERNAL_OBJ := $(LIB_OBJ)
+endif
+$(B)/libweft-internal.a: $(INTERNAL_OBJ)
+	rm -f $@ && ar rcs $@ $(INTERNAL_OBJ)
 
 $(B)/examples/%: examples/%.c $(B)/libweft.a $(HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)

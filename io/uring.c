@@ -12,6 +12,7 @@
  * (the I/O layer's per-operation record; pointers are 8-byte aligned).
  */
 #include "io.h"
+#include "../runtime/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -277,11 +278,11 @@ void weft__ring_wake(weft_loop *target)
 /* An SQE on loop l's ring, flushing the SQ once if it is full. */
 static struct io_uring_sqe *ring_sqe(weft_loop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe = weft__get_sqe(&l->ring);
 	if (unlikely(!sqe)) { /* SQ full: flush it, once */
 		io_uring_submit(&l->ring);
 		WEFT_STAT_ADD(l, enters, 1);
-		sqe = io_uring_get_sqe(&l->ring);
+		sqe = weft__get_sqe(&l->ring);
 	}
 	return sqe;
 }
