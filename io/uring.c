@@ -37,9 +37,7 @@ static struct io_uring_sqe *ring_sqe(weft_loop *l);
 
 static void wake_by_eventfd(weft_loop *target)
 {
-	uint64_t one = 1;
-	ssize_t w = write(target->efd, &one, sizeof(one));
-	(void)w; /* EAGAIN means a wake is already pending */
+	weft__efd_post(target->efd);
 }
 
 static void arm_eventfd(weft_loop *l)
