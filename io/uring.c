@@ -258,9 +258,15 @@ void weft__ring_wake(weft_loop *target)
 			if (me->features & WEFT_RING_CQE_SKIP)
 				sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT + target->index);
-			io_uring_submit(&me->ring);
+			/* Not submitted now (EINTR, EAGAIN, EBUSY): it would wait
+			 * for this loop's next enter, which a busy loop may not
+			 * make for long, so take the other road as well (a second
+			 * wake is harmless). */
+			bool sent = io_uring_submit(&me->ring) >= 0;
 			WEFT_STAT_ADD(me, enters, 1);
 			WEFT_STAT_ADD(me, wakeups_sent, 1);
+			if (!sent)
+				wake_by_eventfd(target);
 			return;
 		}
 	}
