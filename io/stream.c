@@ -58,6 +58,7 @@ struct weft_stream {
 	bool rarmed;        /* rop in flight */
 	bool rcapped;       /* too much pending: rop is being cancelled */
 	bool reof;
+	bool rlost;         /* received bytes were dropped: rerr stays */
 	int rerr;           /* the multishot's error, for the reader */
 	struct pend *pend;  /* received, not yet copied out */
 	unsigned npend, cappend;
@@ -187,12 +188,25 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	weft__lock_acquire(&s->lk);
 	if (res > 0 && (flags & WEFT__OP_BUFFER)) {
 		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		if (s->rlost) { /* nothing after the gap may be read */
+			weft__bufring_put(br, bid);
+			goto out;
+		}
 		if (s->npend == s->cappend) {
 			unsigned cap = s->cappend ? s->cappend * 2 : 8;
 			struct pend *p = realloc(s->pend, cap * sizeof(*p));
-			if (!p) { /* keep the stream consistent: fail the reader */
+			if (!p) {
+				/* No room to keep these bytes: the input has a gap
+				 * from here, so it ends here, with an error every
+				 * later read returns (what came before is still
+				 * read first).  Stop receiving. */
 				weft__bufring_put(br, bid);
-				s->rerr = -ENOMEM;
+				s->rlost = true;
+				s->rerr = -EIO;
+				if ((flags & WEFT__OP_MORE) && !s->rcapped) {
+					weft__io_cancel(l, op);
+					s->rcapped = true;
+				}
 				goto out;
 			}
 			s->pend = p;
@@ -207,7 +221,7 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		}
 	} else if (res == 0) {
 		s->reof = true;
-	} else if (res < 0 && res != -ECANCELED) {
+	} else if (res < 0 && res != -ECANCELED && !s->rlost) {
 		s->rerr = res; /* -ENOBUFS: the reader falls back once */
 	}
 out:
@@ -265,9 +279,10 @@ static ssize_t recv_multishot(weft_stream *s)
 		}
 		if (s->rerr || s->reof) {
 			int r = s->rerr;
-			s->rerr = 0;
+			if (!s->rlost)
+				s->rerr = 0;
 			weft__lock_release(&s->lk);
-			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
+			return r == -ENOBUFS ? -EAGAIN : r; /* EOF and a gap stay */
 		}
 		if (!t) {
 			weft__lock_release(&s->lk);
