@@ -4,7 +4,8 @@
 #   make demo       install missing Debian packages, build, run the demo tour
 #   make test       install deps, then run every cmocka suite plain, under
 #                   ASan+UBSan and under TSan on io_uring, and plain and
-#                   under ASan+UBSan on epoll
+#                   under ASan+UBSan on epoll; then the stress suites under
+#                   fault injection on both (build/fault, docs/testing.md)
 #   make bench      run the benchmarks (BENCH lines)
 #   make install PREFIX=/usr/local
 #
@@ -61,10 +62,10 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 # test_fault needs the fault build's archive (tests/fault.c): only there,
 # with the suites that run under it (`make VARIANT=fault fault-tests`).
 TESTS    := $(filter-out %/test_fault,$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)))
-FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream)
+FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream fault)
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 \
+.PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 test-fault \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
 all: lib examples bench-build
@@ -139,13 +140,15 @@ demo: deps
 # and ASan+UBSan trees again on epoll (TREE@epoll sets WEFT_BACKEND); then
 # the core suites cross-built for aarch64 under qemu-user, on epoll
 # (tests/aarch64.sh; skipped loudly where qemu or the arm64 libraries are
-# missing).  Each test in its own process with a timeout (tests/run.sh);
-# the last line sums every run.
-TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64
+# missing); then the fault-injection tree on both backends with several
+# seeds (tests/fault.sh).  Each test in its own process with a timeout
+# (tests/run.sh); the last line sums every run.
+TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault
 test: deps-test
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
+	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
 	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps
@@ -154,6 +157,8 @@ test-epoll: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build@epoll
 test-aarch64: deps-test
 	@sh tests/run.sh aarch64
+test-fault: deps
+	@$(MAKE) --no-print-directory VARIANT=fault fault-tests && sh tests/run.sh fault
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps
