@@ -68,7 +68,11 @@ TEST_HDRS := $(wildcard tests/*.h)
 .PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 test-fault \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
+ifeq ($(VARIANT),fault)
+all: fault-tests # the fault tree holds its suites only
+else
 all: lib examples bench-build
+endif
 
 lib: $(B)/libweft.a $(B)/libweft-internal.a
 # weft-load alone, so the sanitizer trees can test it (test_loadgen)
