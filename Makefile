@@ -4,14 +4,16 @@
 #   make demo       install missing Debian packages, build, run the demo tour
 #   make test       install deps, then run every cmocka suite plain, under
 #                   ASan+UBSan and under TSan on io_uring, and plain and
-#                   under ASan+UBSan on epoll
+#                   under ASan+UBSan on epoll; then the stress suites under
+#                   fault injection on both (build/fault, docs/testing.md)
 #   make bench      run the benchmarks (BENCH lines)
 #   make install PREFIX=/usr/local
 #
 # Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
-# build/tsan/.  Each has libweft.a (only weft_* exported), libweft_pic.a
-# (the same, for linking into a dlopen'ed shared object) and
-# libweft-internal.a (every symbol, for white-box tests and benchmarks).
+# build/tsan/, build/fault/ (`make VARIANT=fault fault-tests`).  Each has
+# libweft.a (only weft_* exported), libweft_pic.a (the same, for linking
+# into a dlopen'ed shared object) and libweft-internal.a (every symbol,
+# for white-box tests and benchmarks).
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -31,6 +33,11 @@ else ifeq ($(VARIANT),asan)
 else ifeq ($(VARIANT),tsan)
   B := build/tsan
   VFLAGS := -O1 -g -fsanitize=thread -DWEFT_DEBUG
+else ifeq ($(VARIANT),fault)
+  # Fault injection (tests/fault.c, docs/testing.md): release code with the
+  # seams of runtime/fault.h on; the suites use their reduced sizes.
+  B := build/fault
+  VFLAGS := -O2 -g -DNDEBUG -DWEFT_FAULT -DWEFT_TEST_SANITIZED=1
 else
   $(error unknown VARIANT $(VARIANT))
 endif
@@ -53,13 +60,20 @@ HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+# test_fault needs the fault build's archive (tests/fault.c): only there,
+# with the suites that run under it (`make VARIANT=fault fault-tests`).
+TESTS    := $(filter-out %/test_fault,$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)))
+FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream fault)
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests deps deps-test demo test test-plain test-epoll test-aarch64 \
+.PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 test-fault \
         test-asan test-tsan bench install clean check-symbols check-aarch64
 
+ifeq ($(VARIANT),fault)
+all: fault-tests # the fault tree holds its suites only
+else
 all: lib examples bench-build
+endif
 
 lib: $(B)/libweft.a $(B)/libweft_pic.a $(B)/libweft-internal.a
 # weft-load alone, so the sanitizer trees can test it (test_loadgen)
@@ -67,6 +81,7 @@ load: $(B)/bench/weft-load
 examples: $(EXAMPLES)
 bench-build: $(BENCHES)
 tests: $(TESTS)
+fault-tests: $(FAULT_TESTS)
 
 $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -101,8 +116,25 @@ $(B)/obj-pic/sched/sched.o: sched/sched.c $(HDRS)
 $(B)/libweft_pic.a: $(PIC_OBJ)
 	$(call localized_archive,weft_pic)
 
-$(B)/libweft-internal.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $(LIB_OBJ)
+# The fault build's archive: the runtime's objects and tests/fault.c in one
+# relocatable object whose calls to these symbols go to tests/fault.c's
+# __wrap_ functions; the tests' own calls stay unwrapped.
+FAULT_WRAP := malloc calloc realloc aligned_alloc posix_memalign strdup mmap \
+	pthread_create socket accept4 eventfd epoll_create1 pipe2 read write \
+	epoll_ctl epoll_wait syscall io_uring_submit io_uring_submit_and_wait \
+	io_uring_submit_and_wait_timeout io_uring_submit_and_get_events \
+	io_uring_get_events io_uring_queue_init_params io_uring_register_buf_ring \
+	io_uring_register_ring_fd
+ifeq ($(VARIANT),fault)
+INTERNAL_OBJ := $(B)/weft-fault.o
+$(B)/weft-fault.o: $(LIB_OBJ) $(B)/obj/tests/fault.o
+	ld -r $(addprefix --wrap=,$(FAULT_WRAP)) -o $@ $^
+$(B)/obj/tests/fault.o: tests/fault.h
+else
+INTERNAL_OBJ := $(LIB_OBJ)
+endif
+$(B)/libweft-internal.a: $(INTERNAL_OBJ)
+	rm -f $@ && ar rcs $@ $(INTERNAL_OBJ)
 
 $(B)/examples/%: examples/%.c $(B)/libweft.a $(HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
@@ -130,13 +162,15 @@ demo: deps
 # and ASan+UBSan trees again on epoll (TREE@epoll sets WEFT_BACKEND); then
 # the core suites cross-built for aarch64 under qemu-user, on epoll
 # (tests/aarch64.sh; skipped loudly where qemu or the arm64 libraries are
-# missing).  Each test in its own process with a timeout (tests/run.sh);
-# the last line sums every run.
-TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64
+# missing); then the fault-injection tree on both backends with several
+# seeds (tests/fault.sh).  Each test in its own process with a timeout
+# (tests/run.sh); the last line sums every run.
+TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault
 test: deps-test
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
+	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
 	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps
@@ -145,6 +179,8 @@ test-epoll: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build@epoll
 test-aarch64: deps-test
 	@sh tests/run.sh aarch64
+test-fault: deps
+	@$(MAKE) --no-print-directory VARIANT=fault fault-tests && sh tests/run.sh fault
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps

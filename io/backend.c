@@ -114,7 +114,12 @@ static int probe_uring(char *why, size_t n)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 	io_uring_prep_nop(sqe);
 	struct io_uring_cqe *cqe;
-	r = io_uring_submit_and_wait(&ring, 1);
+	/* A signal, or a ring momentarily short of memory, is no reason to
+	 * give io_uring up: try again (the NOP, once submitted, stays). */
+	unsigned tries = 0;
+	do
+		r = io_uring_submit_and_wait(&ring, 1);
+	while ((r == -EINTR || r == -EAGAIN || r == -EBUSY) && ++tries < 100);
 	if (r >= 0 && io_uring_peek_cqe(&ring, &cqe) == 0) {
 		io_uring_cqe_seen(&ring, cqe);
 		r = 0;

@@ -646,9 +646,7 @@ void weft__ep_poll(weft_loop *l, bool block, uint64_t deadline)
 
 void weft__ep_wake(weft_loop *target)
 {
-	uint64_t one = 1;
-	ssize_t w = write(target->efd, &one, sizeof(one));
-	(void)w; /* EAGAIN: a wake is already pending */
+	weft__efd_post(target->efd);
 	weft_loop *me = weft__loop_self();
 	if (me)
 		WEFT_STAT_ADD(me, wakeups_sent, 1);

@@ -33,8 +33,10 @@
 
 #include "../runtime/internal.h"
 
+#include <errno.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 typedef struct weft__op weft__op;
 
@@ -173,6 +175,16 @@ WEFT_HIDDEN void weft__io_wait_final(weft__op *op);
 WEFT_HIDDEN void weft__fd_forget(int fd);
 /* weft__fd_forget, then close(2): for fds weft owns and closes itself. */
 WEFT_HIDDEN void weft__fd_close(int fd);
+
+/* Post a wake on eventfd `fd` (async-signal-safe).  EAGAIN means the
+ * counter is saturated, so a wake is pending already; a write cut short
+ * by a signal (EINTR) did not happen, and a wake must never be lost. */
+static inline void weft__efd_post(int fd)
+{
+	uint64_t one = 1;
+	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
 
 /* ---- io/signal.c: the helper thread (signals, reaping) ---- */
 /* Reserve a reaping slot before a spawn, so handing a child over later

@@ -202,14 +202,23 @@ static int accept_arm(acceptor *a, weft_loop *l)
 	return 0;
 }
 
+/* The listener itself is unusable.  Every other error passes: out of
+ * fds or memory (ENOSPC: epoll's max_user_watches), an interrupted call,
+ * or a network error pending on the new connection, which Linux reports
+ * from accept (accept(2): ENETDOWN, EPROTO, EHOSTUNREACH, ...). */
+static bool accept_err_fatal(int err)
+{
+	return err == -EBADF || err == -EINVAL || err == -ENOTSOCK || err == -EFAULT;
+}
+
 /* Out of fds or memory: the accept stops until some are freed. */
 /* Errors that pass once resources come back.  -ENOSPC: on epoll, the
  * user's epoll watch limit (fs.epoll.max_user_watches) was reached;
  * closing connections frees watches. */
-static bool accept_err_transient(int err)
+static bool accept_err_resource(int err)
 {
 	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM ||
-	       err == -ENOSPC || err == -ECONNABORTED || err == -EINTR || err == -EAGAIN;
+	       err == -ENOSPC;
 }
 
 static void *acceptor_main(void *arg)
@@ -220,7 +229,9 @@ static void *acceptor_main(void *arg)
 	weft_loop *l = weft__loop_self(); /* pinned: never changes */
 	weft__fd_forget(a->lfd); /* ours from now on: re-check registrations */
 	for (;;) {
-		if (!a->armed && accept_arm(a, l) < 0 && weft_sleep(1000000) < 0)
+		/* Only cancellation ends the acceptor: a sleep may also fail
+		 * for memory (its timer), and then the backoff is just shorter. */
+		if (!a->armed && accept_arm(a, l) < 0 && weft_sleep(1000000) == -ECANCELED)
 			break;
 		while (!a->nfds && a->armed)
 			if (weft__park_task(t, 0) < 0)
@@ -230,10 +241,10 @@ static void *acceptor_main(void *arg)
 		a->nfds = 0;
 		if (!a->armed && a->err) {
 			atomic_fetch_add_explicit(&s->accept_errors, 1, memory_order_relaxed);
-			if (!accept_err_transient(a->err))
+			if (accept_err_fatal(a->err))
 				break; /* the listener is broken */
 			/* Out of fds: give connections time to close. */
-			if (a->err != -ECONNABORTED && weft_sleep(10000000) < 0)
+			if (accept_err_resource(a->err) && weft_sleep(10000000) == -ECANCELED)
 				break;
 		}
 	}

@@ -56,19 +56,13 @@ static void on_signal(int sig)
 	if (sig > 0 && sig < NSIGS)
 		atomic_fetch_add(&sig_count[sig], 1);
 	atomic_fetch_add(&sig_total, 1);
-	uint64_t one = 1;
-	if (write(atomic_load_explicit(&aux_efd, memory_order_relaxed), &one, sizeof one) < 0) {
-		/* EAGAIN: the counter is saturated, aux is awake anyway */
-	}
+	weft__efd_post(atomic_load_explicit(&aux_efd, memory_order_relaxed));
 	errno = saved;
 }
 
 static void aux_wake(void)
 {
-	uint64_t one = 1;
-	if (write(atomic_load(&aux_efd), &one, sizeof one) < 0) {
-		/* as in on_signal */
-	}
+	weft__efd_post(atomic_load(&aux_efd));
 }
 
 /* Reap the child behind pidfd if it has ended (or was reaped elsewhere). */

@@ -50,6 +50,7 @@ struct msrecv {
 	bool rarmed;        /* rop in flight */
 	bool rcapped;       /* too much pending: rop is being cancelled */
 	bool reof;
+	bool rlost;         /* received bytes were dropped: rerr stays */
 	int rerr;           /* the multishot's error, for the reader */
 	unsigned rseen;     /* the ring's size when rop was armed */
 	struct pend *pend;  /* received, not yet taken */
@@ -299,12 +300,25 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	weft__lock_acquire(&s->lk);
 	if (res > 0 && (flags & WEFT__OP_BUFFER)) {
 		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		if (m->rlost) { /* nothing after the gap may be read */
+			weft__bufring_put(br, bid);
+			goto out;
+		}
 		if (m->npend == m->cappend) {
 			unsigned cap = m->cappend ? m->cappend * 2 : 8;
 			struct pend *p = realloc(m->pend, cap * sizeof(*p));
-			if (!p) { /* keep the stream consistent: fail the reader */
+			if (!p) {
+				/* No room to keep these bytes: the input has a gap
+				 * from here, so it ends here, with an error every
+				 * later read returns (what came before is still
+				 * read first).  Stop receiving. */
 				weft__bufring_put(br, bid);
-				m->rerr = -ENOMEM;
+				m->rlost = true;
+				m->rerr = -EIO;
+				if ((flags & WEFT__OP_MORE) && !m->rcapped) {
+					weft__io_cancel(l, op);
+					m->rcapped = true;
+				}
 				goto out;
 			}
 			m->pend = p;
@@ -322,7 +336,7 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 			weft__bufring_put(br, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
 		if (res == 0)
 			m->reof = true;
-		else if (res < 0 && res != -ECANCELED)
+		else if (res < 0 && res != -ECANCELED && !m->rlost)
 			m->rerr = res; /* -ENOBUFS: the reader falls back once */
 		if (res == -ENOBUFS) /* for the next arming */
 			weft__bufring_grow(br, m->rseen);
@@ -394,9 +408,10 @@ static ssize_t recv_multishot(weft_stream *s)
 		}
 		if (m->rerr || m->reof) {
 			int r = m->rerr;
-			m->rerr = 0;
+			if (!m->rlost)
+				m->rerr = 0;
 			weft__lock_release(&s->lk);
-			return r == -ENOBUFS ? -EAGAIN : r; /* EOF stays: 0 */
+			return r == -ENOBUFS ? -EAGAIN : r; /* EOF and a gap stay */
 		}
 		if (!m->rarmed && !recv_arm(m, weft__loop_self())) {
 			weft__lock_release(&s->lk);

@@ -25,6 +25,7 @@
  * and hits another one at the same address.
  */
 #include "io.h"
+#include "../runtime/fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,9 +50,7 @@ static struct io_uring_sqe *ring_sqe(weft_loop *l);
 
 static void wake_by_eventfd(weft_loop *target)
 {
-	uint64_t one = 1;
-	ssize_t w = write(target->efd, &one, sizeof(one));
-	(void)w; /* EAGAIN means a wake is already pending */
+	weft__efd_post(target->efd);
 }
 
 static void arm_eventfd(weft_loop *l)
@@ -339,9 +338,15 @@ void weft__ring_wake(weft_loop *target)
 			if (me->features & WEFT_RING_CQE_SKIP)
 				sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 			io_uring_sqe_set_data64(sqe, TAG_MSG_SENT + target->index);
-			io_uring_submit(&me->ring);
+			/* Not submitted now (EINTR, EAGAIN, EBUSY): it would wait
+			 * for this loop's next enter, which a busy loop may not
+			 * make for long, so take the other road as well (a second
+			 * wake is harmless). */
+			bool sent = io_uring_submit(&me->ring) >= 0;
 			WEFT_STAT_ADD(me, enters, 1);
 			WEFT_STAT_ADD(me, wakeups_sent, 1);
+			if (!sent)
+				wake_by_eventfd(target);
 			return;
 		}
 	}
@@ -362,11 +367,11 @@ static struct io_uring_sqe *ring_sqe(weft_loop *l)
 		l->sqe_fail--;
 		return NULL;
 	}
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe = weft__get_sqe(&l->ring);
 	if (unlikely(!sqe)) { /* SQ full: flush it, once */
 		io_uring_submit(&l->ring);
 		WEFT_STAT_ADD(l, enters, 1);
-		sqe = io_uring_get_sqe(&l->ring);
+		sqe = weft__get_sqe(&l->ring);
 	}
 	return sqe;
 }

@@ -136,8 +136,10 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 	for (; err == 0 && created < rt->nloops; created++) {
 		int r = pthread_create(&rt->loops[created]->thread, NULL, weft__loop_main,
 				       rt->loops[created]);
-		if (r)
-			err = -r;
+		if (r) {
+			err = -r; /* `created` counts only threads that exist */
+			break;
+		}
 	}
 	/* Wait for every loop to create its ring, then start or abort all. */
 	pthread_mutex_lock(&rt->start_mu);

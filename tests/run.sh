@@ -3,26 +3,31 @@
 # build/tsan), each test in its own process with a timeout.  A tree written
 # TREE@BACKEND (build@epoll) runs with WEFT_BACKEND=BACKEND, so the same
 # suites run on both I/O backends; the word `aarch64` runs tests/aarch64.sh
-# (the core suites under qemu-user) and counts its results.  Prints a line
-# per test, then
+# (the core suites under qemu-user) and `fault` runs tests/fault.sh (the
+# fault-injection tree, build/fault), and their results are counted.
+# Prints a line per test, then
 # "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
+#
+# Environment: WEFT_TEST_TIMEOUT (seconds per test, 300), WEFT_TESTS (the
+# suites to run: names or patterns, test_*); WEFT_FAULT_SEED and WEFT_FAULT_RATE,
+# passed on to the tests, are shown in the label (build/fault/seed=N).
 set -u
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
 pass=0; fail=0; skip=0; failed_list=""
 for spec in "$@"; do
-	if [ "$spec" = aarch64 ]; then
+	if [ "$spec" = aarch64 ] || [ "$spec" = fault ]; then
 		log=$(mktemp)
-		sh "$(dirname "$0")/aarch64.sh" 2>&1 | tee "$log"
+		sh "$(dirname "$0")/$spec.sh" 2>&1 | tee "$log"
 		counts=$(tail -n 1 "$log" | awk '/passed, .* failed/ { print $1, $3, ($5 == "" ? 0 : $5) }')
 		if [ -n "$counts" ]; then
 			read -r ap af as <<-EOF
 			$counts
 			EOF
 			pass=$((pass + ap)); fail=$((fail + af)); skip=$((skip + as))
-			[ "$af" -gt 0 ] && failed_list="$failed_list aarch64:$(grep '^FAIL' "$log" | awk '{ print $3 ":" $4 }' | tr '\n' ' ')"
+			[ "$af" -gt 0 ] && failed_list="$failed_list $(grep '^FAIL' "$log" | awk '{ print $2 ":" $3 ":" $4 }' | tr '\n' ' ')"
 		else
-			fail=$((fail + 1)); failed_list="$failed_list aarch64:no-summary"
+			fail=$((fail + 1)); failed_list="$failed_list $spec:no-summary"
 		fi
 		rm -f "$log"
 		continue
@@ -30,10 +35,11 @@ for spec in "$@"; do
 	tree=${spec%@*}
 	backend=
 	[ "$tree" != "$spec" ] && backend=${spec##*@}
-	label=$tree${backend:+[$backend]}
+	label=$tree${backend:+[$backend]}${WEFT_FAULT_SEED:+/seed=$WEFT_FAULT_SEED}
+	label=$label${WEFT_FAULT_SEED:+${WEFT_FAULT_RATE:+/rate=$WEFT_FAULT_RATE}}
 	[ -d "$tree/tests" ] || { echo "run.sh: no $tree/tests" >&2; fail=$((fail + 1)); continue; }
 	echo "=== $label"
-	for bin in "$tree"/tests/test_*; do
+	for bin in $(for p in ${WEFT_TESTS:-test_*}; do echo "$tree"/tests/$p; done); do
 		[ -x "$bin" ] || continue
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
 		for name in $names; do

@@ -44,27 +44,11 @@ static void note_end(ssize_t r)
 	atomic_fetch_add(&h_finished, 1);
 }
 
-/* Echo without copying (examples/echo_server.c). */
 static void echo(weft_stream *s, void *arg)
 {
 	(void)arg;
 	atomic_fetch_add(&h_started, 1);
-	ssize_t r = 0;
-	for (;;) {
-		const char *p;
-		size_t n = weft_stream_buffered(s, &p);
-		if (!n) {
-			if ((r = weft_stream_fill(s)) <= 0)
-				break;
-			continue;
-		}
-		if ((r = weft_stream_write(s, p, n)) < 0)
-			break;
-		weft_stream_consume(s, n);
-		if ((r = weft_stream_drain(s)) < 0)
-			break;
-	}
-	note_end(r);
+	note_end(echo_all(s));
 }
 
 static int stats(const weft_server *srv, weft_server_stats *st)

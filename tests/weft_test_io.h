@@ -29,6 +29,27 @@ static inline void *finish(weft_task *t)
 	return r;
 }
 
+/* Echo everything back until end of input or an error, without copying
+ * (examples/echo_server.c); the last result (0 at end of input, -errno). */
+static inline ssize_t echo_all(weft_stream *s)
+{
+	for (;;) {
+		const char *p;
+		size_t n = weft_stream_buffered(s, &p);
+		ssize_t r;
+		if (!n) {
+			if ((r = weft_stream_fill(s)) <= 0)
+				return r;
+			continue;
+		}
+		if ((r = weft_stream_write(s, p, n)) < 0)
+			return r;
+		weft_stream_consume(s, n);
+		if ((r = weft_stream_drain(s)) < 0)
+			return r;
+	}
+}
+
 /* The byte at offset i of every test stream: not periodic at any power of
  * two below 2^19, so a lost, repeated or shifted chunk changes the hash. */
 static inline uint8_t pat(uint64_t i)

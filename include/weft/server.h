@@ -17,8 +17,11 @@
  * idle_timeout_ns; the handler can bound a whole request head with
  * weft_stream_read_deadline (the HTTP example does), so slow or silent
  * clients cannot pin connections.  An accept that fails for lack of fds
- * (EMFILE, ENFILE, ENOBUFS) backs off and retries: the server keeps
- * serving once fds are free again.
+ * or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM, ENOSPC) backs off and
+ * retries: the server keeps serving once they are free again.  Any other
+ * failed accept but the listener's own (EBADF, EINVAL, ENOTSOCK) is
+ * skipped, as Linux reports a new connection's network errors from
+ * accept.
  *
  * Shutdown is graceful: stop accepting, let open connections finish within
  * a grace period, then cancel the rest and wait for them.  With

@@ -80,7 +80,10 @@ typedef struct weft_stream_config {
 			      the loop's provided buffers (kernel 5.19+;
 			      plain receives otherwise).  It stays armed
 			      between reads, buffering up to 64 KiB, then
-			      pauses until the reader catches up (false) */
+			      pauses until the reader catches up.  Received
+			      bytes it finds no memory to hold break the
+			      input: what came before them is read, then
+			      every read returns -EIO (false) */
 	unsigned reserved[5]; /* must be zero */
 } weft_stream_config;
 
