@@ -62,10 +62,9 @@ enum site {
 	S_THREAD,     /* pthread_create: EAGAIN */
 	S_EPOLL_CTL,  /* epoll_ctl ADD: ENOMEM, ENOSPC */
 	S_RING,       /* io_uring_queue_init_params, register_buf_ring/ring_fd: ENOMEM */
-	/* parked: each waits for a defect's fix (issue 10) in another branch */
 	S_SQE_STUCK,  /* a full SQ whose flush failed stays full, so get_sqe
-			 is NULL again: defect 6 (the wake eventfd's re-arm and
-			 async cancels are dropped).  Only on request. */
+			 is NULL again: the submission waits in the loop's
+			 backlog (issue 10, defect 6) */
 	S_NSITES,
 };
 
@@ -87,7 +86,7 @@ static const struct {
 	[S_THREAD] = { "thread", false, false },
 	[S_EPOLL_CTL] = { "epoll_ctl", false, false },
 	[S_RING] = { "ring", false, false },
-	[S_SQE_STUCK] = { "sqe_stuck", false, true },
+	[S_SQE_STUCK] = { "sqe_stuck", true, false },
 };
 
 static _Atomic int g_on;
