@@ -803,7 +803,7 @@ static void test_http_pipelining(void **state)
 	c = conn_open(s.port);
 	for (int round = 0; round < 2; round++) {
 		for (size_t i = 0; i < rl; i++) {
-			assert_true(send_all(c->fd, GET_REQ + i, 1));
+			assert_true(send_all(c->fd, &GET_REQ[i], 1));
 			msleep(1);
 		}
 		expect_hello(c);
