@@ -278,6 +278,11 @@ struct weft_runtime {
 	_Atomic uint64_t spawned;
 	_Atomic uint64_t next_id;
 	_Atomic int stop;        /* loops exit their scheduler */
+	/* Foreign threads between recording a wake and making it: once the
+	 * waiter is fired it may finish and the runtime be shut down, so
+	 * shutdown waits for this to reach 0 before closing the loops'
+	 * eventfds (weft__wakes). */
+	_Atomic uint32_t foreign_wakes;
 	size_t page;
 
 	/* global inject queue (Tokio): tasks spawned by foreign threads */
@@ -362,6 +367,7 @@ typedef struct weft__wakes {
 	unsigned n;
 	weft_runtime *all;    /* more than WEFT_WAKES_MAX homes: wake them all */
 	weft_runtime *notify; /* a task became stealable: maybe wake an idle loop */
+	weft_runtime *held;   /* a foreign thread's wakes: rt->foreign_wakes held */
 } weft__wakes;
 #define WEFT_WAKES_INIT { .n = 0 }
 WEFT_HIDDEN void weft__task_wake_to(weft_task *t, weft__wakes *wk);
@@ -369,7 +375,7 @@ WEFT_HIDDEN void weft__wakes_flush_slow(weft__wakes *wk);
 /* Make the wakes recorded in wk (usually none: one test inline). */
 static inline void weft__wakes_flush(weft__wakes *wk)
 {
-	if (unlikely(wk->n || wk->all || wk->notify))
+	if (unlikely(wk->n || wk->all || wk->notify || wk->held))
 		weft__wakes_flush_slow(wk);
 }
 WEFT_HIDDEN int weft__task_cancel_to(weft_task *t, weft__wakes *wk);

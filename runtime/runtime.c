@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -193,9 +194,14 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		weft__wake_all_loops(rt);
 		for (unsigned i = 0; i < rt->nloops; i++)
 			pthread_join(rt->loops[i]->thread, NULL);
+		/* Running offloaded calls finish first: one finishing wakes its
+		 * task's loop through the loop's eventfd, which must still be
+		 * open (closed, its number may already be someone else's). */
+		weft__pool_stop(rt);
+		while (atomic_load_explicit(&rt->foreign_wakes, memory_order_acquire))
+			sched_yield(); /* a foreign waker still uses a loop */
 		for (unsigned i = 0; i < rt->nloops; i++)
 			weft__io_exit(rt->loops[i]);
-		weft__pool_stop(rt); /* running offloaded calls finish first */
 		weft__sigpipe_release(); /* nothing of this runtime writes now */
 		atomic_store(&rt->state, 3);
 	}

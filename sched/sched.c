@@ -154,8 +154,10 @@ static void make_runnable_local(weft_loop *l, weft_task *t, bool lifo, weft__wak
 		l->lifo = t;
 		return;
 	}
+	/* Read before queueing: once queued, t may be stolen, run and freed. */
+	bool stealable = t->pin < 0 && l->rt->nloops > 1;
 	queue_back(l, t);
-	if (t->pin < 0 && l->rt->nloops > 1) {
+	if (stealable) {
 		if (wk)
 			wk->notify = l->rt;
 		else
@@ -181,10 +183,14 @@ void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 	uint32_t s = atomic_fetch_or_explicit(&t->state, WEFT_TS_NOTIFIED, memory_order_acq_rel);
 	if (s & (WEFT_TS_RUNNING | WEFT_TS_NOTIFIED | WEFT_TS_DONE))
 		return; /* running: requeued when it switches away; or queued */
-	weft_loop *home = t->loop;
-	if (weft__loop_self() == home) {
+	weft_loop *home = t->loop, *self = weft__loop_self();
+	if (self == home) {
 		make_runnable_local(home, t, true, wk);
 		return;
+	}
+	if (!self && !wk->held) { /* before t can run, finish, end the runtime */
+		wk->held = home->rt;
+		atomic_fetch_add_explicit(&home->rt->foreign_wakes, 1, memory_order_seq_cst);
 	}
 	weft__mpsc_push(&home->remote, t);
 	for (unsigned i = 0; i < wk->n; i++)
@@ -206,6 +212,8 @@ void weft__wakes_flush_slow(weft__wakes *wk)
 	}
 	if (wk->notify)
 		notify_parked(wk->notify);
+	if (wk->held)
+		atomic_fetch_sub_explicit(&wk->held->foreign_wakes, 1, memory_order_release);
 }
 
 void weft__task_wake(weft_task *t)
