@@ -9,9 +9,11 @@
 #
 # Both servers run at once on loopback, on every CPU (SOAK_LOOPS loops
 # each), started with --stats-ms 1000 (a stats line on stderr every second:
-# live tasks, open connections; examples/serve_main.h) and a short
-# slowloris timeout (--head-timeout-ms / --idle-timeout-ms
-# SOAK_SERVER_TIMEOUT_MS).  Each gets:
+# live tasks, open connections; examples/serve_main.h), a short slowloris
+# timeout (--head-timeout-ms / --idle-timeout-ms SOAK_SERVER_TIMEOUT_MS)
+# and MALLOC_CONF=SOAK_MALLOC_CONF: jemalloc gives freed pages back at once,
+# so RSS is the memory in use (with its default 10 s decay RSS saw-tooths
+# by ~10% around a flat line).  Each gets:
 #   - a steady load: build/bench/weft-load, SOAK_CONNS connections paced to
 #     SOAK_RATE requests/s in all (one request in flight per connection;
 #     HTTP GET /, or 64 B echoes), a 10 s timeout: moderate, so the 2 cores
@@ -24,17 +26,21 @@
 #     framing, ...; echo: half messages).  Every round has an expected
 #     outcome; anything else is "unexpected".
 # Every second the sampler appends a row to SOAK_OUT (TSV): per server its
-# RSS (VmRSS), open fds (/proc/PID/fd), live tasks and open connections
-# (its stats line), the steady load's requests and errors (weft-load
+# RSS (VmRSS), open fds (/proc/PID/fd), live tasks, open connections and
+# task stacks (its stats line), the steady load's requests and errors (weft-load
 # --progress) and the disruptors' connections and unexpected outcomes.
 # The load runs 5 s longer than the sampling, so no sample sees it stop.
 # At the end the servers get SIGTERM and must shut down gracefully.
 #
 # Verdict, after the warm-up (the first SOAK_WARMUP_PCT % of the samples):
 #   BENCH soak_<server>_<rss|fds|tasks> spread=<(max-min)/min> min=.. max=..
-#         first=.. last=.. target=<=5% ok|MISS
-# (first/last: medians of the first and last tenth after the warm-up: the
-# drift), and per server
+#         first=.. last=.. raw_spread=.. raw_min=.. raw_max=.. samples=N
+#         target=<=5% ok|MISS
+# spread, min, max, first and last are over the medians of consecutive
+# windows of SOAK_WINDOW samples (first and last: the drift); raw_* over
+# the single samples.  A sample counts what is in flight at that instant:
+# a stall of the shared machine piles the resets' connections up in the
+# accept queue for a second; a leak shows in every window.  Per server
 #   BENCH soak_<server>_errors <n> errors steady_requests=.. steady_errors=..
 #         rounds=.. injected=.. unexpected=.. server_errors=.. shutdown=ok
 #         target=0 ok|MISS
@@ -52,11 +58,13 @@
 #   SOAK_SECONDS=600        sampled run time (whole seconds)
 #   SOAK_WARMUP_PCT=20      samples left out of the verdict, from the start
 #   SOAK_LIMIT_PCT=5        the target spread
+#   SOAK_WINDOW=10          samples per window
 #   SOAK_CONNS=256  SOAK_RATE=2000  steady load per server
 #   SOAK_LOOPS=2            server loops (0: one per CPU)
 #   SOAK_SERVER_TIMEOUT_MS=2000
 #   SOAK_DISRUPT="--churn 4 --resets 2 --slow-readers 2 --slow-writers 2 --malformed 2"
 #   SOAK_BACKEND            WEFT_BACKEND for the servers (default: theirs)
+#   SOAK_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0  (empty: jemalloc's)
 #   SOAK_OUT=BUILD_DIR/bench-results/soak.tsv   SOAK_PLOT=docs/img/soak.png
 #     (empty: no plot)   SOAK_NOTE="..."  a line for the plot's title
 #   SOAK_PORT=24100         first port tried
