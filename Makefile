@@ -7,6 +7,8 @@
 #                   under ASan+UBSan on epoll; then the stress suites under
 #                   fault injection on both (build/fault, docs/testing.md)
 #   make bench      run the benchmarks (BENCH lines)
+#   make soak       the soak: servers under load and disruption for
+#                   SOAK_SECONDS (600), checked for leaks and errors
 #   make install PREFIX=/usr/local
 #
 # Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
@@ -222,6 +224,15 @@ bench-compare:
 	@sh tools/deps.sh bench-io
 	@$(MAKE) --no-print-directory all
 	@sh bench/compare.sh build
+# issue 10: `make soak` runs bench/soak.sh: both example servers under a
+# steady weft-load and bench/soak_client's disruptors for SOAK_SECONDS
+# (600), RSS, fds and live tasks sampled every second; BENCH lines, data in
+# build/bench-results/soak.tsv, docs/img/soak.png.  Not part of make test.
+.PHONY: soak
+soak:
+	@sh tools/deps.sh bench-io
+	@$(MAKE) --no-print-directory all
+	@sh bench/soak.sh build
 # ---------------------------------------------------------------------------
 
 check-symbols: $(B)/libweft.a $(B)/tests/test_build

@@ -21,9 +21,9 @@ fi
 # a while, which would skew whatever ran next.
 order="switch yield spawn pingpong skew"
 last="sleepers"
-# Tools, not benchmarks: they need a server and arguments (bench/compare.sh
-# and bench/scaling.sh drive them).
-tools="weft-load idle_conns"
+# Tools, not benchmarks: they need a server and arguments (bench/compare.sh,
+# bench/scaling.sh and bench/soak.sh drive them).
+tools="weft-load idle_conns soak_client"
 if [ $# -gt 0 ]; then
 	list="$*"
 else

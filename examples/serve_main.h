@@ -3,12 +3,24 @@
  * http_server share:
  *
  *   NAME --port P [--loops N] [--host ADDR] [--shared-listener]
- *        [--[no-]multishot] [--idle-timeout-ms MS] [the server's own]
+ *        [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]
+ *        [the server's own]
  *
  * It starts a runtime with N loops (default: one per CPU), starts a
  * weft_server whose SIGINT/SIGTERM start a graceful shutdown, prints
  * "listening on HOST:PORT (N loops)" (port 0 picks a free one), waits for
  * the shutdown and exits 0.
+ *
+ * --stats-ms MS: every MS milliseconds one line on stderr, for an outside
+ * sampler (bench/soak.sh):
+ *
+ *   stats t_ms=T backend=B tasks_live=N tasks_spawned=N stacks=N conns=N
+ *         accepted=N rejected=N accept_errors=N
+ *
+ * (one line; t_ms since the server started; the backend, live tasks, tasks
+ * spawned and live task stacks from weft_runtime_stats_get, the rest from
+ * weft_server_stats_get; the sampling task itself is one of the live
+ * tasks).  The line is one write(2), so a reader never sees half of one.
  */
 #ifndef SERVE_MAIN_H
 #define SERVE_MAIN_H
@@ -18,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct serve_opts {
 	const char *name;
@@ -30,10 +43,51 @@ struct serve_opts {
 	void (*tune)(weft_server_config *cfg); /* last say on the config */
 	/* filled from the command line */
 	const char *host;
-	unsigned loops, idle_ms;
+	unsigned loops, idle_ms, stats_ms;
 	bool shared;
 	int multishot; /* -1: the server's default */
+	/* set while serving */
+	weft_server *srv;
+	uint64_t t0;
 };
+
+/* --stats-ms: the stats line every o->stats_ms, on a fixed schedule, until
+ * cancelled. */
+static void *serve_stats_task(void *arg)
+{
+	struct serve_opts *o = arg;
+	weft_runtime_stats *rs = malloc(sizeof(*rs)); /* 9 KiB: not on the stack */
+	if (!rs)
+		return NULL;
+	uint64_t period = o->stats_ms * 1000000ull, next = weft_now_ns();
+	for (;;) {
+		next += period;
+		uint64_t now = weft_now_ns();
+		if (next > now && weft_sleep(next - now) < 0)
+			break;
+		weft_server_stats ss;
+		if (weft_runtime_stats_get(weft_runtime_current(), rs) < 0 ||
+		    weft_server_stats_get(o->srv, &ss) < 0)
+			break;
+		char line[256];
+		int n = snprintf(line, sizeof(line),
+				 "stats t_ms=%llu backend=%s tasks_live=%llu tasks_spawned=%llu"
+				 " stacks=%llu conns=%llu accepted=%llu rejected=%llu"
+				 " accept_errors=%llu\n",
+				 (unsigned long long)((weft_now_ns() - o->t0) / 1000000),
+				 weft_backend_name(rs->backend),
+				 (unsigned long long)rs->tasks_live,
+				 (unsigned long long)rs->tasks_spawned,
+				 (unsigned long long)(rs->stacks_guarded + rs->stacks_slab),
+				 (unsigned long long)ss.active, (unsigned long long)ss.accepted,
+				 (unsigned long long)ss.rejected,
+				 (unsigned long long)ss.accept_errors);
+		if (n > 0 && write(2, line, (size_t)n) < 0)
+			break;
+	}
+	free(rs);
+	return NULL;
+}
 
 static void *serve_task(void *arg)
 {
@@ -62,7 +116,18 @@ static void *serve_task(void *arg)
 	printf("listening on %s:%u (%u loops)\n", o->host ? o->host : "*",
 	       weft_server_port(srv), weft_loop_count());
 	fflush(stdout);
+	weft_task *stats = NULL;
+	o->srv = srv;
+	if (o->stats_ms && weft_task_spawn(&stats, serve_stats_task, o) < 0) {
+		fprintf(stderr, "%s: cannot start the stats task\n", o->name);
+		stats = NULL;
+	}
 	weft_server_wait(srv);
+	if (stats) {
+		weft_task_cancel(stats);
+		weft_task_join(stats, NULL);
+		weft_task_release(stats);
+	}
 	weft_server_stats st;
 	weft_server_stats_get(srv, &st);
 	printf("shut down after %llu connections\n", (unsigned long long)st.accepted);
@@ -74,7 +139,7 @@ static int serve_usage(const struct serve_opts *o)
 {
 	fprintf(stderr,
 		"usage: %s --port P [--loops N] [--host ADDR] [--shared-listener]"
-		" [--[no-]multishot] [--idle-timeout-ms MS]%s\n",
+		" [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]%s\n",
 		o->name, o->extra_usage ? o->extra_usage : "");
 	return 2;
 }
@@ -93,6 +158,8 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 			o->host = argv[++i];
 		else if (arg && strcmp(argv[i], "--idle-timeout-ms") == 0)
 			o->idle_ms = (unsigned)atoi(argv[++i]);
+		else if (arg && strcmp(argv[i], "--stats-ms") == 0)
+			o->stats_ms = (unsigned)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--shared-listener") == 0)
 			o->shared = true;
 		else if (strcmp(argv[i], "--multishot") == 0 || strcmp(argv[i], "--no-multishot") == 0)
@@ -109,6 +176,7 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
 	cfg.loops = o->loops;
+	o->t0 = weft_now_ns();
 	void *res = NULL;
 	int r = weft_run(&cfg, serve_task, o, &res);
 	if (r < 0) {

@@ -54,6 +54,8 @@ typedef struct weft__pool weft__pool;
 #define WEFT_LIFO_MAX_STREAK 3      /* LIFO-slot uses in a row */
 #define WEFT_MAINT_INTERVAL 61      /* ticks between maintenance passes */
 #define WEFT_TASK_BUDGET 128        /* ready-without-suspending ops per run */
+#define WEFT_TRIM_NS 1000000000ull  /* per-loop caches trimmed this often */
+#define WEFT_TRIM_PASSES 64         /* scheduler passes between clock checks */
 
 /* ---- a resumable execution context: a task or a loop's scheduler ---- */
 typedef struct weft__fiber {
@@ -181,9 +183,10 @@ typedef struct weft__fifo {
 
 /* ---- a stack pool: bases of free default-size stacks ---- */
 typedef struct weft__stackpool {
-	void **base;
+	void **base;  /* [0] the least recently freed, [len - 1] the most */
 	uint8_t *kind;
 	unsigned len, cap;
+	unsigned low; /* the fewest held since the last trim */
 } weft__stackpool;
 
 /* ---- the epoll backend's per-loop state (io/epoll.c), owner-only ---- */
@@ -261,6 +264,8 @@ struct weft_loop {
 	weft__stackpool stacks;
 	weft__objcache task_cache;   /* dead task structs (owner-only) */
 	weft__objcache future_cache; /* dead futures (owner-only) */
+	uint64_t trim_at;            /* next trim of the three (owner-only) */
+	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;
 	weft_loop_stats st;      /* written by the owner, read racily */
 };
@@ -341,6 +346,7 @@ WEFT_HIDDEN int weft__stack_get(weft_runtime *rt, weft_loop *l, weft_task *t, si
 WEFT_HIDDEN void weft__stack_put(weft_loop *l, weft_task *t);
 WEFT_HIDDEN void weft__stack_check(const weft_task *t);
 WEFT_HIDDEN void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p);
+WEFT_HIDDEN void weft__stackpool_trim(weft_runtime *rt, weft__stackpool *p);
 WEFT_HIDDEN void weft__stacks_destroy(weft_runtime *rt);
 WEFT_HIDDEN unsigned weft__stack_guarded_default(void);
 

@@ -2,7 +2,17 @@
  * cheaper than the allocator on hot paths and hands back cache-warm memory.
  * Owner-only: a loop's caches are touched only by its thread.  An object
  * freed elsewhere, or past the cap, goes back to the allocator.  Off under
- * ASan, so it sees every use after free. */
+ * ASan, so it sees every use after free.
+ *
+ * Objects are freed into the cache of the loop that frees them, not the
+ * one that allocated them: a task spawned on loop A that first runs on loop
+ * B dies on B.  Without a bound over time B's cache would fill to the cap
+ * with objects B never reuses while A keeps calling malloc (the soak saw a
+ * server's RSS creep for minutes that way).  So the owner trims it now and
+ * then (weft__objcache_trim, about once a second): half of what the cache
+ * held unused since the last trim, its low-water mark, goes back to the
+ * allocator, where any thread can reuse it (jemalloc's tcache GC works the
+ * same way). */
 #ifndef WEFT_OBJCACHE_H
 #define WEFT_OBJCACHE_H
 
@@ -12,6 +22,7 @@
 typedef struct weft__objcache {
 	void *head; /* a dead object's first word links to the next */
 	unsigned len;
+	unsigned low; /* the fewest held since the last trim */
 } weft__objcache;
 
 #define WEFT_OBJCACHE_MAX 1024
@@ -21,7 +32,8 @@ static inline void *weft__objcache_get(weft__objcache *c)
 	void *p = c->head;
 	if (p) {
 		c->head = *(void **)p;
-		c->len--;
+		if (--c->len < c->low)
+			c->low = c->len;
 	}
 	return p;
 }
@@ -39,6 +51,14 @@ static inline bool weft__objcache_put(weft__objcache *c, void *p)
 	c->head = p;
 	c->len++;
 	return true;
+}
+
+/* Give back half of the objects unused since the last trim. */
+static inline void weft__objcache_trim(weft__objcache *c)
+{
+	for (unsigned n = (c->low + 1) / 2; n; n--)
+		free(weft__objcache_get(c));
+	c->low = c->len;
 }
 
 static inline void weft__objcache_drain(weft__objcache *c)

@@ -16,7 +16,11 @@
  * slab stacks.  Freed stacks go to the loop's pool (no syscall to reuse: a
  * fresh stack costs page faults); past the pool's cap, guarded stacks are
  * unmapped and slab stacks are returned to the runtime with MADV_DONTNEED so
- * their pages go back to the kernel.
+ * their pages go back to the kernel.  A stack goes to the pool of the loop
+ * where its task ends, which need not be where the next one starts, and a
+ * pooled stack keeps its touched pages: so the owner trims its pool about
+ * once a second (weft__stackpool_trim), freeing half of the stacks that sat
+ * unused since the last trim, the least recently used first.
  */
 #include "internal.h"
 
@@ -181,7 +185,8 @@ int weft__stack_get(weft_runtime *rt, weft_loop *l, weft_task *t, size_t size)
 	}
 	weft__stackpool *p = l ? &l->stacks : NULL;
 	if (p && p->len) {
-		p->len--;
+		if (--p->len < p->low)
+			p->low = p->len;
 		t->stack_base = p->base[p->len];
 		t->stack_kind = p->kind[p->len];
 		t->stack_size = t->stack_kind == WEFT_STACK_SLAB ? size - 16 : size;
@@ -262,6 +267,17 @@ void weft__stack_put(weft_loop *l, weft_task *t)
 		stack_free(rt, t->stack_base, t->stack_kind, t->stack_size);
 	}
 	t->stack_base = NULL;
+}
+
+void weft__stackpool_trim(weft_runtime *rt, weft__stackpool *p)
+{
+	unsigned n = (p->low + 1) / 2;
+	for (unsigned i = 0; i < n; i++)
+		stack_free(rt, p->base[i], p->kind[i], rt->cfg.stack_size);
+	memmove(p->base, p->base + n, (p->len - n) * sizeof(*p->base));
+	memmove(p->kind, p->kind + n, (p->len - n) * sizeof(*p->kind));
+	p->len -= n;
+	p->low = p->len;
 }
 
 void weft__stackpool_drain(weft_runtime *rt, weft__stackpool *p)

@@ -495,9 +495,25 @@ static void maintenance_poll(weft_loop *l, bool ring)
 	drain_remote(l);
 }
 
+/* About once a second (WEFT_TRIM_NS), the loop's caches give back what
+ * they did not need since the last time (runtime/objcache.h). */
+static void trim_caches(weft_loop *l)
+{
+	l->trim_passes = 0;
+	uint64_t now = weft_now_ns();
+	if (now < l->trim_at)
+		return;
+	l->trim_at = now + WEFT_TRIM_NS;
+	weft__objcache_trim(&l->task_cache);
+	weft__objcache_trim(&l->future_cache);
+	weft__stackpool_trim(l->rt, &l->stacks);
+}
+
 static void maintenance(weft_loop *l)
 {
 	maintenance_poll(l, true);
+	if (++l->trim_passes >= WEFT_TRIM_PASSES)
+		trim_caches(l);
 }
 
 static weft_task *steal_work(weft_loop *l)
@@ -542,6 +558,7 @@ static bool work_visible(weft_loop *l)
 static void park_loop(weft_loop *l)
 {
 	weft_runtime *rt = l->rt;
+	trim_caches(l); /* a loop that sleeps often may never pass 64 times */
 	weft__lock_acquire(&rt->idle_lock);
 	if (l->searching) {
 		l->searching = false;

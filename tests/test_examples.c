@@ -8,9 +8,11 @@
  *                 connection closed), raw sockets (pipelining, a request one
  *                 byte at a time, malformed requests answered 4xx/505 and
  *                 closed), wrk, and a flood of half-open and slow
- *                 connections next to a well-behaved client;
+ *                 connections next to a well-behaved client; a kept-alive
+ *                 connection's stack stays at one resident page;
  *   http_get      against http_server, and an unreachable port;
  *   echo_server   concurrent clients, 1 byte to several MiB, exact echo;
+ *                 --stats-ms lines that follow the clients;
  *   write_lines, subprocess: exit status and key output.
  *
  * A server is started with posix_spawn, its stdout on a pipe; its
@@ -891,6 +893,71 @@ static void test_http_malformed(void **state)
 	server_stop(&s);
 }
 
+/* Connection stacks of a server (the 64 KiB read-write mappings without a
+ * name): how many, and how many have more than one page resident. */
+static void stack_pages(pid_t pid, int *stacks, int *deep)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	*stacks = *deep = 0;
+	bool stack = false;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		int name = 0;
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &name) == 3) {
+			stack = hi - lo == 65536 && strcmp(perms, "rw-p") == 0 &&
+				(!name || line[name] == '\0' || line[name] == '\n');
+			continue;
+		}
+		unsigned long kb;
+		if (stack && sscanf(line, "Rss: %lu kB", &kb) == 1) {
+			(*stacks)++;
+			*deep += kb > 4;
+			stack = false;
+		}
+	}
+	fclose(f);
+}
+
+/* A kept-alive connection's task stack stays at one page: http_server
+ * parses a head in a frame of its own, so the 2 KiB request struct is not
+ * on the stack under the writes, reads and waits (with it there, the
+ * allocator's slow paths under a write reached a second page: the first
+ * requests on each loop always did, and over minutes of the soak every
+ * connection did). */
+static void test_http_stack_one_page(void **state)
+{
+	(void)state;
+	if (WEFT_TEST_SANITIZED) {
+		print_message("skipped: sanitizer frames are larger\n");
+		return;
+	}
+	enum { N = 64 };
+	struct server s;
+	server_start(&s, "http_server", NULL);
+	struct conn *c[N];
+	for (int i = 0; i < N; i++)
+		c[i] = conn_open(s.port);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++)
+			assert_true(send_all(c[i]->fd, GET_REQ, sizeof GET_REQ - 1));
+		for (int i = 0; i < N; i++)
+			expect_hello(c[i]);
+	}
+	int stacks, deep;
+	stack_pages(s.pid, &stacks, &deep);
+	print_message("%d connections: %d stacks, %d with more than 4 KiB resident\n", N, stacks,
+		      deep);
+	assert_true(stacks >= N);
+	assert_true(deep <= 2); /* the server's own tasks; connections: none */
+	for (int i = 0; i < N; i++)
+		conn_close(c[i]);
+	server_stop(&s);
+}
+
 /* ---------------------------------------------------------------------- */
 /* http_server with wrk                                                    */
 /* ---------------------------------------------------------------------- */
@@ -1224,6 +1291,90 @@ static void test_echo_server(void **state)
 	server_stop(&s);
 }
 
+/* --stats-ms (examples/serve_main.h, read by bench/soak.sh): the value of
+ * `key` in the last whole "stats " line of out[from..len), or -1. */
+static long stats_value(const char *out, size_t from, const char *key)
+{
+	const char *last = NULL;
+	for (const char *p = out + from; (p = strstr(p, "stats t_ms=")); p++)
+		if ((p == out || p[-1] == '\n') && strchr(p, '\n'))
+			last = p;
+	if (!last)
+		return -1;
+	char k[40];
+	snprintf(k, sizeof k, " %s=", key);
+	const char *v = strstr(last, k), *eol = strchr(last, '\n');
+	return v && v < eol ? strtol(v + strlen(k), NULL, 10) : -1;
+}
+
+/* Read the server's output until its last stats line has conns == conns
+ * and, unless tasks < 0, tasks_live == tasks (a task ends just after its
+ * connection is counted closed); that line's tasks_live. */
+static long stats_await(struct server *s, char *out, size_t cap, size_t *len, long conns,
+			long tasks)
+{
+	double end = now_ms() + 5000.0 * SLOW;
+	for (;;) {
+		size_t from = *len;
+		read_until(s->out, out, cap, len, now_ms() + 100, NULL);
+		long t = stats_value(out, from, "tasks_live");
+		if (stats_value(out, from, "conns") == conns && (tasks < 0 || t == tasks))
+			return t;
+		if (now_ms() > end)
+			fail_msg("no stats line with conns=%ld tasks_live=%ld in 5 s; output:\n%s",
+				 conns, tasks, out);
+	}
+}
+
+/* echo_server --stats-ms prints a stats line on a schedule: live tasks and
+ * connections that follow the clients and come back to where they were. */
+static void test_echo_server_stats(void **state)
+{
+	(void)state;
+	enum { N = 3 };
+	size_t cap = 256 * 1024, len = 0;
+	char *out = calloc(1, cap);
+	assert_non_null(out);
+	const char *argv[] = { example("echo_server"), "--port", "0", "--loops", "2",
+			       "--stats-ms", "20", NULL };
+	struct server s = { 0 };
+	s.pid = spawn(argv, &s.out, true); /* the stats lines are on stderr */
+	read_until(s.out, out, cap, &len, now_ms() + 5000.0 * SLOW, "(2 loops)\n");
+	const char *l = strstr(out, "listening on ");
+	const char *colon = l ? strchr(l, ':') : NULL;
+	if (!colon)
+		fail_msg("no \"listening on\" line: %s", out);
+	s.port = (unsigned)atoi(colon + 1);
+
+	long base = stats_await(&s, out, cap, &len, 0, -1);
+	assert_true(base >= 1); /* the stats task itself, at least */
+	assert_int_equal(stats_value(out, 0, "rejected"), 0);
+	assert_int_equal(stats_value(out, 0, "accept_errors"), 0);
+	assert_true(stats_value(out, 0, "tasks_spawned") >= base);
+	assert_true(stats_value(out, 0, "stacks") >= 1);
+	assert_non_null(strstr(out, " backend="));
+
+	struct conn *c[N];
+	for (int i = 0; i < N; i++) { /* each echoed once: its task is running */
+		c[i] = conn_open(s.port);
+		assert_true(send_all(c[i]->fd, "x", 1));
+		assert_int_equal(conn_fill(c[i], now_ms() + 5000.0 * SLOW), 1);
+	}
+	stats_await(&s, out, cap, &len, N, base + N);
+	assert_int_equal(stats_value(out, 0, "accepted"), N);
+	for (int i = 0; i < N; i++)
+		conn_close(c[i]);
+	stats_await(&s, out, cap, &len, 0, base); /* none left behind */
+
+	signal_program(s.pid, SIGTERM);
+	read_until(s.out, out, cap, &len, now_ms() + 2000.0 * SLOW, NULL);
+	int st = reap(s.pid, 1000 * SLOW);
+	xclose(s.out);
+	if (st != 0 || !strstr(out, "shut down after 3 connections"))
+		fail_msg("exit status %d after SIGTERM (-1: hung); output:\n%s", st, out);
+	free(out);
+}
+
 /* ---------------------------------------------------------------------- */
 /* write_lines and subprocess                                              */
 /* ---------------------------------------------------------------------- */
@@ -1386,10 +1537,12 @@ static const struct CMUnitTest tests[] = {
 	T(test_http_curl_malformed),
 	T(test_http_pipelining),
 	T(test_http_malformed),
+	T(test_http_stack_one_page),
 	T(test_http_wrk),
 	T(test_http_flood),
 	T(test_http_get),
 	T(test_echo_server),
+	T(test_echo_server_stats),
 	T(test_write_lines),
 	T(test_subprocess),
 	T(test_subprocess_forwards_sigterm),

@@ -1,7 +1,8 @@
 /*
  * Runtime lifecycle: weft_run, config validation, start/shutdown/destroy,
  * shutdown cancelling blocked tasks, foreign-thread spawn/join/call, stats,
- * loop index/count, and many runtimes in a row leaking nothing.
+ * loop index/count, per-loop caches trimmed, and many runtimes in a row
+ * leaking nothing.
  *
  * DESIGN.md rule 7: tasks and helper threads only record into structs; every
  * assertion runs on the test's own stack after the work is joined.
@@ -992,6 +993,117 @@ static void test_loop_index_and_count_inside(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* per-loop caches give back what they do not reuse                          */
+/* ------------------------------------------------------------------------ */
+
+/* Tasks spawned on loop 0 and run on loop 1 die on loop 1: their structs
+ * go to loop 1's task cache and their stacks to loop 1's pool, which loop
+ * 0's next spawns never see.  Before the trim, loop 1 kept up to 1024 task
+ * structs and 256 stacks (with their touched pages) for good: a server's
+ * RSS crept for minutes in the soak (bench/soak.sh).  Now what a loop has
+ * not reused for a while goes back (runtime/objcache.h). */
+struct cache_probe {
+	_Atomic int done;
+	unsigned tasks_after, stacks_after; /* loop 1's caches after the burst */
+	unsigned tasks_end, stacks_end;     /* ... once trimmed, or at the limit */
+	double trim_s;
+	int err;
+};
+
+static void *cache_burst_task(void *arg)
+{
+	struct cache_probe *p = arg;
+	if (weft_sleep_ms(50) != 0) /* all at once: many stacks in use */
+		p->err = -EIO;
+	atomic_fetch_add(&p->done, 1);
+	return NULL;
+}
+
+/* On loop 1, the owner: its caches' lengths. */
+static void *cache_read_task(void *arg)
+{
+	struct cache_probe *p = arg;
+	weft_loop *l = weft__loop_self();
+	p->tasks_end = l->task_cache.len;
+	p->stacks_end = l->stacks.len;
+	return NULL;
+}
+
+static int cache_read(struct cache_probe *p)
+{
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.pin = 1;
+	weft_task *t;
+	int r = weft_task_spawn_ex(&t, &tc, cache_read_task, p);
+	if (r == 0) {
+		r = weft_task_join(t, NULL);
+		weft_task_release(t);
+	}
+	return r;
+}
+
+enum { CACHE_BURST = 1500 };
+
+static void *cache_driver(void *arg)
+{
+	struct cache_probe *p = arg;
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.pin = 1;
+	for (int i = 0; i < CACHE_BURST; i++) /* detached: they die on loop 1 */
+		if (weft_task_spawn_ex(NULL, &tc, cache_burst_task, p) != 0)
+			atomic_fetch_add(&p->done, 1), p->err = -ENOMEM;
+	while (atomic_load(&p->done) < CACHE_BURST)
+		weft_sleep_ms(5);
+	weft_sleep_ms(20); /* the last ones have switched away and been reaped */
+	if ((p->err = p->err ? p->err : cache_read(p)) != 0)
+		return NULL;
+	p->tasks_after = p->tasks_end;
+	p->stacks_after = p->stacks_end;
+	/* loop 1 runs now and then (the readers), as a server's loops do */
+	uint64_t t0 = weft_now_ns();
+	while (weft_now_ns() - t0 < 8000000000ull) {
+		weft_sleep_ms(100);
+		if ((p->err = cache_read(p)) != 0)
+			return NULL;
+		if (p->tasks_end <= p->tasks_after / 8 && p->stacks_end <= p->stacks_after / 8)
+			break;
+	}
+	p->trim_s = (double)(weft_now_ns() - t0) / 1e9;
+	return NULL;
+}
+
+static void test_loop_caches_give_back_what_they_do_not_reuse(void **state)
+{
+	(void)state;
+	weft_runtime *rt = start_rt(2);
+	struct cache_probe p = { 0 };
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.pin = 0;
+	weft_task *t;
+	assert_int_equal(weft_runtime_spawn(rt, &t, &tc, cache_driver, &p), 0);
+	assert_int_equal(weft_task_join(t, NULL), 0);
+	weft_task_release(t);
+	assert_int_equal(weft_runtime_shutdown(rt), 0);
+	weft_runtime_destroy(rt);
+	print_message("loop 1 after %d tasks: %u task structs, %u stacks cached; "
+		      "%.1f s later: %u, %u\n",
+		      CACHE_BURST, p.tasks_after, p.stacks_after, p.trim_s, p.tasks_end,
+		      p.stacks_end);
+	assert_int_equal(p.err, 0);
+	/* the burst filled them (ASan keeps no task cache: it sees every free) */
+#if !WEFT_ASAN
+	assert_true(p.tasks_after >= 512);
+#endif
+	assert_true(p.stacks_after >= 128);
+	/* and they gave it back */
+	assert_true(p.tasks_end <= p.tasks_after / 8);
+	assert_true(p.stacks_end <= p.stacks_after / 8);
+}
+
+/* ------------------------------------------------------------------------ */
 /* many runtimes in a row                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1409,6 +1521,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_shutdown_releases_foreign_joiner),
 	cmocka_unit_test(test_loop_index_and_count_outside),
 	cmocka_unit_test(test_loop_index_and_count_inside),
+	cmocka_unit_test(test_loop_caches_give_back_what_they_do_not_reuse),
 	cmocka_unit_test(test_many_sequential_runtimes_leak_nothing),
 	cmocka_unit_test(test_strerror_names_codes),
 	cmocka_unit_test(test_cgroup_cpu_quota_fixtures),
