@@ -142,6 +142,10 @@ static void *cancel_a_gather(void *arg)
 	atomic_store(&waiter_ready, 0);
 	weft_task_spawn(&g, gatherer, x);
 	await_waiter_ready();
+	/* The short child must have finished (a fixed 5 ms was not enough
+	 * for a loaded TSan run). */
+	for (int i = 0; i < 5000 && !weft_task_done(gather_kids[2]); i++)
+		weft_sleep_ms(1);
 	weft_task_cancel(g);
 	weft_task_join(g, NULL);
 	weft_task_release(g);
