@@ -11,9 +11,11 @@
 # each), started with --stats-ms 1000 (a stats line on stderr every second:
 # live tasks, open connections; examples/serve_main.h), a short slowloris
 # timeout (--head-timeout-ms / --idle-timeout-ms SOAK_SERVER_TIMEOUT_MS)
-# and MALLOC_CONF=SOAK_MALLOC_CONF: jemalloc gives freed pages back at once,
-# so RSS is the memory in use (with its default 10 s decay RSS saw-tooths
-# by ~10% around a flat line).  Each gets:
+# and MALLOC_CONF=SOAK_MALLOC_CONF: no thread caches and freed pages given
+# back at once, so RSS is the memory the server holds, not what jemalloc
+# keeps for speed (its thread caches hold up to hundreds of KiB of freed
+# 16-32 KiB buffers and fill in steps; its 10 s decay keeps freed pages:
+# together ~10% of RSS, in saw-teeth and steps).  Each gets:
 #   - a steady load: build/bench/weft-load, SOAK_CONNS connections paced to
 #     SOAK_RATE requests/s in all (one request in flight per connection;
 #     HTTP GET /, or 64 B echoes), a 10 s timeout: moderate, so the 2 cores
@@ -64,7 +66,8 @@
 #   SOAK_SERVER_TIMEOUT_MS=2000
 #   SOAK_DISRUPT="--churn 4 --resets 2 --slow-readers 2 --slow-writers 2 --malformed 2"
 #   SOAK_BACKEND            WEFT_BACKEND for the servers (default: theirs)
-#   SOAK_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0  (empty: jemalloc's)
+#   SOAK_MALLOC_CONF=tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0
+#                           (empty: jemalloc's defaults)
 #   SOAK_OUT=BUILD_DIR/bench-results/soak.tsv   SOAK_PLOT=docs/img/soak.png
 #     (empty: no plot)   SOAK_NOTE="..."  a line for the plot's title
 #   SOAK_PORT=24100         first port tried
@@ -129,7 +132,7 @@ LOOPS=${SOAK_LOOPS:-2}
 STMO=${SOAK_SERVER_TIMEOUT_MS:-2000}
 DISRUPT=${SOAK_DISRUPT:-"--churn 4 --resets 2 --slow-readers 2 --slow-writers 2 --malformed 2"}
 WIN=${SOAK_WINDOW:-10}
-MCONF=${SOAK_MALLOC_CONF-dirty_decay_ms:0,muzzy_decay_ms:0}
+MCONF=${SOAK_MALLOC_CONF-tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0}
 OUT=${SOAK_OUT:-$B/bench-results/soak.tsv}
 PNG=${SOAK_PLOT-docs/img/soak.png}
 port=$((${SOAK_PORT:-24100} - 1))
