@@ -897,7 +897,9 @@ static void kv_conn(weft_stream *s, void *arg_)
 				resp_big_free(&big);
 		}
 		if (r == RESP_ERROR) {
-			out_err(&c, err);
+			char msg[128];
+			snprintf(msg, sizeof(msg), "ERR %s", err);
+			out_err(&c, msg);
 			c.quit = true;
 		}
 		out_flush(&c);

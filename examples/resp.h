@@ -228,8 +228,8 @@ static inline void resp_big_free(struct resp_big *b)
 }
 
 /* Read a length line with prefix `pfx` off the stream.  0 with *v, or
- * -errno (end of input: -ENODATA), or RESP_ERROR's protocol error as
- * -EPROTO. */
+ * -errno (end of input: -ENODATA), -EBADMSG when the line starts with
+ * another byte, -EPROTO when it is no length. */
 static inline int resp_read_len(weft_stream *s, char pfx, long long *v)
 {
 	for (;;) {
@@ -237,7 +237,7 @@ static inline int resp_read_len(weft_stream *s, char pfx, long long *v)
 		size_t n = weft_stream_buffered(s, &p);
 		if (n) {
 			if (p[0] != pfx)
-				return -EPROTO;
+				return -EBADMSG;
 			ssize_t r = resp_len_line(p, n, v);
 			if (r > 0)
 				return weft_stream_consume(s, (size_t)r);
@@ -281,7 +281,7 @@ static inline int resp_read_big(weft_stream *s, struct resp_big *b, size_t max_b
 	b->used = b->nargs = 0;
 	b->cmd = (struct resp_cmd){ 0 };
 	int r = resp_read_len(s, '*', &argc);
-	if (r == -EPROTO || (r == 0 && argc > RESP_MAX_ARGS)) {
+	if (r == -EPROTO || r == -EBADMSG || (r == 0 && argc > RESP_MAX_ARGS)) {
 		*err = "Protocol error: invalid multibulk length";
 		return -EPROTO;
 	}
@@ -290,6 +290,10 @@ static inline int resp_read_big(weft_stream *s, struct resp_big *b, size_t max_b
 	for (long long k = 0; k < argc; k++) {
 		long long len = 0;
 		r = resp_read_len(s, '$', &len);
+		if (r == -EBADMSG) {
+			*err = "Protocol error: expected '$'";
+			return -EPROTO;
+		}
 		if (r == -EPROTO || (r == 0 && (len < 0 || (unsigned long long)len > max_bulk))) {
 			*err = "Protocol error: invalid bulk length";
 			return -EPROTO;
