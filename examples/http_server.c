@@ -181,6 +181,7 @@ static int head_option(int argc, char **argv, int i)
 static void tune(weft_server_config *cfg)
 {
 	cfg->stream_limit = MAX_HEAD; /* a head over 8 KiB is answered 431 */
+	cfg->idle_timeout_ns = 60ull * 1000000000ull; /* HTTP's keep-alive */
 }
 
 int main(int argc, char **argv)

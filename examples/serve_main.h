@@ -107,10 +107,10 @@ static void *serve_task(void *arg)
 	cfg.shared_listener = o->shared;
 	if (o->multishot >= 0)
 		cfg.multishot_recv = o->multishot;
-	if (o->idle_ms)
-		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
 	if (o->tune)
 		o->tune(&cfg);
+	if (o->idle_ms) /* the command line wins over the example's default */
+		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
 	weft_server *srv;
 	int r = weft_server_start(&srv, NULL, &addr, &cfg, o->handler, NULL);
 	if (r < 0) {

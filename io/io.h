@@ -224,5 +224,8 @@ WEFT_HIDDEN size_t weft__stream_held(struct weft_stream *s);
 /* Whether a read call on s is under way (tests: a second reader must then
  * get -EBUSY).  Any thread. */
 WEFT_HIDDEN bool weft__stream_reading(struct weft_stream *s);
+/* weft_stream_end_input (how already checked), the reader's wake recorded
+ * in wk: for a caller holding its own lock.  Any thread. */
+WEFT_HIDDEN void weft__stream_end_input_to(struct weft_stream *s, int how, weft__wakes *wk);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,8 +39,11 @@ typedef struct acceptor {
 typedef struct conn {
 	struct conn *prev, *next;
 	weft_task *task;   /* set by the task itself once it runs (under lk) */
+	weft_stream *stream; /* while the handler may read it (under lk) */
 	weft_server *srv;
 	int fd;
+	int end;           /* WEFT_END_* asked for this connection (under lk) */
+	bool reset;        /* abort_clients: cancel, close with a reset (lk) */
 } conn;
 
 struct weft_server {
@@ -69,7 +73,7 @@ void weft_server_config_init(weft_server_config *cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_conns = 65536;
-	cfg->idle_timeout_ns = 60ull * 1000000000ull;
+	cfg->idle_timeout_ns = WEFT_FOREVER; /* by protocol: server.h */
 	cfg->grace_ns = 5ull * 1000000000ull;
 	cfg->stream_limit = 64 * 1024;
 }
@@ -95,18 +99,41 @@ static void conn_exit(weft_server *s, conn *c)
 	free(c);
 }
 
+/* Listed since the accept; from now on shutdown can reach the handler
+ * through its task and its stream (and if it already swept the list, we
+ * apply what it did ourselves). */
+static void conn_register(weft_server *s, conn *c, weft_stream *st)
+{
+	weft__lock_acquire(&s->lk);
+	c->task = weft__task_self();
+	c->stream = st;
+	bool cancel = s->cancel_conns || c->reset;
+	int end = c->end;
+	weft__lock_release(&s->lk);
+	if (cancel)
+		weft_task_cancel(c->task);
+	if (end && st)
+		weft_stream_end_input(st, end);
+}
+
+/* Unpublish the stream before it goes; a reset close (abort_clients)
+ * drops what is queued and sends RST instead of FIN. */
+static void conn_close(weft_server *s, conn *c, weft_stream *st)
+{
+	weft__lock_acquire(&s->lk);
+	c->stream = NULL;
+	bool reset = c->reset;
+	weft__lock_release(&s->lk);
+	if (reset) /* close(2) then sends RST and drops what is unsent */
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
+			   sizeof(struct linger));
+	weft_stream_close(st);
+}
+
 static void *conn_main(void *arg)
 {
 	conn *c = arg;
 	weft_server *s = c->srv;
-	/* Listed since the accept; from now on shutdown can cancel us (and
-	 * if it already swept the list, we cancel ourselves). */
-	weft__lock_acquire(&s->lk);
-	c->task = weft__task_self();
-	bool cancel = s->cancel_conns;
-	weft__lock_release(&s->lk);
-	if (cancel)
-		weft_task_cancel(c->task);
 	weft_stream_config sc;
 	weft_stream_config_init(&sc);
 	sc.limit = s->cfg.stream_limit;
@@ -114,9 +141,11 @@ static void *conn_main(void *arg)
 	sc.multishot = s->cfg.multishot_recv;
 	weft_stream *st;
 	if (weft_stream_open(&st, c->fd, &sc) == 0) {
+		conn_register(s, c, st);
 		s->fn(st, s->arg);
-		weft_stream_close(st);
+		conn_close(s, c, st);
 	} else {
+		conn_register(s, c, NULL);
 		weft__fd_close(c->fd);
 	}
 	conn_exit(s, c);
@@ -337,16 +366,35 @@ static void *stopper_main(void *arg)
 	return NULL;
 }
 
-/* First caller starts the stopper task; returns 0 or a spawn error. */
+/* With lk held: end the input of every connection open now (`how`,
+ * WEFT_END_*), the handlers' wakes recorded in wk.  One not yet registered
+ * applies c->end itself. */
+static void end_inputs_locked(weft_server *s, int how, weft__wakes *wk)
+{
+	for (conn *c = s->conns; c; c = c->next) {
+		if (how <= c->end)
+			continue;
+		c->end = how;
+		if (c->stream)
+			weft__stream_end_input_to(c->stream, how, wk);
+	}
+}
+
+/* First caller starts the stopper task; returns 0 or a spawn error.  The
+ * handlers learn at once: a read waiting for the next request returns
+ * -ESHUTDOWN (WEFT_END_IDLE), so idle connections end in milliseconds and
+ * the grace period is left to those in the middle of a request. */
 static int begin_shutdown(weft_server *s, uint64_t grace)
 {
+	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	bool first = s->state == SRV_RUNNING;
 	if (first) {
 		s->state = SRV_STOPPING;
 		s->grace = grace;
+		end_inputs_locked(s, WEFT_END_IDLE, &wk);
 	}
-	weft__lock_release(&s->lk);
+	weft__unlock_wake(&s->lk, &wk);
 	if (!first)
 		return 0;
 	/* Spawned outside the lock (an always_run spawn may map a stack), and
@@ -367,6 +415,44 @@ int weft_server_shutdown(weft_server *s, uint64_t grace_ns)
 		return -EINVAL;
 	begin_shutdown(s, grace_ns);
 	return wait_until(s, &s->done_w, stopped, 0);
+}
+
+int weft_server_close_clients(weft_server *s)
+{
+	if (!s)
+		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	end_inputs_locked(s, WEFT_END_NOW, &wk);
+	weft__unlock_wake(&s->lk, &wk);
+	return 0;
+}
+
+int weft_server_abort_clients(weft_server *s)
+{
+	if (!s)
+		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	end_inputs_locked(s, WEFT_END_NOW, &wk);
+	for (conn *c = s->conns; c; c = c->next) {
+		c->reset = true;
+		if (c->task)
+			weft__task_cancel_to(c->task, &wk);
+	}
+	weft__unlock_wake(&s->lk, &wk);
+	return 0;
+}
+
+bool weft_server_closing(const weft_server *s)
+{
+	if (!s)
+		return false;
+	weft_server *m = (weft_server *)s;
+	weft__lock_acquire(&m->lk);
+	bool r = m->state != SRV_RUNNING;
+	weft__lock_release(&m->lk);
+	return r;
 }
 
 int weft_server_wait(weft_server *s)

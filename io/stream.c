@@ -73,6 +73,13 @@ struct weft_stream {
 	char *rbuf;         /* NULL while empty and idle */
 	weft__bufring *rring; /* rbuf's ring; NULL: malloc'd */
 	size_t rcap, rstart, rend;
+	/* weft_stream_end_input.  The reader publishes itself in rwaiter
+	 * (low bit: nothing buffered) while a receive waits, then reads
+	 * rstop; end_input stores rstop, then takes rwaiter under lk to
+	 * interrupt the reader.  Both sides store before they load (seq_cst),
+	 * so one of them sees the other. */
+	_Atomic int rstop;          /* 0, WEFT_END_IDLE, WEFT_END_NOW */
+	_Atomic uintptr_t rwaiter;
 
 	weft__lock lk;
 	bool sending;       /* `op` is in flight */
@@ -472,6 +479,64 @@ static void recv_stop(weft_stream *s)
 	free(m->pend);
 }
 
+/* A receive is about to wait: publish the reader, then check whether
+ * input was ended (-ESHUTDOWN). */
+static int input_wait_begin(weft_stream *s, weft_task *t)
+{
+	bool idle = !rlen(s);
+	atomic_store_explicit(&s->rwaiter, (uintptr_t)t | idle, memory_order_seq_cst);
+	int stop = atomic_load_explicit(&s->rstop, memory_order_seq_cst);
+	if (likely(!stop) || (stop == WEFT_END_IDLE && !idle))
+		return 0;
+	if (s->ms) { /* received, not yet taken: buffered too */
+		weft__lock_acquire(&s->lk);
+		bool pending = s->ms->npend || s->ms->reof || s->ms->rerr;
+		weft__lock_release(&s->lk);
+		if (pending)
+			return 0;
+	}
+	return -ESHUTDOWN;
+}
+
+/* The receive is over.  If end_input took rwaiter, it interrupts t (or
+ * is about to, under lk): let it finish, then clear the interruption so
+ * that no later wait sees it.  An interrupted receive (-EINTR) returns
+ * -ESHUTDOWN; one that completed first keeps its bytes. */
+static ssize_t input_wait_end(weft_stream *s, weft_task *t, ssize_t n)
+{
+	if (likely(atomic_exchange_explicit(&s->rwaiter, 0, memory_order_acq_rel)))
+		return n;
+	weft__lock_acquire(&s->lk);
+	weft__lock_release(&s->lk);
+	atomic_store_explicit(&t->intr, false, memory_order_relaxed);
+	return n == -EINTR ? -ESHUTDOWN : n;
+}
+
+int weft_stream_end_input(weft_stream *s, int how)
+{
+	if (!s || (how != WEFT_END_IDLE && how != WEFT_END_NOW))
+		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__stream_end_input_to(s, how, &wk);
+	weft__wakes_flush(&wk);
+	return 0;
+}
+
+/* weft_stream_end_input with the reader's wake recorded in wk, for a
+ * caller that holds a lock of its own (a server's). */
+void weft__stream_end_input_to(weft_stream *s, int how, weft__wakes *wk)
+{
+	weft__lock_acquire(&s->lk);
+	if (how > atomic_load_explicit(&s->rstop, memory_order_relaxed))
+		atomic_store_explicit(&s->rstop, how, memory_order_seq_cst);
+	uintptr_t w = atomic_load_explicit(&s->rwaiter, memory_order_seq_cst);
+	if (w && (how == WEFT_END_NOW || (w & 1)) &&
+	    atomic_compare_exchange_strong_explicit(&s->rwaiter, &w, 0, memory_order_acq_rel,
+						    memory_order_relaxed))
+		weft__task_interrupt_to((weft_task *)(w & ~(uintptr_t)1), wk);
+	weft__lock_release(&s->lk);
+}
+
 /* One receive into the buffer.  Bytes added, 0 at EOF, -errno.  A socket
  * stream whose bytes were all consumed gives its buffer back first: it
  * waits holding none, and takes one when bytes come (sock_recv,
@@ -482,15 +547,18 @@ static ssize_t fill_once(weft_stream *s)
 		rbuf_drop(s);
 	if (s->eof)
 		return 0;
+	weft_task *t = weft__task_self();
+	int r = input_wait_begin(s, t);
+	if (r < 0)
+		return input_wait_end(s, t, r);
 	uint64_t dl = s->rdeadline; /* public deadlines: WEFT_FOREVER none */
 	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
 		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
 		dl = dl < idle ? dl : idle;
 	}
 	weft_scope scope;
-	int r;
 	if (dl != WEFT_FOREVER && (r = weft_scope_enter_at(&scope, dl)) < 0)
-		return r;
+		return input_wait_end(s, t, r);
 	ssize_t n = -EAGAIN;
 	if (s->ms)
 		n = recv_multishot(s);
@@ -498,6 +566,7 @@ static ssize_t fill_once(weft_stream *s)
 		n = s->is_sock ? sock_recv(s) : fd_read(s);
 	if (dl != WEFT_FOREVER)
 		weft_scope_exit(&scope);
+	n = input_wait_end(s, t, n);
 	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
 	if (n > 0)
 		s->rend += (size_t)n;
@@ -644,6 +713,19 @@ ssize_t weft_stream_fill(weft_stream *s)
 	if (rlen(s) >= s->cfg.limit)
 		return read_end(s, -EMSGSIZE);
 	return read_end(s, fill_once(s));
+}
+
+ssize_t weft_stream_fill_to(weft_stream *s, size_t n)
+{
+	int r = read_begin(s);
+	if (r < 0)
+		return r;
+	while (rlen(s) < n) {
+		ssize_t got = fill_once(s); /* the buffer doubles as it fills */
+		if (got <= 0)
+			return read_end(s, got == 0 ? -ENODATA : got);
+	}
+	return read_end(s, (ssize_t)rlen(s));
 }
 
 int weft_stream_consume(weft_stream *s, size_t n)

@@ -122,6 +122,7 @@ struct weft_task {
 	bool timed_out;     /* set by the home loop when the timer fired */
 	bool always_run;    /* weft_task_config.always_run */
 	uint8_t stack_kind;
+	_Atomic bool intr;  /* weft__task_interrupt: the next park fails */
 	uint16_t shield;
 	int16_t pin;        /* -1 stealable, else the loop index */
 	int budget;
@@ -385,6 +386,13 @@ static inline void weft__wakes_flush(weft__wakes *wk)
 		weft__wakes_flush_slow(wk);
 }
 WEFT_HIDDEN int weft__task_cancel_to(weft_task *t, weft__wakes *wk);
+/* A one-shot cancellation for the owner of an object the task waits on:
+ * the task's current (or next) unshielded park returns -EINTR, and keeps
+ * doing so until the task clears t->intr.  The object's code must set it
+ * only while the task waits on that object (under the object's lock) and
+ * clear it under the same lock when the wait ends, so no other wait sees
+ * it.  Wakes recorded in wk. */
+WEFT_HIDDEN void weft__task_interrupt_to(weft_task *t, weft__wakes *wk);
 
 /* Release lk, then make the wakes recorded under it. */
 static inline void weft__unlock_wake(weft__lock *lk, weft__wakes *wk)

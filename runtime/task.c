@@ -42,6 +42,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	atomic_init(&t->state, WEFT_TS_NOTIFIED);
 	atomic_init(&t->refs, refs);
 	atomic_init(&t->cancel_req, false);
+	atomic_init(&t->intr, false);
 	t->cancel_seen = t->timed_out = t->cancelled_result = false;
 	t->stack_kind = 0;
 	t->shield = 0;
@@ -341,6 +342,12 @@ int weft__task_cancel_to(weft_task *t, weft__wakes *wk)
 	atomic_store_explicit(&t->cancel_req, true, memory_order_release);
 	weft__task_wake_to(t, wk);
 	return 0;
+}
+
+void weft__task_interrupt_to(weft_task *t, weft__wakes *wk)
+{
+	atomic_store_explicit(&t->intr, true, memory_order_release);
+	weft__task_wake_to(t, wk);
 }
 
 int weft_task_cancel(weft_task *t)

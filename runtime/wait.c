@@ -31,6 +31,11 @@ static bool cancel_pending(const weft_task *t)
 	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
 }
 
+static bool intr_pending(const weft_task *t)
+{
+	return t->shield == 0 && atomic_load_explicit(&t->intr, memory_order_acquire);
+}
+
 /* A scope deadline `dl` expired: every scope whose deadline is at or before
  * it fired (s->deadline is public: WEFT_FOREVER none, never <= dl; 0
  * expired).  Returns -ETIMEDOUT for the suspension point to return. */
@@ -59,11 +64,14 @@ int weft__checkpoint(weft_task *t)
 /* Park task t (the caller) until woken, its own deadline passes (absolute
  * ns, 0 = none), its deadline scope expires, or it is cancelled.  Returns
  * 0 (woken: re-check the condition), -ETIME (its own deadline), -ETIMEDOUT
- * (a scope's), -ECANCELED (not yet recorded as seen). */
+ * (a scope's), -ECANCELED (not yet recorded as seen), -EINTR (interrupted:
+ * weft__task_interrupt_to). */
 int weft__park_task(weft_task *t, uint64_t deadline)
 {
 	if (cancel_pending(t))
 		return -ECANCELED;
+	if (unlikely(intr_pending(t)))
+		return -EINTR;
 	weft_loop *l = weft__loop_self(); /* fresh: t may have moved */
 	uint64_t sd = t->scope_deadline, dl = deadline;
 	bool by_scope = sd && (!deadline || sd < deadline); /* a tie: its own */
@@ -81,6 +89,8 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 	weft__switch_out_from(l, t, WEFT_SW_PARK);
 	if (cancel_pending(t))
 		return -ECANCELED;
+	if (unlikely(intr_pending(t)))
+		return -EINTR;
 	if (t->timed_out)
 		return by_scope ? scope_expired(t, dl) : -ETIME;
 	return 0;

@@ -596,6 +596,307 @@ static void test_shutdown_cancels_after_grace(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* shutdown reaches the handlers; close_clients, abort_clients             */
+/* ---------------------------------------------------------------------- */
+
+static _Atomic int h_shutdown; /* handlers whose read returned -ESHUTDOWN */
+
+/* Line echo: read a line, answer it, until the read fails. */
+static void line_echo(weft_stream *s, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&h_started, 1);
+	ssize_t r;
+	const char *line;
+	while ((r = weft_stream_read_line(s, &line)) > 0) {
+		weft_stream_write(s, line, (size_t)r);
+		if ((r = weft_stream_drain(s)) < 0)
+			break;
+	}
+	if (r == -ESHUTDOWN)
+		atomic_fetch_add(&h_shutdown, 1);
+	note_end(r);
+}
+
+enum { IDLE_CLIENTS = 20 };
+
+struct idle_shut {
+	bool multishot;
+	int start_rc, shut_rc, ok, eof;
+	uint64_t shut_ns;
+	bool closing_before, closing_after;
+};
+
+/* 20 clients, each after one exchange, idle: shutdown with a 5 s grace
+ * must take milliseconds, every handler seeing -ESHUTDOWN. */
+static void *idle_shut_main(void *arg)
+{
+	struct idle_shut *x = arg;
+	weft_server_config cfg;
+	weft_server_config_init(&cfg);
+	cfg.multishot_recv = x->multishot;
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, &cfg, line_echo, NULL, &a)) < 0)
+		return NULL;
+	int fds[IDLE_CLIENTS];
+	for (int i = 0; i < IDLE_CLIENTS; i++) {
+		fds[i] = weft_tcp_connect(&a, 1000 * MS);
+		x->ok += fds[i] >= 0 && roundtrip(fds[i], "hi\n", 3) == 0;
+	}
+	x->closing_before = weft_server_closing(srv);
+	uint64_t t0 = weft_now_ns();
+	x->shut_rc = weft_server_shutdown(srv, 5000 * MS);
+	x->shut_ns = weft_now_ns() - t0;
+	x->closing_after = weft_server_closing(srv);
+	for (int i = 0; i < IDLE_CLIENTS; i++) {
+		char c;
+		x->eof += fds[i] >= 0 && recv_exact(fds[i], &c, 1, 1000 * MS) == 0;
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_shutdown_ends_idle_connections_at_once(void **state)
+{
+	(void)state;
+	for (int ms = 0; ms < 2; ms++) {
+		reset_counters();
+		atomic_store(&h_shutdown, 0);
+		struct idle_shut x = { .multishot = ms };
+		weft_test_run(2, idle_shut_main, &x);
+		print_message("%s: shutdown with %d idle clients took %.1f ms (grace 5 s)\n",
+			      ms ? "multishot" : "plain", IDLE_CLIENTS, x.shut_ns / 1e6);
+		assert_int_equal(x.start_rc, 0);
+		assert_int_equal(x.ok, IDLE_CLIENTS);
+		assert_false(x.closing_before);
+		assert_true(x.closing_after);
+		assert_int_equal(x.shut_rc, 0);
+		assert_true(x.shut_ns < 1000 * MS);
+		assert_int_equal(x.eof, IDLE_CLIENTS);
+		assert_int_equal(atomic_load(&h_shutdown), IDLE_CLIENTS);
+		assert_int_equal(atomic_load(&h_cancelled), 0);
+	}
+}
+
+/* A request in progress when shutdown begins is served; the handler's
+ * next read ends it; shutdown takes about as long as the request. */
+struct mid_shut {
+	int start_rc, shut_rc;
+	uint64_t shut_ns;
+	ssize_t got, eof;
+	char reply[16];
+	weft_server *srv;
+};
+
+static void *mid_shutter(void *arg)
+{
+	struct mid_shut *x = arg;
+	uint64_t t0 = weft_now_ns();
+	x->shut_rc = weft_server_shutdown(x->srv, 5000 * MS);
+	x->shut_ns = weft_now_ns() - t0;
+	return NULL;
+}
+
+static void *mid_shut_main(void *arg)
+{
+	struct mid_shut *x = arg;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&x->srv, NULL, line_echo, NULL, &a)) < 0)
+		return NULL;
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	if (fd < 0)
+		goto out;
+	weft_send_all(fd, "hal", 3, 0);
+	weft_sleep_ms(50); /* the handler waits for the rest of its line */
+	weft_task *t = go_pinned(mid_shutter, x, WEFT_PIN_NONE);
+	weft_sleep_ms(150);
+	weft_send_all(fd, "f\n", 2, 0);
+	x->got = recv_exact(fd, x->reply, 5, 2000 * MS);
+	char c;
+	x->eof = recv_exact(fd, &c, 1, 2000 * MS);
+	finish(t);
+	close(fd);
+out:
+	weft_server_destroy(x->srv);
+	return NULL;
+}
+
+static void test_shutdown_serves_request_in_progress(void **state)
+{
+	(void)state;
+	reset_counters();
+	atomic_store(&h_shutdown, 0);
+	struct mid_shut x = { 0 };
+	weft_test_run(2, mid_shut_main, &x);
+	print_message("shutdown took %.0f ms (the request completed ~150 ms in)\n",
+		      x.shut_ns / 1e6);
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.got, 5);
+	assert_memory_equal(x.reply, "half\n", 5);
+	assert_int_equal(x.eof, 0);
+	assert_int_equal(x.shut_rc, 0);
+	assert_true(x.shut_ns >= 100 * MS && x.shut_ns < 2500 * MS);
+	assert_int_equal(atomic_load(&h_shutdown), 1);
+	assert_int_equal(atomic_load(&h_cancelled), 0);
+}
+
+/* close_clients: every open connection ends (idle or halfway through a
+ * line), the server keeps serving new ones. */
+struct close_cl {
+	int start_rc, rc, bad_rc, ok_after, eof;
+	uint64_t active_after;
+	bool closing;
+};
+
+static void *close_clients_main(void *arg)
+{
+	struct close_cl *x = arg;
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, line_echo, NULL, &a)) < 0)
+		return NULL;
+	int fds[4];
+	for (int i = 0; i < 4; i++) {
+		fds[i] = weft_tcp_connect(&a, 1000 * MS);
+		if (fds[i] >= 0)
+			roundtrip(fds[i], "x\n", 2);
+	}
+	if (fds[3] >= 0)
+		weft_send_all(fds[3], "abc", 3, 0); /* halfway through a line */
+	weft_sleep_ms(30);
+	x->bad_rc = weft_server_close_clients(NULL);
+	x->rc = weft_server_close_clients(srv);
+	x->active_after = wait_idle(srv);
+	for (int i = 0; i < 4; i++) {
+		char c;
+		x->eof += fds[i] >= 0 && recv_exact(fds[i], &c, 1, 1000 * MS) == 0;
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
+	x->closing = weft_server_closing(srv);
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	x->ok_after = fd >= 0 && roundtrip(fd, "again\n", 6) == 0;
+	if (fd >= 0)
+		close(fd);
+	weft_server_shutdown(srv, 1000 * MS);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_close_clients_keeps_serving(void **state)
+{
+	(void)state;
+	reset_counters();
+	atomic_store(&h_shutdown, 0);
+	struct close_cl x = { 0 };
+	weft_test_run(2, close_clients_main, &x);
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.bad_rc, -EINVAL);
+	assert_int_equal(x.rc, 0);
+	assert_int_equal(x.active_after, 0);
+	assert_int_equal(x.eof, 4);
+	assert_false(x.closing);
+	assert_true(x.ok_after);
+	/* the 4, and perhaps the later one (unless its client's FIN came
+	 * first) */
+	assert_true(atomic_load(&h_shutdown) >= 4);
+	assert_int_equal(atomic_load(&h_cancelled), 0);
+}
+
+/* abort_clients: a handler stuck writing to a client that does not read,
+ * and an idle one, are cancelled; their clients see a reset, not an end
+ * of input; the server keeps serving. */
+static void flood(weft_stream *s, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&h_started, 1);
+	const char *line;
+	ssize_t r = weft_stream_read_line(s, &line);
+	if (r > 0 && line[0] == 'f') {
+		static char big[1 << 20];
+		for (int i = 0; i < 16 && r >= 0; i++) {
+			weft_stream_write(s, big, sizeof big);
+			r = weft_stream_drain(s);
+		}
+	} else if (r > 0) {
+		r = weft_stream_read_line(s, &line);
+	}
+	note_end(r);
+}
+
+struct abort_cl {
+	int start_rc, rc, ok_after;
+	ssize_t end[2];
+	uint64_t active_after;
+};
+
+/* Read until the connection ends: 0 (FIN) or -errno (a reset). */
+static ssize_t read_to_end(int fd)
+{
+	static char buf[64 * 1024];
+	weft_scope s;
+	weft_scope_enter(&s, 3000 * MS);
+	ssize_t r;
+	while ((r = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+		;
+	weft_scope_exit(&s);
+	return r;
+}
+
+static void *abort_clients_main(void *arg)
+{
+	struct abort_cl *x = arg;
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, flood, NULL, &a)) < 0)
+		return NULL;
+	int fds[2];
+	for (int i = 0; i < 2; i++) {
+		fds[i] = weft_tcp_connect(&a, 1000 * MS);
+		if (fds[i] >= 0)
+			weft_send_all(fds[i], i ? "idle\n" : "flood\n", i ? 5 : 6, 0);
+	}
+	weft_sleep_ms(100); /* the flood fills the socket buffers and waits */
+	x->rc = weft_server_abort_clients(srv);
+	x->active_after = wait_idle(srv);
+	for (int i = 0; i < 2; i++) {
+		x->end[i] = fds[i] >= 0 ? read_to_end(fds[i]) : fds[i];
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	if (fd >= 0) {
+		weft_send_all(fd, "x\n", 2, 0);
+		shutdown(fd, SHUT_WR); /* flood()'s second read: end of input */
+	}
+	x->ok_after = fd >= 0 && read_to_end(fd) == 0; /* a FIN, not a reset */
+	if (fd >= 0)
+		close(fd);
+	weft_server_shutdown(srv, 0);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_abort_clients_resets(void **state)
+{
+	(void)state;
+	reset_counters();
+	struct abort_cl x = { 0 };
+	weft_test_run(2, abort_clients_main, &x);
+	print_message("clients saw %zd and %zd\n", x.end[0], x.end[1]);
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.rc, 0);
+	assert_int_equal(x.active_after, 0);
+	assert_int_equal(x.end[0], -ECONNRESET);
+	assert_int_equal(x.end[1], -ECONNRESET);
+	assert_int_equal(atomic_load(&h_cancelled), 2);
+	assert_true(x.ok_after);
+}
+
+/* ---------------------------------------------------------------------- */
 /* weft_server_wait                                                        */
 /* ---------------------------------------------------------------------- */
 
@@ -1091,6 +1392,10 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_idle_timeout_closes_silent_client),
 	cmocka_unit_test(test_shutdown_lets_slow_response_finish),
 	cmocka_unit_test(test_shutdown_cancels_after_grace),
+	cmocka_unit_test(test_shutdown_ends_idle_connections_at_once),
+	cmocka_unit_test(test_shutdown_serves_request_in_progress),
+	cmocka_unit_test(test_close_clients_keeps_serving),
+	cmocka_unit_test(test_abort_clients_resets),
 	cmocka_unit_test(test_wait_returns_after_shutdown),
 	cmocka_unit_test(test_sigterm_starts_shutdown),
 	cmocka_unit_test(test_half_open_and_slow_clients_do_not_block_good_one),

@@ -1227,6 +1227,311 @@ static void test_read_until_on_fresh_stream(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* weft_stream_end_input and weft_stream_fill_to                           */
+/* ---------------------------------------------------------------------- */
+
+struct endin {
+	int how;              /* WEFT_END_* */
+	bool from_thread;     /* end from a foreign thread, not a task */
+	const char *partial;  /* sent before the end (NULL: nothing) */
+	const char *rest;     /* sent after it */
+	ssize_t first, second, third;
+	char line[64];
+	size_t buffered_after;
+	uint64_t ended_after_ns;
+	int einval[2];
+};
+
+struct ender {
+	weft_stream *s;
+	int how;
+};
+
+static void *end_thread(void *arg)
+{
+	struct ender *e = arg;
+	usleep(50 * 1000);
+	weft_stream_end_input(e->s, e->how);
+	return NULL;
+}
+
+static void *end_task(void *arg)
+{
+	struct ender *e = arg;
+	weft_sleep_ms(50);
+	weft_stream_end_input(e->s, e->how);
+	return NULL;
+}
+
+static void *send_rest(void *arg)
+{
+	struct fx *f = arg;
+	struct endin *x = f->rec;
+	weft_sleep_ms(150); /* well after the end */
+	weft_send_all(f->peer, x->rest, strlen(x->rest), 0);
+	return NULL;
+}
+
+/* The reader waits in read_line; 50 ms later input is ended from another
+ * task (on any loop) or a foreign thread. */
+static void endin_body(struct fx *f)
+{
+	struct endin *x = f->rec;
+	x->einval[0] = weft_stream_end_input(NULL, WEFT_END_IDLE);
+	x->einval[1] = weft_stream_end_input(f->s, 3);
+	if (x->partial)
+		weft_send_all(f->peer, x->partial, strlen(x->partial), 0);
+	struct ender e = { f->s, x->how };
+	pthread_t th;
+	weft_task *t = NULL;
+	if (x->from_thread)
+		pthread_create(&th, NULL, end_thread, &e);
+	else
+		t = go_pinned(end_task, &e, WEFT_PIN_NONE);
+	weft_task *r = x->rest ? go_pinned(send_rest, f, WEFT_PIN_NONE) : NULL;
+	uint64_t t0 = weft_now_ns();
+	const char *p;
+	x->first = weft_stream_read_line(f->s, &p);
+	x->ended_after_ns = weft_now_ns() - t0;
+	if (x->first > 0)
+		snprintf(x->line, sizeof x->line, "%.*s", (int)x->first, p);
+	x->buffered_after = weft_stream_buffered(f->s, &p);
+	x->second = weft_stream_read_line(f->s, &p);
+	x->third = weft_stream_fill(f->s);
+	if (x->from_thread)
+		pthread_join(th, NULL);
+	else
+		finish(t);
+	if (r)
+		finish(r);
+}
+
+/* Idle: a reader waiting with nothing buffered is interrupted at once;
+ * from a task and from a foreign thread. */
+static void test_end_input_idle_interrupts_waiting_reader(void **state)
+{
+	(void)state;
+	for (int th = 0; th < 2; th++) {
+		struct endin x = { .how = WEFT_END_IDLE, .from_thread = th };
+		run_fx(NULL, endin_body, &x);
+		print_message("ended after %.1f ms (%s)\n", x.ended_after_ns / 1e6,
+			      th ? "thread" : "task");
+		assert_int_equal(x.einval[0], -EINVAL);
+		assert_int_equal(x.einval[1], -EINVAL);
+		assert_int_equal(x.first, -ESHUTDOWN);
+		assert_true(x.ended_after_ns >= 40 * MS && x.ended_after_ns < 2000 * MS);
+		assert_int_equal(x.second, -ESHUTDOWN); /* sticky */
+		assert_int_equal(x.third, -ESHUTDOWN);
+	}
+}
+
+/* Idle, with half a line buffered: the read goes on and gets its line;
+ * the next one, with nothing buffered, ends. */
+static void test_end_input_idle_lets_unit_finish(void **state)
+{
+	(void)state;
+	struct endin x = { .how = WEFT_END_IDLE, .partial = "hal", .rest = "f\n" };
+	run_fx(NULL, endin_body, &x);
+	assert_int_equal(x.first, 5);
+	assert_string_equal(x.line, "half\n");
+	assert_true(x.ended_after_ns >= 100 * MS); /* it waited for the rest */
+	assert_int_equal(x.second, -ESHUTDOWN);
+}
+
+/* Now: the read waiting for the rest of its line is interrupted, and the
+ * half line stays buffered (nothing lost). */
+static void test_end_input_now_keeps_buffered_bytes(void **state)
+{
+	(void)state;
+	for (int th = 0; th < 2; th++) {
+		struct endin x = { .how = WEFT_END_NOW, .from_thread = th, .partial = "hal" };
+		run_fx(NULL, endin_body, &x);
+		assert_int_equal(x.first, -ESHUTDOWN);
+		assert_true(x.ended_after_ns < 2000 * MS);
+		assert_int_equal(x.buffered_after, 3);
+		assert_int_equal(x.second, -ESHUTDOWN);
+	}
+}
+
+/* Ended before any read: what is already there is still read. */
+struct endin_pre {
+	ssize_t r1, r2;
+	char buf[16];
+};
+
+static void endin_pre_body(struct fx *f)
+{
+	struct endin_pre *x = f->rec;
+	weft_send_all(f->peer, "abc", 3, 0);
+	weft_sleep_ms(20);
+	weft_stream_fill(f->s); /* buffered now */
+	weft_stream_end_input(f->s, WEFT_END_NOW);
+	x->r1 = weft_stream_read(f->s, x->buf, sizeof x->buf);
+	x->r2 = weft_stream_read(f->s, x->buf, sizeof x->buf);
+}
+
+static void test_end_input_reads_what_is_buffered(void **state)
+{
+	(void)state;
+	struct endin_pre x = { 0 };
+	run_fx(NULL, endin_pre_body, &x);
+	assert_int_equal(x.r1, 3);
+	assert_int_equal(x.r2, -ESHUTDOWN);
+}
+
+/* The race: a line arrives as input is ended.  Whatever the reader gets,
+ * no received byte is lost: the line was read, or it is still buffered,
+ * or it is still in the socket. */
+struct endin_race {
+	int rounds, got_line, got_end, lost, bad;
+};
+
+static void *race_ender(void *arg)
+{
+	struct ender *e = arg;
+	weft_stream_end_input(e->s, e->how);
+	return NULL;
+}
+
+static void *race_round(void *arg)
+{
+	struct endin_race *x = arg;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return NULL;
+	weft_stream *s;
+	if (weft_stream_open(&s, sv[0], default_cfg) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	struct ender e = { s, WEFT_END_IDLE };
+	weft_task *t = go_pinned(race_ender, &e, WEFT_PIN_NONE);
+	(void)!write(sv[1], "line\n", 5);
+	const char *p;
+	ssize_t r = weft_stream_read_line(s, &p);
+	finish(t);
+	size_t seen = 0;
+	if (r == 5) {
+		x->got_line++;
+		seen = 5;
+	} else if (r == -ESHUTDOWN) {
+		x->got_end++;
+		weft_sleep_ms(2); /* a multishot's completion may be on its way */
+		seen = weft_stream_buffered(s, &p);
+		char tmp[8];
+		ssize_t k = recv(sv[0], tmp, sizeof tmp, MSG_DONTWAIT);
+		seen += k > 0 ? (size_t)k : 0;
+		/* multishot: received after the end, still pending */
+		if (!seen && weft__stream_held(s))
+			seen = 5;
+	} else {
+		x->bad++;
+	}
+	if (seen != 5)
+		x->lost++;
+	weft_stream_close(s);
+	close(sv[1]);
+	x->rounds++;
+	return NULL;
+}
+
+static void *race_main(void *arg)
+{
+	struct endin_race *x = arg;
+	for (int i = 0; i < (WEFT_TEST_SANITIZED ? 300 : 2000); i++)
+		race_round(x);
+	return NULL;
+}
+
+static void test_end_input_race_loses_nothing(void **state)
+{
+	(void)state;
+	struct endin_race x = { 0 };
+	weft_test_run(2, race_main, &x);
+	print_message("%d rounds: %d lines, %d ended\n", x.rounds, x.got_line, x.got_end);
+	assert_true(x.rounds >= 300);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.lost, 0);
+}
+
+/* fill_to: a unit longer than the limit, for this read only; the buffer
+ * grows as bytes arrive, not up front; -ENODATA at end of input. */
+struct fillto {
+	ssize_t big, line_after, short_eof;
+	size_t buffered;
+	int mismatch;
+	size_t held_claim; /* memory while waiting on a claimed 64 MiB */
+	ssize_t claim_rc;
+};
+
+static void *fillto_sender(void *arg)
+{
+	struct fx *f = arg;
+	static char chunk[100 * 1024];
+	for (size_t i = 0; i < sizeof chunk; i++)
+		chunk[i] = (char)pat(i);
+	for (size_t off = 0; off < sizeof chunk; off += 10 * 1024) {
+		weft_send_all(f->peer, chunk + off, 10 * 1024, 0);
+		weft_sleep_ms(1);
+	}
+	weft_send_all(f->peer, "x\n", 2, 0);
+	return NULL;
+}
+
+static void *claim_watch(void *arg)
+{
+	struct fx *f = arg;
+	struct fillto *x = f->rec;
+	weft_sleep_ms(100);
+	x->held_claim = weft__stream_held(f->s); /* racy read, a snapshot */
+	shutdown(f->peer, SHUT_WR);
+	return NULL;
+}
+
+static void fillto_body(struct fx *f)
+{
+	struct fillto *x = f->rec;
+	weft_task *t = go_pinned(fillto_sender, f, WEFT_PIN_NONE);
+	x->big = weft_stream_fill_to(f->s, 100 * 1024);
+	const char *p;
+	x->buffered = weft_stream_buffered(f->s, &p);
+	for (size_t i = 0; x->big > 0 && i < 100 * 1024; i++)
+		x->mismatch += p[i] != (char)pat(i);
+	if (x->big > 0)
+		weft_stream_consume(f->s, 100 * 1024);
+	x->line_after = weft_stream_read_line(f->s, &p);
+	finish(t);
+	/* A peer that claims much and sends 10 bytes, then ends. */
+	weft_send_all(f->peer, "0123456789", 10, 0);
+	t = go_pinned(claim_watch, f, WEFT_PIN_NONE);
+	x->claim_rc = weft_stream_fill_to(f->s, 64u << 20);
+	finish(t);
+	x->short_eof = weft_stream_buffered(f->s, &p);
+}
+
+static void test_fill_to_past_limit(void **state)
+{
+	(void)state;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	if (default_cfg)
+		c = *default_cfg;
+	c.limit = 1024;
+	struct fillto x = { 0 };
+	run_fx(&c, fillto_body, &x);
+	print_message("fill_to 100 KiB: %zd buffered; waiting on a 64 MiB claim held %zu bytes\n",
+		      x.big, x.held_claim);
+	assert_true(x.big >= 100 * 1024);
+	assert_true(x.buffered >= 100 * 1024);
+	assert_int_equal(x.mismatch, 0);
+	assert_int_equal(x.line_after, 2);
+	assert_int_equal(x.claim_rc, -ENODATA);
+	assert_int_equal(x.short_eof, 10); /* the partial unit stays */
+	assert_true(x.held_claim < 256 * 1024);
+}
+
+/* ---------------------------------------------------------------------- */
 /* multishot receives                                                      */
 /* ---------------------------------------------------------------------- */
 
@@ -1249,6 +1554,11 @@ static void test_multishot_reads(void **state)
 	test_read_until_straddling_delimiter(state);
 	test_limit_emsgsize_keeps_bytes(state);
 	test_fill_buffered_consume(state);
+	test_end_input_idle_interrupts_waiting_reader(state);
+	test_end_input_idle_lets_unit_finish(state);
+	test_end_input_now_keeps_buffered_bytes(state);
+	test_end_input_race_loses_nothing(state);
+	test_fill_to_past_limit(state);
 	default_cfg = NULL;
 }
 
@@ -1795,6 +2105,12 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_close_from_other_loop_without_stack),
 	cmocka_unit_test(test_multishot_close_from_other_loop),
+	cmocka_unit_test(test_end_input_idle_interrupts_waiting_reader),
+	cmocka_unit_test(test_end_input_idle_lets_unit_finish),
+	cmocka_unit_test(test_end_input_now_keeps_buffered_bytes),
+	cmocka_unit_test(test_end_input_reads_what_is_buffered),
+	cmocka_unit_test(test_end_input_race_loses_nothing),
+	cmocka_unit_test(test_fill_to_past_limit),
 	cmocka_unit_test(test_multishot_reads),
 	cmocka_unit_test(test_multishot_bulk_and_cap),
 	cmocka_unit_test(test_multishot_cancel_keeps_bytes),

@@ -14,18 +14,45 @@
  *
  * Limits: at most max_conns connections at once (more are accepted and
  * closed at once, counted as rejected); every receive waits at most
- * idle_timeout_ns; the handler can bound a whole request head with
+ * idle_timeout_ns if set; the handler can bound a whole request head with
  * weft_stream_read_deadline (the HTTP example does), so slow or silent
- * clients cannot pin connections.  An accept that fails for lack of fds
+ * clients cannot pin connections.
+ *
+ * Defaults by use.  The defaults are protocol-neutral, as asyncio's
+ * start_server, Redis and memcached are: no idle timeout (clients of
+ * databases and caches keep pools of idle connections for hours), and a
+ * 64 KiB limit on a line or delimited unit (asyncio's; a longer unit of
+ * known length is read with weft_stream_fill_to without raising it).  Set
+ * them by the protocol:
+ *
+ *   use                     idle_timeout_ns   stream_limit
+ *   HTTP/1.1 keep-alive     60 s (nginx 75 s) the longest head (8-16 KiB),
+ *                                             plus a head deadline
+ *   Redis/RESP, memcached   WEFT_FOREVER      64 KiB (command lines; bulk
+ *                                             values via fill_to)
+ *   line protocols (SMTP,   minutes           the longest line
+ *   chat)
+ *   internal RPC            WEFT_FOREVER      the frame header; frames via
+ *                                             fill_to
+ *
+ * max_conns (65536) and grace_ns (5 s) fit every use.  An accept that fails for lack of fds
  * or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM, ENOSPC) backs off and
  * retries: the server keeps serving once they are free again.  Any other
  * failed accept but the listener's own (EBADF, EINVAL, ENOTSOCK) is
  * skipped, as Linux reports a new connection's network errors from
  * accept.
  *
- * Shutdown is graceful: stop accepting, let open connections finish within
- * a grace period, then cancel the rest and wait for them.  With
- * config.handle_signals, SIGINT or SIGTERM starts it.
+ * Shutdown is graceful: stop accepting; tell the handlers, by ending every
+ * connection's input at its next message boundary (WEFT_END_IDLE,
+ * weft/stream.h: a read waiting for the next request returns -ESHUTDOWN,
+ * one in the middle of a request goes on), so idle connections close in
+ * milliseconds; let the rest finish within a grace period, then cancel
+ * them and wait.  With config.handle_signals, SIGINT or SIGTERM starts it.
+ * A handler that waits on something other than its stream (a queue, a
+ * timer) can poll weft_server_closing, or is cancelled at the end of the
+ * grace period.  weft_server_close_clients and weft_server_abort_clients
+ * (asyncio 3.13's Server.close_clients / abort_clients) end the open
+ * connections without stopping the server.
  */
 #ifndef WEFT_SERVER_H
 #define WEFT_SERVER_H
@@ -49,10 +76,10 @@ typedef struct weft_server_config {
 	unsigned max_conns;       /* open connections at most (65536) */
 	int backlog;              /* listen backlog (SOMAXCONN) */
 	uint64_t idle_timeout_ns; /* a receive waiting longer fails with
-				     -ETIMEDOUT (60 s; WEFT_FOREVER: none;
-				     as weft.h's "Timeouts and deadlines",
-				     so 0 fails every receive that would
-				     wait) */
+				     -ETIMEDOUT (WEFT_FOREVER: none, the
+				     default; as weft.h's "Timeouts and
+				     deadlines", so 0 fails every receive
+				     that would wait) */
 	uint64_t grace_ns;        /* shutdown grace for open connections
 				     when a signal (handle_signals) or
 				     weft_server_destroy shuts down (5 s;
@@ -84,8 +111,10 @@ WEFT_API int weft_server_start(weft_server **out, weft_runtime *rt,
 WEFT_API uint16_t weft_server_port(const weft_server *s);
 
 /*
- * Graceful shutdown: stop accepting, wait up to grace_ns for open
- * connections to finish, cancel the rest and wait for them.  grace_ns
+ * Graceful shutdown: stop accepting, end every connection's input at its
+ * next message boundary (idle handlers see -ESHUTDOWN at once), wait up to
+ * grace_ns for open connections to finish, cancel the rest and wait for
+ * them.  grace_ns
  * follows weft.h's "Timeouts and deadlines": WEFT_FOREVER waits for the
  * connections without limit, 0 cancels them at once (pass cfg.grace_ns for
  * the configured grace).  Only the first call's grace counts.  Idempotent;
@@ -95,6 +124,32 @@ WEFT_API uint16_t weft_server_port(const weft_server *s);
  * task cannot be spawned (no memory for its stack), the caller runs it.
  */
 WEFT_API int weft_server_shutdown(weft_server *s, uint64_t grace_ns);
+
+/*
+ * End every connection open now, without stopping the server (asyncio's
+ * Server.close_clients): each connection's input ends at once
+ * (WEFT_END_NOW: a read that would wait returns -ESHUTDOWN, one waiting is
+ * interrupted; buffered bytes are still read), so its handler returns and
+ * the server closes the stream, flushing what the handler queued.
+ * Connections accepted later are not affected.  Returns 0, -EINVAL.  Any
+ * thread or task; never waits (weft_server_stats_get's `active` shows them
+ * go).
+ */
+WEFT_API int weft_server_close_clients(weft_server *s);
+
+/*
+ * Abort every connection open now (asyncio's Server.abort_clients): each
+ * handler is cancelled (its waits return -ECANCELED) and its connection
+ * closed with a reset (RST; queued bytes dropped, an in-flight send cut
+ * short).  Connections accepted later are not affected.  Returns 0,
+ * -EINVAL.  Any thread or task; never waits.
+ */
+WEFT_API int weft_server_abort_clients(weft_server *s);
+
+/* Whether shutdown has begun (by weft_server_shutdown, destroy or a
+ * signal): for handlers that wait on something other than their stream.
+ * false for NULL.  Any thread. */
+WEFT_API bool weft_server_closing(const weft_server *s);
 
 /* Wait until the server has shut down (by a signal or another task). 0,
  * -ECANCELED, -ETIMEDOUT.  From a task or a foreign thread. */

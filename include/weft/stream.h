@@ -10,7 +10,9 @@
  * weft_stream_read or drop the connection.  At end of input a partial unit
  * also stays buffered (-ENODATA), except read_line, which returns the last
  * unterminated line as asyncio's readline does.  One task reads at a time
- * (a second concurrent reader gets -EBUSY).
+ * (a second concurrent reader gets -EBUSY).  A unit of known length may
+ * exceed the limit for one read: weft_stream_fill_to.  After
+ * weft_stream_end_input every read that would wait returns -ESHUTDOWN.
  *
  * Writing: weft_stream_write copies the bytes into the stream and returns
  * at once; the stream sends them in the background, one send in flight at
@@ -42,10 +44,11 @@
  * and frees; the stream must not be used by any other task after (or
  * during) close.
  *
- * Threads: a stream belongs to its tasks.  Four calls work from any thread:
+ * Threads: a stream belongs to its tasks.  Five calls work from any thread:
  * weft_stream_config_init, weft_stream_open (it only wraps the fd: open it
- * anywhere, then hand the stream to a task), weft_stream_fd and
- * weft_stream_pending (a snapshot).  Every other call is task-only: from
+ * anywhere, then hand the stream to a task), weft_stream_fd,
+ * weft_stream_pending (a snapshot) and weft_stream_end_input (it is how
+ * another task or thread tells the reader to stop).  Every other call is task-only: from
  * any other thread (a foreign thread, a blocking-pool thread) it does
  * nothing and returns -EPERM, except weft_stream_buffered, which returns a
  * count and so returns 0 with *out NULL.  Within that, any
@@ -131,6 +134,18 @@ WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **out);
  * read_timeout_ns.  Returns 0, -EINVAL, or -EPERM outside a task. */
 WEFT_API int weft_stream_read_deadline(weft_stream *s, uint64_t deadline_ns);
 
+/* Receive until at least n bytes are buffered, whatever config.limit says:
+ * for one unit of a known length (a length-prefixed frame, a Redis bulk
+ * string) that may exceed the limit, without raising the limit for every
+ * read.  n is the caller's own bound for this unit: check a length taken
+ * from the wire against it first.  The buffer grows as bytes arrive
+ * (doubling), never to n up front, so a peer that claims a huge length and
+ * sends nothing costs nothing.  Then weft_stream_buffered gives the bytes
+ * in one piece and weft_stream_consume drops them.  Returns the buffered
+ * count (>= n), -ENODATA if input ended first (the bytes stay buffered),
+ * -ENOMEM, or as the other reads. */
+WEFT_API ssize_t weft_stream_fill_to(weft_stream *s, size_t n);
+
 /* Zero-copy parsing: the buffered bytes (*out, valid until the next read
  * call; NULL when none, as an empty stream may hold no buffer) and their
  * count, without waiting.  Outside a task: 0, *out NULL. */
@@ -141,6 +156,31 @@ WEFT_API ssize_t weft_stream_fill(weft_stream *s);
 /* Drop the first n buffered bytes: 0, -EINVAL (n > buffered, s NULL),
  * -EPERM outside a task. */
 WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
+
+/*
+ * End the stream's input early, for servers and other owners that want
+ * its reader to stop without cancelling the reader's task (a task that
+ * may be in the middle of a request, or on another loop):
+ *
+ *   WEFT_END_IDLE  at a message boundary: a read that would wait with
+ *                  nothing buffered returns -ESHUTDOWN, and one waiting so
+ *                  now is interrupted and returns -ESHUTDOWN.  A read that
+ *                  waits for the rest of a unit (part of a line, a
+ *                  read_exact, a fill with bytes buffered) goes on.  This
+ *                  is how a graceful server shutdown reaches idle
+ *                  keep-alive connections at once (weft/server.h).
+ *   WEFT_END_NOW   every read that would wait returns -ESHUTDOWN, and one
+ *                  waiting now is interrupted, buffered bytes or not
+ *                  (asyncio's Server.close_clients()).
+ *
+ * Bytes already buffered are still read first; a receive that completes
+ * as the interruption comes keeps its bytes: nothing received is lost.
+ * Writing is not affected.  Sticky: a later call can only move from IDLE
+ * to NOW.  Returns 0, or -EINVAL (s NULL, bad `how`).  Any thread; never
+ * waits.
+ */
+enum { WEFT_END_IDLE = 1, WEFT_END_NOW = 2 };
+WEFT_API int weft_stream_end_input(weft_stream *s, int how);
 
 /* The write calls below return -EINVAL for a NULL stream and -EPERM
  * outside a task besides what each says. */
