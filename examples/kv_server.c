@@ -54,6 +54,7 @@
 #include "resp.h"
 #include "serve_main.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -67,17 +68,20 @@
 /* ---------------------------------------------------------------------- */
 
 static size_t g_max_bulk = 512u << 20; /* Redis's proto-max-bulk-len */
+static size_t g_max_cmd = 1024u << 20;  /* a whole command, 2 x max_bulk:
+					   Redis's client-query-buffer-limit */
 static unsigned g_max_conns;           /* 0: the server's default */
 static unsigned g_shard_bits = 6;      /* 64 shards */
 static unsigned g_sweep_ms = 100;
 
-/* The fast path's limits: a command of at most FAST_ARGS arguments whose
- * bytes are known to fit in FAST_BYTES waits for the rest in the stream's
- * buffer and is parsed in place; a bigger one is read by resp_read_big.
- * FAST_BYTES stays under the stream's limit (the server's default
- * stream_limit, 64 KiB), so weft_stream_fill never refuses to receive
- * (-EMSGSIZE) for a command that is still coming: the limit needs no
- * raising, whatever --max-bulk is. */
+/* Commands are parsed in place in the stream's read buffer (resp.h).  One
+ * known to need at most FAST_BYTES waits for its rest with
+ * weft_stream_fill, which stops at the stream's limit (the server's
+ * stream_limit, 64 KiB: FAST_BYTES stays under it, so it never refuses
+ * with -EMSGSIZE); a bigger one with weft_stream_fill_to, up to the bytes
+ * it is known to need, past the limit.  So the limit needs no raising,
+ * whatever --max-bulk is.  The first FAST_ARGS arguments' array is on
+ * the handler's stack. */
 enum { FAST_ARGS = 64, FAST_BYTES = 32 * 1024, OUT_FLUSH = 16 * 1024 };
 
 /* ---------------------------------------------------------------------- */
@@ -858,22 +862,35 @@ static void execute(struct conn *c, const arg *a, size_t n)
 /* connections                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* A bigger argument array for a command with more than FAST_ARGS: double
+ * the heap one (the first is the handler's own, on its stack). */
+static int grow_args(struct resp_cmd *cmd, struct resp_arg *stack)
+{
+	size_t cap = cmd->cap * 2;
+	struct resp_arg *a = realloc(cmd->argv == stack ? NULL : cmd->argv, cap * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	cmd->argv = a;
+	cmd->cap = cap;
+	return 0;
+}
+
 static void kv_conn(weft_stream *s, void *arg_)
 {
 	(void)arg_;
 	struct conn c = { .s = s };
-	struct resp_arg argv[FAST_ARGS];
-	struct resp_cmd cmd = { argv, 0, FAST_ARGS };
-	struct resp_big big = { 0 };
+	struct resp_arg stack[FAST_ARGS];
+	struct resp_cmd cmd = { stack, 0, FAST_ARGS };
 	const char *err = NULL;
 	for (;;) {
 		/* every whole command received so far, answered in one batch */
 		const char *p;
 		size_t n = weft_stream_buffered(s, &p), off = 0, known = 0;
 		ssize_t r = RESP_NEED;
-		bool big_next;
 		while (off < n && !c.quit && !c.broken) {
 			r = resp_parse(p + off, n - off, &cmd, g_max_bulk, &known, &err);
+			if (r == RESP_BIG && grow_args(&cmd, stack) == 0)
+				continue; /* the same command again, with room */
 			if (r <= 0)
 				break;
 			off += (size_t)r;
@@ -881,37 +898,45 @@ static void kv_conn(weft_stream *s, void *arg_)
 				execute(&c, cmd.argv, cmd.argc);
 		}
 		weft_stream_consume(s, off);
-		big_next = r == RESP_BIG || (r == RESP_NEED && off < n && known > FAST_BYTES);
-		if (big_next) {
-			/* a big command: read it on its own (what came before it is
-			 * answered first, as the client sent it first) */
-			out_flush(&c);
-			int rb = resp_read_big(s, &big, g_max_bulk, &err);
-			if (rb == -EPROTO)
-				r = RESP_ERROR;
-			else if (rb < 0)
-				break; /* gone, or no memory */
-			else if (big.cmd.argc)
-				execute(&c, big.cmd.argv, big.cmd.argc);
-			if (big.cap > FAST_BYTES) /* keep no big buffer between big commands */
-				resp_big_free(&big);
+		if (r != RESP_NEED)
+			known = 0; /* it was a whole command's: none is pending */
+		if (r == RESP_NEED && known > g_max_cmd) {
+			r = RESP_ERROR;
+			err = "Protocol error: command too big";
 		}
-		if (r == RESP_ERROR) {
+		if (r == RESP_BIG) {
+			c.broken = true; /* no memory for its arguments */
+		} else if (r == RESP_ERROR) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "ERR %s", err);
 			out_err(&c, msg);
 			c.quit = true;
 		}
 		out_flush(&c);
+		if (cmd.argv != stack && cmd.cap > 4 * FAST_ARGS) { /* keep no big array */
+			free(cmd.argv);
+			cmd = (struct resp_cmd){ stack, 0, FAST_ARGS };
+		}
 		if (c.quit || c.broken || weft_stream_drain(s) < 0)
 			break;
-		if (big_next)
-			continue; /* the big command is done: look at what follows */
-		if (weft_stream_fill(s) <= 0)
+		/* Receive: a small command waits for its rest in the stream's
+		 * buffer; a big one (a large bulk, many arguments) is received
+		 * up to what it is known to need, past the stream's limit, the
+		 * buffer growing as the bytes come.  With nothing buffered this
+		 * is where a shutdown (or the client leaving) ends the
+		 * connection; in the middle of a command it goes on. */
+		size_t rest = n - off;
+		ssize_t f;
+		if (rest >= FAST_BYTES || known > FAST_BYTES)
+			f = weft_stream_fill_to(s, known > rest ? known : rest + 1);
+		else
+			f = weft_stream_fill(s);
+		if (f <= 0)
 			break; /* end of input, reset, idle timeout, shutdown */
 	}
 	/* the server flushes what is queued when it closes the stream */
-	resp_big_free(&big);
+	if (cmd.argv != stack)
+		free(cmd.argv);
 	free(c.out);
 }
 
@@ -935,8 +960,10 @@ static int kv_option(int argc, char **argv, int i)
 		fprintf(stderr, "kv_server: bad %s '%s'\n", argv[i], v);
 		exit(2);
 	}
-	if (k == 0)
+	if (k == 0) {
 		g_max_bulk = (size_t)x;
+		g_max_cmd = 2 * g_max_bulk > FAST_BYTES ? 2 * g_max_bulk : FAST_BYTES;
+	}
 	else if (k == 1)
 		g_max_conns = (unsigned)x;
 	else if (k == 2)

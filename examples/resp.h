@@ -4,27 +4,23 @@
  * A Redis client sends each command as a multibulk: `*<argc>\r\n` then
  * argc bulk strings `$<len>\r\n<len bytes>\r\n`; redis-benchmark's
  * PING_INLINE (and telnet) send the inline form, one line of words,
- * `PING\r\n`.  Two ways to read a command:
+ * `PING\r\n`.
  *
- *  - resp_parse: the fast path.  It looks at bytes already received (the
- *    stream's read buffer, weft_stream_buffered) and, when a whole command
- *    is there, points the arguments straight into those bytes: nothing is
- *    copied.  The caller parses every whole command the buffer holds,
- *    answers them all and only then consumes the bytes and waits for
- *    more: pipelined commands cost one receive and one send per batch.
- *    A command not complete yet is left alone (`need more`), and the
- *    caller either receives more or, if it is big, takes the slow path.
- *
- *  - resp_read_big: the slow path, for a command whose bytes should not
- *    wait in the stream's buffer (a bulk of up to --max-bulk, 512 MiB by
- *    default, or more arguments than the fast path's array holds).  It
- *    copies each argument into a buffer of its own, consuming the stream
- *    as it goes, so the stream's buffer never holds more than one
- *    receive's worth.  Memory follows the bytes that arrived, never the
- *    lengths a client claims: the argument buffer at most doubles past
- *    what it holds (and never beyond the bulk's own length), the argument
- *    array doubles as arguments come.  A client claiming `$500000000` and
- *    sending three bytes costs three bytes.
+ * resp_parse looks at bytes already received (the stream's read buffer,
+ * weft_stream_buffered) and, when a whole command is there, points the
+ * arguments straight into those bytes: nothing is copied, however big
+ * the arguments.  The caller parses every whole command the buffer holds,
+ * answers them all and only then consumes the bytes and waits for more:
+ * pipelined commands cost one receive and one send per batch.  A command
+ * not complete yet is left alone (RESP_NEED) with the number of bytes it
+ * is known to need so far, so the caller can receive up to there
+ * (weft_stream_fill_to) past the stream's limit: a bulk of up to
+ * max_bulk (kv_server's --max-bulk, 512 MiB by default, as Redis) is
+ * read into the stream's buffer, which grows as its bytes arrive, never
+ * to a length a client claims.  A client claiming `$500000000` and
+ * sending three bytes costs three bytes.  The argument array is the
+ * caller's: RESP_BIG asks for a bigger one once it is full, so it too
+ * grows with arguments that arrived, not with a claimed count.
  *
  * Protocol errors are Redis's words ("Protocol error: invalid bulk
  * length"); the server answers them with -ERR and closes, as Redis does.
@@ -40,12 +36,8 @@
 #ifndef KV_RESP_H
 #define KV_RESP_H
 
-#include "weft.h"
-
-#include <errno.h>
 #include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -60,8 +52,7 @@ struct resp_arg {
 	size_t n;
 };
 
-/* A command: argv[0..argc).  The fast path fills an array of `cap` the
- * caller gives; the slow path one of its own. */
+/* A command: argv[0..argc), in an array of cap the caller gives. */
 struct resp_cmd {
 	struct resp_arg *argv;
 	size_t argc, cap;
@@ -69,8 +60,9 @@ struct resp_cmd {
 
 /* resp_parse's results besides a byte count */
 enum {
-	RESP_NEED = 0,   /* incomplete: receive more (or take the slow path) */
-	RESP_BIG = -1,   /* more arguments than cmd->cap: take the slow path */
+	RESP_NEED = 0,   /* incomplete: receive more */
+	RESP_BIG = -1,   /* cmd->cap arguments parsed and more received: parse
+			    again with a bigger array */
 	RESP_ERROR = -2, /* protocol error, *err says which */
 };
 
@@ -141,9 +133,8 @@ static inline ssize_t resp_inline(const char *p, size_t n, struct resp_cmd *c,
  * Parse the command at p[0..n) (n >= 1).  Returns the bytes it takes with
  * cmd's arguments pointing into p (argc 0: an empty command, `*0` or a
  * blank line, to skip), RESP_NEED with *known set to how many bytes the
- * command is known to need at least (so the caller can tell a small
- * command, worth receiving more for, from a big one), RESP_BIG, or
- * RESP_ERROR with *err set.
+ * command is known to need at least (0 for an inline line: it is bounded
+ * by RESP_INLINE_MAX), RESP_BIG, or RESP_ERROR with *err set.
  */
 static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, size_t max_bulk,
 				 size_t *known, const char **err)
@@ -164,11 +155,11 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 	c->argc = 0;
 	if (v <= 0)
 		return (ssize_t)pos; /* `*0`, `*-1`: nothing to do, as Redis */
-	if ((size_t)v > c->cap)
-		return RESP_BIG;
 	for (long long k = 0; k < v; k++) {
 		if (pos == n)
 			return RESP_NEED;
+		if (c->argc == c->cap)
+			return RESP_BIG; /* only once there is another argument */
 		if (p[pos] != '$') {
 			*err = "Protocol error: expected '$'";
 			return RESP_ERROR;
@@ -199,168 +190,6 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 no_crlf:
 	*err = "Protocol error: expected CRLF after bulk data";
 	return RESP_ERROR;
-}
-
-/* ---------------------------------------------------------------------- */
-/* the slow path                                                           */
-/* ---------------------------------------------------------------------- */
-
-/* A big command's arguments, copied out of the stream: data holds them
- * one after another (offs[i], lens[i]); cmd.argv points into it once the
- * command is whole.  Reused from one big command to the next of a
- * connection; resp_big_free gives it all back. */
-struct resp_big {
-	char *data;
-	size_t used, cap;
-	size_t *offs, *lens;
-	size_t nargs, acap;
-	struct resp_arg *argv;
-	struct resp_cmd cmd;
-};
-
-static inline void resp_big_free(struct resp_big *b)
-{
-	free(b->data);
-	free(b->offs);
-	free(b->lens);
-	free(b->argv);
-	memset(b, 0, sizeof(*b));
-}
-
-/* Read a length line with prefix `pfx` off the stream.  0 with *v, or
- * -errno (end of input: -ENODATA), -EBADMSG when the line starts with
- * another byte, -EPROTO when it is no length. */
-static inline int resp_read_len(weft_stream *s, char pfx, long long *v)
-{
-	for (;;) {
-		const char *p;
-		size_t n = weft_stream_buffered(s, &p);
-		if (n) {
-			if (p[0] != pfx)
-				return -EBADMSG;
-			ssize_t r = resp_len_line(p, n, v);
-			if (r > 0)
-				return weft_stream_consume(s, (size_t)r);
-			if (r < 0)
-				return -EPROTO;
-		}
-		ssize_t f = weft_stream_fill(s);
-		if (f <= 0)
-			return f == 0 ? -ENODATA : (int)f;
-	}
-}
-
-/* Room for `more` bytes in b->data, growing by doubling; `bound` caps the
- * growth at what the current argument still needs. */
-static inline int resp_big_room(struct resp_big *b, size_t more, size_t bound)
-{
-	if (b->cap - b->used >= more)
-		return 0;
-	size_t cap = b->cap ? b->cap * 2 : 4096;
-	if (cap < b->used + more)
-		cap = b->used + more;
-	if (cap > b->used + bound)
-		cap = b->used + bound;
-	char *d = realloc(b->data, cap);
-	if (!d)
-		return -ENOMEM;
-	b->data = d;
-	b->cap = cap;
-	return 0;
-}
-
-/*
- * Read the command at the head of the stream into b (b->cmd).  Returns 0,
- * -ENODATA when the client went away in the middle (or before it), -EPROTO
- * with *err set for a protocol error, -ENOMEM, or a read error.
- */
-static inline int resp_read_big(weft_stream *s, struct resp_big *b, size_t max_bulk,
-				const char **err)
-{
-	long long argc = 0;
-	b->used = b->nargs = 0;
-	b->cmd = (struct resp_cmd){ 0 };
-	int r = resp_read_len(s, '*', &argc);
-	if (r == -EPROTO || r == -EBADMSG || (r == 0 && argc > RESP_MAX_ARGS)) {
-		*err = "Protocol error: invalid multibulk length";
-		return -EPROTO;
-	}
-	if (r < 0)
-		return r;
-	for (long long k = 0; k < argc; k++) {
-		long long len = 0;
-		r = resp_read_len(s, '$', &len);
-		if (r == -EBADMSG) {
-			*err = "Protocol error: expected '$'";
-			return -EPROTO;
-		}
-		if (r == -EPROTO || (r == 0 && (len < 0 || (unsigned long long)len > max_bulk))) {
-			*err = "Protocol error: invalid bulk length";
-			return -EPROTO;
-		}
-		if (r < 0)
-			return r;
-		if (b->nargs == b->acap) {
-			size_t cap = b->acap ? b->acap * 2 : 64;
-			size_t *o = realloc(b->offs, cap * sizeof(*o));
-			if (o)
-				b->offs = o;
-			size_t *l = realloc(b->lens, cap * sizeof(*l));
-			if (l)
-				b->lens = l;
-			if (!o || !l)
-				return -ENOMEM;
-			b->acap = cap;
-		}
-		b->offs[b->nargs] = b->used;
-		b->lens[b->nargs] = (size_t)len;
-		/* the bytes, as they come, then the CRLF */
-		size_t left = (size_t)len;
-		while (left) {
-			const char *p;
-			size_t n = weft_stream_buffered(s, &p);
-			if (!n) {
-				ssize_t f = weft_stream_fill(s);
-				if (f <= 0)
-					return f == 0 ? -ENODATA : (int)f;
-				continue;
-			}
-			if (n > left)
-				n = left;
-			if ((r = resp_big_room(b, n, left)) < 0)
-				return r;
-			memcpy(b->data + b->used, p, n);
-			b->used += n;
-			left -= n;
-			weft_stream_consume(s, n);
-		}
-		for (;;) {
-			const char *p;
-			size_t n = weft_stream_buffered(s, &p);
-			if (n >= 2 || (n == 1 && p[0] != '\r')) {
-				if (p[0] != '\r' || p[1] != '\n') {
-					*err = "Protocol error: expected CRLF after bulk data";
-					return -EPROTO;
-				}
-				weft_stream_consume(s, 2);
-				break;
-			}
-			ssize_t f = weft_stream_fill(s);
-			if (f <= 0)
-				return f == 0 ? -ENODATA : (int)f;
-		}
-		b->nargs++;
-	}
-	if (b->nargs) {
-		struct resp_arg *a = realloc(b->argv, b->nargs * sizeof(*a));
-		if (!a)
-			return -ENOMEM;
-		b->argv = a;
-		for (size_t i = 0; i < b->nargs; i++)
-			a[i] = (struct resp_arg){ b->lens[i] ? b->data + b->offs[i] : "", b->lens[i] };
-	}
-	b->cmd = (struct resp_cmd){ b->argv, b->nargs, b->nargs };
-	return 0;
 }
 
 #endif

@@ -18,7 +18,10 @@
  *                    -ERR Protocol error and closed, the server serving a
  *                    fresh client after each; lengths claimed and not sent
  *                    cost no memory; clients vanishing mid-command (close
- *                    or reset) leave no connection behind; max_conns.
+ *                    or reset) leave no connection behind; max_conns; a
+ *                    command past twice --max-bulk refused; SIGTERM with
+ *                    idle clients and one mid-command: the idle closed
+ *                    at once, the other answered, no 5 s grace waited.
  *
  * Every test ends with SIGTERM and exit status 0 after "shut down after":
  * in the ASan tree a leak or memory error makes that status nonzero.
@@ -560,6 +563,69 @@ static void test_kv_max_conns(void **state)
 	server_stop(&s);
 }
 
+/* A command whose bytes pass --max-bulk twice is refused as it arrives. */
+static void test_kv_command_too_big(void **state)
+{
+	(void)state;
+	struct server s;
+	kv_start(&s, (const char *const[]){ "--max-bulk", "100000", NULL });
+	int fd = tcp_connect(s.port);
+	char *v = pattern(100000);
+	send_str(fd, "*4\r\n$3\r\nDEL\r\n");
+	for (int i = 0; i < 3; i++) {
+		send_str(fd, "$100000\r\n");
+		if (!send_all(fd, v, 100000) || !send_all(fd, "\r\n", 2))
+			break; /* closed under us: what it answered is read below */
+	}
+	expect_reply_and_close(fd, "-ERR Protocol error: command too big\r\n");
+	xclose(fd);
+	fd = tcp_connect(s.port); /* one bulk at the limit is fine, one past it not */
+	size_t len;
+	char *set = set_cmd("k", v, 100000, &len);
+	assert_true(send_all(fd, set, len));
+	EXPECT(fd, "+OK\r\n");
+	expect_get(fd, "k", v, 100000);
+	send_str(fd, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100001\r\n");
+	expect_reply_and_close(fd, "-ERR Protocol error: invalid bulk length\r\n");
+	xclose(fd);
+	free(set);
+	free(v);
+	expect_alive(&s);
+	server_stop(&s);
+}
+
+/* SIGTERM with idle clients and one in the middle of a command: the idle
+ * ones are closed at once, the command in progress is answered when its
+ * rest comes, and the server exits long before its 5 s grace. */
+static void test_kv_shutdown_idle(void **state)
+{
+	(void)state;
+	struct server s;
+	kv_start(&s, NULL);
+	int idle[3];
+	for (int i = 0; i < 3; i++) {
+		idle[i] = tcp_connect(s.port);
+		send_str(idle[i], "PING\r\n");
+		EXPECT(idle[i], "+PONG\r\n");
+	}
+	int mid = tcp_connect(s.port);
+	send_str(mid, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nab");
+	msleep(50);
+	double t0 = now_ms();
+	signal_program(s.pid, SIGTERM);
+	for (int i = 0; i < 3; i++) {
+		expect_reply_and_close(idle[i], "");
+		xclose(idle[i]);
+	}
+	send_str(mid, "cde\r\n");
+	expect_reply_and_close(mid, "+OK\r\n");
+	xclose(mid);
+	server_reap(&s, t0);
+	double t = now_ms() - t0;
+	print_message("shut down %.0f ms after SIGTERM (grace: 5 s)\n", t);
+	assert_true(t < 2000.0 * SLOW);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 static const struct CMUnitTest tests[] = {
 	T(test_kv_cli),
@@ -570,6 +636,8 @@ static const struct CMUnitTest tests[] = {
 	T(test_kv_claims_cost_nothing),
 	T(test_kv_vanish),
 	T(test_kv_max_conns),
+	T(test_kv_command_too_big),
+	T(test_kv_shutdown_idle),
 };
 
 WEFT_TEST_MAIN(tests)

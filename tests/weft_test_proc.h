@@ -373,11 +373,10 @@ static inline void server_start(struct server *s, const char *name, const char *
 	snprintf(s->url, sizeof s->url, "http://127.0.0.1:%u/", s->port);
 }
 
-/* SIGTERM, then it must say "shut down after" and exit 0 in time. */
-static inline void server_stop(struct server *s)
+/* After its SIGTERM (sent at t0): it must say "shut down after" and exit
+ * 0 in time. */
+static inline void server_reap(struct server *s, double t0)
 {
-	double t0 = now_ms();
-	signal_program(s->pid, SIGTERM);
 	read_until(s->out, s->log, sizeof s->log, &s->len, t0 + 2000.0 * SLOW, NULL);
 	int st = reap(s->pid, 1000 * SLOW);
 	xclose(s->out);
@@ -386,6 +385,15 @@ static inline void server_stop(struct server *s)
 		fail_msg("server exit status %d after SIGTERM (-1: hung); stdout: %s", st, s->log);
 	assert_non_null(strstr(s->log, "shut down after "));
 }
+
+/* SIGTERM, then it must say "shut down after" and exit 0 in time. */
+static inline void server_stop(struct server *s)
+{
+	double t0 = now_ms();
+	signal_program(s->pid, SIGTERM);
+	server_reap(s, t0);
+}
+
 /* --stats-ms (examples/serve_main.h, read by bench/soak.sh): the value of
  * `key` in the last whole "stats " line of out[from..len), or -1. */
 static inline long stats_value(const char *out, size_t from, const char *key)
