@@ -143,7 +143,7 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 	if (p[0] != '*')
 		return resp_inline(p, n, c, err);
 	*known = n + 1;
-	long long v;
+	long long v = 0;
 	ssize_t r = resp_len_line(p, n, &v);
 	if (r == RESP_NEED)
 		return RESP_NEED;
