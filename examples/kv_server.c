@@ -696,8 +696,8 @@ static void cmd_ttl(struct conn *c, const arg *a, size_t n)
 	if (l && !(*l)->expire) {
 		v = -1;
 	} else if (l) {
-		uint64_t now = weft_now_ns();
-		long long ms = (long long)(((*l)->expire - now + 999999) / 1000000);
+		uint64_t now = weft_now_ns(), at = (*l)->expire;
+		long long ms = at > now ? (long long)((at - now + 999999) / 1000000) : 0;
 		v = sec ? (ms + 500) / 1000 : ms;
 	}
 	pthread_mutex_unlock(&sh->mu);
@@ -913,7 +913,12 @@ static void kv_conn(weft_stream *s, void *arg_)
 			c.quit = true;
 		}
 		out_flush(&c);
-		if (cmd.argv != stack && cmd.cap > 4 * FAST_ARGS) { /* keep no big array */
+		if (c.cap > 4 * OUT_FLUSH) { /* keep no big buffer past a big reply */
+			free(c.out);
+			c.out = NULL;
+			c.cap = 0;
+		}
+		if (cmd.argv != stack && cmd.cap > 4 * FAST_ARGS) { /* nor a big array */
 			free(cmd.argv);
 			cmd = (struct resp_cmd){ stack, 0, FAST_ARGS };
 		}
