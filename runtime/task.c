@@ -41,8 +41,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 #endif
 	atomic_init(&t->state, WEFT_TS_NOTIFIED);
 	atomic_init(&t->refs, refs);
-	atomic_init(&t->cancel_req, false);
-	atomic_init(&t->intr, false);
+	atomic_init(&t->cancel_req, 0);
 	t->cancel_seen = t->timed_out = t->cancelled_result = false;
 	t->stack_kind = 0;
 	t->shield = 0;
@@ -164,7 +163,8 @@ void weft__task_entry(void *arg)
 	weft__after_switch(weft__loop_self());
 
 	void *r = NULL;
-	if (t->always_run || (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
+	if (t->always_run || (!(atomic_load_explicit(&t->cancel_req, memory_order_acquire) &
+				WEFT_CANCEL_REQ) &&
 			      atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1)) {
 		r = t->fn(t->arg);
 	} else {
@@ -339,14 +339,14 @@ int weft__task_cancel_to(weft_task *t, weft__wakes *wk)
 		return -EINVAL;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
 		return -EALREADY;
-	atomic_store_explicit(&t->cancel_req, true, memory_order_release);
+	atomic_fetch_or_explicit(&t->cancel_req, WEFT_CANCEL_REQ, memory_order_release);
 	weft__task_wake_to(t, wk);
 	return 0;
 }
 
 void weft__task_interrupt_to(weft_task *t, weft__wakes *wk)
 {
-	atomic_store_explicit(&t->intr, true, memory_order_release);
+	atomic_fetch_or_explicit(&t->cancel_req, WEFT_CANCEL_INTR, memory_order_release);
 	weft__task_wake_to(t, wk);
 }
 
@@ -361,7 +361,7 @@ int weft_task_cancel(weft_task *t)
 bool weft_task_cancelled(void)
 {
 	weft_task *t = weft__task_self();
-	return t && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+	return t && (atomic_load_explicit(&t->cancel_req, memory_order_acquire) & WEFT_CANCEL_REQ);
 }
 
 int weft_shield_begin(void)
