@@ -444,6 +444,9 @@ static inline uint64_t weft__deadline_in(uint64_t deadline_ns)
 }
 
 /* ---- runtime/task.c ---- */
+/* weft_sleep_until for the calling task t (a public deadline:
+ * WEFT_FOREVER none, one already past only yields). */
+WEFT_HIDDEN int weft__sleep_until(weft_task *t, uint64_t deadline_ns);
 WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 				 const weft_task_config *cfg, weft_fn fn, void *arg,
 				 struct weft_group *group);

@@ -438,14 +438,10 @@ int weft_yield(void)
 	return 0;
 }
 
-int weft_sleep(uint64_t ns)
+/* Park t until the internal deadline `deadline` (0: none) passes, it is
+ * cancelled or a scope ends. */
+static int sleep_parked(weft_task *t, uint64_t deadline)
 {
-	weft_task *t = weft__task_self();
-	if (!t)
-		return weft__misuse(-EPERM, "weft_sleep outside a task");
-	if (ns == 0)
-		return weft_yield();
-	uint64_t deadline = weft__deadline_after(ns);
 	for (;;) {
 		int r = weft__park_task(t, deadline);
 		if (r == -ETIME)
@@ -455,6 +451,31 @@ int weft_sleep(uint64_t ns)
 		if (r < 0)
 			return r;
 	}
+}
+
+int weft_sleep(uint64_t ns)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_sleep outside a task");
+	if (ns == 0)
+		return weft_yield();
+	return sleep_parked(t, weft__deadline_after(ns));
+}
+
+int weft__sleep_until(weft_task *t, uint64_t deadline_ns)
+{
+	if (deadline_ns != WEFT_FOREVER && deadline_ns <= weft_now_ns())
+		return weft_yield(); /* due already: as weft_sleep(0) */
+	return sleep_parked(t, weft__deadline_in(deadline_ns));
+}
+
+int weft_sleep_until(uint64_t deadline_ns)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_sleep_until outside a task");
+	return weft__sleep_until(t, deadline_ns);
 }
 
 int weft_sleep_ms(uint64_t ms)
