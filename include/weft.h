@@ -374,8 +374,110 @@ WEFT_API int weft_yield(void);
 WEFT_API int weft_sleep(uint64_t ns);
 WEFT_API int weft_sleep_ms(uint64_t ms);
 
+/* Sleep until `deadline_ns`, an absolute weft_now_ns() time (Tokio's
+ * sleep_until, Trio's sleep_until): WEFT_FOREVER sleeps until cancelled or
+ * a scope ends; a deadline already past, 0 included, only yields, as
+ * weft_sleep(0).  Unlike a loop of weft_sleep(period), an absolute deadline
+ * does not add the time spent between sleeps to the next one.  Suspension
+ * point.  Returns as weft_sleep: 0, -ECANCELED, -ETIMEDOUT (a deadline
+ * scope ended first; one ending at the same instant lets the sleep
+ * complete), -EPERM outside a task. */
+WEFT_API int weft_sleep_until(uint64_t deadline_ns);
+
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 WEFT_API uint64_t weft_now_ns(void);
+
+/*
+ * Periodic timers (Tokio's interval with MissedTickBehavior, libuv's
+ * repeating timer; asyncio has none -- docs/guide.md, "Intervals").
+ *
+ * An interval is a grid of tick times, `period_ns` apart, and
+ * weft_interval_tick() waits for the next one.  Pacing on the grid, rather
+ * than sleeping a period after each round of work, keeps the rate exact:
+ * `while (...) { work(); weft_sleep(period); }` runs at one round per
+ * period *plus* the work and the wake-up latency, and drifts further behind
+ * every round.  The policy says what happens when the caller falls behind
+ * the grid (its work took longer than a period, or its loop was busy):
+ *
+ *  - WEFT_TICK_BURST: every missed tick is still delivered, back to back
+ *    (each call returns at once) until the caller has caught up; the grid
+ *    never moves.  For counting (a tick is a unit of work owed).
+ *  - WEFT_TICK_DELAY: a late tick restarts the grid: the next tick comes
+ *    one period after the late one returns, so ticks are never closer than
+ *    a period.  A tick is late when the caller asks for it after its time
+ *    (its previous round overran), or gets it a whole period or more after
+ *    its time (its loop was held up); a tick merely woken a little late by
+ *    the scheduler keeps the grid, so on-time ticks do not drift.  For
+ *    heartbeats and rate limits (libuv's repeat restarts from every fire).
+ *  - WEFT_TICK_SKIP: missed ticks are dropped and the grid stays: the next
+ *    tick is the first grid time after now.  weft_interval_tick() returns
+ *    how many ticks the one call accounts for (1 + the ticks dropped), so a
+ *    sweep can scale its work.  For sampling and expiry sweeps.
+ */
+typedef enum weft_tick_policy {
+	WEFT_TICK_BURST, /* missed ticks fire back to back until caught up
+			    (Tokio Burst) */
+	WEFT_TICK_DELAY, /* next tick one period after the late one (Tokio
+			    Delay, libuv repeat) */
+	WEFT_TICK_SKIP,  /* skip missed ticks, stay on the original grid
+			    (Tokio Skip) */
+} weft_tick_policy;
+
+/* An interval's state: plain fields, no allocation and nothing to destroy;
+ * it lives on the caller's stack or in a struct.  Set it up with
+ * weft_interval_init() or weft_interval_init_at(); read it through
+ * weft_interval_next().  The task ticking it owns it: any thread may
+ * init, reset or read it only while no weft_interval_tick() on it is in
+ * progress (no locking). */
+typedef struct weft_interval {
+	uint64_t period_ns; /* grid spacing; 0 = not initialized */
+	uint64_t next_ns;   /* weft_now_ns() time of the next tick */
+	unsigned policy;    /* weft_tick_policy */
+	unsigned reserved[3]; /* zeroed by init */
+} weft_interval;
+
+/*
+ * Set `iv` up: the first tick one period from now (Tokio's interval ticks
+ * at once; ask for that with weft_interval_init_at(iv, weft_now_ns(), ...)),
+ * then one every `period_ns` nanoseconds.  A period so large that a tick
+ * would fall beyond the clock's range makes that tick never come (a tick
+ * then waits until cancelled or a scope ends, as weft_sleep(WEFT_FOREVER)).
+ * Any thread; never suspends.  Returns 0, or -EINVAL (iv NULL, period 0,
+ * policy not a weft_tick_policy), leaving *iv untouched.
+ */
+WEFT_API int weft_interval_init(weft_interval *iv, uint64_t period_ns, weft_tick_policy policy);
+
+/* weft_interval_init() with the first tick at `first_ns`, an absolute
+ * weft_now_ns() time (one already past is due at once; WEFT_FOREVER: never).
+ * The grid is first_ns + k * period_ns.  Returns 0 or -EINVAL as init. */
+WEFT_API int weft_interval_init_at(weft_interval *iv, uint64_t first_ns, uint64_t period_ns,
+				   weft_tick_policy policy);
+
+/*
+ * Wait for the next tick of `iv` and consume it.  Returns the number of
+ * ticks this call accounts for: 1 with BURST and DELAY; with SKIP 1 + the
+ * ticks skipped because the caller came (or was woken) too late for them.
+ * A tick already due (the caller is behind) returns at once, after a yield
+ * (as weft_sleep(0): a catching-up loop still lets others run); a tick in
+ * the future is waited for on the loop's timer, never early, and late by
+ * the loop's wake-up latency (microseconds on an idle machine; more under
+ * load or sanitizers).  The tick comes at its grid time, not a period after
+ * the previous return, so the rate does not drift.
+ * Suspension point in a task.  Returns >= 1, or -ECANCELED, -ETIMEDOUT (a
+ * deadline scope ended first), and then the tick is not consumed: the next
+ * call waits for the same tick.  -EINVAL (iv NULL or not initialized),
+ * -EPERM outside a task.
+ */
+WEFT_API int64_t weft_interval_tick(weft_interval *iv);
+
+/* Restart the grid from now: the next tick one period from now, missed
+ * ticks forgotten (Tokio's reset).  Same thread rules as init; never
+ * suspends.  Does nothing if iv is NULL or not initialized. */
+WEFT_API void weft_interval_reset(weft_interval *iv);
+
+/* The weft_now_ns() time of the next tick (WEFT_FOREVER if it never
+ * comes), or 0 if iv is NULL or not initialized.  Never suspends. */
+WEFT_API uint64_t weft_interval_next(const weft_interval *iv);
 
 /* ------------------------------------------------------------------------ */
 /* Task groups (asyncio.TaskGroup, Trio nurseries, libdill bundles)          */

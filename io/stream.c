@@ -479,15 +479,12 @@ static void recv_stop(weft_stream *s)
 	free(m->pend);
 }
 
-/* A receive is about to wait: publish the reader, then check whether
- * input was ended (-ESHUTDOWN). */
-static int input_wait_begin(weft_stream *s, weft_task *t)
+/* Input was ended (rstop set): may this wait go on?  0, or -ESHUTDOWN. */
+static __attribute__((noinline)) int input_stopped(weft_stream *s, bool idle)
 {
-	bool idle = !rlen(s);
-	atomic_store_explicit(&s->rwaiter, (uintptr_t)t | idle, memory_order_seq_cst);
-	int stop = atomic_load_explicit(&s->rstop, memory_order_seq_cst);
-	if (likely(!stop) || (stop == WEFT_END_IDLE && !idle))
-		return 0;
+	int stop = atomic_load_explicit(&s->rstop, memory_order_relaxed);
+	if (stop == WEFT_END_IDLE && !idle)
+		return 0; /* in the middle of a unit: it goes on */
 	if (s->ms) { /* received, not yet taken: buffered too */
 		weft__lock_acquire(&s->lk);
 		bool pending = s->ms->npend || s->ms->reof || s->ms->rerr;
@@ -498,18 +495,36 @@ static int input_wait_begin(weft_stream *s, weft_task *t)
 	return -ESHUTDOWN;
 }
 
-/* The receive is over.  If end_input took rwaiter, it interrupts t (or
- * is about to, under lk): let it finish, then clear the interruption so
- * that no later wait sees it.  An interrupted receive (-EINTR) returns
- * -ESHUTDOWN; one that completed first keeps its bytes. */
-static ssize_t input_wait_end(weft_stream *s, weft_task *t, ssize_t n)
+/* A receive is about to wait: publish the reader (the exchange is the
+ * full fence the handshake needs), then check whether input was ended. */
+static inline int input_wait_begin(weft_stream *s, weft_task *t)
+{
+	bool idle = !rlen(s);
+	atomic_exchange_explicit(&s->rwaiter, (uintptr_t)t | idle, memory_order_seq_cst);
+	if (likely(!atomic_load_explicit(&s->rstop, memory_order_seq_cst)))
+		return 0;
+	return input_stopped(s, idle);
+}
+
+/* end_input took rwaiter: it interrupts t (or is about to, under lk).  Let
+ * it finish, then clear the interruption so that no later wait sees it.
+ * An interrupted receive (-EINTR) returns -ESHUTDOWN. */
+static __attribute__((noinline)) ssize_t input_interrupted(weft_stream *s, weft_task *t,
+							   ssize_t n)
+{
+	weft__lock_acquire(&s->lk);
+	weft__lock_release(&s->lk);
+	weft__task_interrupt_clear(t);
+	return n == -EINTR ? -ESHUTDOWN : n;
+}
+
+/* The receive is over; one that completed as the interruption came keeps
+ * its bytes. */
+static inline ssize_t input_wait_end(weft_stream *s, weft_task *t, ssize_t n)
 {
 	if (likely(atomic_exchange_explicit(&s->rwaiter, 0, memory_order_acq_rel)))
 		return n;
-	weft__lock_acquire(&s->lk);
-	weft__lock_release(&s->lk);
-	atomic_store_explicit(&t->intr, false, memory_order_relaxed);
-	return n == -EINTR ? -ESHUTDOWN : n;
+	return input_interrupted(s, t, n);
 }
 
 int weft_stream_end_input(weft_stream *s, int how)

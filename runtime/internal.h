@@ -101,6 +101,11 @@ enum { /* weft_task.state bits */
 	WEFT_TS_DONE = 1u << 2,
 };
 
+enum { /* weft_task.cancel_req bits */
+	WEFT_CANCEL_REQ = 1u << 0,  /* weft_task_cancel: sticky */
+	WEFT_CANCEL_INTR = 1u << 1, /* weft__task_interrupt_to: one-shot */
+};
+
 enum { /* why the running task switches away */
 	WEFT_SW_PARK,  /* waiting: resume when woken */
 	WEFT_SW_YIELD, /* runnable: back of the queue */
@@ -117,12 +122,11 @@ struct weft_task {
 	weft__fiber fib;
 	_Atomic uint32_t state;
 	_Atomic uint32_t refs;
-	_Atomic bool cancel_req;
+	_Atomic uint8_t cancel_req; /* WEFT_CANCEL_*: one load tests both */
 	bool cancel_seen;   /* a suspension point returned -ECANCELED */
 	bool timed_out;     /* set by the home loop when the timer fired */
 	bool always_run;    /* weft_task_config.always_run */
 	uint8_t stack_kind;
-	_Atomic bool intr;  /* weft__task_interrupt: the next park fails */
 	uint16_t shield;
 	int16_t pin;        /* -1 stealable, else the loop index */
 	int budget;
@@ -388,11 +392,15 @@ static inline void weft__wakes_flush(weft__wakes *wk)
 WEFT_HIDDEN int weft__task_cancel_to(weft_task *t, weft__wakes *wk);
 /* A one-shot cancellation for the owner of an object the task waits on:
  * the task's current (or next) unshielded park returns -EINTR, and keeps
- * doing so until the task clears t->intr.  The object's code must set it
+ * doing so until the task clears it (weft__task_interrupt_clear).  The object's code must set it
  * only while the task waits on that object (under the object's lock) and
  * clear it under the same lock when the wait ends, so no other wait sees
  * it.  Wakes recorded in wk. */
 WEFT_HIDDEN void weft__task_interrupt_to(weft_task *t, weft__wakes *wk);
+static inline void weft__task_interrupt_clear(weft_task *t)
+{
+	atomic_fetch_and_explicit(&t->cancel_req, (uint8_t)~WEFT_CANCEL_INTR, memory_order_relaxed);
+}
 
 /* Release lk, then make the wakes recorded under it. */
 static inline void weft__unlock_wake(weft__lock *lk, weft__wakes *wk)
@@ -436,6 +444,9 @@ static inline uint64_t weft__deadline_in(uint64_t deadline_ns)
 }
 
 /* ---- runtime/task.c ---- */
+/* weft_sleep_until for the calling task t (a public deadline:
+ * WEFT_FOREVER none, one already past only yields). */
+WEFT_HIDDEN int weft__sleep_until(weft_task *t, uint64_t deadline_ns);
 WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 				 const weft_task_config *cfg, weft_fn fn, void *arg,
 				 struct weft_group *group);

@@ -41,8 +41,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 #endif
 	atomic_init(&t->state, WEFT_TS_NOTIFIED);
 	atomic_init(&t->refs, refs);
-	atomic_init(&t->cancel_req, false);
-	atomic_init(&t->intr, false);
+	atomic_init(&t->cancel_req, 0);
 	t->cancel_seen = t->timed_out = t->cancelled_result = false;
 	t->stack_kind = 0;
 	t->shield = 0;
@@ -164,7 +163,8 @@ void weft__task_entry(void *arg)
 	weft__after_switch(weft__loop_self());
 
 	void *r = NULL;
-	if (t->always_run || (!atomic_load_explicit(&t->cancel_req, memory_order_acquire) &&
+	if (t->always_run || (!(atomic_load_explicit(&t->cancel_req, memory_order_acquire) &
+				WEFT_CANCEL_REQ) &&
 			      atomic_load_explicit(&t->rt->state, memory_order_acquire) == 1)) {
 		r = t->fn(t->arg);
 	} else {
@@ -339,14 +339,14 @@ int weft__task_cancel_to(weft_task *t, weft__wakes *wk)
 		return -EINVAL;
 	if (atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)
 		return -EALREADY;
-	atomic_store_explicit(&t->cancel_req, true, memory_order_release);
+	atomic_fetch_or_explicit(&t->cancel_req, WEFT_CANCEL_REQ, memory_order_release);
 	weft__task_wake_to(t, wk);
 	return 0;
 }
 
 void weft__task_interrupt_to(weft_task *t, weft__wakes *wk)
 {
-	atomic_store_explicit(&t->intr, true, memory_order_release);
+	atomic_fetch_or_explicit(&t->cancel_req, WEFT_CANCEL_INTR, memory_order_release);
 	weft__task_wake_to(t, wk);
 }
 
@@ -361,7 +361,7 @@ int weft_task_cancel(weft_task *t)
 bool weft_task_cancelled(void)
 {
 	weft_task *t = weft__task_self();
-	return t && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+	return t && (atomic_load_explicit(&t->cancel_req, memory_order_acquire) & WEFT_CANCEL_REQ);
 }
 
 int weft_shield_begin(void)
@@ -438,14 +438,10 @@ int weft_yield(void)
 	return 0;
 }
 
-int weft_sleep(uint64_t ns)
+/* Park t until the internal deadline `deadline` (0: none) passes, it is
+ * cancelled or a scope ends. */
+static int sleep_parked(weft_task *t, uint64_t deadline)
 {
-	weft_task *t = weft__task_self();
-	if (!t)
-		return weft__misuse(-EPERM, "weft_sleep outside a task");
-	if (ns == 0)
-		return weft_yield();
-	uint64_t deadline = weft__deadline_after(ns);
 	for (;;) {
 		int r = weft__park_task(t, deadline);
 		if (r == -ETIME)
@@ -455,6 +451,31 @@ int weft_sleep(uint64_t ns)
 		if (r < 0)
 			return r;
 	}
+}
+
+int weft_sleep(uint64_t ns)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_sleep outside a task");
+	if (ns == 0)
+		return weft_yield();
+	return sleep_parked(t, weft__deadline_after(ns));
+}
+
+int weft__sleep_until(weft_task *t, uint64_t deadline_ns)
+{
+	if (deadline_ns != WEFT_FOREVER && deadline_ns <= weft_now_ns())
+		return weft_yield(); /* due already: as weft_sleep(0) */
+	return sleep_parked(t, weft__deadline_in(deadline_ns));
+}
+
+int weft_sleep_until(uint64_t deadline_ns)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_sleep_until outside a task");
+	return weft__sleep_until(t, deadline_ns);
 }
 
 int weft_sleep_ms(uint64_t ms)

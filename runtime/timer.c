@@ -230,3 +230,78 @@ unsigned weft__timer_fire(weft_loop *l, uint64_t now)
 	WEFT_STAT_ADD(l, timers_fired, n);
 	return n;
 }
+
+/* ---- periodic timers (weft.h, "Periodic timers") ----
+ *
+ * An interval is only its grid: the next tick's time and the period.  A
+ * tick is a weft_sleep_until of that time on the loop's timers above, so
+ * there is nothing to arm or disarm between ticks and nothing to free. */
+
+static int interval_set(weft_interval *iv, uint64_t first_ns, uint64_t period_ns,
+			weft_tick_policy policy)
+{
+	if (!iv || !period_ns || (unsigned)policy > WEFT_TICK_SKIP)
+		return -EINVAL;
+	*iv = (weft_interval){ .period_ns = period_ns, .next_ns = first_ns,
+			       .policy = (unsigned)policy };
+	return 0;
+}
+
+int weft_interval_init(weft_interval *iv, uint64_t period_ns, weft_tick_policy policy)
+{
+	return interval_set(iv, weft__deadline_add(weft_now_ns(), period_ns), period_ns, policy);
+}
+
+int weft_interval_init_at(weft_interval *iv, uint64_t first_ns, uint64_t period_ns,
+			  weft_tick_policy policy)
+{
+	return interval_set(iv, first_ns, period_ns, policy);
+}
+
+void weft_interval_reset(weft_interval *iv)
+{
+	if (iv && iv->period_ns)
+		iv->next_ns = weft__deadline_add(weft_now_ns(), iv->period_ns);
+}
+
+uint64_t weft_interval_next(const weft_interval *iv)
+{
+	return iv && iv->period_ns ? iv->next_ns : 0;
+}
+
+int64_t weft_interval_tick(weft_interval *iv)
+{
+	weft_task *t = weft__task_self();
+	if (!t)
+		return weft__misuse(-EPERM, "weft_interval_tick outside a task");
+	if (!iv || !iv->period_ns || iv->policy > WEFT_TICK_SKIP)
+		return -EINVAL;
+	uint64_t due = iv->next_ns, period = iv->period_ns;
+	uint64_t asked = weft_now_ns();
+	int r = weft__sleep_until(t, due);
+	if (r < 0)
+		return r; /* not consumed: the next call waits for the same tick */
+	uint64_t now = weft_now_ns();
+	uint64_t behind = now > due ? now - due : 0;
+	int64_t ticks = 1;
+	switch ((weft_tick_policy)iv->policy) {
+	case WEFT_TICK_BURST:
+		iv->next_ns = weft__deadline_add(due, period);
+		break;
+	case WEFT_TICK_DELAY:
+		/* late: asked for after its time, or a whole period behind;
+		 * a wake-up a little late keeps the grid (no drift) */
+		if (asked > due || behind >= period)
+			iv->next_ns = weft__deadline_add(now, period);
+		else
+			iv->next_ns = weft__deadline_add(due, period);
+		break;
+	case WEFT_TICK_SKIP:
+		/* the grid times due..now are all accounted for; the next is
+		 * the first one after now (computed without overflow) */
+		ticks += (int64_t)(behind / period);
+		iv->next_ns = weft__deadline_add(now, period - behind % period);
+		break;
+	}
+	return ticks;
+}

@@ -19,21 +19,22 @@ int weft__cancel_check(weft_task *t)
 {
 	if (!t)
 		return -EPERM;
-	if (t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire)) {
+	if (t->shield == 0 &&
+	    (atomic_load_explicit(&t->cancel_req, memory_order_acquire) & WEFT_CANCEL_REQ)) {
 		t->cancel_seen = true;
 		return -ECANCELED;
 	}
 	return 0;
 }
 
-static bool cancel_pending(const weft_task *t)
+/* A cancellation (-ECANCELED) or an interruption (-EINTR) to deliver to
+ * t, not shielded; else 0.  One load for both. */
+static int cancel_pending(const weft_task *t)
 {
-	return t->shield == 0 && atomic_load_explicit(&t->cancel_req, memory_order_acquire);
-}
-
-static bool intr_pending(const weft_task *t)
-{
-	return t->shield == 0 && atomic_load_explicit(&t->intr, memory_order_acquire);
+	uint8_t c = atomic_load_explicit(&t->cancel_req, memory_order_acquire);
+	if (likely(!c) || t->shield)
+		return 0;
+	return c & WEFT_CANCEL_REQ ? -ECANCELED : -EINTR;
 }
 
 /* A scope deadline `dl` expired: every scope whose deadline is at or before
@@ -68,10 +69,9 @@ int weft__checkpoint(weft_task *t)
  * weft__task_interrupt_to). */
 int weft__park_task(weft_task *t, uint64_t deadline)
 {
-	if (cancel_pending(t))
-		return -ECANCELED;
-	if (unlikely(intr_pending(t)))
-		return -EINTR;
+	int c = cancel_pending(t);
+	if (unlikely(c))
+		return c;
 	weft_loop *l = weft__loop_self(); /* fresh: t may have moved */
 	uint64_t sd = t->scope_deadline, dl = deadline;
 	bool by_scope = sd && (!deadline || sd < deadline); /* a tie: its own */
@@ -87,10 +87,8 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 			return r;
 	}
 	weft__switch_out_from(l, t, WEFT_SW_PARK);
-	if (cancel_pending(t))
-		return -ECANCELED;
-	if (unlikely(intr_pending(t)))
-		return -EINTR;
+	if (unlikely(c = cancel_pending(t)))
+		return c;
 	if (t->timed_out)
 		return by_scope ? scope_expired(t, dl) : -ETIME;
 	return 0;

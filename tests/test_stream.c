@@ -48,15 +48,37 @@ struct fx_run {
 	int open_rc;
 	int close_rc;
 	bool keep_stream; /* the body closed it */
+	bool tcp;         /* a TCP loopback pair instead of a socketpair */
 	struct fx *f;
 };
+
+/* A connected TCP loopback pair: 0 or -errno. */
+static int tcp_pair(int sv[2])
+{
+	weft_sockaddr a;
+	weft_addr_ip(&a, "127.0.0.1", 0);
+	int lfd = weft_tcp_listen(&a, 4, 0);
+	if (lfd < 0)
+		return lfd;
+	weft_sock_local(lfd, &a);
+	sv[0] = weft_tcp_connect(&a, 2000 * MS);
+	sv[1] = sv[0] >= 0 ? weft_accept(lfd, NULL, NULL, 0) : -1;
+	close(lfd);
+	if (sv[0] >= 0 && sv[1] >= 0)
+		return 0;
+	if (sv[0] >= 0)
+		close(sv[0]);
+	return -EIO;
+}
 
 static void *fx_main(void *arg)
 {
 	struct fx_run *r = arg;
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		r->open_rc = -errno;
+	if (r->tcp ? (r->open_rc = tcp_pair(sv)) < 0
+		   : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		if (!r->tcp)
+			r->open_rc = -errno;
 		return NULL;
 	}
 	struct fx f = { .peer = sv[1], .rec = r->rec };
@@ -1616,6 +1638,75 @@ static void test_multishot_bulk_and_cap(void **state)
 	assert_int_equal(x.mismatches, 0);
 }
 
+/* A reader that stops reading while the peer keeps sending: the
+ * multishot receive pauses at its cap, so the stream holds at most that
+ * much (stream.h, "Memory"); the rest waits in the kernel's socket
+ * buffers, and everything still arrives, in order, once it reads again. */
+struct ms_stall {
+	size_t total, got, held_max, max_read;
+	uint64_t mismatches;
+};
+
+static void *stall_sender(void *arg)
+{
+	struct fx *f = arg;
+	struct ms_stall *x = f->rec;
+	static char buf[64 * 1024];
+	for (size_t off = 0; off < x->total;) {
+		size_t n = x->total - off < sizeof buf ? x->total - off : sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (char)pat(off + i);
+		if (weft_send_all(f->peer, buf, n, 0) < 0)
+			break;
+		off += n;
+	}
+	return NULL;
+}
+
+static void ms_stall_body(struct fx *f)
+{
+	struct ms_stall *x = f->rec;
+	int sz = 4 << 20; /* room in the kernel for the stalled bytes */
+	setsockopt(f->peer, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	setsockopt(weft_stream_fd(f->s), SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	weft_task *t = go_pinned(stall_sender, f, WEFT_PIN_NONE);
+	static char buf[256 * 1024];
+	ssize_t r = weft_stream_read(f->s, buf, 1); /* arms the receive */
+	if (r == 1) {
+		x->mismatches += buf[0] != (char)pat(0);
+		x->got = 1;
+	}
+	for (int i = 0; i < 30; i++) { /* stalled for 300 ms */
+		weft_sleep_ms(10);
+		size_t h = weft__stream_held(f->s);
+		x->held_max = h > x->held_max ? h : x->held_max;
+	}
+	while (x->got < x->total && (r = weft_stream_read(f->s, buf, sizeof buf)) > 0) {
+		for (ssize_t i = 0; i < r; i++)
+			x->mismatches += buf[i] != (char)pat(x->got + (size_t)i);
+		x->got += (size_t)r;
+		x->max_read = (size_t)r > x->max_read ? (size_t)r : x->max_read;
+	}
+	finish(t);
+}
+
+static void test_multishot_stalled_reader_is_capped(void **state)
+{
+	(void)state;
+	weft_stream_config c = multishot_cfg();
+	for (int tcp = 0; tcp < 2; tcp++) {
+		struct ms_stall x = { .total = 8u << 20 };
+		struct fx_run r = { .cfg = &c, .body = ms_stall_body, .rec = &x, .tcp = tcp };
+		weft_test_run(2, fx_main, &r);
+		assert_int_equal(r.open_rc, 0);
+		print_message("%s: stalled reader held at most %zu bytes; largest read %zu\n",
+			      tcp ? "tcp" : "unix", x.held_max, x.max_read);
+		assert_int_equal(x.got, x.total);
+		assert_int_equal(x.mismatches, 0);
+		assert_true(x.held_max <= 128 * 1024);
+	}
+}
+
 struct ms_cancel {
 	weft_stream *s;
 	ssize_t first, second;
@@ -2112,6 +2203,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_end_input_race_loses_nothing),
 	cmocka_unit_test(test_fill_to_past_limit),
 	cmocka_unit_test(test_multishot_reads),
+	cmocka_unit_test(test_multishot_stalled_reader_is_capped),
 	cmocka_unit_test(test_multishot_bulk_and_cap),
 	cmocka_unit_test(test_multishot_cancel_keeps_bytes),
 	cmocka_unit_test(test_read),

@@ -3,7 +3,8 @@
  * (runtime/timer.c).  White-box tests drive one loop's timers with a
  * synthetic clock (no task is ever woken: they only arm, move, query and
  * disarm); black-box tests check that far sleeps and scopes fire on time
- * and that far timers disarmed by wakes leave nothing behind.
+ * and that far timers disarmed by wakes leave nothing behind; the interval
+ * tests check periodic timers against their grid under each policy.
  */
 #include "weft_test.h"
 #include "runtime/internal.h"
@@ -243,12 +244,373 @@ static void test_far_scope_churn(void **state)
 	assert_int_equal(x.bad, 0);
 }
 
+/* ---- periodic timers: weft_interval ----
+ *
+ * The overrun tests run one round of deliberately long work (a spin on
+ * weft_now_ns, or a blocking nanosleep that holds the loop's thread) and
+ * check each tick against the grid.  Exact checks are on the grid, which
+ * no load can move: weft_interval_next() after each tick.  Checks on
+ * return times only ever bound them from below (a tick is never early) or
+ * by a whole period, so a loaded machine or a sanitizer cannot fail them.
+ */
+#define PER (50 * MS)
+
+static void spin_until(uint64_t t)
+{
+	while (weft_now_ns() < t)
+		;
+}
+
+enum { NT = 6 };
+
+struct iv_rec {
+	weft_tick_policy policy;
+	int init_rc;
+	uint64_t first, end;       /* the first tick's time; end of the overrun */
+	int64_t n[NT];             /* what each tick returned */
+	uint64_t asked[NT], ret[NT], next[NT]; /* when asked, returned; next after */
+};
+
+/* Tick 0 on time, then an overrun of 3.5 periods (2.5 for DELAY), then
+ * ticks 1..NT-1 without work between them. */
+static void *overrun_main(void *arg)
+{
+	struct iv_rec *x = arg;
+	weft_interval iv;
+	x->init_rc = weft_interval_init(&iv, PER, x->policy);
+	x->first = weft_interval_next(&iv);
+	for (int i = 0; i < NT; i++) {
+		if (i == 1) {
+			uint64_t until = x->first + (x->policy == WEFT_TICK_DELAY ? 5 : 7) * PER / 2;
+			if (x->policy == WEFT_TICK_SKIP)
+				msleep((unsigned)((until - weft_now_ns()) / MS) + 1); /* holds the loop */
+			else
+				spin_until(until);
+			x->end = weft_now_ns();
+		}
+		x->asked[i] = weft_now_ns();
+		x->n[i] = weft_interval_tick(&iv);
+		x->ret[i] = weft_now_ns();
+		x->next[i] = weft_interval_next(&iv);
+	}
+	return NULL;
+}
+
+static void run_overrun(struct iv_rec *x, weft_tick_policy policy)
+{
+	memset(x, 0, sizeof *x);
+	x->policy = policy;
+	weft_test_run(2, overrun_main, x);
+	assert_int_equal(x->init_rc, 0);
+	for (int i = 0; i < NT; i++)
+		print_message("tick %d: asked %+.1f ms, returned %+.1f ms (n %lld), next %+.1f ms\n",
+			      i, ((double)x->asked[i] - (double)x->first) / 1e6,
+			      ((double)x->ret[i] - (double)x->first) / 1e6, (long long)x->n[i],
+			      ((double)x->next[i] - (double)x->first) / 1e6);
+	/* tick 0 waited for its time, and nothing ever returns early */
+	assert_true(x->first > 0 && x->asked[0] < x->first);
+	for (int i = 0; i < NT; i++) {
+		assert_true(x->n[i] >= 1);
+		uint64_t due = i ? x->next[i - 1] : x->first;
+		assert_true(x->ret[i] >= due);
+	}
+}
+
+/* BURST: the three ticks missed during the overrun come back to back, the
+ * grid never moves, then ticks wait for their time again. */
+static void test_interval_burst_overrun(void **state)
+{
+	(void)state;
+	struct iv_rec x;
+	run_overrun(&x, WEFT_TICK_BURST);
+	for (int i = 0; i < NT; i++) {
+		assert_int_equal(x.n[i], 1);
+		assert_int_equal(x.next[i], x.first + (uint64_t)(i + 1) * PER); /* exact */
+	}
+	/* ticks 1-3 (due at +1, +2, +3 periods) were all due when the
+	 * overrun ended (+3.5): they came at once, before tick 4's time */
+	assert_true(x.end >= x.first + 7 * PER / 2);
+	assert_true(x.ret[3] < x.first + 4 * PER);
+	/* tick 4 had to wait for its grid time */
+	assert_true(x.ret[4] >= x.first + 4 * PER);
+}
+
+/* DELAY: the late tick comes at once and restarts the grid one period
+ * after it; no tick is closer than a period to the late one, and on-time
+ * ticks keep the new grid exactly. */
+static void test_interval_delay_overrun(void **state)
+{
+	(void)state;
+	struct iv_rec x;
+	run_overrun(&x, WEFT_TICK_DELAY);
+	for (int i = 0; i < NT; i++)
+		assert_int_equal(x.n[i], 1);
+	if (x.ret[0] - x.first < PER) /* on time (not held up a period) */
+		assert_int_equal(x.next[0], x.first + PER);
+	/* tick 1 (due +1) asked for at +2.5: late, at once, grid restarted
+	 * from when it returned */
+	assert_true(x.asked[1] >= x.first + 5 * PER / 2);
+	assert_true(x.ret[1] < x.asked[1] + PER); /* did not wait for a tick */
+	assert_true(x.next[1] >= x.asked[1] + PER && x.next[1] <= x.ret[1] + PER);
+	/* not on the old grid: a burst would have ticked at once again */
+	assert_true(x.ret[2] >= x.end + PER);
+	for (int i = 2; i < NT; i++)
+		if (x.asked[i] <= x.next[i - 1] && x.ret[i] - x.next[i - 1] < PER) /* on time */
+			assert_int_equal(x.next[i], x.next[i - 1] + PER);
+}
+
+/* SKIP (the overrun blocks the loop's thread in nanosleep): the ticks
+ * missed are counted in one return, and the grid stays where it was. */
+static void test_interval_skip_overrun(void **state)
+{
+	(void)state;
+	struct iv_rec x;
+	run_overrun(&x, WEFT_TICK_SKIP);
+	/* the grid holds: after each call, next = first + (ticks so far) * PER */
+	int64_t sum = 0;
+	for (int i = 0; i < NT; i++) {
+		sum += x.n[i];
+		assert_int_equal(x.next[i], x.first + (uint64_t)sum * PER);
+	}
+	/* tick 1 (due +1) returned at +3.5 or later: it accounts for itself
+	 * and the ticks due at +2 and +3 (more only if the loop was held up
+	 * past +4), counted from the times around the call */
+	uint64_t due = x.first + PER;
+	assert_true(x.end >= x.first + 7 * PER / 2);
+	assert_true(x.n[1] >= 1 + (int64_t)((x.asked[1] - due) / PER));
+	assert_true(x.n[1] <= 1 + (int64_t)((x.ret[1] - due) / PER));
+	assert_true(x.n[1] >= 3);
+	/* the next tick is the first grid time after the late one: waited for */
+	assert_true(x.next[1] > x.asked[1]);
+	assert_true(x.ret[2] >= x.next[1]);
+}
+
+/* A tick waiting for a far time is cancelled: -ECANCELED once the cancel
+ * comes (not before, not at the tick), the tick is not consumed, and the
+ * cancellation is sticky. */
+struct iv_wait_rec {
+	uint64_t next_before, next_after, t0, t1;
+	int64_t rc, rc2;
+};
+
+static void *tick_waiter(void *arg)
+{
+	struct iv_wait_rec *x = arg;
+	weft_interval iv;
+	weft_interval_init(&iv, 10000 * MS, WEFT_TICK_BURST);
+	x->next_before = weft_interval_next(&iv);
+	x->t0 = weft_now_ns();
+	x->rc = weft_interval_tick(&iv);
+	x->t1 = weft_now_ns();
+	x->rc2 = weft_interval_tick(&iv);
+	x->next_after = weft_interval_next(&iv);
+	return NULL;
+}
+
+static void *cancel_main(void *arg)
+{
+	weft_task *t;
+	if (weft_task_spawn(&t, tick_waiter, arg) != 0)
+		return NULL;
+	weft_sleep(30 * MS);
+	weft_task_cancel(t);
+	weft_task_join(t, NULL);
+	weft_task_release(t);
+	return NULL;
+}
+
+static void test_interval_cancel(void **state)
+{
+	(void)state;
+	struct iv_wait_rec x;
+	memset(&x, 0, sizeof x);
+	uint64_t t0 = weft_now_ns();
+	weft_test_run(2, cancel_main, &x);
+	assert_int_equal(x.rc, -ECANCELED);
+	assert_int_equal(x.rc2, -ECANCELED);
+	assert_true(x.t1 - x.t0 >= 20 * MS);       /* it was waiting */
+	assert_true(weft_now_ns() - t0 < 5000 * MS); /* not for the tick */
+	assert_int_equal(x.next_after, x.next_before); /* not consumed */
+}
+
+/* A deadline scope around a tick: -ETIMEDOUT at the scope's end, the tick
+ * kept for the next call; a scope ending after the tick lets it come. */
+struct iv_scope_rec {
+	int64_t rc_short, rc_long;
+	uint64_t waited, next_before, next_after, first2, ret2;
+};
+
+static void *scope_main(void *arg)
+{
+	struct iv_scope_rec *x = arg;
+	weft_interval iv;
+	weft_interval_init(&iv, 10000 * MS, WEFT_TICK_SKIP);
+	x->next_before = weft_interval_next(&iv);
+	weft_scope s;
+	uint64_t t0 = weft_now_ns();
+	weft_scope_enter(&s, 30 * MS);
+	x->rc_short = weft_interval_tick(&iv);
+	weft_scope_exit(&s);
+	x->waited = weft_now_ns() - t0;
+	x->next_after = weft_interval_next(&iv);
+
+	weft_interval_init(&iv, 20 * MS, WEFT_TICK_SKIP);
+	x->first2 = weft_interval_next(&iv);
+	weft_scope_enter(&s, 2000 * MS);
+	x->rc_long = weft_interval_tick(&iv);
+	x->ret2 = weft_now_ns();
+	weft_scope_exit(&s);
+	return NULL;
+}
+
+static void test_interval_scope_deadline(void **state)
+{
+	(void)state;
+	struct iv_scope_rec x;
+	memset(&x, 0, sizeof x);
+	weft_test_run(1, scope_main, &x);
+	assert_int_equal(x.rc_short, -ETIMEDOUT);
+	assert_true(x.waited >= 30 * MS && x.waited < 5000 * MS);
+	assert_int_equal(x.next_after, x.next_before);
+	assert_int_equal(x.rc_long, 1);
+	assert_true(x.ret2 >= x.first2);
+}
+
+/* Bad arguments: -EINVAL and *iv untouched; a tick outside a task is
+ * -EPERM; a zeroed (never initialized) interval is -EINVAL. */
+static void *einval_main(void *arg)
+{
+	int64_t *rc = arg;
+	weft_interval zero;
+	memset(&zero, 0, sizeof zero);
+	*rc = weft_interval_tick(&zero);
+	return NULL;
+}
+
+static void test_interval_einval(void **state)
+{
+	(void)state;
+	weft_interval iv;
+	memset(&iv, 0xa5, sizeof iv);
+	weft_interval keep = iv;
+	assert_int_equal(weft_interval_init(NULL, MS, WEFT_TICK_BURST), -EINVAL);
+	assert_int_equal(weft_interval_init(&iv, 0, WEFT_TICK_BURST), -EINVAL);
+	assert_int_equal(weft_interval_init(&iv, MS, (weft_tick_policy)3), -EINVAL);
+	assert_int_equal(weft_interval_init(&iv, MS, (weft_tick_policy)-1), -EINVAL);
+	assert_int_equal(weft_interval_init_at(&iv, 1, 0, WEFT_TICK_SKIP), -EINVAL);
+	assert_memory_equal(&iv, &keep, sizeof iv);
+	assert_int_equal(weft_interval_tick(NULL), -EPERM); /* not a task */
+	assert_int_equal(weft_interval_init(&iv, MS, WEFT_TICK_DELAY), 0);
+	assert_int_equal(weft_interval_tick(&iv), -EPERM);
+	assert_int_equal(weft_interval_next(NULL), 0);
+	weft_interval_reset(NULL); /* nothing to do */
+	/* a period beyond the clock's range: the tick never comes */
+	assert_int_equal(weft_interval_init(&iv, WEFT_FOREVER - 1, WEFT_TICK_BURST), 0);
+	assert_int_equal(weft_interval_next(&iv), WEFT_FOREVER);
+	int64_t rc = 0;
+	weft_test_run(1, einval_main, &rc);
+	assert_int_equal(rc, -EINVAL);
+}
+
+/* Reset forgets the ticks missed and restarts the grid from now; init_at
+ * with a time already past ticks at once. */
+struct iv_reset_rec {
+	int64_t rc_at, rc;
+	uint64_t at_wait, reset_at, next_after_reset, ret, first, next_at;
+};
+
+static void *reset_main(void *arg)
+{
+	struct iv_reset_rec *x = arg;
+	weft_interval iv;
+	uint64_t t0 = weft_now_ns();
+	weft_interval_init_at(&iv, t0 - PER, PER, WEFT_TICK_BURST);
+	x->rc_at = weft_interval_tick(&iv); /* due a period ago: at once */
+	x->at_wait = weft_now_ns() - t0;
+	x->next_at = weft_interval_next(&iv);
+	x->first = t0 - PER;
+	spin_until(weft_now_ns() + 3 * PER); /* behind by three ticks */
+	x->reset_at = weft_now_ns();
+	weft_interval_reset(&iv);
+	x->next_after_reset = weft_interval_next(&iv);
+	x->rc = weft_interval_tick(&iv); /* waits a period: nothing owed */
+	x->ret = weft_now_ns();
+	return NULL;
+}
+
+static void test_interval_reset(void **state)
+{
+	(void)state;
+	struct iv_reset_rec x;
+	memset(&x, 0, sizeof x);
+	weft_test_run(1, reset_main, &x);
+	assert_int_equal(x.rc_at, 1);
+	assert_true(x.at_wait < PER); /* did not wait for a grid time */
+	assert_int_equal(x.next_at, x.first + PER); /* on init_at's grid */
+	assert_int_equal(x.rc, 1);
+	assert_true(x.next_after_reset >= x.reset_at + PER);
+	assert_true(x.next_after_reset < x.reset_at + 2 * PER);
+	assert_true(x.ret >= x.next_after_reset); /* waited, not a burst */
+}
+
+/* Pacing: many ticks at 1 ms on the grid.  Sleeping a period after each
+ * round would add every wake-up latency to the total; ticks on the grid
+ * are each late by their own latency only, so the average period holds
+ * and the last tick is as close to its time as the first. */
+enum { PACE_N = 200 };
+
+struct pace_rec {
+	uint64_t first, ret[PACE_N];
+	int64_t n[PACE_N];
+};
+
+static void *pace_main(void *arg)
+{
+	struct pace_rec *x = arg;
+	weft_interval iv;
+	weft_interval_init(&iv, MS, WEFT_TICK_BURST);
+	x->first = weft_interval_next(&iv);
+	for (int i = 0; i < PACE_N; i++) {
+		x->n[i] = weft_interval_tick(&iv);
+		x->ret[i] = weft_now_ns();
+	}
+	return NULL;
+}
+
+static void test_interval_pacing(void **state)
+{
+	(void)state;
+	struct pace_rec x;
+	memset(&x, 0, sizeof x);
+	weft_test_run(1, pace_main, &x);
+	for (int i = 0; i < PACE_N; i++) {
+		assert_int_equal(x.n[i], 1);
+		assert_true(x.ret[i] >= x.first + (uint64_t)i * MS); /* never early */
+	}
+	double avg = (double)(x.ret[PACE_N - 1] - x.ret[0]) / (PACE_N - 1) / 1e6;
+	double last_late = (double)(x.ret[PACE_N - 1] - x.first - (PACE_N - 1) * MS) / 1e6;
+	print_message("average period %.4f ms, last tick late by %.3f ms\n", avg, last_late);
+	double tol = WEFT_TEST_SANITIZED ? 0.10 : 0.05;
+	assert_true(avg > 1 - tol && avg < 1 + tol);
+	/* no drift: a grid of 200 ticks ends where it should (a sleep loop
+	 * would be behind by 200 wake-ups) */
+	assert_true(last_late < (WEFT_TEST_SANITIZED ? 20 : 10));
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_near_heap_far_wheel),
 	cmocka_unit_test(test_beyond_one_turn),
 	cmocka_unit_test(test_wheel_link_unlink_churn),
 	cmocka_unit_test(test_far_deadlines_fire_on_time),
 	cmocka_unit_test(test_far_scope_churn),
+	cmocka_unit_test(test_interval_burst_overrun),
+	cmocka_unit_test(test_interval_delay_overrun),
+	cmocka_unit_test(test_interval_skip_overrun),
+	cmocka_unit_test(test_interval_cancel),
+	cmocka_unit_test(test_interval_scope_deadline),
+	cmocka_unit_test(test_interval_einval),
+	cmocka_unit_test(test_interval_reset),
+	cmocka_unit_test(test_interval_pacing),
 };
 
 WEFT_TEST_MAIN(tests)
