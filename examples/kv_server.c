@@ -26,7 +26,7 @@
  *             await writer.drain()                # once per batch
  *     async def sweep():                          # active expiry
  *         while True:
- *             await asyncio.sleep(0.1)
+ *             await asyncio.sleep(0.1)         # weft: an interval
  *             for key in random.sample(keys_with_ttl, 20): expire_if_due(key)
  *     asyncio.create_task(sweep())
  *     server = await asyncio.start_server(handle, host, port)
@@ -45,7 +45,8 @@
  * lock), GET copies it out into the reply while holding it.
  *
  * Expiry: lazily, when a command touches an expired key, and actively: a
- * sweep task wakes every --sweep-ms (100, Redis's hz 10) and, per shard,
+ * sweep task ticks every --sweep-ms (100, Redis's hz 10; a weft_interval,
+ * so the passes keep their rate) and, per shard,
  * samples 20 keys that have a TTL, deletes those due, and samples again
  * while more than a quarter of a sample was due (Redis's algorithm).
  * Times are weft_now_ns(): monotonic, as nothing here outlives the process.
@@ -326,14 +327,15 @@ static inline uint64_t rng_next(struct shard *sh)
 	return sh->rng = x;
 }
 
-/* One pass of the active expiry over every shard: returns keys deleted. */
-static size_t sweep_once(void)
+/* One pass of the active expiry over every shard, at most `rounds`
+ * samples a shard: returns keys deleted. */
+static size_t sweep_once(int rounds)
 {
-	enum { SAMPLE = 20, ROUNDS = 16 };
+	enum { SAMPLE = 20 };
 	size_t gone = 0;
 	for (size_t i = 0; i < (size_t)1 << g_shard_bits; i++) {
 		struct shard *sh = &g_shards[i];
-		for (int round = 0; round < ROUNDS; round++) {
+		for (int round = 0; round < rounds; round++) {
 			size_t due = 0, n;
 			pthread_mutex_lock(&sh->mu); /* a round at a time: others get in between */
 			uint64_t now = weft_now_ns();
@@ -357,11 +359,23 @@ static size_t sweep_once(void)
 	return gone;
 }
 
+/* The active expiry: a pass every --sweep-ms on a fixed grid
+ * (weft_interval).  WEFT_TICK_SKIP: a sweep that falls behind (its loop
+ * was busy) does not run the missed passes back to back; the one pass it
+ * runs samples more, in proportion to the ticks it stands for (up to 4x). */
 static void *sweep_task(void *arg)
 {
 	(void)arg;
-	while (weft_sleep_ms(g_sweep_ms) == 0)
-		sweep_once();
+	enum { ROUNDS = 16 };
+	weft_interval iv;
+	if (weft_interval_init(&iv, g_sweep_ms * 1000000ull, WEFT_TICK_SKIP) < 0)
+		return NULL;
+	for (;;) {
+		int64_t ticks = weft_interval_tick(&iv);
+		if (ticks < 1)
+			break; /* cancelled: the server has shut down */
+		sweep_once(ROUNDS * (int)(ticks < 4 ? ticks : 4));
+	}
 	return NULL;
 }
 
