@@ -932,7 +932,7 @@ static void kv_conn(weft_stream *s, void *arg_)
 			c.out = NULL;
 			c.cap = 0;
 		}
-		if (cmd.argv != stack && cmd.cap > 4 * FAST_ARGS) { /* nor a big array */
+		if (cmd.argv != stack && off == n) { /* nor, between commands, a big array */
 			free(cmd.argv);
 			cmd = (struct resp_cmd){ stack, 0, FAST_ARGS };
 		}

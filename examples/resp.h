@@ -156,6 +156,12 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 	if (v <= 0)
 		return (ssize_t)pos; /* `*0`, `*-1`: nothing to do, as Redis */
 	for (long long k = 0; k < v; k++) {
+		/* at least what is known of this argument, then 6 bytes
+		 * ("$0\r\n\r\n") for each one after it: a command of many
+		 * arguments is received in big steps, not parsed again after
+		 * every receive */
+		size_t after = 6 * (size_t)(v - k - 1);
+		*known = pos + 6 + after;
 		if (pos == n)
 			return RESP_NEED;
 		if (c->argc == c->cap)
@@ -173,8 +179,8 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 			return RESP_ERROR;
 		}
 		pos += (size_t)r;
-		*known = pos + (size_t)len + 2;
 		if (n - pos < (size_t)len + 2) {
+			*known = pos + (size_t)len + 2 + after;
 			/* a wrong byte where the CRLF must be is an error now */
 			if (n - pos > (size_t)len && p[pos + len] != '\r')
 				goto no_crlf;
@@ -184,7 +190,6 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 			goto no_crlf;
 		c->argv[c->argc++] = (struct resp_arg){ p + pos, (size_t)len };
 		pos += (size_t)len + 2;
-		*known = pos + 1;
 	}
 	return (ssize_t)pos;
 no_crlf:
