@@ -119,10 +119,8 @@ static inline ssize_t resp_inline(const char *p, size_t n, struct resp_cmd *c,
 		size_t j = i;
 		while (j < len && p[j] != ' ' && p[j] != '\t')
 			j++;
-		if (c->argc == c->cap) {
-			*err = "Protocol error: too many arguments in inline request";
-			return RESP_ERROR;
-		}
+		if (c->argc == c->cap)
+			return RESP_BIG;
 		c->argv[c->argc++] = (struct resp_arg){ p + i, j - i };
 		i = j;
 	}
@@ -172,8 +170,11 @@ static inline ssize_t resp_parse(const char *p, size_t n, struct resp_cmd *c, si
 		}
 		long long len = 0;
 		r = resp_len_line(p + pos, n - pos, &len);
-		if (r == RESP_NEED)
+		if (r == RESP_NEED) {
+			if (*known <= n) /* more of the length line is here */
+				*known = n + 1 + after;
 			return RESP_NEED;
+		}
 		if (r < 0 || len < 0 || (unsigned long long)len > max_bulk) {
 			*err = "Protocol error: invalid bulk length";
 			return RESP_ERROR;

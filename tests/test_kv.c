@@ -24,12 +24,16 @@
  *                    idle clients and one mid-command: the idle closed
  *                    at once, the other answered, no 5 s grace waited.
  *
+ * And resp.h alone, on random commands cut at every point and with bytes
+ * changed (test_kv_resp_parser).
+ *
  * Every test ends with SIGTERM and exit status 0 after "shut down after":
  * in the ASan tree a leak or memory error makes that status nonzero.
  * redis-cli and redis-benchmark (Debian's redis-tools) are needed by some
  * tests, which skip loudly without them.
  */
 #include "weft_test_proc.h"
+#include "examples/resp.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -643,8 +647,106 @@ static void test_kv_shutdown_idle(void **state)
 	assert_true(t < 2000.0 * SLOW);
 }
 
+/* ---------------------------------------------------------------------- */
+/* the parser alone                                                        */
+/* ---------------------------------------------------------------------- */
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* resp.h's contracts on random commands (binary arguments with CR LF
+ * inside, up to 100 of them, inline ones too), each in a heap block of
+ * exactly its size so ASan sees a read past the end:
+ *  - whole, it parses to exactly its arguments and its length;
+ *  - every strict prefix is RESP_NEED (or RESP_BIG with a small array),
+ *    and the bytes it says it needs are more than the prefix and never
+ *    more than the whole command: the server receives up to there with
+ *    fill_to, so more would wait for bytes that never come;
+ *  - with a byte changed, whatever it returns stays inside the buffer. */
+static void test_kv_resp_parser(void **state)
+{
+	(void)state;
+	struct resp_arg argv[128], want[128];
+	for (int iter = 0; iter < (WEFT_TEST_SANITIZED ? 2000 : 10000); iter++) {
+		size_t nargs = 1 + rnd() % (iter % 10 == 0 ? 100 : 5), cap = 64 * 1024, len = 0;
+		char *buf = malloc(cap), *data = malloc(cap);
+		assert_non_null(buf);
+		assert_non_null(data);
+		bool inl = iter % 7 == 0;
+		size_t dlen = 0;
+		if (!inl)
+			len += (size_t)snprintf(buf, cap, "*%zu\r\n", nargs);
+		for (size_t i = 0; i < nargs; i++) {
+			size_t n = inl ? 1 + rnd() % 8 : rnd() % (i % 13 == 0 ? 2000 : 12);
+			for (size_t k = 0; k < n; k++)
+				data[dlen + k] = inl ? (char)('a' + rnd() % 26) : "ab\r\n$*\0z"[rnd() % 8];
+			want[i] = (struct resp_arg){ data + dlen, n };
+			if (inl) {
+				len += (size_t)snprintf(buf + len, cap - len, "%s%.*s", i ? " " : "", (int)n,
+							data + dlen);
+			} else {
+				len += (size_t)snprintf(buf + len, cap - len, "$%zu\r\n", n);
+				memcpy(buf + len, data + dlen, n);
+				memcpy(buf + len + n, "\r\n", 2);
+				len += n + 2;
+			}
+			dlen += n;
+		}
+		if (inl) {
+			memcpy(buf + len, "\r\n", 2);
+			len += 2;
+		}
+		for (size_t pre = 1; pre <= len; pre++) {
+			if (pre < len && pre > 64 && rnd() % 8) /* long ones: a sample of prefixes */
+				continue;
+			char *b = malloc(pre);
+			assert_non_null(b);
+			memcpy(b, buf, pre);
+			struct resp_cmd cmd = { argv, 0, sizeof argv / sizeof argv[0] };
+			size_t known = 0;
+			const char *err = NULL;
+			ssize_t r = resp_parse(b, pre, &cmd, 512u << 20, &known, &err);
+			if (pre < len) {
+				if (r != RESP_NEED || (known && (known <= pre || known > len)))
+					fail_msg("iter %d: prefix %zu of %zu: %zd, known %zu (%s): '%.*s'", iter,
+						 pre, len, r, known, err ? err : "", (int)pre, b);
+			} else {
+				if (r != (ssize_t)len || cmd.argc != nargs)
+					fail_msg("iter %d: whole (%zu): %zd, %zu args of %zu (%s)", iter, len,
+						 r, cmd.argc, nargs, err ? err : "");
+				for (size_t i = 0; i < nargs; i++)
+					if (argv[i].n != want[i].n ||
+					    memcmp(argv[i].p, want[i].p, want[i].n) != 0)
+						fail_msg("iter %d: argument %zu differs", iter, i);
+				/* a small array: RESP_BIG once it is full and more came */
+				struct resp_cmd small = { argv, 0, 2 };
+				r = resp_parse(b, pre, &small, 512u << 20, &known, &err);
+				assert_true(nargs <= 2 ? r == (ssize_t)len : r == RESP_BIG);
+			}
+			/* one byte changed: any answer, all of it inside b */
+			size_t at = rnd() % pre;
+			b[at] = (char)rnd();
+			r = resp_parse(b, pre, &cmd, 512u << 20, &known, &err);
+			assert_true(r == RESP_NEED || r == RESP_ERROR || (r > 0 && (size_t)r <= pre));
+			for (size_t i = 0; r > 0 && i < cmd.argc; i++)
+				assert_true(argv[i].p >= b && argv[i].p + argv[i].n <= b + pre);
+			free(b);
+		}
+		free(buf);
+		free(data);
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 static const struct CMUnitTest tests[] = {
+	T(test_kv_resp_parser),
 	T(test_kv_cli),
 	T(test_kv_cli_expire),
 	T(test_kv_benchmark),
