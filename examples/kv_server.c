@@ -115,7 +115,9 @@ static uint64_t g_seed;
 enum { TAB_MIN = 16 };
 
 /* The key's hash: 8 bytes at a time, each folded in by a multiply and a
- * shift, seeded at start so clients cannot aim keys at one bucket. */
+ * shift.  Seeded at start, so a set of keys that collide is not the same
+ * from one run to the next: a weak defence against aimed collisions, not
+ * a keyed hash like the SipHash Redis uses. */
 static inline uint64_t hash_key(const char *p, size_t n)
 {
 	uint64_t h = g_seed ^ (n * 0x9e3779b97f4a7c15ull);
