@@ -487,8 +487,8 @@ static bool eq(const arg *a, const char *lit)
 	return a->n == n && strncasecmp(a->p, lit, n) == 0;
 }
 
-/* Redis's string2ll: optional '-', digits, no leading zero, no spaces,
- * within long long. */
+/* An integer as Redis takes one: an optional '-', digits, no leading
+ * zero, no spaces, within long long. */
 static bool to_ll(const arg *a, long long *out)
 {
 	const char *p = a->p;
