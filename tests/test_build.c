@@ -919,7 +919,7 @@ static void test_archive_in_dlopened_shared_object(void **state)
 	free(dir);
 }
 
-/* DESIGN.md: x86_64 first, aarch64 kept compiling (make check-aarch64). */
+/* x86_64 first, aarch64 kept compiling (README.md; make check-aarch64). */
 static void test_aarch64_compiles(void **state)
 {
 	(void)state;

@@ -7,8 +7,8 @@
  * and a randomized stress on 2 loops that cancels and times out waiters
  * while counting mutual exclusion violations.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 #include "weft/sync.h"
