@@ -2,7 +2,7 @@
  * Files (weft/fs.h): the weft_file calls, the whole-file helpers, appends
  * from many tasks, shared positions, and the error contract.  Everything
  * happens in a fresh mkdtemp directory; results are recorded in tasks and
- * asserted on the test's stack (DESIGN.md rule 7).
+ * asserted on the test's stack (docs/architecture.md rule 7).
  */
 #include "weft_test.h"
 

@@ -3,8 +3,8 @@
  * and from foreign threads, timeouts, many waiters, cancellation of a
  * waiter, argument checks and reference counting.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 

@@ -2,7 +2,8 @@
  * The io_uring driver and the raw operations of weft/io.h: results,
  * batching (one enter per loop iteration), CQ overflow, feature probe,
  * cancellation and deadlines of in-flight ops, bad input.
- * Recorded in tasks, asserted on the test's stack (DESIGN.md rule 7).
+ * Recorded in tasks, asserted on the test's stack (docs/architecture.md,
+ * rule 7).
  */
 #include "weft_test.h"
 #include "runtime/internal.h" /* weft_loop.sqe_fail: fault injection */

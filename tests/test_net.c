@@ -5,8 +5,8 @@
  * receives (and a cross-loop cancellation stress), name lookup, accept
  * under EMFILE, argument checks, fd_wait, splice and vectored I/O.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"

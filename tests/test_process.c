@@ -3,7 +3,7 @@
  * waiters, cancellation of a wait, pipes both ways and larger than a pipe
  * buffer, exit codes and deaths by signal, kill, exec failures, no zombie
  * after a destroy before wait, cancellation of a process wait.  Recorded in
- * tasks, asserted on the test's stack (DESIGN.md rule 7).
+ * tasks, asserted on the test's stack (docs/architecture.md rule 7).
  */
 #include "weft_test.h"
 

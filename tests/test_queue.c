@@ -5,8 +5,8 @@
  * outcomes, and a randomized stress that cancels getters and putters while
  * they wait and checks every item put is got exactly once.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 #include "weft/queue.h"

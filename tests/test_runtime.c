@@ -4,8 +4,9 @@
  * loop index/count, per-loop caches trimmed, and many runtimes in a row
  * leaking nothing.
  *
- * DESIGN.md rule 7: tasks and helper threads only record into structs; every
- * assertion runs on the test's own stack after the work is joined.
+ * docs/architecture.md rule 7: tasks and helper threads only record into
+ * structs; every assertion runs on the test's own stack after the work is
+ * joined.
  */
 #include "weft_test.h"
 #include "runtime/internal.h" /* weft__cgroup_cpu_limit, weft__cpu_count_at */

@@ -5,8 +5,8 @@
  * stuck one is cancelled after the grace), weft_server_wait, SIGTERM with
  * handle_signals, half-open and slow clients next to a good one, stats.
  *
- * DESIGN.md rule 7: tasks and handlers record into structs and atomics;
- * the test asserts after weft_run returns.
+ * docs/architecture.md rule 7: tasks and handlers record into structs and
+ * atomics; the test asserts after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"

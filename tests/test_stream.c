@@ -6,8 +6,9 @@
  * timeouts and deadlines, configuration checks, the thread rule (task-only
  * calls from a foreign thread), and the memory of idle streams.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.  Each test's `peer` is the raw other end of the pair.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.  Each test's `peer` is the raw other end of the
+ * pair.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"

@@ -7,8 +7,8 @@
  * and a randomized stress on 2 loops that cancels and times out waiters
  * while counting mutual exclusion violations.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 #include "weft/sync.h"
@@ -231,6 +231,94 @@ static void test_lock_handoff_to_cancelled_waiter(void **state)
 	assert_int_equal(atomic_load(&h.got), 2);
 	assert_false(weft_lock_locked(&h.l));
 	assert_int_equal(weft_lock_destroy(&h.l), 0);
+}
+
+/*
+ * weft_lock_acquire is a suspension point even when the lock is free
+ * (docs/sync.md, "A plain mutex or weft_lock"):
+ *  - a cancelled task gets -ECANCELED and takes nothing, again at every
+ *    later acquire; weft_lock_try_acquire, which never suspends, takes the
+ *    free lock; inside a shield the acquire takes it too; the task's join
+ *    reports the cancellation;
+ *  - uncontended acquires spend the task's budget: after enough of them
+ *    in a row the task yields, so other tasks of its loop run in between.
+ */
+struct lfree {
+	weft_lock l;
+	int acq_rc, acq_again_rc, locked_after, try_rc, try_rel_rc, shield_rc;
+	int yields_ok, other_ran_before, other_ran_after;
+	_Atomic int other_ran;
+};
+
+static void *lfree_other(void *arg)
+{
+	struct lfree *x = arg;
+	atomic_store(&x->other_ran, 1);
+	return NULL;
+}
+
+static void *lfree_cancelled(void *arg)
+{
+	struct lfree *x = arg;
+	weft_task_cancel(weft_task_current()); /* pending from now on */
+	x->acq_rc = weft_lock_acquire(&x->l);
+	x->locked_after = weft_lock_locked(&x->l);
+	x->acq_again_rc = weft_lock_acquire(&x->l);
+	x->try_rc = weft_lock_try_acquire(&x->l);
+	x->try_rel_rc = weft_lock_release(&x->l);
+	weft_shield_begin();
+	x->shield_rc = weft_lock_acquire(&x->l);
+	if (x->shield_rc == 0)
+		weft_lock_release(&x->l);
+	weft_shield_end();
+	return P(7);
+}
+
+static void *lfree_main(void *arg)
+{
+	struct lfree *x = arg;
+	/* one loop: `other` can run only when this task suspends or yields */
+	weft_task *o = NULL;
+	if (weft_task_spawn(&o, lfree_other, x) < 0)
+		return NULL;
+	x->other_ran_before = atomic_load(&x->other_ran);
+	x->yields_ok = 1;
+	for (int i = 0; i < 1000; i++) {
+		if (weft_lock_acquire(&x->l) != 0 || weft_lock_release(&x->l) != 0)
+			x->yields_ok = 0;
+	}
+	x->other_ran_after = atomic_load(&x->other_ran);
+	join_int(o);
+
+	weft_task *t = NULL;
+	if (weft_task_spawn(&t, lfree_cancelled, x) < 0)
+		return NULL;
+	void *res = NULL;
+	int r = weft_task_join(t, &res);
+	weft_task_release(t);
+	return (void *)(intptr_t)(r == -ECANCELED && res == P(7));
+}
+
+static void test_lock_acquire_is_a_suspension_point_when_free(void **state)
+{
+	(void)state;
+	struct lfree x;
+	memset(&x, 0, sizeof x);
+	x.acq_rc = x.acq_again_rc = x.try_rc = x.shield_rc = 1;
+	assert_int_equal(weft_lock_init(&x.l), 0);
+	void *joined = weft_test_run(1, lfree_main, &x);
+	assert_int_equal(x.acq_rc, -ECANCELED);
+	assert_false(x.locked_after);
+	assert_int_equal(x.acq_again_rc, -ECANCELED);
+	assert_int_equal(x.try_rc, 0);
+	assert_int_equal(x.try_rel_rc, 0);
+	assert_int_equal(x.shield_rc, 0);
+	assert_ptr_equal(joined, P(1)); /* join: -ECANCELED, result kept */
+	assert_true(x.yields_ok);
+	assert_false(x.other_ran_before);
+	assert_true(x.other_ran_after);
+	assert_false(weft_lock_locked(&x.l));
+	assert_int_equal(weft_lock_destroy(&x.l), 0);
 }
 
 struct xthread {
@@ -1393,6 +1481,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_lock_basic_no_runtime),
 	cmocka_unit_test(test_lock_fifo_fairness_across_loops),
 	cmocka_unit_test(test_lock_handoff_to_cancelled_waiter),
+	cmocka_unit_test(test_lock_acquire_is_a_suspension_point_when_free),
 	cmocka_unit_test(test_lock_foreign_thread_wakes),
 	cmocka_unit_test(test_event_wakes_every_waiter),
 	cmocka_unit_test(test_cond_producer_consumer),

@@ -1,9 +1,9 @@
 /*
  * Tasks: join, cancel, shield, yield, sleep, pinning, stacks, names, ids.
  *
- * DESIGN.md rule 7: tasks only record into structs (C11 atomics where several
- * threads touch a field); every assertion runs on the test's stack once
- * weft_run (weft_test_run) or a join has returned.
+ * docs/architecture.md rule 7: tasks only record into structs (C11 atomics
+ * where several threads touch a field); every assertion runs on the test's
+ * stack once weft_run (weft_test_run) or a join has returned.
  */
 #include "weft_test.h"
 

@@ -11,8 +11,8 @@
  * made ready just before the call; it can only have run if the caller
  * suspended.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"

@@ -5,9 +5,9 @@
  * test names and `suite NAME` runs only that test, so tests/run.sh can run
  * each test in its own process with a timeout (libuv style).
  *
- * DESIGN.md rule 7: cmocka's failing assertion longjmps to the test's own
- * stack, so never assert inside a task or on a loop thread.  Record into a
- * struct, join, then assert on the test's stack.
+ * docs/architecture.md rule 7: cmocka's failing assertion longjmps to the
+ * test's own stack, so never assert inside a task or on a loop thread.
+ * Record into a struct, join, then assert on the test's stack.
  */
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
