@@ -178,7 +178,7 @@ static void test_far_deadlines_fire_on_time(void **state)
 	(void)state;
 	struct far_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(2, far_main, &x);
+	weft_test_run_loops(2, far_main, &x);
 	int64_t slack = (WEFT_TEST_SANITIZED ? 200 : 60) * (int64_t)MS;
 	for (int i = 0; i < 4; i++) {
 		print_message("sleep %d: rc %d, late %lld us\n", i, x.rc[i],
@@ -240,7 +240,7 @@ static void test_far_scope_churn(void **state)
 {
 	(void)state;
 	struct churn_rec x = { .rounds = WEFT_TEST_SANITIZED ? 5000 : 50000 };
-	weft_test_run(2, churn_main, &x);
+	weft_test_run_loops(2, churn_main, &x);
 	assert_int_equal(x.bad, 0);
 }
 
@@ -300,7 +300,7 @@ static void run_overrun(struct iv_rec *x, weft_tick_policy policy)
 {
 	memset(x, 0, sizeof *x);
 	x->policy = policy;
-	weft_test_run(2, overrun_main, x);
+	weft_test_run_loops(2, overrun_main, x);
 	assert_int_equal(x->init_rc, 0);
 	for (int i = 0; i < NT; i++)
 		print_message("tick %d: asked %+.1f ms, returned %+.1f ms (n %lld), next %+.1f ms\n",
@@ -425,7 +425,7 @@ static void test_interval_cancel(void **state)
 	struct iv_wait_rec x;
 	memset(&x, 0, sizeof x);
 	uint64_t t0 = weft_now_ns();
-	weft_test_run(2, cancel_main, &x);
+	weft_test_run_loops(2, cancel_main, &x);
 	assert_int_equal(x.rc, -ECANCELED);
 	assert_int_equal(x.rc2, -ECANCELED);
 	assert_true(x.t1 - x.t0 >= 20 * MS);       /* it was waiting */
@@ -468,7 +468,7 @@ static void test_interval_scope_deadline(void **state)
 	(void)state;
 	struct iv_scope_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(1, scope_main, &x);
+	weft_test_run_loops(1, scope_main, &x);
 	assert_int_equal(x.rc_short, -ETIMEDOUT);
 	assert_true(x.waited >= 30 * MS && x.waited < 5000 * MS);
 	assert_int_equal(x.next_after, x.next_before);
@@ -508,7 +508,7 @@ static void test_interval_einval(void **state)
 	assert_int_equal(weft_interval_init(&iv, WEFT_FOREVER - 1, WEFT_TICK_BURST), 0);
 	assert_int_equal(weft_interval_next(&iv), WEFT_FOREVER);
 	int64_t rc = 0;
-	weft_test_run(1, einval_main, &rc);
+	weft_test_run_loops(1, einval_main, &rc);
 	assert_int_equal(rc, -EINVAL);
 }
 
@@ -543,7 +543,7 @@ static void test_interval_reset(void **state)
 	(void)state;
 	struct iv_reset_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(1, reset_main, &x);
+	weft_test_run_loops(1, reset_main, &x);
 	assert_int_equal(x.rc_at, 1);
 	assert_true(x.at_wait < PER); /* did not wait for a grid time */
 	assert_int_equal(x.next_at, x.first + PER); /* on init_at's grid */
@@ -582,7 +582,7 @@ static void test_interval_pacing(void **state)
 	(void)state;
 	struct pace_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(1, pace_main, &x);
+	weft_test_run_loops(1, pace_main, &x);
 	for (int i = 0; i < PACE_N; i++) {
 		assert_int_equal(x.n[i], 1);
 		assert_true(x.ret[i] >= x.first + (uint64_t)i * MS); /* never early */
