@@ -244,8 +244,8 @@ static void check_archive_exports(const char *name)
 	assert_true(syms_has(s, "weft_run"));
 
 	/* every function the header declares WEFT_API is really exported */
-	static char api[256][64];
-	int n = api_functions(api, 256);
+	static char api[512][64];
+	int n = api_functions(api, 512);
 	assert_true(n > 20);
 	int missing = 0;
 	for (int i = 0; i < n; i++) {
@@ -283,8 +283,16 @@ static void test_archive_exports_only_weft_symbols(void **state)
 
 static const char *program =
 	"#include <weft.h>\n"
+	"#include <weft/test.h>\n"
 	"#include <stdint.h>\n"
 	"#include <stdio.h>\n"
+	"\n"
+	"static void *test_body(void *arg)\n"
+	"{\n"
+	"\tWEFT_TEST_CHECK_INT(weft_sleep_ms(1), ==, 0);\n"
+	"\t*(int *)arg = 1;\n"
+	"\treturn NULL;\n"
+	"}\n"
 	"\n"
 	"static void *main_task(void *arg)\n"
 	"{\n"
@@ -299,7 +307,9 @@ static const char *program =
 	"\tvoid *res = NULL;\n"
 	"\tint r = weft_run(NULL, main_task, (void *)(uintptr_t)41, &res);\n"
 	"\tprintf(\"weft_run=%d result=%lu\\n\", r, (unsigned long)(uintptr_t)res);\n"
-	"\treturn r == 0 && (uintptr_t)res == 42 ? 0 : 1;\n"
+	"\tint ran = 0, t = WEFT_TEST_RUN(test_body, &ran, NULL);\n"
+	"\tprintf(\"weft_test_run=%d ran=%d\\n\", t, ran);\n"
+	"\treturn r == 0 && (uintptr_t)res == 42 && t == 0 && ran ? 0 : 1;\n"
 	"}\n";
 
 static bool is_release_tree(void)
@@ -345,6 +355,8 @@ static void test_install_and_pkg_config_build(void **state)
 	assert_true(file_exists(p));
 	snprintf(p, sizeof(p), "%s/include/weft.h", prefix);
 	assert_true(file_exists(p));
+	snprintf(p, sizeof(p), "%s/include/weft/test.h", prefix); /* the test helper */
+	assert_true(file_exists(p));
 	snprintf(p, sizeof(p), "%s/lib/pkgconfig/weft.pc", prefix);
 	assert_true(file_exists(p));
 	/* and the archive for shared objects, with its own pkg-config name */
@@ -363,7 +375,8 @@ static void test_install_and_pkg_config_build(void **state)
 	free(cmd);
 	assert_int_equal(r, 0);
 
-	/* 2. a program outside the tree, built only with pkg-config's flags */
+	/* 2. a program outside the tree, built only with pkg-config's flags
+	 * (it also runs a test body through weft/test.h) */
 	FILE *f = fopen(src, "w");
 	assert_non_null(f);
 	fputs(program, f);

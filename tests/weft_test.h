@@ -86,7 +86,9 @@ static inline weft_runtime *start_rt(unsigned loops)
 	return rt;
 }
 
-/* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success. */
+/* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success.
+ * (The public helper with a time limit and checks is weft/test.h's
+ * weft_test_run; suites may use either.) */
 static inline void *weft_test_run_loops(unsigned loops, weft_fn fn, void *arg)
 {
 	weft_runtime_config cfg;
