@@ -7,6 +7,7 @@
  * tests check periodic timers against their grid under each policy.
  */
 #include "weft_test.h"
+#include "weft/test.h"
 #include "runtime/internal.h"
 
 #define SLOT (1ull << WEFT_WHEEL_SHIFT)
@@ -192,10 +193,15 @@ static void test_far_deadlines_fire_on_time(void **state)
 }
 
 /* Far timers armed and disarmed by wakes, on many tasks and both loops:
- * a ping-pong under far scopes, then the loops' wheels are empty. */
+ * a ping-pong under far scopes, then the loops' wheels are empty.
+ *
+ * This test and test_interval_scope_deadline use weft/test.h, the helper
+ * the project offers its users: the bodies check themselves (a failed
+ * check is reported with its values and fails the run), and the run has a
+ * time limit. */
 struct churn_rec {
 	weft_queue *a, *b;
-	int rounds, bad;
+	int rounds;
 };
 
 static void *churn_peer(void *arg)
@@ -207,8 +213,24 @@ static void *churn_peer(void *arg)
 		weft_scope_enter(&s, 30000 * MS); /* far: the wheel */
 		int r = weft_queue_get(x->a, &v);
 		weft_scope_exit(&s);
-		if (r < 0 || weft_queue_put(x->b, v) < 0)
-			x->bad++;
+		WEFT_TEST_CHECK_INT(r, ==, 0);
+		WEFT_TEST_CHECK_INT(weft_queue_put(x->b, v), ==, 0);
+	}
+	return NULL;
+}
+
+static void *churn_rounds(struct churn_rec *x)
+{
+	for (int i = 0; i < x->rounds; i++) {
+		void *v = NULL;
+		weft_scope s;
+		weft_scope_enter(&s, 20000 * MS);
+		int put = weft_queue_put(x->a, P(i + 1));
+		int got = put < 0 ? put : weft_queue_get(x->b, &v);
+		weft_scope_exit(&s); /* before any check: a failing one returns */
+		WEFT_TEST_CHECK_INT(put, ==, 0);
+		WEFT_TEST_CHECK_INT(got, ==, 0);
+		WEFT_TEST_CHECK_UINT(U(v), ==, (uintptr_t)i + 1);
 	}
 	return NULL;
 }
@@ -216,21 +238,17 @@ static void *churn_peer(void *arg)
 static void *churn_main(void *arg)
 {
 	struct churn_rec *x = arg;
-	weft_queue_create(&x->a, NULL);
-	weft_queue_create(&x->b, NULL);
-	weft_task *t;
-	weft_task_spawn(&t, churn_peer, x);
-	for (int i = 0; i < x->rounds; i++) {
-		void *v;
-		weft_scope s;
-		weft_scope_enter(&s, 20000 * MS);
-		if (weft_queue_put(x->a, P(i + 1)) < 0 || weft_queue_get(x->b, &v) < 0 ||
-		    U(v) != (uintptr_t)i + 1)
-			x->bad++;
-		weft_scope_exit(&s);
-	}
-	weft_task_join(t, NULL);
-	weft_task_release(t);
+	WEFT_TEST_CHECK_INT(weft_queue_create(&x->a, NULL), ==, 0);
+	WEFT_TEST_CHECK_INT(weft_queue_create(&x->b, NULL), ==, 0);
+	weft_group *g;
+	WEFT_TEST_CHECK_INT(weft_group_create(&g), ==, 0);
+	if (weft_test_check(weft_group_spawn(g, NULL, NULL, churn_peer, x) == 0, __FILE__,
+			    __LINE__, "peer spawned"))
+		churn_rounds(x);
+	/* a failed check cancels the body: the group's wait then cancels
+	 * the peer and still waits for it, so the queues can go */
+	weft_group_wait(g);
+	weft_group_destroy(g);
 	weft_queue_destroy(x->a);
 	weft_queue_destroy(x->b);
 	return NULL;
@@ -240,8 +258,7 @@ static void test_far_scope_churn(void **state)
 {
 	(void)state;
 	struct churn_rec x = { .rounds = WEFT_TEST_SANITIZED ? 5000 : 50000 };
-	weft_test_run_loops(2, churn_main, &x);
-	assert_int_equal(x.bad, 0);
+	assert_int_equal(WEFT_TEST_RUN(churn_main, &x, NULL), 0);
 }
 
 /* ---- periodic timers: weft_interval ----
@@ -434,46 +451,44 @@ static void test_interval_cancel(void **state)
 }
 
 /* A deadline scope around a tick: -ETIMEDOUT at the scope's end, the tick
- * kept for the next call; a scope ending after the tick lets it come. */
-struct iv_scope_rec {
-	int64_t rc_short, rc_long;
-	uint64_t waited, next_before, next_after, first2, ret2;
-};
-
-static void *scope_main(void *arg)
+ * kept for the next call; a scope ending after the tick lets it come.
+ * (weft/test.h style: the body checks itself.) */
+static void *scope_body(void *arg)
 {
-	struct iv_scope_rec *x = arg;
+	(void)arg;
 	weft_interval iv;
-	weft_interval_init(&iv, 10000 * MS, WEFT_TICK_SKIP);
-	x->next_before = weft_interval_next(&iv);
+	WEFT_TEST_CHECK_INT(weft_interval_init(&iv, 10000 * MS, WEFT_TICK_SKIP), ==, 0);
+	uint64_t next = weft_interval_next(&iv);
 	weft_scope s;
 	uint64_t t0 = weft_now_ns();
 	weft_scope_enter(&s, 30 * MS);
-	x->rc_short = weft_interval_tick(&iv);
+	int64_t rc = weft_interval_tick(&iv);
 	weft_scope_exit(&s);
-	x->waited = weft_now_ns() - t0;
-	x->next_after = weft_interval_next(&iv);
+	uint64_t waited = weft_now_ns() - t0;
+	WEFT_TEST_CHECK_INT(rc, ==, -ETIMEDOUT);
+	WEFT_TEST_CHECK_UINT(waited, >=, 30 * MS);
+	WEFT_TEST_CHECK_UINT(waited, <, 5000 * MS);
+	WEFT_TEST_CHECK_UINT(weft_interval_next(&iv), ==, next); /* not consumed */
 
-	weft_interval_init(&iv, 20 * MS, WEFT_TICK_SKIP);
-	x->first2 = weft_interval_next(&iv);
+	WEFT_TEST_CHECK_INT(weft_interval_init(&iv, 20 * MS, WEFT_TICK_SKIP), ==, 0);
+	uint64_t first = weft_interval_next(&iv);
 	weft_scope_enter(&s, 2000 * MS);
-	x->rc_long = weft_interval_tick(&iv);
-	x->ret2 = weft_now_ns();
+	rc = weft_interval_tick(&iv);
+	uint64_t ret = weft_now_ns();
 	weft_scope_exit(&s);
+	WEFT_TEST_CHECK_INT(rc, ==, 1);
+	WEFT_TEST_CHECK_UINT(ret, >=, first);
 	return NULL;
 }
 
 static void test_interval_scope_deadline(void **state)
 {
 	(void)state;
-	struct iv_scope_rec x;
-	memset(&x, 0, sizeof x);
-	weft_test_run_loops(1, scope_main, &x);
-	assert_int_equal(x.rc_short, -ETIMEDOUT);
-	assert_true(x.waited >= 30 * MS && x.waited < 5000 * MS);
-	assert_int_equal(x.next_after, x.next_before);
-	assert_int_equal(x.rc_long, 1);
-	assert_true(x.ret2 >= x.first2);
+	weft_test_options o;
+	weft_test_options_init(&o);
+	o.runtime.loops = 1;
+	o.timeout_ns = 10000 * MS;
+	assert_int_equal(WEFT_TEST_RUN(scope_body, NULL, &o), 0);
 }
 
 /* Bad arguments: -EINVAL and *iv untouched; a tick outside a task is
