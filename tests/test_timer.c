@@ -270,7 +270,7 @@ static void test_far_scope_churn(void **state)
  * return times only ever bound them from below (a tick is never early) or
  * by a whole period, so a loaded machine or a sanitizer cannot fail them.
  */
-#define PER (50 * MS)
+#define PER (100 * MS)
 
 static void spin_until(uint64_t t)
 {
@@ -571,7 +571,7 @@ static void test_interval_reset(void **state)
 /* Pacing: many ticks at 1 ms on the grid.  Sleeping a period after each
  * round would add every wake-up latency to the total; ticks on the grid
  * are each late by their own latency only, so the average period holds
- * and the last tick is as close to its time as the first. */
+ * and the last ticks are as close to their times as the first. */
 enum { PACE_N = 200 };
 
 struct pace_rec {
@@ -592,6 +592,25 @@ static void *pace_main(void *arg)
 	return NULL;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Median lateness (ns) of ticks from..from+PACE_W-1 against the grid:
+ * robust to the few ticks a loaded machine delays. */
+enum { PACE_W = 50 };
+
+static int64_t pace_median_late(const struct pace_rec *x, int from)
+{
+	int64_t v[PACE_W];
+	for (int i = 0; i < PACE_W; i++)
+		v[i] = (int64_t)(x->ret[from + i] - x->first - (uint64_t)(from + i) * MS);
+	qsort(v, PACE_W, sizeof(v[0]), cmp_i64);
+	return v[PACE_W / 2];
+}
+
 static void test_interval_pacing(void **state)
 {
 	(void)state;
@@ -602,14 +621,18 @@ static void test_interval_pacing(void **state)
 		assert_int_equal(x.n[i], 1);
 		assert_true(x.ret[i] >= x.first + (uint64_t)i * MS); /* never early */
 	}
-	double avg = (double)(x.ret[PACE_N - 1] - x.ret[0]) / (PACE_N - 1) / 1e6;
-	double last_late = (double)(x.ret[PACE_N - 1] - x.first - (PACE_N - 1) * MS) / 1e6;
-	print_message("average period %.4f ms, last tick late by %.3f ms\n", avg, last_late);
-	double tol = WEFT_TEST_SANITIZED ? 0.10 : 0.05;
+	/* the average period, as the slope between the median lateness of
+	 * the first and of the last 50 ticks (150 periods apart).  A loop
+	 * of weft_sleep(1 ms) measured here: 1.064 ms on io_uring, 1.116 on
+	 * epoll (each round adds a wake-up); the grid: 1.000 */
+	int64_t early = pace_median_late(&x, 0), late = pace_median_late(&x, PACE_N - PACE_W);
+	double avg = 1 + (double)(late - early) / 1e6 / (PACE_N - PACE_W);
+	print_message("median lateness %.3f ms, then %.3f ms: average period %.4f ms "
+		      "(first to last tick: %.4f ms)\n",
+		      (double)early / 1e6, (double)late / 1e6, avg,
+		      (double)(x.ret[PACE_N - 1] - x.ret[0]) / (PACE_N - 1) / 1e6);
+	double tol = WEFT_TEST_SANITIZED ? 0.03 : 0.02;
 	assert_true(avg > 1 - tol && avg < 1 + tol);
-	/* no drift: a grid of 200 ticks ends where it should (a sleep loop
-	 * would be behind by 200 wake-ups) */
-	assert_true(last_late < (WEFT_TEST_SANITIZED ? 20 : 10));
 }
 
 static const struct CMUnitTest tests[] = {
