@@ -155,7 +155,13 @@ WEFT_API bool weft_test_check(bool ok, const char *file, int line, const char *f
 
 /* Check `expr`; on failure record it (its text, file, line), cancel the
  * body and `return NULL` from the enclosing function -- a task body or
- * anything returning a pointer.  Other functions use weft_test_check(). */
+ * anything returning a pointer.  Other functions use weft_test_check().
+ * The return skips the rest of the function: check after weft_scope_exit,
+ * an unlock or a join, not between them (take the value, clean up, then
+ * check).  Tasks the body spawned outlive it until the runtime's shutdown
+ * cancels them; a body that shares its locals with them waits for them,
+ * e.g. with a task group (weft_group_wait cancels the children of a
+ * cancelled waiter and still waits for them). */
 #define WEFT_TEST_CHECK(expr)                                                       \
 	do {                                                                        \
 		if (!weft_test_check(!!(expr), __FILE__, __LINE__, "%s", #expr))    \
