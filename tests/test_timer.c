@@ -261,6 +261,33 @@ static void test_far_scope_churn(void **state)
 	assert_int_equal(WEFT_TEST_RUN(churn_main, &x, NULL), 0);
 }
 
+/* weft_sleep_until: an absolute time, never early; one already past (0
+ * included) only yields; -EPERM outside a task. */
+static void *sleep_until_body(void *arg)
+{
+	(void)arg;
+	uint64_t t0 = weft_now_ns(), until = t0 + 20 * MS;
+	WEFT_TEST_CHECK_INT(weft_sleep_until(until), ==, 0);
+	WEFT_TEST_CHECK_UINT(weft_now_ns(), >=, until);
+	t0 = weft_now_ns();
+	WEFT_TEST_CHECK_INT(weft_sleep_until(0), ==, 0);
+	WEFT_TEST_CHECK_INT(weft_sleep_until(t0 - 1), ==, 0);
+	WEFT_TEST_CHECK_UINT(weft_now_ns() - t0, <, 1000 * MS); /* no waiting */
+	weft_scope s;
+	weft_scope_enter(&s, 20 * MS);
+	int r = weft_sleep_until(WEFT_FOREVER); /* until the scope ends */
+	weft_scope_exit(&s);
+	WEFT_TEST_CHECK_INT(r, ==, -ETIMEDOUT);
+	return NULL;
+}
+
+static void test_sleep_until(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_sleep_until(weft_now_ns() + MS), -EPERM);
+	assert_int_equal(WEFT_TEST_RUN(sleep_until_body, NULL, NULL), 0);
+}
+
 /* ---- periodic timers: weft_interval ----
  *
  * The overrun tests run one round of deliberately long work (a spin on
@@ -641,6 +668,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_wheel_link_unlink_churn),
 	cmocka_unit_test(test_far_deadlines_fire_on_time),
 	cmocka_unit_test(test_far_scope_churn),
+	cmocka_unit_test(test_sleep_until),
 	cmocka_unit_test(test_interval_burst_overrun),
 	cmocka_unit_test(test_interval_delay_overrun),
 	cmocka_unit_test(test_interval_skip_overrun),
