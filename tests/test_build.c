@@ -248,8 +248,8 @@ static void check_archive_exports(const char *name)
 	assert_true(syms_has(s, "weft_run"));
 
 	/* every function the header declares WEFT_API is really exported */
-	static char api[256][64];
-	int n = api_functions(api, 256);
+	static char api[512][64];
+	int n = api_functions(api, 512);
 	assert_true(n > 20);
 	int missing = 0;
 	for (int i = 0; i < n; i++) {
@@ -287,8 +287,16 @@ static void test_archive_exports_only_weft_symbols(void **state)
 
 static const char *program =
 	"#include <weft.h>\n"
+	"#include <weft/test.h>\n"
 	"#include <stdint.h>\n"
 	"#include <stdio.h>\n"
+	"\n"
+	"static void *test_body(void *arg)\n"
+	"{\n"
+	"\tWEFT_TEST_CHECK_INT(weft_sleep_ms(1), ==, 0);\n"
+	"\t*(int *)arg = 1;\n"
+	"\treturn NULL;\n"
+	"}\n"
 	"\n"
 	"static void *main_task(void *arg)\n"
 	"{\n"
@@ -303,7 +311,9 @@ static const char *program =
 	"\tvoid *res = NULL;\n"
 	"\tint r = weft_run(NULL, main_task, (void *)(uintptr_t)41, &res);\n"
 	"\tprintf(\"weft_run=%d result=%lu\\n\", r, (unsigned long)(uintptr_t)res);\n"
-	"\treturn r == 0 && (uintptr_t)res == 42 ? 0 : 1;\n"
+	"\tint ran = 0, t = WEFT_TEST_RUN(test_body, &ran, NULL);\n"
+	"\tprintf(\"weft_test_run=%d ran=%d\\n\", t, ran);\n"
+	"\treturn r == 0 && (uintptr_t)res == 42 && t == 0 && ran ? 0 : 1;\n"
 	"}\n";
 
 static bool tree_is(const char *rel)
@@ -486,7 +496,7 @@ static void test_install_and_pkg_config_build(void **state)
 	assert_int_equal(run_in(dir, log, "make -s --no-print-directory -C '%s' install "
 				"PREFIX='%s' ALLOC=%s", g_root, prefix, alloc), 0);
 	static const char *installed[] = { "lib/libweft.a", "include/weft.h",
-					   "lib/pkgconfig/weft.pc", "lib/libweft_pic.a",
+					   "lib/pkgconfig/weft.pc", "lib/libweft_pic.a", "include/weft/test.h",
 					   "lib/pkgconfig/weft_pic.pc", "bin/weft-load" };
 	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++) {
 		char p[PATH_MAX * 2];
