@@ -5,14 +5,16 @@
 #   make test       install deps, then run every cmocka suite plain, under
 #                   ASan+UBSan and under TSan on io_uring, and plain and
 #                   under ASan+UBSan on epoll; then the stress suites under
-#                   fault injection on both (build/fault, docs/testing.md)
+#                   fault injection on both (build/fault, docs/testing.md);
+#                   then a subset with the system malloc (build/sysalloc)
 #   make bench      run the benchmarks (BENCH lines)
 #   make soak       the soak: servers under load and disruption for
 #                   SOAK_SECONDS (600), checked for leaks and errors
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local     (ALLOC=system: without jemalloc)
 #
 # Variants live in separate trees: build/ (release, -O2 -g), build/asan/,
-# build/tsan/, build/fault/ (`make VARIANT=fault fault-tests`).  Each has
+# build/tsan/, build/fault/ (`make VARIANT=fault fault-tests`), and
+# build/sysalloc/ (`make ALLOC=system`: release, the system malloc).  Each has
 # libweft.a (only weft_* exported), libweft_pic.a (the same, for linking
 # into a dlopen'ed shared object) and libweft-internal.a (every symbol,
 # for white-box tests and benchmarks).
@@ -20,6 +22,12 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 VARIANT ?= release
+# The allocator the tree's programs link: jemalloc, or system (glibc's
+# malloc).  The library's objects are the same either way (weft calls only
+# malloc/free and friends, never jemalloc's own API); what differs is the
+# link line, the tree (build/sysalloc for the release variant) and the
+# weft.pc that `make install ALLOC=system` writes.  README.md, "Linking".
+ALLOC   ?= jemalloc
 ARCH    := $(shell uname -m)
 
 ifeq ($(VARIANT),release)
@@ -43,21 +51,39 @@ else ifeq ($(VARIANT),fault)
 else
   $(error unknown VARIANT $(VARIANT))
 endif
+# O: where the library's objects are compiled.  ALLOC changes no object,
+# so an ALLOC=system tree archives and links the objects of its variant's
+# tree (build/obj for build/sysalloc) instead of compiling them again.
+O := $(B)
+ifeq ($(ALLOC),system)
+  # sanitizer trees always use the system malloc: their tree is the same
+  ifeq ($(VARIANT),release)
+    B := build/sysalloc
+  else ifeq ($(VARIANT),debug)
+    B := build/debug-sysalloc
+  else ifeq ($(VARIANT),fault)
+    $(error ALLOC=system: for the release, debug, asan and tsan variants)
+  endif
+else ifneq ($(ALLOC),jemalloc)
+  $(error unknown ALLOC $(ALLOC): jemalloc or system)
+endif
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS  ?=
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(WARN) $(VFLAGS) -pthread -Iinclude
 LIBCFLAGS := -fvisibility=hidden -fPIC
-# jemalloc is the allocator; sanitizer builds keep their own malloc.
-ifeq ($(filter asan tsan,$(VARIANT)),)
-  LDLIBS := -luring -ljemalloc -lpthread -lm
+# jemalloc is the allocator (README.md, "Linking"); sanitizer builds keep
+# their own malloc, ALLOC=system the C library's.
+ifeq ($(filter asan tsan,$(VARIANT))$(filter system,$(ALLOC)),)
+  ALLOC_LIBS := -ljemalloc
 else
-  LDLIBS := -luring -lpthread -lm
+  ALLOC_LIBS :=
 endif
+LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
 ASM_SRC := runtime/ctx_$(ARCH).S
-LIB_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(B)/obj/%.o,$(ASM_SRC))
+LIB_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(O)/obj/%.o,$(ASM_SRC))
 HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
@@ -66,10 +92,16 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 # with the suites that run under it (`make VARIANT=fault fault-tests`).
 TESTS    := $(filter-out %/test_fault,$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c)))
 FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream fault)
+# The system-allocator tree (`make ALLOC=system`) runs in `make test` with
+# these suites: the build checks (no jemalloc in its programs; make install
+# ALLOC=system and pkg-config), and the ones that allocate and free across
+# loops and threads the most.  About 60 s on 2 cores (docs/testing.md).
+SYSALLOC_SUITES := build task future queue sync compose runtime stress stream server net examples
+SYSALLOC_TESTS := $(addprefix $(B)/tests/test_,$(SYSALLOC_SUITES))
 TEST_HDRS := $(wildcard tests/*.h)
 
-.PHONY: all lib load examples bench-build tests fault-tests deps deps-test demo test test-plain test-epoll test-aarch64 test-fault \
-        test-asan test-tsan bench install clean check-symbols check-aarch64
+.PHONY: all lib load examples bench-build tests fault-tests sysalloc-tests deps deps-test demo test test-plain test-epoll \
+        test-aarch64 test-fault test-sysalloc test-asan test-tsan bench install clean check-symbols check-aarch64
 
 ifeq ($(VARIANT),fault)
 all: fault-tests # the fault tree holds its suites only
@@ -84,12 +116,13 @@ examples: $(EXAMPLES)
 bench-build: $(BENCHES)
 tests: $(TESTS)
 fault-tests: $(FAULT_TESTS)
+sysalloc-tests: $(SYSALLOC_TESTS)
 
-$(B)/obj/%.o: %.c $(HDRS)
+$(O)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
 
-$(B)/obj/%.o: %.S
+$(O)/obj/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
 
@@ -110,8 +143,8 @@ $(B)/libweft.a: $(LIB_OBJ)
 # Python extension, a plugin): the same objects but the scheduler's, whose
 # thread-local takes the dynamic TLS model instead of initial-exec (which
 # needs room in the static TLS block: README, "In a shared object").
-PIC_OBJ := $(filter-out $(B)/obj/sched/sched.o,$(LIB_OBJ)) $(B)/obj-pic/sched/sched.o
-$(B)/obj-pic/sched/sched.o: sched/sched.c $(HDRS)
+PIC_OBJ := $(filter-out $(O)/obj/sched/sched.o,$(LIB_OBJ)) $(O)/obj-pic/sched/sched.o
+$(O)/obj-pic/sched/sched.o: sched/sched.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIBCFLAGS) -DWEFT_TLS_DYNAMIC -c $< -o $@
 
@@ -165,14 +198,21 @@ demo: deps
 # the core suites cross-built for aarch64 under qemu-user, on epoll
 # (tests/aarch64.sh; skipped loudly where qemu or the arm64 libraries are
 # missing); then the fault-injection tree on both backends with several
-# seeds (tests/fault.sh).  Each test in its own process with a timeout
-# (tests/run.sh); the last line sums every run.
-TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault
+# seeds (tests/fault.sh); then the system-allocator tree (build/sysalloc,
+# glibc's malloc, no jemalloc) with the suites of SYSALLOC_SUITES.  Each
+# test in its own process with a timeout (tests/run.sh); the last line sums
+# every run.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SYSALLOC_SUITES)))
+TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault $(SYSALLOC_SPEC)
 test: deps-test
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
 	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
+	@$(MAKE) --no-print-directory ALLOC=system lib examples sysalloc-tests load
 	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps
@@ -183,6 +223,9 @@ test-aarch64: deps-test
 	@sh tests/run.sh aarch64
 test-fault: deps
 	@$(MAKE) --no-print-directory VARIANT=fault fault-tests && sh tests/run.sh fault
+test-sysalloc: deps
+	@$(MAKE) --no-print-directory ALLOC=system lib examples sysalloc-tests load && \
+	  sh tests/run.sh $(SYSALLOC_SPEC)
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load && sh tests/run.sh build/asan
 test-tsan: deps
@@ -259,7 +302,8 @@ install: $(B)/libweft.a $(B)/libweft_pic.a $(B)/bench/weft-load
 	if [ -d include/weft ]; then install -d $(DESTDIR)$(PREFIX)/include/weft && \
 	  install -m 644 include/weft/*.h $(DESTDIR)$(PREFIX)/include/weft/; fi
 	for pc in weft weft_pic; do \
-	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' $$pc.pc.in \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' \
+	    -e 's|@ALLOC_LIBS@ |$(if $(ALLOC_LIBS),$(ALLOC_LIBS) )|' -e 's|@ALLOC@|$(ALLOC)|' $$pc.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc || exit 1; \
 	done
 

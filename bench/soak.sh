@@ -67,7 +67,9 @@
 #   SOAK_DISRUPT="--churn 4 --resets 2 --slow-readers 2 --slow-writers 2 --malformed 2"
 #   SOAK_BACKEND            WEFT_BACKEND for the servers (default: theirs)
 #   SOAK_MALLOC_CONF=tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0
-#                           (empty: jemalloc's defaults)
+#                           (empty: jemalloc's defaults; not used, and said
+#                           so, for a tree built without jemalloc, such as
+#                           build/sysalloc: glibc's malloc ignores it)
 #   SOAK_OUT=BUILD_DIR/bench-results/soak.tsv   SOAK_PLOT=docs/img/soak.png
 #     (empty: no plot)   SOAK_NOTE="..."  a line for the plot's title
 #   SOAK_PORT=24100         first port tried
@@ -157,6 +159,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# MALLOC_CONF is jemalloc's: a tree without it (make ALLOC=system) runs the
+# servers on glibc's malloc with its defaults.
+ALLOC=jemalloc
+if ! ldd "$B/examples/http_server" 2>/dev/null | grep -q jemalloc; then
+	ALLOC=system
+	[ -n "$MCONF" ] && say "$B links no jemalloc: SOAK_MALLOC_CONF not used (glibc's malloc, its defaults)"
+	MCONF=
+fi
 senv=
 [ -n "$MCONF" ] && senv="MALLOC_CONF=$MCONF"
 [ -n "${SOAK_BACKEND:-}" ] && senv="$senv WEFT_BACKEND=$SOAK_BACKEND"
@@ -231,7 +241,7 @@ client_sample() {
 
 warm=$((SECS * WPCT / 100))
 {
-	echo "# weft bench/soak.sh $(date -u +%Y-%m-%dT%H:%MZ) seconds=$SECS warmup_s=$warm window=$WIN conns=$CONNS rate=$RATE loops=$LOOPS server_timeout_ms=$STMO disrupt=\"$DISRUPT\" malloc_conf=${MCONF:-default} backend=${SOAK_BACKEND:-default} cpus=$(getconf _NPROCESSORS_ONLN)"
+	echo "# weft bench/soak.sh $(date -u +%Y-%m-%dT%H:%MZ) seconds=$SECS warmup_s=$warm window=$WIN conns=$CONNS rate=$RATE loops=$LOOPS server_timeout_ms=$STMO disrupt=\"$DISRUPT\" alloc=$ALLOC malloc_conf=${MCONF:-default} backend=${SOAK_BACKEND:-default} cpus=$(getconf _NPROCESSORS_ONLN)"
 	printf 't_s'
 	for s in $SERVERS; do
 		printf '\t%s_%s' "$s" rss_kb "$s" fds "$s" tasks "$s" conns "$s" stacks "$s" load_requests \

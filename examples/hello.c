@@ -17,7 +17,7 @@
  *	Hello ...
  *	World!
  *
- * Build (weft installed): cc -std=gnu11 hello.c $(pkg-config --cflags --libs --static weft)
+ * Build (weft installed): cc -std=gnu11 hello.c $(pkg-config --cflags --libs weft)
  * In this tree, `make examples` builds it as build/examples/hello.
  */
 #include <weft.h>

@@ -28,7 +28,8 @@ static uint64_t head_timeout_ns = 10ull * 1000000000ull;
 
 /* "Date: ..." for the current second, cached per thread: formatting it per
  * response would cost more than parsing the request.  Never held across a
- * suspension point (DESIGN.md rule 2): filled and copied in one call. */
+ * suspension point (docs/architecture.md rule 2): filled and copied in one
+ * call. */
 static __attribute__((noinline)) size_t date_line(char *out)
 {
 	static __thread time_t sec;

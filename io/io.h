@@ -16,9 +16,10 @@
  *
  *  - io_uring: the op becomes one SQE on the ring of the loop the task runs
  *    on, submitted in the loop's one io_uring_enter per iteration.  While
- *    it is in flight the task is bound to that loop (DESIGN rule 3); a
- *    cancellation submits an async cancel and still waits for the op's own
- *    CQE (rule 4), so no buffer it names is touched after the call returns.
+ *    it is in flight the task is bound to that loop; a cancellation
+ *    submits an async cancel and still waits for the op's own CQE, so no
+ *    buffer it names is touched after the call returns (rules 3 and 4 of
+ *    docs/architecture.md, "Threading rules").
  *  - epoll: sockets, pipes and other pollable fds try the system call at
  *    once (non-blocking), and on EAGAIN park the task on the fd's
  *    registration in the loop's epoll set until it is ready, then try

@@ -3,10 +3,11 @@
  * the one submit-and-reap call per loop iteration, completion dispatch,
  * cross-loop wakeups), and an op turned into one SQE.
  *
- * Ring flags, best first (DESIGN.md rule 3): SINGLE_ISSUER|DEFER_TASKRUN
- * (completions are processed only when this loop asks, on this thread),
- * then COOP_TASKRUN|TASKRUN_FLAG, then none.  The ring is created by the
- * loop's own thread, the only one that ever submits to or reaps it.
+ * Ring flags, best first (docs/architecture.md rule 3):
+ * SINGLE_ISSUER|DEFER_TASKRUN (completions are processed only when this loop
+ * asks, on this thread), then COOP_TASKRUN|TASKRUN_FLAG, then none.  The ring
+ * is created by the loop's own thread, the only one that ever submits to or
+ * reaps it.
  *
  * user_data: small integers are tags; anything else is a weft__op pointer
  * (the I/O layer's per-operation record; pointers are 8-byte aligned).
@@ -491,7 +492,7 @@ void weft__uring_cancel(weft_loop *l, weft__op *op)
  * the op (t->pin, restored after): any wake, including a cancellation from
  * another thread, queues it on that loop's pinned FIFO, so the cancel SQE
  * it then submits goes to the right ring and no other loop ever reaps or
- * cancels it (DESIGN.md rule 3). */
+ * cancels it (docs/architecture.md rule 3). */
 static int run_one(weft__op *op)
 {
 	weft_task *t = op->task;

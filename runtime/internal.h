@@ -48,7 +48,8 @@
 typedef struct weft_loop weft_loop;
 typedef struct weft__pool weft__pool;
 
-/* ---- scheduler constants (DESIGN.md "Scheduler defaults") ---- */
+/* ---- scheduler constants (Tokio's and Go's; docs/architecture.md, "Where
+ * a woken task goes", "What happens to a stolen task", "The scheduling tick") */
 #define WEFT_RUNQ_CAP 256u          /* per-loop stealable ring */
 #define WEFT_RUNQ_STAGE 32u         /* overflow pushes published at once */
 #define WEFT_LIFO_MAX_STREAK 3      /* LIFO-slot uses in a row */
@@ -333,7 +334,8 @@ struct weft_runtime {
 	bool destroyed;
 };
 
-/* ---- TLS-safe accessors (DESIGN.md rule 2): out of line, never cached ---- */
+/* ---- TLS-safe accessors: out of line, never cached ----
+ * (docs/architecture.md rule 2) */
 WEFT_HIDDEN weft_loop *weft__loop_self(void);
 WEFT_HIDDEN void weft__loop_set_self(weft_loop *l);
 WEFT_HIDDEN weft_task *weft__task_self(void);

@@ -12,7 +12,8 @@
  * then (weft__objcache_trim, about once a second): half of what the cache
  * held unused since the last trim, its low-water mark, goes back to the
  * allocator, where any thread can reuse it (jemalloc's tcache GC works the
- * same way). */
+ * same way).  Nothing here depends on which allocator that is: jemalloc, or
+ * the C library's malloc in the sanitizer trees and with `make ALLOC=system`. */
 #ifndef WEFT_OBJCACHE_H
 #define WEFT_OBJCACHE_H
 

@@ -317,12 +317,12 @@ static void fail_all(weft__waitlist *wl, int err, weft__wakes *wk)
 }
 
 /*
- * Spin briefly before waiting (DESIGN.md rule 5): with the other side
- * running on another loop or thread, the item or slot usually shows up
- * within a few hundred nanoseconds, far cheaper than a park and a
- * cross-loop wake (microseconds).  Not worth it with one loop: nothing
- * else can run while we spin.  Bounded, so deadlines and cancellation
- * are seen late by at most a few microseconds.
+ * Spin briefly before waiting (docs/architecture.md rule 5): with the other
+ * side running on another loop or thread, the item or slot usually shows up
+ * within a few hundred nanoseconds, far cheaper than a park and a cross-loop
+ * wake (microseconds).  Not worth it with one loop: nothing else can run
+ * while we spin.  Bounded, so deadlines and cancellation are seen late by at most a
+ * few microseconds.
  */
 #define QSPIN 64
 

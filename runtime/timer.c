@@ -2,9 +2,9 @@
  * Per-loop timers: a binary min-heap of parked tasks keyed by deadline,
  * and in front of it a coarse wheel for deadlines far away.
  *
- * Only the owning loop's thread touches them (DESIGN.md rule 3): a task
- * arms its timer on the loop it parks on, and that loop disarms it when the
- * task is woken, before the task becomes runnable (and stealable).
+ * Only the owning loop's thread touches them (docs/architecture.md rule 3): a
+ * task arms its timer on the loop it parks on, and that loop disarms it when
+ * the task is woken, before the task becomes runnable (and stealable).
  *
  * Why the wheel: a server's idle timeout (60 s) is armed at every receive
  * and disarmed at every wake, and almost never fires.  In a heap both cost

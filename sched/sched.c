@@ -9,7 +9,7 @@
  * Only the transition idle -> NOTIFIED queues a task, so a task is in at
  * most one queue.  A task that switches away is published (requeued,
  * parked, freed) by whoever runs next on that loop, after the switch has
- * saved its registers: "switch, then publish" (DESIGN.md rule 1).
+ * saved its registers: "switch, then publish" (docs/architecture.md rule 1).
  *
  * A parked task belongs to the loop it parked on (its timer is in that
  * loop's heap).  Waking it queues it on that loop: directly if the waker
@@ -36,7 +36,7 @@ static __thread weft_loop *tls_loop __attribute__((tls_model("initial-exec")));
 #endif
 
 /* Out of line, with a compiler barrier, so a task that migrated while
- * suspended never uses a stale TLS address (DESIGN.md rule 2). */
+ * suspended never uses a stale TLS address (docs/architecture.md rule 2). */
 __attribute__((noinline)) weft_loop *weft__loop_self(void)
 {
 	weft_loop *l = tls_loop;

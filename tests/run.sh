@@ -5,6 +5,8 @@
 # suites run on both I/O backends; the word `aarch64` runs tests/aarch64.sh
 # (the core suites under qemu-user) and `fault` runs tests/fault.sh (the
 # fault-injection tree, build/fault), and their results are counted.
+# A spec may end in :SUITE,SUITE... (build/sysalloc:test_task,test_sync):
+# only those suites of that tree run (still filtered by WEFT_TESTS).
 # Prints a line per test, then
 # "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
@@ -32,6 +34,8 @@ for spec in "$@"; do
 		rm -f "$log"
 		continue
 	fi
+	suites=
+	case $spec in *:*) suites=$(echo "${spec#*:}" | tr , ' '); spec=${spec%%:*} ;; esac
 	tree=${spec%@*}
 	backend=
 	[ "$tree" != "$spec" ] && backend=${spec##*@}
@@ -41,6 +45,9 @@ for spec in "$@"; do
 	echo "=== $label"
 	for bin in $(for p in ${WEFT_TESTS:-test_*}; do echo "$tree"/tests/$p; done); do
 		[ -x "$bin" ] || continue
+		if [ -n "$suites" ]; then
+			case " $suites " in *" $(basename "$bin") "*) ;; *) continue ;; esac
+		fi
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
 		for name in $names; do
 			log=$(mktemp)

@@ -1,7 +1,10 @@
 /*
  * The build's promises: libweft.a exports only weft_* symbols (and every
- * WEFT_API function of weft.h), and `make install` gives a pkg-config file
- * with which a small program builds out of tree and runs.
+ * WEFT_API function of weft.h); `make install` gives pkg-config files with
+ * which programs and a plugin build out of tree and run, with and without
+ * --static; the tree's programs link jemalloc exactly where the tree says
+ * (not in build/sysalloc, `make ALLOC=system`); README.md's minimal program
+ * compiles without a warning.
  *
  * WEFT_TREE (set by tests/run.sh) names the build tree under test; without
  * it the tree is derived from this binary's path (<tree>/tests/test_build).
@@ -9,8 +12,9 @@
  * holding weft.pc.in), falling back to the current directory.
  *
  * The install test builds with the release archive: `make install` installs
- * build/libweft.a and pkg-config carries no sanitizer flags, so in the
- * sanitizer trees (build/asan, build/tsan) it is skipped.
+ * build/libweft.a (build/sysalloc's with ALLOC=system) and pkg-config
+ * carries no sanitizer flags, so in the sanitizer trees (build/asan,
+ * build/tsan) it is skipped.
  */
 #include "weft_test.h"
 
@@ -244,8 +248,8 @@ static void check_archive_exports(const char *name)
 	assert_true(syms_has(s, "weft_run"));
 
 	/* every function the header declares WEFT_API is really exported */
-	static char api[256][64];
-	int n = api_functions(api, 256);
+	static char api[512][64];
+	int n = api_functions(api, 512);
 	assert_true(n > 20);
 	int missing = 0;
 	for (int i = 0; i < n; i++) {
@@ -283,8 +287,16 @@ static void test_archive_exports_only_weft_symbols(void **state)
 
 static const char *program =
 	"#include <weft.h>\n"
+	"#include <weft/test.h>\n"
 	"#include <stdint.h>\n"
 	"#include <stdio.h>\n"
+	"\n"
+	"static void *test_body(void *arg)\n"
+	"{\n"
+	"\tWEFT_TEST_CHECK_INT(weft_sleep_ms(1), ==, 0);\n"
+	"\t*(int *)arg = 1;\n"
+	"\treturn NULL;\n"
+	"}\n"
 	"\n"
 	"static void *main_task(void *arg)\n"
 	"{\n"
@@ -299,104 +311,352 @@ static const char *program =
 	"\tvoid *res = NULL;\n"
 	"\tint r = weft_run(NULL, main_task, (void *)(uintptr_t)41, &res);\n"
 	"\tprintf(\"weft_run=%d result=%lu\\n\", r, (unsigned long)(uintptr_t)res);\n"
-	"\treturn r == 0 && (uintptr_t)res == 42 ? 0 : 1;\n"
+	"\tint ran = 0, t = WEFT_TEST_RUN(test_body, &ran, NULL);\n"
+	"\tprintf(\"weft_test_run=%d ran=%d\\n\", t, ran);\n"
+	"\treturn r == 0 && (uintptr_t)res == 42 && t == 0 && ran ? 0 : 1;\n"
 	"}\n";
 
-static bool is_release_tree(void)
+static bool tree_is(const char *rel)
 {
-	char rel[PATH_MAX + 16];
-	snprintf(rel, sizeof(rel), "%s/build", g_root);
-	char *a = realpath(rel, NULL), *b = realpath(g_tree, NULL);
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/%s", g_root, rel);
+	char *a = realpath(path, NULL), *b = realpath(g_tree, NULL);
 	bool same = a && b && strcmp(a, b) == 0;
 	free(a);
 	free(b);
 	return same;
 }
 
+static bool is_release_tree(void)
+{
+	return tree_is("build");
+}
+
+/* The allocator `make install` gives programs from this tree: "jemalloc"
+ * for build/, "system" for build/sysalloc (make ALLOC=system), NULL for a
+ * tree that is not installed (the sanitizer trees). */
+static const char *tree_alloc(void)
+{
+	if (is_release_tree())
+		return "jemalloc";
+	if (tree_is("build/sysalloc"))
+		return "system";
+	return NULL;
+}
+
+/* Whether `file` (a program or shared object) loads libjemalloc: -1 if ldd
+ * fails. */
+static int links_jemalloc(const char *file, const char *log)
+{
+	char *cmd = NULL;
+	if (asprintf(&cmd, "ldd '%s'", file) < 0)
+		return -1;
+	int r = run(cmd, log);
+	free(cmd);
+	if (r != 0)
+		return -1;
+	if (asprintf(&cmd, "grep -q jemalloc '%s'", log) < 0)
+		return -1;
+	r = run(cmd, "/dev/null");
+	free(cmd);
+	return r == 0;
+}
+
+/* README.md's first ```c block (the minimal program), malloc'd. */
+static char *readme_program(void)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/README.md", g_root);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	char line[1024];
+	bool in = false, done = false;
+	while (out && !done && fgets(line, sizeof(line), f)) {
+		if (!in)
+			in = strcmp(line, "```c\n") == 0;
+		else if (strncmp(line, "```", 3) == 0)
+			done = true;
+		else
+			fputs(line, out);
+	}
+	fclose(f);
+	if (out)
+		fclose(out);
+	if (!done) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* A plugin's host for the installed weft_pic: dlopen, run, report. */
+static const char *pic_host_src =
+	"#include <dlfcn.h>\n"
+	"#include <stddef.h>\n"
+	"#include <stdio.h>\n"
+	"\n"
+	"int main(int argc, char **argv)\n"
+	"{\n"
+	"\tif (argc != 2)\n"
+	"\t\treturn 2;\n"
+	"\tvoid *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n"
+	"\tif (!h) {\n"
+	"\t\tprintf(\"dlopen: %s\\n\", dlerror());\n"
+	"\t\treturn 3;\n"
+	"\t}\n"
+	"\tint (*run)(unsigned, char *, size_t) =\n"
+	"\t\t(int (*)(unsigned, char *, size_t))dlsym(h, \"plug_run\");\n"
+	"\tif (!run)\n"
+	"\t\treturn 4;\n"
+	"\tchar name[32] = \"?\";\n"
+	"\tint r = run(0, name, sizeof name); /* WEFT_BACKEND_AUTO */\n"
+	"\tprintf(\"plug_run=%d on %s\\n\", r, name);\n"
+	"\treturn r != 0;\n"
+	"}\n";
+
+static const char *plugin_src;
+static void write_file(const char *dir, const char *name, const char *text);
+
+/* Run `fmt`'s command (printf-style) in the test's directory; on failure
+ * show its output.  Returns the exit status. */
+static int run_in(const char *dir, const char *log, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int run_in(const char *dir, const char *log, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *body = NULL;
+	int n = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	char *cmd = NULL;
+	if (asprintf(&cmd, "cd '%s' && %s", dir, body) < 0) {
+		free(body);
+		return -1;
+	}
+	print_message("$ %s\n", body);
+	int r = run(cmd, log);
+	if (r != 0)
+		dump(log);
+	free(cmd);
+	free(body);
+	return r;
+}
+
+/* The first line `log` holds, into out. */
+static void first_line(const char *log, char *out, size_t n)
+{
+	out[0] = 0;
+	FILE *f = fopen(log, "r");
+	assert_non_null(f);
+	if (!fgets(out, (int)n, f))
+		out[0] = 0;
+	fclose(f);
+}
+
+/*
+ * `make install` into a temporary prefix (with ALLOC=system from the
+ * build/sysalloc tree), then programs outside the tree built only with
+ * pkg-config's flags, both the plain form and --static (weft ships only
+ * archives, so the two must give a complete link line), and run:
+ *   - a small program (weft.pc), which loads jemalloc exactly when the
+ *     installed weft.pc is the jemalloc one;
+ *   - README.md's minimal program, as the README builds it, with -Wall
+ *     -Wextra -Werror;
+ *   - a shared object on weft_pic.pc linked with -z defs (every symbol
+ *     resolved at link time), dlopen'ed by a host that runs a runtime in it;
+ *     never with jemalloc.
+ */
 static void test_install_and_pkg_config_build(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: `make install` installs the release build/libweft.a and "
-			      "pkg-config has no sanitizer flags; tested in the release tree only "
-			      "(this tree: %s)\n",
+	const char *alloc = tree_alloc();
+	if (!alloc) {
+		print_message("skip: `make install` installs the release build/libweft.a (or "
+			      "build/sysalloc's) and pkg-config has no sanitizer flags; tested in "
+			      "those trees only (this tree: %s)\n",
 			      g_tree);
 		skip();
 	}
+	bool jemalloc = strcmp(alloc, "jemalloc") == 0;
 	char *dir = make_tmpdir();
 	assert_non_null(dir);
-	char *prefix = NULL, *log = NULL, *src = NULL, *exe = NULL, *cmd = NULL;
+	char *prefix = NULL, *log = NULL, *pc = NULL;
 	assert_true(asprintf(&prefix, "%s/prefix", dir) > 0);
 	assert_true(asprintf(&log, "%s/log", dir) > 0);
-	assert_true(asprintf(&src, "%s/x.c", dir) > 0);
-	assert_true(asprintf(&exe, "%s/x", dir) > 0);
+	assert_true(asprintf(&pc, "PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config", prefix) > 0);
 
-	/* 1. make install PREFIX=<tmp> from the repository root */
-	assert_true(asprintf(&cmd, "make -s --no-print-directory -C '%s' install PREFIX='%s'",
-			     g_root, prefix) > 0);
-	int r = run(cmd, log);
-	free(cmd);
-	if (r != 0)
-		dump(log);
-	assert_int_equal(r, 0);
-	char p[PATH_MAX * 2];
-	snprintf(p, sizeof(p), "%s/lib/libweft.a", prefix);
-	assert_true(file_exists(p));
-	snprintf(p, sizeof(p), "%s/include/weft.h", prefix);
-	assert_true(file_exists(p));
-	snprintf(p, sizeof(p), "%s/lib/pkgconfig/weft.pc", prefix);
-	assert_true(file_exists(p));
-	/* and the archive for shared objects, with its own pkg-config name */
-	snprintf(p, sizeof(p), "%s/lib/libweft_pic.a", prefix);
-	assert_true(file_exists(p));
-	assert_true(asprintf(&cmd,
-			     "PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --libs weft_pic | "
-			     "grep -q -- -lweft_pic",
-			     prefix) > 0);
-	r = run(cmd, log);
-	free(cmd);
-	assert_int_equal(r, 0);
+	/* 1. make install PREFIX=<tmp> [ALLOC=system] from the repository root */
+	assert_int_equal(run_in(dir, log, "make -s --no-print-directory -C '%s' install "
+				"PREFIX='%s' ALLOC=%s", g_root, prefix, alloc), 0);
+	static const char *installed[] = { "lib/libweft.a", "include/weft.h",
+					   "lib/pkgconfig/weft.pc", "lib/libweft_pic.a", "include/weft/test.h",
+					   "lib/pkgconfig/weft_pic.pc", "bin/weft-load" };
+	for (size_t i = 0; i < sizeof(installed) / sizeof(installed[0]); i++) {
+		char p[PATH_MAX * 2];
+		snprintf(p, sizeof(p), "%s/%s", prefix, installed[i]);
+		print_message("installed: %s\n", installed[i]);
+		assert_true(file_exists(p));
+	}
+	/* the link lines name jemalloc exactly when the tree links it */
+	assert_int_equal(run_in(dir, log, "%s --libs weft | grep -q -- -ljemalloc", pc),
+			 jemalloc ? 0 : 1);
+	assert_int_equal(run_in(dir, log, "%s --static --libs weft_pic | grep -q -- -ljemalloc",
+				pc), 1);
+	assert_int_equal(run_in(dir, log, "%s --libs weft_pic | grep -q -- -lweft_pic", pc), 0);
 	/* the load generator is installed with the library, and runs */
-	assert_true(asprintf(&cmd, "'%s/bin/weft-load' --help >/dev/null", prefix) > 0);
-	r = run(cmd, log);
-	free(cmd);
-	assert_int_equal(r, 0);
+	assert_int_equal(run_in(dir, log, "'%s/bin/weft-load' --help >/dev/null", prefix), 0);
+	char exe[PATH_MAX * 2];
+	snprintf(exe, sizeof(exe), "%s/bin/weft-load", prefix);
+	assert_int_equal(links_jemalloc(exe, log), jemalloc);
 
-	/* 2. a program outside the tree, built only with pkg-config's flags */
-	FILE *f = fopen(src, "w");
-	assert_non_null(f);
-	fputs(program, f);
-	fclose(f);
-	assert_true(asprintf(&cmd,
-			     "cd '%s' && cc -std=c11 -Wall -Wextra -Werror x.c "
-			     "$(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --static --cflags "
-			     "--libs weft) -o x",
-			     dir, prefix) > 0);
-	r = run(cmd, log);
-	free(cmd);
-	if (r != 0)
+	/* 2. programs outside the tree, built only with pkg-config's flags */
+	write_file(dir, "x.c", program);
+	char *readme = readme_program();
+	assert_non_null(readme);
+	write_file(dir, "hello.c", readme);
+	free(readme);
+	write_file(dir, "plug.c", plugin_src);
+	write_file(dir, "host.c", pic_host_src);
+	assert_int_equal(run_in(dir, log, "cc -std=gnu11 -Wall -Wextra -Werror host.c -o host -ldl"),
+			 0);
+	static const char *forms[] = { "", "--static " };
+	for (int i = 0; i < 2; i++) {
+		const char *form = forms[i];
+		char out[256];
+		/* a small program: builds, runs, loads jemalloc or not */
+		assert_int_equal(run_in(dir, log, "cc -std=c11 -Wall -Wextra -Werror x.c "
+					"$(%s %s--cflags --libs weft) -o x", pc, form), 0);
+		assert_int_equal(run_in(dir, log, "./x"), 0);
+		first_line(log, out, sizeof(out));
+		assert_string_equal(out, "weft_run=0 result=42\n");
+		snprintf(exe, sizeof(exe), "%s/x", dir);
+		assert_int_equal(links_jemalloc(exe, log), jemalloc);
+
+		/* README.md's minimal program, its build line with warnings on */
+		assert_int_equal(run_in(dir, log, "cc -Wall -Wextra -Werror hello.c "
+					"$(%s %s--cflags --libs weft) -o hello", pc, form), 0);
+		assert_int_equal(run_in(dir, log, "./hello"), 0);
+		first_line(log, out, sizeof(out));
+		assert_string_equal(out, "One One One One One Two Two Two Two Two ");
+
+		/* a plugin on weft_pic: no undefined symbol left, no jemalloc */
+		assert_int_equal(run_in(dir, log, "cc -std=gnu11 -Wall -Wextra -Werror -shared "
+					"-fPIC -Wl,-z,defs plug.c $(%s %s--cflags --libs weft_pic) "
+					"-o plug.so", pc, form), 0);
+		snprintf(exe, sizeof(exe), "%s/plug.so", dir);
+		assert_int_equal(links_jemalloc(exe, log), 0);
+		assert_int_equal(run_in(dir, log, "./host ./plug.so"), 0);
 		dump(log);
-	assert_int_equal(r, 0);
-
-	/* 3. run it */
-	assert_true(asprintf(&cmd, "'%s'", exe) > 0);
-	r = run(cmd, log);
-	free(cmd);
-	dump(log);
-	assert_int_equal(r, 0);
-	f = fopen(log, "r");
-	assert_non_null(f);
-	char out[256] = { 0 };
-	assert_non_null(fgets(out, sizeof(out), f));
-	fclose(f);
-	assert_string_equal(out, "weft_run=0 result=42\n");
+	}
 
 	remove_tree(dir);
+	free(pc);
 	free(prefix);
 	free(log);
-	free(src);
-	free(exe);
+	free(dir);
+}
+
+/*
+ * The tree's programs link the allocator the tree promises: jemalloc in
+ * build/, and nothing of it in build/sysalloc (make ALLOC=system) and the
+ * sanitizer trees.  ldd over every test, example and benchmark program of
+ * the tree, and this very process's mappings.  (A benchmark that never
+ * allocates, bench/switch, loads no jemalloc even in build/: the toolchain
+ * links with --as-needed.  So in build/ only the tests and examples, which
+ * all run a runtime, must load it.)
+ */
+static void test_tree_links_its_allocator(void **state)
+{
+	(void)state;
+	locate();
+	const char *alloc = tree_alloc();
+	bool jemalloc = alloc && strcmp(alloc, "jemalloc") == 0;
+	print_message("tree %s: expects %s\n", g_tree, jemalloc ? "jemalloc" : "no jemalloc");
+
+	/* this process */
+	FILE *maps = fopen("/proc/self/maps", "r");
+	assert_non_null(maps);
+	char line[1024];
+	bool mapped = false;
+	while (fgets(line, sizeof(line), maps))
+		if (strstr(line, "libjemalloc"))
+			mapped = true;
+	fclose(maps);
+	assert_int_equal(mapped, jemalloc);
+
+	/* every program of the tree */
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	char *log = NULL;
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	static const char *kinds[] = { "tests/test_*", "examples/*", "bench/*" };
+	int checked = 0, wrong = 0;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		if (jemalloc && strncmp(kinds[k], "bench/", 6) == 0)
+			continue;
+		char pat[PATH_MAX + 32];
+		snprintf(pat, sizeof(pat), "%s/%s", g_tree, kinds[k]);
+		glob_t g;
+		if (glob(pat, 0, NULL, &g) != 0)
+			continue;
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			struct stat st;
+			if (stat(g.gl_pathv[i], &st) != 0 || !S_ISREG(st.st_mode) ||
+			    !(st.st_mode & S_IXUSR) || strstr(g.gl_pathv[i], ".sh"))
+				continue;
+			int j = links_jemalloc(g.gl_pathv[i], log);
+			checked++;
+			if (j != jemalloc) {
+				print_message("%s: %s\n", g.gl_pathv[i],
+					      j < 0 ? "ldd failed" :
+					      j ? "links jemalloc" : "does not link jemalloc");
+				wrong++;
+			}
+		}
+		globfree(&g);
+	}
+	print_message("%d programs checked\n", checked);
+	remove_tree(dir);
+	free(log);
+	free(dir);
+	assert_true(checked > 0);
+	assert_int_equal(wrong, 0);
+}
+
+/* README.md's minimal program compiles without a warning under -Wall
+ * -Wextra (-O2, so the optimizer's warnings are seen too), with each
+ * compiler at hand.  Every tree: it only needs the headers. */
+static void test_readme_program_warning_free(void **state)
+{
+	(void)state;
+	locate();
+	char *readme = readme_program();
+	assert_non_null(readme);
+	char *dir = make_tmpdir();
+	assert_non_null(dir);
+	write_file(dir, "hello.c", readme);
+	free(readme);
+	char *log = NULL;
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	static const char *ccs[] = { "cc", "clang" };
+	int compiled = 0;
+	for (size_t i = 0; i < sizeof(ccs) / sizeof(ccs[0]); i++) {
+		if (i > 0 && run_in(dir, "/dev/null", "command -v %s", ccs[i]) != 0)
+			continue;
+		assert_int_equal(run_in(dir, log, "%s -O2 -pthread -Wall -Wextra -Werror -I'%s/include' "
+					"-c hello.c -o hello.o", ccs[i], g_root), 0);
+		compiled++;
+	}
+	assert_true(compiled > 0);
+	free(log);
+	remove_tree(dir);
 	free(dir);
 }
 
@@ -412,7 +672,9 @@ static void test_valgrind_memcheck_clean(void **state)
 	(void)state;
 	locate();
 	if (!is_release_tree()) {
-		print_message("skip: valgrind cannot run sanitizer builds (tree %s)\n", g_tree);
+		print_message("skip: run in the release tree only (valgrind cannot run the "
+			      "sanitizer builds; tree %s)\n",
+			      g_tree);
 		skip();
 	}
 	if (run("command -v valgrind", "/dev/null") != 0) {
@@ -672,7 +934,7 @@ static void test_archive_in_dlopened_shared_object(void **state)
 	free(dir);
 }
 
-/* DESIGN.md: x86_64 first, aarch64 kept compiling (make check-aarch64). */
+/* x86_64 first, aarch64 kept compiling (README.md; make check-aarch64). */
 static void test_aarch64_compiles(void **state)
 {
 	(void)state;
@@ -704,6 +966,8 @@ static void test_aarch64_compiles(void **state)
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_archive_exports_only_weft_symbols),
 	cmocka_unit_test(test_install_and_pkg_config_build),
+	cmocka_unit_test(test_tree_links_its_allocator),
+	cmocka_unit_test(test_readme_program_warning_free),
 	cmocka_unit_test(test_archive_in_dlopened_shared_object),
 	cmocka_unit_test(test_valgrind_memcheck_clean),
 	cmocka_unit_test(test_aarch64_compiles),

@@ -56,7 +56,7 @@ static void test_gather_results_in_input_order(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, gather_in_order, &x);
+	weft_test_run_loops(2, gather_in_order, &x);
 	assert_int_equal(x.rc, 0);
 	assert_int_equal(U(x.res[0]), 300);
 	assert_int_equal(U(x.res[1]), 100);
@@ -81,7 +81,7 @@ static void test_gather_reports_first_error_siblings_keep_running(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, gather_first_error, &x);
+	weft_test_run_loops(2, gather_first_error, &x);
 	assert_int_equal(x.rc, -EIO);
 	assert_int_equal(U(x.res[1]), 99); /* the failed task's result */
 	assert_false(x.done[0]);
@@ -104,7 +104,7 @@ static void test_gather_return_exceptions_mode(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, gather_return_exceptions, &x);
+	weft_test_run_loops(2, gather_return_exceptions, &x);
 	assert_int_equal(x.rc, 0);
 	assert_int_equal(x.errs[0], 0);
 	assert_int_equal(x.errs[1], -EIO);
@@ -160,7 +160,7 @@ static void test_cancelling_a_gather_cancels_its_children(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, cancel_a_gather, &x);
+	weft_test_run_loops(2, cancel_a_gather, &x);
 	assert_int_equal(x.rc, -ECANCELED);
 	assert_int_equal(U(x.res[0]), 1); /* saw -ECANCELED */
 	assert_int_equal(U(x.res[1]), 1);
@@ -188,7 +188,7 @@ static void test_wait_modes(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, wait_modes, &x);
+	weft_test_run_loops(2, wait_modes, &x);
 	assert_int_equal(x.errs[0], 1);
 	assert_true(x.done[0]);
 	assert_int_equal(x.errs[1], 2);
@@ -217,7 +217,7 @@ static void test_wait_timeout_is_a_scope_tasks_keep_running(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, wait_with_scope, &x);
+	weft_test_run_loops(2, wait_with_scope, &x);
 	assert_int_equal(x.rc, -ETIMEDOUT);
 	assert_int_equal(x.rc2, 1);
 	for (int i = 0; i < 3; i++) {
@@ -248,7 +248,7 @@ static void test_as_completed_order(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, completion_order, &x);
+	weft_test_run_loops(2, completion_order, &x);
 	assert_int_equal(x.order[0], 1);
 	assert_int_equal(x.order[1], 2);
 	assert_int_equal(x.order[2], 0);
@@ -269,7 +269,7 @@ static void test_misuse(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(1, misuse, &x);
+	weft_test_run_loops(1, misuse, &x);
 	assert_int_equal(x.errs[0], -EINVAL); /* waiting on yourself */
 	assert_int_equal(x.errs[1], -EINVAL);
 	assert_int_equal(x.errs[2], -EINVAL);
@@ -314,7 +314,7 @@ static void test_many_tasks_across_loops(void **state)
 {
 	(void)state;
 	int bad = 0;
-	weft_test_run(2, many, &bad);
+	weft_test_run_loops(2, many, &bad);
 	assert_int_equal(bad, 0);
 }
 
@@ -345,7 +345,7 @@ static void test_wait_for_cancels_on_timeout(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, wait_for_cases, &x);
+	weft_test_run_loops(2, wait_for_cases, &x);
 	assert_int_equal(x.errs[0], -ETIMEDOUT);
 	assert_true(x.done[0]);
 	assert_int_equal(U(x.res[0]), 1); /* it saw -ECANCELED */
@@ -385,7 +385,7 @@ static void test_cancelling_wait_for_cancels_the_task(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, cancel_wait_for_caller, &x);
+	weft_test_run_loops(2, cancel_wait_for_caller, &x);
 	assert_int_equal(x.rc, -ECANCELED);
 	assert_true(x.done[0]);             /* awaited before returning */
 	assert_int_equal(U(x.res[0]), 1);   /* it saw -ECANCELED; result handed over */

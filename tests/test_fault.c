@@ -22,8 +22,8 @@
  * runtime or these tests' own tasks (not always_run, so finished without
  * running when their stack cannot be mapped) hold them.
  *
- * DESIGN.md rule 7: tasks record into structs and atomics; the test
- * asserts after the runtime is gone.
+ * docs/architecture.md rule 7: tasks record into structs and atomics; the
+ * test asserts after the runtime is gone.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"

@@ -2,7 +2,7 @@
  * Files (weft/fs.h): the weft_file calls, the whole-file helpers, appends
  * from many tasks, shared positions, and the error contract.  Everything
  * happens in a fresh mkdtemp directory; results are recorded in tasks and
- * asserted on the test's stack (DESIGN.md rule 7).
+ * asserted on the test's stack (docs/architecture.md rule 7).
  */
 #include "weft_test.h"
 
@@ -98,7 +98,7 @@ static void test_basic_calls(void **state)
 	(void)state;
 	struct basic b;
 	memset(&b, 0, sizeof b);
-	weft_test_run(2, basic_task, &b);
+	weft_test_run_loops(2, basic_task, &b);
 	assert_int_equal(b.open, 0);
 	assert_int_equal(b.w1, 11);
 	assert_int_equal(b.seek0, 0);
@@ -168,7 +168,7 @@ static void test_read_all_write_all(void **state)
 	(void)state;
 	struct whole w;
 	memset(&w, 0, sizeof w);
-	weft_test_run(2, whole_task, &w);
+	weft_test_run_loops(2, whole_task, &w);
 	assert_int_equal(w.w1, 0);
 	assert_int_equal(w.r1, 0);
 	assert_int_equal(w.w2, 0);
@@ -277,7 +277,7 @@ static void run_writers(const char *name, int flags)
 	memset(&a, 0, sizeof a);
 	a.name = name;
 	a.flags = flags;
-	weft_test_run(2, append_main, &a);
+	weft_test_run_loops(2, append_main, &a);
 	assert_int_equal(atomic_load(&a.bad), 0);
 	char path[128];
 	path_of(path, sizeof path, name);
@@ -360,7 +360,7 @@ static void test_errors(void **state)
 	(void)state;
 	struct errs e;
 	memset(&e, 0, sizeof e);
-	weft_test_run(1, errs_task, &e);
+	weft_test_run_loops(1, errs_task, &e);
 	assert_int_equal(e.adopt_neg, -EBADF);
 	assert_int_equal(e.adopt_closed, -EBADF);
 	assert_int_equal(e.pread_pipe, -ESPIPE);
@@ -440,7 +440,7 @@ static void test_cancel_read(void **state)
 	(void)state;
 	struct cancel c;
 	memset(&c, 0, sizeof c);
-	weft_test_run(2, cancel_main, &c);
+	weft_test_run_loops(2, cancel_main, &c);
 	assert_int_equal(c.r, -ECANCELED);
 	assert_int_equal(c.after, 2);
 	assert_memory_equal(c.buf, "ok", 2);

@@ -3,8 +3,8 @@
  * and from foreign threads, timeouts, many waiters, cancellation of a
  * waiter, argument checks and reference counting.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 
@@ -147,7 +147,7 @@ static void *null_args_in_task(void *arg)
 static void test_null_arguments_einval_in_task(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(1, null_args_in_task, NULL)), 1);
+	assert_int_equal(U(weft_test_run_loops(1, null_args_in_task, NULL)), 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -206,7 +206,7 @@ static void test_wait_then_set_from_task_on_another_loop(void **state)
 	struct xloop x = { 0 };
 	x.rc = NOT_YET;
 	assert_int_equal(weft_future_create(&x.f), 0);
-	assert_int_equal(U(weft_test_run(2, xloop_main, &x)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, xloop_main, &x)), 2);
 	assert_int_equal(x.waiter_loop, 0);
 	assert_int_equal(x.setter_loop, 1);
 	assert_int_equal(x.rc, 0);
@@ -410,7 +410,7 @@ static void test_many_waiters_all_get_value(void **state)
 	struct many m;
 	memset(&m, 0, sizeof(m));
 	assert_int_equal(weft_future_create(&m.f), 0);
-	assert_int_equal(U(weft_test_run(3, many_main, &m)), 2);
+	assert_int_equal(U(weft_test_run_loops(3, many_main, &m)), 2);
 	assert_int_equal(atomic_load(&m.got), WAITERS);
 	assert_int_equal(atomic_load(&m.wrong), 0);
 	for (int i = 0; i < 3; i++)
@@ -472,7 +472,7 @@ static void test_error_and_cancel_reach_every_waiter(void **state)
 		memset(&r, 0, sizeof(r));
 		r.mode = mode;
 		assert_int_equal(weft_future_create(&r.f), 0);
-		assert_int_equal(U(weft_test_run(2, outcome_main, &r)), 2);
+		assert_int_equal(U(weft_test_run_loops(2, outcome_main, &r)), 2);
 		for (int i = 0; i < 8; i++)
 			assert_int_equal(atomic_load(&r.rcs[i]), mode == 0 ? -ECONNRESET : -ECANCELED);
 		weft_future_release(r.f);
@@ -527,7 +527,7 @@ static void test_wait_timeout_then_late_set_completes_for_others(void **state)
 	struct late l;
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(weft_future_create(&l.f), 0);
-	assert_int_equal(U(weft_test_run(2, late_main, &l)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, late_main, &l)), 2);
 	assert_int_equal(l.zero_rc, -ETIMEDOUT);
 	assert_int_equal(l.timeout_rc, -ETIMEDOUT);
 	assert_int_equal(U(l.timeout_v), 0x71);
@@ -599,7 +599,7 @@ static void *racer_main(void *arg)
 static void test_timeout_racing_completion(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(2, racer_main, NULL)), 0);
+	assert_int_equal(U(weft_test_run_loops(2, racer_main, NULL)), 0);
 }
 
 struct cw {
@@ -654,7 +654,7 @@ static void test_cancel_waiting_task_leaves_future_pending(void **state)
 	memset(&c, 0, sizeof(c));
 	c.wait_rc = NOT_YET;
 	assert_int_equal(weft_future_create(&c.f), 0);
-	assert_int_equal(U(weft_test_run(2, cancel_waiter_main, &c)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, cancel_waiter_main, &c)), 2);
 	assert_int_equal(c.wait_rc, -ECANCELED);
 	assert_false(c.done_after_cancel);
 	assert_int_equal(c.result_after_cancel, -EAGAIN);
@@ -729,7 +729,7 @@ static void test_cross_loop_ping_pong(void **state)
 		assert_int_equal(weft_future_create(&p.ping[i]), 0);
 		assert_int_equal(weft_future_create(&p.pong[i]), 0);
 	}
-	assert_int_equal(U(weft_test_run(2, pp_main, &p)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, pp_main, &p)), 2);
 	assert_int_equal(atomic_load(&p.bad), 0);
 	for (int i = 0; i < p.rounds; i++) {
 		weft_future_release(p.ping[i]);

@@ -45,7 +45,7 @@ static void test_values_in_order_then_enoent(void **state)
 {
 	(void)state;
 	struct gx x = { 0 };
-	weft_test_run(2, consume_all, &x);
+	weft_test_run_loops(2, consume_all, &x);
 	assert_int_equal(x.rc[15], 0);
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(x.rc[i], 0);
@@ -87,7 +87,7 @@ static void test_early_close_cancels_body_and_waits(void **state)
 {
 	(void)state;
 	struct gx x = { 0 };
-	weft_test_run(2, close_early, &x);
+	weft_test_run_loops(2, close_early, &x);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(x.rc[i], 0);
 		assert_int_equal(x.v[i], (uintptr_t)i);
@@ -111,7 +111,7 @@ static void test_close_before_first_value_never_runs_body(void **state)
 {
 	(void)state;
 	struct gx x = { 0 };
-	weft_test_run(1, close_unstarted, &x);
+	weft_test_run_loops(1, close_unstarted, &x);
 	assert_int_equal(x.rc[0], 0);
 }
 
@@ -150,7 +150,7 @@ static void test_value_kept_when_consumer_gives_up(void **state)
 {
 	(void)state;
 	struct gx x = { 0 };
-	weft_test_run(2, consumer_gives_up, &x);
+	weft_test_run_loops(2, consumer_gives_up, &x);
 	assert_int_equal(x.rc[0], -ETIMEDOUT);
 	assert_int_equal(x.rc[1], 0);
 	assert_int_equal(x.v[1], 100);
@@ -192,7 +192,7 @@ static void test_long_stream_across_loops(void **state)
 {
 	(void)state;
 	int bad = 0;
-	weft_test_run(2, long_stream, &bad);
+	weft_test_run_loops(2, long_stream, &bad);
 	assert_int_equal(bad, 0);
 }
 
@@ -251,7 +251,7 @@ static void test_several_consumers(void **state)
 {
 	(void)state;
 	struct multi m = { 0 };
-	weft_test_run(2, two_consumers, &m);
+	weft_test_run_loops(2, two_consumers, &m);
 	assert_int_equal(atomic_load(&m.bad), 0);
 	assert_int_equal(atomic_load(&m.got), 3);
 	assert_int_equal(atomic_load(&m.sum), 6);

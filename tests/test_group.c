@@ -93,7 +93,7 @@ static void test_wait_returns_when_all_children_done(void **state)
 {
 	(void)state;
 	struct gr x = { 0 };
-	weft_test_run(2, all_succeed, &x);
+	weft_test_run_loops(2, all_succeed, &x);
 	assert_int_equal(x.wait_rc, 0);
 	assert_true(x.children_done_at_return);
 	assert_int_equal(x.spawn_after, -ECANCELED);
@@ -125,7 +125,7 @@ static void test_first_failure_cancels_siblings(void **state)
 {
 	(void)state;
 	struct gr x = { .expect_started = 6 };
-	weft_test_run(2, first_failure_cancels, &x);
+	weft_test_run_loops(2, first_failure_cancels, &x);
 	assert_int_equal(x.wait_rc, -EIO);
 	assert_int_equal(x.nerrs, 1);
 	assert_int_equal(x.errs[0], -EIO);
@@ -159,7 +159,7 @@ static void test_waiter_timeout_cancels_and_awaits_children(void **state)
 {
 	(void)state;
 	struct gr x = { 0 };
-	weft_test_run(2, waiter_with_scope, &x);
+	weft_test_run_loops(2, waiter_with_scope, &x);
 	assert_int_equal(x.wait_rc, -ETIMEDOUT);
 	assert_int_equal(x.nerrs, 1); /* the scope fired */
 	assert_true(x.children_done_at_return);
@@ -198,7 +198,7 @@ static void test_cancelled_waiter_cancels_and_awaits_children(void **state)
 {
 	(void)state;
 	struct gr x = { 0 };
-	assert_int_equal(U(weft_test_run(2, cancel_the_owner, &x)), 1);
+	assert_int_equal(U(weft_test_run_loops(2, cancel_the_owner, &x)), 1);
 	assert_int_equal(x.wait_rc, -ECANCELED);
 	assert_true(x.children_done_at_return);
 	assert_int_equal(atomic_load(&x.cancelled), 4);
@@ -240,7 +240,7 @@ static void test_nested_groups(void **state)
 	(void)state;
 	struct gr x = { 0 };
 	memset(&inner_rec, 0, sizeof(inner_rec));
-	weft_test_run(2, nested, &x);
+	weft_test_run_loops(2, nested, &x);
 	assert_int_equal(x.wait_rc, -EIO);
 	assert_int_equal(inner_rec.wait_rc, -ECANCELED);
 	assert_true(inner_rec.children_done_at_return);
@@ -266,7 +266,7 @@ static void test_destroy_cancels_and_awaits(void **state)
 {
 	(void)state;
 	struct gr x = { 0 };
-	weft_test_run(2, destroy_running, &x);
+	weft_test_run_loops(2, destroy_running, &x);
 	assert_true(x.children_done_at_return);
 	assert_int_equal(atomic_load(&x.cancelled), 5);
 }
@@ -284,7 +284,7 @@ static void test_misuse(void **state)
 {
 	(void)state;
 	struct gr x = { 0 };
-	weft_test_run(1, misuse, &x);
+	weft_test_run_loops(1, misuse, &x);
 	assert_int_equal(x.errs[0], -EINVAL);
 	assert_int_equal(x.errs[1], -EINVAL);
 	assert_int_equal(x.errs[2], -EINVAL);
@@ -359,7 +359,7 @@ static void test_group_storm(void **state)
 	(void)state;
 	atomic_store(&storm_ran, 0);
 	atomic_store(&storm_bad, 0);
-	weft_test_run(2, storm, NULL);
+	weft_test_run_loops(2, storm, NULL);
 	print_message("%d of %d children ran before their group cancelled them\n",
 		      atomic_load(&storm_ran), STORM * 8);
 	assert_int_equal(atomic_load(&storm_bad), 0);

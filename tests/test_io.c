@@ -2,7 +2,8 @@
  * The io_uring driver and the raw operations of weft/io.h: results,
  * batching (one enter per loop iteration), CQ overflow, feature probe,
  * cancellation and deadlines of in-flight ops, bad input.
- * Recorded in tasks, asserted on the test's stack (DESIGN.md rule 7).
+ * Recorded in tasks, asserted on the test's stack (docs/architecture.md,
+ * rule 7).
  */
 #include "weft_test.h"
 #include "runtime/internal.h" /* weft_loop.sqe_fail: fault injection */
@@ -69,7 +70,7 @@ static void test_file_ops(void **state)
 	struct files_rec x = { 0 };
 	strcpy(x.dir, "/tmp/weft-io-XXXXXX");
 	assert_non_null(mkdtemp(x.dir));
-	assert_null(weft_test_run(2, files_body, &x));
+	assert_null(weft_test_run_loops(2, files_body, &x));
 	assert_int_equal(x.wr, 11);
 	assert_int_equal(x.rd, 5);
 	assert_int_equal(x.prd, 5);
@@ -119,7 +120,7 @@ static void test_bad_input(void **state)
 {
 	(void)state;
 	struct bad_rec x;
-	assert_null(weft_test_run(1, bad_body, &x));
+	assert_null(weft_test_run_loops(1, bad_body, &x));
 	assert_int_equal(x.r[0], -EBADF);
 	assert_int_equal(x.r[1], -EBADF);
 	for (int i = 2; i < 6; i++)
@@ -253,7 +254,7 @@ static void test_cancel_race_loses_no_bytes(void **state)
 {
 	(void)state;
 	struct race_rec x = { 0 };
-	assert_null(weft_test_run(2, race_body, &x));
+	assert_null(weft_test_run_loops(2, race_body, &x));
 	assert_int_equal(atomic_load(&x.got), x.sent);
 }
 
@@ -444,7 +445,7 @@ static void test_fd_wait_and_splice(void **state)
 {
 	(void)state;
 	struct ready_rec x = { 0 };
-	assert_null(weft_test_run(2, ready_body, &x));
+	assert_null(weft_test_run_loops(2, ready_body, &x));
 	assert_true(x.ready & POLLIN);
 	assert_int_equal(x.spliced, 4);
 	assert_int_equal(x.got, 4);

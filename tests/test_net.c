@@ -5,8 +5,8 @@
  * receives (and a cross-loop cancellation stress), name lookup, accept
  * under EMFILE, argument checks, fd_wait, splice and vectored I/O.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
@@ -131,7 +131,7 @@ static void *pinned_main(void *arg)
 static void run_on_loop0(weft_fn fn, void *arg)
 {
 	struct pinned p = { fn, arg };
-	weft_test_run(2, pinned_main, &p);
+	weft_test_run_loops(2, pinned_main, &p);
 }
 
 /* Whether ::1 can be bound here (test thread). */
@@ -186,7 +186,7 @@ static void *tcp_roundtrip_main(void *arg)
 static void tcp_roundtrip(const char *ip, int family, const char *want_prefix)
 {
 	struct tcp_rt x = { .ip = ip };
-	weft_test_run(2, tcp_roundtrip_main, &x);
+	weft_test_run_loops(2, tcp_roundtrip_main, &x);
 	assert_int_equal(x.pair_rc, 0);
 	assert_int_equal(x.sent, 5);
 	assert_int_equal(x.got, 5);
@@ -263,7 +263,7 @@ static void test_udp_v4_sendto_recvfrom(void **state)
 {
 	(void)state;
 	struct dgram x = { 0 };
-	weft_test_run(2, udp_main, &x);
+	weft_test_run_loops(2, udp_main, &x);
 	assert_int_equal(x.setup, 0);
 	assert_int_equal(x.sent, 12);
 	assert_int_equal(x.got, 12);
@@ -313,7 +313,7 @@ static void unix_stream_case(const char *path)
 {
 	struct unix_stream x = { .lfd = -1, .cfd = -1, .afd = -1 };
 	snprintf(x.path, sizeof x.path, "%s", path);
-	weft_test_run(2, unix_stream_main, &x);
+	weft_test_run_loops(2, unix_stream_main, &x);
 	if (path[0] != '@')
 		unlink(path);
 	assert_true(x.lfd >= 0);
@@ -383,7 +383,7 @@ static void unix_dgram_case(const char *path)
 	snprintf(x.path, sizeof x.path, "%s", path);
 	if (path[0] != '@')
 		unlink(path);
-	weft_test_run(2, unix_dgram_main, &x);
+	weft_test_run_loops(2, unix_dgram_main, &x);
 	if (path[0] != '@')
 		unlink(path);
 	assert_true(x.sfd >= 0);
@@ -519,7 +519,7 @@ static void test_partial_reads_small_buffer(void **state)
 	x.tx.total = x.rx.total = total;
 	x.tx.chunk = total; /* one send_all of everything */
 	x.rx.chunk = 1000;
-	weft_test_run(2, pair_xfer_main, &x);
+	weft_test_run_loops(2, pair_xfer_main, &x);
 	check_xfer(&x, total);
 	assert_true(x.rx.recvs >= total / 1000);
 }
@@ -535,7 +535,7 @@ static void test_send_all_slow_reader(void **state)
 	x.tx.chunk = total;
 	x.rx.chunk = 16384;
 	x.rx.sleep_every = 16;
-	weft_test_run(2, pair_xfer_main, &x);
+	weft_test_run_loops(2, pair_xfer_main, &x);
 	print_message("6 MiB to a slow reader: %zu recvs, %.0f ms\n", x.rx.recvs,
 		      x.ns / 1e6);
 	check_xfer(&x, total);
@@ -551,7 +551,7 @@ static void test_big_transfer_across_loops(void **state)
 	x.tx.total = x.rx.total = total;
 	x.tx.chunk = 256 * 1024;
 	x.rx.chunk = 64 * 1024;
-	weft_test_run(2, pair_xfer_main, &x);
+	weft_test_run_loops(2, pair_xfer_main, &x);
 	print_message("%zu MiB across loops in %.0f ms (%zu recvs)\n", total >> 20, x.ns / 1e6,
 		      x.rx.recvs);
 	check_xfer(&x, total);
@@ -599,7 +599,7 @@ static void test_eof_after_shutdown_and_close(void **state)
 	(void)state;
 	struct eof_rec x;
 	memset(&x, 0x55, sizeof x);
-	weft_test_run(2, eof_main, &x);
+	weft_test_run_loops(2, eof_main, &x);
 	assert_int_equal(x.pair_rc, 0);
 	assert_int_equal(x.data, 4);
 	assert_int_equal(x.eof_after_shutdown, 0);
@@ -674,7 +674,7 @@ static void test_peer_reset(void **state)
 {
 	(void)state;
 	struct reset_rec x = { 0 };
-	weft_test_run(2, reset_main, &x);
+	weft_test_run_loops(2, reset_main, &x);
 	assert_int_equal(x.pair_rc, 0);
 	assert_int_equal(x.pair2_rc, 0);
 	assert_int_equal(x.pair3_rc, 0);
@@ -743,7 +743,7 @@ static void test_connect_timeout(void **state)
 {
 	(void)state;
 	struct connect_to x = { 0 };
-	weft_test_run(2, connect_timeout_main, &x);
+	weft_test_run_loops(2, connect_timeout_main, &x);
 	print_message("backlog filled after %d connects; stalled connect: %s after %.1f ms\n",
 		      x.filled, weft_strerror(x.rc), x.ns / 1e6);
 	assert_true(x.listen_fd >= 0);
@@ -789,7 +789,7 @@ static void test_recv_timeout_scope(void **state)
 {
 	(void)state;
 	struct recv_to x = { 0 };
-	weft_test_run(2, recv_timeout_main, &x);
+	weft_test_run_loops(2, recv_timeout_main, &x);
 	assert_int_equal(x.pair_rc, 0);
 	assert_int_equal(x.rc, -ETIMEDOUT);
 	assert_int_equal(x.exit, 1);
@@ -1099,7 +1099,7 @@ static void test_resolve_and_connect_host(void **state)
 {
 	(void)state;
 	struct resolve_rec x = { 0 };
-	weft_test_run(2, resolve_main, &x);
+	weft_test_run_loops(2, resolve_main, &x);
 	assert_true(x.n_local >= 1);
 	assert_true(x.all_loopback);
 	assert_true(x.ports_ok);
@@ -1218,7 +1218,7 @@ static void test_accept_emfile_keeps_serving(void **state)
 {
 	(void)state;
 	struct emfile_rec x = { 0 };
-	weft_test_run(2, emfile_main, &x);
+	weft_test_run_loops(2, emfile_main, &x);
 	print_message("filled %d fds; accept errors while full: %llu\n", x.filled,
 		      (unsigned long long)x.errors_while_full);
 	assert_int_equal(x.start_rc, 0);
@@ -1316,7 +1316,7 @@ static void test_bad_fds_and_arguments(void **state)
 	(void)state;
 	struct bad_rec x;
 	memset(&x, 0x55, sizeof x);
-	weft_test_run(2, bad_args_main, &x);
+	weft_test_run_loops(2, bad_args_main, &x);
 	assert_int_equal(x.recv_neg, -EBADF);
 	assert_int_equal(x.send_closed, -EBADF);
 	assert_int_equal(x.recv_closed, -EBADF);
@@ -1433,7 +1433,7 @@ static void test_resolve_failing_at_entry_does_not_leak(void **state)
 	assert_int_equal(weft_resolve("localhost", 9, SOCK_STREAM, &a, 1), -EPERM);
 	assert_int_equal(weft_tcp_connect_host("localhost", 9, 0), -EPERM);
 	struct resolve_entry x = { 0 };
-	weft_test_run(2, resolve_entry_main, &x);
+	weft_test_run_loops(2, resolve_entry_main, &x);
 	assert_int_equal(x.expired_rc, -ETIMEDOUT);
 	assert_int_equal(x.host_expired_rc, -ETIMEDOUT);
 	assert_int_equal(x.cancelled_rc, -ECANCELED);
@@ -1484,7 +1484,7 @@ static void test_fd_wait_pipe(void **state)
 {
 	(void)state;
 	struct fdwait_rec x = { 0 };
-	weft_test_run(2, fdwait_main, &x);
+	weft_test_run_loops(2, fdwait_main, &x);
 	assert_int_equal(x.pipe_rc, 0);
 	assert_true(x.rc > 0 && (x.rc & POLLIN));
 	assert_true(x.ns >= 25 * MS);
@@ -1561,7 +1561,7 @@ static void test_splice_pipe_socket(void **state)
 {
 	(void)state;
 	struct splice_rec x = { 0 };
-	weft_test_run(2, splice_main, &x);
+	weft_test_run_loops(2, splice_main, &x);
 	assert_int_equal(x.setup, 0);
 	assert_int_equal(x.wrote, (ssize_t)x.total);
 	assert_int_equal(x.to_sock, (ssize_t)x.total);
@@ -1599,7 +1599,7 @@ static void test_readv_writev(void **state)
 {
 	(void)state;
 	struct vec_rec x = { 0 };
-	weft_test_run(2, vec_main, &x);
+	weft_test_run_loops(2, vec_main, &x);
 	assert_int_equal(x.setup, 0);
 	assert_int_equal(x.wv, 16);
 	assert_int_equal(x.rv, 13);
@@ -1662,7 +1662,7 @@ static void test_plain_close_and_number_reuse(void **state)
 {
 	(void)state;
 	struct reuse_rec x = { 0 };
-	weft_test_run(2, reuse_main, &x);
+	weft_test_run_loops(2, reuse_main, &x);
 	assert_int_equal(x.rounds, 20);
 	assert_true(x.same_numbers >= 10); /* the numbers really were reused */
 	assert_int_equal(x.got, 20);       /* and no wait hung (-ETIMEDOUT) */

@@ -3,7 +3,7 @@
  * waiters, cancellation of a wait, pipes both ways and larger than a pipe
  * buffer, exit codes and deaths by signal, kill, exec failures, no zombie
  * after a destroy before wait, cancellation of a process wait.  Recorded in
- * tasks, asserted on the test's stack (DESIGN.md rule 7).
+ * tasks, asserted on the test's stack (docs/architecture.md rule 7).
  */
 #include "weft_test.h"
 
@@ -118,7 +118,7 @@ static void test_signal_delivery(void **state)
 	(void)state;
 	struct sigs s;
 	memset(&s, 0, sizeof s);
-	weft_test_run(2, sig_main, &s);
+	weft_test_run_loops(2, sig_main, &s);
 	for (int i = 0; i < WAITERS; i++)
 		assert_int_equal(s.got[i], SIGUSR1);
 	assert_int_equal(s.next1, SIGUSR1);
@@ -166,7 +166,7 @@ static void test_signal_cancel(void **state)
 {
 	(void)state;
 	struct sigcancel c = { 0, 0 };
-	weft_test_run(2, sigcancel_main, &c);
+	weft_test_run_loops(2, sigcancel_main, &c);
 	assert_int_equal(c.r, -ECANCELED);
 	assert_int_equal(c.after, SIGUSR2);
 }
@@ -246,7 +246,7 @@ static void test_echo_through_cat(void **state)
 	(void)state;
 	struct echo e;
 	memset(&e, 0, sizeof e);
-	weft_test_run(2, echo_main, &e);
+	weft_test_run_loops(2, echo_main, &e);
 	assert_int_equal(e.spawn, 0);
 	assert_int_equal(e.wrote, 12);
 	assert_int_equal(e.close_in, 0);
@@ -294,7 +294,7 @@ static void test_large_output_and_stderr(void **state)
 	(void)state;
 	struct big b;
 	memset(&b, 0, sizeof b);
-	weft_test_run(2, big_main, &b);
+	weft_test_run_loops(2, big_main, &b);
 	assert_int_equal(b.spawn, 0);
 	assert_int_equal(b.pipe_in, -EBADF);
 	assert_int_equal(b.got, 1048576);
@@ -376,7 +376,7 @@ static void test_exit_codes_signals_errors(void **state)
 	(void)state;
 	struct codes c;
 	memset(&c, 0, sizeof c);
-	weft_test_run(2, codes_main, &c);
+	weft_test_run_loops(2, codes_main, &c);
 	assert_int_equal(c.w7, 0);
 	assert_int_equal(c.s7.exit_code, 7);
 	assert_int_equal(c.s7.signal, 0);
@@ -449,7 +449,7 @@ static void test_destroy_before_wait_no_zombie(void **state)
 	(void)state;
 	struct zombie z;
 	memset(&z, 0, sizeof z);
-	weft_test_run(2, zombie_main, &z); /* the runtime is gone: aux is not */
+	weft_test_run_loops(2, zombie_main, &z); /* the runtime is gone: aux is not */
 	assert_int_equal(z.spawned, 3);
 	assert_false(child_exists(z.quick));
 	for (int i = 0; i < 300 && (child_exists(z.slow) || child_exists(z.killed)); i++)
@@ -499,7 +499,7 @@ static void test_cancel_wait(void **state)
 	(void)state;
 	struct pcancel c;
 	memset(&c, 0, sizeof c);
-	weft_test_run(2, pcancel_main, &c);
+	weft_test_run_loops(2, pcancel_main, &c);
 	assert_int_equal(c.r, -ECANCELED);
 	assert_int_equal(c.kill, 0);
 	assert_int_equal(c.later, 0);
@@ -577,7 +577,7 @@ static void test_child_sigpipe_default(void **state)
 	signal(SIGPIPE, SIG_DFL);
 	struct yes_rec y;
 	memset(&y, 0, sizeof y);
-	weft_test_run(2, yes_main, &y);
+	weft_test_run_loops(2, yes_main, &y);
 	assert_int_equal(y.ignored, 1);
 	assert_int_equal(y.spawn, 0);
 	assert_int_equal(y.got, 4);
@@ -589,7 +589,7 @@ static void test_child_sigpipe_default(void **state)
 	/* A program's own choice is left alone: an ignore it set stays. */
 	signal(SIGPIPE, SIG_IGN);
 	memset(&y, 0, sizeof y);
-	weft_test_run(1, yes_main, &y);
+	weft_test_run_loops(1, yes_main, &y);
 	assert_int_equal(y.ignored, 1);
 	assert_int_equal(y.st.signal, SIGPIPE);
 	assert_int_equal(sigpipe_ignored_here(), 1);

@@ -5,8 +5,8 @@
  * outcomes, and a randomized stress that cancels getters and putters while
  * they wait and checks every item put is got exactly once.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 #include "weft/queue.h"
@@ -216,7 +216,7 @@ static void *bb_main(void *arg)
 static void run_bounded_blocking(unsigned flags)
 {
 	struct bb b = { .q = mkq_flags(3, WEFT_QUEUE_FIFO, NULL, flags) };
-	weft_test_run(2, bb_main, &b);
+	weft_test_run_loops(2, bb_main, &b);
 	assert_int_equal(b.put_err, 0);
 	assert_int_equal(b.get_err, 0);
 	assert_int_equal(b.order_bad, 0);
@@ -282,7 +282,7 @@ static void test_timeouts(void **state)
 	assert_int_equal(weft_queue_destroy(q), 0);
 	/* task */
 	struct tmo t = { .q = mkq(1, WEFT_QUEUE_FIFO, NULL) };
-	weft_test_run(1, tmo_task, &t);
+	weft_test_run_loops(1, tmo_task, &t);
 	assert_int_equal(t.get_r, -ETIMEDOUT);
 	assert_true(t.get_ns >= 5 * MS);
 	assert_int_equal(t.put_r, -ETIMEDOUT);
@@ -348,7 +348,7 @@ static void test_join_task_done(void **state)
 	assert_int_equal(weft_queue_destroy(q), 0);
 
 	struct jn j = { .q = mkq_flags(4, WEFT_QUEUE_FIFO, NULL, 0) }; /* 3 consumers */
-	weft_test_run(2, jn_main, &j);
+	weft_test_run_loops(2, jn_main, &j);
 	assert_int_equal(j.join_r, 0);
 	assert_int_equal(j.done_before_join, 20);
 	assert_int_equal(weft_queue_destroy(j.q), 0);
@@ -423,7 +423,7 @@ static void run_shutdown_waiters(bool immediate)
 	struct sd_arg ta = { &s, SD_TASKS };
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, sd_thread, &ta), 0);
-	weft_test_run(2, sd_main, &s);
+	weft_test_run_loops(2, sd_main, &s);
 	pthread_join(th, NULL);
 	for (int i = 0; i <= SD_TASKS; i++) {
 		assert_int_equal(s.rc[i], -EPIPE);
@@ -538,7 +538,7 @@ static void test_shutdown_immediate_drops(void **state)
 	c.drop = sdi_drop;
 	c.drop_arg = &s;
 	assert_int_equal(weft_queue_create(&s.q, &c), 0);
-	weft_test_run(2, sdi_main, &s);
+	weft_test_run_loops(2, sdi_main, &s);
 	assert_int_equal(s.shut_rc, 3);
 	assert_int_equal(atomic_load(&s.dropped_n), 3);
 	assert_int_equal(atomic_load(&s.dropped_sum), 6);
@@ -609,7 +609,7 @@ static void test_cancel_outcomes(void **state)
 {
 	(void)state;
 	struct cx c = { .q = mkq(1, WEFT_QUEUE_FIFO, NULL), .got = P(3) };
-	weft_test_run(2, cx_main, &c);
+	weft_test_run_loops(2, cx_main, &c);
 	assert_int_equal(c.get_r, -ECANCELED);
 	assert_int_equal(U(c.got), 3); /* untouched */
 	assert_int_equal(c.put_r, -ECANCELED);
@@ -916,7 +916,7 @@ static void run_stress(int np, int nc, bool thread)
 	pthread_t th;
 	if (thread)
 		assert_int_equal(pthread_create(&th, NULL, st_thread, &s), 0);
-	weft_test_run(2, st_main, &s);
+	weft_test_run_loops(2, st_main, &s);
 	atomic_store(&s.stop_thread, 1);
 	if (thread)
 		pthread_join(th, NULL);
@@ -990,7 +990,7 @@ static void test_expired_scope_fails_at_entry(void **state)
 {
 	(void)state;
 	struct scoped_rec x = { .q = mkq(4, WEFT_QUEUE_FIFO, NULL) };
-	weft_test_run(1, scoped_entry, &x);
+	weft_test_run_loops(1, scoped_entry, &x);
 	assert_int_equal(x.put_rc, -ETIMEDOUT);
 	assert_int_equal(x.get_rc, -ETIMEDOUT);
 	assert_int_equal(x.try_rc, 0); /* the item was still there */

@@ -6,9 +6,9 @@
  * No runtime is started: a zeroed weft_runtime is enough for the inject
  * queue (its lock and list start zeroed), and the "tasks" are zeroed
  * weft_task records identified by their `id` field.  The concurrent tests
- * run on plain pthreads; per DESIGN.md rule 7 those threads only record
- * (atomics), and every assertion runs on the test's own thread after they
- * are joined.
+ * run on plain pthreads; per docs/architecture.md rule 7 those threads only
+ * record (atomics), and every assertion runs on the test's own thread after
+ * they are joined.
  */
 #include "weft_test.h"
 #include "runtime/internal.h"

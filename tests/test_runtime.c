@@ -4,8 +4,9 @@
  * loop index/count, per-loop caches trimmed, and many runtimes in a row
  * leaking nothing.
  *
- * DESIGN.md rule 7: tasks and helper threads only record into structs; every
- * assertion runs on the test's own stack after the work is joined.
+ * docs/architecture.md rule 7: tasks and helper threads only record into
+ * structs; every assertion runs on the test's own stack after the work is
+ * joined.
  */
 #include "weft_test.h"
 #include "runtime/internal.h" /* weft__cgroup_cpu_limit, weft__cpu_count_at */
@@ -66,8 +67,8 @@ static void *main_plus_one(void *arg)
 static void test_run_returns_main_result(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(1, main_plus_one, P(41))), 42);
-	assert_int_equal(U(weft_test_run(2, main_plus_one, P(0x1233))), 0x1234);
+	assert_int_equal(U(weft_test_run_loops(1, main_plus_one, P(41))), 42);
+	assert_int_equal(U(weft_test_run_loops(2, main_plus_one, P(0x1233))), 0x1234);
 	/* result may be NULL; cfg may be NULL (defaults) */
 	assert_int_equal(weft_run(NULL, main_plus_one, NULL, NULL), 0);
 	void *res = NULL;
@@ -155,7 +156,7 @@ static void test_run_cancels_and_awaits_leftover_tasks(void **state)
 	struct leftover s = { 0 };
 	assert_int_equal(weft_future_create(&s.never), 0);
 	uint64_t t0 = weft_now_ns();
-	assert_int_equal(U(weft_test_run(2, main_leaves_children, &s)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, main_leaves_children, &s)), 2);
 	uint64_t dt = weft_now_ns() - t0;
 	assert_int_equal(atomic_load(&s.started), 8);
 	assert_int_equal(atomic_load(&s.finished), 8); /* awaited before returning */
@@ -691,7 +692,7 @@ static void test_runtime_call_across_runtimes(void **state)
 {
 	(void)state;
 	g_other_rt = start_rt(1);
-	assert_int_equal(U(weft_test_run(2, calls_other_runtime, NULL)), 100);
+	assert_int_equal(U(weft_test_run_loops(2, calls_other_runtime, NULL)), 100);
 	weft_runtime_destroy(g_other_rt);
 }
 
@@ -725,7 +726,7 @@ static void test_shutdown_and_call_from_task_edeadlk(void **state)
 	(void)state;
 	struct inside s = { 0 };
 	atomic_init(&s.join_rc, 1);
-	assert_int_equal(U(weft_test_run(2, inside_body, &s)), 3);
+	assert_int_equal(U(weft_test_run_loops(2, inside_body, &s)), 3);
 	assert_non_null(s.rt);
 	assert_int_equal(atomic_load(&s.shutdown_rc), -EDEADLK);
 	assert_int_equal(atomic_load(&s.call_rc), -EDEADLK);
@@ -1131,7 +1132,7 @@ static void test_many_sequential_runtimes_leak_nothing(void **state)
 	(void)state;
 	const int rounds = 50;
 	/* warm up once so lazily created process state is not counted */
-	assert_int_equal(U(weft_test_run(1, tiny_main2, P(1))), 2);
+	assert_int_equal(U(weft_test_run_loops(1, tiny_main2, P(1))), 2);
 	int fds0 = count_dir("/proc/self/fd");
 	int thr0 = count_dir("/proc/self/task");
 	int bad = 0;

@@ -33,7 +33,7 @@ static void test_scope_times_out_sleep_and_is_sticky(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(1, sleep_in_scope, &x);
+	weft_test_run_loops(1, sleep_in_scope, &x);
 	assert_int_equal(x.r[0], 0);
 	assert_int_equal(x.r[1], -ETIMEDOUT);
 	assert_true(x.dt >= 10 * MS && x.dt < 500 * MS);
@@ -57,7 +57,7 @@ static void test_scope_not_expired_reports_zero(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(1, scope_not_reached, &x);
+	weft_test_run_loops(1, scope_not_reached, &x);
 	assert_int_equal(x.r[1], 0);
 	assert_int_equal(x.fired[0], 0);
 }
@@ -92,13 +92,13 @@ static void test_nested_scopes_earliest_wins(void **state)
 {
 	(void)state;
 	struct rec a = { 0 }, b = { 0 };
-	weft_test_run(2, nested_inner_first, &a);
+	weft_test_run_loops(2, nested_inner_first, &a);
 	assert_int_equal(a.r[0], -ETIMEDOUT);
 	assert_int_equal(a.fired[0], 1);
 	assert_int_equal(a.r[1], 0);
 	assert_int_equal(a.fired[1], 0);
 
-	weft_test_run(2, nested_outer_first, &b);
+	weft_test_run_loops(2, nested_outer_first, &b);
 	assert_int_equal(b.r[0], -ETIMEDOUT);
 	assert_int_equal(b.fired[0], 0); /* its own deadline never came */
 	assert_int_equal(b.r[1], -ETIMEDOUT);
@@ -141,7 +141,7 @@ static void test_scope_bounds_future_wait_and_join(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(2, waits_in_scope, &x);
+	weft_test_run_loops(2, waits_in_scope, &x);
 	assert_int_equal(x.r[0], -ETIMEDOUT);
 	assert_int_equal(x.fired[0], 1);
 	assert_int_equal(x.r[1], -ETIMEDOUT);
@@ -169,7 +169,7 @@ static void test_scope_misuse(void **state)
 {
 	(void)state;
 	struct rec x = { 0 };
-	weft_test_run(1, misuse, &x);
+	weft_test_run_loops(1, misuse, &x);
 	assert_int_equal(x.r[0], -EINVAL);
 	assert_int_equal(x.r[1], 0);
 	assert_int_equal(x.r[2], 0);
@@ -243,7 +243,7 @@ static void test_scopes_on_migrating_tasks(void **state)
 {
 	(void)state;
 	atomic_store(&migrant_ok, 0);
-	weft_test_run(2, spawn_migrants, NULL);
+	weft_test_run_loops(2, spawn_migrants, NULL);
 	assert_int_equal(atomic_load(&migrant_ok), MIGRANTS);
 }
 

@@ -5,8 +5,8 @@
  * stuck one is cancelled after the grace), weft_server_wait, SIGTERM with
  * handle_signals, half-open and slow clients next to a good one, stats.
  *
- * DESIGN.md rule 7: tasks and handlers record into structs and atomics;
- * the test asserts after weft_run returns.
+ * docs/architecture.md rule 7: tasks and handlers record into structs and
+ * atomics; the test asserts after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
@@ -197,7 +197,7 @@ static void many_clients(bool shared)
 	reset_counters();
 	atomic_store(&handler_loops, 0);
 	struct many x = { .shared = shared };
-	weft_test_run(2, many_main, &x);
+	weft_test_run_loops(2, many_main, &x);
 	print_message("%s: %d ok, %d failed (first %s); handlers on loops mask %#x\n",
 		      shared ? "shared listener" : "SO_REUSEPORT", atomic_load(&x.ok),
 		      atomic_load(&x.failed), weft_strerror(atomic_load(&x.first_err)),
@@ -301,7 +301,7 @@ static void test_port0_and_bad_start_arguments(void **state)
 	(void)state;
 	reset_counters();
 	struct start_rec x = { 0 };
-	weft_test_run(2, start_main, &x);
+	weft_test_run_loops(2, start_main, &x);
 	assert_int_equal(x.ok_rc, 0);
 	assert_int_not_equal(x.port, 0);
 	assert_int_equal(x.inuse_rc, -EADDRINUSE);
@@ -386,7 +386,7 @@ static void test_max_conns_rejects_extra(void **state)
 	(void)state;
 	reset_counters();
 	struct maxc x = { 0 };
-	weft_test_run(2, maxc_main, &x);
+	weft_test_run_loops(2, maxc_main, &x);
 	assert_int_equal(x.start_rc, 0);
 	assert_true(x.c1 >= 0 && x.c2 >= 0 && x.c3 >= 0);
 	assert_int_equal(x.rt1, 0);
@@ -469,7 +469,7 @@ static void test_idle_timeout_closes_silent_client(void **state)
 	(void)state;
 	reset_counters();
 	struct idle_rec rec = { 0 };
-	weft_test_run(2, idle_main, &rec);
+	weft_test_run_loops(2, idle_main, &rec);
 	struct idle_rec *x = &rec;
 	print_message("silent client closed after %.0f ms\n", x->silent_ns / 1e6);
 	assert_int_equal(x->start_rc, 0);
@@ -560,7 +560,7 @@ static void test_shutdown_lets_slow_response_finish(void **state)
 	(void)state;
 	reset_counters();
 	struct grace_rec x = { 0 };
-	weft_test_run(2, grace_finishes_main, &x);
+	weft_test_run_loops(2, grace_finishes_main, &x);
 	print_message("shutdown took %.0f ms (response due ~200 ms after it began)\n",
 		      x.shut_ns / 1e6);
 	assert_int_equal(x.start_rc, 0);
@@ -583,7 +583,7 @@ static void test_shutdown_cancels_after_grace(void **state)
 	(void)state;
 	reset_counters();
 	struct grace_rec x = { 0 };
-	weft_test_run(2, grace_cancels_main, &x);
+	weft_test_run_loops(2, grace_cancels_main, &x);
 	print_message("shutdown took %.0f ms with a 150 ms grace\n", x.shut_ns / 1e6);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.shut_rc, 0);
@@ -666,7 +666,7 @@ static void test_shutdown_ends_idle_connections_at_once(void **state)
 		reset_counters();
 		atomic_store(&h_shutdown, 0);
 		struct idle_shut x = { .multishot = ms };
-		weft_test_run(2, idle_shut_main, &x);
+		weft_test_run_loops(2, idle_shut_main, &x);
 		print_message("%s: shutdown with %d idle clients took %.1f ms (grace 5 s)\n",
 			      ms ? "multishot" : "plain", IDLE_CLIENTS, x.shut_ns / 1e6);
 		assert_int_equal(x.start_rc, 0);
@@ -730,7 +730,7 @@ static void test_shutdown_serves_request_in_progress(void **state)
 	reset_counters();
 	atomic_store(&h_shutdown, 0);
 	struct mid_shut x = { 0 };
-	weft_test_run(2, mid_shut_main, &x);
+	weft_test_run_loops(2, mid_shut_main, &x);
 	print_message("shutdown took %.0f ms (the request completed ~150 ms in)\n",
 		      x.shut_ns / 1e6);
 	assert_int_equal(x.start_rc, 0);
@@ -792,7 +792,7 @@ static void test_close_clients_keeps_serving(void **state)
 	reset_counters();
 	atomic_store(&h_shutdown, 0);
 	struct close_cl x = { 0 };
-	weft_test_run(2, close_clients_main, &x);
+	weft_test_run_loops(2, close_clients_main, &x);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.bad_rc, -EINVAL);
 	assert_int_equal(x.rc, 0);
@@ -885,7 +885,7 @@ static void test_abort_clients_resets(void **state)
 	(void)state;
 	reset_counters();
 	struct abort_cl x = { 0 };
-	weft_test_run(2, abort_clients_main, &x);
+	weft_test_run_loops(2, abort_clients_main, &x);
 	print_message("clients saw %zd and %zd\n", x.end[0], x.end[1]);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.rc, 0);
@@ -948,7 +948,7 @@ static void test_wait_returns_after_shutdown(void **state)
 {
 	(void)state;
 	struct wait_rec x = { 0 };
-	weft_test_run(2, wait_main, &x);
+	weft_test_run_loops(2, wait_main, &x);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.wait_rc, 0);
 	assert_int_equal(x.shut_rc, 0);
@@ -1035,7 +1035,7 @@ static void test_sigterm_starts_shutdown(void **state)
 	(void)state;
 	reset_counters();
 	struct sig_rec x = { 0 };
-	weft_test_run(2, sig_main, &x);
+	weft_test_run_loops(2, sig_main, &x);
 	print_message("SIGTERM to server down: %.1f ms\n", x.wait_ns / 1e6);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.echo_before, 0);
@@ -1156,7 +1156,7 @@ static void test_half_open_and_slow_clients_do_not_block_good_one(void **state)
 	reset_counters();
 	struct flood *x = calloc(1, sizeof *x);
 	assert_non_null(x);
-	weft_test_run(2, flood_main, x);
+	weft_test_run_loops(2, flood_main, x);
 	print_message("good client worst round trip %.2f ms; %d half-open closed by the "
 		      "server; slow clients %d ok / %d failed\n",
 		      x->good_worst_ns / 1e6, atomic_load(&x->half_closed_by_server),
@@ -1221,7 +1221,7 @@ static void test_stats_counters(void **state)
 	(void)state;
 	reset_counters();
 	struct stats_rec x = { 0 };
-	weft_test_run(2, stats_main, &x);
+	weft_test_run_loops(2, stats_main, &x);
 	assert_int_equal(x.start_rc, 0);
 	assert_int_equal(x.zero.accepted, 0);
 	assert_int_equal(x.zero.active, 0);
@@ -1285,7 +1285,7 @@ static void test_connection_without_stack_is_closed(void **state)
 	(void)state;
 	reset_counters();
 	struct nostack_conn x = { 0 };
-	weft_test_run(2, nostack_conn_main, &x);
+	weft_test_run_loops(2, nostack_conn_main, &x);
 	assert_int_equal(x.start_rc, 0);
 	WEFT_TEST_SKIP_UNCAPPED(x.capped);
 	assert_true(x.c >= 0);

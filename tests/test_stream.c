@@ -6,8 +6,9 @@
  * timeouts and deadlines, configuration checks, the thread rule (task-only
  * calls from a foreign thread), and the memory of idle streams.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.  Each test's `peer` is the raw other end of the pair.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.  Each test's `peer` is the raw other end of the
+ * pair.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
@@ -100,7 +101,7 @@ static void *fx_main(void *arg)
 static void run_fx_loops(unsigned loops, const weft_stream_config *cfg, body_fn body, void *rec)
 {
 	struct fx_run r = { .cfg = cfg, .body = body, .rec = rec };
-	weft_test_run(loops, fx_main, &r);
+	weft_test_run_loops(loops, fx_main, &r);
 	assert_int_equal(r.open_rc, 0);
 	assert_int_equal(r.close_rc, 0);
 }
@@ -736,7 +737,7 @@ static void test_sticky_send_error_after_reset(void **state)
 {
 	(void)state;
 	struct sticky_rec x = { 0 };
-	weft_test_run(2, sticky_main, &x);
+	weft_test_run_loops(2, sticky_main, &x);
 	assert_int_equal(x.setup, 0);
 	assert_true(x.first_err == -ECONNRESET || x.first_err == -EPIPE);
 	assert_int_equal(x.w_again, x.first_err);
@@ -1107,13 +1108,13 @@ static void test_config_validation_and_misuse(void **state)
 	assert_int_equal(weft_stream_close(s), -EPERM); /* not freed */
 	assert_int_equal(weft_stream_pending(s), 0);
 	/* Close it from a task (frees it; ASan checks). */
-	void *r = weft_test_run(1, close_stream, s);
+	void *r = weft_test_run_loops(1, close_stream, s);
 	assert_int_equal((int)(intptr_t)r, 0);
 	assert_true(fcntl(sv[0], F_GETFD) < 0); /* closed with the stream */
 	close(sv[1]);
 
 	struct keep_rec k = { 0 };
-	weft_test_run(2, keep_main, &k);
+	weft_test_run_loops(2, keep_main, &k);
 	assert_int_equal(k.close_rc, 0);
 	assert_true(k.fd_open_after);
 	assert_int_equal(k.fd, 4);
@@ -1154,7 +1155,7 @@ static void test_stream_over_pipe(void **state)
 {
 	(void)state;
 	struct pipe_rec x = { 0 };
-	weft_test_run(2, pipe_main, &x);
+	weft_test_run_loops(2, pipe_main, &x);
 	assert_int_equal(x.setup, 0);
 	assert_int_equal(x.w, 12);
 	assert_int_equal(x.shut, 0);
@@ -1470,7 +1471,7 @@ static void test_end_input_race_loses_nothing(void **state)
 {
 	(void)state;
 	struct endin_race x = { 0 };
-	weft_test_run(2, race_main, &x);
+	weft_test_run_loops(2, race_main, &x);
 	print_message("%d rounds: %d lines, %d ended\n", x.rounds, x.got_line, x.got_end);
 	assert_true(x.rounds >= 300);
 	assert_int_equal(x.bad, 0);
@@ -1697,7 +1698,7 @@ static void test_multishot_stalled_reader_is_capped(void **state)
 	for (int tcp = 0; tcp < 2; tcp++) {
 		struct ms_stall x = { .total = 8u << 20 };
 		struct fx_run r = { .cfg = &c, .body = ms_stall_body, .rec = &x, .tcp = tcp };
-		weft_test_run(2, fx_main, &r);
+		weft_test_run_loops(2, fx_main, &r);
 		assert_int_equal(r.open_rc, 0);
 		print_message("%s: stalled reader held at most %zu bytes; largest read %zu\n",
 			      tcp ? "tcp" : "unix", x.held_max, x.max_read);
@@ -1794,7 +1795,7 @@ static void test_multishot_close_from_other_loop(void **state)
 {
 	(void)state;
 	struct ms_xclose x = { 0 };
-	weft_test_run(2, ms_xclose_main, &x);
+	weft_test_run_loops(2, ms_xclose_main, &x);
 	assert_int_equal(x.first, 3);
 	assert_int_equal(x.close_rc, 0);
 	assert_int_equal(x.after, 3);
@@ -2104,7 +2105,7 @@ static void run_burst(const weft_stream_config *cfg)
 	b->cfg = cfg;
 	b->n = rl.rlim_cur > 2 * BURST_MAX + 128 ? BURST_MAX : (unsigned)(rl.rlim_cur - 128) / 2;
 	assert_int_equal(weft_event_init(&b->all_half), 0);
-	weft_test_run(2, burst_main, b);
+	weft_test_run_loops(2, burst_main, b);
 	assert_int_equal(b->setup, 0);
 	assert_int_equal(b->half, b->n);
 	assert_int_equal(b->bad, 0);

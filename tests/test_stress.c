@@ -19,11 +19,11 @@
  *  work (the 61-tick global-queue check), and start immediately followed
  *  by shutdown never deadlocks.
  *
- * DESIGN.md rule 7: no cmocka assertion runs in a task or on a helper
- * thread.  Tasks and helpers record into atomics; the test's own thread
- * joins them (with timeouts, so a lost wakeup fails instead of hanging)
- * and asserts.  Built with -O2 in the plain tree: rule-2 (TLS caching
- * across a suspension) bugs only show with optimisation.
+ * docs/architecture.md rule 7: no cmocka assertion runs in a task or on a
+ * helper thread.  Tasks and helpers record into atomics; the test's own
+ * thread joins them (with timeouts, so a lost wakeup fails instead of
+ * hanging) and asserts.  Built with -O2 in the plain tree: rule-2 (TLS
+ * caching across a suspension) bugs only show with optimisation.
  */
 #include "weft_test.h"
 
@@ -1319,7 +1319,8 @@ static void stress_shutdown_in_flight(void **state)
  * The inject queue (foreign spawns, overflow) must not starve behind local
  * work: with every loop kept busy by tasks that only yield, a stealable
  * task spawned from a foreign thread (so it lands in the inject queue)
- * must still start (DESIGN.md: a global-queue check every 61 ticks).
+ * must still start (docs/architecture.md, "The scheduling tick": the
+ * inject queue is checked every 61 ticks).
  */
 struct busy {
 	_Atomic int stop, spinning;

@@ -7,8 +7,8 @@
  * and a randomized stress on 2 loops that cancels and times out waiters
  * while counting mutual exclusion violations.
  *
- * DESIGN.md rule 7: tasks and helper threads record; the test asserts on
- * its own stack after weft_run / join / pthread_join.
+ * docs/architecture.md rule 7: tasks and helper threads record; the test
+ * asserts on its own stack after weft_run / join / pthread_join.
  */
 #include "weft_test.h"
 #include "weft/sync.h"
@@ -149,7 +149,7 @@ static void test_lock_fifo_fairness_across_loops(void **state)
 	(void)state;
 	struct fair f = { .thread_idx = FAIR_N / 2 };
 	assert_int_equal(weft_lock_init(&f.l), 0);
-	weft_test_run(2, fair_main, &f);
+	weft_test_run_loops(2, fair_main, &f);
 	assert_int_equal(atomic_load(&f.pos), FAIR_N + 1);
 	for (int i = 0; i <= FAIR_N; i++) {
 		assert_int_equal(f.rc[i], 0);
@@ -224,13 +224,101 @@ static void test_lock_handoff_to_cancelled_waiter(void **state)
 	(void)state;
 	struct handoff h = { .a_rc = 1, .b_rc = 1 };
 	assert_int_equal(weft_lock_init(&h.l), 0);
-	weft_test_run(1, handoff_main, &h);
+	weft_test_run_loops(1, handoff_main, &h);
 	assert_int_equal(h.a_rc, 0);
 	assert_int_equal(h.a_released, 0);
 	assert_int_equal(h.c_rc, -ECANCELED);
 	assert_int_equal(atomic_load(&h.got), 2);
 	assert_false(weft_lock_locked(&h.l));
 	assert_int_equal(weft_lock_destroy(&h.l), 0);
+}
+
+/*
+ * weft_lock_acquire is a suspension point even when the lock is free
+ * (docs/sync.md, "A plain mutex or weft_lock"):
+ *  - a cancelled task gets -ECANCELED and takes nothing, again at every
+ *    later acquire; weft_lock_try_acquire, which never suspends, takes the
+ *    free lock; inside a shield the acquire takes it too; the task's join
+ *    reports the cancellation;
+ *  - uncontended acquires spend the task's budget: after enough of them
+ *    in a row the task yields, so other tasks of its loop run in between.
+ */
+struct lfree {
+	weft_lock l;
+	int acq_rc, acq_again_rc, locked_after, try_rc, try_rel_rc, shield_rc;
+	int yields_ok, other_ran_before, other_ran_after;
+	_Atomic int other_ran;
+};
+
+static void *lfree_other(void *arg)
+{
+	struct lfree *x = arg;
+	atomic_store(&x->other_ran, 1);
+	return NULL;
+}
+
+static void *lfree_cancelled(void *arg)
+{
+	struct lfree *x = arg;
+	weft_task_cancel(weft_task_current()); /* pending from now on */
+	x->acq_rc = weft_lock_acquire(&x->l);
+	x->locked_after = weft_lock_locked(&x->l);
+	x->acq_again_rc = weft_lock_acquire(&x->l);
+	x->try_rc = weft_lock_try_acquire(&x->l);
+	x->try_rel_rc = weft_lock_release(&x->l);
+	weft_shield_begin();
+	x->shield_rc = weft_lock_acquire(&x->l);
+	if (x->shield_rc == 0)
+		weft_lock_release(&x->l);
+	weft_shield_end();
+	return P(7);
+}
+
+static void *lfree_main(void *arg)
+{
+	struct lfree *x = arg;
+	/* one loop: `other` can run only when this task suspends or yields */
+	weft_task *o = NULL;
+	if (weft_task_spawn(&o, lfree_other, x) < 0)
+		return NULL;
+	x->other_ran_before = atomic_load(&x->other_ran);
+	x->yields_ok = 1;
+	for (int i = 0; i < 1000; i++) {
+		if (weft_lock_acquire(&x->l) != 0 || weft_lock_release(&x->l) != 0)
+			x->yields_ok = 0;
+	}
+	x->other_ran_after = atomic_load(&x->other_ran);
+	join_int(o);
+
+	weft_task *t = NULL;
+	if (weft_task_spawn(&t, lfree_cancelled, x) < 0)
+		return NULL;
+	void *res = NULL;
+	int r = weft_task_join(t, &res);
+	weft_task_release(t);
+	return (void *)(intptr_t)(r == -ECANCELED && res == P(7));
+}
+
+static void test_lock_acquire_is_a_suspension_point_when_free(void **state)
+{
+	(void)state;
+	struct lfree x;
+	memset(&x, 0, sizeof x);
+	x.acq_rc = x.acq_again_rc = x.try_rc = x.shield_rc = 1;
+	assert_int_equal(weft_lock_init(&x.l), 0);
+	void *joined = weft_test_run_loops(1, lfree_main, &x);
+	assert_int_equal(x.acq_rc, -ECANCELED);
+	assert_false(x.locked_after);
+	assert_int_equal(x.acq_again_rc, -ECANCELED);
+	assert_int_equal(x.try_rc, 0);
+	assert_int_equal(x.try_rel_rc, 0);
+	assert_int_equal(x.shield_rc, 0);
+	assert_ptr_equal(joined, P(1)); /* join: -ECANCELED, result kept */
+	assert_true(x.yields_ok);
+	assert_false(x.other_ran_before);
+	assert_true(x.other_ran_after);
+	assert_false(weft_lock_locked(&x.l));
+	assert_int_equal(weft_lock_destroy(&x.l), 0);
 }
 
 struct xthread {
@@ -273,7 +361,7 @@ static void test_lock_foreign_thread_wakes(void **state)
 	(void)state;
 	struct xthread x = { .thread_rc = 1 };
 	assert_int_equal(weft_lock_init(&x.l), 0);
-	weft_test_run(2, xthread_main, &x);
+	weft_test_run_loops(2, xthread_main, &x);
 	assert_int_equal(x.thread_rc, 0);
 	assert_int_equal(atomic_load(&x.task_got), 1);
 	assert_int_equal(weft_lock_destroy(&x.l), 0);
@@ -343,7 +431,7 @@ static void test_event_wakes_every_waiter(void **state)
 	struct ev e = { 0 };
 	assert_int_equal(weft_event_init(&e.e), 0);
 	assert_false(weft_event_is_set(&e.e));
-	weft_test_run(2, ev_main, &e);
+	weft_test_run_loops(2, ev_main, &e);
 	assert_int_equal(e.was_set, 0);
 	assert_int_equal(atomic_load(&e.woken), EV_N + 1);
 	for (int i = 0; i <= EV_N; i++)
@@ -440,7 +528,7 @@ static void test_cond_producer_consumer(void **state)
 	struct cv cv = { 0 };
 	assert_int_equal(weft_lock_init(&cv.l), 0);
 	assert_int_equal(weft_cond_init(&cv.c, &cv.l), 0);
-	weft_test_run(2, cv_main, &cv);
+	weft_test_run_loops(2, cv_main, &cv);
 	assert_int_equal(cv.bad, 0);
 	assert_int_equal(cv.consumed[0] + cv.consumed[1], CV_ITEMS);
 	assert_int_equal(weft_cond_destroy(&cv.c), 0);
@@ -535,7 +623,7 @@ static void test_cond_reacquires_after_cancel_and_timeout(void **state)
 	assert_int_equal(weft_cond_init(&x.c, &x.l), 0);
 	assert_int_equal(weft_cond_init(&x.c, NULL), -EINVAL);
 	assert_int_equal(weft_cond_init(&x.c, &x.l), 0);
-	weft_test_run(2, cvc_main, &x);
+	weft_test_run_loops(2, cvc_main, &x);
 	assert_int_equal(x.eperm_rc, -EPERM);
 	assert_int_equal(x.notify_none, 0);
 	assert_int_equal(x.rc, -ECANCELED);
@@ -603,7 +691,7 @@ static void test_sem_limits_concurrency(void **state)
 	(void)state;
 	struct semt x = { 0 };
 	assert_int_equal(weft_sem_init(&x.s, SEM_LIMIT), 0);
-	weft_test_run(2, sem_main, &x);
+	weft_test_run_loops(2, sem_main, &x);
 	assert_int_equal(x.errors, 0);
 	assert_int_equal(atomic_load(&x.done), SEM_TASKS);
 	assert_int_equal(atomic_load(&x.max_inside), SEM_LIMIT);
@@ -700,7 +788,7 @@ static void test_sem_cancelled_waiters(void **state)
 	(void)state;
 	struct semc x = { .rc = { 1, 1, 1 } };
 	assert_int_equal(weft_sem_init(&x.s, 0), 0);
-	weft_test_run(1, semc_main, &x);
+	weft_test_run_loops(1, semc_main, &x);
 	assert_int_equal(x.rc[0], -ECANCELED);
 	assert_int_equal(x.rc[1], 0);
 	assert_int_equal(x.rc[2], -ECANCELED);
@@ -758,7 +846,7 @@ static void test_barrier_indices(void **state)
 	memset(&x, 0, sizeof x);
 	assert_int_equal(weft_barrier_init(&x.b, 0), -EINVAL);
 	assert_int_equal(weft_barrier_init(&x.b, BAR_PARTIES), 0);
-	weft_test_run(2, bar_main, &x);
+	weft_test_run_loops(2, bar_main, &x);
 	for (int c = 0; c < BAR_CYCLES; c++) {
 		int seen = 0;
 		for (int i = 0; i < BAR_PARTIES; i++) {
@@ -837,7 +925,7 @@ static void test_barrier_abort_reset_leave(void **state)
 	struct bar x;
 	memset(&x, 0, sizeof x);
 	assert_int_equal(weft_barrier_init(&x.b, 3), 0);
-	weft_test_run(2, bar_abort_main, &x);
+	weft_test_run_loops(2, bar_abort_main, &x);
 	assert_int_equal(x.abort_rc[0], -EPIPE);
 	assert_int_equal(x.abort_rc[1], -EPIPE);
 	assert_int_equal(x.later_rc, -EPIPE);
@@ -923,7 +1011,7 @@ static void test_rwlock_exclusion_no_writer_starvation(void **state)
 	struct rw x;
 	memset(&x, 0, sizeof x);
 	assert_int_equal(weft_rwlock_init(&x.l), 0);
-	weft_test_run(2, rw_stress_main, &x);
+	weft_test_run_loops(2, rw_stress_main, &x);
 	assert_int_equal(atomic_load(&x.bad), 0);
 	assert_int_equal(atomic_load(&x.writes), 50);
 	assert_true(atomic_load(&x.max_readers) >= 2);
@@ -1004,7 +1092,7 @@ static void test_rwlock_fifo_order_and_cancel(void **state)
 	memset(&x, 0, sizeof x);
 	x.cancel_rc = 1;
 	assert_int_equal(weft_rwlock_init(&x.l), 0);
-	weft_test_run(1, rw_order_main, &x);
+	weft_test_run_loops(1, rw_order_main, &x);
 	assert_int_equal(x.try_rc[0], -EBUSY);
 	assert_int_equal(x.try_rc[1], -EBUSY);
 	assert_int_equal(x.order[0], 1);
@@ -1072,7 +1160,7 @@ static void test_every_wait_times_out_in_scope(void **state)
 	assert_int_equal(weft_event_init(&x.e), 0);
 	assert_int_equal(weft_barrier_init(&x.b, 2), 0);
 	assert_int_equal(weft_rwlock_init(&x.rw), 0);
-	weft_test_run(2, tmo_main, &x);
+	weft_test_run_loops(2, tmo_main, &x);
 	for (int i = 0; i < 6; i++) {
 		assert_int_equal(x.rc[i], -ETIMEDOUT);
 		assert_int_equal(x.fired[i], 1);
@@ -1171,7 +1259,7 @@ static void test_every_wait_cancellable(void **state)
 	assert_int_equal(weft_event_init(&x.e), 0);
 	assert_int_equal(weft_barrier_init(&x.b, 2), 0);
 	assert_int_equal(weft_rwlock_init(&x.rw), 0);
-	weft_test_run(2, cxl_main, &x);
+	weft_test_run_loops(2, cxl_main, &x);
 	for (int k = 0; k < NKINDS; k++)
 		assert_int_equal(x.rc[k], -ECANCELED);
 	assert_true(x.cond_held);
@@ -1248,7 +1336,7 @@ static void test_foreign_thread_and_tasks_wake_each_other(void **state)
 	assert_int_equal(weft_lock_init(&x.l), 0);
 	assert_int_equal(weft_cond_init(&x.c, &x.l), 0);
 	assert_int_equal(weft_barrier_init(&x.b, 2), 0);
-	weft_test_run(2, fx_main, &x);
+	weft_test_run_loops(2, fx_main, &x);
 	assert_int_equal(x.th_sem, 0);
 	assert_int_equal(x.task_sem, 0);
 	assert_int_equal(x.th_cond, 0);
@@ -1377,7 +1465,7 @@ static void test_stress_lock_sem_cancel_timeout(void **state)
 	x.iters = WEFT_TEST_SANITIZED ? 100 : 400;
 	assert_int_equal(weft_lock_init(&x.l), 0);
 	assert_int_equal(weft_sem_init_bounded(&x.s, ST_SEM), 0);
-	weft_test_run(2, stress_main, &x);
+	weft_test_run_loops(2, stress_main, &x);
 	fprintf(stderr, "stress: %ld ops, %ld cancels, %ld timeouts\n", atomic_load(&x.ops),
 		atomic_load(&x.cancels), atomic_load(&x.timeouts));
 	assert_int_equal(atomic_load(&x.violations), 0);
@@ -1393,6 +1481,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_lock_basic_no_runtime),
 	cmocka_unit_test(test_lock_fifo_fairness_across_loops),
 	cmocka_unit_test(test_lock_handoff_to_cancelled_waiter),
+	cmocka_unit_test(test_lock_acquire_is_a_suspension_point_when_free),
 	cmocka_unit_test(test_lock_foreign_thread_wakes),
 	cmocka_unit_test(test_event_wakes_every_waiter),
 	cmocka_unit_test(test_cond_producer_consumer),

@@ -1,9 +1,9 @@
 /*
  * Tasks: join, cancel, shield, yield, sleep, pinning, stacks, names, ids.
  *
- * DESIGN.md rule 7: tasks only record into structs (C11 atomics where several
- * threads touch a field); every assertion runs on the test's stack once
- * weft_run (weft_test_run) or a join has returned.
+ * docs/architecture.md rule 7: tasks only record into structs (C11 atomics
+ * where several threads touch a field); every assertion runs on the test's
+ * stack once weft_run (weft_test_run) or a join has returned.
  */
 #include "weft_test.h"
 
@@ -70,7 +70,7 @@ static void test_join_returns_result(void **state)
 {
 	(void)state;
 	struct join_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(2, join_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, join_main, &r)), 2);
 	assert_false(r.done_before);
 	assert_int_equal(r.rc_slow, 0);
 	assert_int_equal(U(r.res_slow), 0xb22);
@@ -105,7 +105,7 @@ static void test_join_twice_ealready(void **state)
 {
 	(void)state;
 	struct twice_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(1, join_twice_main, &r)), 5);
+	assert_int_equal(U(weft_test_run_loops(1, join_twice_main, &r)), 5);
 	assert_int_equal(r.rc1, 0);
 	assert_int_equal(r.rc2, -EALREADY);
 	assert_int_equal(U(r.res2), 0x77); /* untouched */
@@ -124,7 +124,7 @@ static void *join_self(void *arg)
 static void test_join_yourself_edeadlk(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(2, join_self, NULL)), 1);
+	assert_int_equal(U(weft_test_run_loops(2, join_self, NULL)), 1);
 }
 
 /* Two tasks join the same task at once: the second gets -EBUSY.  One loop,
@@ -175,7 +175,7 @@ static void test_concurrent_join_ebusy(void **state)
 	(void)state;
 	struct busy_rec r = { 0 };
 	assert_int_equal(weft_future_create(&r.gate), 0);
-	assert_int_equal(U(weft_test_run(1, busy_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(1, busy_main, &r)), 2);
 	assert_int_equal(r.second_rc, -EBUSY);
 	assert_int_equal(r.third_rc, -EBUSY);
 	assert_int_equal(r.first_rc, 0); /* the first joiner still gets it */
@@ -262,7 +262,7 @@ static void test_join_timeout_then_join_gets_result(void **state)
 {
 	(void)state;
 	struct jt_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(2, join_timeout_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, join_timeout_main, &r)), 2);
 	assert_int_equal(r.rc_zero, -ETIMEDOUT);
 	assert_int_equal(r.rc_timeout, -ETIMEDOUT);
 	assert_int_equal(U(r.res_timeout), 0x55); /* untouched on timeout */
@@ -312,7 +312,7 @@ static void test_cancelled_joiner_leaves_result_for_later_join(void **state)
 	(void)state;
 	struct cj_rec r = { 0 };
 	assert_int_equal(weft_future_create(&r.gate), 0);
-	assert_int_equal(U(weft_test_run(2, cancel_joiner_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, cancel_joiner_main, &r)), 2);
 	assert_int_equal(r.joiner_rc, -ECANCELED);
 	assert_false(r.target_done_when_joiner_quit);
 	assert_int_equal(r.later_rc, 0);
@@ -362,7 +362,7 @@ static void test_cancel_sleeping_task(void **state)
 	(void)state;
 	struct cs_rec r = { 0 };
 	atomic_init(&r.sleep_rc, NOT_YET);
-	assert_int_equal(U(weft_test_run(2, cancel_sleeper_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, cancel_sleeper_main, &r)), 2);
 	assert_int_equal(r.cancel_rc, 0);
 	assert_int_equal(atomic_load(&r.sleep_rc), -ECANCELED);
 	assert_int_equal(r.join_rc, -ECANCELED);
@@ -407,7 +407,7 @@ static void test_cancel_before_start_never_runs(void **state)
 	(void)state;
 	for (unsigned loops = 1; loops <= 2; loops++) {
 		struct cbs_rec r = { 0 };
-		assert_int_equal(U(weft_test_run(loops, cancel_before_start_main, &r)), 2);
+		assert_int_equal(U(weft_test_run_loops(loops, cancel_before_start_main, &r)), 2);
 		assert_int_equal(r.cancel_rc, 0);
 		assert_int_equal(atomic_load(&r.ran), 0);
 		assert_int_equal(r.join_rc, -ECANCELED);
@@ -477,7 +477,7 @@ static void *cancel_after_done_main(void *arg)
 static void test_cancel_after_done_ealready(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(2, cancel_after_done_main, NULL)), 1);
+	assert_int_equal(U(weft_test_run_loops(2, cancel_after_done_main, NULL)), 1);
 }
 
 /* After cancellation every suspension point returns -ECANCELED. */
@@ -553,7 +553,7 @@ static void test_sticky_cancellation(void **state)
 	assert_int_equal(weft_future_create(&r.pending), 0);
 	assert_int_equal(weft_future_create(&r.done), 0);
 	assert_int_equal(weft_future_set_result(r.done, P(1)), 0);
-	assert_int_equal(U(weft_test_run(2, sticky_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, sticky_main, &r)), 2);
 	assert_false(r.cancelled_flag_before);
 	assert_true(r.cancelled_flag_after);
 	for (int i = 0; i < ST_N; i++) {
@@ -593,7 +593,7 @@ static void test_self_cancel(void **state)
 {
 	(void)state;
 	int rc[5] = { 9, 9, 9, 9, 9 };
-	assert_int_equal(U(weft_test_run(2, self_cancel_main, rc)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, self_cancel_main, rc)), 2);
 	assert_int_equal(rc[0], 0);
 	assert_int_equal(rc[1], 1);
 	assert_int_equal(rc[2], -ECANCELED);
@@ -685,7 +685,7 @@ static void test_shield_defers_cancellation(void **state)
 {
 	(void)state;
 	struct shield_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(2, shield_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, shield_main, &r)), 2);
 	assert_int_equal(r.begin_rc, 0);
 	assert_int_equal(r.sleep_rc, 0);
 	assert_true(r.slept >= 30 * MS);
@@ -744,7 +744,7 @@ static void *shield_end_without_begin(void *arg)
 static void test_shield_end_without_begin_einval(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(1, shield_end_without_begin, NULL)), 1);
+	assert_int_equal(U(weft_test_run_loops(1, shield_end_without_begin, NULL)), 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -880,7 +880,7 @@ static void test_pinned_tasks_stay_on_their_loop(void **state)
 	(void)state;
 	struct pin_main_rec *m = calloc(1, sizeof(*m));
 	assert_non_null(m);
-	assert_int_equal(U(weft_test_run(PIN_LOOPS, pin_main, m)), 2);
+	assert_int_equal(U(weft_test_run_loops(PIN_LOOPS, pin_main, m)), 2);
 	assert_int_equal(m->spawn_bad, 0);
 	for (int i = 0; i < PIN_LOOPS; i++) {
 		assert_int_equal(atomic_load(&m->explicit_[i].first), i);
@@ -962,7 +962,7 @@ static void test_bad_pin_and_task_config_einval(void **state)
 	(void)state;
 	struct badcfg_rec r;
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(U(weft_test_run(2, bad_config_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, bad_config_main, &r)), 2);
 	for (int i = 0; i < 8; i++) {
 		print_message("case %d -> %d\n", i, r.rc[i]);
 		assert_int_equal(r.rc[i], -EINVAL);
@@ -1038,7 +1038,7 @@ static void *big_stack_main(void *arg)
 static void test_per_task_stack_size(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(2, big_stack_main, NULL)), 4);
+	assert_int_equal(U(weft_test_run_loops(2, big_stack_main, NULL)), 4);
 }
 
 static void test_per_runtime_stack_size(void **state)
@@ -1090,7 +1090,7 @@ static void test_absurd_stack_size_fails_cleanly(void **state)
 {
 	(void)state;
 	struct huge_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(1, huge_stack_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(1, huge_stack_main, &r)), 2);
 	for (int i = 0; i < 3; i++) {
 		print_message("size %d: spawn %d join %d ran %d\n", i, r.spawn_rc[i], r.join_rc[i],
 			      atomic_load(&r.ran[i]));
@@ -1182,7 +1182,7 @@ static void test_names_and_ids(void **state)
 	(void)state;
 	struct names_rec *r = calloc(1, sizeof(*r));
 	assert_non_null(r);
-	assert_int_equal(U(weft_test_run(2, names_main, r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, names_main, r)), 2);
 	assert_string_equal(r->dflt, r->expect_dflt);
 	assert_string_equal(r->truncated, "0123456789abcdefghijklmnopqrstu");
 	assert_int_equal(r->truncated_len, 31);
@@ -1240,7 +1240,7 @@ static void test_task_current(void **state)
 	(void)state;
 	struct cur_main_rec m;
 	memset(&m, 0, sizeof(m));
-	assert_int_equal(U(weft_test_run(2, current_main, &m)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, current_main, &m)), 2);
 	assert_non_null(m.main_self);
 	for (int i = 0; i < 8; i++) {
 		for (int k = 0; k < 3; k++)
@@ -1339,7 +1339,7 @@ static void test_yield_alternates_two_tasks(void **state)
 	(void)state;
 	struct fair_rec r;
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(U(weft_test_run(1, fair_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(1, fair_main, &r)), 2);
 	assert_int_equal(atomic_load(&r.idx), 2 * FAIR_ITERS);
 	assert_int_equal(r.bad_rc, 0);
 	int same = 0;
@@ -1394,7 +1394,7 @@ static void test_yielding_task_does_not_starve_sleeper(void **state)
 {
 	(void)state;
 	struct starve_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(1, starve_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(1, starve_main, &r)), 2);
 	assert_int_equal(r.sleep_rc, 0);
 	assert_true(r.saw_flag);
 	assert_true(r.waited < 1000 * MS);
@@ -1529,7 +1529,7 @@ static void test_yielding_tasks_do_not_starve_overflowed_tasks(void **state)
 	(void)state;
 	struct overflow_rec r;
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(U(weft_test_run(1, overflow_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(1, overflow_main, &r)), 2);
 	assert_int_equal(atomic_load(&r.started), OVERFLOW_TASKS);
 	uint64_t took = atomic_load(&r.all_started_at) - r.t0;
 	print_message("all %d tasks started after %llu ms\n", OVERFLOW_TASKS,
@@ -1561,7 +1561,7 @@ static void test_sleep_accuracy(void **state)
 {
 	(void)state;
 	struct sleep_rec r = { 0 };
-	assert_int_equal(U(weft_test_run(2, sleep_accuracy_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, sleep_accuracy_main, &r)), 2);
 	assert_int_equal(r.rc20, 0);
 	assert_true(r.dt20 >= 20 * MS);
 	assert_true(r.dt20 < 200 * MS);
@@ -1608,7 +1608,7 @@ static void test_many_sleepers_each_sleep_at_least_their_time(void **state)
 	(void)state;
 	struct many_sleep s[SLEEPERS];
 	memset(s, 0, sizeof(s));
-	assert_int_equal(U(weft_test_run(2, many_sleepers_main, s)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, many_sleepers_main, s)), 2);
 	for (int i = 0; i < SLEEPERS; i++) {
 		assert_int_equal(s[i].rc, 0);
 		assert_true(s[i].got >= s[i].want);
@@ -1651,7 +1651,7 @@ static void test_detached_spawn_runs_to_completion(void **state)
 	(void)state;
 	struct detached_rec r = { 0 };
 	assert_int_equal(weft_future_create(&r.f), 0);
-	assert_int_equal(U(weft_test_run(2, detached_main, &r)), 2);
+	assert_int_equal(U(weft_test_run_loops(2, detached_main, &r)), 2);
 	assert_int_equal(atomic_load(&r.ran), 1);
 	weft_future_release(r.f);
 }
@@ -1689,7 +1689,7 @@ static void *burst_main(void *arg)
 static void test_spawn_burst_all_joined(void **state)
 {
 	(void)state;
-	assert_int_equal(U(weft_test_run(2, burst_main, NULL)), BURST);
+	assert_int_equal(U(weft_test_run_loops(2, burst_main, NULL)), BURST);
 }
 
 struct always_rec {
@@ -1738,7 +1738,7 @@ static void test_always_run(void **state)
 {
 	(void)state;
 	struct always_rec x[2] = { { 0 }, { 0 } };
-	assert_null(weft_test_run(1, always_main, x));
+	assert_null(weft_test_run_loops(1, always_main, x));
 	assert_int_equal(atomic_load(&x[0].ran), 0);
 	assert_int_equal(atomic_load(&x[1].ran), 1);
 	assert_int_equal(x[1].first_suspension, -ECANCELED);
@@ -1990,7 +1990,7 @@ static void test_spawn_inherits_fp_control_state(void **state)
 	(void)state;
 	struct fp_main_rec x;
 	memset(&x, 0, sizeof(x));
-	weft_test_run(2, fp_main, &x);
+	weft_test_run_loops(2, fp_main, &x);
 	assert_true(x.fast != x.base);
 	assert_int_equal(x.r[FP_PLAIN].seen, x.base);
 	assert_true(x.r[FP_PLAIN].product != 0.0f);

@@ -11,8 +11,8 @@
  * made ready just before the call; it can only have run if the caller
  * suspended.
  *
- * DESIGN.md rule 7: tasks record into structs; the test asserts after
- * weft_run returns.
+ * docs/architecture.md rule 7: tasks record into structs; the test asserts
+ * after weft_run returns.
  */
 #include "weft_test.h"
 #include "weft_test_io.h"
@@ -186,7 +186,7 @@ static void test_task_join_timeout(void **state)
 {
 	(void)state;
 	struct join_rec x = { 0 };
-	weft_test_run(1, join_main, &x);
+	weft_test_run_loops(1, join_main, &x);
 	assert_int_equal(x.zero_rc, -ETIMEDOUT);
 	assert_int_equal(x.zero_ran, 0);
 	assert_int_equal(U(x.zero_res), 0x55); /* untouched */
@@ -247,7 +247,7 @@ static void test_wait_for_timeout(void **state)
 {
 	(void)state;
 	struct wait_for_rec x = { 0 };
-	weft_test_run(1, wait_for_main, &x);
+	weft_test_run_loops(1, wait_for_main, &x);
 	assert_int_equal(x.done_rc, 0);
 	assert_int_equal(U(x.done_res), 0x21);
 	assert_int_equal(x.zero_rc, -ETIMEDOUT);
@@ -325,7 +325,7 @@ static void test_future_wait_timeout(void **state)
 {
 	(void)state;
 	struct future_rec x = { 0 };
-	weft_test_run(1, future_main, &x);
+	weft_test_run_loops(1, future_main, &x);
 	assert_int_equal(x.zero_rc, -ETIMEDOUT);
 	assert_int_equal(x.zero_ran, 0);
 	assert_int_equal(U(x.zero_v), 0x55);
@@ -478,7 +478,7 @@ static void test_scope_timeouts(void **state)
 {
 	(void)state;
 	struct scope_rec x = { 0 };
-	weft_test_run(1, scope_main, &x);
+	weft_test_run_loops(1, scope_main, &x);
 	assert_int_equal(x.zero_rc, -ETIMEDOUT);
 	assert_int_equal(x.zero_ran, 0);
 	assert_int_equal(x.zero_exit, 1);
@@ -619,7 +619,7 @@ static void *queue_main(void *arg)
 static void queue_timeouts(unsigned flags)
 {
 	struct queue_rec x = { .flags = flags };
-	weft_test_run(1, queue_main, &x);
+	weft_test_run_loops(1, queue_main, &x);
 	assert_int_equal(x.create_rc, 0);
 	assert_int_equal(x.get0_rc, -ETIMEDOUT);
 	assert_int_equal(x.get0_ran, 0);

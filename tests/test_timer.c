@@ -7,6 +7,7 @@
  * tests check periodic timers against their grid under each policy.
  */
 #include "weft_test.h"
+#include "weft/test.h"
 #include "runtime/internal.h"
 
 #define SLOT (1ull << WEFT_WHEEL_SHIFT)
@@ -178,7 +179,7 @@ static void test_far_deadlines_fire_on_time(void **state)
 	(void)state;
 	struct far_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(2, far_main, &x);
+	weft_test_run_loops(2, far_main, &x);
 	int64_t slack = (WEFT_TEST_SANITIZED ? 200 : 60) * (int64_t)MS;
 	for (int i = 0; i < 4; i++) {
 		print_message("sleep %d: rc %d, late %lld us\n", i, x.rc[i],
@@ -192,10 +193,15 @@ static void test_far_deadlines_fire_on_time(void **state)
 }
 
 /* Far timers armed and disarmed by wakes, on many tasks and both loops:
- * a ping-pong under far scopes, then the loops' wheels are empty. */
+ * a ping-pong under far scopes, then the loops' wheels are empty.
+ *
+ * This test and test_interval_scope_deadline use weft/test.h, the helper
+ * the project offers its users: the bodies check themselves (a failed
+ * check is reported with its values and fails the run), and the run has a
+ * time limit. */
 struct churn_rec {
 	weft_queue *a, *b;
-	int rounds, bad;
+	int rounds;
 };
 
 static void *churn_peer(void *arg)
@@ -207,8 +213,24 @@ static void *churn_peer(void *arg)
 		weft_scope_enter(&s, 30000 * MS); /* far: the wheel */
 		int r = weft_queue_get(x->a, &v);
 		weft_scope_exit(&s);
-		if (r < 0 || weft_queue_put(x->b, v) < 0)
-			x->bad++;
+		WEFT_TEST_CHECK_INT(r, ==, 0);
+		WEFT_TEST_CHECK_INT(weft_queue_put(x->b, v), ==, 0);
+	}
+	return NULL;
+}
+
+static void *churn_rounds(struct churn_rec *x)
+{
+	for (int i = 0; i < x->rounds; i++) {
+		void *v = NULL;
+		weft_scope s;
+		weft_scope_enter(&s, 20000 * MS);
+		int put = weft_queue_put(x->a, P(i + 1));
+		int got = put < 0 ? put : weft_queue_get(x->b, &v);
+		weft_scope_exit(&s); /* before any check: a failing one returns */
+		WEFT_TEST_CHECK_INT(put, ==, 0);
+		WEFT_TEST_CHECK_INT(got, ==, 0);
+		WEFT_TEST_CHECK_UINT(U(v), ==, (uintptr_t)i + 1);
 	}
 	return NULL;
 }
@@ -216,21 +238,17 @@ static void *churn_peer(void *arg)
 static void *churn_main(void *arg)
 {
 	struct churn_rec *x = arg;
-	weft_queue_create(&x->a, NULL);
-	weft_queue_create(&x->b, NULL);
-	weft_task *t;
-	weft_task_spawn(&t, churn_peer, x);
-	for (int i = 0; i < x->rounds; i++) {
-		void *v;
-		weft_scope s;
-		weft_scope_enter(&s, 20000 * MS);
-		if (weft_queue_put(x->a, P(i + 1)) < 0 || weft_queue_get(x->b, &v) < 0 ||
-		    U(v) != (uintptr_t)i + 1)
-			x->bad++;
-		weft_scope_exit(&s);
-	}
-	weft_task_join(t, NULL);
-	weft_task_release(t);
+	WEFT_TEST_CHECK_INT(weft_queue_create(&x->a, NULL), ==, 0);
+	WEFT_TEST_CHECK_INT(weft_queue_create(&x->b, NULL), ==, 0);
+	weft_group *g;
+	WEFT_TEST_CHECK_INT(weft_group_create(&g), ==, 0);
+	if (weft_test_check(weft_group_spawn(g, NULL, NULL, churn_peer, x) == 0, __FILE__,
+			    __LINE__, "peer spawned"))
+		churn_rounds(x);
+	/* a failed check cancels the body: the group's wait then cancels
+	 * the peer and still waits for it, so the queues can go */
+	weft_group_wait(g);
+	weft_group_destroy(g);
 	weft_queue_destroy(x->a);
 	weft_queue_destroy(x->b);
 	return NULL;
@@ -240,8 +258,34 @@ static void test_far_scope_churn(void **state)
 {
 	(void)state;
 	struct churn_rec x = { .rounds = WEFT_TEST_SANITIZED ? 5000 : 50000 };
-	weft_test_run(2, churn_main, &x);
-	assert_int_equal(x.bad, 0);
+	assert_int_equal(WEFT_TEST_RUN(churn_main, &x, NULL), 0);
+}
+
+/* weft_sleep_until: an absolute time, never early; one already past (0
+ * included) only yields; -EPERM outside a task. */
+static void *sleep_until_body(void *arg)
+{
+	(void)arg;
+	uint64_t t0 = weft_now_ns(), until = t0 + 20 * MS;
+	WEFT_TEST_CHECK_INT(weft_sleep_until(until), ==, 0);
+	WEFT_TEST_CHECK_UINT(weft_now_ns(), >=, until);
+	t0 = weft_now_ns();
+	WEFT_TEST_CHECK_INT(weft_sleep_until(0), ==, 0);
+	WEFT_TEST_CHECK_INT(weft_sleep_until(t0 - 1), ==, 0);
+	WEFT_TEST_CHECK_UINT(weft_now_ns() - t0, <, 1000 * MS); /* no waiting */
+	weft_scope s;
+	weft_scope_enter(&s, 20 * MS);
+	int r = weft_sleep_until(WEFT_FOREVER); /* until the scope ends */
+	weft_scope_exit(&s);
+	WEFT_TEST_CHECK_INT(r, ==, -ETIMEDOUT);
+	return NULL;
+}
+
+static void test_sleep_until(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_sleep_until(weft_now_ns() + MS), -EPERM);
+	assert_int_equal(WEFT_TEST_RUN(sleep_until_body, NULL, NULL), 0);
 }
 
 /* ---- periodic timers: weft_interval ----
@@ -253,7 +297,7 @@ static void test_far_scope_churn(void **state)
  * return times only ever bound them from below (a tick is never early) or
  * by a whole period, so a loaded machine or a sanitizer cannot fail them.
  */
-#define PER (50 * MS)
+#define PER (100 * MS)
 
 static void spin_until(uint64_t t)
 {
@@ -300,7 +344,7 @@ static void run_overrun(struct iv_rec *x, weft_tick_policy policy)
 {
 	memset(x, 0, sizeof *x);
 	x->policy = policy;
-	weft_test_run(2, overrun_main, x);
+	weft_test_run_loops(2, overrun_main, x);
 	assert_int_equal(x->init_rc, 0);
 	for (int i = 0; i < NT; i++)
 		print_message("tick %d: asked %+.1f ms, returned %+.1f ms (n %lld), next %+.1f ms\n",
@@ -425,7 +469,7 @@ static void test_interval_cancel(void **state)
 	struct iv_wait_rec x;
 	memset(&x, 0, sizeof x);
 	uint64_t t0 = weft_now_ns();
-	weft_test_run(2, cancel_main, &x);
+	weft_test_run_loops(2, cancel_main, &x);
 	assert_int_equal(x.rc, -ECANCELED);
 	assert_int_equal(x.rc2, -ECANCELED);
 	assert_true(x.t1 - x.t0 >= 20 * MS);       /* it was waiting */
@@ -434,46 +478,44 @@ static void test_interval_cancel(void **state)
 }
 
 /* A deadline scope around a tick: -ETIMEDOUT at the scope's end, the tick
- * kept for the next call; a scope ending after the tick lets it come. */
-struct iv_scope_rec {
-	int64_t rc_short, rc_long;
-	uint64_t waited, next_before, next_after, first2, ret2;
-};
-
-static void *scope_main(void *arg)
+ * kept for the next call; a scope ending after the tick lets it come.
+ * (weft/test.h style: the body checks itself.) */
+static void *scope_body(void *arg)
 {
-	struct iv_scope_rec *x = arg;
+	(void)arg;
 	weft_interval iv;
-	weft_interval_init(&iv, 10000 * MS, WEFT_TICK_SKIP);
-	x->next_before = weft_interval_next(&iv);
+	WEFT_TEST_CHECK_INT(weft_interval_init(&iv, 10000 * MS, WEFT_TICK_SKIP), ==, 0);
+	uint64_t next = weft_interval_next(&iv);
 	weft_scope s;
 	uint64_t t0 = weft_now_ns();
 	weft_scope_enter(&s, 30 * MS);
-	x->rc_short = weft_interval_tick(&iv);
+	int64_t rc = weft_interval_tick(&iv);
 	weft_scope_exit(&s);
-	x->waited = weft_now_ns() - t0;
-	x->next_after = weft_interval_next(&iv);
+	uint64_t waited = weft_now_ns() - t0;
+	WEFT_TEST_CHECK_INT(rc, ==, -ETIMEDOUT);
+	WEFT_TEST_CHECK_UINT(waited, >=, 30 * MS);
+	WEFT_TEST_CHECK_UINT(waited, <, 5000 * MS);
+	WEFT_TEST_CHECK_UINT(weft_interval_next(&iv), ==, next); /* not consumed */
 
-	weft_interval_init(&iv, 20 * MS, WEFT_TICK_SKIP);
-	x->first2 = weft_interval_next(&iv);
+	WEFT_TEST_CHECK_INT(weft_interval_init(&iv, 20 * MS, WEFT_TICK_SKIP), ==, 0);
+	uint64_t first = weft_interval_next(&iv);
 	weft_scope_enter(&s, 2000 * MS);
-	x->rc_long = weft_interval_tick(&iv);
-	x->ret2 = weft_now_ns();
+	rc = weft_interval_tick(&iv);
+	uint64_t ret = weft_now_ns();
 	weft_scope_exit(&s);
+	WEFT_TEST_CHECK_INT(rc, ==, 1);
+	WEFT_TEST_CHECK_UINT(ret, >=, first);
 	return NULL;
 }
 
 static void test_interval_scope_deadline(void **state)
 {
 	(void)state;
-	struct iv_scope_rec x;
-	memset(&x, 0, sizeof x);
-	weft_test_run(1, scope_main, &x);
-	assert_int_equal(x.rc_short, -ETIMEDOUT);
-	assert_true(x.waited >= 30 * MS && x.waited < 5000 * MS);
-	assert_int_equal(x.next_after, x.next_before);
-	assert_int_equal(x.rc_long, 1);
-	assert_true(x.ret2 >= x.first2);
+	weft_test_options o;
+	weft_test_options_init(&o);
+	o.runtime.loops = 1;
+	o.timeout_ns = 10000 * MS;
+	assert_int_equal(WEFT_TEST_RUN(scope_body, NULL, &o), 0);
 }
 
 /* Bad arguments: -EINVAL and *iv untouched; a tick outside a task is
@@ -508,7 +550,7 @@ static void test_interval_einval(void **state)
 	assert_int_equal(weft_interval_init(&iv, WEFT_FOREVER - 1, WEFT_TICK_BURST), 0);
 	assert_int_equal(weft_interval_next(&iv), WEFT_FOREVER);
 	int64_t rc = 0;
-	weft_test_run(1, einval_main, &rc);
+	weft_test_run_loops(1, einval_main, &rc);
 	assert_int_equal(rc, -EINVAL);
 }
 
@@ -543,7 +585,7 @@ static void test_interval_reset(void **state)
 	(void)state;
 	struct iv_reset_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(1, reset_main, &x);
+	weft_test_run_loops(1, reset_main, &x);
 	assert_int_equal(x.rc_at, 1);
 	assert_true(x.at_wait < PER); /* did not wait for a grid time */
 	assert_int_equal(x.next_at, x.first + PER); /* on init_at's grid */
@@ -556,7 +598,7 @@ static void test_interval_reset(void **state)
 /* Pacing: many ticks at 1 ms on the grid.  Sleeping a period after each
  * round would add every wake-up latency to the total; ticks on the grid
  * are each late by their own latency only, so the average period holds
- * and the last tick is as close to its time as the first. */
+ * and the last ticks are as close to their times as the first. */
 enum { PACE_N = 200 };
 
 struct pace_rec {
@@ -577,24 +619,47 @@ static void *pace_main(void *arg)
 	return NULL;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Median lateness (ns) of ticks from..from+PACE_W-1 against the grid:
+ * robust to the few ticks a loaded machine delays. */
+enum { PACE_W = 50 };
+
+static int64_t pace_median_late(const struct pace_rec *x, int from)
+{
+	int64_t v[PACE_W];
+	for (int i = 0; i < PACE_W; i++)
+		v[i] = (int64_t)(x->ret[from + i] - x->first - (uint64_t)(from + i) * MS);
+	qsort(v, PACE_W, sizeof(v[0]), cmp_i64);
+	return v[PACE_W / 2];
+}
+
 static void test_interval_pacing(void **state)
 {
 	(void)state;
 	struct pace_rec x;
 	memset(&x, 0, sizeof x);
-	weft_test_run(1, pace_main, &x);
+	weft_test_run_loops(1, pace_main, &x);
 	for (int i = 0; i < PACE_N; i++) {
 		assert_int_equal(x.n[i], 1);
 		assert_true(x.ret[i] >= x.first + (uint64_t)i * MS); /* never early */
 	}
-	double avg = (double)(x.ret[PACE_N - 1] - x.ret[0]) / (PACE_N - 1) / 1e6;
-	double last_late = (double)(x.ret[PACE_N - 1] - x.first - (PACE_N - 1) * MS) / 1e6;
-	print_message("average period %.4f ms, last tick late by %.3f ms\n", avg, last_late);
-	double tol = WEFT_TEST_SANITIZED ? 0.10 : 0.05;
+	/* the average period, as the slope between the median lateness of
+	 * the first and of the last 50 ticks (150 periods apart).  A loop
+	 * of weft_sleep(1 ms) measured here: 1.064 ms on io_uring, 1.116 on
+	 * epoll (each round adds a wake-up); the grid: 1.000 */
+	int64_t early = pace_median_late(&x, 0), late = pace_median_late(&x, PACE_N - PACE_W);
+	double avg = 1 + (double)(late - early) / 1e6 / (PACE_N - PACE_W);
+	print_message("median lateness %.3f ms, then %.3f ms: average period %.4f ms "
+		      "(first to last tick: %.4f ms)\n",
+		      (double)early / 1e6, (double)late / 1e6, avg,
+		      (double)(x.ret[PACE_N - 1] - x.ret[0]) / (PACE_N - 1) / 1e6);
+	double tol = WEFT_TEST_SANITIZED ? 0.03 : 0.02;
 	assert_true(avg > 1 - tol && avg < 1 + tol);
-	/* no drift: a grid of 200 ticks ends where it should (a sleep loop
-	 * would be behind by 200 wake-ups) */
-	assert_true(last_late < (WEFT_TEST_SANITIZED ? 20 : 10));
 }
 
 static const struct CMUnitTest tests[] = {
@@ -603,6 +668,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_wheel_link_unlink_churn),
 	cmocka_unit_test(test_far_deadlines_fire_on_time),
 	cmocka_unit_test(test_far_scope_churn),
+	cmocka_unit_test(test_sleep_until),
 	cmocka_unit_test(test_interval_burst_overrun),
 	cmocka_unit_test(test_interval_delay_overrun),
 	cmocka_unit_test(test_interval_skip_overrun),

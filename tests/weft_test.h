@@ -5,9 +5,9 @@
  * test names and `suite NAME` runs only that test, so tests/run.sh can run
  * each test in its own process with a timeout (libuv style).
  *
- * DESIGN.md rule 7: cmocka's failing assertion longjmps to the test's own
- * stack, so never assert inside a task or on a loop thread.  Record into a
- * struct, join, then assert on the test's stack.
+ * docs/architecture.md rule 7: cmocka's failing assertion longjmps to the
+ * test's own stack, so never assert inside a task or on a loop thread.
+ * Record into a struct, join, then assert on the test's stack.
  */
 #ifndef WEFT_TEST_H
 #define WEFT_TEST_H
@@ -86,8 +86,10 @@ static inline weft_runtime *start_rt(unsigned loops)
 	return rt;
 }
 
-/* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success. */
-static inline void *weft_test_run(unsigned loops, weft_fn fn, void *arg)
+/* Run fn(arg) as main of a fresh runtime with `loops` loops; assert success.
+ * (The public helper with a time limit and checks is weft/test.h's
+ * weft_test_run; suites may use either.) */
+static inline void *weft_test_run_loops(unsigned loops, weft_fn fn, void *arg)
 {
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
@@ -120,7 +122,7 @@ static inline void weft_test_stackless_config(weft_runtime_config *c, unsigned l
 	c->stack_pool_max = 0;
 }
 
-/* weft_test_run() on a runtime from weft_test_stackless_config(). */
+/* weft_test_run_loops() on a runtime from weft_test_stackless_config(). */
 static inline void weft_test_run_stackless(unsigned loops, weft_fn fn, void *arg)
 {
 	weft_runtime_config cfg;

@@ -54,7 +54,17 @@ WEFT_API int weft_lock_init(weft_lock *l);
 WEFT_API int weft_lock_destroy(weft_lock *l);
 
 /* Acquire, waiting behind earlier waiters.  Returns 0 (the caller holds
- * the lock), -ECANCELED, -ETIMEDOUT, -EINVAL. */
+ * the lock), -ECANCELED, -ETIMEDOUT, -EINVAL.
+ *
+ * A suspension point even when the lock is free: a cancelled task (not
+ * shielded) gets -ECANCELED and takes nothing, a task in an expired
+ * deadline scope -ETIMEDOUT, and an uncontended acquire may yield the
+ * task (its budget), after which it may run on another loop.  For a short
+ * section with no suspension point inside (a counter, a hash-table shard)
+ * a pthread mutex or spinlock is cheaper, never fails, and is fine on a
+ * loop thread as long as nothing between lock and unlock suspends; use
+ * weft_lock for sections that suspend (I/O inside) or are long
+ * (docs/sync.md, "A plain mutex or weft_lock"). */
 WEFT_API int weft_lock_acquire(weft_lock *l);
 /* Acquire only if free right now.  Never suspends.  Returns 0, -EBUSY. */
 WEFT_API int weft_lock_try_acquire(weft_lock *l);
