@@ -40,7 +40,8 @@
  * sections that themselves wait.  Here no critical section ever suspends
  * (a lookup, a few pointer changes, a memcpy, weft_stream_write, which
  * only queues), so a mutex held for well under a microsecond is the
- * cheapest right tool, and a thread that finds it taken waits that long.
+ * cheapest right tool, and a thread that finds it taken waits that long
+ * (docs/sync.md, "A plain mutex or weft_lock").
  * Values belong to the store: SET copies the value in (before taking the
  * lock), GET copies it out into the reply while holding it.
  *
