@@ -290,12 +290,14 @@ static void test_kv_cli_expire(void **state)
 	CLI_EQ(&s, out, "OK\n", "SET", "stays", "1");
 	CLI_EQ(&s, out, "OK\n", "SET", "goes", "1");
 	CLI_EQ(&s, out, "0\n", "EXPIRE", "nothing", "1");
-	CLI_EQ(&s, out, "1\n", "EXPIRE", "goes", "1");
+	/* 3 s: TTL stays 3 for its first half second, and DBSIZE below still
+	 * counts the key, however slowly a loaded machine runs the clients */
+	CLI_EQ(&s, out, "1\n", "EXPIRE", "goes", "3");
 	double t0 = now_ms();
-	CLI_EQ(&s, out, "1\n", "TTL", "goes");
+	CLI_EQ(&s, out, "3\n", "TTL", "goes");
 	cli(&s, out, (const char *const[]){ "PTTL", "goes", NULL });
 	long pttl = atol(out);
-	assert_true(pttl > 0 && pttl <= 1000);
+	assert_true(pttl > 0 && pttl <= 3000);
 	CLI_EQ(&s, out, "2\n", "DBSIZE");
 	/* lazy expiry: a key touched after its time is gone */
 	CLI_EQ(&s, out, "OK\n", "SET", "lazy", "1", "PX", "1");
@@ -305,9 +307,9 @@ static void test_kv_cli_expire(void **state)
 	CLI_EQ(&s, out, "OK\n", "SET", "now", "1");
 	CLI_EQ(&s, out, "1\n", "PEXPIRE", "now", "-1");
 	CLI_EQ(&s, out, "0\n", "EXISTS", "now");
-	/* the sweep (every 100 ms) deletes "goes" soon after 1 s */
+	/* the sweep (every 100 ms) deletes "goes" soon after 3 s */
 	long n = -1;
-	while (now_ms() - t0 < 3000.0 * SLOW) {
+	while (now_ms() - t0 < 3000 + 2000.0 * SLOW) {
 		cli(&s, out, (const char *const[]){ "DBSIZE", NULL });
 		n = atol(out);
 		if (n == 1)
@@ -315,10 +317,10 @@ static void test_kv_cli_expire(void **state)
 		msleep(50);
 	}
 	double t = now_ms() - t0;
-	print_message("expired key swept %.0f ms after its 1 s EXPIRE\n", t);
+	print_message("expired key swept %.0f ms after its 3 s EXPIRE\n", t);
 	if (n != 1)
 		fail_msg("DBSIZE still %ld after %.0f ms: the sweep did not delete the key", n, t);
-	assert_true(t >= 900);
+	assert_true(t >= 2900);
 	CLI_EQ(&s, out, "1\n", "EXISTS", "stays");
 	free(out);
 	server_stop(&s);
