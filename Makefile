@@ -179,7 +179,7 @@ $(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS)
 
-$(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS)
+$(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka
 

@@ -6,7 +6,11 @@
 # bench-compare` builds everything and runs this; docs/benchmarks.md
 # ("Comparison runs, scaling and memory") says what it measures.
 #
-#   sh bench/compare.sh [BUILD_DIR]          (default: build)
+#   sh bench/compare.sh [BUILD_DIR] [SECTION...]   (default: build servers kv)
+#
+# Sections: `servers` (everything below but the last part) and `kv` (the
+# key-value section at the end of this comment); `sh bench/compare.sh
+# build kv` runs that one alone (about 2 minutes).
 #
 # Servers: HTTP (GET / -> "Hello, World!"): weft's http_server and nginx
 # (bench/baseline/nginx.conf.in); echo (64 B messages): weft's echo_server,
@@ -41,6 +45,27 @@
 # and a summary line.  A missing weft-load or weft server is said loudly
 # and its runs and targets skipped.
 #
+# The kv section: examples/kv_server with one loop on io_uring (weft) and
+# on epoll (weft_epoll, WEFT_BACKEND=epoll) against Debian's redis-server
+# (save "" and appendonly no, from a config file written to the scratch
+# directory: a `''` argument does not survive the word splitting of a
+# server command), each on its own port, pinned to CMP_SERVER_CPU; the
+# load, redis-benchmark -c CMP_KV_CONNS (50) -P CMP_KV_PIPELINE (16) -q
+# --csv, pinned to CMP_CLIENT_CPU, one run per test (PING_INLINE,
+# PING_MBULK, SET, GET, in that order, so GET finds SET's key) with -n
+# sized for about CMP_KV_SECONDS (3) s from a calibration run against
+# redis-server, the same -n for every server.  A fresh server per repeat,
+# warmed up; the servers interleaved, their order rotated each repeat,
+# CMP_KV_REPEATS (CMP_REPEATS) times.  Server CPU per request: utime +
+# stime of the server process (/proc/PID/stat) over the test's run,
+# divided by its requests.  Output, medians with min-max:
+#   BENCH kv_SET_weft rps=... cpu_us=... errors=0 runs=3 rps_range=... cpu_us_range=...
+#   BENCH kv_SET_weft_vs_redis rps_ratio=... cpu_us=... vs=... ratio=... target=<=0.8x ok|MISS
+#   kv TARGET met: server CPU per request <= 0.8x redis-server's, on both backends
+# (or `kv TARGET MISSED: ...` naming the misses).  Data: CMP_KV_OUT
+# (BUILD_DIR/bench-results/compare-kv.tsv).  Without redis-server or
+# redis-benchmark the section says so loudly and is skipped.
+#
 # Environment (the defaults take about 25 minutes on 2 cores):
 #   CMP_SECONDS=5 CMP_WARMUP=1 CMP_SYSCALL_SECONDS=2 (0: no perf) CMP_REPEATS=3
 #   CMP_MODES="pinned all sweep"
@@ -51,6 +76,11 @@
 #   CMP_OUT=BUILD_DIR/bench-results/compare.tsv
 
 B=${1:-build}
+[ $# -gt 0 ] && shift
+SECTIONS=${*:-servers kv}
+for sec in $SECTIONS; do
+	case $sec in servers | kv) ;; *) echo "compare.sh: unknown section $sec (servers, kv)" >&2; exit 2 ;; esac
+done
 BL=$B/bench/baseline
 here=$(cd "$(dirname "$0")" && pwd)
 ME=compare.sh
@@ -125,6 +155,136 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------
+# The kv section: kv_server (io_uring, epoll) against redis-server.
+# ---------------------------------------------------------------------------
+KV_REPS=${CMP_KV_REPEATS:-$REPS}
+KV_SECS=${CMP_KV_SECONDS:-3}
+KV_CONNS=${CMP_KV_CONNS:-50}
+KV_PIPE=${CMP_KV_PIPELINE:-16}
+KV_TESTS="ping_inline ping_mbulk set get"
+REDIS=${CMP_REDIS:-/usr/bin/redis-server}
+KV_OUT=${CMP_KV_OUT:-$B/bench-results/compare-kv.tsv}
+KV_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/kv_server --port @PORT@ --loops 1
+weft_epoll env WEFT_BACKEND=epoll $B/examples/kv_server --port @PORT@ --loops 1
+redis $REDIS @TMP@/redis.conf --port @PORT@"
+
+# redis-benchmark -t $1 -n $2 against $port on the client CPU: its CSV
+# row's rps (empty if it failed).
+kv_load() {
+	timeout -k 2 $((KV_SECS * 10 + 30)) taskset -c "$CCPU_PIN" redis-benchmark -h 127.0.0.1 \
+		-p "$port" -c "$KV_CONNS" -P "$KV_PIPE" -t "$1" -n "$2" -q --csv \
+		</dev/null 2>"$rundir/client.err" | tr '\r' '\n' >"$rundir/client.out"
+	awk -F'"' -v t="$(echo "$1" | tr a-z A-Z)" '$2 == t { print $4 }' "$rundir/client.out"
+}
+
+kv_section() {
+	kv_status=0
+	if [ ! -x "$REDIS" ] || ! command -v redis-benchmark >/dev/null 2>&1; then
+		say "*** kv: redis-server ($REDIS) or redis-benchmark missing (sh tools/deps.sh bench-io): SKIPPING the kv section ***"
+		return
+	fi
+	printf 'save ""\nappendonly no\nbind 127.0.0.1\ndir %s\n' "$tmp" >"$tmp/redis.conf"
+	kv_list=$(printf '%s\n' "$KV_SERVERS" | sed "s|@TMP@|$tmp|g")
+	kv_avail=$(available "$kv_list")
+	SCPU=$SCPU_PIN
+	# -n per test: about KV_SECS seconds against redis-server
+	start_server "$(server_cmd redis "$kv_list")" || { kv_status=1; return; }
+	kv_n=
+	for t in $KV_TESTS; do
+		r=$(kv_load "$t" 200000)
+		n=$(awk -v r="${r:-0}" -v s="$KV_SECS" 'BEGIN { n = int(r * s / 10000) * 10000; print n < 100000 ? 100000 : n }')
+		kv_n="$kv_n $t=$n"
+	done
+	stop_server
+	say "kv: -n per test:$kv_n; $(echo $kv_avail | wc -w) servers x $KV_REPS repeats, about $(( $(echo $kv_avail | wc -w) * KV_REPS * (4 * KV_SECS + 3) )) s"
+	mkdir -p "$(dirname "$KV_OUT")" || exit 2
+	{
+		echo "# weft bench/compare.sh kv $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU conns=$KV_CONNS pipeline=$KV_PIPE secs=$KV_SECS reps=$KV_REPS n:$kv_n"
+		echo "# rep	server	test	requests	rps	cpu_us	errors"
+	} >"$KV_OUT"
+	rep=1
+	while [ "$rep" -le "$KV_REPS" ]; do
+		for s in $(rotate $((rep - 1)) "$kv_avail"); do
+			if ! start_server "$(server_cmd "$s" "$kv_list")"; then
+				for t in $KV_TESTS; do echo "$rep	$s	$t	-	-	-	1" >>"$KV_OUT"; done
+				continue
+			fi
+			kv_load ping_mbulk 50000 >/dev/null # warm-up
+			for t in $KV_TESTS; do
+				n=$(kv "$t" "$kv_n")
+				t0=$(cpu_ticks "$spid")
+				r=$(kv_load "$t" "$n")
+				t1=$(cpu_ticks "$spid")
+				e=0
+				[ -n "$r" ] && [ -n "$t0" ] && [ -n "$t1" ] || e=1
+				kill -0 "$spid" 2>/dev/null || { e=1; say "kv: $s died"; sed 's/^/  | /' "$rundir/server.log" >&2; }
+				[ -s "$rundir/client.err" ] && sed 's/^/  | /' "$rundir/client.err" >&2
+				if [ "$e" = 0 ]; then
+					cpu=$(awk "BEGIN { print ($t1 - $t0) * 1e6 / $TICK / $n }")
+					echo "$rep	$s	$t	$n	$r	$cpu	0" >>"$KV_OUT"
+					say "kv rep $rep $s $t: rps=$r cpu_us=$cpu"
+				else
+					echo "$rep	$s	$t	$n	-	-	1" >>"$KV_OUT"
+					say "kv rep $rep $s $t: no measurement"
+				fi
+			done
+			stop_server
+		done
+		rep=$((rep + 1))
+	done
+	awk -F'\t' "$STATS_AWK"'
+	/^#/ { next }
+	{
+		key = $3 SUBSEP $2
+		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+		if (!($3 in tseen)) { tseen[$3] = 1; tests[++nt] = $3 }
+		runs[key]++
+		errs[key] += $7
+		if ($5 != "-") {
+			vals[key, "rps"] = vals[key, "rps"] " " $5
+			vals[key, "cpu"] = vals[key, "cpu"] " " $6
+		}
+	}
+	END {
+		for (i = 1; i <= nk; i++) {
+			split(order[i], p, SUBSEP)
+			k = order[i]
+			printf "BENCH kv_%s_%s rps=%s cpu_us=%s errors=%d runs=%d rps_range=%s cpu_us_range=%s\n",
+				toupper(p[1]), p[2], fmt(median(k SUBSEP "rps")), fmt(median(k SUBSEP "cpu")),
+				errs[k], runs[k], range(k SUBSEP "rps"), range(k SUBSEP "cpu")
+		}
+		ok = 0; missed = ""
+		split("weft weft_epoll", ws, " ")
+		for (w = 1; w <= 2; w++)
+			for (i = 1; i <= nt; i++) {
+				t = tests[i]
+				a = t SUBSEP ws[w]; b = t SUBSEP "redis"
+				mw = median(a SUBSEP "cpu"); mb = median(b SUBSEP "cpu")
+				rw = median(a SUBSEP "rps"); rb = median(b SUBSEP "rps")
+				name = "kv_" toupper(t) "_" ws[w] "_vs_redis"
+				if (mw == "-" || mb == "-" || mb == 0 || errs[a] || errs[b]) {
+					printf "BENCH %s skipped: no numbers or errors\n", name
+					missed = missed " " toupper(t) "/" ws[w] "(no numbers)"
+					continue
+				}
+				r = mw / mb
+				pass = r <= 0.8
+				printf "BENCH %s rps_ratio=%.2f cpu_us=%s vs=%s ratio=%.2f target=<=0.8x %s\n",
+					name, (rb > 0 ? rw / rb : 0), fmt(mw), fmt(mb), r, pass ? "ok" : "MISS"
+				if (pass) ok++; else missed = missed " " toupper(t) "/" ws[w] sprintf("(%.2fx)", r)
+			}
+		if (missed == "" && ok > 0)
+			print "kv TARGET met: server CPU per request <= 0.8x redis-server'"'"'s, on both backends"
+		else
+			print "kv TARGET MISSED: server CPU per request <= 0.8x redis-server'"'"'s, on both backends; missed:" missed
+		printf "kv data: %s\n", out
+	}' out="$KV_OUT" "$KV_OUT"
+}
+
+case " $SECTIONS " in *" kv "*) kv_section ;; esac
+case " $SECTIONS " in *" servers "*) ;; *) exit "${kv_status:-0}" ;; esac
 
 perf_init "$SYSSECS"
 

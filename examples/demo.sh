@@ -31,7 +31,7 @@ now() {
 }
 
 n=0
-total=22
+total=23
 failed=0
 tour_start=$(now)
 
@@ -212,6 +212,17 @@ sys.exit(0 if got == data else 1)
 PY
 }
 
+kv_session() {
+	for cmd in "SET greeting hello" "GET greeting" "INCR visits" "INCRBY visits 41" \
+		"SET session abc EX 60" "TTL session" "DBSIZE"; do
+		echo "\$ redis-cli -p $1 $cmd"
+		# shellcheck disable=SC2086
+		$TIMEOUT redis-cli -p "$1" $cmd || return 1
+	done
+	echo "\$ redis-benchmark -p $1 -q -n 20000 -P 16 -t set,get"
+	$TIMEOUT redis-benchmark -p "$1" -q -n 20000 -P 16 -t set,get | tr '\r' '\n' | grep 'per second'
+}
+
 server_step "http_server + http_get: fetch pages concurrently, print status, length, title" \
 	"aiohttp's concurrent fetches against weft's HTTP/1.1 server; SIGTERM shuts it down gracefully." \
 	http_server fetch_pages
@@ -230,6 +241,14 @@ if command -v python3 >/dev/null 2>&1; then
 		echo_server echo_mib
 else
 	skip_step "echo_server" python3
+fi
+
+if command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; then
+	server_step "kv_server + redis-cli, redis-benchmark: a Redis-compatible store" \
+		"RESP parsed in place, pipelined commands answered in one send; one store shared by every loop." \
+		kv_server kv_session
+else
+	skip_step "kv_server" redis-tools
 fi
 
 tour_end=$(now)

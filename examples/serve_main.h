@@ -41,6 +41,10 @@ struct serve_opts {
 	int (*extra)(int argc, char **argv, int i);
 	const char *extra_usage;
 	void (*tune)(weft_server_config *cfg); /* last say on the config */
+	/* a task of the server's own (kv_server's expiry sweep): spawned
+	 * once the server listens, cancelled and joined once it has shut
+	 * down, before the runtime stops */
+	weft_fn background;
 	/* filled from the command line */
 	const char *host;
 	unsigned loops, idle_ms, stats_ms;
@@ -116,23 +120,32 @@ static void *serve_task(void *arg)
 	printf("listening on %s:%u (%u loops)\n", o->host ? o->host : "*",
 	       weft_server_port(srv), weft_loop_count());
 	fflush(stdout);
-	weft_task *stats = NULL;
+	weft_task *stats = NULL, *bg = NULL;
 	o->srv = srv;
 	if (o->stats_ms && weft_task_spawn(&stats, serve_stats_task, o) < 0) {
 		fprintf(stderr, "%s: cannot start the stats task\n", o->name);
 		stats = NULL;
 	}
-	weft_server_wait(srv);
-	if (stats) {
-		weft_task_cancel(stats);
-		weft_task_join(stats, NULL);
-		weft_task_release(stats);
+	bool failed = false;
+	if (o->background && weft_task_spawn(&bg, o->background, o) < 0) {
+		fprintf(stderr, "%s: cannot start its background task\n", o->name);
+		bg = NULL;
+		failed = true;
+		weft_server_shutdown(srv, 0);
 	}
+	weft_server_wait(srv);
+	weft_task *mine[] = { stats, bg };
+	for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+		if (mine[i]) {
+			weft_task_cancel(mine[i]);
+			weft_task_join(mine[i], NULL);
+			weft_task_release(mine[i]);
+		}
 	weft_server_stats st;
 	weft_server_stats_get(srv, &st);
 	printf("shut down after %llu connections\n", (unsigned long long)st.accepted);
 	weft_server_destroy(srv);
-	return NULL;
+	return failed ? (void *)1 : NULL;
 }
 
 static int serve_usage(const struct serve_opts *o)

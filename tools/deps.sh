@@ -1,19 +1,21 @@
 #!/bin/sh
 # Install the Debian packages weft needs, or say exactly how to.
-# Run by `make demo` and `make test` (curl and wrk: the example servers are
-# tested with real clients; `make test` passes `test`, see below);
-# `sh tools/deps.sh bench-io` (run by `make bench-io`) adds what the I/O
-# benchmarks run: nginx, perf, and gnuplot for bench/plot.sh.
+# Run by `make demo` and `make test` (curl, wrk and redis-tools'
+# redis-cli and redis-benchmark: the example servers are tested with real
+# clients; `make test` passes `test`, see below);
+# `sh tools/deps.sh bench-io` (run by `make bench-io` and `make
+# bench-compare`) adds what the I/O benchmarks run: nginx, redis-server
+# (kv_server's baseline), perf, and gnuplot for bench/plot.sh.
 # The :amd64/:arm64 pairs: the native libraries, and the arm64 ones that
 # tests/aarch64.sh links the core suites against to run them under qemu-user
 # (libjemalloc-dev has no multi-arch form: only the native one, by name).
 ARCH=$(dpkg --print-architecture)
-PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-dev:$ARCH pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev curl wrk"
+PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-dev:$ARCH pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev curl wrk redis-tools"
 # `sh tools/deps.sh test` (run by `make test`) adds what runs the core
 # suites on aarch64 under qemu-user.
 [ "$1" = test ] && [ "$ARCH" = amd64 ] &&
 	PKGS="$PKGS qemu-user-static gcc-aarch64-linux-gnu liburing-dev:arm64 libcmocka-dev:arm64"
-[ "$1" = bench-io ] && PKGS="$PKGS nginx-light linux-perf util-linux gnuplot-nox"
+[ "$1" = bench-io ] && PKGS="$PKGS nginx-light redis-server linux-perf util-linux gnuplot-nox"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
