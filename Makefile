@@ -96,7 +96,7 @@ FAULT_TESTS := $(addprefix $(B)/tests/test_,queue stress net server stream fault
 # these suites: the build checks (no jemalloc in its programs; make install
 # ALLOC=system and pkg-config), and the ones that allocate and free across
 # loops and threads the most.  About 60 s on 2 cores (docs/testing.md).
-SYSALLOC_SUITES := build task future queue sync compose runtime stress stream server net examples
+SYSALLOC_SUITES := build task future queue sync compose runtime stress stream server net examples kv
 SYSALLOC_TESTS := $(addprefix $(B)/tests/test_,$(SYSALLOC_SUITES))
 TEST_HDRS := $(wildcard tests/*.h)
 
