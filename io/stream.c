@@ -79,7 +79,10 @@ struct weft_stream {
 	bool paused;        /* over high water, not yet back to low water */
 	bool wshut;         /* shut down for writing */
 	bool aborting;      /* close gave up: drop what is queued */
-	int werr;           /* sticky send error */
+	int werr;           /* sticky send error, or -ETIMEDOUT (write limits) */
+	uint64_t wdeadline; /* weft_stream_write_deadline, WEFT_FOREVER none */
+	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
+			       a write_timeout_ns) */
 	wbuf out, next;     /* freed whenever both are empty */
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
@@ -108,7 +111,11 @@ void weft_stream_config_init(weft_stream_config *cfg)
 	cfg->high_water = 64 * 1024;
 	cfg->low_water = 16 * 1024;
 	cfg->read_timeout_ns = WEFT_FOREVER;
+	cfg->write_timeout_ns = WEFT_FOREVER;
+	cfg->zc_threshold = WEFT_STREAM_ZC_DEFAULT;
 }
+
+_Static_assert(sizeof(weft_stream_config) == 64, "weft_stream_config changed size");
 
 int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 {
@@ -145,6 +152,7 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 			type == SOCK_STREAM;
 	s->cfg = c;
 	s->rdeadline = WEFT_FOREVER;
+	s->wdeadline = WEFT_FOREVER;
 	*out = s;
 	return 0;
 }
@@ -725,7 +733,7 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
-	if (s->aborting) {
+	if (s->aborting || s->werr) { /* closing, or a write limit passed */
 		s->out.len = s->out.off = s->next.len = 0;
 	} else if (res == -EAGAIN || res == -EINTR) {
 		send_submit(s, l, &wk);
@@ -734,6 +742,8 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		s->out.len = s->out.off = s->next.len = 0;
 	} else {
 		s->out.off += (size_t)res;
+		if (s->cfg.write_timeout_ns != WEFT_FOREVER)
+			s->wprog_ns = weft_now_ns();
 		if (s->out.off == s->out.len) {
 			wbuf t = s->out; /* in flight no more: swap in `next` */
 			s->out = s->next;
@@ -779,19 +789,58 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 	return r < 0 ? r : (ssize_t)len;
 }
 
+/* With lk held: when a writer waiting since `start` gives up (public
+ * deadline, WEFT_FOREVER none): the write deadline, or write_timeout_ns
+ * after the later of `start` and the peer's last progress. */
+static uint64_t write_limit(const weft_stream *s, uint64_t start)
+{
+	uint64_t dl = s->wdeadline, tmo = s->cfg.write_timeout_ns;
+	if (tmo != WEFT_FOREVER) {
+		uint64_t from = s->wprog_ns > start ? s->wprog_ns : start;
+		uint64_t stall = weft__deadline_add(from, tmo);
+		dl = stall < dl ? stall : dl;
+	}
+	return dl;
+}
+
+/* With lk held: a write limit passed.  -ETIMEDOUT becomes the sticky
+ * error and what is queued is dropped, as after a send error (an
+ * in-flight send drops the rest when it completes: close aborts it). */
+static void write_timed_out(weft_stream *s)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	s->werr = -ETIMEDOUT;
+	s->next.len = 0;
+	if (!s->sending)
+		s->out.len = s->out.off = 0;
+	s->paused = false;
+	weft__waitlist_fire_all(&s->waiters, &wk);
+	weft__unlock_wake(&s->lk, &wk);
+}
+
 /* Wait, under lk, until `done(s)`; returns with lk released: 0, the sticky
- * error, or the wait's -ECANCELED/-ETIMEDOUT. */
+ * error (-ETIMEDOUT once a write limit passes), or the wait's
+ * -ECANCELED/-ETIMEDOUT (not sticky: the caller's own cancellation or
+ * scope). */
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 {
 	weft_task *t = weft__task_self();
 	int r = weft__checkpoint(t);
 	if (r < 0)
 		return r;
+	uint64_t start = s->cfg.write_timeout_ns != WEFT_FOREVER ? weft_now_ns() : 0;
 	weft__lock_acquire(&s->lk);
 	while (!s->werr && !done(s)) {
+		uint64_t dl = write_limit(s, start);
+		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
+			write_timed_out(s);
+			return -ETIMEDOUT;
+		}
 		weft__waiter w;
-		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, 0);
-		if (r < 0)
+		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
+		/* Our own limit ran out: re-check it (the peer may have taken
+		 * bytes since it was computed); anything else is the caller's */
+		if (r < 0 && (r != -ETIMEDOUT || dl == WEFT_FOREVER || weft_now_ns() < dl))
 			return r;
 		weft__lock_acquire(&s->lk);
 	}
@@ -808,6 +857,17 @@ static bool unpaused(const weft_stream *s)
 static bool idle_writer(const weft_stream *s)
 {
 	return !s->sending;
+}
+
+int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	weft__lock_acquire(&s->lk);
+	s->wdeadline = deadline_ns;
+	weft__lock_release(&s->lk);
+	return 0;
 }
 
 int weft_stream_drain(weft_stream *s)

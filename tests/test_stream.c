@@ -724,6 +724,153 @@ static void test_sticky_send_error_after_reset(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* write limits                                                            */
+/* ---------------------------------------------------------------------- */
+
+/* The defaults with a write_timeout_ns. */
+static weft_stream_config timeout_cfg(uint64_t write_timeout_ns)
+{
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.write_timeout_ns = write_timeout_ns;
+	return cfg;
+}
+
+/* A peer that never reads: drain fails with -ETIMEDOUT within the stall
+ * limit, sticky; close returns it at once and releases the fd. */
+struct wto_rec {
+	ssize_t wrote;
+	size_t pending_before;
+	int drain_rc;
+	uint64_t drain_ns;
+	ssize_t w_again;
+	int drain_again, flush_again, shut_again;
+	int close_rc;
+	uint64_t close_ns;
+	int fd_after; /* fcntl(F_GETFD) of the stream's fd after close */
+};
+
+static void wto_body(struct fx *f)
+{
+	struct wto_rec *x = f->rec;
+	weft_sock_buffers(f->peer, 4096, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	int fd = weft_stream_fd(f->s);
+	x->wrote = write_pat(f->s, 0, 1u << 20);
+	x->pending_before = weft_stream_pending(f->s);
+	uint64_t t0 = weft_now_ns();
+	x->drain_rc = weft_stream_drain(f->s);
+	x->drain_ns = weft_now_ns() - t0;
+	x->w_again = weft_stream_write(f->s, "x", 1);
+	x->drain_again = weft_stream_drain(f->s);
+	x->flush_again = weft_stream_flush(f->s);
+	x->shut_again = weft_stream_shutdown(f->s);
+	t0 = weft_now_ns();
+	x->close_rc = weft_stream_close(f->s);
+	x->close_ns = weft_now_ns() - t0;
+	f->s = NULL;
+	x->fd_after = fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+}
+
+static void test_write_timeout_non_reading_peer(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(100 * MS);
+	struct wto_rec x = { 0 };
+	run_fx(&cfg, wto_body, &x);
+	print_message("drain gave up after %.0f ms, close took %.1f ms\n", x.drain_ns / 1e6,
+		      x.close_ns / 1e6);
+	assert_int_equal(x.wrote, 1 << 20);
+	assert_true(x.pending_before > 64 * 1024);
+	assert_int_equal(x.drain_rc, -ETIMEDOUT);
+	assert_true(x.drain_ns >= 95 * MS && x.drain_ns < 1500 * MS);
+	assert_int_equal(x.w_again, -ETIMEDOUT);
+	assert_int_equal(x.drain_again, -ETIMEDOUT);
+	assert_int_equal(x.flush_again, -ETIMEDOUT);
+	assert_int_equal(x.shut_again, -ETIMEDOUT);
+	assert_int_equal(x.close_rc, -ETIMEDOUT);
+	assert_true(x.close_ns < 500 * MS);
+	assert_int_equal(x.fd_after, -EBADF);
+}
+
+/* A slow but steady reader (8 KiB every 20 ms, 128 KiB in all, ~320 ms)
+ * is not cut by a 100 ms stall limit: progress restarts the clock. */
+struct slow_sink {
+	int fd;
+	size_t total, got, bad;
+};
+
+static void *slow_sink_main(void *arg)
+{
+	struct slow_sink *k = arg;
+	uint8_t buf[8192];
+	while (k->got < k->total) {
+		weft_sleep_ms(20);
+		ssize_t r = weft_recv(k->fd, buf, sizeof buf, 0);
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			k->bad += buf[i] != pat(k->got + (size_t)i);
+		k->got += (size_t)r;
+	}
+	return NULL;
+}
+
+struct wslow_rec {
+	ssize_t wrote;
+	int flush_rc;
+	uint64_t flush_ns;
+	int dl_rc;        /* a write deadline 50 ms ahead, 200 KiB to go */
+	ssize_t dl_write;
+	int zero_dl_rc;   /* deadline 0 with nothing queued: no wait, 0 */
+	struct slow_sink k;
+};
+
+static void wslow_body(struct fx *f)
+{
+	struct wslow_rec *x = f->rec;
+	weft_sock_buffers(f->peer, 4096, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	x->k = (struct slow_sink){ .fd = f->peer, .total = 128 * 1024 };
+	weft_task *t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
+	uint64_t t0 = weft_now_ns();
+	x->wrote = write_pat(f->s, 0, 128 * 1024);
+	x->flush_rc = weft_stream_flush(f->s);
+	x->flush_ns = weft_now_ns() - t0;
+	finish(t);
+	/* Nothing queued: an expired deadline does not matter. */
+	weft_stream_write_deadline(f->s, 0);
+	x->zero_dl_rc = weft_stream_flush(f->s);
+	/* The whole-reply deadline: the slow reader cannot take 512 KiB in
+	 * 50 ms, so the flush fails, sticky. */
+	weft_stream_write_deadline(f->s, weft_now_ns() + 50 * MS);
+	x->k = (struct slow_sink){ .fd = f->peer, .total = 512 * 1024 };
+	t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
+	write_pat(f->s, 0, 512 * 1024);
+	x->dl_rc = weft_stream_flush(f->s);
+	x->dl_write = weft_stream_write(f->s, "x", 1);
+	shutdown(f->peer, SHUT_RDWR); /* ends the sink */
+	finish(t);
+	weft_stream_close(f->s);
+	f->s = NULL;
+}
+
+static void test_write_timeout_spares_slow_reader(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(100 * MS);
+	struct wslow_rec x = { 0 };
+	run_fx(&cfg, wslow_body, &x);
+	print_message("slow reader flushed in %.0f ms\n", x.flush_ns / 1e6);
+	assert_int_equal(x.wrote, 128 * 1024);
+	assert_int_equal(x.flush_rc, 0);
+	assert_true(x.flush_ns > 150 * MS); /* longer than the limit */
+	assert_int_equal(x.zero_dl_rc, 0);
+	assert_int_equal(x.dl_rc, -ETIMEDOUT);
+	assert_int_equal(x.dl_write, -ETIMEDOUT);
+}
+
+/* ---------------------------------------------------------------------- */
 /* concurrency                                                             */
 /* ---------------------------------------------------------------------- */
 
@@ -1060,7 +1207,7 @@ static void test_config_validation_and_misuse(void **state)
 	cfg.limit = 0;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	weft_stream_config_init(&cfg);
-	cfg.reserved[4] = 1;
+	cfg.reserved[1] = 1;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	assert_null(s);
 
@@ -1793,6 +1940,8 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_write_timeout_non_reading_peer),
+	cmocka_unit_test(test_write_timeout_spares_slow_reader),
 	cmocka_unit_test(test_multishot_close_from_other_loop_without_stack),
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_multishot_reads),

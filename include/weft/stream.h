@@ -22,6 +22,28 @@
  * every later write or drain returns it.  Any task may write; write order is
  * the order of the weft_stream_write calls.
  *
+ * Write limits: write_timeout_ns bounds a stall, not a wait: a drain,
+ * flush, shutdown or close that waits fails once the peer has taken no
+ * bytes for write_timeout_ns (counted from the later of the wait's start
+ * and the peer's last progress), so a slow but steady reader, which takes
+ * something every few milliseconds, is never cut however long the whole
+ * transfer takes, while one that stopped reading is found within the
+ * limit (nginx's send_timeout: "between two successive write
+ * operations").  A per-wait bound would instead cut a large reply to a
+ * slow link that is making progress; bound a whole reply with
+ * weft_stream_write_deadline (absolute) or a scope.  Reaching either limit
+ * is sticky, as a send error is: the wait returns -ETIMEDOUT, the bytes
+ * still queued are dropped (weft_stream_pending, read before, tells how
+ * many were at stake; the peer has received a prefix of the stream and
+ * nothing after it), and every later write, drain, flush, shutdown and
+ * close returns -ETIMEDOUT; close then aborts the in-flight send
+ * (shutdown(2) on a socket) and releases the fd at once instead of
+ * waiting for the peer again.  A peer that took nothing for the whole
+ * limit is treated as gone, so nothing is lost silently: the writer is
+ * told, the peer sees the connection end short.  A deadline scope or a
+ * cancellation around a drain is the caller's own limit and is not
+ * sticky (nothing is dropped; drain again or close).
+ *
  * Memory: an idle stream holds no buffer.  Once every byte received has
  * been consumed, the next read call gives the read buffer back before it
  * waits, and a buffer is taken again only when bytes arrive (io_uring: the
@@ -66,6 +88,10 @@ extern "C" {
 
 typedef struct weft_stream weft_stream;
 
+/* The default of weft_stream_config.zc_threshold, bytes: where zero-copy
+ * sends started to pay in bench/send_zc.c (docs/benchmarks.md). */
+#define WEFT_STREAM_ZC_DEFAULT (64u * 1024u)
+
 typedef struct weft_stream_config {
 	size_t limit;      /* longest line / delimited unit, bytes (64 KiB) */
 	size_t high_water; /* drain waits once more is queued (64 KiB) */
@@ -84,7 +110,19 @@ typedef struct weft_stream_config {
 			      bytes it finds no memory to hold break the
 			      input: what came before them is read, then
 			      every read returns -EIO (false) */
-	unsigned reserved[5]; /* must be zero */
+	unsigned zc_threshold; /* weft_stream_write_zc sends buffers of at
+				  least this many bytes without copying them
+				  (io_uring with IORING_OP_SEND_ZC; smaller
+				  ones, and every one on epoll, are copied).
+				  Default: measured, see "Writing without
+				  copies" below; UINT_MAX: never */
+	uint64_t write_timeout_ns; /* stall limit: a drain, flush, shutdown
+				      or close that waits while the peer
+				      takes no bytes for this long fails
+				      with -ETIMEDOUT, sticky (WEFT_FOREVER:
+				      none, the default; 0: fail any wait
+				      at once; see "Write limits" above) */
+	unsigned reserved[2]; /* must be zero */
 } weft_stream_config;
 
 /* Fill cfg with the defaults given in brackets above.  Any thread. */
@@ -149,7 +187,8 @@ WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
  * -EPIPE after weft_stream_shutdown.  Never waits. */
 WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len);
 /* Backpressure: wait while the queue is over the high-water mark.  0, the
- * sticky send error, -ECANCELED, -ETIMEDOUT (scope). */
+ * sticky send error, -ECANCELED, -ETIMEDOUT (a scope; or write_timeout_ns
+ * or the write deadline, then sticky: "Write limits" above). */
 WEFT_API int weft_stream_drain(weft_stream *s);
 /* Wait until every queued byte is sent: 0 or as drain. */
 WEFT_API int weft_stream_flush(weft_stream *s);
@@ -158,6 +197,15 @@ WEFT_API int weft_stream_flush(weft_stream *s);
  * only flushes (close the stream to signal EOF on a pipe).  Later writes
  * return -EPIPE. */
 WEFT_API int weft_stream_shutdown(weft_stream *s);
+/* A deadline (absolute, weft_now_ns clock; WEFT_FOREVER clears it, the
+ * default; one already past, 0 included, has expired) for every drain,
+ * flush, shutdown and close until cleared: one still waiting for the peer
+ * then fails with -ETIMEDOUT, sticky as write_timeout_ns ("Write limits"
+ * above); a call that need not wait is not affected.  For "the whole
+ * reply within N seconds" on top of the per-stall write_timeout_ns.
+ * Returns 0, -EINVAL, or -EPERM outside a task. */
+WEFT_API int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns);
+
 /* Bytes queued and not yet sent (0 for NULL).  Any thread: a snapshot. */
 WEFT_API size_t weft_stream_pending(weft_stream *s);
 
