@@ -81,6 +81,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -186,11 +187,69 @@ WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
 /* Queue len bytes for sending: returns len, or the sticky send error, or
  * -EPIPE after weft_stream_shutdown.  Never waits. */
 WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len);
+/* Queue the bytes of iov[0..iovcnt) in order, as one weft_stream_write of
+ * their concatenation (asyncio's writelines): one lock, one copy, no
+ * interleaving with other writers.  iovcnt may exceed IOV_MAX (nothing is
+ * handed to the kernel as is).  Returns the total, the sticky error,
+ * -EPIPE after shutdown, -EINVAL (iovcnt < 0, iov NULL with iovcnt > 0, a
+ * NULL base with a length, a total over SSIZE_MAX), -ENOMEM; on any error
+ * nothing was queued.  Never waits. */
+WEFT_API ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt);
+
+/* Build a reply in place: reserve len bytes at the end of the stream's
+ * write queue, write them through *out, then weft_stream_commit the
+ * first n of them.  No copy: the reserved bytes are sent from where they
+ * were written.  Rules:
+ *  - The reservation takes its place in the write order when reserve
+ *    returns: bytes any task writes while it is open (write, writev,
+ *    write_zc's copies) queue behind it and are sent only after the
+ *    commit; bytes queued before it go first.  Reserved bytes are never
+ *    sent before the commit, and uncommitted ones never.
+ *  - One reservation at a time per stream: a second reserve before the
+ *    commit, from this task or another, returns -EBUSY (reserve never
+ *    waits).  Only the task that reserved may commit.
+ *  - While it is open, that task's own drain, flush, shutdown and
+ *    write_zc return -EBUSY (they would wait for the commit); other tasks'
+ *    wait for it.  close cancels it (as commit(s, 0)).
+ *  - Returns 0 with *out set (valid until the commit; do not write past
+ *    len), -EINVAL (out NULL, len 0), -EBUSY, the sticky error or -EPIPE
+ *    after shutdown (no reservation then, *out NULL), -ENOMEM.
+ * The memory is the write queue's: reserving more than high_water makes
+ * drain wait, as writing it would. */
+WEFT_API int weft_stream_reserve(weft_stream *s, size_t len, void **out);
+/* Queue the first n bytes of the open reservation (n == 0 cancels it)
+ * and end it; what was written behind it follows.  0; -EINVAL (no
+ * reservation of this task's, or n over the reserved length: an open one
+ * stays open, nothing is lost); the sticky error if one came while it
+ * was open (the reservation is dropped with the rest of the queue). */
+WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
+
+/* Write len bytes from buf without copying them where that pays
+ * ("Writing without copies" below): suspends until the kernel no longer
+ * needs buf, so buf may be reused or freed as soon as it returns.  In
+ * order with the other writes: waits for what is queued before it to be
+ * sent, then sends buf directly (IORING_OP_SEND_ZC, each send waiting for
+ * the kernel's notification that the pages are released), while later
+ * writes queue behind it.  Below config.zc_threshold, on the epoll
+ * backend, on a kernel without IORING_OP_SEND_ZC, and on fds that are not
+ * stream sockets, it is weft_stream_write (one copy, returns at once).
+ * On sockets without zero-copy (AF_UNIX) it sends with plain sends the
+ * same way.  Returns len; the sticky error or -EPIPE after shutdown
+ * (nothing queued); a send error (sticky: the peer has a prefix of buf
+ * and nothing after); -ETIMEDOUT from write_timeout_ns or the write
+ * deadline (sticky, as for drain); -EBUSY while this task holds a
+ * reservation.  A cancellation or the caller's scope ends the wait with
+ * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf, and
+ * never loses bytes: what it had not sent is queued by copy in its place
+ * (ahead of later writes), like a cancelled drain after a write. */
+WEFT_API ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len);
+
 /* Backpressure: wait while the queue is over the high-water mark.  0, the
  * sticky send error, -ECANCELED, -ETIMEDOUT (a scope; or write_timeout_ns
  * or the write deadline, then sticky: "Write limits" above). */
 WEFT_API int weft_stream_drain(weft_stream *s);
-/* Wait until every queued byte is sent: 0 or as drain. */
+/* Wait until every queued byte is sent: 0 or as drain (-EBUSY for the
+ * task holding a reservation, see weft_stream_reserve). */
 WEFT_API int weft_stream_flush(weft_stream *s);
 /* Flush, then shut the write side: on a socket, shutdown(SHUT_WR), so the
  * peer reads end of input while this side can still read.  On other fds it
