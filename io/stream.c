@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <limits.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_acked (glibc's has none) */
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
@@ -704,7 +706,7 @@ static size_t queued(const weft_stream *s)
 }
 
 /* Room for n more bytes after b->len (b never the in-flight buffer). */
-static int wbuf_room(wbuf *b, size_t n)
+static inline int wbuf_room(wbuf *b, size_t n)
 {
 	if (b->cap - b->len < n) {
 		if (n > SIZE_MAX / 4 - b->len)
@@ -721,7 +723,7 @@ static int wbuf_room(wbuf *b, size_t n)
 	return 0;
 }
 
-static int wbuf_append(wbuf *b, const void *p, size_t n)
+static inline int wbuf_append(wbuf *b, const void *p, size_t n)
 {
 	int r = wbuf_room(b, n);
 	if (r < 0)
@@ -741,7 +743,7 @@ static void wbuf_swap(wbuf *a, wbuf *b)
 /* With lk held: where written bytes go.  The send order is out, next,
  * hold: `hold` takes them behind an open reservation and keeps taking
  * them until it has moved up (wrotate), so order is kept. */
-static wbuf *wtail(weft_stream *s)
+static inline wbuf *wtail(weft_stream *s)
 {
 	if (unlikely(s->resv_buf || s->hold.len))
 		return &s->hold;
@@ -776,7 +778,7 @@ static void wdrop(weft_stream *s)
 
 /* With lk held: the stream takes no more bytes: its sticky error, or
  * -EPIPE after shutdown; else 0. */
-static int wclosed(const weft_stream *s)
+static inline int wclosed(const weft_stream *s)
 {
 	return s->werr ? s->werr : s->wshut ? -EPIPE : 0;
 }
@@ -802,7 +804,7 @@ static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 
 /* With lk held, after bytes were added at wtail: send them, unless a send
  * is in flight or they wait behind a reservation. */
-static void wqueued(weft_stream *s, weft__wakes *wk)
+static inline void wqueued(weft_stream *s, weft__wakes *wk)
 {
 	if (!s->sending && s->out.len > s->out.off)
 		send_submit(s, weft__loop_self(), wk);
@@ -992,22 +994,21 @@ static void write_timed_out(weft_stream *s)
 
 /* Wait, under lk, until `done(s)`; returns with lk released: 0, the sticky
  * error (-ETIMEDOUT once a write limit passes), -EBUSY for the holder of
- * an open reservation (it would wait for itself), or the wait's
+ * an open reservation that would have to wait (for itself), or the wait's
  * -ECANCELED/-ETIMEDOUT (not sticky: the caller's own cancellation or
  * scope). */
-static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
+static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task *t,
+							bool (*done)(const weft_stream *))
 {
-	weft_task *t = weft__task_self();
-	int r = weft__checkpoint(t);
-	if (r < 0)
-		return r;
-	uint64_t start = s->cfg.write_timeout_ns != WEFT_FOREVER ? weft_now_ns() : 0;
-	weft__lock_acquire(&s->lk);
-	if (unlikely(s->resv_buf) && s->resv_task == t && !s->werr) {
-		weft__lock_release(&s->lk);
-		return -EBUSY;
-	}
+	uint64_t start = 0; /* when the wait began: only if it must */
+	int r;
 	while (!s->werr && !done(s)) {
+		if (unlikely(s->resv_buf) && s->resv_task == t) {
+			weft__lock_release(&s->lk);
+			return -EBUSY;
+		}
+		if (!start && s->cfg.write_timeout_ns != WEFT_FOREVER)
+			start = weft_now_ns();
 		uint64_t dl = write_limit(s, start);
 		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
 			write_timed_out(s);
@@ -1024,6 +1025,21 @@ static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 	r = s->werr;
 	weft__lock_release(&s->lk);
 	return r;
+}
+
+static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
+{
+	weft_task *t = weft__task_self();
+	int r = weft__checkpoint(t);
+	if (r < 0)
+		return r;
+	weft__lock_acquire(&s->lk);
+	if (likely(s->werr || done(s))) { /* nothing to wait for */
+		r = s->werr;
+		weft__lock_release(&s->lk);
+		return r;
+	}
+	return wait_writer_slow(s, t, done);
 }
 
 static bool unpaused(const weft_stream *s)
@@ -1084,6 +1100,18 @@ static void zc_cqe(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	weft__unlock_wake(&s->lk, &wk);
 }
 
+/* Bytes the peer has acknowledged on TCP socket fd (0 where unknown): how
+ * a zero-copy send that waits for all of its buffer shows progress. */
+static uint64_t tcp_acked(int fd)
+{
+	struct tcp_info ti;
+	socklen_t n = sizeof ti;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) < 0 ||
+	    n < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+		return 0;
+	return ti.tcpi_bytes_acked;
+}
+
 /* One send of buf[0..len) from the send slot, on the calling task's loop
  * (the task stays bound to it while the op is in flight: only that loop
  * may cancel it).  Waits for the kernel's last word on it, whatever
@@ -1100,16 +1128,26 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	int16_t pin = t->pin;
 	t->pin = (int16_t)l->index;
 	weft__lock_acquire(&s->lk);
+	/* Zero-copy: one op for all of it (MSG_WAITALL: the kernel goes on
+	 * as the peer takes bytes), so one notification ends it; ops cut
+	 * short would each wait for the peer's ACK before the next starts. */
 	s->zop = (weft__op){ .cb = zc_cqe, .opcode = zc ? WEFT_OP_SEND_ZC : WEFT_OP_SEND,
-			     .a = { .fd = s->fd, .p = (void *)buf, .len = len } };
+			     .a = { .fd = s->fd, .p = (void *)buf, .len = len,
+				    .flags = zc ? MSG_WAITALL : 0 } };
 	s->zdone = false;
 	s->zres = 0;
 	weft__op_arm(l, &s->zop);
 	bool stopping = false;
-	uint64_t saved = 0;
+	uint64_t saved = 0, acked = zc ? tcp_acked(s->fd) : 0;
 	while (!s->zdone) {
 		uint64_t dl = *mine ? WEFT_FOREVER : write_limit(s, start);
 		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
+			uint64_t now_acked = zc ? tcp_acked(s->fd) : 0;
+			if (now_acked != acked) { /* the peer took bytes meanwhile */
+				acked = now_acked;
+				s->wprog_ns = weft_now_ns();
+				continue;
+			}
 			*mine = true;
 			weft__lock_release(&s->lk);
 			struct sockaddr sa = { .sa_family = AF_UNSPEC };

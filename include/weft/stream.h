@@ -91,7 +91,7 @@ typedef struct weft_stream weft_stream;
 
 /* The default of weft_stream_config.zc_threshold, bytes: where zero-copy
  * sends started to pay in bench/send_zc.c (docs/benchmarks.md). */
-#define WEFT_STREAM_ZC_DEFAULT (64u * 1024u)
+#define WEFT_STREAM_ZC_DEFAULT (256u * 1024u)
 
 typedef struct weft_stream_config {
 	size_t limit;      /* longest line / delimited unit, bytes (64 KiB) */
@@ -208,9 +208,10 @@ WEFT_API ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int
  *  - One reservation at a time per stream: a second reserve before the
  *    commit, from this task or another, returns -EBUSY (reserve never
  *    waits).  Only the task that reserved may commit.
- *  - While it is open, that task's own drain, flush, shutdown and
- *    write_zc return -EBUSY (they would wait for the commit); other tasks'
- *    wait for it.  close cancels it (as commit(s, 0)).
+ *  - While it is open, that task's own drain, flush and write_zc return
+ *    -EBUSY where they would have to wait (they would wait for the
+ *    commit), and its shutdown always; other tasks' wait for it.  close
+ *    cancels it (as commit(s, 0)).
  *  - Returns 0 with *out set (valid until the commit; do not write past
  *    len), -EINVAL (out NULL, len 0), -EBUSY, the sticky error or -EPIPE
  *    after shutdown (no reservation then, *out NULL), -ENOMEM.
