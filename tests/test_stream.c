@@ -518,6 +518,14 @@ static void *sink_main(void *arg)
 	return NULL;
 }
 
+/* Shrink the peer's receive and the stream's send buffer to `bytes`, so a
+ * peer that does not read soon stops the sender. */
+static void small_buffers(struct fx *f, int bytes)
+{
+	weft_sock_buffers(f->peer, bytes, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, bytes);
+}
+
 /* Queue n pattern bytes starting at offset off, in 16 KiB writes. */
 static ssize_t write_pat(weft_stream *s, size_t off, size_t n)
 {
@@ -554,8 +562,7 @@ static void drain_body(struct fx *f)
 {
 	struct drain_rec *x = f->rec;
 	size_t total = 1u << 20;
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	/* Under high water: drain returns at once. */
 	uint64_t t0 = weft_now_ns();
 	weft_stream_write(f->s, "", 0);
@@ -759,8 +766,7 @@ struct wto_rec {
 static void wto_body(struct fx *f)
 {
 	struct wto_rec *x = f->rec;
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	int fd = weft_stream_fd(f->s);
 	x->wrote = write_pat(f->s, 0, 1u << 20);
 	x->pending_before = weft_stream_pending(f->s);
@@ -838,8 +844,7 @@ struct wslow_rec {
 static void wslow_body(struct fx *f)
 {
 	struct wslow_rec *x = f->rec;
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	x->k = (struct slow_sink){ .fd = f->peer, .total = 128 * 1024 };
 	weft_task *t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
 	uint64_t t0 = weft_now_ns();
@@ -983,8 +988,7 @@ static void resv_body(struct fx *f)
 	x->got2_n = peer_take(f->peer, x->got2, sizeof x->got2, 50);
 	/* A sticky error while a reservation is open: the queue is over
 	 * the peer's buffers, another task drains past the write deadline. */
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	write_pat(f->s, 0, 1u << 20);
 	x->big_r = weft_stream_reserve(f->s, 64, &p);
 	weft_stream_write_deadline(f->s, weft_now_ns() + 30 * MS);
@@ -1186,8 +1190,7 @@ static void zc_cancel_body(struct fx *f)
 	struct zc_cancel_rec *x = f->rec;
 	/* Small, but not so small that TCP's window updates stall (loopback
 	 * MSS is 64 KiB): 4 MiB stays in flight while the peer waits. */
-	weft_sock_buffers(f->peer, 256 * 1024, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 256 * 1024);
+	small_buffers(f, 256 * 1024);
 	x->z = (struct zc_cancel){ .s = f->s, .buf = pat_buf(0, ZC_BIG) };
 	if (!x->z.buf)
 		return;
@@ -1240,8 +1243,7 @@ struct zc_wto_rec {
 static void zc_wto_body(struct fx *f)
 {
 	struct zc_wto_rec *x = f->rec;
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	uint8_t *b = pat_buf(0, ZC_BIG);
 	uint64_t t0 = weft_now_ns();
 	x->rc = b ? weft_stream_write_zc(f->s, b, ZC_BIG) : -ENOMEM;
@@ -1282,8 +1284,7 @@ struct zc_slow_rec {
 static void zc_slow_body(struct fx *f)
 {
 	struct zc_slow_rec *x = f->rec;
-	weft_sock_buffers(f->peer, 128 * 1024, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 128 * 1024);
+	small_buffers(f, 128 * 1024);
 	x->k = (struct slow_sink){ .fd = f->peer, .total = 2u << 20, .chunk = 65536 };
 	weft_task *t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
 	uint8_t *b = pat_buf(0, 2u << 20);

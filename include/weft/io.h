@@ -83,8 +83,13 @@ WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
  * it is weft_send (a copy): MSG_ZEROCOPY's completions come on the
  * socket's error queue, which the epoll backend does not wait on, and on
  * loopback the kernel copies anyway.  Sockets that cannot send without a
- * copy (AF_UNIX) fail with -EOPNOTSUPP on io_uring.  Zero-copy pays only
- * for large buffers (docs/benchmarks.md, bench/send_zc.c). */
+ * copy (AF_UNIX) fail with -EOPNOTSUPP on io_uring.  Pass MSG_WAITALL to
+ * send all of buf in one operation (one notification at the end) rather
+ * than op after op, each waiting for the peer's acknowledgement.  A peer
+ * that stops reading keeps the pages, so the call (cancelled or not)
+ * returns only when it reads again or the connection is torn down (e.g.
+ * connect(fd, AF_UNSPEC) from another task).  Zero-copy costs more than a
+ * copy below some 256 KiB (docs/benchmarks.md, bench/send_zc.c). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
 /* send until all of buf is gone (MSG_NOSIGNAL added): len or -errno. */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags);

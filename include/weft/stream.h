@@ -29,7 +29,10 @@
  * something every few milliseconds, is never cut however long the whole
  * transfer takes, while one that stopped reading is found within the
  * limit (nginx's send_timeout: "between two successive write
- * operations").  A per-wait bound would instead cut a large reply to a
+ * operations").  For weft_stream_write_zc, whose one send waits for the
+ * whole buffer, progress is the bytes the peer has acknowledged (TCP's
+ * bytes_acked).  Keep the limit well above TCP's retransmission timeout
+ * (200 ms at least): a stalled window can stop all progress that long.  A per-wait bound would instead cut a large reply to a
  * slow link that is making progress; bound a whole reply with
  * weft_stream_write_deadline (absolute) or a scope.  Reaching either limit
  * is sticky, as a send error is: the wait returns -ETIMEDOUT, the bytes
@@ -42,7 +45,32 @@
  * limit is treated as gone, so nothing is lost silently: the writer is
  * told, the peer sees the connection end short.  A deadline scope or a
  * cancellation around a drain is the caller's own limit and is not
- * sticky (nothing is dropped; drain again or close).
+ * sticky (nothing is dropped; drain again or close).  A zero-copy send
+ * that passes a write limit disconnects the socket (connect(AF_UNSPEC)):
+ * the kernel keeps zero-copy pages until the peer acknowledges them, and
+ * one that stopped reading never will, so that is the only way to get the
+ * caller's buffer back.
+ *
+ * Writing without copies: weft_stream_write copies (the stream's buffer,
+ * then the kernel's socket buffer).  weft_stream_writev queues many
+ * pieces with one copy; weft_stream_reserve/commit let a reply be built
+ * inside the stream's write buffer (the kernel's copy only);
+ * weft_stream_write_zc sends a large buffer with no copy at all on
+ * io_uring (IORING_OP_SEND_ZC) and returns once the kernel has let go of
+ * it.  Zero copy is not free: the kernel pins the pages and reports their
+ * release in a second completion, after the peer has acknowledged the
+ * bytes, so each call waits about a round trip longer than a copy would.
+ * bench/send_zc.c (docs/benchmarks.md) measured, over TCP loopback on
+ * this machine, the sender's CPU per KiB 2-18x higher than a copy's below
+ * 64 KiB, and at parity from 256 KiB (0.93-1.06x of the stream's copying
+ * write in the 5-repeat run, up to 2.3x in noisier 3-repeat ones): on loopback the kernel copies the pages when
+ * it delivers them locally, so the saving cannot show there; on a real
+ * NIC the copy is skipped.  Hence zc_threshold's default,
+ * WEFT_STREAM_ZC_DEFAULT (256 KiB): smaller buffers are copied, where
+ * zero copy measurably loses; set UINT_MAX to always copy.  A single
+ * stream's throughput with 1-4 MiB buffers was lower with zero copy
+ * (0.64-0.96x), as each call ends only when its last byte is
+ * acknowledged.
  *
  * Memory: an idle stream holds no buffer.  Once every byte received has
  * been consumed, the next read call gives the read buffer back before it
@@ -89,8 +117,10 @@ extern "C" {
 
 typedef struct weft_stream weft_stream;
 
-/* The default of weft_stream_config.zc_threshold, bytes: where zero-copy
- * sends started to pay in bench/send_zc.c (docs/benchmarks.md). */
+/* The default of weft_stream_config.zc_threshold, bytes: below it zero-copy
+ * sends cost the sender measurably more than a copy in bench/send_zc.c,
+ * from it they were at parity over loopback ("Writing without copies"
+ * below, docs/benchmarks.md). */
 #define WEFT_STREAM_ZC_DEFAULT (256u * 1024u)
 
 typedef struct weft_stream_config {
@@ -240,9 +270,11 @@ WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
  * and nothing after); -ETIMEDOUT from write_timeout_ns or the write
  * deadline (sticky, as for drain); -EBUSY while this task holds a
  * reservation.  A cancellation or the caller's scope ends the wait with
- * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf, and
- * never loses bytes: what it had not sent is queued by copy in its place
- * (ahead of later writes), like a cancelled drain after a write. */
+ * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf (for a
+ * peer that stopped reading: when it reads again, or when a write limit
+ * disconnects it; so give streams that use write_zc a write_timeout_ns),
+ * and never loses bytes: what it had not sent is queued by copy in its
+ * place (ahead of later writes), like a cancelled drain after a write. */
 WEFT_API ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len);
 
 /* Backpressure: wait while the queue is over the high-water mark.  0, the
