@@ -1217,14 +1217,15 @@ static void test_write_zc_cancelled_in_flight_keeps_bytes(void **state)
 	struct zc_cancel_rec x = { 0 };
 	run_fx_tcp(NULL, zc_cancel_body, &x);
 	print_message("cancelled write_zc: %zd, %zu bytes left queued\n", x.z.rc, x.pending);
-	/* io_uring: cancelled while sending, returned only after the peer
-	 * read; a copy (epoll) returned at once with everything queued */
-	if (x.z.rc == -ECANCELED) {
-		assert_int_equal(x.ret_early, 0);
-		assert_true(x.z.ret_ns >= x.k.started_ns);
-	} else {
-		assert_int_equal(x.z.rc, ZC_BIG);
-	}
+	/* io_uring: cancelled while sending; a copy (epoll) returned at
+	 * once with everything queued.  When a cancelled call returns is the
+	 * kernel's: once every page it sent from is acknowledged (bytes the
+	 * peer's buffer took are, so under TSan's slower pace it may be before
+	 * the peer reads).  A return while the kernel still read buf would
+	 * show below: the bytes were scribbled at once. */
+	print_message("returned %s the peer began to read\n",
+		      x.ret_early ? "before" : "after");
+	assert_true(x.z.rc == -ECANCELED || x.z.rc == ZC_BIG);
 	assert_int_equal(x.flush_rc, 0);
 	assert_int_equal(x.k.got, ZC_BIG);
 	assert_int_equal(x.k.bad, 0);
