@@ -98,6 +98,7 @@ struct weft_stream {
 			       its task waits for the notification itself) */
 	int32_t zres;       /* its result */
 	bool zdone;         /* its last CQE came: the kernel is done with it */
+	_Atomic bool zc_refused; /* the socket has no zero-copy (AF_UNIX) */
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
@@ -1193,8 +1194,10 @@ static size_t zc_send(weft_stream *s, const char *buf, size_t len, int *err, boo
 		int32_t n = zc_send_one(s, buf + done, chunk, zc, start, err, mine);
 		if (n > 0)
 			done += (size_t)n;
-		else if (n == -EOPNOTSUPP && zc)
-			zc = false; /* a socket without zero-copy (AF_UNIX) */
+		else if (n == -EOPNOTSUPP && zc) { /* a socket without zero-copy (AF_UNIX) */
+			zc = false;
+			atomic_store_explicit(&s->zc_refused, true, memory_order_relaxed);
+		}
 		else if (n == 0 && !*err && !*mine)
 			*err = -EIO;
 		else if (n < 0 && n != -EAGAIN && n != -EINTR && n != -ECANCELED && !*err)
@@ -1213,7 +1216,8 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 	if (!buf && len)
 		return -EINVAL;
 	if (len < s->cfg.zc_threshold || !s->bytestream ||
-	    !(weft__loop_self()->features & WEFT_RING_SEND_ZC))
+	    !(weft__loop_self()->features & WEFT_RING_SEND_ZC) ||
+	    atomic_load_explicit(&s->zc_refused, memory_order_relaxed))
 		return weft_stream_write(s, buf, len); /* a copy pays better */
 	/* Take the send slot once everything queued before is sent: later
 	 * writes queue behind (sending is set: they go to `next`). */

@@ -264,8 +264,8 @@ WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
  * writes queue behind it.  Below config.zc_threshold, on the epoll
  * backend, on a kernel without IORING_OP_SEND_ZC, and on fds that are not
  * stream sockets, it is weft_stream_write (one copy, returns at once).
- * On sockets without zero-copy (AF_UNIX) it sends with plain sends the
- * same way.  Returns len; the sticky error or -EPIPE after shutdown
+ * On sockets without zero-copy (AF_UNIX) the first call finds out and
+ * sends with plain sends the same way, and later ones copy.  Returns len; the sticky error or -EPIPE after shutdown
  * (nothing queued); a send error (sticky: the peer has a prefix of buf
  * and nothing after); -ETIMEDOUT from write_timeout_ns or the write
  * deadline (sticky, as for drain); -EBUSY while this task holds a
