@@ -1128,6 +1128,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	weft_loop *l = weft__loop_self();
 	int16_t pin = t->pin;
 	t->pin = (int16_t)l->index;
+	uint64_t saved = 0, acked = zc ? tcp_acked(s->fd) : 0;
 	weft__lock_acquire(&s->lk);
 	/* Zero-copy: one op for all of it (MSG_WAITALL: the kernel goes on
 	 * as the peer takes bytes), so one notification ends it; ops cut
@@ -1139,18 +1140,18 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	s->zres = 0;
 	weft__op_arm(l, &s->zop);
 	bool stopping = false;
-	uint64_t saved = 0, acked = zc ? tcp_acked(s->fd) : 0;
 	while (!s->zdone) {
 		uint64_t dl = *mine ? WEFT_FOREVER : write_limit(s, start);
 		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
+			weft__lock_release(&s->lk); /* no system call under lk */
 			uint64_t now_acked = zc ? tcp_acked(s->fd) : 0;
 			if (now_acked != acked) { /* the peer took bytes meanwhile */
 				acked = now_acked;
+				weft__lock_acquire(&s->lk);
 				s->wprog_ns = weft_now_ns();
 				continue;
 			}
 			*mine = true;
-			weft__lock_release(&s->lk);
 			struct sockaddr sa = { .sa_family = AF_UNSPEC };
 			connect(s->fd, &sa, sizeof sa); /* frees what it holds */
 			weft__io_cancel(l, &s->zop);
