@@ -1165,14 +1165,14 @@ struct zc_cancel {
 	weft_stream *s;
 	uint8_t *buf;
 	ssize_t rc;
-	uint64_t ret_ns;
+	_Atomic uint64_t ret_ns; /* read by the test body while it runs */
 };
 
 static void *zc_cancel_writer(void *arg)
 {
 	struct zc_cancel *z = arg;
 	z->rc = weft_stream_write_zc(z->s, z->buf, ZC_BIG);
-	z->ret_ns = weft_now_ns();
+	atomic_store(&z->ret_ns, weft_now_ns());
 	memset(z->buf, 0xEE, ZC_BIG); /* at once: must not reach the peer */
 	return NULL;
 }
@@ -1201,7 +1201,7 @@ static void zc_cancel_body(struct fx *f)
 	 * cancelled call waits for that (on io_uring; a copy returned at
 	 * once). */
 	weft_sleep_ms(30);
-	x->ret_early = x->z.ret_ns;
+	x->ret_early = atomic_load(&x->z.ret_ns);
 	x->k = (struct sink){ .fd = f->peer, .total = ZC_BIG };
 	weft_task *k = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
 	finish(t);
