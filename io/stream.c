@@ -84,6 +84,7 @@ struct weft_stream {
 	bool wshut;         /* shut down for writing */
 	bool aborting;      /* close gave up: drop what is queued */
 	int werr;           /* sticky send error, or -ETIMEDOUT (write limits) */
+	_Atomic bool zc_refused; /* the socket has no zero-copy (AF_UNIX) */
 	uint64_t wdeadline; /* weft_stream_write_deadline, WEFT_FOREVER none */
 	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
 			       a write_timeout_ns) */
@@ -94,14 +95,21 @@ struct weft_stream {
 			       reservation; NULL: none */
 	size_t resv_at, resv_len; /* where in it, how long */
 	weft_task *resv_task; /* who holds it */
-	weft__op zop;       /* weft_stream_write_zc's send (a callback op:
-			       its task waits for the notification itself) */
-	int32_t zres;       /* its result */
-	bool zdone;         /* its last CQE came: the kernel is done with it */
-	_Atomic bool zc_refused; /* the socket has no zero-copy (AF_UNIX) */
+	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
+			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
+};
+
+/* weft_stream_write_zc's send: a callback op (its task waits for the
+ * notification itself), under the stream's lk.  Allocated by the first
+ * zero-copy send, so streams that never make one do not carry it. */
+struct zcsend {
+	weft_stream *s;
+	weft__op op;
+	int32_t res;        /* its result */
+	bool done;          /* its last CQE came: the kernel is done with it */
 };
 
 struct pend {
@@ -1087,16 +1095,17 @@ static bool zc_ready(const weft_stream *s)
  * a notification follows), then the notification. */
 static void zc_cqe(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
-	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, zop));
+	struct zcsend *z = (struct zcsend *)((char *)op - offsetof(struct zcsend, op));
+	weft_stream *s = z->s;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	if (!(flags & IORING_CQE_F_NOTIF)) {
-		s->zres = res;
+		z->res = res;
 		if (res > 0 && s->cfg.write_timeout_ns != WEFT_FOREVER)
 			s->wprog_ns = weft_now_ns();
 	}
 	if (!(flags & IORING_CQE_F_MORE))
-		s->zdone = true;
+		z->done = true;
 	weft__waitlist_fire_all(&s->waiters, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 }
@@ -1133,14 +1142,15 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	/* Zero-copy: one op for all of it (MSG_WAITALL: the kernel goes on
 	 * as the peer takes bytes), so one notification ends it; ops cut
 	 * short would each wait for the peer's ACK before the next starts. */
-	s->zop = (weft__op){ .cb = zc_cqe, .opcode = zc ? WEFT_OP_SEND_ZC : WEFT_OP_SEND,
-			     .a = { .fd = s->fd, .p = (void *)buf, .len = len,
-				    .flags = zc ? MSG_WAITALL : 0 } };
-	s->zdone = false;
-	s->zres = 0;
-	weft__op_arm(l, &s->zop);
+	struct zcsend *z = s->zc;
+	z->op = (weft__op){ .cb = zc_cqe, .opcode = zc ? WEFT_OP_SEND_ZC : WEFT_OP_SEND,
+			    .a = { .fd = s->fd, .p = (void *)buf, .len = len,
+				   .flags = zc ? MSG_WAITALL : 0 } };
+	z->done = false;
+	z->res = 0;
+	weft__op_arm(l, &z->op);
 	bool stopping = false;
-	while (!s->zdone) {
+	while (!z->done) {
 		uint64_t dl = *mine ? WEFT_FOREVER : write_limit(s, start);
 		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
 			weft__lock_release(&s->lk); /* no system call under lk */
@@ -1154,7 +1164,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 			*mine = true;
 			struct sockaddr sa = { .sa_family = AF_UNSPEC };
 			connect(s->fd, &sa, sizeof sa); /* frees what it holds */
-			weft__io_cancel(l, &s->zop);
+			weft__io_cancel(l, &z->op);
 			if (!stopping)
 				saved = weft__uninterruptible_begin(t);
 			stopping = true;
@@ -1166,13 +1176,13 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 		if (r < 0 && !stopping && !(r == -ETIMEDOUT && dl != WEFT_FOREVER &&
 					     weft_now_ns() >= dl)) {
 			*why = r; /* the caller's: stop, then wait for the end */
-			weft__io_cancel(l, &s->zop);
+			weft__io_cancel(l, &z->op);
 			saved = weft__uninterruptible_begin(t);
 			stopping = true;
 		}
 		weft__lock_acquire(&s->lk);
 	}
-	int32_t res = s->zres;
+	int32_t res = z->res;
 	weft__lock_release(&s->lk);
 	if (stopping)
 		weft__uninterruptible_end(t, saved);
@@ -1220,6 +1230,13 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 	    !(weft__loop_self()->features & WEFT_RING_SEND_ZC) ||
 	    atomic_load_explicit(&s->zc_refused, memory_order_relaxed))
 		return weft_stream_write(s, buf, len); /* a copy pays better */
+	weft__lock_acquire(&s->lk);
+	if (!s->zc && (s->zc = calloc(1, sizeof(*s->zc))))
+		s->zc->s = s;
+	bool have = s->zc != NULL;
+	weft__lock_release(&s->lk);
+	if (!have)
+		return weft_stream_write(s, buf, len); /* no memory for the op */
 	/* Take the send slot once everything queued before is sent: later
 	 * writes queue behind (sending is set: they go to `next`). */
 	for (;;) {
@@ -1360,6 +1377,7 @@ int weft_stream_close(weft_stream *s)
 	free(s->out.p);
 	free(s->next.p);
 	free(s->hold.p);
+	free(s->zc);
 	free(s->ms);
 	free(s);
 	return r;

@@ -17,9 +17,9 @@
  * idle_timeout_ns; sending stalls at most write_timeout_ns (a client that
  * stops reading: the handler's drain fails with -ETIMEDOUT, and the close
  * after the handler drops what is still queued and releases the fd at
- * once, as nginx's send_timeout); the handler can bound a whole request head with
- * weft_stream_read_deadline (the HTTP example does), so slow or silent
- * clients cannot pin connections.  An accept that fails for lack of fds
+ * once, as nginx's send_timeout); the handler can bound a whole request
+ * head with weft_stream_read_deadline (the HTTP example does), so slow or
+ * silent clients cannot pin connections.  An accept that fails for lack of fds
  * or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM, ENOSPC) backs off and
  * retries: the server keeps serving once they are free again.  Any other
  * failed accept but the listener's own (EBADF, EINVAL, ENOTSOCK) is

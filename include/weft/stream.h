@@ -20,7 +20,8 @@
  * to low_water (asyncio's defaults: 64 KiB and 16 KiB).  A send error
  * (-EPIPE, -ECONNRESET, ...) is sticky: the queued bytes are dropped and
  * every later write or drain returns it.  Any task may write; write order is
- * the order of the weft_stream_write calls.
+ * the order of the write calls (weft_stream_writev, a reservation and
+ * weft_stream_write_zc each take one place in it, see each).
  *
  * Write limits: write_timeout_ns bounds a stall, not a wait: a drain,
  * flush, shutdown or close that waits fails once the peer has taken no
@@ -32,8 +33,9 @@
  * operations").  For weft_stream_write_zc, whose one send waits for the
  * whole buffer, progress is the bytes the peer has acknowledged (TCP's
  * bytes_acked).  Keep the limit well above TCP's retransmission timeout
- * (200 ms at least): a stalled window can stop all progress that long.  A per-wait bound would instead cut a large reply to a
- * slow link that is making progress; bound a whole reply with
+ * (200 ms at least): a stalled window can stop all progress that long.
+ * A per-wait bound would instead cut a large reply to a slow link that is
+ * making progress; bound a whole reply with
  * weft_stream_write_deadline (absolute) or a scope.  Reaching either limit
  * is sticky, as a send error is: the wait returns -ETIMEDOUT, the bytes
  * still queued are dropped (weft_stream_pending, read before, tells how
@@ -62,10 +64,11 @@
  * bytes, so each call waits about a round trip longer than a copy would.
  * bench/send_zc.c (docs/benchmarks.md) measured, over TCP loopback on
  * this machine, the sender's CPU per KiB 2-18x higher than a copy's below
- * 64 KiB, and at parity from 256 KiB (0.93-1.06x of the stream's copying
- * write in the 5-repeat run, up to 2.3x in noisier 3-repeat ones): on loopback the kernel copies the pages when
- * it delivers them locally, so the saving cannot show there; on a real
- * NIC the copy is skipped.  Hence zc_threshold's default,
+ * 64 KiB, and at parity from 256 KiB (0.93-1.06x of the stream's
+ * copying write in the 5-repeat run, up to 2.3x in noisier 3-repeat
+ * ones): on loopback the kernel copies the pages when it delivers them
+ * locally, so the saving cannot show there; on a real NIC the copy is
+ * skipped.  Hence zc_threshold's default,
  * WEFT_STREAM_ZC_DEFAULT (256 KiB): smaller buffers are copied, where
  * zero copy measurably loses; set UINT_MAX to always copy.  A single
  * stream's throughput with 1-4 MiB buffers was lower with zero copy
@@ -79,10 +82,11 @@
  * from it in place; epoll: one is allocated once the socket is readable).
  * Once every queued byte has been sent, the write buffers are freed.  So
  * a socket stream whose task waits in a read with nothing buffered and
- * nothing queued holds just its structure (about 370 bytes; 200 more with
- * config.multishot) besides its task; a server connection waiting for its
- * next request costs that, its task (one touched 4 KiB stack page and the
- * task structure) and the kernel's socket.  Streams of pipes and ttys keep
+ * nothing queued holds just its structure (about 470 bytes; 200 more with
+ * config.multishot; 170 more once it has made a zero-copy send) besides
+ * its task; a server connection waiting for its next request costs that,
+ * its task (one touched 4 KiB stack page and the task structure) and the
+ * kernel's socket.  Streams of pipes and ttys keep
  * their read buffer, as does a stream waiting with part of a unit buffered
  * (half a line), and on kernels without provided-buffer rings (before
  * 5.19) a waiting receive names a buffer of its own.
@@ -265,11 +269,11 @@ WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
  * backend, on a kernel without IORING_OP_SEND_ZC, and on fds that are not
  * stream sockets, it is weft_stream_write (one copy, returns at once).
  * On sockets without zero-copy (AF_UNIX) the first call finds out and
- * sends with plain sends the same way, and later ones copy.  Returns len; the sticky error or -EPIPE after shutdown
- * (nothing queued); a send error (sticky: the peer has a prefix of buf
- * and nothing after); -ETIMEDOUT from write_timeout_ns or the write
- * deadline (sticky, as for drain); -EBUSY while this task holds a
- * reservation.  A cancellation or the caller's scope ends the wait with
+ * sends with plain sends the same way, and later ones copy.  Returns len;
+ * the sticky error or -EPIPE after shutdown (nothing queued); a send
+ * error (sticky: the peer has a prefix of buf and nothing after);
+ * -ETIMEDOUT from write_timeout_ns or the write deadline (sticky, as for
+ * drain); -EBUSY while this task holds a reservation.  A cancellation or the caller's scope ends the wait with
  * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf (for a
  * peer that stopped reading: when it reads again, or when a write limit
  * disconnects it; so give streams that use write_zc a write_timeout_ns),
