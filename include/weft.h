@@ -768,6 +768,7 @@ enum {
 	WEFT_RING_NODROP = 1 << 7,        /* CQ overflow kept, not dropped */
 	WEFT_RING_CQSIZE = 1 << 8,        /* CQ sized by ring_cq_entries */
 	WEFT_RING_CQE_SKIP = 1 << 9,      /* IOSQE_CQE_SKIP_SUCCESS (5.17) */
+	WEFT_RING_SEND_ZC = 1 << 10,      /* IORING_OP_SEND_ZC (6.0) */
 };
 
 typedef struct weft_loop_stats {

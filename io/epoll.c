@@ -262,7 +262,7 @@ static uint32_t op_direction(const weft__op *op)
 {
 	switch (op->opcode) {
 	case WEFT_OP_WRITE: case WEFT_OP_WRITEV: case WEFT_OP_SEND: case WEFT_OP_SENDMSG:
-	case WEFT_OP_CONNECT:
+	case WEFT_OP_SEND_ZC: case WEFT_OP_CONNECT:
 		return EPOLLOUT;
 	default:
 		return EPOLLIN;

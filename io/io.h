@@ -60,6 +60,10 @@ enum weft__opcode {
 	WEFT_OP_POLL,
 	WEFT_OP_RECV_MULTI, /* multishot receive into the loop's buffer ring
 			       (io_uring only: streams ask bufring first) */
+	WEFT_OP_SEND_ZC,    /* send without copying (IORING_OP_SEND_ZC): done
+			       only once the kernel's notification says it no
+			       longer reads the buffer; a plain send where
+			       the ring has none and on epoll */
 };
 
 enum { /* weft__op.hints */

@@ -127,7 +127,7 @@ int weft__op_syscall(weft__op *op, bool nowait)
 		return rw(op, nowait);
 	case WEFT_OP_RECV:
 		return ret(recv(a->fd, a->p, a->len, (int)a->flags | dw));
-	case WEFT_OP_SEND:
+	case WEFT_OP_SEND: case WEFT_OP_SEND_ZC: /* epoll: a copy (io.h) */
 		return ret(send(a->fd, a->p, a->len, (int)a->flags | dw | MSG_NOSIGNAL));
 	case WEFT_OP_RECVMSG:
 		return ret(recvmsg(a->fd, a->p, (int)a->flags | dw));

@@ -98,6 +98,14 @@ ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 	       .flags = (uint32_t)flags);
 }
 
+ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags)
+{
+	if (!buf && len)
+		return -EINVAL;
+	RUN_OP(WEFT_OP_SEND_ZC, .fd = fd, .p = (void *)buf, .len = len_arg(len),
+	       .flags = (uint32_t)flags);
+}
+
 ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 {
 	if (!buf && len)

@@ -74,6 +74,7 @@ void weft_server_config_init(weft_server_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_conns = 65536;
 	cfg->idle_timeout_ns = WEFT_FOREVER; /* by protocol: server.h */
+	cfg->write_timeout_ns = 60ull * 1000000000ull; /* a stall, any protocol */
 	cfg->grace_ns = 5ull * 1000000000ull;
 	cfg->stream_limit = 64 * 1024;
 }
@@ -138,6 +139,7 @@ static void *conn_main(void *arg)
 	weft_stream_config_init(&sc);
 	sc.limit = s->cfg.stream_limit;
 	sc.read_timeout_ns = s->cfg.idle_timeout_ns;
+	sc.write_timeout_ns = s->cfg.write_timeout_ns;
 	sc.multishot = s->cfg.multishot_recv;
 	weft_stream *st;
 	if (weft_stream_open(&st, c->fd, &sc) == 0) {
@@ -475,6 +477,8 @@ static void *sigwatch_main(void *arg)
 /* ------------------------------------------------------------------------ */
 /* start and destroy                                                         */
 /* ------------------------------------------------------------------------ */
+
+_Static_assert(sizeof(weft_server_config) == 80, "weft_server_config changed size");
 
 static int check_cfg(const weft_server_config *c)
 {

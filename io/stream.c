@@ -30,8 +30,12 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_acked (glibc's has none) */
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,11 +90,33 @@ struct weft_stream {
 	bool paused;        /* over high water, not yet back to low water */
 	bool wshut;         /* shut down for writing */
 	bool aborting;      /* close gave up: drop what is queued */
-	int werr;           /* sticky send error */
-	wbuf out, next;     /* freed whenever both are empty */
+	int werr;           /* sticky send error, or -ETIMEDOUT (write limits) */
+	_Atomic bool zc_refused; /* the socket has no zero-copy (AF_UNIX) */
+	uint64_t wdeadline; /* weft_stream_write_deadline, WEFT_FOREVER none */
+	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
+			       a write_timeout_ns) */
+	wbuf out, next;     /* freed whenever all three are empty */
+	wbuf hold;          /* written behind an open reservation, then
+			       until `next` has gone out */
+	char *resv_buf;     /* the buffer (out's or next's) holding the open
+			       reservation; NULL: none */
+	size_t resv_at, resv_len; /* where in it, how long */
+	weft_task *resv_task; /* who holds it */
+	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
+			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
 	weft__op op;
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
+};
+
+/* weft_stream_write_zc's send: a callback op (its task waits for the
+ * notification itself), under the stream's lk.  Allocated by the first
+ * zero-copy send, so streams that never make one do not carry it. */
+struct zcsend {
+	weft_stream *s;
+	weft__op op;
+	int32_t res;        /* its result */
+	bool done;          /* its last CQE came: the kernel is done with it */
 };
 
 struct pend {
@@ -115,7 +141,11 @@ void weft_stream_config_init(weft_stream_config *cfg)
 	cfg->high_water = 64 * 1024;
 	cfg->low_water = 16 * 1024;
 	cfg->read_timeout_ns = WEFT_FOREVER;
+	cfg->write_timeout_ns = WEFT_FOREVER;
+	cfg->zc_threshold = WEFT_STREAM_ZC_DEFAULT;
 }
+
+_Static_assert(sizeof(weft_stream_config) == 64, "weft_stream_config changed size");
 
 int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 {
@@ -152,6 +182,7 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 			type == SOCK_STREAM;
 	s->cfg = c;
 	s->rdeadline = WEFT_FOREVER;
+	s->wdeadline = WEFT_FOREVER;
 	*out = s;
 	return 0;
 }
@@ -764,7 +795,7 @@ bool weft__stream_reading(weft_stream *s)
 size_t weft__stream_held(weft_stream *s)
 {
 	weft__lock_acquire(&s->lk);
-	size_t n = s->rcap + s->out.cap + s->next.cap;
+	size_t n = s->rcap + s->out.cap + s->next.cap + s->hold.cap;
 	if (s->ms)
 		n += s->ms->npend * WEFT__BUFRING_SIZE;
 	weft__lock_release(&s->lk);
@@ -777,12 +808,15 @@ size_t weft__stream_held(weft_stream *s)
 
 static size_t queued(const weft_stream *s)
 {
-	return s->out.len - s->out.off + s->next.len;
+	return s->out.len - s->out.off + s->next.len + s->hold.len;
 }
 
-static int wbuf_append(wbuf *b, const void *p, size_t n)
+/* Room for n more bytes after b->len (b never the in-flight buffer). */
+static inline int wbuf_room(wbuf *b, size_t n)
 {
 	if (b->cap - b->len < n) {
+		if (n > SIZE_MAX / 4 - b->len)
+			return -ENOMEM;
 		size_t cap = b->cap ? b->cap : 1024;
 		while (cap - b->len < n)
 			cap *= 2;
@@ -792,9 +826,67 @@ static int wbuf_append(wbuf *b, const void *p, size_t n)
 		b->p = q;
 		b->cap = cap;
 	}
+	return 0;
+}
+
+static inline int wbuf_append(wbuf *b, const void *p, size_t n)
+{
+	int r = wbuf_room(b, n);
+	if (r < 0)
+		return r;
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
 	return 0;
+}
+
+static void wbuf_swap(wbuf *a, wbuf *b)
+{
+	wbuf t = *a;
+	*a = *b;
+	*b = t;
+}
+
+/* With lk held: where written bytes go.  The send order is out, next,
+ * hold: `hold` takes them behind an open reservation and keeps taking
+ * them until it has moved up (wrotate), so order is kept. */
+static inline wbuf *wtail(weft_stream *s)
+{
+	if (unlikely(s->resv_buf || s->hold.len))
+		return &s->hold;
+	return s->sending ? &s->next : &s->out;
+}
+
+/* With lk held, `out` sent and not in flight: the next stage moves up
+ * (out <- next <- hold), unless `out` holds the open reservation (nothing
+ * is written behind it but into hold, so next is empty then) or what
+ * hold has waits behind one. */
+static void wrotate(weft_stream *s)
+{
+	if (unlikely(s->resv_buf) && s->out.p == s->resv_buf)
+		return;
+	wbuf_swap(&s->out, &s->next);
+	s->out.off = 0;
+	s->next.len = s->next.off = 0;
+	if (unlikely(!s->out.len && s->hold.len) && !s->resv_buf) {
+		wbuf_swap(&s->out, &s->hold);
+		s->hold.len = s->hold.off = 0;
+	}
+}
+
+/* With lk held: drop every queued byte that is not in flight (a sticky
+ * error; close giving up). */
+static void wdrop(weft_stream *s)
+{
+	s->next.len = s->hold.len = 0;
+	if (!s->sending)
+		s->out.len = s->out.off = 0;
+}
+
+/* With lk held: the stream takes no more bytes: its sticky error, or
+ * -EPIPE after shutdown; else 0. */
+static inline int wclosed(const weft_stream *s)
+{
+	return s->werr ? s->werr : s->wshut ? -EPIPE : 0;
 }
 
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
@@ -816,40 +908,56 @@ static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 	s->sending = true;
 }
 
+/* With lk held, after bytes were added at wtail: send them, unless a send
+ * is in flight or they wait behind a reservation. */
+static inline void wqueued(weft_stream *s, weft__wakes *wk)
+{
+	if (!s->sending && s->out.len > s->out.off)
+		send_submit(s, weft__loop_self(), wk);
+	atomic_store_explicit(&s->expect_empty, true, memory_order_relaxed);
+	if (queued(s) > s->cfg.high_water)
+		s->paused = true;
+}
+
+/* With lk held, after the queue shrank: unpause, free the buffers of an
+ * idle writer, wake drain and flush. */
+static inline void send_settle(weft_stream *s, weft__wakes *wk)
+{
+	if (s->paused && queued(s) <= s->cfg.low_water)
+		s->paused = false;
+	if (!s->sending && !queued(s) && !s->resv_buf) { /* an idle writer holds none */
+		free(s->out.p);
+		free(s->next.p);
+		free(s->hold.p);
+		s->out = s->next = s->hold = (wbuf){ 0 };
+	}
+	if (!s->sending || !s->paused)
+		weft__waitlist_fire_all(&s->waiters, wk);
+}
+
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
 	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, op));
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
-	if (s->aborting) {
-		s->out.len = s->out.off = s->next.len = 0;
+	if (s->aborting || s->werr) { /* closing, or a write limit passed */
+		wdrop(s);
 	} else if (res == -EAGAIN || res == -EINTR) {
 		send_submit(s, l, &wk);
 	} else if (res <= 0) {
 		s->werr = res < 0 ? res : -EIO;
-		s->out.len = s->out.off = s->next.len = 0;
+		wdrop(s);
 	} else {
 		s->out.off += (size_t)res;
-		if (s->out.off == s->out.len) {
-			wbuf t = s->out; /* in flight no more: swap in `next` */
-			s->out = s->next;
-			s->out.off = 0;
-			s->next = t;
-			s->next.len = s->next.off = 0;
-		}
+		if (s->cfg.write_timeout_ns != WEFT_FOREVER)
+			s->wprog_ns = weft_now_ns();
+		if (s->out.off == s->out.len)
+			wrotate(s); /* in flight no more */
 		if (s->out.len > s->out.off)
 			send_submit(s, l, &wk);
 	}
-	if (s->paused && queued(s) <= s->cfg.low_water)
-		s->paused = false;
-	if (!s->sending && !queued(s)) { /* all sent: an idle writer holds none */
-		free(s->out.p);
-		free(s->next.p);
-		s->out = s->next = (wbuf){ 0 };
-	}
-	if (!s->sending || !s->paused)
-		weft__waitlist_fire_all(&s->waiters, &wk);
+	send_settle(s, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 }
 
@@ -860,24 +968,171 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		return r;
 	if (!buf && len)
 		return -EINVAL;
-	weft_loop *l = weft__loop_self();
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	r = s->werr ? s->werr : s->wshut ? -EPIPE : 0;
-	if (!r && len) {
-		r = wbuf_append(s->sending ? &s->next : &s->out, buf, len);
-		if (!r && !s->sending)
-			send_submit(s, l, &wk);
-		atomic_store_explicit(&s->expect_empty, true, memory_order_relaxed);
-		if (queued(s) > s->cfg.high_water)
-			s->paused = true;
-	}
+	r = wclosed(s);
+	if (!r && len && !(r = wbuf_append(wtail(s), buf, len)))
+		wqueued(s, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 	return r < 0 ? r : (ssize_t)len;
 }
 
+ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (iovcnt < 0 || (!iov && iovcnt))
+		return -EINVAL;
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if ((!iov[i].iov_base && iov[i].iov_len) ||
+		    iov[i].iov_len > (size_t)SSIZE_MAX - total)
+			return -EINVAL;
+		total += iov[i].iov_len;
+	}
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	r = wclosed(s);
+	wbuf *b = wtail(s);
+	if (!r && total && !(r = wbuf_room(b, total))) { /* all or nothing */
+		for (int i = 0; i < iovcnt; i++) {
+			if (iov[i].iov_len)
+				memcpy(b->p + b->len, iov[i].iov_base, iov[i].iov_len);
+			b->len += iov[i].iov_len;
+		}
+		wqueued(s, &wk);
+	}
+	weft__unlock_wake(&s->lk, &wk);
+	return r < 0 ? r : (ssize_t)total;
+}
+
+int weft_stream_reserve(weft_stream *s, size_t len, void **out)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (!out || !len)
+		return -EINVAL;
+	*out = NULL;
+	weft__lock_acquire(&s->lk);
+	r = wclosed(s);
+	if (!r && s->resv_buf)
+		r = -EBUSY;
+	wbuf *b = s->sending ? &s->next : &s->out; /* never the in-flight one */
+	if (!r && s->hold.len) { /* writes wait in hold: the reservation goes after them */
+		if (!(r = wbuf_room(b, s->hold.len + len))) {
+			memcpy(b->p + b->len, s->hold.p, s->hold.len);
+			b->len += s->hold.len;
+			s->hold.len = 0;
+		}
+	}
+	if (!r && !(r = wbuf_room(b, len))) {
+		s->resv_buf = b->p;
+		s->resv_at = b->len;
+		s->resv_len = len;
+		s->resv_task = weft__task_self();
+		*out = b->p + b->len;
+	}
+	weft__lock_release(&s->lk);
+	return r;
+}
+
+/* With lk held: end the open reservation, its first n bytes queued (none
+ * after a sticky error: they are dropped with the rest); what was written
+ * behind it follows. */
+static void resv_end(weft_stream *s, size_t n, weft__wakes *wk)
+{
+	wbuf *b = s->out.p == s->resv_buf ? &s->out : &s->next;
+	s->resv_buf = NULL;
+	if (!s->werr) {
+		b->len = s->resv_at + n;
+		if (!s->sending && s->out.len == s->out.off) /* nothing ahead */
+			wrotate(s);
+		wqueued(s, wk);
+	}
+	send_settle(s, wk);
+}
+
+int weft_stream_commit(weft_stream *s, size_t n)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	if (!s->resv_buf || s->resv_task != weft__task_self() || n > s->resv_len) {
+		weft__lock_release(&s->lk); /* the reservation, if any, stays open */
+		return -EINVAL;
+	}
+	resv_end(s, n, &wk);
+	r = s->werr;
+	weft__unlock_wake(&s->lk, &wk);
+	return r;
+}
+
+/* With lk held: when a writer waiting since `start` gives up (public
+ * deadline, WEFT_FOREVER none): the write deadline, or write_timeout_ns
+ * after the later of `start` and the peer's last progress. */
+static uint64_t write_limit(const weft_stream *s, uint64_t start)
+{
+	uint64_t dl = s->wdeadline, tmo = s->cfg.write_timeout_ns;
+	if (tmo != WEFT_FOREVER) {
+		uint64_t from = s->wprog_ns > start ? s->wprog_ns : start;
+		uint64_t stall = weft__deadline_add(from, tmo);
+		dl = stall < dl ? stall : dl;
+	}
+	return dl;
+}
+
+/* With lk held: a write limit passed.  -ETIMEDOUT becomes the sticky
+ * error and what is queued is dropped, as after a send error (an
+ * in-flight send drops the rest when it completes: close aborts it). */
+static void write_timed_out(weft_stream *s)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	s->werr = -ETIMEDOUT;
+	wdrop(s);
+	s->paused = false;
+	weft__waitlist_fire_all(&s->waiters, &wk);
+	weft__unlock_wake(&s->lk, &wk);
+}
+
 /* Wait, under lk, until `done(s)`; returns with lk released: 0, the sticky
- * error, or the wait's -ECANCELED/-ETIMEDOUT. */
+ * error (-ETIMEDOUT once a write limit passes), -EBUSY for the holder of
+ * an open reservation that would have to wait (for itself), or the wait's
+ * -ECANCELED/-ETIMEDOUT (not sticky: the caller's own cancellation or
+ * scope). */
+static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task *t,
+							bool (*done)(const weft_stream *))
+{
+	uint64_t start = 0; /* when the wait began: only if it must */
+	int r;
+	while (!s->werr && !done(s)) {
+		if (unlikely(s->resv_buf) && s->resv_task == t) {
+			weft__lock_release(&s->lk);
+			return -EBUSY;
+		}
+		if (!start && s->cfg.write_timeout_ns != WEFT_FOREVER)
+			start = weft_now_ns();
+		uint64_t dl = write_limit(s, start);
+		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
+			write_timed_out(s);
+			return -ETIMEDOUT;
+		}
+		weft__waiter w;
+		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
+		/* Our own limit ran out: re-check it (the peer may have taken
+		 * bytes since it was computed); anything else is the caller's */
+		if (r < 0 && (r != -ETIMEDOUT || dl == WEFT_FOREVER || weft_now_ns() < dl))
+			return r;
+		weft__lock_acquire(&s->lk);
+	}
+	r = s->werr;
+	weft__lock_release(&s->lk);
+	return r;
+}
+
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 {
 	weft_task *t = weft__task_self();
@@ -885,16 +1140,12 @@ static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
 	if (r < 0)
 		return r;
 	weft__lock_acquire(&s->lk);
-	while (!s->werr && !done(s)) {
-		weft__waiter w;
-		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, 0);
-		if (r < 0)
-			return r;
-		weft__lock_acquire(&s->lk);
+	if (likely(s->werr || done(s))) { /* nothing to wait for */
+		r = s->werr;
+		weft__lock_release(&s->lk);
+		return r;
 	}
-	r = s->werr;
-	weft__lock_release(&s->lk);
-	return r;
+	return wait_writer_slow(s, t, done);
 }
 
 static bool unpaused(const weft_stream *s)
@@ -904,7 +1155,18 @@ static bool unpaused(const weft_stream *s)
 
 static bool idle_writer(const weft_stream *s)
 {
-	return !s->sending;
+	return !s->sending && !s->resv_buf;
+}
+
+int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	weft__lock_acquire(&s->lk);
+	s->wdeadline = deadline_ns;
+	weft__lock_release(&s->lk);
+	return 0;
 }
 
 int weft_stream_drain(weft_stream *s)
@@ -919,12 +1181,227 @@ int weft_stream_flush(weft_stream *s)
 	return r < 0 ? r : wait_writer(s, idle_writer);
 }
 
+/* The send slot is free: nothing queued, nothing in flight, no open
+ * reservation. */
+static bool zc_ready(const weft_stream *s)
+{
+	return !s->sending && !queued(s) && !s->resv_buf;
+}
+
+/* The CQEs of a zero-copy send: its result (with IORING_CQE_F_MORE when
+ * a notification follows), then the notification. */
+static void zc_cqe(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
+{
+	struct zcsend *z = (struct zcsend *)((char *)op - offsetof(struct zcsend, op));
+	weft_stream *s = z->s;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	if (!(flags & IORING_CQE_F_NOTIF)) {
+		z->res = res;
+		if (res > 0 && s->cfg.write_timeout_ns != WEFT_FOREVER)
+			s->wprog_ns = weft_now_ns();
+	}
+	if (!(flags & IORING_CQE_F_MORE))
+		z->done = true;
+	weft__waitlist_fire_all(&s->waiters, &wk);
+	weft__unlock_wake(&s->lk, &wk);
+}
+
+/* Bytes the peer has acknowledged on TCP socket fd (0 where unknown): how
+ * a zero-copy send that waits for all of its buffer shows progress. */
+static uint64_t tcp_acked(int fd)
+{
+	struct tcp_info ti;
+	socklen_t n = sizeof ti;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &n) < 0 ||
+	    n < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+		return 0;
+	return ti.tcpi_bytes_acked;
+}
+
+/* One send of buf[0..len) from the send slot, on the calling task's loop
+ * (the task stays bound to it while the op is in flight: only that loop
+ * may cancel it).  Waits for the kernel's last word on it, whatever
+ * happens: a cancellation or the caller's scope asks the kernel to stop
+ * (*why), then still waits; past a write limit (*mine) the connection is
+ * disconnected, as the kernel holds zero-copy pages until the peer
+ * acknowledges them and a peer that stopped reading never will.  The
+ * send's result. */
+static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
+			   uint64_t start, int *why, bool *mine)
+{
+	weft_task *t = weft__task_self();
+	weft_loop *l = weft__loop_self();
+	int16_t pin = t->pin;
+	t->pin = (int16_t)l->index;
+	uint64_t saved = 0, acked = zc ? tcp_acked(s->fd) : 0;
+	weft__lock_acquire(&s->lk);
+	/* Zero-copy: one op for all of it (MSG_WAITALL: the kernel goes on
+	 * as the peer takes bytes), so one notification ends it; ops cut
+	 * short would each wait for the peer's ACK before the next starts. */
+	struct zcsend *z = s->zc;
+	z->op = (weft__op){ .cb = zc_cqe, .opcode = zc ? WEFT_OP_SEND_ZC : WEFT_OP_SEND,
+			    .a = { .fd = s->fd, .p = (void *)buf, .len = len,
+				   .flags = zc ? MSG_WAITALL : 0 } };
+	z->done = false;
+	z->res = 0;
+	weft__op_arm(l, &z->op);
+	bool stopping = false;
+	while (!z->done) {
+		uint64_t dl = *mine ? WEFT_FOREVER : write_limit(s, start);
+		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
+			weft__lock_release(&s->lk); /* no system call under lk */
+			uint64_t now_acked = zc ? tcp_acked(s->fd) : 0;
+			if (now_acked != acked) { /* the peer took bytes meanwhile */
+				acked = now_acked;
+				weft__lock_acquire(&s->lk);
+				s->wprog_ns = weft_now_ns();
+				continue;
+			}
+			*mine = true;
+			struct sockaddr sa = { .sa_family = AF_UNSPEC };
+			connect(s->fd, &sa, sizeof sa); /* frees what it holds */
+			weft__io_cancel(l, &z->op);
+			if (!stopping)
+				saved = weft__uninterruptible_begin(t);
+			stopping = true;
+			weft__lock_acquire(&s->lk);
+			continue;
+		}
+		weft__waiter w;
+		int r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
+		if (r < 0 && !stopping && !(r == -ETIMEDOUT && dl != WEFT_FOREVER &&
+					     weft_now_ns() >= dl)) {
+			*why = r; /* the caller's: stop, then wait for the end */
+			weft__io_cancel(l, &z->op);
+			saved = weft__uninterruptible_begin(t);
+			stopping = true;
+		}
+		weft__lock_acquire(&s->lk);
+	}
+	int32_t res = z->res;
+	weft__lock_release(&s->lk);
+	if (stopping)
+		weft__uninterruptible_end(t, saved);
+	t->pin = pin;
+	return res;
+}
+
+/* Send buf (in the send slot, taken by the caller) until all of it is
+ * gone, an error, or the caller's cancellation or scope.  Bytes sent; *err
+ * the error that stopped it (0: none), *mine whether a write limit. */
+static size_t zc_send(weft_stream *s, const char *buf, size_t len, int *err, bool *mine)
+{
+	uint64_t start = weft_now_ns();
+	bool zc = true;
+	size_t done = 0;
+	*err = 0;
+	*mine = false;
+	while (done < len && !*err && !*mine) {
+		size_t chunk = len - done > INT_MAX ? INT_MAX : len - done;
+		int32_t n = zc_send_one(s, buf + done, chunk, zc, start, err, mine);
+		if (n > 0)
+			done += (size_t)n;
+		else if (n == -EOPNOTSUPP && zc) { /* a socket without zero-copy (AF_UNIX) */
+			zc = false;
+			atomic_store_explicit(&s->zc_refused, true, memory_order_relaxed);
+		}
+		else if (n == 0 && !*err && !*mine)
+			*err = -EIO;
+		else if (n < 0 && n != -EAGAIN && n != -EINTR && n != -ECANCELED && !*err)
+			*err = n;
+	}
+	if (*mine)
+		*err = -ETIMEDOUT;
+	return done;
+}
+
+ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
+{
+	int r = stream_check(s);
+	if (r < 0)
+		return r;
+	if (!buf && len)
+		return -EINVAL;
+	if (len < s->cfg.zc_threshold || !s->bytestream ||
+	    !(weft__loop_self()->features & WEFT_RING_SEND_ZC) ||
+	    atomic_load_explicit(&s->zc_refused, memory_order_relaxed))
+		return weft_stream_write(s, buf, len); /* a copy pays better */
+	weft__lock_acquire(&s->lk);
+	if (!s->zc && (s->zc = calloc(1, sizeof(*s->zc))))
+		s->zc->s = s;
+	bool have = s->zc != NULL;
+	weft__lock_release(&s->lk);
+	if (!have)
+		return weft_stream_write(s, buf, len); /* no memory for the op */
+	/* Take the send slot once everything queued before is sent: later
+	 * writes queue behind (sending is set: they go to `next`). */
+	for (;;) {
+		r = wait_writer(s, zc_ready);
+		if (r == -ECANCELED || r == -ETIMEDOUT) {
+			weft__lock_acquire(&s->lk);
+			int e = s->werr;
+			weft__lock_release(&s->lk);
+			if (!e) { /* the caller's limit: nothing of buf is lost */
+				ssize_t w = weft_stream_write(s, buf, len);
+				return w < 0 ? w : r;
+			}
+		}
+		if (r < 0)
+			return r;
+		weft__lock_acquire(&s->lk);
+		if ((r = wclosed(s)) < 0 || zc_ready(s))
+			break;
+		weft__lock_release(&s->lk);
+	}
+	if (r < 0) {
+		weft__lock_release(&s->lk);
+		return r;
+	}
+	s->sending = true;
+	weft__lock_release(&s->lk);
+	int err;
+	bool mine;
+	size_t done = zc_send(s, buf, len, &err, &mine);
+	/* Give the slot back: a write limit or a send error is sticky; the
+	 * caller's cancellation or scope queues the rest (a copy now: the
+	 * kernel is done with buf) ahead of what was written meanwhile. */
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	s->sending = false;
+	if (mine)
+		s->werr = -ETIMEDOUT;
+	else if (err && err != -ECANCELED && err != -ETIMEDOUT && !s->werr)
+		s->werr = err;
+	if (!s->werr && done < len) {
+		s->out.len = s->out.off = 0; /* out is empty while the slot is held */
+		if (wbuf_append(&s->out, (const char *)buf + done, len - done) < 0)
+			s->werr = -ENOMEM;
+	}
+	if (s->werr) {
+		wdrop(s);
+		r = s->werr;
+	} else {
+		if (s->out.len == s->out.off)
+			wrotate(s);
+		wqueued(s, &wk);
+		r = err;
+	}
+	send_settle(s, &wk);
+	weft__unlock_wake(&s->lk, &wk);
+	return r < 0 ? r : (ssize_t)len;
+}
+
 int weft_stream_shutdown(weft_stream *s)
 {
 	int r = stream_check(s);
 	if (r < 0)
 		return r;
 	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
+	if (unlikely(s->resv_buf) && s->resv_task == weft__task_self() && !s->werr) {
+		weft__lock_release(&s->lk); /* it would wait for itself */
+		return -EBUSY;
+	}
 	s->wshut = true;
 	weft__lock_release(&s->lk);
 	r = weft_stream_flush(s);
@@ -951,9 +1428,7 @@ static void abort_send(weft_stream *s)
 {
 	weft_task *t = weft__task_self();
 	weft__lock_acquire(&s->lk);
-	s->next.len = 0; /* nothing more is queued; `out` may be in flight */
-	if (!s->sending)
-		s->out.len = s->out.off = 0;
+	wdrop(s); /* nothing more is queued; `out` may be in flight */
 	s->aborting = s->wshut = true;
 	bool sending = s->sending;
 	weft__lock_release(&s->lk);
@@ -961,8 +1436,15 @@ static void abort_send(weft_stream *s)
 		return;
 	if (s->is_sock)
 		shutdown(s->fd, SHUT_RDWR); /* fails the pending send at once */
+	/* No limit and no sticky error may end this wait: the op names s. */
 	uint64_t saved = weft__uninterruptible_begin(t);
-	wait_writer(s, idle_writer);
+	weft__lock_acquire(&s->lk);
+	while (s->sending) {
+		weft__waiter w;
+		weft__wait_locked(t, &s->lk, &s->waiters, &w, 0);
+		weft__lock_acquire(&s->lk);
+	}
+	weft__lock_release(&s->lk);
 	weft__uninterruptible_end(t, saved);
 }
 
@@ -971,6 +1453,11 @@ int weft_stream_close(weft_stream *s)
 	int r = stream_check(s);
 	if (r < 0)
 		return r;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	if (s->resv_buf) /* an open reservation: cancelled, as commit(s, 0) */
+		resv_end(s, 0, &wk);
+	weft__unlock_wake(&s->lk, &wk);
 	r = weft_stream_flush(s);
 	if (r < 0)
 		abort_send(s);
@@ -986,6 +1473,8 @@ int weft_stream_close(weft_stream *s)
 	rbuf_drop(s);
 	free(s->out.p);
 	free(s->next.p);
+	free(s->hold.p);
+	free(s->zc);
 	free(s->ms);
 	free(s);
 	return r;

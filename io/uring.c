@@ -106,8 +106,19 @@ static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		op->cb(l, op, res, flags);
 		return;
 	}
-	op->res = res;
-	op->cqe_flags = flags;
+	/* A task's op has one CQE, but a zero-copy send two: its result
+	 * (IORING_CQE_F_MORE), then the notification that the kernel is done
+	 * with the buffer, which alone ends it (rule 4). */
+	if (unlikely(flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF))) {
+		if (flags & IORING_CQE_F_MORE) {
+			op->res = res;
+			op->cqe_flags = flags;
+			return;
+		}
+	} else {
+		op->res = res;
+		op->cqe_flags = flags;
+	}
 	op->done = true;
 	/* op lives on the task's stack: after this wake it may be gone. */
 	weft__task_wake(op->task);
@@ -198,6 +209,8 @@ static void probe_features(weft_loop *l)
 	if (probe) {
 		if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
 			l->features |= WEFT_RING_MSG_RING;
+		if (io_uring_opcode_supported(probe, IORING_OP_SEND_ZC))
+			l->features |= WEFT_RING_SEND_ZC;
 		io_uring_free_probe(probe);
 	}
 	probe_buf_ring(l);
@@ -398,6 +411,12 @@ static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 		break;
 	case WEFT_OP_SEND:
 		io_uring_prep_send(sqe, a->fd, a->p, len, (int)a->flags | MSG_NOSIGNAL);
+		break;
+	case WEFT_OP_SEND_ZC:
+		if (l->features & WEFT_RING_SEND_ZC)
+			io_uring_prep_send_zc(sqe, a->fd, a->p, len, (int)a->flags | MSG_NOSIGNAL, 0);
+		else
+			io_uring_prep_send(sqe, a->fd, a->p, len, (int)a->flags | MSG_NOSIGNAL);
 		break;
 	case WEFT_OP_RECVMSG: io_uring_prep_recvmsg(sqe, a->fd, a->p, a->flags); break;
 	case WEFT_OP_SENDMSG:

@@ -11,6 +11,7 @@
 #include "weft_test.h"
 #include "weft_test_io.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -268,7 +269,7 @@ static void *start_main(void *arg)
 	bad.stream_limit = 0;
 	x->bad_limit = weft_server_start(&other, NULL, &a, &bad, echo, NULL);
 	bad = cfg;
-	bad.reserved[6] = 1;
+	bad.reserved[3] = 1;
 	x->bad_reserved = weft_server_start(&other, NULL, &a, &bad, echo, NULL);
 	x->bad_fn = weft_server_start(&other, NULL, &a, &cfg, NULL, NULL);
 	x->bad_addr = weft_server_start(&other, NULL, NULL, &cfg, echo, NULL);
@@ -478,6 +479,94 @@ static void test_idle_timeout_closes_silent_client(void **state)
 	assert_int_equal(x->chatty_err, 0);
 	assert_int_equal(x->chatty_rounds, 10);
 	assert_int_equal(atomic_load(&h_timedout), 1);
+}
+
+/* A handler stuck writing to a client that never reads: write_timeout_ns
+ * frees it (its drain fails), the close after it does not wait again, the
+ * connection is closed and its fd released. */
+static _Atomic int wto_drain_rc, wto_fd;
+static _Atomic uint64_t wto_drain_ns;
+
+static void flood_handler(weft_stream *s, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&h_started, 1);
+	atomic_store(&wto_fd, weft_stream_fd(s));
+	weft_sock_buffers(weft_stream_fd(s), 0, 4096);
+	static const char chunk[16384];
+	uint64_t t0 = weft_now_ns();
+	int r = 0;
+	for (int i = 0; i < 4096 && r == 0; i++) { /* 64 MiB at most */
+		ssize_t w = weft_stream_write(s, chunk, sizeof chunk);
+		r = w < 0 ? (int)w : weft_stream_drain(s);
+	}
+	atomic_store(&wto_drain_ns, weft_now_ns() - t0);
+	atomic_store(&wto_drain_rc, r);
+	note_end(r);
+}
+
+struct wto_rec {
+	int start_rc;
+	int connect_fd;
+	uint64_t active_after;
+	uint64_t freed_ns;
+	int fd_after;
+	ssize_t client_end; /* what the client reads once it does: EOF/reset */
+	weft_sockaddr a;
+};
+
+static void *wto_main(void *arg)
+{
+	struct wto_rec *x = arg;
+	weft_server_config cfg;
+	weft_server_config_init(&cfg);
+	cfg.write_timeout_ns = 150 * MS;
+	weft_server *srv;
+	if ((x->start_rc = start(&srv, &cfg, flood_handler, NULL, &x->a)) < 0)
+		return NULL;
+	int fd = x->connect_fd = weft_tcp_connect(&x->a, 1000 * MS);
+	if (fd >= 0) {
+		weft_sock_buffers(fd, 4096, 0); /* and never read, for now */
+		uint64_t t0 = weft_now_ns();
+		while (!atomic_load(&h_finished) && weft_now_ns() - t0 < 5000 * MS)
+			weft_sleep_ms(5);
+		x->active_after = wait_idle(srv);
+		x->freed_ns = weft_now_ns() - t0;
+		int sfd = atomic_load(&wto_fd);
+		x->fd_after = fcntl(sfd, F_GETFD) < 0 ? -errno : 0;
+		/* Now read: a prefix of the flood, then the end. */
+		char *buf = malloc(65536); /* not on a task's stack */
+		ssize_t r = -ENOMEM;
+		weft_scope sc;
+		weft_scope_enter(&sc, 3000 * MS);
+		while (buf && (r = weft_recv(fd, buf, 65536, 0)) > 0)
+			;
+		free(buf);
+		weft_scope_exit(&sc);
+		x->client_end = r;
+		close(fd);
+	}
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_write_timeout_frees_stuck_handler(void **state)
+{
+	(void)state;
+	reset_counters();
+	struct wto_rec rec = { 0 };
+	weft_test_run_loops(2, wto_main, &rec);
+	print_message("handler freed after %.0f ms (drain gave up after %.0f ms)\n",
+		      rec.freed_ns / 1e6, atomic_load(&wto_drain_ns) / 1e6);
+	assert_int_equal(rec.start_rc, 0);
+	assert_true(rec.connect_fd >= 0);
+	assert_int_equal(atomic_load(&wto_drain_rc), -ETIMEDOUT);
+	assert_int_equal(atomic_load(&h_timedout), 1);
+	assert_true(atomic_load(&wto_drain_ns) >= 140 * MS);
+	assert_true(atomic_load(&wto_drain_ns) < 2000 * MS);
+	assert_int_equal(rec.active_after, 0);
+	assert_int_equal(rec.fd_after, -EBADF);
+	assert_true(rec.client_end == 0 || rec.client_end == -ECONNRESET);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1390,6 +1479,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_port0_and_bad_start_arguments),
 	cmocka_unit_test(test_max_conns_rejects_extra),
 	cmocka_unit_test(test_idle_timeout_closes_silent_client),
+	cmocka_unit_test(test_write_timeout_frees_stuck_handler),
 	cmocka_unit_test(test_shutdown_lets_slow_response_finish),
 	cmocka_unit_test(test_shutdown_cancels_after_grace),
 	cmocka_unit_test(test_shutdown_ends_idle_connections_at_once),

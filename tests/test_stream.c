@@ -15,6 +15,7 @@
 #include "io/io.h" /* weft__stream_held, the loop's buffer ring */
 
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -44,42 +45,21 @@ typedef void (*body_fn)(struct fx *f);
 
 struct fx_run {
 	const weft_stream_config *cfg;
+	bool tcp; /* a TCP loopback connection instead of a socketpair */
 	body_fn body;
 	void *rec;
 	int open_rc;
 	int close_rc;
 	bool keep_stream; /* the body closed it */
-	bool tcp;         /* a TCP loopback pair instead of a socketpair */
 	struct fx *f;
 };
-
-/* A connected TCP loopback pair: 0 or -errno. */
-static int tcp_pair(int sv[2])
-{
-	weft_sockaddr a;
-	weft_addr_ip(&a, "127.0.0.1", 0);
-	int lfd = weft_tcp_listen(&a, 4, 0);
-	if (lfd < 0)
-		return lfd;
-	weft_sock_local(lfd, &a);
-	sv[0] = weft_tcp_connect(&a, 2000 * MS);
-	sv[1] = sv[0] >= 0 ? weft_accept(lfd, NULL, NULL, 0) : -1;
-	close(lfd);
-	if (sv[0] >= 0 && sv[1] >= 0)
-		return 0;
-	if (sv[0] >= 0)
-		close(sv[0]);
-	return -EIO;
-}
 
 static void *fx_main(void *arg)
 {
 	struct fx_run *r = arg;
 	int sv[2];
-	if (r->tcp ? (r->open_rc = tcp_pair(sv)) < 0
-		   : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		if (!r->tcp)
-			r->open_rc = -errno;
+	if (r->tcp ? tcp_loop_pair(sv) < 0 : socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		r->open_rc = -errno;
 		return NULL;
 	}
 	struct fx f = { .peer = sv[1], .rec = r->rec };
@@ -92,7 +72,8 @@ static void *fx_main(void *arg)
 	r->body(&f);
 	if (f.s)
 		r->close_rc = weft_stream_close(f.s);
-	close(f.peer);
+	if (f.peer >= 0)
+		close(f.peer);
 	return NULL;
 }
 
@@ -113,6 +94,15 @@ static const weft_stream_config *default_cfg;
 static void run_fx(const weft_stream_config *cfg, body_fn body, void *rec)
 {
 	run_fx_loops(2, cfg ? cfg : default_cfg, body, rec);
+}
+
+/* run_fx over TCP loopback (zero-copy sends need a TCP socket). */
+static void run_fx_tcp(const weft_stream_config *cfg, body_fn body, void *rec)
+{
+	struct fx_run r = { .cfg = cfg ? cfg : default_cfg, .tcp = true, .body = body, .rec = rec };
+	weft_test_run_loops(2, fx_main, &r);
+	assert_int_equal(r.open_rc, 0);
+	assert_int_equal(r.close_rc, 0);
 }
 
 /* Peer writes, one per call, with a pause before each (a task). */
@@ -529,6 +519,14 @@ static void *sink_main(void *arg)
 	return NULL;
 }
 
+/* Shrink the peer's receive and the stream's send buffer to `bytes`, so a
+ * peer that does not read soon stops the sender. */
+static void small_buffers(struct fx *f, int bytes)
+{
+	weft_sock_buffers(f->peer, bytes, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, bytes);
+}
+
 /* Queue n pattern bytes starting at offset off, in 16 KiB writes. */
 static ssize_t write_pat(weft_stream *s, size_t off, size_t n)
 {
@@ -565,8 +563,7 @@ static void drain_body(struct fx *f)
 {
 	struct drain_rec *x = f->rec;
 	size_t total = 1u << 20;
-	weft_sock_buffers(f->peer, 4096, 0);
-	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	small_buffers(f, 4096);
 	/* Under high water: drain returns at once. */
 	uint64_t t0 = weft_now_ns();
 	weft_stream_write(f->s, "", 0);
@@ -697,21 +694,15 @@ struct sticky_rec {
 static void *sticky_main(void *arg)
 {
 	struct sticky_rec *x = arg;
-	weft_sockaddr a;
-	weft_addr_ip(&a, "127.0.0.1", 0);
-	int lfd = weft_tcp_listen(&a, 4, 0);
-	weft_sock_local(lfd, &a);
-	int c = weft_tcp_connect(&a, 2000 * MS);
-	int p = c >= 0 ? weft_accept(lfd, NULL, NULL, 0) : -1;
-	close(lfd);
+	int sv[2];
 	weft_stream *s;
-	if (c < 0 || p < 0 || weft_stream_open(&s, c, NULL) < 0) {
+	if (tcp_loop_pair(sv) < 0 || weft_stream_open(&s, sv[0], NULL) < 0) {
 		x->setup = -1;
 		return NULL;
 	}
 	struct linger lg = { 1, 0 };
-	setsockopt(p, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-	close(p); /* RST */
+	setsockopt(sv[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(sv[1]); /* RST */
 	weft_sleep_ms(5);
 	char buf[4096];
 	memset(buf, 'x', sizeof buf);
@@ -744,6 +735,623 @@ static void test_sticky_send_error_after_reset(void **state)
 	assert_int_equal(x.drain_again, x.first_err);
 	assert_int_equal(x.flush_again, x.first_err);
 	assert_int_equal(x.close_rc, x.first_err);
+}
+
+/* ---------------------------------------------------------------------- */
+/* write limits                                                            */
+/* ---------------------------------------------------------------------- */
+
+/* The defaults with a write_timeout_ns. */
+static weft_stream_config timeout_cfg(uint64_t write_timeout_ns)
+{
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.write_timeout_ns = write_timeout_ns;
+	return cfg;
+}
+
+/* A peer that never reads: drain fails with -ETIMEDOUT within the stall
+ * limit, sticky; close returns it at once and releases the fd. */
+struct wto_rec {
+	ssize_t wrote;
+	size_t pending_before;
+	int drain_rc;
+	uint64_t drain_ns;
+	ssize_t w_again;
+	int drain_again, flush_again, shut_again;
+	int close_rc;
+	uint64_t close_ns;
+	int fd_after; /* fcntl(F_GETFD) of the stream's fd after close */
+};
+
+static void wto_body(struct fx *f)
+{
+	struct wto_rec *x = f->rec;
+	small_buffers(f, 4096);
+	int fd = weft_stream_fd(f->s);
+	x->wrote = write_pat(f->s, 0, 1u << 20);
+	x->pending_before = weft_stream_pending(f->s);
+	uint64_t t0 = weft_now_ns();
+	x->drain_rc = weft_stream_drain(f->s);
+	x->drain_ns = weft_now_ns() - t0;
+	x->w_again = weft_stream_write(f->s, "x", 1);
+	x->drain_again = weft_stream_drain(f->s);
+	x->flush_again = weft_stream_flush(f->s);
+	x->shut_again = weft_stream_shutdown(f->s);
+	t0 = weft_now_ns();
+	x->close_rc = weft_stream_close(f->s);
+	x->close_ns = weft_now_ns() - t0;
+	f->s = NULL;
+	x->fd_after = fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+}
+
+static void test_write_timeout_non_reading_peer(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(100 * MS);
+	struct wto_rec x = { 0 };
+	run_fx(&cfg, wto_body, &x);
+	print_message("drain gave up after %.0f ms, close took %.1f ms\n", x.drain_ns / 1e6,
+		      x.close_ns / 1e6);
+	assert_int_equal(x.wrote, 1 << 20);
+	assert_true(x.pending_before > 64 * 1024);
+	assert_int_equal(x.drain_rc, -ETIMEDOUT);
+	assert_true(x.drain_ns >= 95 * MS && x.drain_ns < 1500 * MS);
+	assert_int_equal(x.w_again, -ETIMEDOUT);
+	assert_int_equal(x.drain_again, -ETIMEDOUT);
+	assert_int_equal(x.flush_again, -ETIMEDOUT);
+	assert_int_equal(x.shut_again, -ETIMEDOUT);
+	assert_int_equal(x.close_rc, -ETIMEDOUT);
+	assert_true(x.close_ns < 500 * MS);
+	assert_int_equal(x.fd_after, -EBADF);
+}
+
+/* A slow but steady reader (8 KiB every 20 ms, 128 KiB in all, ~320 ms)
+ * is not cut by a 100 ms stall limit: progress restarts the clock. */
+struct slow_sink {
+	int fd;
+	size_t total, got, bad;
+	size_t chunk; /* bytes per receive (8 KiB when 0) */
+};
+
+static void *slow_sink_main(void *arg)
+{
+	struct slow_sink *k = arg;
+	size_t chunk = k->chunk ? k->chunk : 8192;
+	uint8_t *buf = malloc(chunk); /* not on a task's stack */
+	while (buf && k->got < k->total) {
+		weft_sleep_ms(20);
+		ssize_t r = weft_recv(k->fd, buf, chunk, 0);
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			k->bad += buf[i] != pat(k->got + (size_t)i);
+		k->got += (size_t)r;
+	}
+	free(buf);
+	return NULL;
+}
+
+struct wslow_rec {
+	ssize_t wrote;
+	int flush_rc;
+	uint64_t flush_ns;
+	int dl_rc;        /* a write deadline 50 ms ahead, 200 KiB to go */
+	ssize_t dl_write;
+	int zero_dl_rc;   /* deadline 0 with nothing queued: no wait, 0 */
+	struct slow_sink k;
+};
+
+static void wslow_body(struct fx *f)
+{
+	struct wslow_rec *x = f->rec;
+	small_buffers(f, 4096);
+	x->k = (struct slow_sink){ .fd = f->peer, .total = 128 * 1024 };
+	weft_task *t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
+	uint64_t t0 = weft_now_ns();
+	x->wrote = write_pat(f->s, 0, 128 * 1024);
+	x->flush_rc = weft_stream_flush(f->s);
+	x->flush_ns = weft_now_ns() - t0;
+	finish(t);
+	/* Nothing queued: an expired deadline does not matter. */
+	weft_stream_write_deadline(f->s, 0);
+	x->zero_dl_rc = weft_stream_flush(f->s);
+	/* The whole-reply deadline: the slow reader cannot take 512 KiB in
+	 * 50 ms, so the flush fails, sticky. */
+	weft_stream_write_deadline(f->s, weft_now_ns() + 50 * MS);
+	x->k = (struct slow_sink){ .fd = f->peer, .total = 512 * 1024 };
+	t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
+	write_pat(f->s, 0, 512 * 1024);
+	x->dl_rc = weft_stream_flush(f->s);
+	x->dl_write = weft_stream_write(f->s, "x", 1);
+	shutdown(f->peer, SHUT_RDWR); /* ends the sink */
+	finish(t);
+	weft_stream_close(f->s);
+	f->s = NULL;
+}
+
+static void test_write_timeout_spares_slow_reader(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(100 * MS);
+	struct wslow_rec x = { 0 };
+	run_fx(&cfg, wslow_body, &x);
+	print_message("slow reader flushed in %.0f ms\n", x.flush_ns / 1e6);
+	assert_int_equal(x.wrote, 128 * 1024);
+	assert_int_equal(x.flush_rc, 0);
+	assert_true(x.flush_ns > 150 * MS); /* longer than the limit */
+	assert_int_equal(x.zero_dl_rc, 0);
+	assert_int_equal(x.dl_rc, -ETIMEDOUT);
+	assert_int_equal(x.dl_write, -ETIMEDOUT);
+}
+
+/* ---------------------------------------------------------------------- */
+/* writing without copies                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* Read what the peer has within ms (non-blocking once it stops): bytes. */
+static size_t peer_take(int fd, char *buf, size_t cap, unsigned ms)
+{
+	size_t got = 0;
+	weft_scope sc;
+	weft_scope_enter(&sc, ms * MS);
+	while (got < cap) {
+		ssize_t r = weft_recv(fd, buf + got, cap - got, 0);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	weft_scope_exit(&sc);
+	return got;
+}
+
+struct resv_other {
+	weft_stream *s;
+	int reserve_rc, commit_rc;
+	ssize_t write_rc;
+	int drain_rc;
+};
+
+/* Another task while the reservation is open: its reserve is refused,
+ * its commit too, its write queues behind. */
+static void *resv_other_main(void *arg)
+{
+	struct resv_other *o = arg;
+	void *p;
+	o->reserve_rc = weft_stream_reserve(o->s, 10, &p);
+	o->commit_rc = weft_stream_commit(o->s, 0);
+	o->write_rc = weft_stream_write(o->s, "B", 1);
+	return NULL;
+}
+
+/* A drainer on another task: the write deadline passes while it waits. */
+static void *resv_drainer(void *arg)
+{
+	struct resv_other *o = arg;
+	o->drain_rc = weft_stream_drain(o->s);
+	return NULL;
+}
+
+struct resv_rec {
+	int bad_len, bad_out;
+	int r1, again;
+	ssize_t own_write;
+	int own_drain, own_flush, own_shut;
+	size_t early; /* bytes the peer got before the commit */
+	int over, commit, commit_again;
+	char got[32];
+	size_t got_n;
+	int cancel_r, cancel_commit;
+	ssize_t after_cancel;
+	char got2[8];
+	size_t got2_n;
+	struct resv_other o;
+	/* sticky error while open */
+	int big_r;
+	int sticky_commit, sticky_reserve;
+	void *sticky_out;
+	struct resv_other d;
+	int close_rc;
+};
+
+static void resv_body(struct fx *f)
+{
+	struct resv_rec *x = f->rec;
+	void *p = (void *)1;
+	x->bad_len = weft_stream_reserve(f->s, 0, &p);
+	x->bad_out = weft_stream_reserve(f->s, 10, NULL);
+	x->r1 = weft_stream_reserve(f->s, 100, &p);
+	void *q;
+	x->again = weft_stream_reserve(f->s, 10, &q);
+	x->o.s = f->s;
+	finish(go_pinned(resv_other_main, &x->o, 1)); /* another loop */
+	x->own_write = weft_stream_write(f->s, "A", 1);
+	x->own_drain = weft_stream_drain(f->s);
+	x->own_flush = weft_stream_flush(f->s);
+	x->own_shut = weft_stream_shutdown(f->s);
+	if (x->r1 == 0)
+		memcpy(p, "hello", 5);
+	weft_sleep_ms(20);
+	char tmp[8];
+	x->early = peer_take(f->peer, tmp, sizeof tmp, 20);
+	x->over = weft_stream_commit(f->s, 101);
+	x->commit = weft_stream_commit(f->s, 5);
+	x->commit_again = weft_stream_commit(f->s, 0);
+	weft_stream_flush(f->s);
+	x->got_n = peer_take(f->peer, x->got, 7, 500);
+	/* n == 0 cancels: nothing of it is sent */
+	x->cancel_r = weft_stream_reserve(f->s, 10, &p);
+	if (x->cancel_r == 0)
+		memcpy(p, "xxxxxxxxxx", 10);
+	x->cancel_commit = weft_stream_commit(f->s, 0);
+	x->after_cancel = weft_stream_write(f->s, "Z", 1);
+	weft_stream_flush(f->s);
+	x->got2_n = peer_take(f->peer, x->got2, sizeof x->got2, 50);
+	/* A sticky error while a reservation is open: the queue is over
+	 * the peer's buffers, another task drains past the write deadline. */
+	small_buffers(f, 4096);
+	write_pat(f->s, 0, 1u << 20);
+	x->big_r = weft_stream_reserve(f->s, 64, &p);
+	weft_stream_write_deadline(f->s, weft_now_ns() + 30 * MS);
+	x->d.s = f->s;
+	finish(go_pinned(resv_drainer, &x->d, WEFT_PIN_NONE));
+	x->sticky_commit = weft_stream_commit(f->s, 64);
+	x->sticky_out = (void *)1;
+	x->sticky_reserve = weft_stream_reserve(f->s, 8, &x->sticky_out);
+	x->close_rc = weft_stream_close(f->s);
+	f->s = NULL;
+}
+
+static void test_reserve_commit_rules(void **state)
+{
+	(void)state;
+	struct resv_rec x = { 0 };
+	run_fx(NULL, resv_body, &x);
+	assert_int_equal(x.bad_len, -EINVAL);
+	assert_int_equal(x.bad_out, -EINVAL);
+	assert_int_equal(x.r1, 0);
+	assert_int_equal(x.again, -EBUSY);         /* second reserve, same task */
+	assert_int_equal(x.o.reserve_rc, -EBUSY);  /* from another task */
+	assert_int_equal(x.o.commit_rc, -EINVAL);  /* not its reservation */
+	assert_int_equal(x.o.write_rc, 1);         /* queued behind it */
+	assert_int_equal(x.own_write, 1);
+	assert_int_equal(x.own_drain, 0);          /* not over high water */
+	assert_int_equal(x.own_flush, -EBUSY);
+	assert_int_equal(x.own_shut, -EBUSY);
+	assert_int_equal(x.early, 0);              /* nothing before the commit */
+	assert_int_equal(x.over, -EINVAL);         /* stays open */
+	assert_int_equal(x.commit, 0);
+	assert_int_equal(x.commit_again, -EINVAL); /* none open */
+	assert_int_equal(x.got_n, 7);
+	assert_memory_equal(x.got, "helloBA", 7);
+	assert_int_equal(x.cancel_r, 0);
+	assert_int_equal(x.cancel_commit, 0);
+	assert_int_equal(x.after_cancel, 1);
+	assert_int_equal(x.got2_n, 1);
+	assert_memory_equal(x.got2, "Z", 1);
+	assert_int_equal(x.big_r, 0);
+	assert_int_equal(x.d.drain_rc, -ETIMEDOUT);
+	assert_int_equal(x.sticky_commit, -ETIMEDOUT);
+	assert_int_equal(x.sticky_reserve, -ETIMEDOUT);
+	assert_null(x.sticky_out);
+	assert_int_equal(x.close_rc, -ETIMEDOUT);
+}
+
+/* close with a reservation open cancels it; what came before is sent. */
+struct resv_close_rec {
+	int r;
+	int close_rc;
+	char got[16];
+	size_t got_n;
+	ssize_t eof;
+};
+
+static void resv_close_body(struct fx *f)
+{
+	struct resv_close_rec *x = f->rec;
+	void *p;
+	weft_stream_write(f->s, "pre", 3);
+	x->r = weft_stream_reserve(f->s, 10, &p);
+	if (x->r == 0)
+		memcpy(p, "never", 5);
+	weft_stream_write(f->s, "post", 4);
+	x->close_rc = weft_stream_close(f->s);
+	f->s = NULL;
+	x->got_n = peer_take(f->peer, x->got, sizeof x->got, 500);
+	x->eof = recv(f->peer, x->got, 1, MSG_DONTWAIT);
+}
+
+static void test_close_cancels_open_reservation(void **state)
+{
+	(void)state;
+	struct resv_close_rec x = { 0 };
+	run_fx(NULL, resv_close_body, &x);
+	assert_int_equal(x.r, 0);
+	assert_int_equal(x.close_rc, 0);
+	assert_int_equal(x.got_n, 7);
+	assert_memory_equal(x.got, "prepost", 7);
+	assert_int_equal(x.eof, 0);
+}
+
+/* writev's argument checks and its all-or-nothing. */
+struct writev_rec {
+	ssize_t neg, null_iov, null_base, zero, big, huge;
+	char got[8];
+	size_t got_n;
+};
+
+static void writev_body(struct fx *f)
+{
+	struct writev_rec *x = f->rec;
+	struct iovec v[3] = { { "ab", 2 }, { NULL, 0 }, { "cd", 2 } };
+	x->neg = weft_stream_writev(f->s, v, -1);
+	x->null_iov = weft_stream_writev(f->s, NULL, 1);
+	struct iovec bad[2] = { { "ab", 2 }, { NULL, 1 } };
+	x->null_base = weft_stream_writev(f->s, bad, 2);
+	struct iovec over[2] = { { "ab", 2 }, { "cd", SSIZE_MAX } };
+	x->huge = weft_stream_writev(f->s, over, 2);
+	x->zero = weft_stream_writev(f->s, NULL, 0);
+	x->big = weft_stream_writev(f->s, v, 3); /* a NULL base of length 0 is fine */
+	weft_stream_flush(f->s);
+	x->got_n = peer_take(f->peer, x->got, sizeof x->got, 50);
+}
+
+static void test_writev_arguments(void **state)
+{
+	(void)state;
+	struct writev_rec x = { 0 };
+	run_fx(NULL, writev_body, &x);
+	assert_int_equal(x.neg, -EINVAL);
+	assert_int_equal(x.null_iov, -EINVAL);
+	assert_int_equal(x.null_base, -EINVAL);
+	assert_int_equal(x.huge, -EINVAL);
+	assert_int_equal(x.zero, 0);
+	assert_int_equal(x.big, 4);
+	assert_int_equal(x.got_n, 4); /* nothing of the refused ones */
+	assert_memory_equal(x.got, "abcd", 4);
+}
+
+/* write_zc over TCP: the bytes arrive in order with the plain writes
+ * around it, though the buffer is scribbled the moment it returns. */
+#define ZC_BIG (4u << 20)
+
+static uint8_t *pat_buf(size_t off, size_t n)
+{
+	uint8_t *b = malloc(n);
+	for (size_t i = 0; b && i < n; i++)
+		b[i] = pat(off + i);
+	return b;
+}
+
+struct zc_rec {
+	ssize_t pre, zc, post;
+	int flush_rc;
+	struct sink k;
+};
+
+static void zc_body(struct fx *f)
+{
+	struct zc_rec *x = f->rec;
+	x->k = (struct sink){ .fd = f->peer, .total = 100000 + ZC_BIG + 100000 };
+	weft_task *t = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
+	uint8_t *b = pat_buf(100000, ZC_BIG);
+	x->pre = write_pat(f->s, 0, 100000);
+	x->zc = b ? weft_stream_write_zc(f->s, b, ZC_BIG) : -ENOMEM;
+	if (b)
+		memset(b, 0xEE, ZC_BIG);
+	x->post = write_pat(f->s, 100000 + ZC_BIG, 100000);
+	x->flush_rc = weft_stream_flush(f->s);
+	free(b);
+	finish(t);
+}
+
+static void test_write_zc_order_and_buffer_reuse(void **state)
+{
+	(void)state;
+	struct zc_rec x = { 0 };
+	run_fx_tcp(NULL, zc_body, &x);
+	assert_int_equal(x.pre, 100000);
+	assert_int_equal(x.zc, ZC_BIG);
+	assert_int_equal(x.post, 100000);
+	assert_int_equal(x.flush_rc, 0);
+	assert_int_equal(x.k.got, 100000 + ZC_BIG + 100000);
+	assert_int_equal(x.k.bad, 0);
+}
+
+/* Cancelled while the zero-copy send waits for a peer that does not
+ * read: it returns -ECANCELED only once the kernel is done with the
+ * buffer, and what it had not sent is queued: scribbling the buffer right
+ * after the return changes nothing the peer receives. */
+struct zc_cancel {
+	weft_stream *s;
+	uint8_t *buf;
+	ssize_t rc;
+	_Atomic uint64_t ret_ns; /* read by the test body while it runs */
+};
+
+static void *zc_cancel_writer(void *arg)
+{
+	struct zc_cancel *z = arg;
+	z->rc = weft_stream_write_zc(z->s, z->buf, ZC_BIG);
+	atomic_store(&z->ret_ns, weft_now_ns());
+	memset(z->buf, 0xEE, ZC_BIG); /* at once: must not reach the peer */
+	return NULL;
+}
+
+struct zc_cancel_rec {
+	struct zc_cancel z;
+	uint64_t ret_early; /* when it returned, if before the peer read */
+	size_t pending;
+	int flush_rc;
+	struct sink k;
+};
+
+static void zc_cancel_body(struct fx *f)
+{
+	struct zc_cancel_rec *x = f->rec;
+	/* Small, but not so small that TCP's window updates stall (loopback
+	 * MSS is 64 KiB): 4 MiB stays in flight while the peer waits. */
+	small_buffers(f, 256 * 1024);
+	x->z = (struct zc_cancel){ .s = f->s, .buf = pat_buf(0, ZC_BIG) };
+	if (!x->z.buf)
+		return;
+	weft_task *t = go_pinned(zc_cancel_writer, &x->z, WEFT_PIN_NONE);
+	weft_sleep_ms(30); /* in flight, the peer's window full */
+	weft_task_cancel(t);
+	/* The kernel holds pages of buf until the peer has them: the
+	 * cancelled call waits for that (on io_uring; a copy returned at
+	 * once). */
+	weft_sleep_ms(30);
+	x->ret_early = atomic_load(&x->z.ret_ns);
+	x->k = (struct sink){ .fd = f->peer, .total = ZC_BIG };
+	weft_task *k = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
+	finish(t);
+	x->pending = weft_stream_pending(f->s);
+	x->flush_rc = weft_stream_flush(f->s);
+	finish(k);
+	free(x->z.buf);
+}
+
+static void test_write_zc_cancelled_in_flight_keeps_bytes(void **state)
+{
+	(void)state;
+	struct zc_cancel_rec x = { 0 };
+	run_fx_tcp(NULL, zc_cancel_body, &x);
+	print_message("cancelled write_zc: %zd, %zu bytes left queued\n", x.z.rc, x.pending);
+	/* io_uring: cancelled while sending; a copy (epoll) returned at
+	 * once with everything queued.  When a cancelled call returns is the
+	 * kernel's: once every page it sent from is acknowledged (bytes the
+	 * peer's buffer took are, so under TSan's slower pace it may be before
+	 * the peer reads).  A return while the kernel still read buf would
+	 * show below: the bytes were scribbled at once. */
+	print_message("returned %s the peer began to read\n",
+		      x.ret_early ? "before" : "after");
+	assert_true(x.z.rc == -ECANCELED || x.z.rc == ZC_BIG);
+	assert_int_equal(x.flush_rc, 0);
+	assert_int_equal(x.k.got, ZC_BIG);
+	assert_int_equal(x.k.bad, 0);
+}
+
+/* A peer that never reads and a write_timeout_ns: the zero-copy send
+ * gives up within the limit (the connection is reset to get the pages
+ * back), sticky; a copy (epoll) fails the flush after it the same way. */
+struct zc_wto_rec {
+	ssize_t rc;
+	uint64_t ns;
+	ssize_t again;
+	int close_rc;
+};
+
+static void zc_wto_body(struct fx *f)
+{
+	struct zc_wto_rec *x = f->rec;
+	small_buffers(f, 4096);
+	uint8_t *b = pat_buf(0, ZC_BIG);
+	uint64_t t0 = weft_now_ns();
+	x->rc = b ? weft_stream_write_zc(f->s, b, ZC_BIG) : -ENOMEM;
+	if (x->rc == ZC_BIG)
+		x->rc = weft_stream_flush(f->s);
+	x->ns = weft_now_ns() - t0;
+	if (b)
+		memset(b, 0xEE, ZC_BIG);
+	free(b);
+	x->again = weft_stream_write(f->s, "x", 1);
+	x->close_rc = weft_stream_close(f->s);
+	f->s = NULL;
+}
+
+static void test_write_zc_write_timeout(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(100 * MS);
+	struct zc_wto_rec x = { 0 };
+	run_fx_tcp(&cfg, zc_wto_body, &x);
+	print_message("write_zc gave up after %.0f ms\n", x.ns / 1e6);
+	assert_int_equal(x.rc, -ETIMEDOUT);
+	assert_true(x.ns >= 95 * MS && x.ns < 1500 * MS);
+	assert_int_equal(x.again, -ETIMEDOUT);
+	assert_int_equal(x.close_rc, -ETIMEDOUT);
+}
+
+/* A slow but steady reader (64 KiB every 20 ms) of a 2 MiB zero-copy
+ * write (~640 ms) is not cut by a 300 ms stall limit: the bytes it
+ * acknowledges are progress.  (Not 100 ms: TCP itself may stall for a
+ * 200 ms retransmission timeout with windows this small.) */
+struct zc_slow_rec {
+	ssize_t rc;
+	uint64_t ns;
+	struct slow_sink k;
+};
+
+static void zc_slow_body(struct fx *f)
+{
+	struct zc_slow_rec *x = f->rec;
+	small_buffers(f, 128 * 1024);
+	x->k = (struct slow_sink){ .fd = f->peer, .total = 2u << 20, .chunk = 65536 };
+	weft_task *t = go_pinned(slow_sink_main, &x->k, WEFT_PIN_NONE);
+	uint8_t *b = pat_buf(0, 2u << 20);
+	uint64_t t0 = weft_now_ns();
+	x->rc = b ? weft_stream_write_zc(f->s, b, 2u << 20) : -ENOMEM;
+	if (x->rc > 0)
+		x->rc = weft_stream_flush(f->s) ?: x->rc;
+	x->ns = weft_now_ns() - t0;
+	free(b);
+	if (x->rc < 0)
+		shutdown(f->peer, SHUT_RDWR); /* ends the sink */
+	finish(t);
+}
+
+static void test_write_zc_spares_slow_reader(void **state)
+{
+	(void)state;
+	weft_stream_config cfg = timeout_cfg(300 * MS);
+	struct zc_slow_rec x = { 0 };
+	run_fx_tcp(&cfg, zc_slow_body, &x);
+	print_message("slow reader took 2 MiB of write_zc in %.0f ms\n", x.ns / 1e6);
+	assert_int_equal(x.rc, 2 << 20);
+	assert_true(x.ns > 350 * MS); /* longer than the limit */
+	assert_int_equal(x.k.got, 2u << 20);
+	assert_int_equal(x.k.bad, 0);
+}
+
+/* The peer resets: write_zc fails with the send error, sticky. */
+struct zc_reset_rec {
+	ssize_t rc, again;
+	int close_rc;
+};
+
+static void zc_reset_body(struct fx *f)
+{
+	struct zc_reset_rec *x = f->rec;
+	struct linger lg = { 1, 0 };
+	setsockopt(f->peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(f->peer); /* RST */
+	f->peer = -1;
+	weft_sleep_ms(5);
+	uint8_t *b = pat_buf(0, ZC_BIG);
+	x->rc = -ENOMEM;
+	for (int i = 0; b && i < 10; i++) { /* the first may land before the RST is seen */
+		x->rc = weft_stream_write_zc(f->s, b, ZC_BIG);
+		if (x->rc < 0)
+			break;
+		x->rc = weft_stream_flush(f->s);
+		if (x->rc < 0)
+			break;
+	}
+	free(b);
+	x->again = weft_stream_write(f->s, "x", 1);
+	x->close_rc = weft_stream_close(f->s);
+	f->s = NULL;
+}
+
+static void test_write_zc_peer_reset(void **state)
+{
+	(void)state;
+	struct zc_reset_rec x = { 0 };
+	run_fx_tcp(NULL, zc_reset_body, &x);
+	assert_true(x.rc == -ECONNRESET || x.rc == -EPIPE);
+	assert_int_equal(x.again, x.rc);
+	assert_int_equal(x.close_rc, x.rc);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -847,9 +1455,14 @@ struct mw {
 	int id;
 	unsigned msgs;
 	int err;
+	int mode; /* MW_WRITE, ... */
+	unsigned busy; /* reserve found another's open: -EBUSY, retried */
 };
 
+enum { MW_WRITE, MW_WRITEV, MW_RESERVE, MW_ZC, MW_MODES };
+
 struct mw_rec {
+	bool modes; /* writers use write, writev, reserve/commit, write_zc */
 	struct mw w[WRITERS];
 	unsigned seen[WRITERS];
 	unsigned bad, order_bad;
@@ -858,22 +1471,88 @@ struct mw_rec {
 	int peer;
 };
 
+/* Message seq of writer id (8 + len bytes) into msg. */
+static void mw_fill(uint8_t *msg, int id, unsigned seq, uint16_t len)
+{
+	msg[0] = 0xA5;
+	msg[1] = (uint8_t)id;
+	memcpy(msg + 2, &seq, 4);
+	memcpy(msg + 6, &len, 2);
+	memset(msg + 8, (int)(uint8_t)(id * 31 + seq), len);
+}
+
+/* MW_WRITEV: a batch of n messages (from seq), each as 3 iovecs (header
+ * halves, body), in one weft_stream_writev: n = 400 makes 1200 > IOV_MAX. */
+static ssize_t mw_writev(struct mw *w, unsigned seq, unsigned n, uint32_t *rng)
+{
+	uint8_t *msgs = malloc((size_t)n * (8 + 6000));
+	struct iovec *iov = malloc((size_t)n * 3 * sizeof *iov);
+	ssize_t r = -ENOMEM;
+	if (msgs && iov) {
+		for (unsigned i = 0; i < n; i++) {
+			*rng ^= *rng << 13;
+			*rng ^= *rng >> 17;
+			*rng ^= *rng << 5;
+			uint16_t len = (uint16_t)(1 + *rng % 6000);
+			uint8_t *m = msgs + (size_t)i * (8 + 6000);
+			mw_fill(m, w->id, seq + i, len);
+			iov[3 * i] = (struct iovec){ m, 3 };
+			iov[3 * i + 1] = (struct iovec){ m + 3, 5 };
+			iov[3 * i + 2] = (struct iovec){ m + 8, len };
+		}
+		r = weft_stream_writev(w->s, iov, (int)(3 * n));
+	}
+	free(msgs);
+	free(iov);
+	return r;
+}
+
+/* MW_RESERVE: build the message in place; another writer's open
+ * reservation (-EBUSY) is waited out by yielding. */
+static ssize_t mw_reserve(struct mw *w, unsigned seq, uint16_t len)
+{
+	void *p;
+	int r;
+	while ((r = weft_stream_reserve(w->s, 8u + 6000u, &p)) == -EBUSY) {
+		w->busy++;
+		weft_yield();
+	}
+	if (r < 0)
+		return r;
+	mw_fill(p, w->id, seq, len);
+	if (seq % 3 == 0)
+		weft_yield(); /* others write behind the open reservation */
+	r = weft_stream_commit(w->s, 8u + len);
+	return r < 0 ? r : 8 + len;
+}
+
 static void *mw_writer(void *arg)
 {
 	struct mw *w = arg;
 	uint32_t rng = 77u * (uint32_t)(w->id + 1);
 	uint8_t msg[8 + 6000];
 	for (unsigned seq = 0; seq < w->msgs; seq++) {
+		ssize_t r;
+		if (w->mode == MW_WRITEV) {
+			unsigned n = seq % 50 == 0 && seq + 400 <= w->msgs ? 400 : 1;
+			r = mw_writev(w, seq, n, &rng);
+			seq += n - 1;
+			goto written;
+		}
 		rng ^= rng << 13;
 		rng ^= rng >> 17;
 		rng ^= rng << 5;
 		uint16_t len = (uint16_t)(1 + rng % 6000);
-		msg[0] = 0xA5;
-		msg[1] = (uint8_t)w->id;
-		memcpy(msg + 2, &seq, 4);
-		memcpy(msg + 6, &len, 2);
-		memset(msg + 8, (int)(uint8_t)(w->id * 31 + seq), len);
-		ssize_t r = weft_stream_write(w->s, msg, 8u + len);
+		if (w->mode == MW_RESERVE) {
+			r = mw_reserve(w, seq, len);
+			goto written;
+		}
+		mw_fill(msg, w->id, seq, len);
+		r = w->mode == MW_ZC ? weft_stream_write_zc(w->s, msg, 8u + len)
+				     : weft_stream_write(w->s, msg, 8u + len);
+		if (w->mode == MW_ZC)
+			memset(msg, 0xEE, sizeof msg); /* the kernel is done with it */
+	written:
 		if (r < 0 || (seq % 8 == 0 && (r = weft_stream_drain(w->s)) < 0)) {
 			w->err = (int)r;
 			return NULL;
@@ -936,7 +1615,7 @@ static void mw_body(struct fx *f)
 	weft_task *t[WRITERS];
 	unsigned msgs = WEFT_TEST_SANITIZED ? 300 : 2000;
 	for (int i = 0; i < WRITERS; i++) {
-		x->w[i] = (struct mw){ f->s, i, msgs, 0 };
+		x->w[i] = (struct mw){ f->s, i, msgs, 0, x->modes ? i % MW_MODES : MW_WRITE, 0 };
 		t[i] = go_pinned(mw_writer, &x->w[i], i % 2); /* both loops */
 	}
 	for (int i = 0; i < WRITERS; i++)
@@ -960,6 +1639,45 @@ static void test_writes_from_two_loops_never_interleave(void **state)
 	}
 	print_message("%zu KiB in %u messages, none split\n", x.bytes >> 10,
 		      WRITERS * x.w[0].msgs);
+}
+
+/* The same with every kind of write at once: write, writev (batches of
+ * 1200 iovecs), reserve/commit (yielding while open), write_zc (a low
+ * threshold: over TCP on io_uring these are zero-copy sends holding the
+ * send slot while the others queue behind). */
+static void mw_modes_check(bool tcp)
+{
+	struct mw_rec x = { .modes = true };
+	weft_stream_config cfg;
+	weft_stream_config_init(&cfg);
+	cfg.zc_threshold = 1024;
+	if (tcp)
+		run_fx_tcp(&cfg, mw_body, &x);
+	else
+		run_fx(&cfg, mw_body, &x);
+	assert_int_equal(x.peer_err, 0);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.order_bad, 0);
+	unsigned busy = 0;
+	for (int i = 0; i < WRITERS; i++) {
+		assert_int_equal(x.w[i].err, 0);
+		assert_int_equal(x.seen[i], x.w[i].msgs);
+		busy += x.w[i].busy;
+	}
+	print_message("%zu KiB, none split; reserve found another open %u times\n",
+		      x.bytes >> 10, busy);
+}
+
+static void test_all_write_kinds_never_interleave(void **state)
+{
+	(void)state;
+	mw_modes_check(false);
+}
+
+static void test_all_write_kinds_never_interleave_tcp(void **state)
+{
+	(void)state;
+	mw_modes_check(true);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1083,7 +1801,7 @@ static void test_config_validation_and_misuse(void **state)
 	cfg.limit = 0;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	weft_stream_config_init(&cfg);
-	cfg.reserved[4] = 1;
+	cfg.reserved[1] = 1;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	assert_null(s);
 
@@ -2195,6 +2913,18 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_reserve_commit_rules),
+	cmocka_unit_test(test_close_cancels_open_reservation),
+	cmocka_unit_test(test_writev_arguments),
+	cmocka_unit_test(test_write_zc_order_and_buffer_reuse),
+	cmocka_unit_test(test_write_zc_cancelled_in_flight_keeps_bytes),
+	cmocka_unit_test(test_write_zc_peer_reset),
+	cmocka_unit_test(test_write_zc_write_timeout),
+	cmocka_unit_test(test_write_zc_spares_slow_reader),
+	cmocka_unit_test(test_all_write_kinds_never_interleave),
+	cmocka_unit_test(test_all_write_kinds_never_interleave_tcp),
+	cmocka_unit_test(test_write_timeout_non_reading_peer),
+	cmocka_unit_test(test_write_timeout_spares_slow_reader),
 	cmocka_unit_test(test_multishot_close_from_other_loop_without_stack),
 	cmocka_unit_test(test_multishot_close_from_other_loop),
 	cmocka_unit_test(test_end_input_idle_interrupts_waiting_reader),

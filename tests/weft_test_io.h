@@ -8,6 +8,8 @@
 
 #include "weft_test.h"
 
+#include <unistd.h>
+
 /* Spawn fn(arg) pinned to `pin` (WEFT_PIN_NONE: stealable); NULL on error. */
 static inline weft_task *go_pinned(weft_fn fn, void *arg, int pin)
 {
@@ -48,6 +50,28 @@ static inline ssize_t echo_all(weft_stream *s)
 		if ((r = weft_stream_drain(s)) < 0)
 			return r;
 	}
+}
+
+/* A connected TCP loopback pair (a task): 0, or -1 with errno set. */
+static inline int tcp_loop_pair(int sv[2])
+{
+	weft_sockaddr a;
+	weft_addr_ip(&a, "127.0.0.1", 0);
+	int lfd = weft_tcp_listen(&a, 4, 0);
+	if (lfd < 0 || weft_sock_local(lfd, &a) < 0) {
+		errno = lfd < 0 ? -lfd : EINVAL;
+		return -1;
+	}
+	sv[0] = weft_tcp_connect(&a, 2000 * MS);
+	sv[1] = sv[0] >= 0 ? weft_accept(lfd, NULL, NULL, 0) : -1;
+	close(lfd);
+	if (sv[0] < 0 || sv[1] < 0) {
+		if (sv[0] >= 0)
+			close(sv[0]);
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	return 0;
 }
 
 /* The byte at offset i of every test stream: not periodic at any power of

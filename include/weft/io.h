@@ -73,6 +73,24 @@ WEFT_API ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 WEFT_API ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
 WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* send(2) without copying buf, for large buffers on TCP (and UDP):
+ * io_uring's IORING_OP_SEND_ZC (kernel 6.0+).  It returns what send
+ * would (bytes sent, maybe fewer than len; -errno), but only once the
+ * kernel's notification says it no longer reads buf, which may be after
+ * the peer acknowledged the bytes: the common rule (buffers are borrowed
+ * for the call only) holds.  A cancellation likewise waits for that
+ * notification.  Where the ring has no SEND_ZC, and on the epoll backend,
+ * it is weft_send (a copy): MSG_ZEROCOPY's completions come on the
+ * socket's error queue, which the epoll backend does not wait on, and on
+ * loopback the kernel copies anyway.  Sockets that cannot send without a
+ * copy (AF_UNIX) fail with -EOPNOTSUPP on io_uring.  Pass MSG_WAITALL to
+ * send all of buf in one operation (one notification at the end) rather
+ * than op after op, each waiting for the peer's acknowledgement.  A peer
+ * that stops reading keeps the pages, so the call (cancelled or not)
+ * returns only when it reads again or the connection is torn down (e.g.
+ * connect(fd, AF_UNSPEC) from another task).  Zero-copy costs more than a
+ * copy below some 256 KiB (docs/benchmarks.md, bench/send_zc.c). */
+WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
 /* send until all of buf is gone (MSG_NOSIGNAL added): len or -errno. */
 WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags);
 /* recvfrom/sendto for datagram sockets (addr may be NULL). */

@@ -14,9 +14,12 @@
  *
  * Limits: at most max_conns connections at once (more are accepted and
  * closed at once, counted as rejected); every receive waits at most
- * idle_timeout_ns if set; the handler can bound a whole request head with
- * weft_stream_read_deadline (the HTTP example does), so slow or silent
- * clients cannot pin connections.
+ * idle_timeout_ns if set; sending stalls at most write_timeout_ns (a
+ * client that stops reading: the handler's drain fails with -ETIMEDOUT,
+ * and the close after the handler drops what is still queued and releases
+ * the fd at once, as nginx's send_timeout); the handler can bound a whole
+ * request head with weft_stream_read_deadline (the HTTP example does), so
+ * slow or silent clients cannot pin connections.
  *
  * Defaults by use.  The defaults are protocol-neutral, as asyncio's
  * start_server, Redis and memcached are: no idle timeout (clients of
@@ -35,7 +38,11 @@
  *   internal RPC            WEFT_FOREVER      the frame header; frames via
  *                                             fill_to
  *
- * max_conns (65536) and grace_ns (5 s) fit every use.  An accept that fails for lack of fds
+ * max_conns (65536), write_timeout_ns (60 s: a peer that takes no byte
+ * for a minute is gone, whatever the protocol) and grace_ns (5 s) fit every
+ * use.
+ *
+ * An accept that fails for lack of fds
  * or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM, ENOSPC) backs off and
  * retries: the server keeps serving once they are free again.  Any other
  * failed accept but the listener's own (EBADF, EINVAL, ENOTSOCK) is
@@ -89,7 +96,13 @@ typedef struct weft_server_config {
 	size_t conn_stack_size;   /* stack of connection tasks (runtime's) */
 	size_t stream_limit;      /* weft_stream_config.limit (64 KiB) */
 	bool multishot_recv;      /* weft_stream_config.multishot */
-	unsigned reserved[7];     /* must be zero */
+	uint64_t write_timeout_ns; /* weft_stream_config.write_timeout_ns of
+				      each connection: a handler's drain or
+				      flush, and the close after it returns,
+				      fail with -ETIMEDOUT once the client
+				      has taken no bytes for this long (60 s;
+				      WEFT_FOREVER: none) */
+	unsigned reserved[4];     /* must be zero */
 } weft_server_config;
 
 WEFT_API void weft_server_config_init(weft_server_config *cfg);

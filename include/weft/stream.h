@@ -22,7 +22,60 @@
  * to low_water (asyncio's defaults: 64 KiB and 16 KiB).  A send error
  * (-EPIPE, -ECONNRESET, ...) is sticky: the queued bytes are dropped and
  * every later write or drain returns it.  Any task may write; write order is
- * the order of the weft_stream_write calls.
+ * the order of the write calls (weft_stream_writev, a reservation and
+ * weft_stream_write_zc each take one place in it, see each).
+ *
+ * Write limits: write_timeout_ns bounds a stall, not a wait: a drain,
+ * flush, shutdown or close that waits fails once the peer has taken no
+ * bytes for write_timeout_ns (counted from the later of the wait's start
+ * and the peer's last progress), so a slow but steady reader, which takes
+ * something every few milliseconds, is never cut however long the whole
+ * transfer takes, while one that stopped reading is found within the
+ * limit (nginx's send_timeout: "between two successive write
+ * operations").  For weft_stream_write_zc, whose one send waits for the
+ * whole buffer, progress is the bytes the peer has acknowledged (TCP's
+ * bytes_acked).  Keep the limit well above TCP's retransmission timeout
+ * (200 ms at least): a stalled window can stop all progress that long.
+ * A per-wait bound would instead cut a large reply to a slow link that is
+ * making progress; bound a whole reply with
+ * weft_stream_write_deadline (absolute) or a scope.  Reaching either limit
+ * is sticky, as a send error is: the wait returns -ETIMEDOUT, the bytes
+ * still queued are dropped (weft_stream_pending, read before, tells how
+ * many were at stake; the peer has received a prefix of the stream and
+ * nothing after it), and every later write, drain, flush, shutdown and
+ * close returns -ETIMEDOUT; close then aborts the in-flight send
+ * (shutdown(2) on a socket) and releases the fd at once instead of
+ * waiting for the peer again.  A peer that took nothing for the whole
+ * limit is treated as gone, so nothing is lost silently: the writer is
+ * told, the peer sees the connection end short.  A deadline scope or a
+ * cancellation around a drain is the caller's own limit and is not
+ * sticky (nothing is dropped; drain again or close).  A zero-copy send
+ * that passes a write limit disconnects the socket (connect(AF_UNSPEC)):
+ * the kernel keeps zero-copy pages until the peer acknowledges them, and
+ * one that stopped reading never will, so that is the only way to get the
+ * caller's buffer back.
+ *
+ * Writing without copies: weft_stream_write copies (the stream's buffer,
+ * then the kernel's socket buffer).  weft_stream_writev queues many
+ * pieces with one copy; weft_stream_reserve/commit let a reply be built
+ * inside the stream's write buffer (the kernel's copy only);
+ * weft_stream_write_zc sends a large buffer with no copy at all on
+ * io_uring (IORING_OP_SEND_ZC) and returns once the kernel has let go of
+ * it.  Zero copy is not free: the kernel pins the pages and reports their
+ * release in a second completion, after the peer has acknowledged the
+ * bytes, so each call waits about a round trip longer than a copy would.
+ * bench/send_zc.c (docs/benchmarks.md) measured, over TCP loopback on
+ * this machine, the sender's CPU per KiB 2-18x higher than a copy's below
+ * 64 KiB, and at parity from 256 KiB (0.93-1.06x of the stream's
+ * copying write in the 5-repeat run, up to 2.3x in noisier 3-repeat
+ * ones): on loopback the kernel copies the pages when it delivers them
+ * locally, so the saving cannot show there; on a real NIC the copy is
+ * skipped.  Hence zc_threshold's default,
+ * WEFT_STREAM_ZC_DEFAULT (256 KiB): smaller buffers are copied, where
+ * zero copy measurably loses; set UINT_MAX to always copy.  A single
+ * stream's throughput with 1-4 MiB buffers was lower with zero copy
+ * (0.64-0.96x), as each call ends only when its last byte is
+ * acknowledged.
  *
  * Memory: an idle stream holds no buffer.  Once every byte received has
  * been consumed, the next read call gives the read buffer back before it
@@ -31,10 +84,11 @@
  * from it in place; epoll: one is allocated once the socket is readable).
  * Once every queued byte has been sent, the write buffers are freed.  So
  * a socket stream whose task waits in a read with nothing buffered and
- * nothing queued holds just its structure (about 370 bytes; 200 more with
- * config.multishot) besides its task; a server connection waiting for its
- * next request costs that, its task (one touched 4 KiB stack page and the
- * task structure) and the kernel's socket.  Streams of pipes and ttys keep
+ * nothing queued holds just its structure (about 470 bytes; 200 more with
+ * config.multishot; 170 more once it has made a zero-copy send) besides
+ * its task; a server connection waiting for its next request costs that,
+ * its task (one touched 4 KiB stack page and the task structure) and the
+ * kernel's socket.  Streams of pipes and ttys keep
  * their read buffer, as does a stream waiting with part of a unit buffered
  * (half a line), and on kernels without provided-buffer rings (before
  * 5.19) a waiting receive names a buffer of its own.
@@ -62,12 +116,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct weft_stream weft_stream;
+
+/* The default of weft_stream_config.zc_threshold, bytes: below it zero-copy
+ * sends cost the sender measurably more than a copy in bench/send_zc.c,
+ * from it they were at parity over loopback ("Writing without copies"
+ * below, docs/benchmarks.md). */
+#define WEFT_STREAM_ZC_DEFAULT (256u * 1024u)
 
 typedef struct weft_stream_config {
 	size_t limit;      /* longest line / delimited unit, bytes (64 KiB) */
@@ -87,7 +148,19 @@ typedef struct weft_stream_config {
 			      bytes it finds no memory to hold break the
 			      input: what came before them is read, then
 			      every read returns -EIO (false) */
-	unsigned reserved[5]; /* must be zero */
+	unsigned zc_threshold; /* weft_stream_write_zc sends buffers of at
+				  least this many bytes without copying them
+				  (io_uring with IORING_OP_SEND_ZC; smaller
+				  ones, and every one on epoll, are copied).
+				  Default: measured, see "Writing without
+				  copies" below; UINT_MAX: never */
+	uint64_t write_timeout_ns; /* stall limit: a drain, flush, shutdown
+				      or close that waits while the peer
+				      takes no bytes for this long fails
+				      with -ETIMEDOUT, sticky (WEFT_FOREVER:
+				      none, the default; 0: fail any wait
+				      at once; see "Write limits" above) */
+	unsigned reserved[2]; /* must be zero */
 } weft_stream_config;
 
 /* Fill cfg with the defaults given in brackets above.  Any thread. */
@@ -188,16 +261,87 @@ WEFT_API int weft_stream_end_input(weft_stream *s, int how);
 /* Queue len bytes for sending: returns len, or the sticky send error, or
  * -EPIPE after weft_stream_shutdown.  Never waits. */
 WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len);
+/* Queue the bytes of iov[0..iovcnt) in order, as one weft_stream_write of
+ * their concatenation (asyncio's writelines): one lock, one copy, no
+ * interleaving with other writers.  iovcnt may exceed IOV_MAX (nothing is
+ * handed to the kernel as is).  Returns the total, the sticky error,
+ * -EPIPE after shutdown, -EINVAL (iovcnt < 0, iov NULL with iovcnt > 0, a
+ * NULL base with a length, a total over SSIZE_MAX), -ENOMEM; on any error
+ * nothing was queued.  Never waits. */
+WEFT_API ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt);
+
+/* Build a reply in place: reserve len bytes at the end of the stream's
+ * write queue, write them through *out, then weft_stream_commit the
+ * first n of them.  No copy: the reserved bytes are sent from where they
+ * were written.  Rules:
+ *  - The reservation takes its place in the write order when reserve
+ *    returns: bytes any task writes while it is open (write, writev,
+ *    write_zc's copies) queue behind it and are sent only after the
+ *    commit; bytes queued before it go first.  Reserved bytes are never
+ *    sent before the commit, and uncommitted ones never.
+ *  - One reservation at a time per stream: a second reserve before the
+ *    commit, from this task or another, returns -EBUSY (reserve never
+ *    waits).  Only the task that reserved may commit.
+ *  - While it is open, that task's own drain, flush and write_zc return
+ *    -EBUSY where they would have to wait (they would wait for the
+ *    commit), and its shutdown always; other tasks' wait for it.  close
+ *    cancels it (as commit(s, 0)).
+ *  - Returns 0 with *out set (valid until the commit; do not write past
+ *    len), -EINVAL (out NULL, len 0), -EBUSY, the sticky error or -EPIPE
+ *    after shutdown (no reservation then, *out NULL), -ENOMEM.
+ * The memory is the write queue's: reserving more than high_water makes
+ * drain wait, as writing it would. */
+WEFT_API int weft_stream_reserve(weft_stream *s, size_t len, void **out);
+/* Queue the first n bytes of the open reservation (n == 0 cancels it)
+ * and end it; what was written behind it follows.  0; -EINVAL (no
+ * reservation of this task's, or n over the reserved length: an open one
+ * stays open, nothing is lost); the sticky error if one came while it
+ * was open (the reservation is dropped with the rest of the queue). */
+WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
+
+/* Write len bytes from buf without copying them where that pays
+ * ("Writing without copies" below): suspends until the kernel no longer
+ * needs buf, so buf may be reused or freed as soon as it returns.  In
+ * order with the other writes: waits for what is queued before it to be
+ * sent, then sends buf directly (IORING_OP_SEND_ZC, each send waiting for
+ * the kernel's notification that the pages are released), while later
+ * writes queue behind it.  Below config.zc_threshold, on the epoll
+ * backend, on a kernel without IORING_OP_SEND_ZC, and on fds that are not
+ * stream sockets, it is weft_stream_write (one copy, returns at once).
+ * On sockets without zero-copy (AF_UNIX) the first call finds out and
+ * sends with plain sends the same way, and later ones copy.  Returns len;
+ * the sticky error or -EPIPE after shutdown (nothing queued); a send
+ * error (sticky: the peer has a prefix of buf and nothing after);
+ * -ETIMEDOUT from write_timeout_ns or the write deadline (sticky, as for
+ * drain); -EBUSY while this task holds a reservation.  A cancellation or the caller's scope ends the wait with
+ * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf (for a
+ * peer that stopped reading: when it reads again, or when a write limit
+ * disconnects it; so give streams that use write_zc a write_timeout_ns),
+ * and never loses bytes: what it had not sent is queued by copy in its
+ * place (ahead of later writes), like a cancelled drain after a write. */
+WEFT_API ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len);
+
 /* Backpressure: wait while the queue is over the high-water mark.  0, the
- * sticky send error, -ECANCELED, -ETIMEDOUT (scope). */
+ * sticky send error, -ECANCELED, -ETIMEDOUT (a scope; or write_timeout_ns
+ * or the write deadline, then sticky: "Write limits" above). */
 WEFT_API int weft_stream_drain(weft_stream *s);
-/* Wait until every queued byte is sent: 0 or as drain. */
+/* Wait until every queued byte is sent: 0 or as drain (-EBUSY for the
+ * task holding a reservation, see weft_stream_reserve). */
 WEFT_API int weft_stream_flush(weft_stream *s);
 /* Flush, then shut the write side: on a socket, shutdown(SHUT_WR), so the
  * peer reads end of input while this side can still read.  On other fds it
  * only flushes (close the stream to signal EOF on a pipe).  Later writes
  * return -EPIPE. */
 WEFT_API int weft_stream_shutdown(weft_stream *s);
+/* A deadline (absolute, weft_now_ns clock; WEFT_FOREVER clears it, the
+ * default; one already past, 0 included, has expired) for every drain,
+ * flush, shutdown and close until cleared: one still waiting for the peer
+ * then fails with -ETIMEDOUT, sticky as write_timeout_ns ("Write limits"
+ * above); a call that need not wait is not affected.  For "the whole
+ * reply within N seconds" on top of the per-stall write_timeout_ns.
+ * Returns 0, -EINVAL, or -EPERM outside a task. */
+WEFT_API int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns);
+
 /* Bytes queued and not yet sent (0 for NULL).  Any thread: a snapshot. */
 WEFT_API size_t weft_stream_pending(weft_stream *s);
 
