@@ -802,31 +802,36 @@ static void cmd_config(struct conn *c, const arg *a, size_t n)
 			}
 }
 
+/* Looked up by length first: a lookup compares the name's bytes only with
+ * the one or two commands of its length (no strlen, no strcasecmp each). */
+#define CMD(name, fn, arity) { name, sizeof(name) - 1, fn, arity }
+
 static const struct command {
 	const char *name;
+	size_t len;
 	void (*fn)(struct conn *c, const arg *a, size_t n);
 	int arity; /* argc with the name: n exactly, or -n: at least n */
 } commands[] = {
-	{ "get", cmd_get, 2 },
-	{ "set", cmd_set, -3 },
-	{ "incr", cmd_incr, 2 },
-	{ "ping", cmd_ping, -1 },
-	{ "del", cmd_del, -2 },
-	{ "decr", cmd_incr, 2 },
-	{ "incrby", cmd_incrby, 3 },
-	{ "decrby", cmd_incrby, 3 },
-	{ "exists", cmd_del, -2 },
-	{ "expire", cmd_expire, 3 },
-	{ "pexpire", cmd_expire, 3 },
-	{ "ttl", cmd_ttl, 2 },
-	{ "pttl", cmd_ttl, 2 },
-	{ "echo", cmd_echo, 2 },
-	{ "dbsize", cmd_dbsize, 1 },
-	{ "flushall", cmd_flushall, -1 },
-	{ "select", cmd_select, 2 },
-	{ "command", cmd_command, -1 },
-	{ "config", cmd_config, -2 },
-	{ "quit", cmd_quit, -1 },
+	CMD("get", cmd_get, 2),
+	CMD("set", cmd_set, -3),
+	CMD("incr", cmd_incr, 2),
+	CMD("ping", cmd_ping, -1),
+	CMD("del", cmd_del, -2),
+	CMD("decr", cmd_incr, 2),
+	CMD("incrby", cmd_incrby, 3),
+	CMD("decrby", cmd_incrby, 3),
+	CMD("exists", cmd_del, -2),
+	CMD("expire", cmd_expire, 3),
+	CMD("pexpire", cmd_expire, 3),
+	CMD("ttl", cmd_ttl, 2),
+	CMD("pttl", cmd_ttl, 2),
+	CMD("echo", cmd_echo, 2),
+	CMD("dbsize", cmd_dbsize, 1),
+	CMD("flushall", cmd_flushall, -1),
+	CMD("select", cmd_select, 2),
+	CMD("command", cmd_command, -1),
+	CMD("config", cmd_config, -2),
+	CMD("quit", cmd_quit, -1),
 };
 
 static size_t n_commands(void)
@@ -848,7 +853,7 @@ static void execute(struct conn *c, const arg *a, size_t n)
 {
 	for (size_t i = 0; i < n_commands(); i++) {
 		const struct command *k = &commands[i];
-		if (!eq(&a[0], k->name))
+		if (a[0].n != k->len || strncasecmp(a[0].p, k->name, k->len) != 0)
 			continue;
 		if (k->arity > 0 ? n != (size_t)k->arity : n < (size_t)-k->arity) {
 			char msg[96];
