@@ -169,7 +169,7 @@ static void *tcp_roundtrip_main(void *arg)
 		return NULL;
 	x->sent = weft_send(fds[0], "hello", 5, 0);
 	x->got = weft_recv(fds[1], x->buf, sizeof x->buf, 0);
-	x->sent2 = weft_send_all(fds[1], "world!", 6, 0);
+	x->sent2 = weft_send_all(fds[1], "world!", 6, 0, NULL);
 	x->got2 = weft_recv(fds[0], x->buf2, sizeof x->buf2, 0);
 	weft_sockaddr l, p;
 	weft_sock_local(fds[1], &l);
@@ -293,7 +293,7 @@ static void *unix_stream_main(void *arg)
 	x->cfd = weft_unix_connect(x->path, SOCK_STREAM);
 	x->afd = x->cfd >= 0 ? weft_accept(x->lfd, NULL, NULL, 0) : -1;
 	if (x->cfd >= 0 && x->afd >= 0) {
-		x->sent = weft_send_all(x->cfd, "unix ping", 9, 0);
+		x->sent = weft_send_all(x->cfd, "unix ping", 9, 0, NULL);
 		x->got = weft_recv(x->afd, x->buf, sizeof x->buf, 0);
 		x->sent2 = weft_send(x->afd, "pong", 4, 0);
 		x->got2 = weft_recv(x->cfd, x->buf2, sizeof x->buf2, 0);
@@ -433,7 +433,7 @@ static void *sender(void *arg)
 		size_t n = x->total - off < x->chunk ? x->total - off : x->chunk;
 		fill_pat(buf, n, off);
 		h = fnv1a(h, buf, n);
-		ssize_t r = weft_send_all(x->fd, buf, n, 0);
+		ssize_t r = weft_send_all(x->fd, buf, n, 0, NULL);
 		if (r != (ssize_t)n) {
 			x->rc = r < 0 ? r : -EIO;
 			break;
@@ -539,6 +539,86 @@ static void test_send_all_slow_reader(void **state)
 	print_message("6 MiB to a slow reader: %zu recvs, %.0f ms\n", x.rx.recvs,
 		      x.ns / 1e6);
 	check_xfer(&x, total);
+}
+
+/* weft_send_all cut by a scope (and by a cancellation) to a peer that
+ * stopped reading: *done is exactly what the peer can then read. */
+struct send_cut {
+	int pair_rc;
+	ssize_t rc, cancel_rc;
+	size_t done, cancel_done;
+	size_t got, bad; /* read by the peer afterwards, off the pattern */
+	uint64_t ns;
+};
+
+struct cut_sender {
+	int fd;
+	const uint8_t *buf;
+	size_t len, done;
+	ssize_t rc;
+};
+
+static void *cut_send_main(void *arg)
+{
+	struct cut_sender *c = arg;
+	c->rc = weft_send_all(c->fd, c->buf + c->done, c->len - c->done, 0, &c->done);
+	return NULL;
+}
+
+static void *send_cut_main(void *arg)
+{
+	struct send_cut *x = arg;
+	int fds[2];
+	if ((x->pair_rc = tcp_pair("127.0.0.1", fds)) < 0)
+		return NULL;
+	weft_sock_buffers(fds[0], 0, 16384);
+	weft_sock_buffers(fds[1], 16384, 0);
+	size_t len = 4u << 20;
+	uint8_t *buf = malloc(len);
+	fill_pat(buf, len, 0);
+	weft_scope s;
+	uint64_t t0 = weft_now_ns();
+	weft_scope_enter(&s, 100 * MS);
+	x->rc = weft_send_all(fds[0], buf, len, 0, &x->done);
+	weft_scope_exit(&s);
+	x->ns = weft_now_ns() - t0;
+	/* The rest from another task, cancelled while it waits. */
+	struct cut_sender c = { .fd = fds[0], .buf = buf + x->done, .len = len - x->done };
+	weft_task *t = go_pinned(cut_send_main, &c, WEFT_PIN_NONE);
+	weft_sleep_ms(30);
+	weft_task_cancel(t);
+	finish(t);
+	x->cancel_rc = c.rc;
+	x->cancel_done = c.done;
+	shutdown(fds[0], SHUT_WR);
+	uint8_t *in = malloc(65536);
+	for (;;) {
+		ssize_t r = weft_recv(fds[1], in, 65536, 0);
+		if (r <= 0)
+			break;
+		x->bad += check_pat(in, (size_t)r, x->got);
+		x->got += (size_t)r;
+	}
+	free(in);
+	free(buf);
+	close_pair(fds);
+	return NULL;
+}
+
+static void test_send_all_cut_reports_done(void **state)
+{
+	(void)state;
+	struct send_cut x = { 0 };
+	weft_test_run_loops(2, send_cut_main, &x);
+	print_message("send_all cut after %.0f ms: %zu bytes, then %zu more before the "
+		      "cancellation; peer read %zu\n",
+		      x.ns / 1e6, x.done, x.cancel_done, x.got);
+	assert_int_equal(x.pair_rc, 0);
+	assert_int_equal(x.rc, -ETIMEDOUT);
+	assert_true(x.done > 0 && x.done < (4u << 20));
+	assert_int_equal(x.cancel_rc, -ECANCELED);
+	assert_int_equal(x.got, x.done + x.cancel_done);
+	assert_int_equal(x.bad, 0);
 }
 
 /* 100 MiB (16 MiB under sanitizers) between tasks pinned to different
@@ -650,7 +730,7 @@ static void *reset_main(void *arg)
 		abort_close(fds[1]);
 		weft_sleep_ms(5);
 		x->send_rc = weft_send(fds[0], buf, sizeof buf, 0);
-		x->send_all_rc = weft_send_all(fds[0], buf, sizeof buf, 0);
+		x->send_all_rc = weft_send_all(fds[0], buf, sizeof buf, 0, NULL);
 		struct iovec iov = { buf, sizeof buf };
 		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 		x->sendmsg_rc = weft_sendmsg(fds[0], &m, 0);
@@ -928,7 +1008,7 @@ static void *stress_tx(void *arg)
 	while (!atomic_load(p->stop)) {
 		size_t n = 1 + xorshift(&rng) % sizeof buf;
 		fill_pat(buf, n, p->sent);
-		ssize_t r = weft_send_all(p->fd[0], buf, n, 0);
+		ssize_t r = weft_send_all(p->fd[0], buf, n, 0, NULL);
 		if (r != (ssize_t)n)
 			break;
 		p->sent += n;
@@ -1176,7 +1256,7 @@ static void *emfile_main(void *arg)
 		close(held[--n]); /* one fd for the client socket */
 	x->client_fd = weft_tcp_connect(&a, 2000 * MS);
 	if (x->client_fd >= 0) {
-		x->sent = weft_send_all(x->client_fd, "ping", 4, 0);
+		x->sent = weft_send_all(x->client_fd, "ping", 4, 0, NULL);
 		weft_scope s;
 		weft_scope_enter(&s, 150 * MS);
 		x->got_before_free = weft_recv(x->client_fd, x->buf, sizeof x->buf, 0);
@@ -1199,7 +1279,7 @@ static void *emfile_main(void *arg)
 	x->second_fd = weft_tcp_connect(&a, 2000 * MS);
 	if (x->second_fd >= 0) {
 		char b[8];
-		weft_send_all(x->second_fd, "again", 5, 0);
+		weft_send_all(x->second_fd, "again", 5, 0, NULL);
 		weft_scope s;
 		weft_scope_enter(&s, 3000 * MS);
 		x->second_got = weft_recv(x->second_fd, b, sizeof b, 0);
@@ -1265,7 +1345,7 @@ static void *bad_args_main(void *arg)
 	x->recv_closed = weft_recv(closed, buf, sizeof buf, 0);
 	x->recv_null = weft_recv(fds[0], NULL, 10, 0);
 	x->send_null = weft_send(fds[0], NULL, 10, 0);
-	x->send_all_null = weft_send_all(fds[0], NULL, 10, 0);
+	x->send_all_null = weft_send_all(fds[0], NULL, 10, 0, NULL);
 	x->recvfrom_addr_nolen =
 		weft_recvfrom(fds[0], buf, sizeof buf, 0, (struct sockaddr *)buf, NULL);
 	x->sendmsg_null = weft_sendmsg(fds[0], NULL, 0);
@@ -1368,7 +1448,7 @@ static void check_eperm_outside_task(void)
 	weft_addr_ip(&a, "127.0.0.1", 9);
 	assert_int_equal(weft_recv(fds[0], buf, sizeof buf, 0), -EPERM);
 	assert_int_equal(weft_send(fds[0], "x", 1, 0), -EPERM);
-	assert_int_equal(weft_send_all(fds[0], "x", 1, 0), -EPERM);
+	assert_int_equal(weft_send_all(fds[0], "x", 1, 0, NULL), -EPERM);
 	assert_int_equal(weft_read(fds[0], buf, sizeof buf, WEFT_OFF_CUR), -EPERM);
 	assert_int_equal(weft_write(fds[0], "x", 1, WEFT_OFF_CUR), -EPERM);
 	assert_int_equal(weft_recvfrom(fds[0], buf, sizeof buf, 0, NULL, NULL), -EPERM);
@@ -1676,6 +1756,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_unix_dgram_path_and_abstract),
 	cmocka_unit_test(test_partial_reads_small_buffer),
 	cmocka_unit_test(test_send_all_slow_reader),
+	cmocka_unit_test(test_send_all_cut_reports_done),
 	cmocka_unit_test(test_big_transfer_across_loops),
 	cmocka_unit_test(test_eof_after_shutdown_and_close),
 	cmocka_unit_test(test_peer_reset),

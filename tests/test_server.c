@@ -93,7 +93,7 @@ static int roundtrip(int fd, const void *msg, size_t n)
 	char back[4096];
 	if (n > sizeof back)
 		return -EINVAL;
-	ssize_t r = weft_send_all(fd, msg, n, 0);
+	ssize_t r = weft_send_all(fd, msg, n, 0, NULL);
 	if (r < 0)
 		return (int)r;
 	r = recv_exact(fd, back, n, 5000 * MS);
@@ -613,7 +613,7 @@ static void *grace_client(void *arg)
 	if (fd < 0)
 		return NULL;
 	uint64_t t0 = weft_now_ns();
-	weft_send_all(fd, "request\n", 8, 0);
+	weft_send_all(fd, "request\n", 8, 0, NULL);
 	static char buf[256 * 1024 + 1];
 	x->client_got = recv_exact(fd, buf, 256 * 1024, 5000 * MS);
 	if (x->client_got > 0 && recv_exact(fd, buf, 1, 5000 * MS) != 0)
@@ -798,11 +798,11 @@ static void *mid_shut_main(void *arg)
 	int fd = weft_tcp_connect(&a, 1000 * MS);
 	if (fd < 0)
 		goto out;
-	weft_send_all(fd, "hal", 3, 0);
+	weft_send_all(fd, "hal", 3, 0, NULL);
 	weft_sleep_ms(50); /* the handler waits for the rest of its line */
 	weft_task *t = go_pinned(mid_shutter, x, WEFT_PIN_NONE);
 	weft_sleep_ms(150);
-	weft_send_all(fd, "f\n", 2, 0);
+	weft_send_all(fd, "f\n", 2, 0, NULL);
 	x->got = recv_exact(fd, x->reply, 5, 2000 * MS);
 	char c;
 	x->eof = recv_exact(fd, &c, 1, 2000 * MS);
@@ -854,7 +854,7 @@ static void *close_clients_main(void *arg)
 			roundtrip(fds[i], "x\n", 2);
 	}
 	if (fds[3] >= 0)
-		weft_send_all(fds[3], "abc", 3, 0); /* halfway through a line */
+		weft_send_all(fds[3], "abc", 3, 0, NULL); /* halfway through a line */
 	weft_sleep_ms(30);
 	x->bad_rc = weft_server_close_clients(NULL);
 	x->rc = weft_server_close_clients(srv);
@@ -946,7 +946,7 @@ static void *abort_clients_main(void *arg)
 	for (int i = 0; i < 2; i++) {
 		fds[i] = weft_tcp_connect(&a, 1000 * MS);
 		if (fds[i] >= 0)
-			weft_send_all(fds[i], i ? "idle\n" : "flood\n", i ? 5 : 6, 0);
+			weft_send_all(fds[i], i ? "idle\n" : "flood\n", i ? 5 : 6, 0, NULL);
 	}
 	weft_sleep_ms(100); /* the flood fills the socket buffers and waits */
 	x->rc = weft_server_abort_clients(srv);
@@ -958,7 +958,7 @@ static void *abort_clients_main(void *arg)
 	}
 	int fd = weft_tcp_connect(&a, 1000 * MS);
 	if (fd >= 0) {
-		weft_send_all(fd, "x\n", 2, 0);
+		weft_send_all(fd, "x\n", 2, 0, NULL);
 		shutdown(fd, SHUT_WR); /* flood()'s second read: end of input */
 	}
 	x->ok_after = fd >= 0 && read_to_end(fd) == 0; /* a FIN, not a reset */

@@ -118,7 +118,7 @@ static void *drip_main(void *arg)
 	struct drip *d = arg;
 	for (const char *const *p = d->parts; *p; p++) {
 		weft_sleep_ms(d->pause_ms);
-		weft_send_all(d->fd, *p, strlen(*p), 0);
+		weft_send_all(d->fd, *p, strlen(*p), 0, NULL);
 	}
 	if (d->close_after)
 		shutdown(d->fd, SHUT_WR);
@@ -385,8 +385,8 @@ static void limit_body(struct fx *f)
 	for (int i = 0; i < N; i++)
 		big[i] = (char)('A' + i % 26);
 	big[N] = '\n';
-	weft_send_all(f->peer, big, N + 1, 0);
-	weft_send_all(f->peer, "ok\n", 3, 0);
+	weft_send_all(f->peer, big, N + 1, 0, NULL);
+	weft_send_all(f->peer, "ok\n", 3, 0, NULL);
 	const char *p;
 	weft_sleep_ms(10); /* all of it is in the socket */
 	x->line_rc = weft_stream_read_line(f->s, &p);
@@ -2009,7 +2009,7 @@ static void *send_rest(void *arg)
 	struct fx *f = arg;
 	struct endin *x = f->rec;
 	weft_sleep_ms(150); /* well after the end */
-	weft_send_all(f->peer, x->rest, strlen(x->rest), 0);
+	weft_send_all(f->peer, x->rest, strlen(x->rest), 0, NULL);
 	return NULL;
 }
 
@@ -2021,7 +2021,7 @@ static void endin_body(struct fx *f)
 	x->einval[0] = weft_stream_end_input(NULL, WEFT_END_IDLE);
 	x->einval[1] = weft_stream_end_input(f->s, 3);
 	if (x->partial)
-		weft_send_all(f->peer, x->partial, strlen(x->partial), 0);
+		weft_send_all(f->peer, x->partial, strlen(x->partial), 0, NULL);
 	struct ender e = { f->s, x->how };
 	pthread_t th;
 	weft_task *t = NULL;
@@ -2103,7 +2103,7 @@ struct endin_pre {
 static void endin_pre_body(struct fx *f)
 {
 	struct endin_pre *x = f->rec;
-	weft_send_all(f->peer, "abc", 3, 0);
+	weft_send_all(f->peer, "abc", 3, 0, NULL);
 	weft_sleep_ms(20);
 	weft_stream_fill(f->s); /* buffered now */
 	weft_stream_end_input(f->s, WEFT_END_NOW);
@@ -2213,10 +2213,10 @@ static void *fillto_sender(void *arg)
 	for (size_t i = 0; i < sizeof chunk; i++)
 		chunk[i] = (char)pat(i);
 	for (size_t off = 0; off < sizeof chunk; off += 10 * 1024) {
-		weft_send_all(f->peer, chunk + off, 10 * 1024, 0);
+		weft_send_all(f->peer, chunk + off, 10 * 1024, 0, NULL);
 		weft_sleep_ms(1);
 	}
-	weft_send_all(f->peer, "x\n", 2, 0);
+	weft_send_all(f->peer, "x\n", 2, 0, NULL);
 	return NULL;
 }
 
@@ -2244,7 +2244,7 @@ static void fillto_body(struct fx *f)
 	x->line_after = weft_stream_read_line(f->s, &p);
 	finish(t);
 	/* A peer that claims much and sends 10 bytes, then ends. */
-	weft_send_all(f->peer, "0123456789", 10, 0);
+	weft_send_all(f->peer, "0123456789", 10, 0, NULL);
 	t = go_pinned(claim_watch, f, WEFT_PIN_NONE);
 	x->claim_rc = weft_stream_fill_to(f->s, 64u << 20);
 	finish(t);
@@ -2318,7 +2318,7 @@ static void *ms_sender(void *arg)
 		size_t n = x->total - off < sizeof(buf) ? x->total - off : sizeof(buf);
 		for (size_t i = 0; i < n; i++)
 			buf[i] = pat(off + i);
-		if (weft_send_all(f->peer, buf, n, 0) < 0)
+		if (weft_send_all(f->peer, buf, n, 0, NULL) < 0)
 			break;
 		off += n;
 	}
@@ -2375,7 +2375,7 @@ static void *stall_sender(void *arg)
 		size_t n = x->total - off < sizeof buf ? x->total - off : sizeof buf;
 		for (size_t i = 0; i < n; i++)
 			buf[i] = (char)pat(off + i);
-		if (weft_send_all(f->peer, buf, n, 0) < 0)
+		if (weft_send_all(f->peer, buf, n, 0, NULL) < 0)
 			break;
 		off += n;
 	}
