@@ -26,13 +26,14 @@
 
 
 /* What the handlers saw (reset by each test). */
-static _Atomic int h_started, h_finished, h_cancelled, h_timedout;
+static _Atomic int h_started, h_finished, h_cancelled, h_timedout, h_aborted;
 
 static void reset_counters(void)
 {
 	atomic_store(&h_started, 0);
 	atomic_store(&h_finished, 0);
 	atomic_store(&h_cancelled, 0);
+	atomic_store(&h_aborted, 0);
 	atomic_store(&h_timedout, 0);
 }
 
@@ -40,6 +41,8 @@ static void note_end(ssize_t r)
 {
 	if (r == -ECANCELED)
 		atomic_fetch_add(&h_cancelled, 1);
+	else if (r == -ECONNABORTED)
+		atomic_fetch_add(&h_aborted, 1);
 	else if (r == -ETIMEDOUT)
 		atomic_fetch_add(&h_timedout, 1);
 	atomic_fetch_add(&h_finished, 1);
@@ -981,8 +984,82 @@ static void test_abort_clients_resets(void **state)
 	assert_int_equal(x.active_after, 0);
 	assert_int_equal(x.end[0], -ECONNRESET);
 	assert_int_equal(x.end[1], -ECONNRESET);
-	assert_int_equal(atomic_load(&h_cancelled), 2);
+	/* Cancelled, or stopped by the reset (weft_stream_abort) first. */
+	assert_int_equal(atomic_load(&h_cancelled) + atomic_load(&h_aborted), 2);
 	assert_true(x.ok_after);
+}
+
+/* A handler aborts its own stream with megabytes queued: the client sees a
+ * reset, the handler's later stream calls fail with -ECONNABORTED, the
+ * server's close after it only frees (the fd goes, the server serves on). */
+struct h_abort {
+	ssize_t write_rc, read_rc;
+	int abort_rc, drain_rc;
+};
+static struct h_abort h_ab;
+
+static void abort_handler(weft_stream *s, void *arg)
+{
+	(void)arg;
+	const char *line;
+	if (weft_stream_read_line(s, &line) <= 0)
+		return;
+	static char big[4u << 20];
+	weft_stream_write(s, big, sizeof big);
+	h_ab.abort_rc = weft_stream_abort(s);
+	h_ab.write_rc = weft_stream_write(s, "x", 1);
+	h_ab.drain_rc = weft_stream_drain(s);
+	h_ab.read_rc = weft_stream_read_line(s, &line);
+}
+
+struct abort_h {
+	int start_rc;
+	ssize_t end;
+	size_t got;
+	uint64_t active_after;
+};
+
+static void *abort_handler_main(void *arg)
+{
+	struct abort_h *x = arg;
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, abort_handler, NULL, &a)) < 0)
+		return NULL;
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	x->end = fd;
+	if (fd >= 0) {
+		weft_send_all(fd, "go\n", 3, 0, NULL);
+		weft_sleep_ms(50); /* the handler queues and aborts meanwhile */
+		static char buf[64 * 1024];
+		weft_scope sc;
+		weft_scope_enter(&sc, 3000 * MS);
+		while ((x->end = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+			x->got += (size_t)x->end;
+		weft_scope_exit(&sc);
+		close(fd);
+	}
+	x->active_after = wait_idle(srv);
+	weft_server_shutdown(srv, 0);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_abort_resets(void **state)
+{
+	(void)state;
+	struct abort_h x = { 0 };
+	memset(&h_ab, 0, sizeof h_ab);
+	weft_test_run_loops(2, abort_handler_main, &x);
+	print_message("client read %zu bytes, then %s\n", x.got, weft_strerror((int)x.end));
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.end, -ECONNRESET);
+	assert_true(x.got < (4u << 20));
+	assert_int_equal(h_ab.abort_rc, 0);
+	assert_int_equal(h_ab.write_rc, -ECONNABORTED);
+	assert_int_equal(h_ab.drain_rc, -ECONNABORTED);
+	assert_int_equal(h_ab.read_rc, -ECONNABORTED);
+	assert_int_equal(x.active_after, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1486,6 +1563,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_shutdown_serves_request_in_progress),
 	cmocka_unit_test(test_close_clients_keeps_serving),
 	cmocka_unit_test(test_abort_clients_resets),
+	cmocka_unit_test(test_handler_abort_resets),
 	cmocka_unit_test(test_wait_returns_after_shutdown),
 	cmocka_unit_test(test_sigterm_starts_shutdown),
 	cmocka_unit_test(test_half_open_and_slow_clients_do_not_block_good_one),

@@ -14,6 +14,7 @@
 #include "weft_test_io.h"
 #include "io/io.h" /* weft__stream_held, the loop's buffer ring */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -2912,6 +2913,118 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 	weft_event_destroy(&x.go);
 }
 
+/* ---------------------------------------------------------------------- */
+/* weft_stream_abort                                                       */
+/* ---------------------------------------------------------------------- */
+
+/* Open fds of the process (test thread, before and after a runtime). */
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Read fd until the connection ends, within 3 s: 0 (FIN) or -errno; *got
+ * the bytes read. */
+static ssize_t drain_peer(int fd, size_t *got)
+{
+	static _Thread_local char buf[64 * 1024];
+	weft_scope sc;
+	weft_scope_enter(&sc, 3000 * MS);
+	ssize_t r;
+	while ((r = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+		*got += (size_t)r;
+	weft_scope_exit(&sc);
+	return r;
+}
+
+struct abort_rec {
+	size_t pending;        /* queued when aborted */
+	int abort_rc, again_rc;
+	ssize_t waiting_read;  /* a reader waiting when the abort came */
+	int waiting_drain;     /* a writer waiting in drain */
+	ssize_t write_rc, read_rc, fill_rc;
+	int drain_rc, flush_rc, shutdown_rc;
+	ssize_t peer_end;
+	size_t peer_got;
+};
+
+static void *abort_reader(void *arg)
+{
+	struct fx *f = arg;
+	struct abort_rec *x = f->rec;
+	char buf[16];
+	x->waiting_read = weft_stream_read(f->s, buf, sizeof buf);
+	return NULL;
+}
+
+static void *abort_writer(void *arg)
+{
+	struct fx *f = arg;
+	struct abort_rec *x = f->rec;
+	static char big[4u << 20];
+	weft_stream_write(f->s, big, sizeof big);
+	x->waiting_drain = weft_stream_drain(f->s);
+	return NULL;
+}
+
+static void abort_body(struct fx *f)
+{
+	struct abort_rec *x = f->rec;
+	weft_sock_buffers(f->peer, 16384, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 16384);
+	weft_task *r = go_pinned(abort_reader, f, WEFT_PIN_NONE);
+	weft_task *w = go_pinned(abort_writer, f, WEFT_PIN_NONE);
+	weft_sleep_ms(50); /* both wait: the peer reads nothing */
+	x->pending = weft_stream_pending(f->s);
+	x->abort_rc = weft_stream_abort(f->s);
+	x->again_rc = weft_stream_abort(f->s);
+	finish(r);
+	finish(w);
+	char buf[4];
+	x->write_rc = weft_stream_write(f->s, "x", 1);
+	x->read_rc = weft_stream_read(f->s, buf, sizeof buf);
+	x->fill_rc = weft_stream_fill(f->s);
+	x->drain_rc = weft_stream_drain(f->s);
+	x->flush_rc = weft_stream_flush(f->s);
+	x->shutdown_rc = weft_stream_shutdown(f->s);
+	x->peer_end = drain_peer(f->peer, &x->peer_got);
+}
+
+/* The peer sees a reset (not an end of input) with megabytes queued;
+ * waiting and later calls fail with -ECONNABORTED; close only releases
+ * (the fixture checks it returns 0); no fd is left behind. */
+static void test_abort_resets_and_fails_later_calls(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct abort_rec x = { 0 };
+	run_fx_tcp(NULL, abort_body, &x);
+	print_message("aborted with %zu queued; the peer read %zu, then %s\n", x.pending,
+		      x.peer_got, weft_strerror((int)x.peer_end));
+	assert_true(x.pending > (1u << 20));
+	assert_int_equal(x.abort_rc, 0);
+	assert_int_equal(x.again_rc, 0);
+	assert_int_equal(x.peer_end, -ECONNRESET);
+	assert_true(x.peer_got < (4u << 20) - x.pending + 1);
+	assert_int_equal(x.waiting_read, -ECONNABORTED);
+	assert_int_equal(x.waiting_drain, -ECONNABORTED);
+	assert_int_equal(x.write_rc, -ECONNABORTED);
+	assert_int_equal(x.read_rc, -ECONNABORTED);
+	assert_int_equal(x.fill_rc, -ECONNABORTED);
+	assert_int_equal(x.drain_rc, -ECONNABORTED);
+	assert_int_equal(x.flush_rc, -ECONNABORTED);
+	assert_int_equal(x.shutdown_rc, -ECONNABORTED);
+	assert_int_equal(weft_stream_abort(NULL), -EINVAL);
+	assert_int_equal(count_fds(), fds0);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_reserve_commit_rules),
 	cmocka_unit_test(test_close_cancels_open_reservation),
@@ -2961,6 +3074,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_idle_holds_no_buffer),
 	cmocka_unit_test(test_many_idle_streams_wake_at_once),
 	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
+	cmocka_unit_test(test_abort_resets_and_fails_later_calls),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -98,11 +98,11 @@
  * and frees; the stream must not be used by any other task after (or
  * during) close.
  *
- * Threads: a stream belongs to its tasks.  Five calls work from any thread:
+ * Threads: a stream belongs to its tasks.  Six calls work from any thread:
  * weft_stream_config_init, weft_stream_open (it only wraps the fd: open it
  * anywhere, then hand the stream to a task), weft_stream_fd,
- * weft_stream_pending (a snapshot) and weft_stream_end_input (it is how
- * another task or thread tells the reader to stop).  Every other call is task-only: from
+ * weft_stream_pending (a snapshot), weft_stream_end_input (it is how
+ * another task or thread tells the reader to stop) and weft_stream_abort.  Every other call is task-only: from
  * any other thread (a foreign thread, a blocking-pool thread) it does
  * nothing and returns -EPERM, except weft_stream_buffered, which returns a
  * count and so returns 0 with *out NULL.  Within that, any
@@ -345,12 +345,35 @@ WEFT_API int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns);
 /* Bytes queued and not yet sent (0 for NULL).  Any thread: a snapshot. */
 WEFT_API size_t weft_stream_pending(weft_stream *s);
 
+/*
+ * Close the connection at once with a reset, dropping every queued byte
+ * (asyncio's transport.abort(), libuv's uv_tcp_close_reset): for a peer
+ * that misbehaved, or a proxy passing on a reset.  On a TCP socket the
+ * peer gets an RST now, so it reads -ECONNRESET, not end of input, even
+ * if megabytes were queued (SO_LINGER 0 and connect(AF_UNSPEC): the
+ * kernel's send queue is purged too); other sockets are shut down both
+ * ways (their peer reads end of input); other fds are left as they are.
+ * Every pending and later call on s then fails with -ECONNABORTED: reads
+ * (including one waiting in another task, which is woken), writes,
+ * drain, flush, shutdown, write_zc; an open reservation stays writable
+ * until its commit, which returns -ECONNABORTED.  weft_stream_buffered
+ * still shows what had been received.  It does not free the stream: its
+ * owner still calls weft_stream_close, which then only releases (the fd
+ * is closed unless keep_fd; returns 0).  A server's handler may abort its
+ * stream: the server's close after the handler returns only frees it
+ * (weft/server.h).  Idempotent.  Returns 0, -EINVAL (s NULL).  Any
+ * thread, never waits, as weft_stream_end_input: the caller makes sure
+ * s is not being closed meanwhile.
+ */
+WEFT_API int weft_stream_abort(weft_stream *s);
+
 /* Flush, close the fd (unless keep_fd) and free the stream.  Returns 0 or
  * the flush's error; the stream is freed either way (in a task).  If the flush is cut
  * short (cancellation, scope deadline, send error), queued bytes are
  * dropped: on a socket an in-flight send is aborted with shutdown(2); on
  * other fds close waits for it to complete.  s NULL: -EINVAL; outside a
- * task: -EPERM, and nothing is flushed, closed or freed. */
+ * task: -EPERM, and nothing is flushed, closed or freed.  After
+ * weft_stream_abort it only releases and returns 0. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
 #ifdef __cplusplus
