@@ -1062,6 +1062,93 @@ static void test_handler_abort_resets(void **state)
 	assert_int_equal(x.active_after, 0);
 }
 
+/* A proxy handler: the server's stream copied both ways to an upstream
+ * connection; the client's half-close reaches upstream, whose reply and
+ * end of input come back. */
+struct proxy_h {
+	weft_sockaddr up;
+	int rc;
+	weft_stream_copied out;
+	size_t up_got;
+	int start_rc, up_fd;
+	char reply[64];
+	ssize_t reply_len;
+};
+
+static void proxy_handler(weft_stream *s, void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_tcp_connect(&x->up, 1000 * MS);
+	weft_stream *up;
+	if (fd < 0 || weft_stream_open(&up, fd, NULL) < 0) {
+		x->rc = fd < 0 ? fd : -ENOMEM;
+		return;
+	}
+	weft_stream_copy_config cfg;
+	weft_stream_copy_config_init(&cfg);
+	cfg.idle_timeout_ns = 2000 * MS;
+	x->rc = weft_stream_copy_bidirectional(s, up, &cfg, &x->out);
+	weft_stream_close(up);
+}
+
+/* Upstream: read to the end, then answer with the count. */
+static void *upstream_main(void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_accept(x->up_fd, NULL, NULL, 0);
+	if (fd < 0)
+		return NULL;
+	char buf[16384];
+	ssize_t r;
+	while ((r = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+		x->up_got += (size_t)r;
+	int n = snprintf(buf, sizeof buf, "got %zu\n", x->up_got);
+	weft_send_all(fd, buf, (size_t)n, 0, NULL);
+	close(fd);
+	return NULL;
+}
+
+static void *proxy_handler_main(void *arg)
+{
+	struct proxy_h *x = arg;
+	weft_addr_ip(&x->up, "127.0.0.1", 0);
+	x->up_fd = weft_tcp_listen(&x->up, 4, 0);
+	weft_sock_local(x->up_fd, &x->up);
+	weft_task *u = go_pinned(upstream_main, x, WEFT_PIN_NONE);
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, proxy_handler, x, &a)) < 0)
+		return NULL;
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	if (fd >= 0) {
+		static char big[1u << 20];
+		weft_send_all(fd, big, sizeof big, 0, NULL);
+		shutdown(fd, SHUT_WR);
+		x->reply_len = recv_exact(fd, x->reply, sizeof x->reply - 1, 3000 * MS);
+		close(fd);
+	}
+	finish(u);
+	close(x->up_fd);
+	wait_idle(srv);
+	weft_server_shutdown(srv, 0);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_proxies_with_copy(void **state)
+{
+	(void)state;
+	struct proxy_h x = { 0 };
+	weft_test_run_loops(2, proxy_handler_main, &x);
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.rc, 0);
+	assert_int_equal(x.up_got, 1u << 20);
+	assert_int_equal(x.out.a_to_b, 1u << 20);
+	assert_int_equal(x.out.b_to_a, strlen("got 1048576\n"));
+	assert_int_equal(x.reply_len, 0); /* the reply, then end of input */
+	assert_string_equal(x.reply, "got 1048576\n");
+}
+
 /* ---------------------------------------------------------------------- */
 /* weft_server_wait                                                        */
 /* ---------------------------------------------------------------------- */
@@ -1564,6 +1651,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_close_clients_keeps_serving),
 	cmocka_unit_test(test_abort_clients_resets),
 	cmocka_unit_test(test_handler_abort_resets),
+	cmocka_unit_test(test_handler_proxies_with_copy),
 	cmocka_unit_test(test_wait_returns_after_shutdown),
 	cmocka_unit_test(test_sigterm_starts_shutdown),
 	cmocka_unit_test(test_half_open_and_slow_clients_do_not_block_good_one),

@@ -2934,7 +2934,7 @@ static int count_fds(void)
  * the bytes read. */
 static ssize_t drain_peer(int fd, size_t *got)
 {
-	static _Thread_local char buf[64 * 1024];
+	char buf[16 * 1024];
 	weft_scope sc;
 	weft_scope_enter(&sc, 3000 * MS);
 	ssize_t r;
@@ -3025,6 +3025,425 @@ static void test_abort_resets_and_fails_later_calls(void **state)
 	assert_int_equal(count_fds(), fds0);
 }
 
+/* ---------------------------------------------------------------------- */
+/* weft_stream_copy_bidirectional                                          */
+/* ---------------------------------------------------------------------- */
+
+/* A proxy in the middle: client c0 <-> [a  copy  b] <-> s1 server, over
+ * two TCP loopback connections; the copy runs in a task of its own. */
+struct proxy {
+	int c0, s1;
+	weft_stream *a, *b;
+	weft_stream_copy_config cfg;
+	int rc;
+	weft_stream_copied out;
+	uint64_t start_ns, end_ns;
+	bool abort_on_error; /* reset both ends, as a proxy passes a reset on */
+};
+
+static int proxy_open(struct proxy *p)
+{
+	int c[2], sv[2];
+	if (tcp_loop_pair(c) < 0)
+		return -errno;
+	if (tcp_loop_pair(sv) < 0) {
+		close(c[0]);
+		close(c[1]);
+		return -errno;
+	}
+	p->c0 = c[0];
+	p->s1 = sv[1];
+	weft_stream_open(&p->a, c[1], NULL);
+	weft_stream_open(&p->b, sv[0], NULL);
+	return p->a && p->b ? 0 : -ENOMEM;
+}
+
+static void *proxy_copy(void *arg)
+{
+	struct proxy *p = arg;
+	p->start_ns = weft_now_ns();
+	p->rc = weft_stream_copy_bidirectional(p->a, p->b, &p->cfg, &p->out);
+	p->end_ns = weft_now_ns();
+	if (p->rc < 0 && p->abort_on_error) {
+		weft_stream_abort(p->a);
+		weft_stream_abort(p->b);
+	}
+	return NULL;
+}
+
+static void proxy_close(struct proxy *p)
+{
+	weft_stream_close(p->a);
+	weft_stream_close(p->b);
+	close(p->c0);
+	close(p->s1);
+}
+
+/* One end's traffic on a raw socket: send `send` random bytes (seed) in
+ * `chunk`s with `gap_ms` between them, then shut down the write side;
+ * receive until end of input.  With eof_first, receive to the end before
+ * sending (the other end half-closed first). */
+struct peer {
+	int fd;
+	size_t send, chunk;
+	unsigned gap_ms;
+	uint32_t seed;
+	bool eof_first;
+	uint64_t tx_hash, rx_hash;
+	size_t got;
+	ssize_t end, sent_rc;
+};
+
+static uint64_t hash_bytes(uint64_t h, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void *peer_send(void *arg)
+{
+	struct peer *x = arg;
+	size_t chunk = x->chunk ? x->chunk : 64 * 1024;
+	uint8_t *buf = malloc(chunk);
+	uint32_t r = x->seed | 1;
+	x->tx_hash = 0xcbf29ce484222325ull;
+	for (size_t off = 0; buf && off < x->send; off += chunk) {
+		size_t n = x->send - off < chunk ? x->send - off : chunk;
+		for (size_t i = 0; i < n; i++) {
+			r ^= r << 13;
+			r ^= r >> 17;
+			r ^= r << 5;
+			buf[i] = (uint8_t)r;
+		}
+		x->tx_hash = hash_bytes(x->tx_hash, buf, n);
+		if ((x->sent_rc = weft_send_all(x->fd, buf, n, 0, NULL)) < 0)
+			break;
+		if (x->gap_ms)
+			weft_sleep_ms(x->gap_ms);
+	}
+	shutdown(x->fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static void peer_recv(struct peer *x)
+{
+	uint8_t buf[16 * 1024]; /* the task's own: two ends may share a thread */
+	x->rx_hash = 0xcbf29ce484222325ull;
+	weft_scope sc;
+	weft_scope_enter(&sc, 20000 * MS);
+	while ((x->end = weft_recv(x->fd, buf, sizeof buf, 0)) > 0) {
+		x->rx_hash = hash_bytes(x->rx_hash, buf, (size_t)x->end);
+		x->got += (size_t)x->end;
+	}
+	weft_scope_exit(&sc);
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *x = arg;
+	if (x->eof_first) {
+		peer_recv(x);
+		peer_send(x);
+		return NULL;
+	}
+	weft_task *t = go_pinned(peer_send, x, WEFT_PIN_NONE);
+	peer_recv(x);
+	finish(t);
+	return NULL;
+}
+
+struct copy_run {
+	struct proxy p;
+	struct peer c, s;   /* the client's end (c0), the server's (s1) */
+	int open_rc;
+	uint64_t tasks_before, tasks_after;
+};
+
+static uint64_t tasks_live(void)
+{
+	weft_runtime_stats st;
+	weft_runtime_stats_get(weft_runtime_current(), &st);
+	return st.tasks_live;
+}
+
+static void *copy_run_main(void *arg)
+{
+	struct copy_run *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	x->c.fd = x->p.c0;
+	x->s.fd = x->p.s1;
+	x->tasks_before = tasks_live();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(peer_main, &x->s, 1);
+	finish(tc);
+	finish(ts);
+	finish(cp);
+	weft_sleep_ms(10); /* the finished tasks are reaped */
+	x->tasks_after = tasks_live();
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void run_copy(struct copy_run *x)
+{
+	int fds0 = count_fds();
+	if (!x->p.cfg.idle_timeout_ns)
+		weft_stream_copy_config_init(&x->p.cfg);
+	weft_test_run_loops(2, copy_run_main, x);
+	assert_int_equal(x->open_rc, 0);
+	assert_int_equal(count_fds(), fds0);
+	assert_int_equal(x->tasks_after, x->tasks_before);
+}
+
+/* 8 MiB of random bytes each way at once (2 MiB under sanitizers),
+ * checked by hash on arrival; both ends half-close when done. */
+static void test_copy_both_ways(void **state)
+{
+	(void)state;
+	size_t n = WEFT_TEST_SANITIZED ? 2u << 20 : 8u << 20;
+	struct copy_run x = { .c = { .send = n, .seed = 1 }, .s = { .send = n, .seed = 2 } };
+	run_copy(&x);
+	print_message("copied %llu and %llu bytes in %.0f ms\n",
+		      (unsigned long long)x.p.out.a_to_b, (unsigned long long)x.p.out.b_to_a,
+		      (x.p.end_ns - x.p.start_ns) / 1e6);
+	assert_int_equal(x.p.rc, 0);
+	assert_null(x.p.out.failed);
+	assert_int_equal(x.p.out.a_to_b, n);
+	assert_int_equal(x.p.out.b_to_a, n);
+	assert_int_equal(x.s.got, n);
+	assert_int_equal(x.c.got, n);
+	assert_int_equal(x.s.rx_hash, x.c.tx_hash);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+	assert_int_equal(x.c.end, 0);
+	assert_int_equal(x.s.end, 0);
+}
+
+/* Half-close in each direction: one end sends and shuts down; the other
+ * reads to the end of input (so it was passed on) and only then sends
+ * its own bytes and shuts down. */
+static void half_close(bool client_first)
+{
+	size_t n1 = 1u << 20, n2 = 3u << 19;
+	struct copy_run x = { .c = { .send = client_first ? n1 : n2, .seed = 3 },
+			      .s = { .send = client_first ? n2 : n1, .seed = 4 } };
+	if (client_first)
+		x.s.eof_first = true;
+	else
+		x.c.eof_first = true;
+	run_copy(&x);
+	assert_int_equal(x.p.rc, 0);
+	assert_int_equal(x.p.out.a_to_b, x.c.send);
+	assert_int_equal(x.p.out.b_to_a, x.s.send);
+	assert_int_equal(x.s.got, x.c.send);
+	assert_int_equal(x.c.got, x.s.send);
+	assert_int_equal(x.s.rx_hash, x.c.tx_hash);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+}
+
+static void test_copy_half_close_client_first(void **state)
+{
+	(void)state;
+	half_close(true);
+}
+
+static void test_copy_half_close_server_first(void **state)
+{
+	(void)state;
+	half_close(false);
+}
+
+/* The server end resets mid-transfer: the copy returns its error with
+ * b as the failed stream and the counts so far, promptly; the proxy
+ * passes the reset on (abort a) and the client sees it. */
+struct copy_reset {
+	struct proxy p;
+	struct peer c;
+	int open_rc;
+	size_t server_read;
+	uint64_t reset_ns;
+};
+
+static void *reset_server_end(void *arg)
+{
+	struct copy_reset *x = arg;
+	static char buf[64 * 1024];
+	while (x->server_read < (1u << 20)) {
+		ssize_t r = weft_recv(x->p.s1, buf, sizeof buf, 0);
+		if (r <= 0)
+			break;
+		x->server_read += (size_t)r;
+	}
+	setsockopt(x->p.s1, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
+		   sizeof(struct linger));
+	x->reset_ns = weft_now_ns();
+	close(x->p.s1);
+	x->p.s1 = -1;
+	return NULL;
+}
+
+static void *copy_reset_main(void *arg)
+{
+	struct copy_reset *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	x->p.abort_on_error = true;
+	x->c.fd = x->p.c0;
+	x->c.send = 64u << 20; /* far more than gets through */
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(reset_server_end, x, 1);
+	finish(ts);
+	finish(cp);
+	finish(tc);
+	weft_stream_close(x->p.a);
+	weft_stream_close(x->p.b);
+	close(x->p.c0);
+	return NULL;
+}
+
+static void test_copy_peer_reset(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct copy_reset x = { 0 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	weft_test_run_loops(2, copy_reset_main, &x);
+	print_message("reset after %zu bytes: copy returned %s %.1f ms later, %llu copied; "
+		      "the client's send got %s, its receive %s\n",
+		      x.server_read, weft_strerror(x.p.rc), (x.p.end_ns - x.reset_ns) / 1e6,
+		      (unsigned long long)x.p.out.a_to_b, weft_strerror((int)x.c.sent_rc),
+		      weft_strerror((int)x.c.end));
+	assert_int_equal(x.open_rc, 0);
+	assert_true(x.p.rc == -ECONNRESET || x.p.rc == -EPIPE);
+	assert_ptr_equal(x.p.out.failed, x.p.b);
+	assert_true(x.p.out.a_to_b >= x.server_read);
+	assert_true(x.p.out.a_to_b < x.c.send);
+	assert_true(x.p.end_ns - x.reset_ns < 1000 * MS);
+	assert_true(x.c.sent_rc == -ECONNRESET || x.c.sent_rc == -EPIPE ||
+		    x.c.end == -ECONNRESET);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* The idle limit fires when both ends are silent... */
+static void test_copy_idle_timeout(void **state)
+{
+	(void)state;
+	struct copy_run x = { .c = { .eof_first = true }, .s = { .eof_first = true } };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 100 * MS;
+	x.p.abort_on_error = true;
+	/* the ends wait for an end of input that never comes: the copy's
+	 * timeout ends it, and both ends are reset */
+	int fds0 = count_fds();
+	weft_test_run_loops(2, copy_run_main, &x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("idle copy ended after %llu ms: %s\n", (unsigned long long)ms,
+		      weft_strerror(x.p.rc));
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, -ETIMEDOUT);
+	assert_null(x.p.out.failed);
+	assert_true(ms >= 95 && ms < 1000);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* ... and not during a one-way download longer than it: the server end
+ * sends 16 KiB every 20 ms for about 0.6 s (about 0.2 s under
+ * sanitizers) with a 150 ms limit while the client sends nothing. */
+static void test_copy_idle_not_cut_by_one_way_download(void **state)
+{
+	(void)state;
+	size_t n = WEFT_TEST_SANITIZED ? 160u * 1024 : 480u * 1024;
+	struct copy_run x = { .c = { .eof_first = true },
+			      .s = { .send = n, .chunk = 16 * 1024, .gap_ms = 20, .seed = 5 } };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 150 * MS;
+	run_copy(&x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("download of %zu bytes over %llu ms: %s\n", n, (unsigned long long)ms,
+		      weft_strerror(x.p.rc));
+	assert_int_equal(x.p.rc, 0);
+	assert_true(ms > 150);
+	assert_int_equal(x.p.out.b_to_a, n);
+	assert_int_equal(x.c.got, n);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+}
+
+/* Cancelling the caller cancels both directions and waits for them:
+ * -ECANCELED, and no task is left. */
+struct copy_cancel {
+	struct proxy p;
+	int open_rc;
+	uint64_t tasks_before, tasks_after, cancel_ns;
+};
+
+static void *copy_cancel_main(void *arg)
+{
+	struct copy_cancel *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_send_all(x->p.c0, "hello", 5, 0, NULL); /* some traffic first */
+	x->tasks_before = tasks_live();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, WEFT_PIN_NONE);
+	weft_sleep_ms(50);
+	x->cancel_ns = weft_now_ns();
+	weft_task_cancel(cp);
+	finish(cp);
+	weft_sleep_ms(10);
+	x->tasks_after = tasks_live();
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void test_copy_cancel(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct copy_cancel x = { 0 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	weft_test_run_loops(2, copy_cancel_main, &x);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, -ECANCELED);
+	assert_int_equal(x.p.out.a_to_b, 5);
+	assert_true(x.p.end_ns - x.cancel_ns < 500 * MS);
+	assert_int_equal(x.tasks_after, x.tasks_before);
+	assert_int_equal(count_fds(), fds0);
+}
+
+struct copy_args {
+	int same, null_a, reserved;
+};
+
+static void *copy_args_main(void *arg)
+{
+	struct copy_args *x = arg;
+	struct proxy p;
+	if (proxy_open(&p) < 0)
+		return NULL;
+	weft_stream_copy_config cfg;
+	weft_stream_copy_config_init(&cfg);
+	x->same = weft_stream_copy_bidirectional(p.a, p.a, NULL, NULL);
+	x->null_a = weft_stream_copy_bidirectional(NULL, p.b, NULL, NULL);
+	cfg.reserved[1] = 1;
+	x->reserved = weft_stream_copy_bidirectional(p.a, p.b, &cfg, NULL);
+	proxy_close(&p);
+	return NULL;
+}
+
+static void test_copy_bad_arguments(void **state)
+{
+	(void)state;
+	struct copy_args x = { 0 };
+	weft_test_run_loops(1, copy_args_main, &x);
+	assert_int_equal(x.same, -EINVAL);
+	assert_int_equal(x.null_a, -EINVAL);
+	assert_int_equal(x.reserved, -EINVAL);
+	assert_int_equal(weft_stream_copy_bidirectional(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_reserve_commit_rules),
 	cmocka_unit_test(test_close_cancels_open_reservation),
@@ -3075,6 +3494,14 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_many_idle_streams_wake_at_once),
 	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
 	cmocka_unit_test(test_abort_resets_and_fails_later_calls),
+	cmocka_unit_test(test_copy_both_ways),
+	cmocka_unit_test(test_copy_half_close_client_first),
+	cmocka_unit_test(test_copy_half_close_server_first),
+	cmocka_unit_test(test_copy_peer_reset),
+	cmocka_unit_test(test_copy_idle_timeout),
+	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
+	cmocka_unit_test(test_copy_cancel),
+	cmocka_unit_test(test_copy_bad_arguments),
 };
 
 WEFT_TEST_MAIN(tests)
