@@ -36,6 +36,7 @@ struct copy {
 	_Atomic uint64_t last_ns;  /* the last progress of either direction */
 	_Atomic int err;           /* the first failure (0: none yet) */
 	weft_stream *_Atomic failed; /* whose call it was (NULL: the idle limit) */
+	_Atomic bool ended;        /* a source's input was ended (-ESHUTDOWN) */
 	struct dir d[2];
 };
 
@@ -122,7 +123,14 @@ static void *pump(void *arg)
 		size_t n = weft_stream_buffered(d->src, &p);
 		ssize_t r;
 		if (!n) {
-			if ((r = idle_wait(d, OP_FILL)) < 0)
+			if ((r = idle_wait(d, OP_FILL)) == -ESHUTDOWN) {
+				/* weft_stream_end_input (a server shutting down):
+				 * stop reading, pass nothing on, let the other
+				 * direction finish */
+				atomic_store(&d->c->ended, true);
+				return NULL;
+			}
+			if (r < 0)
 				return ended(d, r, d->src);
 			if (r == 0) /* end of input: pass it on */
 				break;
@@ -179,7 +187,7 @@ int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
 	if (weft_task_cancelled())
 		r = -ECANCELED;
 	else if (r == 0)
-		r = err ? err : w;
+		r = err ? err : w ? w : atomic_load(&c.ended) ? -ESHUTDOWN : 0;
 	if (out) {
 		out->a_to_b = atomic_load(&c.d[0].moved);
 		out->b_to_a = atomic_load(&c.d[1].moved);

@@ -1149,6 +1149,94 @@ static void test_handler_proxies_with_copy(void **state)
 	assert_string_equal(x.reply, "got 1048576\n");
 }
 
+/* A graceful shutdown during a download through a proxy handler: the
+ * client's direction stops (its input ended), the download finishes
+ * within the grace period and the copy returns -ESHUTDOWN. */
+enum { DL_CHUNK = 16 * 1024, DL_CHUNKS = 12 };
+
+static void *upstream_download(void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_accept(x->up_fd, NULL, NULL, 0);
+	if (fd < 0)
+		return NULL;
+	char buf[DL_CHUNK];
+	memset(buf, 'd', sizeof buf);
+	for (int i = 0; i < DL_CHUNKS; i++) {
+		weft_send_all(fd, buf, sizeof buf, 0, NULL);
+		weft_sleep_ms(20);
+	}
+	close(fd);
+	return NULL;
+}
+
+struct dl_client {
+	int fd;
+	size_t got;
+	ssize_t end;
+};
+
+static void *dl_client_main(void *arg)
+{
+	struct dl_client *c = arg;
+	char buf[16384];
+	weft_scope sc;
+	weft_scope_enter(&sc, 5000 * MS);
+	while ((c->end = weft_recv(c->fd, buf, sizeof buf, 0)) > 0)
+		c->got += (size_t)c->end;
+	weft_scope_exit(&sc);
+	return NULL;
+}
+
+struct proxy_dl {
+	struct proxy_h h;
+	struct dl_client c;
+	int shutdown_rc;
+	uint64_t shutdown_ns;
+};
+
+static void *proxy_download_main(void *arg)
+{
+	struct proxy_dl *x = arg;
+	weft_addr_ip(&x->h.up, "127.0.0.1", 0);
+	x->h.up_fd = weft_tcp_listen(&x->h.up, 4, 0);
+	weft_sock_local(x->h.up_fd, &x->h.up);
+	weft_task *u = go_pinned(upstream_download, &x->h, WEFT_PIN_NONE);
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->h.start_rc = start(&srv, NULL, proxy_handler, &x->h, &a)) < 0)
+		return NULL;
+	x->c.fd = weft_tcp_connect(&a, 1000 * MS);
+	weft_task *c = go_pinned(dl_client_main, &x->c, WEFT_PIN_NONE);
+	weft_sleep_ms(60); /* the download is under way */
+	uint64_t t0 = weft_now_ns();
+	x->shutdown_rc = weft_server_shutdown(srv, 3000 * MS);
+	x->shutdown_ns = weft_now_ns() - t0;
+	finish(c);
+	finish(u);
+	close(x->c.fd);
+	close(x->h.up_fd);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_proxy_download_survives_shutdown(void **state)
+{
+	(void)state;
+	struct proxy_dl x = { 0 };
+	weft_test_run_loops(2, proxy_download_main, &x);
+	print_message("shutdown took %.0f ms; the client got %zu bytes, then %zd; copy: %s\n",
+		      x.shutdown_ns / 1e6, x.c.got, x.c.end, weft_strerror(x.h.rc));
+	assert_int_equal(x.h.start_rc, 0);
+	assert_int_equal(x.shutdown_rc, 0);
+	assert_int_equal(x.c.got, DL_CHUNK * DL_CHUNKS);
+	assert_int_equal(x.c.end, 0);
+	assert_int_equal(x.h.rc, -ESHUTDOWN);
+	assert_int_equal(x.h.out.b_to_a, DL_CHUNK * DL_CHUNKS);
+	assert_int_equal(x.h.out.a_to_b, 0);
+	assert_true(x.shutdown_ns < 2000 * MS);
+}
+
 /* ---------------------------------------------------------------------- */
 /* weft_server_wait                                                        */
 /* ---------------------------------------------------------------------- */
@@ -1652,6 +1740,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_abort_clients_resets),
 	cmocka_unit_test(test_handler_abort_resets),
 	cmocka_unit_test(test_handler_proxies_with_copy),
+	cmocka_unit_test(test_handler_proxy_download_survives_shutdown),
 	cmocka_unit_test(test_wait_returns_after_shutdown),
 	cmocka_unit_test(test_sigterm_starts_shutdown),
 	cmocka_unit_test(test_half_open_and_slow_clients_do_not_block_good_one),

@@ -379,7 +379,11 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  *    with out->failed set to the stream whose call failed, or -ETIMEDOUT
  *    of the idle limit (out->failed NULL).  Precedence: the caller's own
  *    cancellation (-ECANCELED) first, then the first direction's failure,
- *    then the caller's scope (-ETIMEDOUT).  Both streams stay open and
+ *    then the caller's scope (-ETIMEDOUT).  A source whose input is
+ *    ended (weft_stream_end_input: a server's graceful shutdown) stops
+ *    that direction quietly (nothing is passed on) while the other one
+ *    finishes, a download in progress say; the call then returns
+ *    -ESHUTDOWN if nothing failed.  Both streams stay open and
  *    the caller's: a proxy usually weft_stream_abort's the other one on a
  *    reset (to pass the reset on) and closes both.  -EINVAL (a or b NULL,
  *    a == b, a reserved field set), -EPERM outside a task, -ENOMEM (the
