@@ -3413,6 +3413,63 @@ static void test_copy_cancel(void **state)
 	assert_int_equal(count_fds(), fds0);
 }
 
+/* Backpressure: a server end that reads nothing for 300 ms while the
+ * client sends 8 MiB: the copy waits in drain, so what it holds queued on
+ * b stays near b's high_water (64 KiB) plus one receive, and everything
+ * arrives intact once the server end reads. */
+struct copy_bp {
+	struct copy_run r;
+	size_t max_pending;
+};
+
+static void *slow_server_end(void *arg)
+{
+	struct peer *x = arg;
+	weft_sleep_ms(300);
+	peer_recv(x);
+	shutdown(x->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *copy_bp_main(void *arg)
+{
+	struct copy_bp *x = arg;
+	struct copy_run *r = &x->r;
+	if ((r->open_rc = proxy_open(&r->p)) < 0)
+		return NULL;
+	r->c.fd = r->p.c0;
+	r->s.fd = r->p.s1;
+	weft_task *cp = go_pinned(proxy_copy, &r->p, 0);
+	weft_task *tc = go_pinned(peer_main, &r->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(slow_server_end, &r->s, 1);
+	for (int i = 0; i < 60; i++) {
+		size_t n = weft_stream_pending(r->p.b);
+		x->max_pending = n > x->max_pending ? n : x->max_pending;
+		weft_sleep_ms(5);
+	}
+	finish(tc);
+	finish(ts);
+	finish(cp);
+	proxy_close(&r->p);
+	return NULL;
+}
+
+static void test_copy_backpressure(void **state)
+{
+	(void)state;
+	size_t n = 8u << 20;
+	struct copy_bp x = { .r = { .c = { .send = n, .seed = 6 } } };
+	weft_stream_copy_config_init(&x.r.p.cfg);
+	weft_test_run_loops(2, copy_bp_main, &x);
+	print_message("most queued on b while its peer did not read: %zu bytes\n",
+		      x.max_pending);
+	assert_int_equal(x.r.open_rc, 0);
+	assert_int_equal(x.r.p.rc, 0);
+	assert_int_equal(x.r.s.got, n);
+	assert_int_equal(x.r.s.rx_hash, x.r.c.tx_hash);
+	assert_true(x.max_pending > 0 && x.max_pending <= (1u << 20));
+}
+
 struct copy_args {
 	int same, null_a, reserved;
 };
@@ -3501,6 +3558,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_idle_timeout),
 	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
 	cmocka_unit_test(test_copy_cancel),
+	cmocka_unit_test(test_copy_backpressure),
 	cmocka_unit_test(test_copy_bad_arguments),
 };
 
