@@ -100,7 +100,7 @@ static struct result measure(int w, size_t size)
 	for (uint64_t i = 0; i < n; i++) {
 		switch (w) {
 		case W_SEND:
-			BENCH_CHECK((int)weft_send_all(fd, sbuf, size, 0));
+			BENCH_CHECK((int)weft_send_all(fd, sbuf, size, 0, NULL));
 			break;
 		case W_SEND_ZC:
 			for (size_t done = 0; done < size;) {

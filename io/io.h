@@ -232,5 +232,6 @@ WEFT_HIDDEN bool weft__stream_reading(struct weft_stream *s);
 /* weft_stream_end_input (how already checked), the reader's wake recorded
  * in wk: for a caller holding its own lock.  Any thread. */
 WEFT_HIDDEN void weft__stream_end_input_to(struct weft_stream *s, int how, weft__wakes *wk);
+WEFT_HIDDEN void weft__stream_abort_to(struct weft_stream *s, weft__wakes *wk);
 
 #endif

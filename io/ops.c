@@ -106,18 +106,29 @@ ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags)
 	       .flags = (uint32_t)flags);
 }
 
-ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
+ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags, size_t *done)
 {
-	if (!buf && len)
+	if (!buf && len) {
+		if (done)
+			*done = 0;
 		return -EINVAL;
+	}
 	size_t n = 0;
+	ssize_t r = 0;
 	while (n < len) {
-		ssize_t r = weft_send(fd, (const char *)buf + n, len - n, flags);
-		if (r <= 0)
-			return r < 0 ? r : -EIO; /* no progress: would spin */
+		/* A send that completed as a scope expired keeps its count
+		 * (weft/io.h): the next one fails at entry, so n is exact. */
+		r = weft_send(fd, (const char *)buf + n, len - n, flags);
+		if (r <= 0) {
+			if (r == 0)
+				r = -EIO; /* no progress: would spin */
+			break;
+		}
 		n += (size_t)r;
 	}
-	return (ssize_t)len;
+	if (done)
+		*done = n;
+	return n == len ? (ssize_t)len : r;
 }
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)

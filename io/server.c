@@ -117,17 +117,17 @@ static void conn_register(weft_server *s, conn *c, weft_stream *st)
 		weft_stream_end_input(st, end);
 }
 
-/* Unpublish the stream before it goes; a reset close (abort_clients)
- * drops what is queued and sends RST instead of FIN. */
+/* Unpublish the stream before it goes.  A reset (abort_clients, which
+ * aborted the stream if it was published, or the handler's own
+ * weft_stream_abort) leaves the close only the freeing to do. */
 static void conn_close(weft_server *s, conn *c, weft_stream *st)
 {
 	weft__lock_acquire(&s->lk);
 	c->stream = NULL;
 	bool reset = c->reset;
 	weft__lock_release(&s->lk);
-	if (reset) /* close(2) then sends RST and drops what is unsent */
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
-			   sizeof(struct linger));
+	if (reset) /* came before the stream was published */
+		weft_stream_abort(st);
 	weft_stream_close(st);
 }
 
@@ -439,6 +439,8 @@ int weft_server_abort_clients(weft_server *s)
 	end_inputs_locked(s, WEFT_END_NOW, &wk);
 	for (conn *c = s->conns; c; c = c->next) {
 		c->reset = true;
+		if (c->stream) /* published: alive until conn_close takes lk */
+			weft__stream_abort_to(c->stream, &wk);
 		if (c->task)
 			weft__task_cancel_to(c->task, &wk);
 	}

@@ -272,30 +272,75 @@ static int connect_addr(const weft_sockaddr *a, int type, uint64_t timeout_ns)
 	return r < 0 ? fail_close(fd, r) : fd;
 }
 
+static bool tcp_addr_ok(const weft_sockaddr *a)
+{
+	return a && (a->sa.sa_family == AF_INET || a->sa.sa_family == AF_INET6);
+}
+
 int weft_tcp_connect(const weft_sockaddr *a, uint64_t timeout_ns)
 {
-	if (!a || (a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6))
+	if (!tcp_addr_ok(a))
 		return -EINVAL;
 	return connect_addr(a, SOCK_STREAM, timeout_ns);
 }
 
-int weft_tcp_connect_host(const char *host, uint16_t port, uint64_t timeout_ns)
+/* Try addrs in order, each attempt within attempt_ns, under the caller's
+ * scopes (the overall limit among them). */
+static int connect_each(const weft_sockaddr *addrs, size_t n, uint64_t attempt_ns,
+			size_t *which)
+{
+	int r = -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		weft_scope sc;
+		if ((r = weft_scope_enter(&sc, attempt_ns)) < 0)
+			return r;
+		r = connect_addr(&addrs[i], SOCK_STREAM, WEFT_FOREVER);
+		bool own = weft_scope_exit(&sc) == 1; /* this attempt's limit */
+		if (r >= 0) {
+			if (which)
+				*which = i;
+			return r;
+		}
+		if ((r == -ETIMEDOUT && !own) || r == -ECANCELED)
+			return r; /* the overall limit, a scope, a cancellation */
+	}
+	return r;
+}
+
+int weft_tcp_connect_any(const weft_sockaddr *addrs, size_t n, uint64_t attempt_timeout_ns,
+			 uint64_t timeout_ns, size_t *which)
+{
+	if (!addrs || !n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!tcp_addr_ok(&addrs[i]))
+			return -EINVAL;
+	weft_scope s;
+	int r = weft_scope_enter(&s, timeout_ns);
+	if (r < 0)
+		return r;
+	r = connect_each(addrs, n, attempt_timeout_ns, which);
+	weft_scope_exit(&s);
+	return r;
+}
+
+int weft_tcp_connect_host_any(const char *host, uint16_t port, uint64_t attempt_timeout_ns,
+			      uint64_t timeout_ns)
 {
 	weft_scope s;
-	int r = 0;
-	if (timeout_ns != WEFT_FOREVER && (r = weft_scope_enter(&s, timeout_ns)) < 0)
+	int r = weft_scope_enter(&s, timeout_ns);
+	if (r < 0)
 		return r;
 	weft_sockaddr addrs[8];
 	int n = weft_resolve(host, port, SOCK_STREAM, addrs, 8);
-	r = n;
-	for (int i = 0; i < n; i++) {
-		r = connect_addr(&addrs[i], SOCK_STREAM, WEFT_FOREVER);
-		if (r >= 0 || r == -ECANCELED || r == -ETIMEDOUT)
-			break;
-	}
-	if (timeout_ns != WEFT_FOREVER)
-		weft_scope_exit(&s);
+	r = n < 0 ? n : connect_each(addrs, (size_t)n, attempt_timeout_ns, NULL);
+	weft_scope_exit(&s);
 	return r;
+}
+
+int weft_tcp_connect_host(const char *host, uint16_t port, uint64_t timeout_ns)
+{
+	return weft_tcp_connect_host_any(host, port, WEFT_FOREVER, timeout_ns);
 }
 
 int weft_udp_socket(const weft_sockaddr *a)

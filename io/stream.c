@@ -90,6 +90,7 @@ struct weft_stream {
 	bool paused;        /* over high water, not yet back to low water */
 	bool wshut;         /* shut down for writing */
 	bool aborting;      /* close gave up: drop what is queued */
+	_Atomic bool aborted; /* weft_stream_abort: reset, every call fails */
 	int werr;           /* sticky send error, or -ETIMEDOUT (write limits) */
 	_Atomic bool zc_refused; /* the socket has no zero-copy (AF_UNIX) */
 	uint64_t wdeadline; /* weft_stream_write_deadline, WEFT_FOREVER none */
@@ -628,12 +629,18 @@ static int read_begin(weft_stream *s)
 		return r;
 	if (atomic_exchange_explicit(&s->reading, true, memory_order_acquire))
 		return weft__misuse(-EBUSY, "two tasks reading one stream");
+	if (unlikely(atomic_load_explicit(&s->aborted, memory_order_acquire))) {
+		atomic_store_explicit(&s->reading, false, memory_order_release);
+		return -ECONNABORTED;
+	}
 	return 0;
 }
 
 static ssize_t read_end(weft_stream *s, ssize_t r)
 {
 	atomic_store_explicit(&s->reading, false, memory_order_release);
+	if (unlikely(r <= 0) && atomic_load_explicit(&s->aborted, memory_order_acquire))
+		return -ECONNABORTED; /* the reset, not what it did to the socket */
 	return r;
 }
 
@@ -1412,6 +1419,52 @@ int weft_stream_shutdown(weft_stream *s)
 	return 0;
 }
 
+/* With lk held: reset the connection now.  On TCP, SO_LINGER 0 and
+ * connect(AF_UNSPEC) (tcp_disconnect: RST, the send queue purged, every
+ * pending operation on the socket fails); SO_LINGER stays for the final
+ * close.  Other sockets cannot reset: shut both ways. */
+static void sock_reset(weft_stream *s)
+{
+	if (!s->is_sock)
+		return;
+	setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
+		   sizeof(struct linger));
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	if (!s->bytestream || connect(s->fd, &unspec, sizeof(unspec)) < 0)
+		shutdown(s->fd, SHUT_RDWR);
+}
+
+/* weft_stream_abort with the wakes recorded in wk, for a caller that holds
+ * a lock of its own (a server's). */
+void weft__stream_abort_to(weft_stream *s, weft__wakes *wk)
+{
+	weft__lock_acquire(&s->lk);
+	if (atomic_load_explicit(&s->aborted, memory_order_relaxed)) {
+		weft__lock_release(&s->lk);
+		return;
+	}
+	/* Under lk, so a send completing meanwhile finds werr set and drops
+	 * what is queued rather than report the reset as its own error. */
+	atomic_store_explicit(&s->aborted, true, memory_order_release);
+	s->werr = -ECONNABORTED;
+	wdrop(s);
+	s->paused = false;
+	sock_reset(s);
+	weft__waitlist_fire_all(&s->waiters, wk);
+	weft__lock_release(&s->lk);
+	weft__stream_end_input_to(s, WEFT_END_NOW, wk); /* a reader of a pipe */
+}
+
+int weft_stream_abort(weft_stream *s)
+{
+	if (!s)
+		return -EINVAL;
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__stream_abort_to(s, &wk);
+	weft__wakes_flush(&wk);
+	return 0;
+}
+
 size_t weft_stream_pending(weft_stream *s)
 {
 	if (!s)
@@ -1461,6 +1514,8 @@ int weft_stream_close(weft_stream *s)
 	r = weft_stream_flush(s);
 	if (r < 0)
 		abort_send(s);
+	if (atomic_load_explicit(&s->aborted, memory_order_acquire))
+		r = 0; /* asked for: the close only releases */
 	if (s->ms)
 		recv_stop(s);
 	/* The last send_done may still hold lk after waking us. */

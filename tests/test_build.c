@@ -750,7 +750,7 @@ static const char *plugin_src =
 	"\tint fd = *(int *)arg;\n"
 	"\tif (weft_sleep_ms(2) != 0 || weft_loop_index() < 0)\n"
 	"\t\treturn (void *)1;\n"
-	"\treturn weft_send_all(fd, \"ping\", 4, 0) == 4 ? NULL : (void *)1;\n"
+	"\treturn weft_send_all(fd, \"ping\", 4, 0, NULL) == 4 ? NULL : (void *)1;\n"
 	"}\n"
 	"\n"
 	"static void *plug_main(void *arg)\n"

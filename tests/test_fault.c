@@ -682,7 +682,7 @@ static void *ec_client(void *arg)
 		size_t n = 1 + xorshift(&rng) % EC_MSG;
 		for (size_t k = 0; k < n; k++)
 			msg[k] = (char)(xorshift(&rng) >> 7);
-		ssize_t w = weft_send_all(fd, msg, n, 0);
+		ssize_t w = weft_send_all(fd, msg, n, 0, NULL);
 		if (w < 0) {
 			r = (int)w;
 			break;
@@ -909,7 +909,7 @@ static void *bo_main(void *arg)
 		weft_scope sc;
 		weft_scope_enter(&sc, 5 * SEC);
 		char b[4];
-		ssize_t r = weft_send_all(fd, "ping", 4, 0);
+		ssize_t r = weft_send_all(fd, "ping", 4, 0, NULL);
 		if (r == 4) {
 			size_t got = 0;
 			while (got < 4 && (r = weft_recv(fd, b + got, 4 - got, 0)) > 0)

@@ -169,7 +169,7 @@ static void *tcp_roundtrip_main(void *arg)
 		return NULL;
 	x->sent = weft_send(fds[0], "hello", 5, 0);
 	x->got = weft_recv(fds[1], x->buf, sizeof x->buf, 0);
-	x->sent2 = weft_send_all(fds[1], "world!", 6, 0);
+	x->sent2 = weft_send_all(fds[1], "world!", 6, 0, NULL);
 	x->got2 = weft_recv(fds[0], x->buf2, sizeof x->buf2, 0);
 	weft_sockaddr l, p;
 	weft_sock_local(fds[1], &l);
@@ -293,7 +293,7 @@ static void *unix_stream_main(void *arg)
 	x->cfd = weft_unix_connect(x->path, SOCK_STREAM);
 	x->afd = x->cfd >= 0 ? weft_accept(x->lfd, NULL, NULL, 0) : -1;
 	if (x->cfd >= 0 && x->afd >= 0) {
-		x->sent = weft_send_all(x->cfd, "unix ping", 9, 0);
+		x->sent = weft_send_all(x->cfd, "unix ping", 9, 0, NULL);
 		x->got = weft_recv(x->afd, x->buf, sizeof x->buf, 0);
 		x->sent2 = weft_send(x->afd, "pong", 4, 0);
 		x->got2 = weft_recv(x->cfd, x->buf2, sizeof x->buf2, 0);
@@ -433,7 +433,7 @@ static void *sender(void *arg)
 		size_t n = x->total - off < x->chunk ? x->total - off : x->chunk;
 		fill_pat(buf, n, off);
 		h = fnv1a(h, buf, n);
-		ssize_t r = weft_send_all(x->fd, buf, n, 0);
+		ssize_t r = weft_send_all(x->fd, buf, n, 0, NULL);
 		if (r != (ssize_t)n) {
 			x->rc = r < 0 ? r : -EIO;
 			break;
@@ -539,6 +539,86 @@ static void test_send_all_slow_reader(void **state)
 	print_message("6 MiB to a slow reader: %zu recvs, %.0f ms\n", x.rx.recvs,
 		      x.ns / 1e6);
 	check_xfer(&x, total);
+}
+
+/* weft_send_all cut by a scope (and by a cancellation) to a peer that
+ * stopped reading: *done is exactly what the peer can then read. */
+struct send_cut {
+	int pair_rc;
+	ssize_t rc, cancel_rc;
+	size_t done, cancel_done;
+	size_t got, bad; /* read by the peer afterwards, off the pattern */
+	uint64_t ns;
+};
+
+struct cut_sender {
+	int fd;
+	const uint8_t *buf;
+	size_t len, done;
+	ssize_t rc;
+};
+
+static void *cut_send_main(void *arg)
+{
+	struct cut_sender *c = arg;
+	c->rc = weft_send_all(c->fd, c->buf + c->done, c->len - c->done, 0, &c->done);
+	return NULL;
+}
+
+static void *send_cut_main(void *arg)
+{
+	struct send_cut *x = arg;
+	int fds[2];
+	if ((x->pair_rc = tcp_pair("127.0.0.1", fds)) < 0)
+		return NULL;
+	weft_sock_buffers(fds[0], 0, 16384);
+	weft_sock_buffers(fds[1], 16384, 0);
+	size_t len = 4u << 20;
+	uint8_t *buf = malloc(len);
+	fill_pat(buf, len, 0);
+	weft_scope s;
+	uint64_t t0 = weft_now_ns();
+	weft_scope_enter(&s, 100 * MS);
+	x->rc = weft_send_all(fds[0], buf, len, 0, &x->done);
+	weft_scope_exit(&s);
+	x->ns = weft_now_ns() - t0;
+	/* The rest from another task, cancelled while it waits. */
+	struct cut_sender c = { .fd = fds[0], .buf = buf + x->done, .len = len - x->done };
+	weft_task *t = go_pinned(cut_send_main, &c, WEFT_PIN_NONE);
+	weft_sleep_ms(30);
+	weft_task_cancel(t);
+	finish(t);
+	x->cancel_rc = c.rc;
+	x->cancel_done = c.done;
+	shutdown(fds[0], SHUT_WR);
+	uint8_t *in = malloc(65536);
+	for (;;) {
+		ssize_t r = weft_recv(fds[1], in, 65536, 0);
+		if (r <= 0)
+			break;
+		x->bad += check_pat(in, (size_t)r, x->got);
+		x->got += (size_t)r;
+	}
+	free(in);
+	free(buf);
+	close_pair(fds);
+	return NULL;
+}
+
+static void test_send_all_cut_reports_done(void **state)
+{
+	(void)state;
+	struct send_cut x = { 0 };
+	weft_test_run_loops(2, send_cut_main, &x);
+	print_message("send_all cut after %.0f ms: %zu bytes, then %zu more before the "
+		      "cancellation; peer read %zu\n",
+		      x.ns / 1e6, x.done, x.cancel_done, x.got);
+	assert_int_equal(x.pair_rc, 0);
+	assert_int_equal(x.rc, -ETIMEDOUT);
+	assert_true(x.done > 0 && x.done < (4u << 20));
+	assert_int_equal(x.cancel_rc, -ECANCELED);
+	assert_int_equal(x.got, x.done + x.cancel_done);
+	assert_int_equal(x.bad, 0);
 }
 
 /* 100 MiB (16 MiB under sanitizers) between tasks pinned to different
@@ -650,7 +730,7 @@ static void *reset_main(void *arg)
 		abort_close(fds[1]);
 		weft_sleep_ms(5);
 		x->send_rc = weft_send(fds[0], buf, sizeof buf, 0);
-		x->send_all_rc = weft_send_all(fds[0], buf, sizeof buf, 0);
+		x->send_all_rc = weft_send_all(fds[0], buf, sizeof buf, 0, NULL);
 		struct iovec iov = { buf, sizeof buf };
 		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 		x->sendmsg_rc = weft_sendmsg(fds[0], &m, 0);
@@ -928,7 +1008,7 @@ static void *stress_tx(void *arg)
 	while (!atomic_load(p->stop)) {
 		size_t n = 1 + xorshift(&rng) % sizeof buf;
 		fill_pat(buf, n, p->sent);
-		ssize_t r = weft_send_all(p->fd[0], buf, n, 0);
+		ssize_t r = weft_send_all(p->fd[0], buf, n, 0, NULL);
 		if (r != (ssize_t)n)
 			break;
 		p->sent += n;
@@ -1120,6 +1200,124 @@ static void test_resolve_and_connect_host(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* weft_tcp_connect_any                                                    */
+/* ---------------------------------------------------------------------- */
+
+struct any_rec {
+	int good_fd, refused_fd, hole_fd; /* listeners (refused: closed) */
+	int blackholed;           /* a connect to hole hangs */
+	int rc1, rc2, rc_all_refused, rc_last_timeout, rc_overall, rc_host;
+	size_t which1, which2, which_overall;
+	uint64_t ns2, ns_overall;
+	int bad_null, bad_n, bad_family, bad_host;
+};
+
+/* A listener with backlog 1 that never accepts, filled until a connect
+ * hangs (test_connect_timeout): whether it did, the filler fds in fds. */
+static bool blackhole(int lfd, int fds[16], int *n)
+{
+	weft_sockaddr a;
+	weft_sock_local(lfd, &a);
+	*n = 0;
+	while (*n < 16) {
+		int r = weft_tcp_connect(&a, 100 * MS);
+		if (r < 0)
+			return r == -ETIMEDOUT;
+		fds[(*n)++] = r;
+	}
+	return false;
+}
+
+static void *connect_any_main(void *arg)
+{
+	struct any_rec *x = arg;
+	weft_sockaddr lo, addr[3]; /* refused, blackholed, good */
+	weft_addr_ip(&lo, "127.0.0.1", 0);
+	x->good_fd = weft_tcp_listen(&lo, 8, 0);
+	x->refused_fd = weft_tcp_listen(&lo, 8, 0);
+	x->hole_fd = weft_tcp_listen(&lo, 1, 0);
+	weft_sock_local(x->refused_fd, &addr[0]);
+	close(x->refused_fd); /* nothing listens there now: refused */
+	weft_sock_local(x->hole_fd, &addr[1]);
+	weft_sock_local(x->good_fd, &addr[2]);
+	int fill[16], nfill = 0;
+	x->blackholed = blackhole(x->hole_fd, fill, &nfill);
+
+	/* refused, then good */
+	weft_sockaddr rg[2] = { addr[0], addr[2] };
+	x->which1 = 99;
+	x->rc1 = weft_tcp_connect_any(rg, 2, 1000 * MS, WEFT_FOREVER, &x->which1);
+	if (x->rc1 >= 0)
+		close(x->rc1);
+	/* blackholed, then good: within the attempt limit and a margin */
+	x->which2 = 99;
+	uint64_t t0 = weft_now_ns();
+	x->rc2 = weft_tcp_connect_any(&addr[1], 2, 150 * MS, 5000 * MS, &x->which2);
+	x->ns2 = weft_now_ns() - t0;
+	if (x->rc2 >= 0)
+		close(x->rc2);
+	/* all failing: the last attempt's error */
+	weft_sockaddr rr[2] = { addr[0], addr[0] };
+	x->rc_all_refused = weft_tcp_connect_any(rr, 2, 1000 * MS, WEFT_FOREVER, NULL);
+	x->rc_last_timeout = weft_tcp_connect_any(addr, 2, 100 * MS, WEFT_FOREVER, NULL);
+	/* the overall limit stops at once, even before the good address */
+	x->which_overall = 99;
+	t0 = weft_now_ns();
+	x->rc_overall = weft_tcp_connect_any(&addr[1], 2, 1000 * MS, 120 * MS,
+					     &x->which_overall);
+	x->ns_overall = weft_now_ns() - t0;
+	if (x->rc_overall >= 0)
+		close(x->rc_overall);
+	/* by name: every resolved address, each within its limit */
+	x->rc_host = weft_tcp_connect_host_any("localhost", weft_addr_port(&addr[2]), 500 * MS,
+					       5000 * MS);
+	if (x->rc_host >= 0)
+		close(x->rc_host);
+	weft_sockaddr un;
+	weft_addr_unix(&un, "/tmp/weft-none");
+	weft_sockaddr mixed[2] = { addr[2], un };
+	x->bad_null = weft_tcp_connect_any(NULL, 1, WEFT_FOREVER, WEFT_FOREVER, NULL);
+	x->bad_n = weft_tcp_connect_any(addr, 0, WEFT_FOREVER, WEFT_FOREVER, NULL);
+	x->bad_family = weft_tcp_connect_any(mixed, 2, WEFT_FOREVER, WEFT_FOREVER, NULL);
+	x->bad_host = weft_tcp_connect_host_any("", 80, WEFT_FOREVER, WEFT_FOREVER);
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(x->hole_fd);
+	close(x->good_fd);
+	return NULL;
+}
+
+static void test_connect_any(void **state)
+{
+	(void)state;
+	struct any_rec x = { 0 };
+	weft_test_run_loops(2, connect_any_main, &x);
+	assert_true(x.good_fd >= 0 && x.refused_fd >= 0 && x.hole_fd >= 0);
+	assert_true(x.rc1 >= 0);
+	assert_int_equal(x.which1, 1);
+	assert_int_equal(x.rc_all_refused, -ECONNREFUSED);
+	assert_true(x.rc_host >= 0);
+	assert_int_equal(x.bad_null, -EINVAL);
+	assert_int_equal(x.bad_n, -EINVAL);
+	assert_int_equal(x.bad_family, -EINVAL);
+	assert_int_equal(x.bad_host, -EINVAL);
+	if (!x.blackholed) {
+		print_message("skip: a listener with a full backlog does not hang a connect "
+			      "here; the blackholed-address cases were not checked\n");
+		skip();
+	}
+	print_message("blackholed then good: fd after %.1f ms; overall limit: %s after %.1f ms\n",
+		      x.ns2 / 1e6, weft_strerror(x.rc_overall), x.ns_overall / 1e6);
+	assert_true(x.rc2 >= 0);
+	assert_int_equal(x.which2, 1);
+	assert_true(x.ns2 >= 145 * MS && x.ns2 < 900 * MS);
+	assert_int_equal(x.rc_last_timeout, -ETIMEDOUT); /* refused, then no answer */
+	assert_int_equal(x.rc_overall, -ETIMEDOUT);
+	assert_int_equal(x.which_overall, 99);
+	assert_true(x.ns_overall >= 115 * MS && x.ns_overall < 900 * MS);
+}
+
+/* ---------------------------------------------------------------------- */
 /* accept under EMFILE                                                     */
 /* ---------------------------------------------------------------------- */
 
@@ -1176,7 +1374,7 @@ static void *emfile_main(void *arg)
 		close(held[--n]); /* one fd for the client socket */
 	x->client_fd = weft_tcp_connect(&a, 2000 * MS);
 	if (x->client_fd >= 0) {
-		x->sent = weft_send_all(x->client_fd, "ping", 4, 0);
+		x->sent = weft_send_all(x->client_fd, "ping", 4, 0, NULL);
 		weft_scope s;
 		weft_scope_enter(&s, 150 * MS);
 		x->got_before_free = weft_recv(x->client_fd, x->buf, sizeof x->buf, 0);
@@ -1199,7 +1397,7 @@ static void *emfile_main(void *arg)
 	x->second_fd = weft_tcp_connect(&a, 2000 * MS);
 	if (x->second_fd >= 0) {
 		char b[8];
-		weft_send_all(x->second_fd, "again", 5, 0);
+		weft_send_all(x->second_fd, "again", 5, 0, NULL);
 		weft_scope s;
 		weft_scope_enter(&s, 3000 * MS);
 		x->second_got = weft_recv(x->second_fd, b, sizeof b, 0);
@@ -1265,7 +1463,7 @@ static void *bad_args_main(void *arg)
 	x->recv_closed = weft_recv(closed, buf, sizeof buf, 0);
 	x->recv_null = weft_recv(fds[0], NULL, 10, 0);
 	x->send_null = weft_send(fds[0], NULL, 10, 0);
-	x->send_all_null = weft_send_all(fds[0], NULL, 10, 0);
+	x->send_all_null = weft_send_all(fds[0], NULL, 10, 0, NULL);
 	x->recvfrom_addr_nolen =
 		weft_recvfrom(fds[0], buf, sizeof buf, 0, (struct sockaddr *)buf, NULL);
 	x->sendmsg_null = weft_sendmsg(fds[0], NULL, 0);
@@ -1368,7 +1566,7 @@ static void check_eperm_outside_task(void)
 	weft_addr_ip(&a, "127.0.0.1", 9);
 	assert_int_equal(weft_recv(fds[0], buf, sizeof buf, 0), -EPERM);
 	assert_int_equal(weft_send(fds[0], "x", 1, 0), -EPERM);
-	assert_int_equal(weft_send_all(fds[0], "x", 1, 0), -EPERM);
+	assert_int_equal(weft_send_all(fds[0], "x", 1, 0, NULL), -EPERM);
 	assert_int_equal(weft_read(fds[0], buf, sizeof buf, WEFT_OFF_CUR), -EPERM);
 	assert_int_equal(weft_write(fds[0], "x", 1, WEFT_OFF_CUR), -EPERM);
 	assert_int_equal(weft_recvfrom(fds[0], buf, sizeof buf, 0, NULL, NULL), -EPERM);
@@ -1676,6 +1874,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_unix_dgram_path_and_abstract),
 	cmocka_unit_test(test_partial_reads_small_buffer),
 	cmocka_unit_test(test_send_all_slow_reader),
+	cmocka_unit_test(test_send_all_cut_reports_done),
 	cmocka_unit_test(test_big_transfer_across_loops),
 	cmocka_unit_test(test_eof_after_shutdown_and_close),
 	cmocka_unit_test(test_peer_reset),
@@ -1685,6 +1884,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cancel_inflight_recv),
 	cmocka_unit_test(test_cancel_recv_stress_no_loss_no_dup),
 	cmocka_unit_test(test_resolve_and_connect_host),
+	cmocka_unit_test(test_connect_any),
 	cmocka_unit_test(test_accept_emfile_keeps_serving),
 	cmocka_unit_test(test_bad_fds_and_arguments),
 	cmocka_unit_test(test_io_outside_task_is_eperm),

@@ -26,13 +26,14 @@
 
 
 /* What the handlers saw (reset by each test). */
-static _Atomic int h_started, h_finished, h_cancelled, h_timedout;
+static _Atomic int h_started, h_finished, h_cancelled, h_timedout, h_aborted;
 
 static void reset_counters(void)
 {
 	atomic_store(&h_started, 0);
 	atomic_store(&h_finished, 0);
 	atomic_store(&h_cancelled, 0);
+	atomic_store(&h_aborted, 0);
 	atomic_store(&h_timedout, 0);
 }
 
@@ -40,6 +41,8 @@ static void note_end(ssize_t r)
 {
 	if (r == -ECANCELED)
 		atomic_fetch_add(&h_cancelled, 1);
+	else if (r == -ECONNABORTED)
+		atomic_fetch_add(&h_aborted, 1);
 	else if (r == -ETIMEDOUT)
 		atomic_fetch_add(&h_timedout, 1);
 	atomic_fetch_add(&h_finished, 1);
@@ -93,7 +96,7 @@ static int roundtrip(int fd, const void *msg, size_t n)
 	char back[4096];
 	if (n > sizeof back)
 		return -EINVAL;
-	ssize_t r = weft_send_all(fd, msg, n, 0);
+	ssize_t r = weft_send_all(fd, msg, n, 0, NULL);
 	if (r < 0)
 		return (int)r;
 	r = recv_exact(fd, back, n, 5000 * MS);
@@ -613,7 +616,7 @@ static void *grace_client(void *arg)
 	if (fd < 0)
 		return NULL;
 	uint64_t t0 = weft_now_ns();
-	weft_send_all(fd, "request\n", 8, 0);
+	weft_send_all(fd, "request\n", 8, 0, NULL);
 	static char buf[256 * 1024 + 1];
 	x->client_got = recv_exact(fd, buf, 256 * 1024, 5000 * MS);
 	if (x->client_got > 0 && recv_exact(fd, buf, 1, 5000 * MS) != 0)
@@ -798,11 +801,11 @@ static void *mid_shut_main(void *arg)
 	int fd = weft_tcp_connect(&a, 1000 * MS);
 	if (fd < 0)
 		goto out;
-	weft_send_all(fd, "hal", 3, 0);
+	weft_send_all(fd, "hal", 3, 0, NULL);
 	weft_sleep_ms(50); /* the handler waits for the rest of its line */
 	weft_task *t = go_pinned(mid_shutter, x, WEFT_PIN_NONE);
 	weft_sleep_ms(150);
-	weft_send_all(fd, "f\n", 2, 0);
+	weft_send_all(fd, "f\n", 2, 0, NULL);
 	x->got = recv_exact(fd, x->reply, 5, 2000 * MS);
 	char c;
 	x->eof = recv_exact(fd, &c, 1, 2000 * MS);
@@ -854,7 +857,7 @@ static void *close_clients_main(void *arg)
 			roundtrip(fds[i], "x\n", 2);
 	}
 	if (fds[3] >= 0)
-		weft_send_all(fds[3], "abc", 3, 0); /* halfway through a line */
+		weft_send_all(fds[3], "abc", 3, 0, NULL); /* halfway through a line */
 	weft_sleep_ms(30);
 	x->bad_rc = weft_server_close_clients(NULL);
 	x->rc = weft_server_close_clients(srv);
@@ -946,7 +949,7 @@ static void *abort_clients_main(void *arg)
 	for (int i = 0; i < 2; i++) {
 		fds[i] = weft_tcp_connect(&a, 1000 * MS);
 		if (fds[i] >= 0)
-			weft_send_all(fds[i], i ? "idle\n" : "flood\n", i ? 5 : 6, 0);
+			weft_send_all(fds[i], i ? "idle\n" : "flood\n", i ? 5 : 6, 0, NULL);
 	}
 	weft_sleep_ms(100); /* the flood fills the socket buffers and waits */
 	x->rc = weft_server_abort_clients(srv);
@@ -958,7 +961,7 @@ static void *abort_clients_main(void *arg)
 	}
 	int fd = weft_tcp_connect(&a, 1000 * MS);
 	if (fd >= 0) {
-		weft_send_all(fd, "x\n", 2, 0);
+		weft_send_all(fd, "x\n", 2, 0, NULL);
 		shutdown(fd, SHUT_WR); /* flood()'s second read: end of input */
 	}
 	x->ok_after = fd >= 0 && read_to_end(fd) == 0; /* a FIN, not a reset */
@@ -981,8 +984,257 @@ static void test_abort_clients_resets(void **state)
 	assert_int_equal(x.active_after, 0);
 	assert_int_equal(x.end[0], -ECONNRESET);
 	assert_int_equal(x.end[1], -ECONNRESET);
-	assert_int_equal(atomic_load(&h_cancelled), 2);
+	/* Cancelled, or stopped by the reset (weft_stream_abort) first. */
+	assert_int_equal(atomic_load(&h_cancelled) + atomic_load(&h_aborted), 2);
 	assert_true(x.ok_after);
+}
+
+/* A handler aborts its own stream with megabytes queued: the client sees a
+ * reset, the handler's later stream calls fail with -ECONNABORTED, the
+ * server's close after it only frees (the fd goes, the server serves on). */
+struct h_abort {
+	ssize_t write_rc, read_rc;
+	int abort_rc, drain_rc;
+};
+static struct h_abort h_ab;
+
+static void abort_handler(weft_stream *s, void *arg)
+{
+	(void)arg;
+	const char *line;
+	if (weft_stream_read_line(s, &line) <= 0)
+		return;
+	static char big[4u << 20];
+	weft_stream_write(s, big, sizeof big);
+	h_ab.abort_rc = weft_stream_abort(s);
+	h_ab.write_rc = weft_stream_write(s, "x", 1);
+	h_ab.drain_rc = weft_stream_drain(s);
+	h_ab.read_rc = weft_stream_read_line(s, &line);
+}
+
+struct abort_h {
+	int start_rc;
+	ssize_t end;
+	size_t got;
+	uint64_t active_after;
+};
+
+static void *abort_handler_main(void *arg)
+{
+	struct abort_h *x = arg;
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, abort_handler, NULL, &a)) < 0)
+		return NULL;
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	x->end = fd;
+	if (fd >= 0) {
+		weft_send_all(fd, "go\n", 3, 0, NULL);
+		weft_sleep_ms(50); /* the handler queues and aborts meanwhile */
+		static char buf[64 * 1024];
+		weft_scope sc;
+		weft_scope_enter(&sc, 3000 * MS);
+		while ((x->end = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+			x->got += (size_t)x->end;
+		weft_scope_exit(&sc);
+		close(fd);
+	}
+	x->active_after = wait_idle(srv);
+	weft_server_shutdown(srv, 0);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_abort_resets(void **state)
+{
+	(void)state;
+	struct abort_h x = { 0 };
+	memset(&h_ab, 0, sizeof h_ab);
+	weft_test_run_loops(2, abort_handler_main, &x);
+	print_message("client read %zu bytes, then %s\n", x.got, weft_strerror((int)x.end));
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.end, -ECONNRESET);
+	assert_true(x.got < (4u << 20));
+	assert_int_equal(h_ab.abort_rc, 0);
+	assert_int_equal(h_ab.write_rc, -ECONNABORTED);
+	assert_int_equal(h_ab.drain_rc, -ECONNABORTED);
+	assert_int_equal(h_ab.read_rc, -ECONNABORTED);
+	assert_int_equal(x.active_after, 0);
+}
+
+/* A proxy handler: the server's stream copied both ways to an upstream
+ * connection; the client's half-close reaches upstream, whose reply and
+ * end of input come back. */
+struct proxy_h {
+	weft_sockaddr up;
+	int rc;
+	weft_stream_copied out;
+	size_t up_got;
+	int start_rc, up_fd;
+	char reply[64];
+	ssize_t reply_len;
+};
+
+static void proxy_handler(weft_stream *s, void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_tcp_connect(&x->up, 1000 * MS);
+	weft_stream *up;
+	if (fd < 0 || weft_stream_open(&up, fd, NULL) < 0) {
+		x->rc = fd < 0 ? fd : -ENOMEM;
+		return;
+	}
+	weft_stream_copy_config cfg;
+	weft_stream_copy_config_init(&cfg);
+	cfg.idle_timeout_ns = 2000 * MS;
+	x->rc = weft_stream_copy_bidirectional(s, up, &cfg, &x->out);
+	weft_stream_close(up);
+}
+
+/* Upstream: read to the end, then answer with the count. */
+static void *upstream_main(void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_accept(x->up_fd, NULL, NULL, 0);
+	if (fd < 0)
+		return NULL;
+	char buf[16384];
+	ssize_t r;
+	while ((r = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+		x->up_got += (size_t)r;
+	int n = snprintf(buf, sizeof buf, "got %zu\n", x->up_got);
+	weft_send_all(fd, buf, (size_t)n, 0, NULL);
+	close(fd);
+	return NULL;
+}
+
+static void *proxy_handler_main(void *arg)
+{
+	struct proxy_h *x = arg;
+	weft_addr_ip(&x->up, "127.0.0.1", 0);
+	x->up_fd = weft_tcp_listen(&x->up, 4, 0);
+	weft_sock_local(x->up_fd, &x->up);
+	weft_task *u = go_pinned(upstream_main, x, WEFT_PIN_NONE);
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->start_rc = start(&srv, NULL, proxy_handler, x, &a)) < 0)
+		return NULL;
+	int fd = weft_tcp_connect(&a, 1000 * MS);
+	if (fd >= 0) {
+		static char big[1u << 20];
+		weft_send_all(fd, big, sizeof big, 0, NULL);
+		shutdown(fd, SHUT_WR);
+		x->reply_len = recv_exact(fd, x->reply, sizeof x->reply - 1, 3000 * MS);
+		close(fd);
+	}
+	finish(u);
+	close(x->up_fd);
+	wait_idle(srv);
+	weft_server_shutdown(srv, 0);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_proxies_with_copy(void **state)
+{
+	(void)state;
+	struct proxy_h x = { 0 };
+	weft_test_run_loops(2, proxy_handler_main, &x);
+	assert_int_equal(x.start_rc, 0);
+	assert_int_equal(x.rc, 0);
+	assert_int_equal(x.up_got, 1u << 20);
+	assert_int_equal(x.out.a_to_b, 1u << 20);
+	assert_int_equal(x.out.b_to_a, strlen("got 1048576\n"));
+	assert_int_equal(x.reply_len, 0); /* the reply, then end of input */
+	assert_string_equal(x.reply, "got 1048576\n");
+}
+
+/* A graceful shutdown during a download through a proxy handler: the
+ * client's direction stops (its input ended), the download finishes
+ * within the grace period and the copy returns -ESHUTDOWN. */
+enum { DL_CHUNK = 16 * 1024, DL_CHUNKS = 12 };
+
+static void *upstream_download(void *arg)
+{
+	struct proxy_h *x = arg;
+	int fd = weft_accept(x->up_fd, NULL, NULL, 0);
+	if (fd < 0)
+		return NULL;
+	char buf[DL_CHUNK];
+	memset(buf, 'd', sizeof buf);
+	for (int i = 0; i < DL_CHUNKS; i++) {
+		weft_send_all(fd, buf, sizeof buf, 0, NULL);
+		weft_sleep_ms(20);
+	}
+	close(fd);
+	return NULL;
+}
+
+struct dl_client {
+	int fd;
+	size_t got;
+	ssize_t end;
+};
+
+static void *dl_client_main(void *arg)
+{
+	struct dl_client *c = arg;
+	char buf[16384];
+	weft_scope sc;
+	weft_scope_enter(&sc, 5000 * MS);
+	while ((c->end = weft_recv(c->fd, buf, sizeof buf, 0)) > 0)
+		c->got += (size_t)c->end;
+	weft_scope_exit(&sc);
+	return NULL;
+}
+
+struct proxy_dl {
+	struct proxy_h h;
+	struct dl_client c;
+	int shutdown_rc;
+	uint64_t shutdown_ns;
+};
+
+static void *proxy_download_main(void *arg)
+{
+	struct proxy_dl *x = arg;
+	weft_addr_ip(&x->h.up, "127.0.0.1", 0);
+	x->h.up_fd = weft_tcp_listen(&x->h.up, 4, 0);
+	weft_sock_local(x->h.up_fd, &x->h.up);
+	weft_task *u = go_pinned(upstream_download, &x->h, WEFT_PIN_NONE);
+	weft_server *srv;
+	weft_sockaddr a;
+	if ((x->h.start_rc = start(&srv, NULL, proxy_handler, &x->h, &a)) < 0)
+		return NULL;
+	x->c.fd = weft_tcp_connect(&a, 1000 * MS);
+	weft_task *c = go_pinned(dl_client_main, &x->c, WEFT_PIN_NONE);
+	weft_sleep_ms(60); /* the download is under way */
+	uint64_t t0 = weft_now_ns();
+	x->shutdown_rc = weft_server_shutdown(srv, 3000 * MS);
+	x->shutdown_ns = weft_now_ns() - t0;
+	finish(c);
+	finish(u);
+	close(x->c.fd);
+	close(x->h.up_fd);
+	weft_server_destroy(srv);
+	return NULL;
+}
+
+static void test_handler_proxy_download_survives_shutdown(void **state)
+{
+	(void)state;
+	struct proxy_dl x = { 0 };
+	weft_test_run_loops(2, proxy_download_main, &x);
+	print_message("shutdown took %.0f ms; the client got %zu bytes, then %zd; copy: %s\n",
+		      x.shutdown_ns / 1e6, x.c.got, x.c.end, weft_strerror(x.h.rc));
+	assert_int_equal(x.h.start_rc, 0);
+	assert_int_equal(x.shutdown_rc, 0);
+	assert_int_equal(x.c.got, DL_CHUNK * DL_CHUNKS);
+	assert_int_equal(x.c.end, 0);
+	assert_int_equal(x.h.rc, -ESHUTDOWN);
+	assert_int_equal(x.h.out.b_to_a, DL_CHUNK * DL_CHUNKS);
+	assert_int_equal(x.h.out.a_to_b, 0);
+	assert_true(x.shutdown_ns < 2000 * MS);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1486,6 +1738,9 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_shutdown_serves_request_in_progress),
 	cmocka_unit_test(test_close_clients_keeps_serving),
 	cmocka_unit_test(test_abort_clients_resets),
+	cmocka_unit_test(test_handler_abort_resets),
+	cmocka_unit_test(test_handler_proxies_with_copy),
+	cmocka_unit_test(test_handler_proxy_download_survives_shutdown),
 	cmocka_unit_test(test_wait_returns_after_shutdown),
 	cmocka_unit_test(test_sigterm_starts_shutdown),
 	cmocka_unit_test(test_half_open_and_slow_clients_do_not_block_good_one),

@@ -14,6 +14,7 @@
 #include "weft_test_io.h"
 #include "io/io.h" /* weft__stream_held, the loop's buffer ring */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -118,7 +119,7 @@ static void *drip_main(void *arg)
 	struct drip *d = arg;
 	for (const char *const *p = d->parts; *p; p++) {
 		weft_sleep_ms(d->pause_ms);
-		weft_send_all(d->fd, *p, strlen(*p), 0);
+		weft_send_all(d->fd, *p, strlen(*p), 0, NULL);
 	}
 	if (d->close_after)
 		shutdown(d->fd, SHUT_WR);
@@ -385,8 +386,8 @@ static void limit_body(struct fx *f)
 	for (int i = 0; i < N; i++)
 		big[i] = (char)('A' + i % 26);
 	big[N] = '\n';
-	weft_send_all(f->peer, big, N + 1, 0);
-	weft_send_all(f->peer, "ok\n", 3, 0);
+	weft_send_all(f->peer, big, N + 1, 0, NULL);
+	weft_send_all(f->peer, "ok\n", 3, 0, NULL);
 	const char *p;
 	weft_sleep_ms(10); /* all of it is in the socket */
 	x->line_rc = weft_stream_read_line(f->s, &p);
@@ -2009,7 +2010,7 @@ static void *send_rest(void *arg)
 	struct fx *f = arg;
 	struct endin *x = f->rec;
 	weft_sleep_ms(150); /* well after the end */
-	weft_send_all(f->peer, x->rest, strlen(x->rest), 0);
+	weft_send_all(f->peer, x->rest, strlen(x->rest), 0, NULL);
 	return NULL;
 }
 
@@ -2021,7 +2022,7 @@ static void endin_body(struct fx *f)
 	x->einval[0] = weft_stream_end_input(NULL, WEFT_END_IDLE);
 	x->einval[1] = weft_stream_end_input(f->s, 3);
 	if (x->partial)
-		weft_send_all(f->peer, x->partial, strlen(x->partial), 0);
+		weft_send_all(f->peer, x->partial, strlen(x->partial), 0, NULL);
 	struct ender e = { f->s, x->how };
 	pthread_t th;
 	weft_task *t = NULL;
@@ -2103,7 +2104,7 @@ struct endin_pre {
 static void endin_pre_body(struct fx *f)
 {
 	struct endin_pre *x = f->rec;
-	weft_send_all(f->peer, "abc", 3, 0);
+	weft_send_all(f->peer, "abc", 3, 0, NULL);
 	weft_sleep_ms(20);
 	weft_stream_fill(f->s); /* buffered now */
 	weft_stream_end_input(f->s, WEFT_END_NOW);
@@ -2213,10 +2214,10 @@ static void *fillto_sender(void *arg)
 	for (size_t i = 0; i < sizeof chunk; i++)
 		chunk[i] = (char)pat(i);
 	for (size_t off = 0; off < sizeof chunk; off += 10 * 1024) {
-		weft_send_all(f->peer, chunk + off, 10 * 1024, 0);
+		weft_send_all(f->peer, chunk + off, 10 * 1024, 0, NULL);
 		weft_sleep_ms(1);
 	}
-	weft_send_all(f->peer, "x\n", 2, 0);
+	weft_send_all(f->peer, "x\n", 2, 0, NULL);
 	return NULL;
 }
 
@@ -2244,7 +2245,7 @@ static void fillto_body(struct fx *f)
 	x->line_after = weft_stream_read_line(f->s, &p);
 	finish(t);
 	/* A peer that claims much and sends 10 bytes, then ends. */
-	weft_send_all(f->peer, "0123456789", 10, 0);
+	weft_send_all(f->peer, "0123456789", 10, 0, NULL);
 	t = go_pinned(claim_watch, f, WEFT_PIN_NONE);
 	x->claim_rc = weft_stream_fill_to(f->s, 64u << 20);
 	finish(t);
@@ -2318,7 +2319,7 @@ static void *ms_sender(void *arg)
 		size_t n = x->total - off < sizeof(buf) ? x->total - off : sizeof(buf);
 		for (size_t i = 0; i < n; i++)
 			buf[i] = pat(off + i);
-		if (weft_send_all(f->peer, buf, n, 0) < 0)
+		if (weft_send_all(f->peer, buf, n, 0, NULL) < 0)
 			break;
 		off += n;
 	}
@@ -2375,7 +2376,7 @@ static void *stall_sender(void *arg)
 		size_t n = x->total - off < sizeof buf ? x->total - off : sizeof buf;
 		for (size_t i = 0; i < n; i++)
 			buf[i] = (char)pat(off + i);
-		if (weft_send_all(f->peer, buf, n, 0) < 0)
+		if (weft_send_all(f->peer, buf, n, 0, NULL) < 0)
 			break;
 		off += n;
 	}
@@ -2912,6 +2913,609 @@ static void test_multishot_close_from_other_loop_without_stack(void **state)
 	weft_event_destroy(&x.go);
 }
 
+/* ---------------------------------------------------------------------- */
+/* weft_stream_abort                                                       */
+/* ---------------------------------------------------------------------- */
+
+/* Open fds of the process (test thread, before and after a runtime). */
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Read fd until the connection ends, within 3 s: 0 (FIN) or -errno; *got
+ * the bytes read. */
+static ssize_t drain_peer(int fd, size_t *got)
+{
+	char buf[16 * 1024];
+	weft_scope sc;
+	weft_scope_enter(&sc, 3000 * MS);
+	ssize_t r;
+	while ((r = weft_recv(fd, buf, sizeof buf, 0)) > 0)
+		*got += (size_t)r;
+	weft_scope_exit(&sc);
+	return r;
+}
+
+struct abort_rec {
+	size_t pending;        /* queued when aborted */
+	int abort_rc, again_rc;
+	ssize_t waiting_read;  /* a reader waiting when the abort came */
+	int waiting_drain;     /* a writer waiting in drain */
+	ssize_t write_rc, read_rc, fill_rc;
+	int drain_rc, flush_rc, shutdown_rc;
+	ssize_t peer_end;
+	size_t peer_got;
+};
+
+static void *abort_reader(void *arg)
+{
+	struct fx *f = arg;
+	struct abort_rec *x = f->rec;
+	char buf[16];
+	x->waiting_read = weft_stream_read(f->s, buf, sizeof buf);
+	return NULL;
+}
+
+static void *abort_writer(void *arg)
+{
+	struct fx *f = arg;
+	struct abort_rec *x = f->rec;
+	static char big[4u << 20];
+	weft_stream_write(f->s, big, sizeof big);
+	x->waiting_drain = weft_stream_drain(f->s);
+	return NULL;
+}
+
+static void abort_body(struct fx *f)
+{
+	struct abort_rec *x = f->rec;
+	weft_sock_buffers(f->peer, 16384, 0);
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 16384);
+	weft_task *r = go_pinned(abort_reader, f, WEFT_PIN_NONE);
+	weft_task *w = go_pinned(abort_writer, f, WEFT_PIN_NONE);
+	weft_sleep_ms(50); /* both wait: the peer reads nothing */
+	x->pending = weft_stream_pending(f->s);
+	x->abort_rc = weft_stream_abort(f->s);
+	x->again_rc = weft_stream_abort(f->s);
+	finish(r);
+	finish(w);
+	char buf[4];
+	x->write_rc = weft_stream_write(f->s, "x", 1);
+	x->read_rc = weft_stream_read(f->s, buf, sizeof buf);
+	x->fill_rc = weft_stream_fill(f->s);
+	x->drain_rc = weft_stream_drain(f->s);
+	x->flush_rc = weft_stream_flush(f->s);
+	x->shutdown_rc = weft_stream_shutdown(f->s);
+	x->peer_end = drain_peer(f->peer, &x->peer_got);
+}
+
+/* The peer sees a reset (not an end of input) with megabytes queued;
+ * waiting and later calls fail with -ECONNABORTED; close only releases
+ * (the fixture checks it returns 0); no fd is left behind. */
+static void test_abort_resets_and_fails_later_calls(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct abort_rec x = { 0 };
+	run_fx_tcp(NULL, abort_body, &x);
+	print_message("aborted with %zu queued; the peer read %zu, then %s\n", x.pending,
+		      x.peer_got, weft_strerror((int)x.peer_end));
+	assert_true(x.pending > (1u << 20));
+	assert_int_equal(x.abort_rc, 0);
+	assert_int_equal(x.again_rc, 0);
+	assert_int_equal(x.peer_end, -ECONNRESET);
+	/* the queue was dropped: the peer got no more than the socket
+	 * buffers held (an in-flight send counts as pending) */
+	assert_true(x.peer_got < (1u << 20));
+	assert_int_equal(x.waiting_read, -ECONNABORTED);
+	assert_int_equal(x.waiting_drain, -ECONNABORTED);
+	assert_int_equal(x.write_rc, -ECONNABORTED);
+	assert_int_equal(x.read_rc, -ECONNABORTED);
+	assert_int_equal(x.fill_rc, -ECONNABORTED);
+	assert_int_equal(x.drain_rc, -ECONNABORTED);
+	assert_int_equal(x.flush_rc, -ECONNABORTED);
+	assert_int_equal(x.shutdown_rc, -ECONNABORTED);
+	assert_int_equal(weft_stream_abort(NULL), -EINVAL);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* weft_stream_copy_bidirectional                                          */
+/* ---------------------------------------------------------------------- */
+
+/* A proxy in the middle: client c0 <-> [a  copy  b] <-> s1 server, over
+ * two TCP loopback connections; the copy runs in a task of its own. */
+struct proxy {
+	int c0, s1;
+	weft_stream *a, *b;
+	weft_stream_copy_config cfg;
+	int rc;
+	weft_stream_copied out;
+	uint64_t start_ns, end_ns;
+	bool abort_on_error; /* reset both ends, as a proxy passes a reset on */
+};
+
+static int proxy_open(struct proxy *p)
+{
+	int c[2], sv[2];
+	if (tcp_loop_pair(c) < 0)
+		return -errno;
+	if (tcp_loop_pair(sv) < 0) {
+		close(c[0]);
+		close(c[1]);
+		return -errno;
+	}
+	p->c0 = c[0];
+	p->s1 = sv[1];
+	weft_stream_open(&p->a, c[1], default_cfg);
+	weft_stream_open(&p->b, sv[0], default_cfg);
+	return p->a && p->b ? 0 : -ENOMEM;
+}
+
+static void *proxy_copy(void *arg)
+{
+	struct proxy *p = arg;
+	p->start_ns = weft_now_ns();
+	p->rc = weft_stream_copy_bidirectional(p->a, p->b, &p->cfg, &p->out);
+	p->end_ns = weft_now_ns();
+	if (p->rc < 0 && p->abort_on_error) {
+		weft_stream_abort(p->a);
+		weft_stream_abort(p->b);
+	}
+	return NULL;
+}
+
+static void proxy_close(struct proxy *p)
+{
+	weft_stream_close(p->a);
+	weft_stream_close(p->b);
+	close(p->c0);
+	close(p->s1);
+}
+
+/* One end's traffic on a raw socket: send `send` random bytes (seed) in
+ * `chunk`s with `gap_ms` between them, then shut down the write side;
+ * receive until end of input.  With eof_first, receive to the end before
+ * sending (the other end half-closed first). */
+struct peer {
+	int fd;
+	size_t send, chunk;
+	unsigned gap_ms;
+	uint32_t seed;
+	bool eof_first;
+	uint64_t tx_hash, rx_hash;
+	size_t got;
+	ssize_t end, sent_rc;
+};
+
+static uint64_t hash_bytes(uint64_t h, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void *peer_send(void *arg)
+{
+	struct peer *x = arg;
+	size_t chunk = x->chunk ? x->chunk : 64 * 1024;
+	uint8_t *buf = malloc(chunk);
+	uint32_t r = x->seed | 1;
+	x->tx_hash = 0xcbf29ce484222325ull;
+	for (size_t off = 0; buf && off < x->send; off += chunk) {
+		size_t n = x->send - off < chunk ? x->send - off : chunk;
+		for (size_t i = 0; i < n; i++) {
+			r ^= r << 13;
+			r ^= r >> 17;
+			r ^= r << 5;
+			buf[i] = (uint8_t)r;
+		}
+		x->tx_hash = hash_bytes(x->tx_hash, buf, n);
+		if ((x->sent_rc = weft_send_all(x->fd, buf, n, 0, NULL)) < 0)
+			break;
+		if (x->gap_ms)
+			weft_sleep_ms(x->gap_ms);
+	}
+	shutdown(x->fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static void peer_recv(struct peer *x)
+{
+	uint8_t buf[16 * 1024]; /* the task's own: two ends may share a thread */
+	x->rx_hash = 0xcbf29ce484222325ull;
+	weft_scope sc;
+	weft_scope_enter(&sc, 20000 * MS);
+	while ((x->end = weft_recv(x->fd, buf, sizeof buf, 0)) > 0) {
+		x->rx_hash = hash_bytes(x->rx_hash, buf, (size_t)x->end);
+		x->got += (size_t)x->end;
+	}
+	weft_scope_exit(&sc);
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *x = arg;
+	if (x->eof_first) {
+		peer_recv(x);
+		peer_send(x);
+		return NULL;
+	}
+	weft_task *t = go_pinned(peer_send, x, WEFT_PIN_NONE);
+	peer_recv(x);
+	finish(t);
+	return NULL;
+}
+
+struct copy_run {
+	struct proxy p;
+	struct peer c, s;   /* the client's end (c0), the server's (s1) */
+	int open_rc;
+	uint64_t tasks_before, tasks_after;
+};
+
+static uint64_t tasks_live(void)
+{
+	weft_runtime_stats st;
+	weft_runtime_stats_get(weft_runtime_current(), &st);
+	return st.tasks_live;
+}
+
+static void *copy_run_main(void *arg)
+{
+	struct copy_run *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	x->c.fd = x->p.c0;
+	x->s.fd = x->p.s1;
+	x->tasks_before = tasks_live();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(peer_main, &x->s, 1);
+	finish(tc);
+	finish(ts);
+	finish(cp);
+	weft_sleep_ms(10); /* the finished tasks are reaped */
+	x->tasks_after = tasks_live();
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void run_copy(struct copy_run *x)
+{
+	int fds0 = count_fds();
+	if (!x->p.cfg.idle_timeout_ns)
+		weft_stream_copy_config_init(&x->p.cfg);
+	weft_test_run_loops(2, copy_run_main, x);
+	assert_int_equal(x->open_rc, 0);
+	assert_int_equal(count_fds(), fds0);
+	assert_int_equal(x->tasks_after, x->tasks_before);
+}
+
+/* 8 MiB of random bytes each way at once (2 MiB under sanitizers),
+ * checked by hash on arrival; both ends half-close when done. */
+static void test_copy_both_ways(void **state)
+{
+	(void)state;
+	size_t n = WEFT_TEST_SANITIZED ? 2u << 20 : 8u << 20;
+	struct copy_run x = { .c = { .send = n, .seed = 1 }, .s = { .send = n, .seed = 2 } };
+	run_copy(&x);
+	print_message("copied %llu and %llu bytes in %.0f ms\n",
+		      (unsigned long long)x.p.out.a_to_b, (unsigned long long)x.p.out.b_to_a,
+		      (x.p.end_ns - x.p.start_ns) / 1e6);
+	assert_int_equal(x.p.rc, 0);
+	assert_null(x.p.out.failed);
+	assert_int_equal(x.p.out.a_to_b, n);
+	assert_int_equal(x.p.out.b_to_a, n);
+	assert_int_equal(x.s.got, n);
+	assert_int_equal(x.c.got, n);
+	assert_int_equal(x.s.rx_hash, x.c.tx_hash);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+	assert_int_equal(x.c.end, 0);
+	assert_int_equal(x.s.end, 0);
+}
+
+/* Half-close in each direction: one end sends and shuts down; the other
+ * reads to the end of input (so it was passed on) and only then sends
+ * its own bytes and shuts down. */
+static void half_close(bool client_first)
+{
+	size_t n1 = 1u << 20, n2 = 3u << 19;
+	struct copy_run x = { .c = { .send = client_first ? n1 : n2, .seed = 3 },
+			      .s = { .send = client_first ? n2 : n1, .seed = 4 } };
+	if (client_first)
+		x.s.eof_first = true;
+	else
+		x.c.eof_first = true;
+	run_copy(&x);
+	assert_int_equal(x.p.rc, 0);
+	assert_int_equal(x.p.out.a_to_b, x.c.send);
+	assert_int_equal(x.p.out.b_to_a, x.s.send);
+	assert_int_equal(x.s.got, x.c.send);
+	assert_int_equal(x.c.got, x.s.send);
+	assert_int_equal(x.s.rx_hash, x.c.tx_hash);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+}
+
+static void test_copy_half_close_client_first(void **state)
+{
+	(void)state;
+	half_close(true);
+}
+
+static void test_copy_half_close_server_first(void **state)
+{
+	(void)state;
+	half_close(false);
+}
+
+/* The server end resets mid-transfer: the copy returns its error with
+ * b as the failed stream and the counts so far, promptly; the proxy
+ * passes the reset on (abort a) and the client sees it. */
+struct copy_reset {
+	struct proxy p;
+	struct peer c;
+	int open_rc;
+	size_t server_read;
+	uint64_t reset_ns;
+};
+
+static void *reset_server_end(void *arg)
+{
+	struct copy_reset *x = arg;
+	static char buf[64 * 1024];
+	while (x->server_read < (1u << 20)) {
+		ssize_t r = weft_recv(x->p.s1, buf, sizeof buf, 0);
+		if (r <= 0)
+			break;
+		x->server_read += (size_t)r;
+	}
+	setsockopt(x->p.s1, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
+		   sizeof(struct linger));
+	x->reset_ns = weft_now_ns();
+	close(x->p.s1);
+	x->p.s1 = -1;
+	return NULL;
+}
+
+static void *copy_reset_main(void *arg)
+{
+	struct copy_reset *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	x->p.abort_on_error = true;
+	x->c.fd = x->p.c0;
+	x->c.send = 64u << 20; /* far more than gets through */
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(reset_server_end, x, 1);
+	finish(ts);
+	finish(cp);
+	finish(tc);
+	weft_stream_close(x->p.a);
+	weft_stream_close(x->p.b);
+	close(x->p.c0);
+	return NULL;
+}
+
+static void test_copy_peer_reset(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct copy_reset x = { 0 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	weft_test_run_loops(2, copy_reset_main, &x);
+	print_message("reset after %zu bytes: copy returned %s %.1f ms later, %llu copied; "
+		      "the client's send got %s, its receive %s\n",
+		      x.server_read, weft_strerror(x.p.rc), (x.p.end_ns - x.reset_ns) / 1e6,
+		      (unsigned long long)x.p.out.a_to_b, weft_strerror((int)x.c.sent_rc),
+		      weft_strerror((int)x.c.end));
+	assert_int_equal(x.open_rc, 0);
+	assert_true(x.p.rc == -ECONNRESET || x.p.rc == -EPIPE);
+	assert_ptr_equal(x.p.out.failed, x.p.b);
+	assert_true(x.p.out.a_to_b >= x.server_read);
+	assert_true(x.p.out.a_to_b < x.c.send);
+	assert_true(x.p.end_ns - x.reset_ns < 1000 * MS);
+	assert_true(x.c.sent_rc == -ECONNRESET || x.c.sent_rc == -EPIPE ||
+		    x.c.end == -ECONNRESET);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* The idle limit fires when both ends are silent... */
+static void test_copy_idle_timeout(void **state)
+{
+	(void)state;
+	struct copy_run x = { .c = { .eof_first = true }, .s = { .eof_first = true } };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 100 * MS;
+	x.p.abort_on_error = true;
+	/* the ends wait for an end of input that never comes: the copy's
+	 * timeout ends it, and both ends are reset */
+	int fds0 = count_fds();
+	weft_test_run_loops(2, copy_run_main, &x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("idle copy ended after %llu ms: %s\n", (unsigned long long)ms,
+		      weft_strerror(x.p.rc));
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, -ETIMEDOUT);
+	assert_null(x.p.out.failed);
+	assert_true(ms >= 95 && ms < 1000);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* ... and not during a one-way download longer than it: the server end
+ * sends 16 KiB every 20 ms for about 0.6 s (about 0.2 s under
+ * sanitizers) with a 150 ms limit while the client sends nothing. */
+static void test_copy_idle_not_cut_by_one_way_download(void **state)
+{
+	(void)state;
+	size_t n = WEFT_TEST_SANITIZED ? 160u * 1024 : 480u * 1024;
+	struct copy_run x = { .c = { .eof_first = true },
+			      .s = { .send = n, .chunk = 16 * 1024, .gap_ms = 20, .seed = 5 } };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 150 * MS;
+	run_copy(&x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("download of %zu bytes over %llu ms: %s\n", n, (unsigned long long)ms,
+		      weft_strerror(x.p.rc));
+	assert_int_equal(x.p.rc, 0);
+	assert_true(ms > 150);
+	assert_int_equal(x.p.out.b_to_a, n);
+	assert_int_equal(x.c.got, n);
+	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
+}
+
+/* Cancelling the caller cancels both directions and waits for them:
+ * -ECANCELED, and no task is left. */
+struct copy_cancel {
+	struct proxy p;
+	int open_rc;
+	uint64_t tasks_before, tasks_after, cancel_ns;
+};
+
+static void *copy_cancel_main(void *arg)
+{
+	struct copy_cancel *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_send_all(x->p.c0, "hello", 5, 0, NULL); /* some traffic first */
+	x->tasks_before = tasks_live();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, WEFT_PIN_NONE);
+	weft_sleep_ms(50);
+	x->cancel_ns = weft_now_ns();
+	weft_task_cancel(cp);
+	finish(cp);
+	weft_sleep_ms(10);
+	x->tasks_after = tasks_live();
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void test_copy_cancel(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct copy_cancel x = { 0 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	weft_test_run_loops(2, copy_cancel_main, &x);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, -ECANCELED);
+	assert_int_equal(x.p.out.a_to_b, 5);
+	assert_true(x.p.end_ns - x.cancel_ns < 500 * MS);
+	assert_int_equal(x.tasks_after, x.tasks_before);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* Backpressure: a server end that reads nothing for 300 ms while the
+ * client sends 8 MiB: the copy waits in drain, so what it holds queued on
+ * b stays near b's high_water (64 KiB) plus one receive, and everything
+ * arrives intact once the server end reads. */
+struct copy_bp {
+	struct copy_run r;
+	size_t max_pending;
+};
+
+static void *slow_server_end(void *arg)
+{
+	struct peer *x = arg;
+	weft_sleep_ms(300);
+	peer_recv(x);
+	shutdown(x->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *copy_bp_main(void *arg)
+{
+	struct copy_bp *x = arg;
+	struct copy_run *r = &x->r;
+	if ((r->open_rc = proxy_open(&r->p)) < 0)
+		return NULL;
+	r->c.fd = r->p.c0;
+	r->s.fd = r->p.s1;
+	weft_task *cp = go_pinned(proxy_copy, &r->p, 0);
+	weft_task *tc = go_pinned(peer_main, &r->c, WEFT_PIN_NONE);
+	weft_task *ts = go_pinned(slow_server_end, &r->s, 1);
+	for (int i = 0; i < 60; i++) {
+		size_t n = weft_stream_pending(r->p.b);
+		x->max_pending = n > x->max_pending ? n : x->max_pending;
+		weft_sleep_ms(5);
+	}
+	finish(tc);
+	finish(ts);
+	finish(cp);
+	proxy_close(&r->p);
+	return NULL;
+}
+
+static void test_copy_backpressure(void **state)
+{
+	(void)state;
+	size_t n = 8u << 20;
+	struct copy_bp x = { .r = { .c = { .send = n, .seed = 6 } } };
+	weft_stream_copy_config_init(&x.r.p.cfg);
+	weft_test_run_loops(2, copy_bp_main, &x);
+	print_message("most queued on b while its peer did not read: %zu bytes\n",
+		      x.max_pending);
+	assert_int_equal(x.r.open_rc, 0);
+	assert_int_equal(x.r.p.rc, 0);
+	assert_int_equal(x.r.s.got, n);
+	assert_int_equal(x.r.s.rx_hash, x.r.c.tx_hash);
+	assert_true(x.max_pending > 0 && x.max_pending <= (1u << 20));
+}
+
+struct copy_args {
+	int same, null_a, reserved;
+};
+
+static void *copy_args_main(void *arg)
+{
+	struct copy_args *x = arg;
+	struct proxy p;
+	if (proxy_open(&p) < 0)
+		return NULL;
+	weft_stream_copy_config cfg;
+	weft_stream_copy_config_init(&cfg);
+	x->same = weft_stream_copy_bidirectional(p.a, p.a, NULL, NULL);
+	x->null_a = weft_stream_copy_bidirectional(NULL, p.b, NULL, NULL);
+	cfg.reserved[1] = 1;
+	x->reserved = weft_stream_copy_bidirectional(p.a, p.b, &cfg, NULL);
+	proxy_close(&p);
+	return NULL;
+}
+
+static void test_copy_bad_arguments(void **state)
+{
+	(void)state;
+	struct copy_args x = { 0 };
+	weft_test_run_loops(1, copy_args_main, &x);
+	assert_int_equal(x.same, -EINVAL);
+	assert_int_equal(x.null_a, -EINVAL);
+	assert_int_equal(x.reserved, -EINVAL);
+	assert_int_equal(weft_stream_copy_bidirectional(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
+/* The same over streams with a multishot receive. */
+static void test_multishot_abort_and_copy(void **state)
+{
+	weft_stream_config c = multishot_cfg();
+	default_cfg = &c;
+	test_abort_resets_and_fails_later_calls(state);
+	test_copy_both_ways(state);
+	test_copy_half_close_client_first(state);
+	test_copy_peer_reset(state);
+	test_copy_cancel(state);
+	default_cfg = NULL;
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_reserve_commit_rules),
 	cmocka_unit_test(test_close_cancels_open_reservation),
@@ -2961,6 +3565,17 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_idle_holds_no_buffer),
 	cmocka_unit_test(test_many_idle_streams_wake_at_once),
 	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
+	cmocka_unit_test(test_abort_resets_and_fails_later_calls),
+	cmocka_unit_test(test_copy_both_ways),
+	cmocka_unit_test(test_copy_half_close_client_first),
+	cmocka_unit_test(test_copy_half_close_server_first),
+	cmocka_unit_test(test_copy_peer_reset),
+	cmocka_unit_test(test_copy_idle_timeout),
+	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
+	cmocka_unit_test(test_copy_cancel),
+	cmocka_unit_test(test_copy_backpressure),
+	cmocka_unit_test(test_copy_bad_arguments),
+	cmocka_unit_test(test_multishot_abort_and_copy),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -738,7 +738,7 @@ static void *send_after(void *arg)
 {
 	struct send_later *s = arg;
 	weft_sleep_ms(s->ms);
-	weft_send_all(s->fd, s->text, strlen(s->text), 0);
+	weft_send_all(s->fd, s->text, strlen(s->text), 0, NULL);
 	return NULL;
 }
 
@@ -834,7 +834,7 @@ static void *stream_main(void *arg)
 	 * WEFT_FOREVER clears it; a huge deadline is far away. */
 	if (!(s = open_pair(x, NULL, &peer)))
 		return NULL;
-	weft_send_all(peer, "one\ntwo\n", 8, 0);
+	weft_send_all(peer, "one\ntwo\n", 8, 0, NULL);
 	x->first_rc = weft_stream_read_line(s, &p); /* both lines buffered */
 	weft_stream_read_deadline(s, 0);
 	marker_arm(&m);
@@ -1010,7 +1010,7 @@ static void *idle_main(void *arg)
 			/* Silent for 100 ms, then a line: no limit keeps the
 			 * connection; 0 has already ended it (EOF). */
 			weft_sleep_ms(100);
-			weft_send_all(fd, "ping\n", 5, 0);
+			weft_send_all(fd, "ping\n", 5, 0, NULL);
 			x->got[i] = recv_upto(fd, x->text[i], 5);
 			close(fd);
 		} else {
@@ -1072,7 +1072,7 @@ static void *grace_client_main(void *arg)
 		c->got = fd;
 		return NULL;
 	}
-	weft_send_all(fd, "go\n", 3, 0);
+	weft_send_all(fd, "go\n", 3, 0, NULL);
 	c->got = recv_upto(fd, c->text, 5);
 	close(fd);
 	return NULL;

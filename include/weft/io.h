@@ -60,8 +60,10 @@ WEFT_API ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off);
 /* readv/preadv, writev/pwritev: iovcnt in 1..IOV_MAX, else -EINVAL. */
 WEFT_API ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 WEFT_API ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off);
-/* Write all of buf, retrying short writes: len or -errno (bytes already
- * written before an error are reported through *done when non-NULL). */
+/* Write all of buf, retrying short writes: len or -errno.  *done (when
+ * non-NULL) gets the bytes written, on success and on error alike: after
+ * -ETIMEDOUT or -ECANCELED it is exact (a write that completed as the
+ * scope expired or the cancellation came is counted). */
 WEFT_API ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t off,
 				size_t *done);
 
@@ -91,8 +93,16 @@ WEFT_API ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
  * connect(fd, AF_UNSPEC) from another task).  Zero-copy costs more than a
  * copy below some 256 KiB (docs/benchmarks.md, bench/send_zc.c). */
 WEFT_API ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
-/* send until all of buf is gone (MSG_NOSIGNAL added): len or -errno. */
-WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags);
+/* send until all of buf is gone (MSG_NOSIGNAL added): len or -errno.
+ * *done (when non-NULL)
+ * gets the bytes sent, on success and on error alike; after -ETIMEDOUT
+ * (a scope) or -ECANCELED it is exact: the peer can read exactly
+ * buf[0..*done) of this call, so a caller can resume or report.  (Every
+ * *_all call that moves bytes reports them so: weft_write_all here,
+ * weft_stream_copy_bidirectional in weft/stream.h; weft/fs.h's
+ * weft_file_read_all and weft_file_write_all are all or nothing.) */
+WEFT_API ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags,
+			       size_t *done);
 /* recvfrom/sendto for datagram sockets (addr may be NULL). */
 WEFT_API ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags,
 			       struct sockaddr *addr, socklen_t *addrlen);

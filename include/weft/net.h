@@ -77,9 +77,38 @@ WEFT_API int weft_tcp_listen(const weft_sockaddr *a, int backlog, unsigned flags
  * weft.h's "Timeouts and deadlines" says (WEFT_FOREVER: no limit of its
  * own; 0: -ETIMEDOUT at once, a connect always has to wait).  Task only. */
 WEFT_API int weft_tcp_connect(const weft_sockaddr *a, uint64_t timeout_ns);
-/* Resolve host (weft_resolve) and try each address in turn until one
- * connects, all within timeout_ns (as weft_tcp_connect's).  Returns the
- * fd, or the last address's error.  Task only. */
+/*
+ * Connect to the first reachable of addrs[0..n) (IPv4 or IPv6): they are
+ * tried one after another, in order, each attempt bounded by
+ * attempt_timeout_ns and all of them by timeout_ns (both as weft.h's
+ * "Timeouts and deadlines": WEFT_FOREVER, no limit of its own; 0, fail at
+ * once).  An attempt that fails (refused, unreachable, or no answer
+ * within attempt_timeout_ns: a dead address costs at most that) moves on
+ * to the next; the overall timeout, the caller's scope or a cancellation
+ * stops at once.  No Happy Eyeballs racing: one attempt at a time, so
+ * put the preferred family first and keep attempt_timeout_ns short (a
+ * few hundred milliseconds on a LAN, a few seconds across the Internet).
+ * Returns the fd (TCP_NODELAY set, as weft_tcp_connect's) with *which
+ * (when non-NULL) the index of the address that answered; or the last
+ * attempt's error (-ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...);
+ * -ETIMEDOUT / -ECANCELED when the overall limit, a scope or a
+ * cancellation ended it; -EINVAL (addrs NULL, n 0, an address of another
+ * family).  Task only.
+ */
+WEFT_API int weft_tcp_connect_any(const weft_sockaddr *addrs, size_t n,
+				  uint64_t attempt_timeout_ns, uint64_t timeout_ns,
+				  size_t *which);
+/* Resolve host (weft_resolve, its first 8 addresses) and connect to the
+ * first reachable of them as weft_tcp_connect_any does: each attempt
+ * within attempt_timeout_ns, the lookup and all attempts within
+ * timeout_ns.  Returns the fd, or the lookup's error (-ENOENT, ...), or
+ * as weft_tcp_connect_any.  Task only. */
+WEFT_API int weft_tcp_connect_host_any(const char *host, uint16_t port,
+				       uint64_t attempt_timeout_ns, uint64_t timeout_ns);
+/* weft_tcp_connect_host_any with no per-attempt limit: each address in
+ * turn until one connects, all within timeout_ns (as weft_tcp_connect's),
+ * an address that never answers using up the rest.  Returns the fd, or
+ * the last address's error.  Task only. */
 WEFT_API int weft_tcp_connect_host(const char *host, uint16_t port, uint64_t timeout_ns);
 
 /* A UDP socket bound to `a` (NULL: unbound, IPv6 dual-stack).  fd or

@@ -76,7 +76,9 @@ struct weft_stream;
 struct weft_sockaddr;
 
 /* Serves one connection.  The stream belongs to the server: do not close
- * it.  The return value is ignored. */
+ * it (weft_stream_abort is allowed: the client gets a reset, and the
+ * server's close after the handler returns only frees the stream).  The
+ * return value is ignored. */
 typedef void (*weft_conn_fn)(struct weft_stream *conn, void *arg);
 
 typedef struct weft_server_config {
@@ -152,9 +154,10 @@ WEFT_API int weft_server_close_clients(weft_server *s);
 
 /*
  * Abort every connection open now (asyncio's Server.abort_clients): each
- * handler is cancelled (its waits return -ECANCELED) and its connection
- * closed with a reset (RST; queued bytes dropped, an in-flight send cut
- * short).  Connections accepted later are not affected.  Returns 0,
+ * connection is reset at once with weft_stream_abort (RST; queued bytes
+ * dropped, an in-flight send cut short; the handler's stream calls return
+ * -ECONNABORTED) and each handler is cancelled (its other waits return
+ * -ECANCELED).  Connections accepted later are not affected.  Returns 0,
  * -EINVAL.  Any thread or task; never waits.
  */
 WEFT_API int weft_server_abort_clients(weft_server *s);

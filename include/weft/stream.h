@@ -98,11 +98,11 @@
  * and frees; the stream must not be used by any other task after (or
  * during) close.
  *
- * Threads: a stream belongs to its tasks.  Five calls work from any thread:
+ * Threads: a stream belongs to its tasks.  Six calls work from any thread:
  * weft_stream_config_init, weft_stream_open (it only wraps the fd: open it
  * anywhere, then hand the stream to a task), weft_stream_fd,
- * weft_stream_pending (a snapshot) and weft_stream_end_input (it is how
- * another task or thread tells the reader to stop).  Every other call is task-only: from
+ * weft_stream_pending (a snapshot), weft_stream_end_input (it is how
+ * another task or thread tells the reader to stop) and weft_stream_abort.  Every other call is task-only: from
  * any other thread (a foreign thread, a blocking-pool thread) it does
  * nothing and returns -EPERM, except weft_stream_buffered, which returns a
  * count and so returns 0 with *out NULL.  Within that, any
@@ -345,12 +345,106 @@ WEFT_API int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns);
 /* Bytes queued and not yet sent (0 for NULL).  Any thread: a snapshot. */
 WEFT_API size_t weft_stream_pending(weft_stream *s);
 
+/*
+ * Copy between two streams in both directions at once until both inputs
+ * have ended (Tokio's copy_bidirectional): a proxy's core.  What a
+ * receives is written to b and what b receives to a, each direction in
+ * its own task (two children of a task group, spawned here and always
+ * finished when the call returns: a cancelled caller, or one whose scope
+ * expires, cancels them and waits for them).  The caller must not read
+ * a or b meanwhile (it may write, as any task may).
+ *
+ *  - Bytes are moved through the streams' buffers: what the source has
+ *    buffered (bytes already buffered before the call go first) is
+ *    queued on the destination (weft_stream_write, one copy) and consumed,
+ *    then the destination is drained, so each direction holds at most a
+ *    receive's worth in the source plus the destination's high_water
+ *    (weft_stream_config) in its queue: a fast sender to a slow receiver
+ *    waits (TCP backpressure), memory stays bounded.
+ *  - Half-close: end of input on one side becomes weft_stream_shutdown on
+ *    the other (its queue flushed, then SHUT_WR on a socket), and the
+ *    other direction goes on; the call returns 0 when both have ended.
+ *  - cfg->idle_timeout_ns (WEFT_FOREVER: none, the default; see
+ *    "Timeouts and deadlines" in weft.h) is connection-wide: the copy
+ *    fails with -ETIMEDOUT only when neither direction has moved a byte
+ *    (received one, or had its destination's peer take one) for that
+ *    long, so a long download whose client sends nothing is not cut.
+ *    The streams' own limits (read_timeout_ns, such as a server's
+ *    idle_timeout_ns, and write_timeout_ns) still apply to each of their
+ *    waits: give a proxied server connection idle_timeout_ns WEFT_FOREVER
+ *    and bound the connection here.
+ *  - Errors: the first failure ends the copy (the other direction is
+ *    cancelled) and is returned: a stream call's error (a read's
+ *    -ECONNRESET, a write's -EPIPE, a stream limit's -ETIMEDOUT, ...),
+ *    with out->failed set to the stream whose call failed, or -ETIMEDOUT
+ *    of the idle limit (out->failed NULL).  Precedence: the caller's own
+ *    cancellation (-ECANCELED) first, then the first direction's failure,
+ *    then the caller's scope (-ETIMEDOUT).  A source whose input is
+ *    ended (weft_stream_end_input: a server's graceful shutdown) stops
+ *    that direction quietly (nothing is passed on) while the other one
+ *    finishes, a download in progress say; the call then returns
+ *    -ESHUTDOWN if nothing failed.  Both streams stay open and
+ *    the caller's: a proxy usually weft_stream_abort's the other one on a
+ *    reset (to pass the reset on) and closes both.  -EINVAL (a or b NULL,
+ *    a == b, a reserved field set), -EPERM outside a task, -ENOMEM (the
+ *    group or a task could not be created).
+ *  - out (NULL: not wanted) always gets the byte counts, on error too:
+ *    bytes taken from one stream and queued on the other.  After a
+ *    failure of the destination's writes, up to weft_stream_pending of
+ *    those may not have reached its peer.
+ * Task only.
+ */
+typedef struct weft_stream_copy_config {
+	uint64_t idle_timeout_ns; /* connection-wide idle limit (WEFT_FOREVER:
+				     none, the default) */
+	unsigned reserved[4];     /* must be zero */
+} weft_stream_copy_config;
+
+/* Fill cfg with the defaults (no idle limit).  Any thread. */
+WEFT_API void weft_stream_copy_config_init(weft_stream_copy_config *cfg);
+
+typedef struct weft_stream_copied {
+	uint64_t a_to_b;      /* bytes taken from a and queued on b */
+	uint64_t b_to_a;      /* bytes taken from b and queued on a */
+	weft_stream *failed;  /* the stream whose call failed first (a or
+				 b); NULL on success, for the idle limit,
+				 a cancellation or the caller's scope */
+	uint64_t reserved[2];
+} weft_stream_copied;
+
+WEFT_API int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
+					    const weft_stream_copy_config *cfg,
+					    weft_stream_copied *out);
+
+/*
+ * Close the connection at once with a reset, dropping every queued byte
+ * (asyncio's transport.abort(), libuv's uv_tcp_close_reset): for a peer
+ * that misbehaved, or a proxy passing on a reset.  On a TCP socket the
+ * peer gets an RST now, so it reads -ECONNRESET, not end of input, even
+ * if megabytes were queued (SO_LINGER 0 and connect(AF_UNSPEC): the
+ * kernel's send queue is purged too); other sockets are shut down both
+ * ways (their peer reads end of input); other fds are left as they are.
+ * Every pending and later call on s then fails with -ECONNABORTED: reads
+ * (including one waiting in another task, which is woken), writes,
+ * drain, flush, shutdown, write_zc; an open reservation stays writable
+ * until its commit, which returns -ECONNABORTED.  weft_stream_buffered
+ * still shows what had been received.  It does not free the stream: its
+ * owner still calls weft_stream_close, which then only releases (the fd
+ * is closed unless keep_fd; returns 0).  A server's handler may abort its
+ * stream: the server's close after the handler returns only frees it
+ * (weft/server.h).  Idempotent.  Returns 0, -EINVAL (s NULL).  Any
+ * thread, never waits, as weft_stream_end_input: the caller makes sure
+ * s is not being closed meanwhile.
+ */
+WEFT_API int weft_stream_abort(weft_stream *s);
+
 /* Flush, close the fd (unless keep_fd) and free the stream.  Returns 0 or
  * the flush's error; the stream is freed either way (in a task).  If the flush is cut
  * short (cancellation, scope deadline, send error), queued bytes are
  * dropped: on a socket an in-flight send is aborted with shutdown(2); on
  * other fds close waits for it to complete.  s NULL: -EINVAL; outside a
- * task: -EPERM, and nothing is flushed, closed or freed. */
+ * task: -EPERM, and nothing is flushed, closed or freed.  After
+ * weft_stream_abort it only releases and returns 0. */
 WEFT_API int weft_stream_close(weft_stream *s);
 
 #ifdef __cplusplus
