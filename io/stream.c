@@ -330,6 +330,36 @@ static void rsize_adapt(weft_stream *s, ssize_t n, size_t room)
 	}
 }
 
+/* sock_recv's bulk mode (rsize over RBUF_MIN): the receive that does not
+ * wait, into a buffer of rsize.  -EAGAIN: go on with the usual receive
+ * (op's length set for it). */
+static __attribute__((noinline)) ssize_t recv_bulk(weft_stream *s, weft__op *op, bool quiet)
+{
+	if (s->rbuf && !rlen(s) && quiet) /* kept by fill_once; nothing expected */
+		rbuf_drop(s);
+	if (quiet || rlen(s))
+		return -EAGAIN;
+	if (!s->rbuf) {
+		if (!(s->rbuf = malloc(s->rsize)))
+			return -ENOMEM;
+		s->rcap = s->rsize;
+	}
+	s->rstart = s->rend = 0;
+	weft__op b = *op;
+	b.a.p = s->rbuf;
+	b.a.len = s->rcap;
+	b.a.flags = MSG_DONTWAIT;
+	int n = weft__op_run(&b);
+	if (n != -EAGAIN) {
+		rsize_adapt(s, n, s->rcap);
+		return n;
+	}
+	rbuf_drop(s); /* nothing there: wait holding none */
+	s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
+	op->a.len = s->rsize;
+	return -EAGAIN;
+}
+
 /* A receive on the socket.  With nothing buffered it names no buffer
  * (WEFT_OPH_BUFSEL): the backend takes one once bytes are there, and the
  * stream adopts it.  With part of a unit buffered, it receives into the
@@ -339,9 +369,9 @@ static void rsize_adapt(weft_stream *s, ssize_t n, size_t room)
  * and arms the poll at once.
  * Bulk mode (rsize over RBUF_MIN: the last receives filled their buffers):
  * the bytes are probably there already, so the stream first receives into
- * a malloc'd buffer of rsize without waiting (MSG_DONTWAIT; the empty one
- * fill_once kept, or a new one); only if the socket is empty does that
- * buffer go and the no-buffer wait follow.  A large receive never waits
+ * a malloc'd buffer of rsize without waiting (recv_bulk: MSG_DONTWAIT; the
+ * empty one fill_once kept, or a new one); only if the socket is empty
+ * does that buffer go and the no-buffer wait follow.  A large receive never waits
  * holding its buffer. */
 static ssize_t sock_recv(weft_stream *s)
 {
@@ -350,27 +380,10 @@ static ssize_t sock_recv(weft_stream *s)
 	bool quiet = atomic_load_explicit(&s->expect_empty, memory_order_relaxed);
 	if (quiet)
 		op.hints |= WEFT_OPH_POLL_FIRST;
-	if (s->rbuf && !rlen(s) && (quiet || s->rring)) /* kept by fill_once */
-		rbuf_drop(s);
-	if (unlikely(s->rsize > RBUF_MIN) && !quiet && !rlen(s)) {
-		if (!s->rbuf) {
-			if (!(s->rbuf = malloc(s->rsize)))
-				return -ENOMEM;
-			s->rcap = s->rsize;
-		}
-		s->rstart = s->rend = 0;
-		weft__op b = op;
-		b.a.p = s->rbuf;
-		b.a.len = s->rcap;
-		b.a.flags = MSG_DONTWAIT;
-		int n = weft__op_run(&b);
-		if (n != -EAGAIN) {
-			rsize_adapt(s, n, s->rcap);
+	if (unlikely(s->rsize > RBUF_MIN)) {
+		ssize_t n = recv_bulk(s, &op, quiet);
+		if (n != -EAGAIN)
 			return n;
-		}
-		rbuf_drop(s); /* nothing there: wait holding none */
-		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
-		op.a.len = s->rsize;
 	}
 	if (!s->rbuf) {
 		op.hints |= WEFT_OPH_BUFSEL;
@@ -692,7 +705,7 @@ static ssize_t sock_recv_direct(weft_stream *s, void *dst, size_t len)
 static ssize_t fill_once_to(weft_stream *s, void *dst, size_t len)
 {
 	/* In bulk mode an empty malloc'd buffer of the size wanted stays for
-	 * the receive attempt that does not wait (sock_recv). */
+	 * the receive attempt that does not wait (recv_bulk). */
 	if (s->is_sock && s->rbuf && !rlen(s) &&
 	    (dst || s->rring || s->rsize == RBUF_MIN || s->rcap < s->rsize || s->ms))
 		rbuf_drop(s);
