@@ -2594,6 +2594,20 @@ static void test_multishot_stalled_reader_is_capped(void **state)
  * ("Memory"): 64 KiB pending plus its read buffer; and no read returns
  * more than the pending cap. */
 #define MSS_CONNS 32
+static _Atomic size_t mss_rss_max; /* the process's resident bytes, at most */
+
+static size_t rss_now(void)
+{
+	unsigned long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 struct mss_conn {
 	weft_stream *s;
 	int peer;
@@ -2628,6 +2642,9 @@ static void *mss_reader(void *arg)
 		weft_sleep_ms(2);
 		size_t h = weft__stream_held(c->s);
 		c->held_max = h > c->held_max ? h : c->held_max;
+		size_t rss = rss_now(), m = atomic_load(&mss_rss_max);
+		while (rss > m && !atomic_compare_exchange_weak(&mss_rss_max, &m, rss))
+			;
 	}
 	while (r > 0 && c->got < c->total && (r = weft_stream_read(c->s, buf, 256 * 1024)) > 0) {
 		for (ssize_t i = 0; i < r; i++)
@@ -2646,6 +2663,7 @@ struct mss_run {
 	struct mss_conn c[MSS_CONNS];
 	int setup_rc;
 	bool nolimit;
+	size_t rss0; /* resident bytes once every stream is open */
 };
 
 static void *mss_main(void *arg)
@@ -2667,6 +2685,8 @@ static void *mss_main(void *arg)
 		setsockopt(c->peer, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
 		setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
 	}
+	x->rss0 = rss_now();
+	atomic_store(&mss_rss_max, x->rss0);
 	for (int i = 0; i < MSS_CONNS; i++) {
 		rd[i] = go_pinned(mss_reader, &x->c[i], 0); /* one loop, one ring */
 		snd[i] = go_pinned(mss_sender, &x->c[i], WEFT_PIN_NONE);
@@ -2700,8 +2720,10 @@ static void test_multishot_many_stalled_readers_are_capped(void **state)
 			assert_int_equal(c->got, c->total);
 			assert_int_equal(c->mismatches, 0);
 		}
-		print_message("%d stalled readers%s: one held at most %zu bytes; largest read %zu\n",
-			      MSS_CONNS, nolimit ? " (no byte limit)" : "", held, rd);
+		print_message("%d stalled readers%s: one held at most %zu bytes; largest read %zu; "
+			      "RSS grew by %zu KiB while stalled\n",
+			      MSS_CONNS, nolimit ? " (no byte limit)" : "", held, rd,
+			      (atomic_load(&mss_rss_max) - x->rss0) / 1024);
 		if (!ring) { /* epoll: plain receives, max_read at most */
 			assert_true(held <= 256 * 1024);
 			assert_true(rd <= 256 * 1024);

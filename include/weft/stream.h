@@ -110,16 +110,20 @@
  *    brings at most max_read (256 KiB); a unit being assembled may need
  *    more: read_line and read_until up to a little over limit (the buffer
  *    doubles: at most 128 KiB for the default 64 KiB), read_exact its
- *    length, fill_to its n (rounded up to a power of two).  The largest
+ *    length, fill_to its n (up to twice that: the buffer doubles as the
+ *    bytes come).  The largest
  *    of these is the bound; nothing else is taken from the socket while
  *    the reader does not read.
  *  - Reading with config.multishot on io_uring: the read buffer (what the
  *    last read took from the receive: at most 64 KiB, or as above for a
  *    unit) plus what the receive has brought since, at most 64 KiB of
- *    bytes in at most 16 of the loop's 4 KiB provided buffers.  From
- *    Linux 6.17 the kernel itself stops the receive at that byte count
- *    (a multishot byte limit), so a reader that stops reading holds at
- *    most 128 KiB however many streams share the loop.  Before 6.17 the
+ *    bytes, each completion in one of the loop's 4 KiB provided buffers.
+ *    From Linux 6.17 the kernel itself stops the receive at that byte
+ *    count (a multishot byte limit), so a reader that stops reading holds
+ *    at most 128 KiB however many streams share the loop.  (Completions
+ *    of a few bytes each, from small segments arriving one by one, are
+ *    also stopped at 16 buffers, by cancelling: that count may be passed
+ *    by what arrives before the cancel takes effect.)  Before 6.17 the
  *    receive is cancelled once it has brought 64 KiB, and with many busy
  *    streams on one loop the kernel may post many more completions first
  *    (test_stream saw 512 KiB held by one of 32 stalled streams), up to
