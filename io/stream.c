@@ -371,8 +371,8 @@ static __attribute__((noinline)) ssize_t recv_bulk(weft_stream *s, weft__op *op,
  * the bytes are probably there already, so the stream first receives into
  * a malloc'd buffer of rsize without waiting (recv_bulk: MSG_DONTWAIT; the
  * empty one fill_once kept, or a new one); only if the socket is empty
- * does that buffer go and the no-buffer wait follow.  A large receive never waits
- * holding its buffer. */
+ * does that buffer go and the no-buffer wait follow.  A large receive
+ * never waits holding its buffer. */
 static ssize_t sock_recv(weft_stream *s)
 {
 	weft__op op = { .opcode = WEFT_OP_RECV, .a = { .fd = s->fd, .len = s->rsize } };

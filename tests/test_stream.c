@@ -2407,7 +2407,9 @@ static void capped_body(struct fx *f)
 	weft_task *t = go_pinned(adapt_sender, f, WEFT_PIN_NONE);
 	char *buf = malloc(1 << 20);
 	ssize_t r = buf ? 0 : -ENOMEM;
-	for (unsigned n = 0; buf && x->got < x->total && (r = weft_stream_read(f->s, buf, 8192)) > 0; n++) {
+	for (unsigned n = 0; buf && x->got < x->total; n++) {
+		if ((r = weft_stream_read(f->s, buf, 8192)) <= 0)
+			break;
 		if (n % 64 == 0)
 			weft_sleep_ms(1);
 		size_t h = weft__stream_held(f->s);
