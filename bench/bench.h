@@ -23,9 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "weft.h"
+#include "weft/net.h"
 
 #define BENCH_MAX_REPS 64
 
@@ -76,6 +79,26 @@ static inline double bench_median(const double *v, int n)
 	memcpy(tmp, v, (size_t)n * sizeof(*v));
 	qsort(tmp, (size_t)n, sizeof(*tmp), bench__cmp_double);
 	return (n & 1) ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* Median of v[0..n-1] (n >= 1), with its range in *lo and *hi. */
+static inline double bench_median_range(const double *v, int n, double *lo, double *hi)
+{
+	*lo = *hi = v[0];
+	for (int i = 1; i < n; i++) {
+		*lo = v[i] < *lo ? v[i] : *lo;
+		*hi = v[i] > *hi ? v[i] : *hi;
+	}
+	return bench_median(v, n);
+}
+
+/* CPU time (user + system) of the calling thread, ns. */
+static inline uint64_t bench_thread_cpu_ns(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	return (uint64_t)ru.ru_utime.tv_sec * 1000000000u + (uint64_t)ru.ru_utime.tv_usec * 1000u +
+	       (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
 }
 
 /* Print the repeats of one measurement to stderr (diagnostics). */
@@ -218,6 +241,23 @@ static inline void bench_config(weft_runtime_config *cfg, unsigned loops)
 		loops = (unsigned)atoi(e);
 	if (loops)
 		cfg->loops = loops;
+}
+
+/* A TCP loopback connection (a task only): sv[0] for weft's calls, sv[1]
+ * made blocking, for a plain thread. */
+static inline void bench_tcp_pair(int sv[2])
+{
+	weft_sockaddr a;
+	weft_addr_ip(&a, "127.0.0.1", 0);
+	int lfd = weft_tcp_listen(&a, 4, 0);
+	BENCH_CHECK(lfd);
+	BENCH_CHECK(weft_sock_local(lfd, &a));
+	sv[0] = weft_tcp_connect(&a, 2000000000ull);
+	BENCH_CHECK(sv[0]);
+	sv[1] = weft_accept(lfd, NULL, NULL, 0);
+	BENCH_CHECK(sv[1]);
+	close(lfd);
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) & ~O_NONBLOCK);
 }
 
 #endif

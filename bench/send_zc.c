@@ -46,14 +46,6 @@ static const size_t sizes[NSIZES] = { 4096, 16384, 65536, 262144, 1u << 20, 4u <
 static uint64_t total_bytes;
 static char *sbuf; /* the sender's buffer: 4 MiB, written once */
 
-static uint64_t thread_cpu_ns(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_THREAD, &ru);
-	return (uint64_t)ru.ru_utime.tv_sec * 1000000000u + (uint64_t)ru.ru_utime.tv_usec * 1000u +
-	       (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
-}
-
 static void *receiver(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -73,17 +65,9 @@ struct result {
 /* One measurement: TOTAL bytes in buffers of `size`, way `w`. */
 static struct result measure(int w, size_t size)
 {
-	weft_sockaddr a;
-	weft_addr_ip(&a, "127.0.0.1", 0);
-	int lfd = weft_tcp_listen(&a, 4, 0);
-	BENCH_CHECK(lfd);
-	BENCH_CHECK(weft_sock_local(lfd, &a));
-	int fd = weft_tcp_connect(&a, 2000000000ull);
-	BENCH_CHECK(fd);
-	int peer = weft_accept(lfd, NULL, NULL, 0);
-	BENCH_CHECK(peer);
-	close(lfd);
-	fcntl(peer, F_SETFL, fcntl(peer, F_GETFL) & ~O_NONBLOCK);
+	int sv[2];
+	bench_tcp_pair(sv);
+	int fd = sv[0], peer = sv[1];
 	pthread_t th;
 	if (pthread_create(&th, NULL, receiver, (void *)(intptr_t)peer) != 0)
 		BENCH_FAIL("pthread_create");
@@ -96,7 +80,7 @@ static struct result measure(int w, size_t size)
 		BENCH_CHECK(weft_stream_open(&s, fd, &c));
 	}
 	uint64_t n = total_bytes / size;
-	uint64_t c0 = thread_cpu_ns(), t0 = now_ns();
+	uint64_t c0 = bench_thread_cpu_ns(), t0 = now_ns();
 	for (uint64_t i = 0; i < n; i++) {
 		switch (w) {
 		case W_SEND:
@@ -122,7 +106,7 @@ static struct result measure(int w, size_t size)
 		BENCH_CHECK(weft_stream_flush(s));
 		BENCH_CHECK(weft_stream_close(s));
 	}
-	uint64_t c1 = thread_cpu_ns();
+	uint64_t c1 = bench_thread_cpu_ns();
 	shutdown(fd, SHUT_WR);
 	pthread_join(th, NULL); /* blocks the loop: nothing else runs on it */
 	uint64_t t1 = now_ns();
@@ -131,16 +115,6 @@ static struct result measure(int w, size_t size)
 	double kib = (double)(n * size) / 1024.0;
 	return (struct result){ (double)(c1 - c0) / kib,
 				(double)(n * size) / (1 << 20) / ((double)(t1 - t0) / 1e9) };
-}
-
-static double median_range(const double *v, int n, double *lo, double *hi)
-{
-	*lo = *hi = v[0];
-	for (int i = 1; i < n; i++) {
-		*lo = v[i] < *lo ? v[i] : *lo;
-		*hi = v[i] > *hi ? v[i] : *hi;
-	}
-	return bench_median(v, n);
 }
 
 static void *bench_main(void *arg)
@@ -165,8 +139,8 @@ static void *bench_main(void *arg)
 	for (int k = 0; k < NSIZES; k++) {
 		for (int w = 0; w < NWAYS; w++) {
 			double lo, hi, tlo, thi;
-			med[w][k] = median_range(cpu[w][k], reps, &lo, &hi);
-			double t = median_range(thr[w][k], reps, &tlo, &thi);
+			med[w][k] = bench_median_range(cpu[w][k], reps, &lo, &hi);
+			double t = bench_median_range(thr[w][k], reps, &tlo, &thi);
 			fprintf(stderr, "%-9s %7zu B: sender %6.1f ns/KiB [%.1f..%.1f], %6.0f MiB/s [%.0f..%.0f]\n",
 				way_name[w], sizes[k], med[w][k], lo, hi, t, tlo, thi);
 		}
@@ -183,8 +157,8 @@ static void *bench_main(void *arg)
 			bench_line(name, med[zw][k], "ns/KiB", med[cw][k], ratio, "-", true);
 			double lo, hi;
 			snprintf(name, sizeof name, "%s_%zuk_throughput", way_name[zw], sizes[k] >> 10);
-			double tz = median_range(thr[zw][k], reps, &lo, &hi);
-			double tc = median_range(thr[cw][k], reps, &lo, &hi);
+			double tz = bench_median_range(thr[zw][k], reps, &lo, &hi);
+			double tc = bench_median_range(thr[cw][k], reps, &lo, &hi);
 			bench_line(name, tz, "MiB/s", tc, tc > 0 ? tz / tc : 0, "-", true);
 		}
 		char name[64];

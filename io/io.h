@@ -226,6 +226,9 @@ struct weft_stream;
  * structure itself not counted).  0 for an idle stream: nothing buffered,
  * nothing queued (weft/stream.h, "Memory").  From the task reading s. */
 WEFT_HIDDEN size_t weft__stream_held(struct weft_stream *s);
+/* The size of s's next receive (adapts to the traffic: io/stream.c,
+ * rsize_adapt).  From the task reading s. */
+WEFT_HIDDEN size_t weft__stream_rsize(struct weft_stream *s);
 /* Whether a read call on s is under way (tests: a second reader must then
  * get -EBUSY).  Any thread. */
 WEFT_HIDDEN bool weft__stream_reading(struct weft_stream *s);

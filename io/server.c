@@ -77,6 +77,7 @@ void weft_server_config_init(weft_server_config *cfg)
 	cfg->write_timeout_ns = 60ull * 1000000000ull; /* a stall, any protocol */
 	cfg->grace_ns = 5ull * 1000000000ull;
 	cfg->stream_limit = 64 * 1024;
+	cfg->stream_max_read = 256 * 1024;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -141,6 +142,7 @@ static void *conn_main(void *arg)
 	sc.read_timeout_ns = s->cfg.idle_timeout_ns;
 	sc.write_timeout_ns = s->cfg.write_timeout_ns;
 	sc.multishot = s->cfg.multishot_recv;
+	sc.max_read = s->cfg.stream_max_read;
 	weft_stream *st;
 	if (weft_stream_open(&st, c->fd, &sc) == 0) {
 		conn_register(s, c, st);

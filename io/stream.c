@@ -11,6 +11,12 @@
  * room is needed; on epoll a malloc'd one.  A receive that waits with part
  * of a unit buffered (a line cut in two) names the stream's own heap
  * buffer, as does every read of a pipe or tty (they keep theirs).
+ * The receive size adapts (rsize, rsize_adapt): 4 KiB while receives come
+ * back small, doubling while they fill their buffers, up to cfg.max_read.
+ * Above 4 KiB (bulk mode) a receive first goes, without waiting, into a
+ * malloc'd buffer of that size, and only an empty socket sends it to the
+ * no-buffer wait; a read into a caller's buffer of at least that size
+ * receives straight into it (sock_recv_direct).
  *
  * The write side is shared: any task appends, and the send completes in the
  * scheduler of whichever loop submitted it.  Two buffers keep the bytes the
@@ -55,6 +61,9 @@ struct msrecv {
 	bool rcapped;       /* too much pending: rop is being cancelled */
 	bool reof;
 	bool rlost;         /* received bytes were dropped: rerr stays */
+	bool rlimited;      /* rop was armed with a byte limit */
+	bool rplain;        /* over the cap without a kernel limit: plain
+			       receives from now on */
 	int rerr;           /* the multishot's error, for the reader */
 	unsigned rseen;     /* the ring's size when rop was armed */
 	struct pend *pend;  /* received, not yet taken */
@@ -77,6 +86,8 @@ struct weft_stream {
 	char *rbuf;         /* NULL while empty and idle */
 	weft__bufring *rring; /* rbuf's ring; NULL: malloc'd */
 	size_t rcap, rstart, rend;
+	size_t rsize;       /* the next receive's size: RBUF_MIN .. rmax */
+	size_t rmax;        /* cfg.max_read */
 	/* weft_stream_end_input.  The reader publishes itself in rwaiter
 	 * (low bit: nothing buffered) while a receive waits, then reads
 	 * rstop; end_input stores rstop, then takes rwaiter under lk to
@@ -127,11 +138,23 @@ struct pend {
 };
 
 /* Stop receiving past this much pending per stream (TCP backpressure
- * instead), so one fast peer cannot hold the loop's buffers. */
+ * instead), so one fast peer cannot hold the loop's buffers.  Where the
+ * kernel takes a byte limit for a multishot receive (6.17), the receive is
+ * armed with PEND_LIMIT and ends by itself: each completion takes at most
+ * one 4 KiB buffer, so the last may pass the limit by 4095 bytes and the
+ * pending bytes stay within PEND_CAP, however late the loop reaps them.
+ * Before 6.17 the callback cancels the receive once the cap is reached,
+ * and the kernel may have posted many more completions by the time it
+ * takes effect (with many streams on one loop, hundreds of KiB each, up to
+ * the loop's whole ring); such a stream receives with plain receives from
+ * then on.  PEND_BUFS is enforced by cancelling on every kernel: small
+ * segments arriving one by one each hold a whole buffer. */
 #define PEND_CAP (64u * 1024u)
+#define PEND_LIMIT (PEND_CAP - (WEFT__BUFRING_SIZE - 1))
 #define PEND_BUFS 16u /* each completion holds a whole 4 KiB buffer */
 
 #define RBUF_MIN 4096u
+#define RBUF_MAX_DEFAULT (256u * 1024u) /* weft_stream_config.max_read */
 
 void weft_stream_config_init(weft_stream_config *cfg)
 {
@@ -144,6 +167,7 @@ void weft_stream_config_init(weft_stream_config *cfg)
 	cfg->read_timeout_ns = WEFT_FOREVER;
 	cfg->write_timeout_ns = WEFT_FOREVER;
 	cfg->zc_threshold = WEFT_STREAM_ZC_DEFAULT;
+	cfg->max_read = RBUF_MAX_DEFAULT;
 }
 
 _Static_assert(sizeof(weft_stream_config) == 64, "weft_stream_config changed size");
@@ -182,6 +206,8 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	s->bytestream = s->is_sock && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 			type == SOCK_STREAM;
 	s->cfg = c;
+	s->rmax = !c.max_read ? RBUF_MAX_DEFAULT : c.max_read < RBUF_MIN ? RBUF_MIN : c.max_read;
+	s->rsize = RBUF_MIN;
 	s->rdeadline = WEFT_FOREVER;
 	s->wdeadline = WEFT_FOREVER;
 	*out = s;
@@ -289,19 +315,77 @@ static int rbuf_room(weft_stream *s)
 	return rbuf_reserve(s, s->rbuf && s->rstart == 0 ? s->rcap : RBUF_MIN);
 }
 
+/* The receive size follows the traffic: a receive that filled its buffer
+ * doubles the next one (up to rmax), one that came back under half of it
+ * halves it (down to RBUF_MIN), so request/response traffic keeps 4 KiB
+ * receives and a bulk transfer reaches rmax in a few. */
+static void rsize_adapt(weft_stream *s, ssize_t n, size_t room)
+{
+	if (n <= 0)
+		return;
+	if ((size_t)n >= room) {
+		if (s->rsize < s->rmax)
+			s->rsize = s->rsize * 2 < s->rmax ? s->rsize * 2 : s->rmax;
+	} else if ((size_t)n < s->rsize / 2 && s->rsize > RBUF_MIN) {
+		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
+	}
+}
+
+/* sock_recv's bulk mode (rsize over RBUF_MIN): the receive that does not
+ * wait, into a buffer of rsize.  -EAGAIN: go on with the usual receive
+ * (op's length set for it). */
+static __attribute__((noinline)) ssize_t recv_bulk(weft_stream *s, weft__op *op, bool quiet)
+{
+	if (s->rbuf && !rlen(s) && quiet) /* kept by fill_once; nothing expected */
+		rbuf_drop(s);
+	if (quiet || rlen(s))
+		return -EAGAIN;
+	if (!s->rbuf) {
+		if (!(s->rbuf = malloc(s->rsize)))
+			return -ENOMEM;
+		s->rcap = s->rsize;
+	}
+	s->rstart = s->rend = 0;
+	weft__op b = *op;
+	b.a.p = s->rbuf;
+	b.a.len = s->rcap;
+	b.a.flags = MSG_DONTWAIT;
+	int n = weft__op_run(&b);
+	if (n != -EAGAIN) {
+		rsize_adapt(s, n, s->rcap);
+		return n;
+	}
+	rbuf_drop(s); /* nothing there: wait holding none */
+	s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
+	op->a.len = s->rsize;
+	return -EAGAIN;
+}
+
 /* A receive on the socket.  With nothing buffered it names no buffer
  * (WEFT_OPH_BUFSEL): the backend takes one once bytes are there, and the
  * stream adopts it.  With part of a unit buffered, it receives into the
  * stream's own buffer after it.  After this stream has sent something and
  * drained its input, the peer's next bytes are usually not there yet
  * (request/response): POLL_FIRST skips the receive attempt that would fail
- * and arms the poll at once. */
+ * and arms the poll at once.
+ * Bulk mode (rsize over RBUF_MIN: the last receives filled their buffers):
+ * the bytes are probably there already, so the stream first receives into
+ * a malloc'd buffer of rsize without waiting (recv_bulk: MSG_DONTWAIT; the
+ * empty one fill_once kept, or a new one); only if the socket is empty
+ * does that buffer go and the no-buffer wait follow.  A large receive
+ * never waits holding its buffer. */
 static ssize_t sock_recv(weft_stream *s)
 {
-	weft__op op = { .opcode = WEFT_OP_RECV, .a = { .fd = s->fd, .len = RBUF_MIN } };
+	weft__op op = { .opcode = WEFT_OP_RECV, .a = { .fd = s->fd, .len = s->rsize } };
 	op.hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
-	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+	bool quiet = atomic_load_explicit(&s->expect_empty, memory_order_relaxed);
+	if (quiet)
 		op.hints |= WEFT_OPH_POLL_FIRST;
+	if (unlikely(s->rsize > RBUF_MIN)) {
+		ssize_t n = recv_bulk(s, &op, quiet);
+		if (n != -EAGAIN)
+			return n;
+	}
 	if (!s->rbuf) {
 		op.hints |= WEFT_OPH_BUFSEL;
 		int n = weft__op_run(&op);
@@ -309,7 +393,8 @@ static ssize_t sock_recv(weft_stream *s)
 			s->rbuf = op.a.p;
 			s->rring = op.a.p3;
 			s->rbid = (uint16_t)op.a.off;
-			s->rcap = s->rring ? WEFT__BUFRING_SIZE : RBUF_MIN;
+			s->rcap = s->rring ? WEFT__BUFRING_SIZE : op.a.len;
+			rsize_adapt(s, n, s->rcap);
 		}
 		return n;
 	}
@@ -318,7 +403,9 @@ static ssize_t sock_recv(weft_stream *s)
 		return r;
 	op.a.p = s->rbuf + s->rend;
 	op.a.len = s->rcap - s->rend;
-	return weft__op_run(&op);
+	int n = weft__op_run(&op);
+	rsize_adapt(s, n, op.a.len);
+	return n;
 }
 
 /* A read of a pipe or tty, into the stream's own buffer. */
@@ -365,11 +452,15 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		}
 		m->pend[m->npend++] = (struct pend){ br, bid, (uint32_t)res };
 		m->pbytes += (size_t)res;
+		if (m->pbytes >= PEND_CAP && !m->rlimited)
+			m->rplain = true; /* the cap came too late to hold */
 		if ((m->pbytes >= PEND_CAP || m->npend >= PEND_BUFS) && !m->rcapped &&
 		    (flags & WEFT__OP_MORE)) {
 			weft__io_cancel(l, op);
 			m->rcapped = true;
 		}
+	} else if (res == -EINVAL && m->rlimited && !(flags & WEFT__OP_MORE)) {
+		l->recv_nolimit = true; /* before 6.17: the reader arms again */
 	} else {
 		if (flags & WEFT__OP_BUFFER) /* end of input may come in one */
 			weft__bufring_put(br, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
@@ -397,6 +488,9 @@ static bool recv_arm(struct msrecv *m, weft_loop *l)
 	m->rop.cb = recv_done;
 	m->rop.opcode = WEFT_OP_RECV_MULTI;
 	m->rop.a.fd = m->s->fd;
+	/* Armed only with nothing pending (recv_multishot). */
+	m->rlimited = !l->recv_nolimit;
+	m->rop.a.len = m->rlimited ? PEND_LIMIT : 0;
 	if (weft__op_arm(l, &m->rop) < 0)
 		return false;
 	m->rarmed = true;
@@ -442,6 +536,12 @@ static ssize_t recv_multishot(weft_stream *s)
 	for (;;) {
 		if (m->npend) {
 			ssize_t n = pend_take(s);
+			/* A receive that ended at its byte limit goes on at
+			 * once: the next bytes land while the reader works,
+			 * and the stream still holds at most what it took
+			 * plus PEND_CAP. */
+			if (n > 0 && !m->rarmed && m->rlimited && !m->reof && !m->rerr)
+				recv_arm(m, weft__loop_self());
 			weft__lock_release(&s->lk);
 			return n;
 		}
@@ -452,7 +552,7 @@ static ssize_t recv_multishot(weft_stream *s)
 			weft__lock_release(&s->lk);
 			return r == -ENOBUFS ? -EAGAIN : r; /* EOF and a gap stay */
 		}
-		if (!m->rarmed && !recv_arm(m, weft__loop_self())) {
+		if (!m->rarmed && (m->rplain || !recv_arm(m, weft__loop_self()))) {
 			weft__lock_release(&s->lk);
 			return -EAGAIN;
 		}
@@ -584,13 +684,31 @@ void weft__stream_end_input_to(weft_stream *s, int how, weft__wakes *wk)
 	weft__lock_release(&s->lk);
 }
 
-/* One receive into the buffer.  Bytes added, 0 at EOF, -errno.  A socket
- * stream whose bytes were all consumed gives its buffer back first: it
- * waits holding none, and takes one when bytes come (sock_recv,
- * pend_take). */
-static ssize_t fill_once(weft_stream *s)
+/* A receive straight into the caller's buffer (weft_stream_read with
+ * nothing buffered and room for a whole receive): no copy out, and the
+ * stream holds no buffer of its own while it waits. */
+static ssize_t sock_recv_direct(weft_stream *s, void *dst, size_t len)
 {
-	if (s->is_sock && s->rbuf && !rlen(s))
+	weft__op op = { .opcode = WEFT_OP_RECV, .a = { .fd = s->fd, .p = dst, .len = len } };
+	op.hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
+	if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+		op.hints |= WEFT_OPH_POLL_FIRST;
+	int n = weft__op_run(&op);
+	rsize_adapt(s, n, s->rsize);
+	return n;
+}
+
+/* One receive: into the buffer (dst NULL: bytes added), or into dst (a
+ * socket stream without multishot, nothing buffered).  0 at EOF, -errno.
+ * A socket stream whose bytes were all consumed gives its buffer back
+ * first: it waits holding none, and takes one when bytes come (sock_recv,
+ * pend_take). */
+static ssize_t fill_once_to(weft_stream *s, void *dst, size_t len)
+{
+	/* In bulk mode an empty malloc'd buffer of the size wanted stays for
+	 * the receive attempt that does not wait (recv_bulk). */
+	if (s->is_sock && s->rbuf && !rlen(s) &&
+	    (dst || s->rring || s->rsize == RBUF_MIN || s->rcap < s->rsize || s->ms))
 		rbuf_drop(s);
 	if (s->eof)
 		return 0;
@@ -607,19 +725,26 @@ static ssize_t fill_once(weft_stream *s)
 	if (dl != WEFT_FOREVER && (r = weft_scope_enter_at(&scope, dl)) < 0)
 		return input_wait_end(s, t, r);
 	ssize_t n = -EAGAIN;
-	if (s->ms)
+	if (dst)
+		n = sock_recv_direct(s, dst, len);
+	else if (s->ms)
 		n = recv_multishot(s);
-	if (n == -EAGAIN)
+	if (n == -EAGAIN && !dst)
 		n = s->is_sock ? sock_recv(s) : fd_read(s);
 	if (dl != WEFT_FOREVER)
 		weft_scope_exit(&scope);
 	n = input_wait_end(s, t, n);
 	atomic_store_explicit(&s->expect_empty, false, memory_order_relaxed);
-	if (n > 0)
+	if (n > 0 && !dst)
 		s->rend += (size_t)n;
 	else if (n == 0)
 		s->eof = true;
 	return n;
+}
+
+static ssize_t fill_once(weft_stream *s)
+{
+	return fill_once_to(s, NULL, 0);
 }
 
 static int read_begin(weft_stream *s)
@@ -664,6 +789,9 @@ ssize_t weft_stream_read(weft_stream *s, void *buf, size_t len)
 	if (!len)
 		return read_end(s, 0);
 	if (!rlen(s)) {
+		/* Room for a whole receive: straight into buf, no copy. */
+		if (s->is_sock && !s->ms && len >= s->rsize)
+			return read_end(s, fill_once_to(s, buf, len));
 		ssize_t n = fill_once(s);
 		if (n <= 0)
 			return read_end(s, n);
@@ -797,6 +925,11 @@ int weft_stream_consume(weft_stream *s, size_t n)
 bool weft__stream_reading(weft_stream *s)
 {
 	return atomic_load_explicit(&s->reading, memory_order_acquire);
+}
+
+size_t weft__stream_rsize(weft_stream *s)
+{
+	return s->rsize;
 }
 
 size_t weft__stream_held(weft_stream *s)

@@ -455,6 +455,9 @@ static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 	case WEFT_OP_POLL: io_uring_prep_poll_add(sqe, a->fd, a->mode); break;
 	case WEFT_OP_RECV_MULTI:
 		io_uring_prep_recv_multishot(sqe, a->fd, NULL, 0, 0);
+		/* a.len: the most it may receive in all (6.17's optlen, which
+		 * shares file_index's place; before, the SQE is refused) */
+		sqe->file_index = (uint32_t)a->len;
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = weft__bufring_group();
 		break;

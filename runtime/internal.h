@@ -265,6 +265,8 @@ struct weft_loop {
 	unsigned features;       /* WEFT_RING_* (0 on epoll) */
 	struct weft__bufring *bufring; /* provided buffers (io/bufring.c), lazy */
 	bool bufring_failed;     /* registration failed: do not retry */
+	bool recv_nolimit;       /* multishot receives without a byte limit
+				    (the kernel refused one: before 6.17) */
 	int init_err;
 
 	weft__stackpool stacks;

@@ -272,7 +272,7 @@ static void *start_main(void *arg)
 	bad.stream_limit = 0;
 	x->bad_limit = weft_server_start(&other, NULL, &a, &bad, echo, NULL);
 	bad = cfg;
-	bad.reserved[3] = 1;
+	bad.reserved[2] = 1;
 	x->bad_reserved = weft_server_start(&other, NULL, &a, &bad, echo, NULL);
 	x->bad_fn = weft_server_start(&other, NULL, &a, &cfg, NULL, NULL);
 	x->bad_addr = weft_server_start(&other, NULL, NULL, &cfg, echo, NULL);

@@ -1796,13 +1796,14 @@ static void test_config_validation_and_misuse(void **state)
 	assert_int_equal(cfg.limit, 64 * 1024);
 	assert_int_equal(cfg.high_water, 64 * 1024);
 	assert_int_equal(cfg.low_water, 16 * 1024);
+	assert_int_equal(cfg.max_read, 256 * 1024);
 	cfg.low_water = cfg.high_water + 1;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	weft_stream_config_init(&cfg);
 	cfg.limit = 0;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	weft_stream_config_init(&cfg);
-	cfg.reserved[1] = 1;
+	cfg.reserved[0] = 1;
 	assert_int_equal(weft_stream_open(&s, sv[0], &cfg), -EINVAL);
 	assert_null(s);
 
@@ -2274,6 +2275,175 @@ static void test_fill_to_past_limit(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Send `total` bytes of pat() on fd through buf (cap bytes). */
+static void send_pat(int fd, size_t total, char *buf, size_t cap)
+{
+	for (size_t off = 0; buf && off < total;) {
+		size_t n = total - off < cap ? total - off : cap;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (char)pat(off + i);
+		if (weft_send_all(fd, buf, n, 0, NULL) < 0)
+			break;
+		off += n;
+	}
+}
+
+/* Receives sized for throughput (issue 14): a bulk transfer's receives
+ * double while they fill their buffers, up to max_read, so a reader that
+ * drains the buffer each time still gets large receives; small traffic
+ * brings them back to 4 KiB; and a stream waiting for input still holds
+ * no buffer, whatever size it had reached. */
+struct adapt_rec {
+	size_t total, got, max_read, max_rsize, rsize_small, held_idle, held_max;
+	uint64_t mismatches;
+	ssize_t err;
+	char echo[8];
+};
+
+static void *adapt_sender(void *arg)
+{
+	struct fx *f = arg;
+	struct adapt_rec *x = f->rec;
+	char *buf = malloc(256 * 1024);
+	send_pat(f->peer, x->total, buf, 256 * 1024);
+	free(buf);
+	return NULL;
+}
+
+/* The reader lets bytes pile up now and then, as a busy one would. */
+static void adapt_room(struct fx *f)
+{
+	int sz = 1 << 20;
+	setsockopt(f->peer, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	setsockopt(weft_stream_fd(f->s), SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+}
+
+static void *adapt_idle_reader(void *arg)
+{
+	struct fx *f = arg;
+	struct adapt_rec *x = f->rec;
+	ssize_t r = weft_stream_read_exact(f->s, x->echo, 4);
+	if (r != 4)
+		x->err = r < 0 ? r : -EIO;
+	return NULL;
+}
+
+static void adapt_body(struct fx *f)
+{
+	struct adapt_rec *x = f->rec;
+	adapt_room(f);
+	weft_task *t = go_pinned(adapt_sender, f, WEFT_PIN_NONE);
+	char *buf = malloc(1 << 20);
+	ssize_t r = buf ? 0 : -ENOMEM;
+	/* Half of it parsed in place (fill, buffered, consume: the stream's
+	 * own receives), half read into a large buffer (straight into it
+	 * when nothing is buffered). */
+	for (unsigned n = 0; buf && x->got < x->total; n++) {
+		if (n % 8 == 0)
+			weft_sleep_ms(1);
+		const char *p = buf;
+		if (x->got < x->total / 2) {
+			if (!weft_stream_buffered(f->s, NULL) && (r = weft_stream_fill(f->s)) <= 0)
+				break;
+			r = (ssize_t)weft_stream_buffered(f->s, &p);
+			if (r > (ssize_t)(x->total / 2 - x->got))
+				r = (ssize_t)(x->total / 2 - x->got);
+		} else if ((r = weft_stream_read(f->s, buf, 1 << 20)) <= 0) {
+			break;
+		}
+		for (ssize_t i = 0; i < r; i++)
+			x->mismatches += p[i] != (char)pat(x->got + (size_t)i);
+		if (p != buf)
+			weft_stream_consume(f->s, (size_t)r);
+		x->got += (size_t)r;
+		if (p != buf) /* the stream's own receives */
+			x->max_read = (size_t)r > x->max_read ? (size_t)r : x->max_read;
+		size_t rs = weft__stream_rsize(f->s);
+		x->max_rsize = rs > x->max_rsize ? rs : x->max_rsize;
+	}
+	finish(t);
+	x->err = r < 0 ? r : 0;
+	/* Waiting for input after the bulk: no buffer held. */
+	weft_task *w = go_pinned(adapt_idle_reader, f, WEFT_PIN_NONE);
+	weft_sleep_ms(20);
+	x->held_idle = weft__stream_held(f->s); /* racy read, a snapshot */
+	send(f->peer, "ping", 4, 0);
+	finish(w);
+	/* Small request/response traffic: the receive size comes back down. */
+	for (int i = 0; i < 8 && x->err == 0; i++) {
+		send(f->peer, "ping", 4, 0);
+		if ((r = weft_stream_read_exact(f->s, x->echo, 4)) != 4)
+			x->err = r < 0 ? r : -EIO;
+	}
+	x->rsize_small = weft__stream_rsize(f->s);
+	free(buf);
+}
+
+static void test_receive_size_adapts(void **state)
+{
+	(void)state;
+	for (int tcp = 0; tcp < 2; tcp++) {
+		struct adapt_rec x = { .total = 16u << 20 };
+		struct fx_run r = { .cfg = default_cfg, .body = adapt_body, .rec = &x, .tcp = tcp };
+		weft_test_run_loops(2, fx_main, &r);
+		assert_int_equal(r.open_rc, 0);
+		print_message("%s: most buffered %zu, largest receive size %zu, after small traffic %zu\n",
+			      tcp ? "tcp" : "unix", x.max_read, x.max_rsize, x.rsize_small);
+		assert_int_equal(x.err, 0);
+		assert_int_equal(x.got, x.total);
+		assert_int_equal(x.mismatches, 0);
+		assert_int_equal(x.max_rsize, 256 * 1024);
+		assert_true(x.max_read > 64 * 1024);
+		assert_int_equal(x.rsize_small, 4096);
+		assert_int_equal(x.held_idle, 0);
+	}
+}
+
+/* max_read bounds the receive size, and so the read buffer (reads into
+ * a caller's buffer large enough for a whole receive skip it). */
+static void capped_body(struct fx *f)
+{
+	struct adapt_rec *x = f->rec;
+	adapt_room(f);
+	weft_task *t = go_pinned(adapt_sender, f, WEFT_PIN_NONE);
+	char *buf = malloc(1 << 20);
+	ssize_t r = buf ? 0 : -ENOMEM;
+	for (unsigned n = 0; buf && x->got < x->total; n++) {
+		if ((r = weft_stream_read(f->s, buf, 8192)) <= 0)
+			break;
+		if (n % 64 == 0)
+			weft_sleep_ms(1);
+		size_t h = weft__stream_held(f->s);
+		x->held_max = h > x->held_max ? h : x->held_max;
+		x->got += (size_t)r;
+		x->max_read = (size_t)r > x->max_read ? (size_t)r : x->max_read;
+		size_t rs = weft__stream_rsize(f->s);
+		x->max_rsize = rs > x->max_rsize ? rs : x->max_rsize;
+	}
+	finish(t);
+	x->err = r < 0 ? r : 0;
+	free(buf);
+}
+
+static void test_receive_size_max_read(void **state)
+{
+	(void)state;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	if (default_cfg)
+		c = *default_cfg;
+	c.max_read = 16 * 1024;
+	struct adapt_rec x = { .total = 4u << 20 };
+	struct fx_run r = { .cfg = &c, .body = capped_body, .rec = &x, .tcp = true };
+	weft_test_run_loops(2, fx_main, &r);
+	assert_int_equal(r.open_rc, 0);
+	assert_int_equal(x.err, 0);
+	assert_int_equal(x.got, x.total);
+	assert_int_equal(x.max_rsize, 16 * 1024);
+	assert_true(x.held_max <= 16 * 1024);
+}
+
+/* ---------------------------------------------------------------------- */
 /* multishot receives                                                      */
 /* ---------------------------------------------------------------------- */
 
@@ -2372,14 +2542,7 @@ static void *stall_sender(void *arg)
 	struct fx *f = arg;
 	struct ms_stall *x = f->rec;
 	static char buf[64 * 1024];
-	for (size_t off = 0; off < x->total;) {
-		size_t n = x->total - off < sizeof buf ? x->total - off : sizeof buf;
-		for (size_t i = 0; i < n; i++)
-			buf[i] = (char)pat(off + i);
-		if (weft_send_all(f->peer, buf, n, 0, NULL) < 0)
-			break;
-		off += n;
-	}
+	send_pat(f->peer, x->total, buf, sizeof buf);
 	return NULL;
 }
 
@@ -2424,6 +2587,154 @@ static void test_multishot_stalled_reader_is_capped(void **state)
 		assert_int_equal(x.got, x.total);
 		assert_int_equal(x.mismatches, 0);
 		assert_true(x.held_max <= 128 * 1024);
+	}
+}
+
+/* The same with many connections at once (issue 14): their receives
+ * share the loop's buffer ring, which grows to its full size, so a cap
+ * checked only as completions are reaped let each stalled stream hold
+ * hundreds of KiB.  Every stream must stay within stream.h's bound
+ * ("Memory"): 64 KiB pending plus its read buffer; and no read returns
+ * more than the pending cap. */
+#define MSS_CONNS 32
+static _Atomic size_t mss_rss_max; /* the process's resident bytes, at most */
+
+static size_t rss_now(void)
+{
+	unsigned long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lu %lu", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+struct mss_conn {
+	weft_stream *s;
+	int peer;
+	size_t total, got, held_max, max_read;
+	uint64_t mismatches;
+	ssize_t err;
+	bool nolimit; /* act as a kernel without the multishot byte limit */
+	bool ring;    /* the loop has a buffer ring: multishot receives */
+};
+
+static void *mss_sender(void *arg)
+{
+	struct mss_conn *c = arg;
+	char buf[16384]; /* tasks have 64 KiB stacks */
+	send_pat(c->peer, c->total, buf, sizeof buf);
+	return NULL;
+}
+
+static void *mss_reader(void *arg)
+{
+	struct mss_conn *c = arg;
+	if (c->nolimit)
+		weft__loop_self()->recv_nolimit = true;
+	char *buf = malloc(256 * 1024);
+	ssize_t r = buf ? weft_stream_read(c->s, buf, 1) : -ENOMEM; /* arms the receive */
+	if (r == 1) {
+		c->mismatches += buf[0] != (char)pat(0);
+		c->got = 1;
+	}
+	c->ring = weft__loop_self()->bufring != NULL;
+	for (int i = 0; i < 150 && r > 0; i++) { /* stalled for 300 ms */
+		weft_sleep_ms(2);
+		size_t h = weft__stream_held(c->s);
+		c->held_max = h > c->held_max ? h : c->held_max;
+		size_t rss = rss_now(), m = atomic_load(&mss_rss_max);
+		while (rss > m && !atomic_compare_exchange_weak(&mss_rss_max, &m, rss))
+			;
+	}
+	while (r > 0 && c->got < c->total && (r = weft_stream_read(c->s, buf, 256 * 1024)) > 0) {
+		for (ssize_t i = 0; i < r; i++)
+			c->mismatches += buf[i] != (char)pat(c->got + (size_t)i);
+		c->got += (size_t)r;
+		c->max_read = (size_t)r > c->max_read ? (size_t)r : c->max_read;
+		size_t h = weft__stream_held(c->s);
+		c->held_max = h > c->held_max ? h : c->held_max;
+	}
+	c->err = r < 0 ? r : 0;
+	free(buf);
+	return NULL;
+}
+
+struct mss_run {
+	struct mss_conn c[MSS_CONNS];
+	int setup_rc;
+	bool nolimit;
+	size_t rss0; /* resident bytes once every stream is open */
+};
+
+static void *mss_main(void *arg)
+{
+	struct mss_run *x = arg;
+	weft_stream_config cfg = multishot_cfg();
+	weft_task *snd[MSS_CONNS], *rd[MSS_CONNS];
+	for (int i = 0; i < MSS_CONNS; i++) {
+		struct mss_conn *c = &x->c[i];
+		int sv[2];
+		if (tcp_loop_pair(sv) < 0 || weft_stream_open(&c->s, sv[0], &cfg) < 0) {
+			x->setup_rc = -1;
+			return NULL;
+		}
+		c->peer = sv[1];
+		c->total = 4u << 20;
+		c->nolimit = x->nolimit;
+		int sz = 4 << 20; /* room in the kernel for the stalled bytes */
+		setsockopt(c->peer, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+		setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+	}
+	x->rss0 = rss_now();
+	atomic_store(&mss_rss_max, x->rss0);
+	for (int i = 0; i < MSS_CONNS; i++) {
+		rd[i] = go_pinned(mss_reader, &x->c[i], 0); /* one loop, one ring */
+		snd[i] = go_pinned(mss_sender, &x->c[i], WEFT_PIN_NONE);
+	}
+	for (int i = 0; i < MSS_CONNS; i++) {
+		finish(rd[i]);
+		finish(snd[i]);
+		weft_stream_close(x->c[i].s);
+		close(x->c[i].peer);
+	}
+	return NULL;
+}
+
+static void test_multishot_many_stalled_readers_are_capped(void **state)
+{
+	(void)state;
+	for (int nolimit = 0; nolimit < 2; nolimit++) {
+		struct mss_run *x = calloc(1, sizeof(*x));
+		assert_non_null(x);
+		x->nolimit = nolimit;
+		weft_test_run_loops(2, mss_main, x);
+		assert_int_equal(x->setup_rc, 0);
+		size_t held = 0, rd = 0;
+		bool ring = x->c[0].ring;
+		for (int i = 0; i < MSS_CONNS; i++) {
+			struct mss_conn *c = &x->c[i];
+			ring = ring && c->ring;
+			held = c->held_max > held ? c->held_max : held;
+			rd = c->max_read > rd ? c->max_read : rd;
+			assert_int_equal(c->err, 0);
+			assert_int_equal(c->got, c->total);
+			assert_int_equal(c->mismatches, 0);
+		}
+		print_message("%d stalled readers%s: one held at most %zu bytes; largest read %zu; "
+			      "RSS grew by %zu KiB while stalled\n",
+			      MSS_CONNS, nolimit ? " (no byte limit)" : "", held, rd,
+			      (atomic_load(&mss_rss_max) - x->rss0) / 1024);
+		if (!ring) { /* epoll: plain receives, max_read at most */
+			assert_true(held <= 256 * 1024);
+			assert_true(rd <= 256 * 1024);
+		} else if (!nolimit) { /* what it took (64 KiB) + 64 KiB pending */
+			assert_true(held <= 128 * 1024);
+			assert_true(rd <= 64 * 1024);
+		}
+		free(x);
 	}
 }
 
@@ -3539,6 +3850,9 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_fill_to_past_limit),
 	cmocka_unit_test(test_multishot_reads),
 	cmocka_unit_test(test_multishot_stalled_reader_is_capped),
+	cmocka_unit_test(test_multishot_many_stalled_readers_are_capped),
+	cmocka_unit_test(test_receive_size_adapts),
+	cmocka_unit_test(test_receive_size_max_read),
 	cmocka_unit_test(test_multishot_bulk_and_cap),
 	cmocka_unit_test(test_multishot_cancel_keeps_bytes),
 	cmocka_unit_test(test_read),

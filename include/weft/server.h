@@ -104,7 +104,9 @@ typedef struct weft_server_config {
 				      fail with -ETIMEDOUT once the client
 				      has taken no bytes for this long (60 s;
 				      WEFT_FOREVER: none) */
-	unsigned reserved[4];     /* must be zero */
+	unsigned stream_max_read; /* weft_stream_config.max_read (256 KiB;
+				     0: the stream's default) */
+	unsigned reserved[3];     /* must be zero */
 } weft_server_config;
 
 WEFT_API void weft_server_config_init(weft_server_config *cfg);

@@ -80,8 +80,18 @@
  * Memory: an idle stream holds no buffer.  Once every byte received has
  * been consumed, the next read call gives the read buffer back before it
  * waits, and a buffer is taken again only when bytes arrive (io_uring: the
- * kernel picks one of the loop's provided buffers and the stream reads
- * from it in place; epoll: one is allocated once the socket is readable).
+ * kernel picks one of the loop's 4 KiB provided buffers and the stream
+ * reads from it in place; epoll: one is allocated once the socket is
+ * readable).  Receives are sized by the traffic: 4 KiB at first, doubling
+ * while they fill their buffers, up to config.max_read (256 KiB, as
+ * asyncio's transports read), halving when they come back less than half
+ * full, so request/response traffic keeps 4 KiB receives.  A stream whose
+ * receives have grown (a bulk transfer) takes a buffer of that size and
+ * receives into it without waiting, since the bytes are usually there
+ * already; if the socket turns out empty, the buffer goes and the receive
+ * waits holding none, as above.  weft_stream_read with nothing buffered
+ * and a buffer at least as large as the next receive's size receives
+ * straight into the caller's buffer (no copy; the stream holds nothing).
  * Once every queued byte has been sent, the write buffers are freed.  So
  * a socket stream whose task waits in a read with nothing buffered and
  * nothing queued holds just its structure (about 470 bytes; 200 more with
@@ -91,7 +101,39 @@
  * kernel's socket.  Streams of pipes and ttys keep
  * their read buffer, as does a stream waiting with part of a unit buffered
  * (half a line), and on kernels without provided-buffer rings (before
- * 5.19) a waiting receive names a buffer of its own.
+ * 5.19) a waiting receive names a buffer of its own (4 KiB, or the
+ * current receive size).
+ *
+ * How much a stream holds while busy, per direction:
+ *  - Reading, plain receives (the default; every stream on epoll, where
+ *    config.multishot is plain receives too): one read buffer.  A receive
+ *    brings at most max_read (256 KiB); a unit being assembled may need
+ *    more: read_line and read_until up to a little over limit (the buffer
+ *    doubles: at most 128 KiB for the default 64 KiB), read_exact its
+ *    length, fill_to its n (up to twice that: the buffer doubles as the
+ *    bytes come).  The largest
+ *    of these is the bound; nothing else is taken from the socket while
+ *    the reader does not read.
+ *  - Reading with config.multishot on io_uring: the read buffer (what the
+ *    last read took from the receive: at most 64 KiB, or as above for a
+ *    unit) plus what the receive has brought since, at most 64 KiB of
+ *    bytes, each completion in one of the loop's 4 KiB provided buffers.
+ *    From Linux 6.17 the kernel itself stops the receive at that byte
+ *    count (a multishot byte limit), so a reader that stops reading holds
+ *    at most 128 KiB however many streams share the loop.  (Completions
+ *    of a few bytes each, from small segments arriving one by one, are
+ *    also stopped at 16 buffers, by cancelling: that count may be passed
+ *    by what arrives before the cancel takes effect.)  Before 6.17 the
+ *    receive is cancelled once it has brought 64 KiB, and with many busy
+ *    streams on one loop the kernel may post many more completions first
+ *    (test_stream saw 512 KiB held by one of 32 stalled streams), up to
+ *    the loop's whole ring (1024 buffers, 4 MiB) for all of its streams
+ *    together; a stream that overran so uses plain receives from then on.
+ *  - Writing: what is queued and not yet sent, in up to three buffers
+ *    that double as they grow (so up to twice the queued bytes); write
+ *    never waits, weft_stream_drain keeps a writer that calls it near
+ *    high_water (64 KiB) plus its last write.  weft_stream_write_zc's
+ *    buffer is the caller's.
  *
  * Lifetime: weft_stream_open takes the fd (closed by weft_stream_close
  * unless config.keep_fd).  weft_stream_close flushes what is queued, closes
@@ -144,7 +186,9 @@ typedef struct weft_stream_config {
 			      the loop's provided buffers (kernel 5.19+;
 			      plain receives otherwise).  It stays armed
 			      between reads, buffering up to 64 KiB, then
-			      pauses until the reader catches up.  Received
+			      pauses until the reader catches up (a bound
+			      the kernel enforces from 6.17: "Memory"
+			      above).  Received
 			      bytes it finds no memory to hold break the
 			      input: what came before them is read, then
 			      every read returns -EIO (false) */
@@ -160,7 +204,13 @@ typedef struct weft_stream_config {
 				      with -ETIMEDOUT, sticky (WEFT_FOREVER:
 				      none, the default; 0: fail any wait
 				      at once; see "Write limits" above) */
-	unsigned reserved[2]; /* must be zero */
+	unsigned max_read; /* the largest receive, bytes (256 KiB, as
+			      asyncio's transports; 0: the default, less
+			      than 4 KiB: 4 KiB).  Receives start at 4 KiB
+			      and double while they fill their buffer, up
+			      to this, and shrink back when they come back
+			      small ("Memory" above) */
+	unsigned reserved[1]; /* must be zero */
 } weft_stream_config;
 
 /* Fill cfg with the defaults given in brackets above.  Any thread. */
