@@ -348,6 +348,16 @@ static int run_connect(weft__op *op)
 	return r;
 }
 
+/* splice: are both sides ready now?  A splice out of a blocking socket
+ * ignores SPLICE_F_NONBLOCK (tcp_splice_read waits by the file's own
+ * O_NONBLOCK), so the non-blocking attempt is made only once poll(2)
+ * says the input has bytes (and the output room): with bytes there, it
+ * takes them and returns without waiting for more. */
+static bool splice_ready(weft__op *op)
+{
+	return poll_now(op->a.fd, POLLIN) > 0 && poll_now(op->a.fd2, POLLOUT) > 0;
+}
+
 /* splice: which side made it wait?  The one poll(2) says is not ready. */
 static int splice_wait(weft__op *op)
 {
@@ -420,6 +430,8 @@ static int run_op(weft__op *op)
 	bool try_first = caller_nowait || !recv_skips(weft__loop_self(), op);
 	for (;;) {
 		int r = -EAGAIN;
+		if (op->opcode == WEFT_OP_SPLICE)
+			try_first = splice_ready(op);
 		if (try_first) {
 			r = try_now(op);
 			recv_note(weft__loop_self(), op, r);

@@ -453,6 +453,77 @@ static void test_fd_wait_and_splice(void **state)
 	assert_memory_equal(x.buf, "ping", 4);
 }
 
+/* A splice out of a blocking socket with nothing to read yet waits in the
+ * task, not in the loop's thread: the kernel ignores SPLICE_F_NONBLOCK on
+ * that side, so epoll's attempt must wait for readiness first.  A ticker
+ * on the same (only) loop keeps running meanwhile. */
+struct bsplice_rec {
+	int sv[2];
+	long spliced, ticks_during;
+	_Atomic bool done;
+	char buf[8];
+	long got;
+};
+
+static void *ticker(void *arg)
+{
+	struct bsplice_rec *x = arg;
+	long n = 0;
+	while (!atomic_load(&x->done) && n < 1000) {
+		weft_sleep(1 * MS);
+		n++;
+	}
+	return P(n);
+}
+
+static void *late_sender(void *arg)
+{
+	struct bsplice_rec *x = arg;
+	weft_sleep(30 * MS);
+	return P(send(x->sv[1], "pong", 4, MSG_NOSIGNAL) != 4);
+}
+
+static void *bsplice_body(void *arg)
+{
+	struct bsplice_rec *x = arg;
+	if (tcp_loop_pair(x->sv) < 0)
+		return P(1);
+	int fl = fcntl(x->sv[0], F_GETFL);
+	fcntl(x->sv[0], F_SETFL, fl & ~O_NONBLOCK); /* the caller's blocking socket */
+	int p[2];
+	if (pipe2(p, O_CLOEXEC))
+		return P(1);
+	weft_task *tk, *snd;
+	weft_task_spawn(&tk, ticker, x);
+	weft_task_spawn(&snd, late_sender, x);
+	x->spliced = weft_splice(x->sv[0], WEFT_OFF_CUR, p[1], WEFT_OFF_CUR, 4096, 0);
+	atomic_store(&x->done, true);
+	void *n = NULL;
+	weft_task_join(tk, &n);
+	x->ticks_during = (long)U(n);
+	weft_task_join(snd, NULL);
+	weft_task_release(tk);
+	weft_task_release(snd);
+	x->got = read(p[0], x->buf, sizeof(x->buf));
+	close(p[0]);
+	close(p[1]);
+	close(x->sv[0]);
+	close(x->sv[1]);
+	return NULL;
+}
+
+static void test_splice_from_blocking_socket_waits_in_task(void **state)
+{
+	(void)state;
+	struct bsplice_rec x = { 0 };
+	assert_null(weft_test_run_loops(1, bsplice_body, &x));
+	print_message("the ticker ran %ld times during the splice\n", x.ticks_during);
+	assert_int_equal(x.spliced, 4);
+	assert_int_equal(x.got, 4);
+	assert_memory_equal(x.buf, "pong", 4);
+	assert_true(x.ticks_during >= 5); /* ~30 ticks; 0 if the loop blocked */
+}
+
 /* ---- a reader that went away: -EPIPE, never SIGPIPE ---- */
 
 struct epipe_rec {
@@ -834,6 +905,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cq_overflow_loses_nothing),
 	cmocka_unit_test(test_ring_config_checked),
 	cmocka_unit_test(test_fd_wait_and_splice),
+	cmocka_unit_test(test_splice_from_blocking_socket_waits_in_task),
 	cmocka_unit_test(test_write_to_closed_reader_epipe),
 	cmocka_unit_test(test_sq_full_wake_and_cancel_not_dropped),
 	cmocka_unit_test(test_sq_full_ops_wait_in_backlog),
