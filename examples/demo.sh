@@ -31,7 +31,7 @@ now() {
 }
 
 n=0
-total=23
+total=24
 failed=0
 tour_start=$(now)
 
@@ -212,6 +212,27 @@ sys.exit(0 if got == data else 1)
 PY
 }
 
+# tcp_proxy in front of the echo server on port $1: echo_mib through it.
+proxy_mib() {
+	pout=$(mktemp)
+	"$DIR/tcp_proxy" --port 0 --loops 2 --upstream "127.0.0.1:$1" --verbose >"$pout" 2>&1 &
+	ppid_=$!
+	pport=
+	for _ in $(seq 50); do
+		pport=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$pout")
+		[ -n "$pport" ] && break
+		sleep 0.1
+	done
+	echo "\$ tcp_proxy --port 0 --loops 2 --upstream 127.0.0.1:$1 --verbose &     # got port $pport"
+	prc=1
+	[ -n "$pport" ] && { echo_mib "$pport"; prc=$?; }
+	kill -TERM "$ppid_" 2>/dev/null
+	wait "$ppid_" || prc=1
+	sed 's/^/    proxy: /' "$pout"
+	rm -f "$pout"
+	return $prc
+}
+
 kv_session() {
 	for cmd in "SET greeting hello" "GET greeting" "INCR visits" "INCRBY visits 41" \
 		"SET session abc EX 60" "TTL session" "DBSIZE"; do
@@ -241,6 +262,14 @@ if command -v python3 >/dev/null 2>&1; then
 		echo_server echo_mib
 else
 	skip_step "echo_server" python3
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+	server_step "tcp_proxy in front of echo_server: 1 MiB through the proxy and back" \
+		"A task per client, weft_stream_copy_bidirectional both ways; the client's half-close is passed on." \
+		echo_server proxy_mib
+else
+	skip_step "tcp_proxy" python3
 fi
 
 if command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; then
