@@ -137,6 +137,16 @@ step "subprocess: run 'ls -l /', stream its output line by line, report its exit
 	"asyncio.create_subprocess_exec: pipes, pidfd exit wait, no zombie left behind." \
 	subprocess ls -l /
 
+# The port of the "listening on HOST:PORT" line in file $1 (empty if none
+# within 5 s).
+listen_port() {
+	for _ in $(seq 50); do
+		p=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$1")
+		[ -n "$p" ] && { echo "$p"; return; }
+		sleep 0.1
+	done
+}
+
 # server_step TITLE EXPLANATION SERVER CLIENT: start SERVER on a free port,
 # run the shell function CLIENT with that port, stop the server (SIGTERM).
 server_step() {
@@ -150,12 +160,7 @@ server_step() {
 	out=$(mktemp)
 	"$DIR/$server" --port 0 --loops 2 >"$out" 2>&1 &
 	pid=$!
-	port=
-	for _ in $(seq 50); do
-		port=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$out")
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+	port=$(listen_port "$out")
 	t0=$(now)
 	rc=1
 	if [ -n "$port" ]; then
@@ -217,12 +222,7 @@ proxy_mib() {
 	pout=$(mktemp)
 	"$DIR/tcp_proxy" --port 0 --loops 2 --upstream "127.0.0.1:$1" --verbose >"$pout" 2>&1 &
 	ppid_=$!
-	pport=
-	for _ in $(seq 50); do
-		pport=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$pout")
-		[ -n "$pport" ] && break
-		sleep 0.1
-	done
+	pport=$(listen_port "$pout")
 	echo "\$ tcp_proxy --port 0 --loops 2 --upstream 127.0.0.1:$1 --verbose &     # got port $pport"
 	prc=1
 	[ -n "$pport" ] && { echo_mib "$pport"; prc=$?; }
@@ -260,15 +260,11 @@ if command -v python3 >/dev/null 2>&1; then
 	server_step "echo_server: a client sends 1 MiB and reads it back" \
 		"asyncio.start_server with read/write/drain: one task per connection, spread over the loops." \
 		echo_server echo_mib
-else
-	skip_step "echo_server" python3
-fi
-
-if command -v python3 >/dev/null 2>&1; then
 	server_step "tcp_proxy in front of echo_server: 1 MiB through the proxy and back" \
 		"A task per client, weft_stream_copy_bidirectional both ways; the client's half-close is passed on." \
 		echo_server proxy_mib
 else
+	skip_step "echo_server" python3
 	skip_step "tcp_proxy" python3
 fi
 
