@@ -209,6 +209,14 @@ static void tune(weft_server_config *cfg)
 	 * connection in the copy instead (own_idle). */
 	cfg->idle_timeout_ns = WEFT_FOREVER;
 	cfg->grace_ns = g_grace_ns;
+	/* Multishot receives on both sides (unless --no-multishot): on
+	 * io_uring a stream then takes what arrived in several of the loop's
+	 * provided buffers at once instead of one small buffer per receive,
+	 * which halved the CPU per MiB relayed here.  An idle stream pays
+	 * about 200 bytes for it. */
+	if (g_opts.multishot < 0)
+		cfg->multishot_recv = true;
+	g_upcfg.multishot = cfg->multishot_recv;
 }
 
 int main(int argc, char **argv)
