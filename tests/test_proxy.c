@@ -4,7 +4,9 @@
  * of upstreams that run in this process on plain threads, driven by
  * clients on plain sockets:
  *
- *   request      an echo round trip; round robin over two upstreams
+ *   request      an echo round trip; round robin over two upstreams;
+ *                --idle-timeout-ms cuts a silent connection, not a long
+ *                download during which the client sends nothing
  *   half_close   the client sends, shuts its write side and still gets
  *                the whole echo; the upstream answers and shuts its write
  *                side first, and still gets everything the client sends
@@ -395,7 +397,7 @@ static void test_proxy_request(void **state)
 {
 	(void)state;
 	struct proxy p;
-	proxy_ab(&p, NULL);
+	proxy_ab(&p, (const char *const[]){ "--idle-timeout-ms", "300", NULL });
 
 	/* an echo round trip of 256 KiB, the client never half-closing */
 	size_t n = 256 * 1024;
@@ -420,6 +422,31 @@ static void test_proxy_request(void **state)
 		if (i)
 			assert_true(ids[i] != ids[i - 1]);
 	}
+
+	/* the idle limit is connection-wide: a 2 MiB download at about 3 MB/s
+	 * (longer than the limit, the client sending nothing) goes through
+	 * whole; a connection where nothing moves is cut after the limit */
+	fd = tcp_connect(p.s.port);
+	x = (struct xfer){ .out = "slow 2097152\n", .out_len = 13 };
+	xfer(fd, &x, 0, 10000);
+	xclose(fd);
+	assert_int_equal(x.end, 0);
+	assert_int_equal(x.got, 2 << 20);
+	fd = tcp_connect(p.s.port);
+	x = (struct xfer){ .out = "echo\nx", .out_len = 6 };
+	xfer(fd, &x, 1, 5000);
+	assert_int_equal(x.got, 1);
+	double t0 = now_ms();
+	x = (struct xfer){ 0 };
+	xfer(fd, &x, 0, 5000);
+	double idle = now_ms() - t0;
+	xclose(fd);
+	print_message("idle connection cut after %.0f ms (%s)\n", idle,
+		      x.end == 0 ? "end of input" : x.end < 0 ? strerror(-x.end) : "still open");
+	assert_true(x.end <= 0);
+	/* up to twice the limit: the copy credits its last send's completion
+	 * to when it notices it, at the first expiry */
+	assert_true(idle > 250 && idle < 600 + 1000.0 * SLOW);
 	free(out);
 	free(in);
 	proxy_stop(&p);
