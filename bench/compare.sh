@@ -6,11 +6,11 @@
 # bench-compare` builds everything and runs this; docs/benchmarks.md
 # ("Comparison runs, scaling and memory") says what it measures.
 #
-#   sh bench/compare.sh [BUILD_DIR] [SECTION...]   (default: build servers kv)
+#   sh bench/compare.sh [BUILD_DIR] [SECTION...]   (default: build servers kv proxy)
 #
-# Sections: `servers` (everything below but the last part) and `kv` (the
-# key-value section at the end of this comment); `sh bench/compare.sh
-# build kv` runs that one alone (about 2 minutes).
+# Sections: `servers` (everything below but the last two parts), `kv` and
+# `proxy` (the key-value and proxy sections at the end of this comment);
+# `sh bench/compare.sh build kv` runs one alone (about 2 minutes each).
 #
 # Servers: HTTP (GET / -> "Hello, World!"): weft's http_server and nginx
 # (bench/baseline/nginx.conf.in); echo (64 B messages): weft's echo_server,
@@ -66,6 +66,36 @@
 # (BUILD_DIR/bench-results/compare-kv.tsv).  Without redis-server or
 # redis-benchmark the section says so loudly and is skipped.
 #
+# The proxy section: examples/tcp_proxy with one loop on io_uring (weft)
+# and on epoll (weft_epoll) against Debian's haproxy (mode tcp, nbthread
+# 1, round robin; its config written to the scratch directory), each in
+# front of the same two nginx upstreams (Debian's nginx, one worker each,
+# started by the script with its own config, serving a 128 B file `small`
+# and a 1 MiB file `1m`).  The proxy on CMP_SERVER_CPU, nginx and the
+# clients on CMP_CLIENT_CPU.  A fresh proxy per repeat: both files fetched
+# through it with curl (sizes checked), then
+#   idle   bench/idle_conns opens CMP_PROXY_IDLE (2000) connections
+#          through the proxy (each with its upstream connection) and holds
+#          them: the proxy's VmRSS growth per client, once settled;
+#   small  wrk -t1 -c CMP_PROXY_SMALL_CONNS (64) keep-alive on /small for
+#          CMP_PROXY_SECONDS (CMP_SECONDS): requests/s and proxy CPU us
+#          per request (/proc/PID/stat), after a 1 s warm-up;
+#   1m     wrk -t1 -c CMP_PROXY_BIG_CONNS (8) on /1m: MiB/s (requests/s,
+#          a MiB each) and proxy CPU us per MiB.
+# The proxies interleaved, their order rotated each repeat,
+# CMP_PROXY_REPEATS (CMP_REPEATS) times.  Output, medians with min-max:
+#   BENCH proxy_small_c64_weft rps=... cpu_us=... errors=0 runs=3 rps_range=... cpu_us_range=...
+#   BENCH proxy_1mib_c8_weft mib_s=... cpu_us_per_mib=... errors=0 runs=3 ...
+#   BENCH proxy_idle2000_weft rss_per_client_B=... errors=0 runs=3 rss_range=...
+#   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS
+#   (and proxy_1mib_ mib_s >=1x, proxy_1mib_cpu_ <=0.8x, proxy_idle_ <=1.5x,
+#   for weft and weft_epoll)
+#   proxy TARGET met: ... (or proxy TARGET MISSED: ...; missed: ...)
+# for issue 14's targets.  Data: CMP_PROXY_OUT
+# (BUILD_DIR/bench-results/compare-proxy.tsv).  Without haproxy, nginx,
+# wrk, curl or build/bench/idle_conns the section says so loudly and is
+# skipped.
+#
 # Environment (the defaults take about 25 minutes on 2 cores):
 #   CMP_SECONDS=5 CMP_WARMUP=1 CMP_SYSCALL_SECONDS=2 (0: no perf) CMP_REPEATS=3
 #   CMP_MODES="pinned all sweep"
@@ -77,9 +107,9 @@
 
 B=${1:-build}
 [ $# -gt 0 ] && shift
-SECTIONS=${*:-servers kv}
+SECTIONS=${*:-servers kv proxy}
 for sec in $SECTIONS; do
-	case $sec in servers | kv) ;; *) echo "compare.sh: unknown section $sec (servers, kv)" >&2; exit 2 ;; esac
+	case $sec in servers | kv | proxy) ;; *) echo "compare.sh: unknown section $sec (servers, kv, proxy)" >&2; exit 2 ;; esac
 done
 BL=$B/bench/baseline
 here=$(cd "$(dirname "$0")" && pwd)
@@ -148,8 +178,10 @@ have_client "$SWEEP_CLIENT" || SWEEP_CONNS=
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-cmp.XXXXXX") || exit 2
 spid=
 ppid_=
+px_upids=
 cleanup() {
 	[ -n "$ppid_" ] && kill "$ppid_" 2>/dev/null
+	for p in $px_upids; do kill "$p" 2>/dev/null; done
 	[ -n "$spid" ] && { kill "$spid" 2>/dev/null; sleep 0.2; kill -KILL "$spid" 2>/dev/null; }
 	rm -rf "$tmp"
 }
@@ -283,8 +315,235 @@ kv_section() {
 	}' out="$KV_OUT" "$KV_OUT"
 }
 
+# ---------------------------------------------------------------------------
+# The proxy section: tcp_proxy (io_uring, epoll) against haproxy, each in
+# front of two nginx upstreams.
+# ---------------------------------------------------------------------------
+PX_REPS=${CMP_PROXY_REPEATS:-$REPS}
+PX_SECS=${CMP_PROXY_SECONDS:-$SECS}
+PX_SMALL_CONNS=${CMP_PROXY_SMALL_CONNS:-64}
+PX_BIG_CONNS=${CMP_PROXY_BIG_CONNS:-8}
+PX_IDLE=${CMP_PROXY_IDLE:-2000}
+HAPROXY=${CMP_HAPROXY:-/usr/sbin/haproxy}
+PX_OUT=${CMP_PROXY_OUT:-$B/bench-results/compare-proxy.tsv}
+# @UP1@ and @UP2@ are the nginx upstreams' ports
+PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@
+weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@
+haproxy $HAPROXY -db -f @DIR@/haproxy.cfg"
+
+# An nginx upstream on the next free port, pinned to the client's CPU,
+# serving $tmp/www (small: 128 B, 1m: 1 MiB); its PID is added to
+# px_upids, its port left in $port.
+px_upstream() {
+	port=$((port + 1))
+	while port_used "$port"; do port=$((port + 1)); done
+	d=$tmp/up.$port
+	mkdir -p "$d"
+	cat >"$d/nginx.conf" <<-CONF
+	daemon off;
+	master_process off;
+	worker_processes 1;
+	pid $d/nginx.pid;
+	error_log $d/error.log warn;
+	events { use epoll; worker_connections 8192; }
+	http {
+	    access_log off;
+	    server_tokens off;
+	    default_type application/octet-stream;
+	    sendfile on;
+	    keepalive_timeout 65;
+	    keepalive_requests 100000000;
+	    client_body_temp_path $d/body;
+	    proxy_temp_path $d/proxy;
+	    fastcgi_temp_path $d/fastcgi;
+	    uwsgi_temp_path $d/uwsgi;
+	    scgi_temp_path $d/scgi;
+	    server {
+	        listen 127.0.0.1:$port backlog=4096;
+	        root $tmp/www;
+	    }
+	}
+	CONF
+	taskset -c "$CCPU_PIN" "$NGINX" -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" \
+		</dev/null >"$d/log" 2>&1 &
+	px_upids="$px_upids $!"
+	i=0
+	while [ $i -lt 100 ] && ! port_listening "$port"; do sleep 0.05; i=$((i + 1)); done
+	port_listening "$port" || { say "proxy: nginx did not come up on $port"; sed 's/^/  | /' "$d/log" "$d/error.log" >&2; return 1; }
+}
+
+# wrk through the proxy on $port: $1 connections, $2 seconds, path $3;
+# prints wrk_parse's line.
+px_wrk() {
+	timeout -k 2 $(($2 + 20)) taskset -c "$CCPU_PIN" wrk -t1 -c"$1" -d"$2"s --latency \
+		"http://127.0.0.1:$port/$3" </dev/null >"$rundir/client.out" 2>&1
+	wrk_parse "$rundir/client.out"
+}
+
+proxy_section() {
+	px_status=0
+	missing=
+	[ -x "$HAPROXY" ] || missing="$missing haproxy($HAPROXY)"
+	[ -x "$NGINX" ] || missing="$missing nginx($NGINX)"
+	command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+	command -v curl >/dev/null 2>&1 || missing="$missing curl"
+	[ -x "$B/bench/idle_conns" ] || missing="$missing $B/bench/idle_conns(make)"
+	if [ -n "$missing" ]; then
+		say "*** proxy: missing$missing (sh tools/deps.sh bench-io): SKIPPING the proxy section ***"
+		return
+	fi
+	mkdir -p "$tmp/www"
+	head -c 128 /dev/zero | tr '\0' 's' >"$tmp/www/small"
+	head -c 1048576 /dev/zero | tr '\0' 'm' >"$tmp/www/1m"
+	px_upids=
+	SCPU=$CCPU_PIN
+	px_upstream && up1=$port && px_upstream && up2=$port || { px_status=1; return; }
+	# start_server copies it to the run's directory with @PORT@ set
+	cat >"$tmp/haproxy.cfg.in" <<-CONF
+	global
+	    nbthread 1
+	    maxconn 8000
+	defaults
+	    mode tcp
+	    timeout connect 1s
+	    timeout client 60s
+	    timeout server 60s
+	frontend fe
+	    bind 127.0.0.1:@PORT@
+	    default_backend be
+	backend be
+	    balance roundrobin
+	    server up1 127.0.0.1:$up1
+	    server up2 127.0.0.1:$up2
+	CONF
+	px_list=$(printf '%s\n' "$PX_SERVERS" | sed -e "s|@UP1@|$up1|g" -e "s|@UP2@|$up2|g")
+	px_avail=$(available "$px_list")
+	SCPU=$SCPU_PIN
+	say "proxy: upstreams nginx on $up1 and $up2 (CPU $CCPU_PIN); $(echo $px_avail | wc -w) proxies x $PX_REPS repeats, about $(( $(echo $px_avail | wc -w) * PX_REPS * (2 * PX_SECS + 10) )) s"
+	mkdir -p "$(dirname "$PX_OUT")" || exit 2
+	{
+		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS"
+		echo "# rep	proxy	test	value	cpu_us	errors	(small: rps, CPU us per request; 1m: MiB/s, CPU us per MiB; idle: RSS bytes per client)"
+	} >"$PX_OUT"
+	rep=1
+	while [ "$rep" -le "$PX_REPS" ]; do
+		for s in $(rotate $((rep - 1)) "$px_avail"); do
+			if ! start_server "$(server_cmd "$s" "$px_list")"; then
+				for t in idle small 1m; do echo "$rep	$s	$t	-	-	1" >>"$PX_OUT"; done
+				continue
+			fi
+			# both files come through whole
+			e=0
+			for f in small:128 1m:1048576; do
+				got=$(curl -s -m 5 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/${f%:*}" 2>/dev/null)
+				[ "$got" = "${f#*:}" ] || { say "proxy: $s: /${f%:*} gave ${got:-nothing}, not ${f#*:} bytes"; e=1; }
+			done
+			# idle clients first, on the fresh proxy: its RSS growth per
+			# client once every connection (and its upstream one) is open
+			line=$(timeout 60 taskset -c "$CCPU_PIN" "$B/bench/idle_conns" -p "$port" --pid "$spid" \
+				-n "$PX_IDLE" --name "$s" --no-echo 2>"$rundir/idle.err")
+			rss=$(kv rss_per_conn_B "$line")
+			if [ -n "$rss" ] && [ "$e" = 0 ]; then
+				echo "$rep	$s	idle	$rss	-	0" >>"$PX_OUT"
+			else
+				sed 's/^/  | /' "$rundir/idle.err" >&2
+				echo "$rep	$s	idle	-	-	1" >>"$PX_OUT"
+			fi
+			sleep 0.5 # the idle connections close
+			px_wrk "$PX_SMALL_CONNS" 1 small >/dev/null # warm-up
+			for t in small 1m; do
+				c=$PX_SMALL_CONNS
+				[ "$t" = 1m ] && c=$PX_BIG_CONNS
+				t0=$(cpu_ticks "$spid")
+				line=$(px_wrk "$c" "$PX_SECS" "$t")
+				t1=$(cpu_ticks "$spid")
+				req=$(kv requests "$line")
+				err=$(( $(kv errors "$line") + e ))
+				kill -0 "$spid" 2>/dev/null || { err=$((err + 1)); say "proxy: $s died"; sed 's/^/  | /' "$rundir/server.log" >&2; }
+				if [ "${req:-0}" -gt 0 ] && [ -n "$t0" ] && [ -n "$t1" ] && [ "$err" = 0 ]; then
+					# 1m: every request is one MiB, so MiB/s is requests/s
+					cpu=$(awk "BEGIN { print ($t1 - $t0) * 1e6 / $TICK / $req }")
+					echo "$rep	$s	$t	$(kv rps "$line")	$cpu	0" >>"$PX_OUT"
+					say "proxy rep $rep $s $t: $line cpu_us=$cpu rss_per_idle_B=$rss"
+				else
+					echo "$rep	$s	$t	-	-	$((err + 1))" >>"$PX_OUT"
+					say "proxy rep $rep $s $t: no measurement ($line)"
+				fi
+			done
+			stop_server
+		done
+		rep=$((rep + 1))
+	done
+	for p in $px_upids; do kill "$p" 2>/dev/null; done
+	px_upids=
+	awk -F'\t' -v idle="$PX_IDLE" -v sc="$PX_SMALL_CONNS" -v bc="$PX_BIG_CONNS" "$STATS_AWK"'
+	function target(name, what, unit, w, b, lim, higher,  r, pass) {
+		if (w == "-" || b == "-" || b == 0) {
+			printf "BENCH %s skipped: no numbers or errors\n", name
+			missed = missed " " what "(no numbers)"
+			return
+		}
+		r = w / b
+		pass = higher ? r >= lim : r <= lim
+		printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
+			higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
+		if (pass) ok++; else missed = missed " " what sprintf("(%.2fx)", r)
+	}
+	# the median of key k, or "-" after errors
+	function m(t, w, f,  k) { k = t SUBSEP w; return errs[k] ? "-" : median(k SUBSEP f) }
+	/^#/ { next }
+	{
+		key = $3 SUBSEP $2
+		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+		runs[key]++
+		errs[key] += $6
+		if ($4 != "-") vals[key, "v"] = vals[key, "v"] " " $4
+		if ($5 != "-") vals[key, "cpu"] = vals[key, "cpu"] " " $5
+	}
+	END {
+		for (i = 1; i <= nk; i++) {
+			split(order[i], p, SUBSEP)
+			k = order[i]
+			if (p[1] == "idle")
+				printf "BENCH proxy_idle%s_%s rss_per_client_B=%s errors=%d runs=%d rss_range=%s\n",
+					idle, p[2], fmt(median(k SUBSEP "v")), errs[k], runs[k], range(k SUBSEP "v")
+			else if (p[1] == "small")
+				printf "BENCH proxy_small_c%s_%s rps=%s cpu_us=%s errors=%d runs=%d rps_range=%s cpu_us_range=%s\n",
+					sc, p[2], fmt(median(k SUBSEP "v")), fmt(median(k SUBSEP "cpu")), errs[k], runs[k],
+					range(k SUBSEP "v"), range(k SUBSEP "cpu")
+			else
+				printf "BENCH proxy_1mib_c%s_%s mib_s=%s cpu_us_per_mib=%s errors=%d runs=%d mib_s_range=%s cpu_us_range=%s\n",
+					bc, p[2], fmt(median(k SUBSEP "v")), fmt(median(k SUBSEP "cpu")), errs[k], runs[k],
+					range(k SUBSEP "v"), range(k SUBSEP "cpu")
+		}
+		ok = 0; missed = ""
+		split("weft weft_epoll", ws, " ")
+		for (w = 1; w <= 2; w++) {
+			W = ws[w]
+			target("proxy_small_" W "_vs_haproxy", "small/" W, "cpu_us",
+				m("small", W, "cpu"), m("small", "haproxy", "cpu"), 0.9, 0)
+			target("proxy_1mib_" W "_vs_haproxy", "1MiB-rate/" W, "mib_s",
+				m("1m", W, "v"), m("1m", "haproxy", "v"), 1, 1)
+			target("proxy_1mib_cpu_" W "_vs_haproxy", "1MiB-cpu/" W, "cpu_us_per_mib",
+				m("1m", W, "cpu"), m("1m", "haproxy", "cpu"), 0.8, 0)
+			target("proxy_idle_" W "_vs_haproxy", "idle-rss/" W, "rss_per_client_B",
+				m("idle", W, "v"), m("idle", "haproxy", "v"), 1.5, 0)
+		}
+		t = "small requests CPU per request <= 0.9x haproxy'"'"'s; 1 MiB bodies MiB/s >= haproxy'"'"'s and CPU per MiB <= 0.8x; RSS per idle client <= 1.5x; on both backends"
+		if (missed == "" && ok > 0)
+			print "proxy TARGET met: " t
+		else
+			print "proxy TARGET MISSED: " t "; missed:" missed
+		printf "proxy data: %s\n", out
+	}' out="$PX_OUT" "$PX_OUT"
+}
+
 case " $SECTIONS " in *" kv "*) kv_section ;; esac
-case " $SECTIONS " in *" servers "*) ;; *) exit "${kv_status:-0}" ;; esac
+case " $SECTIONS " in *" proxy "*) proxy_section ;; esac
+case " $SECTIONS " in
+*" servers "*) ;;
+*) [ "${kv_status:-0}" = 0 ] && [ "${px_status:-0}" = 0 ]; exit $? ;;
+esac
 
 perf_init "$SYSSECS"
 

@@ -104,7 +104,9 @@ perf_init() {
 
 # Start server command $1 on a free port, on CPUs $SCPU; sets spid, port,
 # rundir.  A command mentioning @DIR@/nginx.conf gets
-# bench/baseline/nginx.conf.in there (with NGINX_WORKERS workers).
+# bench/baseline/nginx.conf.in there (with NGINX_WORKERS workers); one
+# mentioning @DIR@/haproxy.cfg gets $tmp/haproxy.cfg.in (the caller's)
+# with @PORT@ filled in.
 start_server() {
 	port=$((port + 1))
 	while port_used "$port"; do port=$((port + 1)); done
@@ -124,6 +126,8 @@ start_server() {
 			sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$rundir|g" \
 				"$here/baseline/nginx.conf.in" >"$rundir/nginx.conf"
 		fi ;;
+	*"$rundir/haproxy.cfg"*)
+		sed -e "s|@PORT@|$port|g" "$tmp/haproxy.cfg.in" >"$rundir/haproxy.cfg" ;;
 	esac
 	# taskset execs the server (as does the sh raising the file limit):
 	# $! is the server's own PID

@@ -31,7 +31,7 @@ now() {
 }
 
 n=0
-total=23
+total=24
 failed=0
 tour_start=$(now)
 
@@ -137,6 +137,16 @@ step "subprocess: run 'ls -l /', stream its output line by line, report its exit
 	"asyncio.create_subprocess_exec: pipes, pidfd exit wait, no zombie left behind." \
 	subprocess ls -l /
 
+# The port of the "listening on HOST:PORT" line in file $1 (empty if none
+# within 5 s).
+listen_port() {
+	for _ in $(seq 50); do
+		p=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$1")
+		[ -n "$p" ] && { echo "$p"; return; }
+		sleep 0.1
+	done
+}
+
 # server_step TITLE EXPLANATION SERVER CLIENT: start SERVER on a free port,
 # run the shell function CLIENT with that port, stop the server (SIGTERM).
 server_step() {
@@ -150,12 +160,7 @@ server_step() {
 	out=$(mktemp)
 	"$DIR/$server" --port 0 --loops 2 >"$out" 2>&1 &
 	pid=$!
-	port=
-	for _ in $(seq 50); do
-		port=$(sed -n 's/^listening on .*:\([0-9]*\) .*/\1/p' "$out")
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+	port=$(listen_port "$out")
 	t0=$(now)
 	rc=1
 	if [ -n "$port" ]; then
@@ -212,6 +217,22 @@ sys.exit(0 if got == data else 1)
 PY
 }
 
+# tcp_proxy in front of the echo server on port $1: echo_mib through it.
+proxy_mib() {
+	pout=$(mktemp)
+	"$DIR/tcp_proxy" --port 0 --loops 2 --upstream "127.0.0.1:$1" --verbose >"$pout" 2>&1 &
+	ppid_=$!
+	pport=$(listen_port "$pout")
+	echo "\$ tcp_proxy --port 0 --loops 2 --upstream 127.0.0.1:$1 --verbose &     # got port $pport"
+	prc=1
+	[ -n "$pport" ] && { echo_mib "$pport"; prc=$?; }
+	kill -TERM "$ppid_" 2>/dev/null
+	wait "$ppid_" || prc=1
+	sed 's/^/    proxy: /' "$pout"
+	rm -f "$pout"
+	return $prc
+}
+
 kv_session() {
 	for cmd in "SET greeting hello" "GET greeting" "INCR visits" "INCRBY visits 41" \
 		"SET session abc EX 60" "TTL session" "DBSIZE"; do
@@ -239,8 +260,12 @@ if command -v python3 >/dev/null 2>&1; then
 	server_step "echo_server: a client sends 1 MiB and reads it back" \
 		"asyncio.start_server with read/write/drain: one task per connection, spread over the loops." \
 		echo_server echo_mib
+	server_step "tcp_proxy in front of echo_server: 1 MiB through the proxy and back" \
+		"A task per client, weft_stream_copy_bidirectional both ways; the client's half-close is passed on." \
+		echo_server proxy_mib
 else
 	skip_step "echo_server" python3
+	skip_step "tcp_proxy" python3
 fi
 
 if command -v redis-cli >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; then

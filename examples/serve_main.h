@@ -45,6 +45,10 @@ struct serve_opts {
 	 * once the server listens, cancelled and joined once it has shut
 	 * down, before the runtime stops */
 	weft_fn background;
+	/* --idle-timeout-ms is the example's own (read o->idle_ms), not the
+	 * server's per-receive idle_timeout_ns: tcp_proxy bounds a whole
+	 * connection with it instead */
+	bool own_idle;
 	/* filled from the command line */
 	const char *host;
 	unsigned loops, idle_ms, stats_ms;
@@ -109,7 +113,7 @@ static void *serve_task(void *arg)
 		cfg.multishot_recv = o->multishot;
 	if (o->tune)
 		o->tune(&cfg);
-	if (o->idle_ms) /* the command line wins over the example's default */
+	if (o->idle_ms && !o->own_idle) /* the command line wins over the example's default */
 		cfg.idle_timeout_ns = o->idle_ms * 1000000ull;
 	weft_server *srv;
 	int r = weft_server_start(&srv, NULL, &addr, &cfg, o->handler, NULL);

@@ -5,7 +5,8 @@
 # clients; `make test` passes `test`, see below);
 # `sh tools/deps.sh bench-io` (run by `make bench-io` and `make
 # bench-compare`) adds what the I/O benchmarks run: nginx, redis-server
-# (kv_server's baseline), perf, and gnuplot for bench/plot.sh.
+# (kv_server's baseline), haproxy (tcp_proxy's), perf, and gnuplot for
+# bench/plot.sh.
 # The :amd64/:arm64 pairs: the native libraries, and the arm64 ones that
 # tests/aarch64.sh links the core suites against to run them under qemu-user
 # (libjemalloc-dev has no multi-arch form: only the native one, by name).
@@ -15,7 +16,7 @@ PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-d
 # suites on aarch64 under qemu-user.
 [ "$1" = test ] && [ "$ARCH" = amd64 ] &&
 	PKGS="$PKGS qemu-user-static gcc-aarch64-linux-gnu liburing-dev:arm64 libcmocka-dev:arm64"
-[ "$1" = bench-io ] && PKGS="$PKGS nginx-light redis-server linux-perf util-linux gnuplot-nox"
+[ "$1" = bench-io ] && PKGS="$PKGS nginx-light redis-server haproxy linux-perf util-linux gnuplot-nox"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
