@@ -450,12 +450,29 @@ static void out_err(struct conn *c, const char *msg)
 	}
 }
 
-/* ":n\r\n" or "$n\r\n" */
+/* ":n\r\n" or "$n\r\n".  By hand, not snprintf: every GET reply has a
+ * length, and snprintf's format parsing was a third of the server's user
+ * time under redis-benchmark -P 16. */
 static void out_num(struct conn *c, char type, long long v)
 {
 	char *d = out_room(c, 24);
-	if (d)
-		c->len += (size_t)snprintf(d, 24, "%c%lld\r\n", type, v);
+	if (!d)
+		return;
+	char tmp[20];
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	int n = 0;
+	do
+		tmp[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	size_t k = 0;
+	d[k++] = type;
+	if (v < 0)
+		d[k++] = '-';
+	while (n)
+		d[k++] = tmp[--n];
+	d[k++] = '\r';
+	d[k++] = '\n';
+	c->len += k;
 }
 
 static void out_int(struct conn *c, long long v)
