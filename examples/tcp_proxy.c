@@ -209,13 +209,11 @@ static void tune(weft_server_config *cfg)
 	 * connection in the copy instead (own_idle). */
 	cfg->idle_timeout_ns = WEFT_FOREVER;
 	cfg->grace_ns = g_grace_ns;
-	/* Multishot receives on both sides (unless --no-multishot): on
-	 * io_uring a stream then takes what arrived in several of the loop's
-	 * provided buffers at once instead of one small buffer per receive,
-	 * which halved the CPU per MiB relayed here.  An idle stream pays
-	 * about 200 bytes for it. */
-	if (g_opts.multishot < 0)
-		cfg->multishot_recv = true;
+	/* Plain receives unless --multishot: they grow with the traffic (up
+	 * to 256 KiB each), while a multishot receive hands over at most its
+	 * 64 KiB cap at a time.  Relaying 1 MiB bodies here, plain receives
+	 * took 400 us of CPU per MiB at 2089 MiB/s, multishot 1140 us at
+	 * 843 MiB/s (docs/benchmarks.md, the proxy section). */
 	g_upcfg.multishot = cfg->multishot_recv;
 }
 
