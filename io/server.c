@@ -438,7 +438,8 @@ int weft_server_abort_clients(weft_server *s)
 		return -EINVAL;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	end_inputs_locked(s, WEFT_END_NOW, &wk);
+	/* No end_inputs_locked: an abort ends the stream's input itself, and
+	 * a connection not yet published aborts at conn_close (c->reset). */
 	for (conn *c = s->conns; c; c = c->next) {
 		c->reset = true;
 		if (c->stream) /* published: alive until conn_close takes lk */
