@@ -119,6 +119,29 @@ enum { /* stack kinds */
 	WEFT_STACK_CUSTOM = 3,  /* non-default size, guarded, not pooled */
 };
 
+/* What a parked task waits on (weft_task.wait_kind): read by task dumps
+ * (weft_dump) and the event trace.  Set by the code that parks, with
+ * plain stores, before it parks; never cleared on resume (a running task's
+ * kind is simply ignored), so the hot paths pay a store or two. */
+enum weft__wait_kind {
+	WEFT_WAIT_NONE,      /* not recorded */
+	WEFT_WAIT_SLEEP,     /* weft_sleep*: wait_until is the deadline */
+	WEFT_WAIT_YIELD,     /* runnable, gave way */
+	WEFT_WAIT_FUTURE,    /* wait_obj: the weft_future */
+	WEFT_WAIT_QUEUE_GET, /* wait_obj: the weft_queue */
+	WEFT_WAIT_QUEUE_PUT,
+	WEFT_WAIT_LOCK,      /* wait_obj: weft_lock */
+	WEFT_WAIT_EVENT,     /* wait_obj: weft_event */
+	WEFT_WAIT_SEMAPHORE, /* wait_obj: weft_semaphore */
+	WEFT_WAIT_CONDITION, /* wait_obj: weft_cond */
+	WEFT_WAIT_JOIN,      /* wait_obj: the weft_task joined */
+	WEFT_WAIT_GROUP,     /* wait_obj: the weft_group waited for */
+	WEFT_WAIT_IO,        /* wait_op: enum weft__opcode, wait_fd its fd */
+	WEFT_WAIT_OFFLOAD,   /* a blocking call on the pool */
+	WEFT_WAIT_OTHER,
+	WEFT_WAIT__COUNT
+};
+
 struct weft_task {
 	weft__fiber fib;
 	_Atomic uint32_t state;
@@ -153,6 +176,12 @@ struct weft_task {
 	weft__fpenv fpenv;            /* its spawner's FP control state */
 	weft__waitlist waiters;
 	uint64_t id;
+	/* what it waits on while parked (enum weft__wait_kind, above) */
+	uint8_t wait_kind;
+	uint8_t wait_op;              /* WEFT_WAIT_IO: enum weft__opcode */
+	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
+	const void *wait_obj;
+	uint64_t wait_until;          /* WEFT_WAIT_SLEEP: deadline (ns) */
 	char name[32];
 };
 
