@@ -55,7 +55,7 @@ set terminal pngcairo size 960,600 font "sans,10" noenhanced
 set output "$DIR/clients_latency.png"
 set title "$title"
 set logscale x
-set xtics ("0%" 1, "50%" 2, "90%" 10, "99%" 100, "99.9%" 1000, "99.99%" 10000, "99.999%" 100000)
+set xtics ("0%%" 1, "50%%" 2, "90%%" 10, "99%%" 100, "99.9%%" 1000, "99.99%%" 10000, "99.999%%" 100000)
 set xlabel "percentile"
 set ylabel "latency (us)"
 set grid
