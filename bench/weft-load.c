@@ -5,7 +5,7 @@
  *   weft-load -c CONNS -d DURATION [--loops N] [--rate R] [--json] URL
  *   (weft-load --help for every option)
  *
- * The run driver (load/driver.c) holds the connections, the pacer and the
+ * The run driver (io/load.c) holds the connections, the pacer and the
  * histograms; this file picks the protocol from the URL (proto_*.h, one
  * small file each), builds its request and prints the results.
  *
