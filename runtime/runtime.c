@@ -219,6 +219,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 	}
 	weft_runtime_shutdown(rt);
 	weft__pool_destroy(rt);
+	weft__trace_free(rt);
 	free_loops(rt);
 	free(rt->sleepers);
 	weft__stacks_destroy(rt);

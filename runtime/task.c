@@ -134,6 +134,10 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
 	if (out)
 		*out = t;
+	if (from)
+		WEFT_TRACE(from, WEFT_TEV_SPAWN, 0, 0, t->id, 0, weft__trace_cur(from));
+	else
+		weft__trace_foreign(rt);
 	weft__schedule_new(rt, from, t);
 	return 0;
 }
@@ -410,6 +414,9 @@ int weft_task_set_name(weft_task *t, const char *name)
 	memcpy(t->name, name, n);
 	t->name[n] = 0;
 	weft__lock_release(&t->lock);
+	weft_loop *l = weft__trace_self(t->rt);
+	if (l && l->trace_on)
+		weft__trace_name(l, t);
 	return 0;
 }
 
