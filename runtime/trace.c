@@ -436,6 +436,10 @@ typedef struct lstate {
 	uint64_t run_id;
 	int64_t run_ns; /* -1: none */
 	int64_t sleep_ns;
+	int64_t first_ns; /* where its kept events begin: the start, or
+			     its oldest event kept when its ring wrapped */
+	bool ran;       /* a RUN seen: a run without one began before the
+			   kept events only while this is false */
 } lstate;
 
 typedef struct writer {
@@ -445,7 +449,6 @@ typedef struct writer {
 	int pid;
 	unsigned nloops;
 	uint64_t flows;
-	int64_t first_ns; /* the earliest event kept */
 } writer;
 
 static double us(int64_t ns)
@@ -509,9 +512,12 @@ static void end_run(writer *w, unsigned loop, uint64_t id, int64_t ns, const cha
 {
 	lstate *s = &w->ls[loop];
 	int64_t from = s->run_ns;
-	if (from < 0 || s->run_id != id)
-		from = w->first_ns; /* it was running when the kept events begin */
 	s->run_ns = -1;
+	if (from < 0 || s->run_id != id) {
+		if (s->ran)
+			return; /* its RUN is not among the events: no slice */
+		from = s->first_ns; /* it was running when the kept events begin */
+	}
 	char nm[96], args[128];
 	snprintf(args, sizeof(args), "\"task\":%llu,\"then\":\"%s\"", (unsigned long long)id, how);
 	emit_slice(w, loop, from, ns, "run", task_name(w, id, nm, sizeof(nm)), args);
@@ -529,6 +535,7 @@ static void write_event(writer *w, const item *it)
 			end_run(w, L, s->run_id, it->ns, "unrecorded");
 		s->run_id = e->id;
 		s->run_ns = it->ns;
+		s->ran = true;
 		tinfo *ti = tmap_get(&w->m, e->id);
 		if (ti->flow) {
 			out_printf(&w->o,
@@ -642,6 +649,14 @@ static item *collect(writer *w, const struct weft__trace *tr, uint64_t *n_out)
 	uint64_t n = 0;
 	for (unsigned i = 0; i < tr->nloops; i++) {
 		uint64_t h = tr->head[i], k = h < tr->cap ? h : tr->cap;
+		w->ls[i] = (lstate){ .run_ns = -1, .sleep_ns = -1 };
+		uint64_t o = h - k;
+		while (o < h && tr->ring[i][o & (tr->cap - 1)].type == WEFT_TEV_NAME)
+			o++; /* a name's ts holds no time */
+		if (h > k && o < h) { /* wrapped: from its oldest event kept */
+			int64_t d = (int64_t)(tr->ring[i][o & (tr->cap - 1)].ts - tr->clk0);
+			w->ls[i].first_ns = (int64_t)((double)d * rate);
+		}
 		for (uint64_t j = h - k; j < h; j++) {
 			const weft__tev *e = &tr->ring[i][j & (tr->cap - 1)];
 			if (e->type == WEFT_TEV_NAME) {
@@ -676,9 +691,6 @@ static int64_t write_trace(const struct weft__trace *tr, int fd)
 	if (v) {
 		weft_trace_stats st;
 		stats_of(tr, &st);
-		for (unsigned i = 0; i < tr->nloops; i++)
-			w->ls[i] = (lstate){ .run_ns = -1, .sleep_ns = -1 };
-		w->first_ns = n ? v[0].ns : 0;
 		write_header(w, tr, &st);
 		for (uint64_t i = 0; i < n; i++)
 			write_event(w, &v[i]);

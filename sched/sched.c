@@ -438,7 +438,7 @@ void weft__switch_out(int action)
 }
 
 /* The running task t leaves the CPU: parks (with what it waits on),
- * yields or exits.  Recorded before the next task's RUN. */
+ * yields or exits. */
 static void trace_switch_out(weft_loop *l, weft_task *t, int action)
 {
 	if (action == WEFT_SW_PARK)
@@ -454,13 +454,14 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 	if (t->stack_kind == WEFT_STACK_SLAB)
 		weft__stack_check(t);
 	l->maint_due = false;
+	if (unlikely(l->trace_on)) /* before the next task's RUN */
+		trace_switch_out(l, t, action);
 	weft_task *next = pick_next(l);
 	if (!next && action == WEFT_SW_YIELD && !l->maint_due) {
 		t->budget = WEFT_TASK_BUDGET;
+		WEFT_TRACE(l, WEFT_TEV_RUN, 0, 0, t->id, 0, 0); /* it goes on */
 		return; /* nothing else to run: yielding is a no-op */
 	}
-	if (unlikely(l->trace_on))
-		trace_switch_out(l, t, action);
 	l->prev = t;
 	l->prev_action = action;
 	weft__fiber *to;
