@@ -364,6 +364,7 @@ struct weft_runtime {
 	_Atomic int trace_busy;  /* a start, stop or write under way */
 	_Atomic uint64_t trace_foreign; /* events of non-loop threads, dropped */
 	struct weft__trace *trace; /* the rings, NULL before the first start */
+	char *trace_env;         /* WEFT_TRACE: write the trace there at shutdown */
 
 	weft__pool *pool;        /* blocking offload threads (runtime/offload.c) */
 	cpu_set_t cpus;          /* the starting thread's affinity mask: what

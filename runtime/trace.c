@@ -119,6 +119,8 @@ void weft__trace_free(weft_runtime *rt)
 {
 	trace_free(rt->trace);
 	rt->trace = NULL;
+	free(rt->trace_env);
+	rt->trace_env = NULL;
 }
 
 static struct weft__trace *trace_alloc(unsigned nloops, uint64_t cap)
@@ -394,6 +396,7 @@ static void json_escape(char *dst, size_t cap, const char *s)
 typedef struct tinfo {
 	uint64_t id; /* 0: free slot */
 	uint64_t flow;
+	const char *flow_name; /* "wake" or "stolen" */
 	char name[32];
 } tinfo;
 
@@ -504,7 +507,9 @@ static void emit_flow_start(writer *w, unsigned loop, int64_t ns, const char *wh
 		   ",\n{\"ph\":\"s\",\"cat\":\"flow\",\"name\":\"%s\",\"id\":%llu,\"pid\":%d,"
 		   "\"tid\":%u,\"ts\":%.3f}",
 		   what, (unsigned long long)f, w->pid, loop, us(ns));
-	tmap_get(&w->m, id)->flow = f;
+	tinfo *ti = tmap_get(&w->m, id);
+	ti->flow = f;
+	ti->flow_name = what;
 }
 
 /* The run of task id on loop ended at ns (how: "park: lock", "exit"...). */
@@ -539,9 +544,9 @@ static void write_event(writer *w, const item *it)
 		tinfo *ti = tmap_get(&w->m, e->id);
 		if (ti->flow) {
 			out_printf(&w->o,
-				   ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"flow\",\"name\":\"wake\","
+				   ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"flow\",\"name\":\"%s\","
 				   "\"id\":%llu,\"pid\":%d,\"tid\":%u,\"ts\":%.3f}",
-				   (unsigned long long)ti->flow, w->pid, L, us(it->ns));
+				   ti->flow_name, (unsigned long long)ti->flow, w->pid, L, us(it->ns));
 			ti->flow = 0;
 		}
 		break;
@@ -735,4 +740,38 @@ int64_t weft_trace_write_path(weft_runtime *rt, const char *path)
 	if (close(fd) < 0 && n >= 0)
 		n = -errno;
 	return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* WEFT_TRACE: a whole run, without changing the program                    */
+/* ------------------------------------------------------------------------ */
+
+void weft__trace_env_start(weft_runtime *rt)
+{
+	const char *path = getenv("WEFT_TRACE");
+	if (!path || !*path)
+		return;
+	const char *ev = getenv("WEFT_TRACE_EVENTS");
+	size_t n = ev ? (size_t)strtoull(ev, NULL, 10) : 0;
+	int r = -ENOMEM;
+	if (!(rt->trace_env = strdup(path)) || (r = weft_trace_start(rt, n)) < 0) {
+		fprintf(stderr, "weft: WEFT_TRACE=%s: cannot start the trace: %s\n", path,
+			strerror(-r));
+		free(rt->trace_env);
+		rt->trace_env = NULL;
+	}
+}
+
+void weft__trace_env_finish(weft_runtime *rt)
+{
+	if (!rt->trace_env)
+		return;
+	int64_t r = weft_trace_stop(rt);
+	if (r == 0)
+		r = weft_trace_write_path(rt, rt->trace_env);
+	if (r < 0)
+		fprintf(stderr, "weft: WEFT_TRACE=%s: cannot write the trace: %s\n",
+			rt->trace_env, strerror((int)-r));
+	free(rt->trace_env);
+	rt->trace_env = NULL;
 }

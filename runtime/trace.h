@@ -108,6 +108,12 @@ static inline void weft__trace_poll(weft_loop *l)
 }
 /* l's thread is leaving its scheduler for good: it records nothing more. */
 WEFT_HIDDEN void weft__trace_loop_exit(weft_loop *l);
+/* WEFT_TRACE=path: record from start (weft_runtime_start, once the
+ * loops run) to shutdown (weft_runtime_shutdown, once they have ended),
+ * then write the trace to path.  Problems go to stderr: the program runs
+ * on regardless. */
+WEFT_HIDDEN void weft__trace_env_start(weft_runtime *rt);
+WEFT_HIDDEN void weft__trace_env_finish(weft_runtime *rt);
 /* At runtime destroy: free the rings. */
 WEFT_HIDDEN void weft__trace_free(weft_runtime *rt);
 

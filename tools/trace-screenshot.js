@@ -1,0 +1,109 @@
+/*
+ * Open a weft trace (Chrome trace-event JSON) in headless Chromium's own
+ * DevTools Performance panel and save a screenshot:
+ *
+ *     node tools/trace-screenshot.js TRACE.json OUT.png [AT [STEPS]]
+ *
+ * Driven through playwright-core (NODE_PATH must find it; see
+ * tools/trace-screenshot.sh).  The panel is the DevTools front end that
+ * Chromium itself serves on its remote-debugging port, so nothing is
+ * fetched from the network: Debian's Chromium has no chrome://tracing
+ * (its legacy viewer is gone), and Perfetto's UI lives on the web.  The
+ * trace is handed to the panel's "Load profile" file input; every process
+ * track is expanded, and with AT (0..1: where across the trace) the view
+ * zooms in there by STEPS wheel steps (10).
+ */
+const { chromium } = require('playwright-core');
+
+const [trace, out, zoomAt, steps] = process.argv.slice(2);
+if (!trace || !out) {
+	console.error('usage: trace-screenshot.js TRACE.json OUT.png [AT STEPS]');
+	process.exit(2);
+}
+const port = 19000 + (process.pid % 1000);
+const loops = JSON.parse(require('fs').readFileSync(trace, 'utf8')).traceEvents
+	.filter((e) => e.ph === 'M' && e.name === 'thread_name').length;
+
+/* Every element matching pred, through shadow roots. */
+function deepFind(pred) {
+	const found = [];
+	const walk = (root) => {
+		for (const el of root.querySelectorAll('*')) {
+			if (pred(el))
+				found.push(el);
+			if (el.shadowRoot)
+				walk(el.shadowRoot);
+		}
+	};
+	walk(document);
+	return found;
+}
+
+(async () => {
+	const browser = await chromium.launch({
+		executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+		args: ['--no-sandbox', `--remote-debugging-port=${port}`],
+	});
+	try {
+		const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+		await page.goto(`http://127.0.0.1:${port}/devtools/trace_app.html`, { waitUntil: 'load' });
+		await page.waitForTimeout(2000);
+		await page.keyboard.press('Escape'); /* "connection closed": no page to inspect */
+		await page.getByText('Performance', { exact: true }).first().click();
+		await page.waitForTimeout(1000);
+		const input = await page.evaluateHandle(
+			(src) => eval(src)((el) => el.tagName === 'INPUT' && el.type === 'file')[0],
+			`(${deepFind.toString()})`);
+		if (!input.asElement())
+			throw new Error('no file input in the Performance panel');
+		await input.asElement().setInputFiles(trace);
+		await page.waitForTimeout(4000);
+		/* close the shortcuts pop-up and the sidebar: room for the tracks */
+		await page.keyboard.press('Escape');
+		const close = page.getByRole('button', { name: /close/i });
+		for (let i = 0; i < await close.count(); i++)
+			await close.nth(i).click({ timeout: 1000 }).catch(() => {});
+		const sidebar = page.getByRole('button', { name: /sidebar/i }).first();
+		await sidebar.click({ timeout: 2000 }).catch(() => {});
+		await page.waitForTimeout(500);
+		/* expand the process group: its header is the first row of the
+		 * flame chart, drawn on a canvas (no element to click) */
+		const chart = await page.evaluateHandle(
+			(src) => eval(src)((el) => el.tagName === 'CANVAS' &&
+					      el.getBoundingClientRect().height > 200)[0],
+			`(${deepFind.toString()})`);
+		const box = await chart.asElement().boundingBox();
+		await page.mouse.click(box.x + box.width / 2, box.y + box.height - 10); /* focus */
+		await page.waitForTimeout(300);
+		await page.mouse.click(box.x + 9, box.y + 24);
+		await page.waitForTimeout(300);
+		if (process.env.DEBUG_SHOTS) await page.screenshot({ path: out + '.p.png' });
+		/* then each loop's track, from the last up (an expanded track
+		 * pushes the ones below it down): rows of 21 px below the
+		 * process's header */
+		for (let i = loops - 1; i >= 0; i--) {
+			await page.mouse.click(box.x + 20, box.y + 42 + 21 * i);
+			await page.waitForTimeout(300);
+			if (process.env.DEBUG_SHOTS) await page.screenshot({ path: out + '.' + i + '.png' });
+		}
+		if (zoomAt !== undefined)
+			await zoom(page, box, Number(zoomAt), Number(steps || 10));
+		await page.waitForTimeout(1500);
+		await page.screenshot({ path: out });
+	} finally {
+		await browser.close();
+	}
+})().catch((e) => {
+	console.error('trace-screenshot: ' + e.message);
+	process.exit(1);
+});
+
+/* Zoom the flame chart in around fraction `at` of its width: the mouse
+ * wheel zooms in DevTools' default ("classic") navigation. */
+async function zoom(page, box, at, steps) {
+	await page.mouse.move(box.x + box.width * at, box.y + box.height / 2);
+	for (let i = 0; i < steps; i++) {
+		await page.mouse.wheel(0, -200);
+		await page.waitForTimeout(100);
+	}
+}
