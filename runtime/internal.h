@@ -182,6 +182,8 @@ struct weft_task {
 	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
 	const void *wait_obj;
 	uint64_t wait_until;          /* WEFT_WAIT_SLEEP: deadline (ns) */
+	uint32_t trace_named;         /* the trace generation its name was
+					 recorded in (runtime/trace.h) */
 	char name[32];
 };
 

@@ -65,6 +65,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->joined = 0;
 	t->error = 0;
 	t->waiters.head = t->waiters.tail = NULL;
+	t->trace_named = 0; /* never a recording generation (those are odd) */
 	t->name[0] = 0;
 }
 
@@ -414,9 +415,6 @@ int weft_task_set_name(weft_task *t, const char *name)
 	memcpy(t->name, name, n);
 	t->name[n] = 0;
 	weft__lock_release(&t->lock);
-	weft_loop *l = weft__trace_self(t->rt);
-	if (l && l->trace_on)
-		weft__trace_name(l, t);
 	return 0;
 }
 

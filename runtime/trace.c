@@ -56,6 +56,7 @@ void weft__trace_sync(weft_loop *l)
 		l->tr_head = 0;
 		l->trace_on = true;
 	} else if (l->trace_on) {
+		weft__trace_put(l, WEFT_TEV_STOP, 0, 0, 0, 0, 0);
 		tr->head[l->index] = l->tr_head;
 		l->trace_on = false;
 		l->tr_ev = NULL;
@@ -67,6 +68,7 @@ void weft__trace_sync(weft_loop *l)
 void weft__trace_loop_exit(weft_loop *l)
 {
 	if (l->trace_on) {
+		weft__trace_put(l, WEFT_TEV_STOP, 0, 0, 0, 0, 0);
 		l->rt->trace->head[l->index] = l->tr_head;
 		l->trace_on = false;
 		l->tr_ev = NULL;
@@ -528,6 +530,17 @@ static void end_run(writer *w, unsigned loop, uint64_t id, int64_t ns, const cha
 	emit_slice(w, loop, from, ns, "run", task_name(w, id, nm, sizeof(nm)), args);
 }
 
+/* Loop L records no more from ns on: what is under way ends there. */
+static void end_loop(writer *w, unsigned L, int64_t ns)
+{
+	lstate *s = &w->ls[L];
+	if (s->run_ns >= 0)
+		end_run(w, L, s->run_id, ns, "trace stop");
+	if (s->sleep_ns >= 0)
+		emit_slice(w, L, s->sleep_ns, ns, "loop", "sleep", "");
+	s->sleep_ns = -1;
+}
+
 static void write_event(writer *w, const item *it)
 {
 	const weft__tev *e = it->e;
@@ -607,6 +620,9 @@ static void write_event(writer *w, const item *it)
 		if (s->sleep_ns >= 0)
 			emit_slice(w, L, s->sleep_ns, it->ns, "loop", "sleep", "");
 		s->sleep_ns = -1;
+		break;
+	case WEFT_TEV_STOP:
+		end_loop(w, L, it->ns);
 		break;
 	}
 }
@@ -699,13 +715,8 @@ static int64_t write_trace(const struct weft__trace *tr, int fd)
 		write_header(w, tr, &st);
 		for (uint64_t i = 0; i < n; i++)
 			write_event(w, &v[i]);
-		int64_t end = (int64_t)(tr->ns1 - tr->ns0);
-		for (unsigned i = 0; i < tr->nloops; i++) {
-			if (w->ls[i].run_ns >= 0)
-				end_run(w, i, w->ls[i].run_id, end, "trace stop");
-			if (w->ls[i].sleep_ns >= 0)
-				emit_slice(w, i, w->ls[i].sleep_ns, end, "loop", "sleep", "");
-		}
+		for (unsigned i = 0; i < tr->nloops; i++) /* a STOP overwritten */
+			end_loop(w, i, (int64_t)(tr->ns1 - tr->ns0));
 		out_printf(&w->o, "\n]}\n");
 		out_flush(&w->o);
 		r = w->o.err ? w->o.err : w->o.total;

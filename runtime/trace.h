@@ -35,6 +35,8 @@ enum {
 	WEFT_TEV_WAKEUP,    /* ... and is back */
 	WEFT_TEV_NAME,      /* a task's name: arg = part (0, 1), 16 bytes in
 			       ts and x; never sorted by time */
+	WEFT_TEV_STOP,      /* the loop's last event: it stops recording (a
+			       task running then runs on, unrecorded) */
 	WEFT_TEV__COUNT
 };
 
@@ -98,6 +100,17 @@ static inline weft_loop *weft__trace_self(weft_runtime *rt)
 
 /* Record t's name (two NAME events) on l, if l records. */
 WEFT_HIDDEN void weft__trace_name(weft_loop *l, const weft_task *t);
+/* t is switched in on l (recording): its name first, once per trace. */
+static inline void weft__trace_run(weft_loop *l, weft_task *t)
+{
+	if (unlikely(t->trace_named != l->trace_gen)) {
+		t->trace_named = l->trace_gen;
+		if (t->name[0])
+			weft__trace_name(l, t);
+	}
+	weft__trace_put(l, WEFT_TEV_RUN, 0, 0, t->id, 0, 0);
+}
+
 /* On l's thread, at each scheduler pass: apply a start or stop. */
 WEFT_HIDDEN void weft__trace_sync(weft_loop *l);
 static inline void weft__trace_poll(weft_loop *l)

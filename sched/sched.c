@@ -344,8 +344,6 @@ static __attribute__((noinline)) bool first_run(weft_loop *l, weft_task *t)
 	weft__fiber_init_task(&t->fib, t->stack_base, t->stack_size, weft__task_entry, t,
 			      &t->fpenv);
 	registry_add(l, t);
-	if (l->trace_on && t->name[0])
-		weft__trace_name(l, t);
 	return true;
 }
 
@@ -363,7 +361,8 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 	 * could be read stale and the task park with the wake lost. */
 	atomic_exchange_explicit(&t->state, WEFT_TS_RUNNING, memory_order_acq_rel);
 	WEFT_STAT_ADD(l, tasks_run, 1);
-	WEFT_TRACE(l, WEFT_TEV_RUN, 0, 0, t->id, 0, 0);
+	if (unlikely(l->trace_on))
+		weft__trace_run(l, t);
 	return true;
 }
 
@@ -459,7 +458,8 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 	weft_task *next = pick_next(l);
 	if (!next && action == WEFT_SW_YIELD && !l->maint_due) {
 		t->budget = WEFT_TASK_BUDGET;
-		WEFT_TRACE(l, WEFT_TEV_RUN, 0, 0, t->id, 0, 0); /* it goes on */
+		if (unlikely(l->trace_on))
+			weft__trace_run(l, t); /* it goes on */
 		return; /* nothing else to run: yielding is a no-op */
 	}
 	l->prev = t;

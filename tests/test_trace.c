@@ -45,11 +45,18 @@ static int teardown(void **state)
 	return 0;
 }
 
+static void need_python(void)
+{
+	if (access(PYTHON, X_OK) != 0) {
+		fprintf(stderr, "SKIP: %s is missing: the trace's JSON cannot be checked\n",
+			PYTHON);
+		skip();
+	}
+}
+
 /* Write rt's trace and run the checker on it: its exit status. */
 static int check_trace(weft_runtime *rt, const char *check, const char *arg)
 {
-	if (access(PYTHON, X_OK) != 0)
-		skip(); /* cmocka prints the skip; say why first */
 	int64_t n = weft_trace_write_path(rt, trace_path);
 	assert_true(n > 0);
 	struct stat st;
@@ -58,15 +65,6 @@ static int check_trace(weft_runtime *rt, const char *check, const char *arg)
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd), PYTHON " %s %s %s %s", checker(), trace_path, check, arg);
 	return system(cmd);
-}
-
-static void need_python(void)
-{
-	if (access(PYTHON, X_OK) != 0) {
-		fprintf(stderr, "SKIP: %s is missing: the trace's JSON cannot be checked\n",
-			PYTHON);
-		skip();
-	}
 }
 
 /* ---- a known program: a child sleeps once ---- */
@@ -366,6 +364,31 @@ static void test_after_shutdown(void **state)
 	weft_runtime_destroy(rt);
 }
 
+/* WEFT_TRACE=path: recorded from start to shutdown, written at shutdown. */
+static void test_env(void **state)
+{
+	(void)state;
+	need_python();
+	setenv("WEFT_TRACE", trace_path, 1);
+	setenv("WEFT_TRACE_EVENTS", "1024", 1);
+	weft_runtime *rt = start_rt(2);
+	unsetenv("WEFT_TRACE");
+	unsetenv("WEFT_TRACE_EVENTS");
+	void *res = P(1);
+	assert_int_equal(weft_runtime_call(rt, spawn_napper, NULL, &res), 0);
+	assert_int_equal(U(res), 0);
+	assert_int_equal(weft_trace_start(rt, 0), -EALREADY); /* it records */
+	assert_int_equal(weft_runtime_shutdown(rt), 0);
+	weft_trace_stats st;
+	assert_int_equal(weft_trace_stats_get(rt, &st), 0);
+	assert_true(st.recorded >= 8);
+	assert_true(st.kept <= 2 * 1024);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), PYTHON " %s %s order napper", checker(), trace_path);
+	assert_int_equal(system(cmd), 0);
+	weft_runtime_destroy(rt);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +400,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_foreign_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_from_a_task, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_after_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
 	};
 	return weft_test_main(tests, sizeof(tests) / sizeof(tests[0]), __FILE__, argc, argv);
 }

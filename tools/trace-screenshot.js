@@ -10,8 +10,8 @@
  * fetched from the network: Debian's Chromium has no chrome://tracing
  * (its legacy viewer is gone), and Perfetto's UI lives on the web.  The
  * trace is handed to the panel's "Load profile" file input; every process
- * track is expanded, and with AT (0..1: where across the trace) the view
- * zooms in there by STEPS wheel steps (10).
+ * track is expanded, and with AT (0..1: where across the trace, or "auto")
+ * the view zooms in there by STEPS steps (10).
  */
 const { chromium } = require('playwright-core');
 
@@ -21,8 +21,39 @@ if (!trace || !out) {
 	process.exit(2);
 }
 const port = 19000 + (process.pid % 1000);
-const loops = JSON.parse(require('fs').readFileSync(trace, 'utf8')).traceEvents
-	.filter((e) => e.ph === 'M' && e.name === 'thread_name').length;
+const events = JSON.parse(require('fs').readFileSync(trace, 'utf8')).traceEvents;
+const loops = events.filter((e) => e.ph === 'M' && e.name === 'thread_name').length;
+
+/* Where to zoom (0..1 across the trace), for AT "auto": the cross-loop
+ * flow with the most task runs around it, else the busiest millisecond. */
+function autoAt() {
+	const timed = events.filter((e) => e.ph !== 'M');
+	const lo = timed.reduce((m, e) => Math.min(m, e.ts), Infinity);
+	const hi = timed.reduce((m, e) => Math.max(m, e.ts + (e.dur || 0)), -Infinity);
+	const runs = timed.filter((e) => e.ph === 'X' && e.cat === 'run').map((e) => e.ts);
+	runs.sort((a, b) => a - b);
+	const below = (t) => { /* runs before t: binary search */
+		let a = 0, b = runs.length;
+		while (a < b) {
+			const m = (a + b) >> 1;
+			if (runs[m] < t) a = m + 1; else b = m;
+		}
+		return a;
+	};
+	const around = (t) => below(t + 500) - below(t - 500);
+	let cands = timed.filter((e) => e.ph === 's').map((e) => e.ts);
+	if (!cands.length)
+		cands = runs.filter((_, i) => i % 16 === 0);
+	let best = cands[0] ?? lo, most = -1;
+	for (const t of cands) {
+		const n = around(t);
+		if (n > most) {
+			most = n;
+			best = t;
+		}
+	}
+	return (best - lo) / (hi - lo || 1);
+}
 
 /* Every element matching pred, through shadow roots. */
 function deepFind(pred) {
@@ -87,7 +118,8 @@ function deepFind(pred) {
 			if (process.env.DEBUG_SHOTS) await page.screenshot({ path: out + '.' + i + '.png' });
 		}
 		if (zoomAt !== undefined)
-			await zoom(page, box, Number(zoomAt), Number(steps || 10));
+			await zoom(page, box, zoomAt === 'auto' ? autoAt() : Number(zoomAt),
+				   Number(steps || 10));
 		await page.waitForTimeout(1500);
 		await page.screenshot({ path: out });
 	} finally {
@@ -98,12 +130,14 @@ function deepFind(pred) {
 	process.exit(1);
 });
 
-/* Zoom the flame chart in around fraction `at` of its width: the mouse
- * wheel zooms in DevTools' default ("classic") navigation. */
+/* Zoom the flame chart in around fraction `at` of its width: W zooms in
+ * at the mouse (DevTools' flame chart keys), one animated step a time. */
 async function zoom(page, box, at, steps) {
 	await page.mouse.move(box.x + box.width * at, box.y + box.height / 2);
 	for (let i = 0; i < steps; i++) {
-		await page.mouse.wheel(0, -200);
-		await page.waitForTimeout(100);
+		await page.keyboard.down('w');
+		await page.waitForTimeout(120);
+		await page.keyboard.up('w');
+		await page.waitForTimeout(150);
 	}
 }
