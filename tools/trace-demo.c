@@ -60,6 +60,7 @@ static void *consumer(void *arg)
 
 static void *logger(void *arg)
 {
+	(void)arg;
 	char buf[64];
 	while (weft_read(pipefd[0], buf, sizeof(buf), -1) > 0)
 		spin_us(5);
@@ -68,6 +69,7 @@ static void *logger(void *arg)
 
 static void *ticker(void *arg)
 {
+	(void)arg;
 	while (!stopping && weft_sleep_ms(1) == 0)
 		spin_us(20);
 	return NULL;
@@ -89,7 +91,7 @@ static weft_task *spawn(const char *name, int pin, weft_fn fn, void *arg)
 
 static void *demo(void *arg)
 {
-	const char *out = arg;
+	(void)arg;
 	weft_queue_config qc;
 	weft_queue_config_init(&qc);
 	qc.capacity = 4;
@@ -129,7 +131,6 @@ static void *demo(void *arg)
 		return (void *)1;
 	}
 	return NULL;
-	(void)out;
 }
 
 int main(int argc, char **argv)
@@ -145,7 +146,7 @@ int main(int argc, char **argv)
 	if (weft_runtime_start(&rt, &cfg) < 0)
 		return 1;
 	void *res = NULL;
-	int r = weft_runtime_call(rt, demo, argv[1], &res);
+	int r = weft_runtime_call(rt, demo, NULL, &res);
 	weft_runtime_shutdown(rt);
 	/* written from this thread, not a loop: writing blocks */
 	int64_t w = r == 0 && !res ? weft_trace_write_path(rt, argv[1]) : -1;

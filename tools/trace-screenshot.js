@@ -108,14 +108,12 @@ function deepFind(pred) {
 		await page.waitForTimeout(300);
 		await page.mouse.click(box.x + 9, box.y + 24);
 		await page.waitForTimeout(300);
-		if (process.env.DEBUG_SHOTS) await page.screenshot({ path: out + '.p.png' });
 		/* then each loop's track, from the last up (an expanded track
 		 * pushes the ones below it down): rows of 21 px below the
 		 * process's header */
 		for (let i = loops - 1; i >= 0; i--) {
 			await page.mouse.click(box.x + 20, box.y + 42 + 21 * i);
 			await page.waitForTimeout(300);
-			if (process.env.DEBUG_SHOTS) await page.screenshot({ path: out + '.' + i + '.png' });
 		}
 		if (zoomAt !== undefined)
 			await zoom(page, box, zoomAt === 'auto' ? autoAt() : Number(zoomAt),
