@@ -1,7 +1,7 @@
 /*
  * trace: what recording the event trace costs per event (weft/trace.h).
  *
- * The yield loop of bench/yield.c (NTASKS tasks pinned to one loop, each
+ * The yield loop of bench/yield.c (4 tasks pinned to one loop, each
  * calling weft_yield() `iters` times), run alternately with the trace
  * stopped and recording, in the same run; every yield records two events
  * (the yielder's YIELD, the next task's RUN), and the ring (64 Ki events)
@@ -16,44 +16,10 @@
  *   trace_write  the writer: ns per event kept, the last trace's 64 Ki
  *                events written to /dev/null as JSON.  Target <= 2000 ns.
  */
-#include "bench.h"
+#include "yield_round.h"
 #include "runtime/internal.h"
 
-#define NTASKS 4
-
 static uint64_t iters;
-
-static void *yielder(void *arg)
-{
-	(void)arg;
-	for (uint64_t i = 0; i < iters; i++) {
-		int rc = weft_yield();
-		if (rc < 0)
-			return (void *)(intptr_t)rc;
-	}
-	return NULL;
-}
-
-/* ns per yield of one round of NTASKS yielders. */
-static double yield_round(void)
-{
-	weft_task *t[NTASKS];
-	weft_task_config tc;
-	weft_task_config_init(&tc);
-	tc.pin = WEFT_PIN_CURRENT;
-	uint64_t t0 = now_ns();
-	for (int i = 0; i < NTASKS; i++)
-		BENCH_CHECK(weft_task_spawn_ex(&t[i], &tc, yielder, NULL));
-	for (int i = 0; i < NTASKS; i++) {
-		void *res = NULL;
-		BENCH_CHECK(weft_task_join(t[i], &res));
-		BENCH_CHECK((int)(intptr_t)res);
-	}
-	uint64_t t1 = now_ns();
-	for (int i = 0; i < NTASKS; i++)
-		weft_task_release(t[i]);
-	return (double)(t1 - t0) / (double)(NTASKS * iters);
-}
 
 typedef struct result {
 	double off, on;     /* ns per yield, medians */
@@ -68,18 +34,15 @@ static void *bench_main(void *arg)
 	weft_runtime *rt = weft_runtime_current();
 	int reps = bench_reps();
 	double off[BENCH_MAX_REPS], on[BENCH_MAX_REPS];
-	uint64_t saved = iters;
-	iters = 10000;
-	yield_round(); /* warm-up: stacks into the pool, caches hot */
-	iters = saved;
+	yield_round(10000); /* warm-up: stacks into the pool, caches hot */
 	for (int r = 0; r < reps; r++) {
-		off[r] = yield_round();
+		off[r] = yield_round(iters);
 		BENCH_CHECK(weft_trace_start(rt, 65536));
-		on[r] = yield_round();
+		on[r] = yield_round(iters);
 		BENCH_CHECK(weft_trace_stop(rt));
 		weft_trace_stats st;
 		BENCH_CHECK(weft_trace_stats_get(rt, &st));
-		res->per_yield = (double)st.recorded / (double)(NTASKS * iters);
+		res->per_yield = (double)st.recorded / (double)(YIELD_TASKS * iters);
 		res->overwritten = st.overwritten;
 		res->kept = st.kept;
 	}
@@ -90,28 +53,22 @@ static void *bench_main(void *arg)
 	return NULL;
 }
 
-static double clock_tsc(void *arg)
+/* ns per call of a clock, the clock passed as arg. */
+static double clock_cost(void *arg)
 {
-	(void)arg;
+	uint64_t (*clock)(void) = (uint64_t (*)(void))arg;
 	uint64_t n = bench_scaled(5000000), sink = 0;
 	uint64_t t0 = now_ns();
 	for (uint64_t i = 0; i < n; i++)
-		sink += weft__trace_clock();
+		sink += clock();
 	uint64_t t1 = now_ns();
 	__asm__ volatile("" ::"r"(sink));
 	return (double)(t1 - t0) / (double)n;
 }
 
-static double clock_mono(void *arg)
+static uint64_t tsc_clock(void)
 {
-	(void)arg;
-	uint64_t n = bench_scaled(5000000), sink = 0;
-	uint64_t t0 = now_ns();
-	for (uint64_t i = 0; i < n; i++)
-		sink += now_ns();
-	uint64_t t1 = now_ns();
-	__asm__ volatile("" ::"r"(sink));
-	return (double)(t1 - t0) / (double)n;
+	return weft__trace_clock();
 }
 
 /* The writer: ns per kept event, the last trace to /dev/null (from this
@@ -151,8 +108,8 @@ int main(void)
 
 	int reps = bench_reps();
 	double v[BENCH_MAX_REPS];
-	double tsc = bench_median_of(reps, clock_tsc, NULL, v);
-	double mono = bench_median_of(reps, clock_mono, NULL, v);
+	double tsc = bench_median_of(reps, clock_cost, (void *)tsc_clock, v);
+	double mono = bench_median_of(reps, clock_cost, (void *)now_ns, v);
 	bench_line("trace_clock", tsc, "ns", mono, tsc / mono, "<=1x", tsc <= mono);
 	bench_report_max("trace_write", wns, "ns", 2000);
 	return 0;

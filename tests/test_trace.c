@@ -76,19 +76,27 @@ static void *napper(void *arg)
 	return NULL;
 }
 
+/* Spawn fn(arg) as a task named `name`, join it: its result, or the
+ * spawn's error as a positive number. */
+static void *spawn_join(const char *name, weft_fn fn, void *arg)
+{
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.name = name;
+	weft_task *t;
+	int r = weft_task_spawn_ex(&t, &tc, fn, arg);
+	if (r < 0)
+		return P(-r);
+	void *res = NULL;
+	weft_task_join(t, &res);
+	weft_task_release(t);
+	return res;
+}
+
 static void *spawn_napper(void *arg)
 {
 	(void)arg;
-	weft_task_config tc;
-	weft_task_config_init(&tc);
-	tc.name = "napper";
-	weft_task *t;
-	int r = weft_task_spawn_ex(&t, &tc, napper, NULL);
-	if (r < 0)
-		return P(-r);
-	r = weft_task_join(t, NULL);
-	weft_task_release(t);
-	return P(r < 0 ? -r : 0);
+	return spawn_join("napper", napper, NULL);
 }
 
 static void test_order(void **state)
@@ -191,17 +199,7 @@ static void *pipe_io(void *arg)
 
 static void *io_main(void *arg)
 {
-	weft_task_config tc;
-	weft_task_config_init(&tc);
-	tc.name = "piper";
-	weft_task *t;
-	int r = weft_task_spawn_ex(&t, &tc, pipe_io, arg);
-	if (r < 0)
-		return P(-r);
-	void *res = NULL;
-	weft_task_join(t, &res);
-	weft_task_release(t);
-	return res;
+	return spawn_join("piper", pipe_io, arg);
 }
 
 static void test_io(void **state)
@@ -389,18 +387,16 @@ static void test_env(void **state)
 	weft_runtime_destroy(rt);
 }
 
-int main(int argc, char **argv)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cross_loop_flow, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_io, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_records_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overflow_counted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_foreign_counted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_from_a_task, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_after_shutdown, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_env, setup, teardown),
-	};
-	return weft_test_main(tests, sizeof(tests) / sizeof(tests[0]), __FILE__, argc, argv);
-}
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test_setup_teardown(test_order, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_cross_loop_flow, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_io, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_stop_records_nothing, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_overflow_counted, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_foreign_counted, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_from_a_task, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_after_shutdown, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_env, setup, teardown),
+};
+
+WEFT_TEST_MAIN(tests)
