@@ -405,10 +405,15 @@ typedef struct tinfo {
 typedef struct tmap {
 	tinfo *slot;
 	uint64_t mask;
+	tinfo none; /* what id 0 gets */
 } tmap;
 
 static tinfo *tmap_get(tmap *m, uint64_t id)
 {
+	if (!id) { /* 0 (no task) marks free slots: never stored */
+		memset(&m->none, 0, sizeof(m->none));
+		return &m->none;
+	}
 	for (uint64_t i = (id * 0x9e3779b97f4a7c15ull) >> 17;; i++) {
 		tinfo *s = &m->slot[i & m->mask];
 		if (s->id == id)
