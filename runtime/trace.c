@@ -182,13 +182,19 @@ static void await_loops(weft_runtime *rt, uint32_t gen)
 	bool in_task = self && self->current;
 	if (in_task)
 		weft_shield_begin();
-	weft__wake_all_loops(rt); /* a sleeping loop passes its scheduler */
 	for (unsigned i = 0; i < rt->nloops;) {
 		uint32_t a = atomic_load_explicit(&rt->loops[i]->trace_ack, memory_order_acquire);
-		if (a == gen || a == TRACE_GONE)
+		if (a == gen || a == TRACE_GONE) {
 			i++;
-		else
-			pause_briefly(in_task);
+			continue;
+		}
+		/* A sleeping loop passes its scheduler once woken.  Again at
+		 * every round: a loop on its way to sleep (past its last
+		 * scheduler pass, not yet marked asleep) is not woken by a
+		 * wake before it sleeps, and the new generation is not work
+		 * that keeps it awake. */
+		weft__wake_all_loops(rt);
+		pause_briefly(in_task);
 	}
 	if (in_task)
 		weft_shield_end();
