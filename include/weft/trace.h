@@ -13,6 +13,11 @@
  * pays one predictable branch per would-be event.  docs/observability.md,
  * "Event trace", says how to record and open a trace.
  *
+ * Without changing a program: WEFT_TRACE=path in the environment makes
+ * every runtime record from weft_runtime_start to weft_runtime_shutdown
+ * and write its trace to path at shutdown (WEFT_TRACE_EVENTS=n: the ring
+ * size); a failure is reported on stderr and the program runs on.
+ *
  * Thread safety: start, stop, stats and write may be called from any
  * thread (a task, a foreign thread), one at a time per runtime (a call
  * that overlaps another returns -EBUSY).  Each loop switches its recording
