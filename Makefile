@@ -79,12 +79,12 @@ ifeq ($(filter asan tsan,$(VARIANT))$(filter system,$(ALLOC)),)
 else
   ALLOC_LIBS :=
 endif
-LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm
+LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm -lz
 
-LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
+LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c load/*.c)
 ASM_SRC := runtime/ctx_$(ARCH).S
 LIB_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(O)/obj/%.o,$(ASM_SRC))
-HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h)
+HDRS    := $(wildcard include/*.h include/weft/*.h runtime/*.h sched/*.h io/*.h load/*.h)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
@@ -286,7 +286,7 @@ check-symbols: $(B)/libweft.a $(B)/tests/test_build
 # also runs the core suites on aarch64 (tests/aarch64.sh).
 A64_SYSROOT ?= /usr/aarch64-linux-gnu
 check-aarch64:
-	@for f in $(wildcard runtime/*.c sched/*.c io/*.c) runtime/ctx_aarch64.S; do \
+	@for f in $(wildcard runtime/*.c sched/*.c io/*.c load/*.c) runtime/ctx_aarch64.S; do \
 	  clang --target=aarch64-linux-gnu --sysroot=$(A64_SYSROOT) \
 	    -isystem $(A64_SYSROOT)/include -idirafter /usr/include \
 	    -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -Iinclude -fvisibility=hidden -fPIC \

@@ -8,11 +8,12 @@
 # (kv_server's baseline), haproxy (tcp_proxy's), perf, and gnuplot for
 # bench/plot.sh.  libunwind-dev: task dumps unwind parked tasks' stacks;
 # libzmq3-dev and libmsgpack-dev: weft-load's Locust worker protocol.
+# zlib1g-dev: weft/load.h writes and reads HdrHistogram's compressed histograms.
 # The :amd64/:arm64 pairs: the native libraries, and the arm64 ones that
 # tests/aarch64.sh links the core suites against to run them under qemu-user
 # (libjemalloc-dev has no multi-arch form: only the native one, by name).
 ARCH=$(dpkg --print-architecture)
-PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-dev:$ARCH pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev libunwind-dev libzmq3-dev libmsgpack-dev curl wrk redis-tools"
+PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-dev:$ARCH pkg-config binutils valgrind libc6-dev-arm64-cross libuv1-dev libunwind-dev libzmq3-dev libmsgpack-dev zlib1g-dev:$ARCH curl wrk redis-tools"
 # `sh tools/deps.sh test` (run by `make test`) adds what runs the core
 # suites on aarch64 under qemu-user.
 [ "$1" = test ] && [ "$ARCH" = amd64 ] &&
