@@ -354,10 +354,10 @@ static void pk_heartbeat(msgpack_packer *pk, struct locust_worker *w, void *arg)
 	double pct = now > w->cpu_wall ? (cpu - w->cpu_used) / (now - w->cpu_wall) * 100 : 0;
 	w->cpu_wall = now;
 	w->cpu_used = cpu;
-	long rss_pages = 0;
+	long size_pages = 0, rss_pages = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 	if (f) {
-		if (fscanf(f, "%*ld %ld", &rss_pages) != 1)
+		if (fscanf(f, "%ld %ld", &size_pages, &rss_pages) != 2)
 			rss_pages = 0;
 		fclose(f);
 	}

@@ -1,0 +1,199 @@
+/*
+ * weft-load across processes (docs/load.md, "Locust" and "Many machines
+ * without Locust"):
+ *  - a real Locust master (Debian's /usr/bin/locust, 2.12.1) on loopback,
+ *    headless, with two weft-load workers (--locust-master) loading
+ *    examples/http_server: the master's own CSV counts what the workers
+ *    made, within 1%, and it saw both register and run their users;
+ *  - --segment i/n splits connections, rate and request counts exactly;
+ *  - two --segment runs with --hlog, merged by --merge-hlog, count what
+ *    the two runs counted.
+ * Needs weft-load in the tree (`make VARIANT=... load`); the Locust test
+ * skips loudly without /usr/bin/locust.
+ */
+#include "weft_test_proc.h"
+#include "bench/load_cluster.h"
+
+#include <stdlib.h>
+
+static const char *weft_load_bin(void)
+{
+	static char p[PATH_MAX + 32];
+	snprintf(p, sizeof p, "%s/bench/weft-load", tree());
+	if (access(p, X_OK) != 0)
+		fail_msg("%s is not built (make VARIANT=... load)", p);
+	return p;
+}
+
+/* A number after "\"key\":" in a JSON line, or -1. */
+static long long json_num(const char *s, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof k, "\"%s\":", key);
+	const char *p = strstr(s, k);
+	return p ? strtoll(p + strlen(k), NULL, 10) : -1;
+}
+
+/* What weft-load counted as requests in Locust's sense: answers and the
+ * requests that failed without one. */
+static long long json_requests(const char *s)
+{
+	long long r = json_num(s, "requests"), e = json_num(s, "errors"),
+		  f = json_num(s, "non2xx") >= 0 ? json_num(s, "non2xx") : json_num(s, "failed");
+	assert_true(r >= 0 && e >= 0);
+	return r + e - (f > 0 ? f : 0);
+}
+
+static unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t len = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* The Aggregated row's Request Count in Locust's PREFIX_stats.csv. */
+static long long csv_aggregated(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		fail_msg("the master wrote no %s", path);
+	char line[4096];
+	long long n = -1;
+	while (fgets(line, sizeof line, f)) {
+		const char *a = strstr(line, ",Aggregated,");
+		if (a)
+			n = strtoll(a + strlen(",Aggregated,"), NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_locust_master_counts(void **state)
+{
+	if (access("/usr/bin/locust", X_OK) != 0) {
+		print_message("SKIP: /usr/bin/locust is missing (apt-get install python3-locust)\n");
+		skip();
+	}
+	char lf[PATH_MAX];
+	if (!realpath("bench/locust/locustfile.py", lf))
+		fail_msg("bench/locust/locustfile.py not found (run from the repository)");
+	const char *wl = weft_load_bin();
+	struct server srv;
+	server_start(&srv, "http_server", NULL);
+	char dir[] = "/tmp/weft-locust-XXXXXX", prefix[64], csv[96], master[32], port[8];
+	assert_non_null(mkdtemp(dir));
+	snprintf(prefix, sizeof prefix, "%s/run", dir);
+	snprintf(csv, sizeof csv, "%s_stats.csv", prefix);
+	snprintf(port, sizeof port, "%u", free_port());
+	snprintf(master, sizeof master, "127.0.0.1:%s", port);
+
+	const char *margv[] = { "/usr/bin/locust", "-f", lf, "--master", "--headless",
+				"--expect-workers", "2", "-u", "8", "-r", "8", "-t", "5s",
+				"--csv", prefix, "--master-bind-host", "127.0.0.1",
+				"--master-bind-port", port, "--only-summary", NULL };
+	int mout, wout[2];
+	pid_t mpid = spawn(margv, &mout, true);
+	const char *wargv[] = { wl, "--locust-master", master, "--loops", "1", "--json",
+				srv.url, NULL };
+	pid_t wpid[2];
+	for (int i = 0; i < 2; i++)
+		wpid[i] = spawn(wargv, &wout[i], false);
+
+	static char mlog[65536], wjson[2][4096];
+	size_t mlen = 0, wlen[2] = { 0, 0 };
+	double end = now_ms() + 30000.0 * SLOW;
+	read_until(mout, mlog, sizeof mlog, &mlen, end, NULL);
+	int mst = reap(mpid, (int)(end - now_ms()) + 100);
+	xclose(mout);
+	long long made = 0, each[2];
+	for (int i = 0; i < 2; i++) {
+		read_until(wout[i], wjson[i], sizeof wjson[i], &wlen[i], now_ms() + 10000.0 * SLOW,
+			   NULL);
+		int st = reap(wpid[i], 5000 * SLOW);
+		xclose(wout[i]);
+		if (st != 0)
+			fail_msg("worker %d exit status %d; stdout: %s\nmaster: %s", i, st, wjson[i],
+				 mlog);
+		each[i] = json_requests(wjson[i]);
+		made += each[i];
+		print_message("worker %d: %s", i, wjson[i]);
+	}
+	if (mst != 0)
+		fail_msg("locust master exit status %d (-1: hung); its output:\n%s", mst, mlog);
+	long long counted = csv_aggregated(csv);
+	print_message("master's CSV: %lld requests; the workers made %lld (%lld + %lld)\n",
+		      counted, made, each[0], each[1]);
+	server_stop(&srv);
+	/* both registered and ran their share of the 8 users */
+	assert_non_null(strstr(mlog, "All users spawned: {\"WeftUser\": 8} (8 total users)"));
+	assert_true(each[0] > 0 && each[1] > 0);
+	if (llabs(counted - made) * 100 > made)
+		fail_msg("the master counted %lld requests, the workers made %lld: more than 1%% "
+			 "apart; master output:\n%s",
+			 counted, made, mlog);
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_segment_split(void **state)
+{
+	/* the parts sum exactly, and differ by at most one */
+	static const uint64_t totals[] = { 0, 1, 7, 10, 64, 1000003, UINT64_MAX / 3 };
+	for (size_t t = 0; t < sizeof totals / sizeof totals[0]; t++)
+		for (unsigned n = 1; n <= 9; n++) {
+			unsigned __int128 sum = 0;
+			for (unsigned i = 1; i <= n; i++) {
+				uint64_t s = load_segment_share(totals[t], i, n);
+				assert_true(s == totals[t] / n || s == totals[t] / n + 1);
+				sum += s;
+			}
+			assert_true(sum == totals[t]);
+		}
+	char err[256];
+	unsigned i, n;
+	assert_int_equal(load_segment_parse("2/3", &i, &n, err, sizeof err), 0);
+	assert_int_equal(i, 2);
+	assert_int_equal(n, 3);
+	static const char *const bad[] = { "0/3", "4/3", "3", "/3", "1/", "a/b", "1/3x", "-1/3",
+					   "1/0", "" };
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+		assert_int_equal(load_segment_parse(bad[k], &i, &n, err, sizeof err), -EINVAL);
+
+	/* 10 connections, 1000.5 requests/s, 1001 requests over 3 parts */
+	unsigned conns = 0;
+	double rate = 0;
+	uint64_t reqs = 0;
+	for (unsigned k = 1; k <= 3; k++) {
+		struct load_opts o;
+		load_opts_defaults(&o);
+		o.conns = 10;
+		o.rate = 1000.5;
+		o.requests = 1001;
+		assert_int_equal(load_segment_apply(&o, k, 3, err, sizeof err), 0);
+		conns += o.conns;
+		rate += o.rate;
+		reqs += o.requests;
+	}
+	assert_int_equal(conns, 10);
+	assert_true(fabs(rate - 1000.5) < 1e-9);
+	assert_int_equal(reqs, 1001);
+	struct load_opts o;
+	load_opts_defaults(&o);
+	o.conns = 2;
+	assert_int_equal(load_segment_apply(&o, 1, 3, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "at least 3"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_segment_split),
+		cmocka_unit_test_setup_teardown(test_locust_master_counts, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
