@@ -13,6 +13,7 @@
  *                         earliest BaseTime their middle falls in; prints
  *                         the merged distribution as JSON
  *
+ * (--segment's "i/n" itself is parsed with the other options, load_opts.h.)
  * Header-only, for weft-load and its tests.  Threading: none.
  */
 #ifndef WEFT_BENCH_LOAD_CLUSTER_H
@@ -30,27 +31,6 @@ static inline uint64_t load_segment_share(uint64_t total, unsigned i, unsigned n
 {
 	unsigned __int128 t = total;
 	return (uint64_t)(t * i / n - t * (i - 1) / n);
-}
-
-/* "i/n" with 1 <= i <= n <= 1000000.  0 or -EINVAL (err says why). */
-static inline int load_segment_parse(const char *s, unsigned *i, unsigned *n, char *err,
-				     size_t errlen)
-{
-	const char *slash = strchr(s, '/');
-	uint64_t a = 0, b = 0;
-	bool ok = slash && slash > s && slash[1];
-	for (const char *p = s; ok && p < slash; p++)
-		ok = load__digit(*p) && load__push_digit(&a, *p) == 0;
-	for (const char *p = slash ? slash + 1 : s; ok && *p; p++)
-		ok = load__digit(*p) && load__push_digit(&b, *p) == 0;
-	if (!ok || a < 1 || b < 1 || a > b || b > LOAD_MAX_CONNS)
-		return load__fail(err, errlen,
-				  "--segment: expected i/n with 1 <= i <= n (this process's part "
-				  "of n), got '%.80s'",
-				  s);
-	*i = (unsigned)a;
-	*n = (unsigned)b;
-	return 0;
 }
 
 /* Cut o down to part i of n: connections, rate, request count. */
@@ -191,7 +171,7 @@ static inline int load_hlog_merge(const char *out, char *const *in, int nin, FIL
 	if (!h || !total)
 		rc = load__fail(err, errlen, "--merge-hlog: out of memory");
 	for (int k = 0; rc == 0 && k < nin; k++) {
-		double base;
+		double base = 0;
 		rc = load__hlog_read(in[k], &v, &nv, &cap, &base, err, errlen);
 		if (rc == 0 && base < base0)
 			base0 = base;

@@ -155,14 +155,27 @@ static void test_segment_split(void **state)
 			assert_true(sum == totals[t]);
 		}
 	char err[256];
-	unsigned i, n;
-	assert_int_equal(load_segment_parse("2/3", &i, &n, err, sizeof err), 0);
-	assert_int_equal(i, 2);
-	assert_int_equal(n, 3);
+	struct load_opts po;
+	char *good[] = { "weft-load", "--segment", "2/3", "http://h/", NULL };
+	assert_int_equal(load_opts_parse(4, good, &po, err, sizeof err), 0);
+	assert_int_equal(po.seg_i, 2);
+	assert_int_equal(po.seg_n, 3);
 	static const char *const bad[] = { "0/3", "4/3", "3", "/3", "1/", "a/b", "1/3x", "-1/3",
 					   "1/0", "" };
-	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
-		assert_int_equal(load_segment_parse(bad[k], &i, &n, err, sizeof err), -EINVAL);
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+		char *argv[] = { "weft-load", "--segment", (char *)bad[k], "http://h/", NULL };
+		assert_int_equal(load_opts_parse(4, argv, &po, err, sizeof err), -EINVAL);
+		assert_non_null(strstr(err, "--segment"));
+	}
+	/* the master decides the users and the duration */
+	static const char *const clash[] = { "-c", "8", "-d", "5s", "-n", "100", "--segment",
+					     "1/2" };
+	for (size_t k = 0; k < sizeof clash / sizeof clash[0]; k += 2) {
+		char *argv[] = { "weft-load", "--locust-master", "127.0.0.1:5557",
+				 (char *)clash[k], (char *)clash[k + 1], "http://h/", NULL };
+		assert_int_equal(load_opts_parse(6, argv, &po, err, sizeof err), -EINVAL);
+		assert_non_null(strstr(err, "--locust-master"));
+	}
 
 	/* 10 connections, 1000.5 requests/s, 1001 requests over 3 parts */
 	unsigned conns = 0;

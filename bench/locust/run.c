@@ -31,7 +31,7 @@ struct session {
 	const weft_load_config *base;
 	double rate_per_user;
 	struct batch *top; /* newest first */
-	unsigned users;
+	unsigned users, peak;
 	weft_load_result *total;
 	double first_s, end_s; /* weft_now_ns seconds the load ran between */
 	bool ran;
@@ -137,6 +137,8 @@ static int batch_start(struct session *s, unsigned conns)
 	b->prev = s->top;
 	s->top = b;
 	s->users += conns;
+	if (s->users > s->peak)
+		s->peak = s->users;
 	return 0;
 }
 
@@ -176,7 +178,7 @@ static int set_users(struct session *s, unsigned users)
 }
 
 int locust_run(const weft_load_config *base, double rate_per_user,
-	       const struct locust_config *lc, weft_load_result *total)
+	       const struct locust_config *lc, weft_load_result *total, unsigned *peak_users)
 {
 	struct session s = { .base = base, .rate_per_user = rate_per_user, .total = total };
 	memset(total, 0, sizeof(*total));
@@ -214,5 +216,6 @@ int locust_run(const weft_load_config *base, double rate_per_user,
 	batches_stop(&s, 0);
 	int frc = locust_worker_finish(s.w);
 	total->seconds = s.ran ? s.end_s - s.first_s : 0;
+	*peak_users = s.peak;
 	return rc < 0 ? rc : frc;
 }
