@@ -202,10 +202,58 @@ static void test_segment_split(void **state)
 	assert_non_null(strstr(err, "at least 3"));
 }
 
+/* Two halves of one load (--segment), each with its .hlog, merged: the
+ * merged log counts what both counted, and merges again to itself. */
+static void test_segments_merge_hlog(void **state)
+{
+	const char *wl = weft_load_bin();
+	struct server srv;
+	server_start(&srv, "http_server", NULL);
+	char dir[] = "/tmp/weft-segment-XXXXXX", h[3][96], out[4096];
+	assert_non_null(mkdtemp(dir));
+	long long made = 0;
+	for (int k = 0; k < 2; k++) {
+		char seg[8];
+		snprintf(seg, sizeof seg, "%d/2", k + 1);
+		snprintf(h[k], sizeof h[k], "%s/part%d.hlog", dir, k + 1);
+		const char *argv[] = { wl, "--segment", seg, "-c", "3", "-d", "1500ms", "--loops",
+				       "1", "--hlog", h[k], "--json", srv.url, NULL };
+		assert_int_equal(run(argv, out, sizeof out, 20000 * SLOW), 0);
+		/* 3 connections in halves: 1 and 2 */
+		assert_int_equal(json_num(out, "connections"), k + 1);
+		assert_int_equal(json_num(out, "errors"), 0);
+		made += json_num(out, "requests");
+	}
+	server_stop(&srv);
+	snprintf(h[2], sizeof h[2], "%s/all.hlog", dir);
+	const char *margv[] = { wl, "--merge-hlog", h[2], h[0], h[1], NULL };
+	assert_int_equal(run(margv, out, sizeof out, 10000 * SLOW), 0);
+	print_message("both made %lld requests; merged: %s", made, out);
+	assert_true(made > 0);
+	assert_int_equal(json_num(out, "count"), made);
+	assert_int_equal(json_num(out, "files"), 2);
+	long long intervals = json_num(out, "intervals");
+	assert_true(intervals >= 1 && intervals <= 3); /* 1.5 s of 1 s intervals, aligned */
+	char again[128];
+	snprintf(again, sizeof again, "%s/again.hlog", dir);
+	const char *aargv[] = { wl, "--merge-hlog", again, h[2], NULL };
+	assert_int_equal(run(aargv, out, sizeof out, 10000 * SLOW), 0);
+	assert_int_equal(json_num(out, "count"), made);
+	assert_int_equal(json_num(out, "intervals"), intervals);
+	/* nonsense is refused */
+	const char *bargv[] = { wl, "--merge-hlog", again, "/nonexistent.hlog", NULL };
+	assert_int_equal(run(bargv, out, sizeof out, 10000 * SLOW), 1);
+	assert_non_null(strstr(out, "cannot open"));
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_segment_split),
+		cmocka_unit_test_setup_teardown(test_segments_merge_hlog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locust_master_counts, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
