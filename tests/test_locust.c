@@ -213,7 +213,7 @@ static void test_segments_merge_hlog(void **state)
 	assert_non_null(mkdtemp(dir));
 	long long made = 0;
 	for (int k = 0; k < 2; k++) {
-		char seg[8];
+		char seg[16];
 		snprintf(seg, sizeof seg, "%d/2", k + 1);
 		snprintf(h[k], sizeof h[k], "%s/part%d.hlog", dir, k + 1);
 		const char *argv[] = { wl, "--segment", seg, "-c", "3", "-d", "1500ms", "--loops",
@@ -249,12 +249,10 @@ static void test_segments_merge_hlog(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_segment_split),
-		cmocka_unit_test_setup_teardown(test_segments_merge_hlog, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_locust_master_counts, setup, teardown),
-	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_segment_split),
+	cmocka_unit_test_setup_teardown(test_segments_merge_hlog, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_locust_master_counts, setup, teardown),
+};
+
+WEFT_TEST_MAIN(tests)
