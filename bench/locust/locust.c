@@ -258,6 +258,22 @@ static void pk_str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_body(pk, s, n);
 }
 
+static void pk_key_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+	pk_str(pk, key);
+	msgpack_pack_uint64(pk, v);
+}
+
+/* A double, or nil when it is NAN (Python's None). */
+static void pk_key_double(msgpack_packer *pk, const char *key, double v)
+{
+	pk_str(pk, key);
+	if (isnan(v))
+		msgpack_pack_nil(pk);
+	else
+		msgpack_pack_double(pk, v);
+}
+
 static void pk_entry(msgpack_packer *pk, const struct acc *a, const char *name,
 		     const char *method)
 {
@@ -266,30 +282,15 @@ static void pk_entry(msgpack_packer *pk, const struct acc *a, const char *name,
 	pk_str(pk, name);
 	pk_str(pk, "method");
 	pk_str(pk, method);
-	pk_str(pk, "last_request_timestamp");
-	if (a->last_ts > 0)
-		msgpack_pack_double(pk, a->last_ts);
-	else
-		msgpack_pack_nil(pk);
-	pk_str(pk, "start_time");
-	msgpack_pack_double(pk, a->start_time);
-	pk_str(pk, "num_requests");
-	msgpack_pack_uint64(pk, a->requests);
-	pk_str(pk, "num_none_requests");
-	msgpack_pack_uint64(pk, a->none);
-	pk_str(pk, "num_failures");
-	msgpack_pack_uint64(pk, a->failures);
-	pk_str(pk, "total_response_time");
-	msgpack_pack_double(pk, a->total_ms);
-	pk_str(pk, "max_response_time");
-	msgpack_pack_double(pk, a->max_ms);
-	pk_str(pk, "min_response_time");
-	if (isnan(a->min_ms))
-		msgpack_pack_nil(pk);
-	else
-		msgpack_pack_double(pk, a->min_ms);
-	pk_str(pk, "total_content_length");
-	msgpack_pack_uint64(pk, a->content);
+	pk_key_double(pk, "last_request_timestamp", a->last_ts > 0 ? a->last_ts : NAN);
+	pk_key_double(pk, "start_time", a->start_time);
+	pk_key_u64(pk, "num_requests", a->requests);
+	pk_key_u64(pk, "num_none_requests", a->none);
+	pk_key_u64(pk, "num_failures", a->failures);
+	pk_key_double(pk, "total_response_time", a->total_ms);
+	pk_key_double(pk, "max_response_time", a->max_ms);
+	pk_key_double(pk, "min_response_time", a->min_ms);
+	pk_key_u64(pk, "total_content_length", a->content);
 	pk_str(pk, "response_times");
 	unsigned keys = 0;
 	for (unsigned i = 0; i < RT_KEYS; i++)
@@ -377,10 +378,8 @@ static void pk_heartbeat(msgpack_packer *pk, struct locust_worker *w, void *arg)
 	msgpack_pack_map(pk, 3);
 	pk_str(pk, "state");
 	pk_str(pk, w->state);
-	pk_str(pk, "current_cpu_usage");
-	msgpack_pack_double(pk, pct);
-	pk_str(pk, "current_memory_usage");
-	msgpack_pack_uint64(pk, (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE));
+	pk_key_double(pk, "current_cpu_usage", pct);
+	pk_key_u64(pk, "current_memory_usage", (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE));
 }
 
 static void pk_complete(msgpack_packer *pk, struct locust_worker *w, void *arg)
@@ -389,8 +388,7 @@ static void pk_complete(msgpack_packer *pk, struct locust_worker *w, void *arg)
 	msgpack_pack_map(pk, 2);
 	pk_str(pk, "user_classes_count");
 	pk_classes(pk, w, users);
-	pk_str(pk, "user_count");
-	msgpack_pack_uint64(pk, users);
+	pk_key_u64(pk, "user_count", users);
 }
 
 struct report {
@@ -426,13 +424,11 @@ static void pk_stats(msgpack_packer *pk, struct locust_worker *w, void *arg)
 		pk_str(pk, w->cfg.method);
 		pk_str(pk, "error");
 		pk_str(pk, err_text[k] ? err_text[k] : w->cfg.failed_what);
-		pk_str(pk, "occurrences");
-		msgpack_pack_uint64(pk, a->errors[k]);
+		pk_key_u64(pk, "occurrences", a->errors[k]);
 	}
 	pk_str(pk, "user_classes_count");
 	pk_classes(pk, w, r->users);
-	pk_str(pk, "user_count");
-	msgpack_pack_uint64(pk, r->users);
+	pk_key_u64(pk, "user_count", r->users);
 }
 
 /* Take what accumulated (swapping in the spare) and report it. */

@@ -89,22 +89,6 @@ static void *batch_task(void *arg)
 	return (void *)(intptr_t)weft_load_run(b->l, &b->res);
 }
 
-static void counts_add(weft_load_counts *d, const weft_load_counts *s)
-{
-	d->requests += s->requests;
-	d->failed += s->failed;
-	d->bytes_in += s->bytes_in;
-	d->connect_errors += s->connect_errors;
-	d->read_errors += s->read_errors;
-	d->timeouts += s->timeouts;
-	d->parse_errors += s->parse_errors;
-	d->sent += s->sent;
-	d->late += s->late;
-	d->dropped += s->dropped;
-	if (s->lag_max_ns > d->lag_max_ns)
-		d->lag_max_ns = s->lag_max_ns;
-}
-
 static int batch_start(struct session *s, unsigned conns)
 {
 	struct batch *b = calloc(1, sizeof(*b));
@@ -157,7 +141,7 @@ static void batches_stop(struct session *s, unsigned keep)
 		weft_task_join(b->t, NULL);
 		weft_task_release(b->t);
 		weft_hist_merge(&s->total->hist, &b->res.hist);
-		counts_add(&s->total->counts, &b->res.counts);
+		weft_load_counts_add(&s->total->counts, &b->res.counts);
 		if (b->res.loops > s->total->loops)
 			s->total->loops = b->res.loops;
 		weft_load_destroy(b->l);
