@@ -53,55 +53,79 @@ static void kv_conn_fini(void *arg, void *state)
 	free(state);
 }
 
-/* A random key (16 bytes, "key:000000001234") and value size. */
-static void kv_pick(const struct proto_kv *kv, struct kv_conn *c, char key[17], size_t *vlen)
+/* A random key, redis-benchmark's "key:%012u" (16 bytes, no NUL; the
+ * keyspace is at most 10^12, load_opts), and a value size. */
+static void kv_pick(const struct proto_kv *kv, struct kv_conn *c, char key[16], size_t *vlen)
 {
-	/* the keyspace is at most 10^12 (load_opts): 12 digits */
-	unsigned long long k = kv_rand(c) % kv->keyspace % 1000000000000ull;
-	snprintf(key, 17, "key:%012llu", k);
+	uint64_t k = kv_rand(c) % kv->keyspace;
+	memcpy(key, "key:", 4);
+	for (int i = 15; i >= 4; i--, k /= 10) /* no snprintf: this is per request */
+		key[i] = (char)('0' + k % 10);
 	*vlen = kv->vmin + (kv->vmax > kv->vmin ? kv_rand(c) % (kv->vmax - kv->vmin + 1) : 0);
 }
 
-/* Queue one command through a reservation: no intermediate copy. */
-static int kv_queue(weft_stream *s, size_t cap, const char *fmt_head, const char *key, size_t vlen,
-		    const char *value, const char *tail)
+static char *kv_put(char *p, const void *b, size_t n)
 {
-	char *p;
-	int r = weft_stream_reserve(s, cap, (void **)&p);
-	if (r < 0)
-		return r;
-	int h = snprintf(p, cap, fmt_head, key, vlen);
-	size_t n = (size_t)h;
-	if (value) {
-		memcpy(p + n, value, vlen);
-		n += vlen;
-		memcpy(p + n, tail, strlen(tail));
-		n += strlen(tail);
+	memcpy(p, b, n);
+	return p + n;
+}
+
+/* Decimal n at p; the end. */
+static char *kv_num(char *p, size_t n)
+{
+	char d[24];
+	int i = 24;
+	do
+		d[--i] = (char)('0' + n % 10);
+	while ((n /= 10));
+	return kv_put(p, d + i, (size_t)(24 - i));
+}
+
+#define KV_LIT(p, s) kv_put((p), (s), sizeof(s) - 1)
+
+/* n requests built by `one`, in reservations of the write queue of up to
+ * 256 KiB (one, whatever its size, at the least): one lock and no
+ * intermediate copy for a whole pipeline of small requests. */
+static int kv_write_n(const struct proto_kv *kv, struct kv_conn *c, weft_stream *s, unsigned n,
+		      size_t fixed, char *(*one)(const struct proto_kv *, struct kv_conn *, char *))
+{
+	size_t each = fixed + kv->vmax, per = (256u << 10) / each;
+	while (n) {
+		unsigned m = per == 0 ? 1 : n < per ? n : (unsigned)per;
+		char *p, *start;
+		int r = weft_stream_reserve(s, (size_t)m * each, (void **)&start);
+		if (r < 0)
+			return r;
+		p = start;
+		for (unsigned i = 0; i < m; i++)
+			p = one(kv, c, p);
+		if ((r = weft_stream_commit(s, (size_t)(p - start))) < 0)
+			return r;
+		n -= m;
 	}
-	return weft_stream_commit(s, n);
+	return 0;
+}
+
+static char *redis_one(const struct proto_kv *kv, struct kv_conn *c, char *p)
+{
+	char key[16];
+	size_t vlen;
+	if (kv->cmd == KV_PING)
+		return KV_LIT(p, "*1\r\n$4\r\nPING\r\n");
+	kv_pick(kv, c, key, &vlen);
+	if (kv->cmd == KV_GET) {
+		p = KV_LIT(p, "*2\r\n$3\r\nGET\r\n$16\r\n");
+		return KV_LIT(kv_put(p, key, 16), "\r\n");
+	}
+	p = KV_LIT(p, "*3\r\n$3\r\nSET\r\n$16\r\n");
+	p = KV_LIT(kv_put(p, key, 16), "\r\n$");
+	p = KV_LIT(kv_num(p, vlen), "\r\n");
+	return KV_LIT(kv_put(p, kv->value, vlen), "\r\n");
 }
 
 static int redis_write(void *arg, void *state, weft_stream *s, unsigned n)
 {
-	const struct proto_kv *kv = arg;
-	for (unsigned i = 0; i < n; i++) {
-		char key[17];
-		size_t vlen;
-		int r;
-		if (kv->cmd == KV_PING) {
-			static const char ping[] = "*1\r\n$4\r\nPING\r\n";
-			r = weft_stream_write(s, ping, sizeof(ping) - 1) < 0 ? -EPIPE : 0;
-		} else {
-			kv_pick(kv, state, key, &vlen);
-			r = kv->cmd == KV_GET
-				    ? kv_queue(s, 64, "*2\r\n$3\r\nGET\r\n$16\r\n%s\r\n", key, 0, NULL, "")
-				    : kv_queue(s, 96 + vlen, "*3\r\n$3\r\nSET\r\n$16\r\n%s\r\n$%zu\r\n",
-					       key, vlen, kv->value, "\r\n");
-		}
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return kv_write_n(arg, state, s, n, 80, redis_one);
 }
 
 /* One RESP reply: +simple, -error, :integer, $bulk ($-1 nil), or an array
@@ -124,9 +148,18 @@ static ssize_t resp_reply(const char *buf, size_t len, size_t *need, unsigned *f
 	}
 	if (t != '$' && t != '*')
 		return -EBADMSG;
-	char *end;
-	long long n = strtoll(buf + 1, &end, 10);
-	if (end != buf + line - 2 || n < -1 || n > (512ll << 20))
+	long long n = 0; /* digits only, or -1 */
+	const char *d = buf + 1, *de = buf + line - 2;
+	if (de - d == 2 && d[0] == '-' && d[1] == '1')
+		n = -1;
+	else if (d == de)
+		return -EBADMSG;
+	for (; n >= 0 && d < de; d++) {
+		if (*d < '0' || *d > '9' || n > (512ll << 20))
+			return -EBADMSG;
+		n = n * 10 + (*d - '0');
+	}
+	if (n > (512ll << 20))
 		return -EBADMSG;
 	if (n == -1)
 		return (ssize_t)line;
@@ -168,20 +201,21 @@ static const weft_load_proto proto_redis = {
 	.parse = redis_parse,
 };
 
+static char *memcache_one(const struct proto_kv *kv, struct kv_conn *c, char *p)
+{
+	char key[16];
+	size_t vlen;
+	kv_pick(kv, c, key, &vlen);
+	if (kv->cmd != KV_SET)
+		return KV_LIT(kv_put(KV_LIT(p, "get "), key, 16), "\r\n");
+	p = KV_LIT(kv_put(KV_LIT(p, "set "), key, 16), " 0 0 ");
+	p = KV_LIT(kv_num(p, vlen), "\r\n");
+	return KV_LIT(kv_put(p, kv->value, vlen), "\r\n");
+}
+
 static int memcache_write(void *arg, void *state, weft_stream *s, unsigned n)
 {
-	const struct proto_kv *kv = arg;
-	for (unsigned i = 0; i < n; i++) {
-		char key[17];
-		size_t vlen;
-		kv_pick(kv, state, key, &vlen);
-		int r = kv->cmd == KV_SET
-				? kv_queue(s, 64 + vlen, "set %s 0 0 %zu\r\n", key, vlen, kv->value, "\r\n")
-				: kv_queue(s, 32, "get %s\r\n", key, 0, NULL, "");
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return kv_write_n(arg, state, s, n, 64, memcache_one);
 }
 
 static bool mc_is(const char *buf, size_t line, const char *word)

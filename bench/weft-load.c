@@ -292,8 +292,9 @@ int main(int argc, char **argv)
 {
 	struct app *a = calloc(1, sizeof(*a));
 	weft_load_result *res = malloc(sizeof(*res)); /* 35 KiB: not on a task stack */
+	int status = 1;
 	if (!a || !res)
-		return 1;
+		goto out;
 	a->res = res;
 	char err[256];
 	if (argc > 1 && strcmp(argv[1], "--merge-hlog") == 0) {
@@ -315,20 +316,21 @@ int main(int argc, char **argv)
 		p = load_segment_apply(&a->o, a->o.seg_i, a->o.seg_n, err, sizeof(err));
 	if (p == 1) {
 		fputs(load_usage(), stdout);
-		return 0;
+		status = 0;
+		goto out;
 	}
+	status = 2;
 	if (p < 0) {
 		fprintf(stderr, "weft-load: %s\n%s", err, load_usage());
-		load_opts_free(&a->o);
-		return 2;
+		goto out;
 	}
 	if (build_proto(a) < 0) {
 		fprintf(stderr, "weft-load: request too large\n");
-		return 2;
+		goto out;
 	}
 	if (a->o.hlog && !(a->hlog = fopen(a->o.hlog, "w"))) {
 		fprintf(stderr, "weft-load: cannot write %s: %s\n", a->o.hlog, strerror(errno));
-		return 2;
+		goto out;
 	}
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
@@ -337,15 +339,20 @@ int main(int argc, char **argv)
 	int rc = weft_run(&cfg, main_task, a, &r);
 	if (a->hlog && fclose(a->hlog) != 0)
 		rc = -EIO;
-	free(a->http.req);
-	free(a->kv.value);
-	free(a->raw.req);
-	load_opts_free(&a->o);
+	a->hlog = NULL;
+	if (rc < 0)
+		fprintf(stderr, "weft-load: %s\n", weft_strerror(rc));
+	status = rc < 0 || r ? 1 : 0;
+out:
+	if (a) {
+		if (a->hlog)
+			fclose(a->hlog);
+		free(a->http.req);
+		free(a->kv.value);
+		free(a->raw.req);
+		load_opts_free(&a->o);
+	}
 	free(a);
 	free(res);
-	if (rc < 0) {
-		fprintf(stderr, "weft-load: %s\n", weft_strerror(rc));
-		return 1;
-	}
-	return r ? 1 : 0;
+	return status;
 }

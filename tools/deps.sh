@@ -20,8 +20,9 @@ PKGS="build-essential clang liburing-dev:$ARCH libjemalloc-dev:$ARCH libcmocka-d
 	PKGS="$PKGS qemu-user-static gcc-aarch64-linux-gnu liburing-dev:arm64 libcmocka-dev:arm64"
 # ... and the real peers the observability and load tests start on
 # loopback: Prometheus (promtool checks the metrics text, a server scrapes
-# it) and Locust (a master that weft-load workers join).
-[ "$1" = test ] && PKGS="$PKGS prometheus python3-locust"
+# it), Locust (a master that weft-load workers join), and the servers
+# weft-load's protocols are tested against (redis-server, memcached).
+[ "$1" = test ] && PKGS="$PKGS prometheus python3-locust redis-server memcached"
 [ "$1" = bench-io ] && PKGS="$PKGS nginx-light redis-server haproxy linux-perf util-linux gnuplot-nox"
 missing=""
 for p in $PKGS; do
