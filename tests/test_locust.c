@@ -72,7 +72,13 @@ static long long csv_aggregated(const char *path)
 	return n;
 }
 
-static void test_locust_master_counts(void **state)
+/*
+ * A headless master on loopback expecting `n` weft-load workers (n users
+ * each, spawned at once, for `runtime`) against examples/http_server; with
+ * `leave`, worker 0 gets SIGTERM 2 s into the run and must leave
+ * properly.  Checks the master's CSV against what the workers made.
+ */
+static void locust_session(int n, const char *runtime, bool leave)
 {
 	if (access("/usr/bin/locust", X_OK) != 0) {
 		print_message("SKIP: /usr/bin/locust is missing (apt-get install python3-locust)\n");
@@ -85,32 +91,42 @@ static void test_locust_master_counts(void **state)
 	struct server srv;
 	server_start(&srv, "http_server", NULL);
 	char dir[] = "/tmp/weft-locust-XXXXXX", prefix[64], csv[96], master[32], port[8];
+	char workers[8], users[8];
 	assert_non_null(mkdtemp(dir));
 	snprintf(prefix, sizeof prefix, "%s/run", dir);
 	snprintf(csv, sizeof csv, "%s_stats.csv", prefix);
 	snprintf(port, sizeof port, "%u", free_port());
 	snprintf(master, sizeof master, "127.0.0.1:%s", port);
+	snprintf(workers, sizeof workers, "%d", n);
+	snprintf(users, sizeof users, "%d", 4 * n);
 
 	const char *margv[] = { "/usr/bin/locust", "-f", lf, "--master", "--headless",
-				"--expect-workers", "2", "-u", "8", "-r", "8", "-t", "5s",
-				"--csv", prefix, "--master-bind-host", "127.0.0.1",
+				"--expect-workers", workers, "-u", users, "-r", users, "-t",
+				runtime, "--csv", prefix, "--master-bind-host", "127.0.0.1",
 				"--master-bind-port", port, "--only-summary", NULL };
 	int mout, wout[2];
 	pid_t mpid = spawn(margv, &mout, true);
 	const char *wargv[] = { wl, "--locust-master", master, "--loops", "1", "--json",
 				srv.url, NULL };
 	pid_t wpid[2];
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < n; i++)
 		wpid[i] = spawn(wargv, &wout[i], false);
 
 	static char mlog[65536], wjson[2][4096];
 	size_t mlen = 0, wlen[2] = { 0, 0 };
-	double end = now_ms() + 30000.0 * SLOW;
+	mlog[0] = wjson[0][0] = wjson[1][0] = 0;
+	double t0 = now_ms(), end = t0 + 30000.0 * SLOW;
+	if (leave) {
+		read_until(mout, mlog, sizeof mlog, &mlen, end, "All users spawned");
+		msleep(2000);
+		signal_program(wpid[0], SIGTERM);
+	}
 	read_until(mout, mlog, sizeof mlog, &mlen, end, NULL);
 	int mst = reap(mpid, (int)(end - now_ms()) + 100);
 	xclose(mout);
-	long long made = 0, each[2];
-	for (int i = 0; i < 2; i++) {
+	double took = now_ms() - t0;
+	long long made = 0, each[2] = { 0, 0 };
+	for (int i = 0; i < n; i++) {
 		read_until(wout[i], wjson[i], sizeof wjson[i], &wlen[i], now_ms() + 10000.0 * SLOW,
 			   NULL);
 		int st = reap(wpid[i], 5000 * SLOW);
@@ -125,12 +141,19 @@ static void test_locust_master_counts(void **state)
 	if (mst != 0)
 		fail_msg("locust master exit status %d (-1: hung); its output:\n%s", mst, mlog);
 	long long counted = csv_aggregated(csv);
-	print_message("master's CSV: %lld requests; the workers made %lld (%lld + %lld)\n",
-		      counted, made, each[0], each[1]);
+	print_message("master's CSV: %lld requests; the workers made %lld (%lld + %lld); "
+		      "the master ran %.1f s\n",
+		      counted, made, each[0], each[1], took / 1000);
 	server_stop(&srv);
-	/* both registered and ran their share of the 8 users */
-	assert_non_null(strstr(mlog, "All users spawned: {\"WeftUser\": 8} (8 total users)"));
-	assert_true(each[0] > 0 && each[1] > 0);
+	/* every worker registered and ran its share of the users */
+	char spawned[96];
+	snprintf(spawned, sizeof spawned, "All users spawned: {\"WeftUser\": %d} (%d total users)",
+		 4 * n, 4 * n);
+	assert_non_null(strstr(mlog, spawned));
+	for (int i = 0; i < n; i++)
+		assert_true(each[i] > 0);
+	if (leave) /* the master saw it go, and ended with it, long before -t */
+		assert_non_null(strstr(mlog, "The last worker quit, stopping test."));
 	if (llabs(counted - made) * 100 > made)
 		fail_msg("the master counted %lld requests, the workers made %lld: more than 1%% "
 			 "apart; master output:\n%s",
@@ -138,6 +161,17 @@ static void test_locust_master_counts(void **state)
 	char cmd[160];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
+}
+
+static void test_locust_master_counts(void **state)
+{
+	locust_session(2, "5s", false);
+}
+
+/* SIGTERM: the worker sends its last counts and "quit", and exits 0. */
+static void test_locust_worker_leaves_on_signal(void **state)
+{
+	locust_session(1, "60s", true);
 }
 
 static void test_segment_split(void **state)
@@ -253,6 +287,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_segment_split),
 	cmocka_unit_test_setup_teardown(test_segments_merge_hlog, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_locust_master_counts, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_locust_worker_leaves_on_signal, setup, teardown),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -687,6 +687,12 @@ static void wake(struct locust_worker *w)
 		logf_(w, "eventfd: %s", strerror(errno));
 }
 
+void locust_worker_leave(struct locust_worker *w)
+{
+	logf_(w, "leaving (signal)");
+	put_cmd(w, LOCUST_CMD_QUIT, 0);
+}
+
 void locust_worker_running(struct locust_worker *w, unsigned users)
 {
 	pthread_mutex_lock(&w->mu);

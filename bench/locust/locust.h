@@ -94,6 +94,11 @@ int locust_worker_start(struct locust_worker **out, const struct locust_config *
  * queue's -ECANCELED / -ETIMEDOUT.  Task context. */
 int locust_worker_next(struct locust_worker *w, struct locust_cmd *cmd);
 
+/* Leave as if the master had said quit (LOCUST_CMD_QUIT comes next), so
+ * the master gets the last counts and a "quit" and drops this worker.  For
+ * SIGINT/SIGTERM.  Any thread. */
+void locust_worker_leave(struct locust_worker *w);
+
 /* The run now has `users` connections running: "spawning_complete". */
 void locust_worker_running(struct locust_worker *w, unsigned users);
 

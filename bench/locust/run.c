@@ -14,6 +14,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -154,6 +155,18 @@ static void batches_stop(struct session *s, unsigned keep)
 		s->end_s = weft_now_ns() / 1e9;
 }
 
+/* Ctrl-C or a kill: leave the master properly (last counts, "quit"). */
+static void *signal_task(void *arg)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (weft_signal_wait(&set) > 0)
+		locust_worker_leave(arg);
+	return NULL;
+}
+
 static int set_users(struct session *s, unsigned users)
 {
 	if (users < s->users)
@@ -170,6 +183,9 @@ int locust_run(const weft_load_config *base, double rate_per_user,
 	int rc = locust_worker_start(&s.w, lc);
 	if (rc < 0)
 		return rc;
+	weft_task *sig = NULL;
+	if (weft_task_spawn(&sig, signal_task, s.w) < 0)
+		sig = NULL; /* then a signal kills, as it would without weft */
 	for (bool done = false; !done;) {
 		struct locust_cmd cmd;
 		rc = locust_worker_next(s.w, &cmd);
@@ -198,6 +214,11 @@ int locust_run(const weft_load_config *base, double rate_per_user,
 		}
 	}
 	batches_stop(&s, 0);
+	if (sig) {
+		weft_task_cancel(sig);
+		weft_task_join(sig, NULL);
+		weft_task_release(sig);
+	}
 	int frc = locust_worker_finish(s.w);
 	total->seconds = s.ran ? s.end_s - s.first_s : 0;
 	*peak_users = s.peak;
