@@ -63,6 +63,8 @@ struct locust_worker {
 	char endpoint[300];
 	bool ipv6;
 	void *zctx, *sock;
+	void *mon; /* the socket's disconnections (zmq_socket_monitor), or NULL */
+	unsigned mon_gen;
 	int wake_fd; /* eventfd: the run has news for the thread */
 	weft_queue *cmds;
 	pthread_t thread;
@@ -79,6 +81,8 @@ struct locust_worker {
 	unsigned class_target[MAX_CLASSES], nclasses;
 	double last_spawn_ts, stop_timeout_s;
 	double ready_at; /* after a stop: when to say client_ready (0: not due) */
+	double next_ready; /* unregistered: when to send client_ready again */
+	unsigned tries;    /* client_ready sent since the last registration */
 	double cpu_wall, cpu_used;
 	struct acc *spare;
 };
@@ -519,6 +523,18 @@ static void on_spawn(struct locust_worker *w, const msgpack_object *data)
 	put_cmd(w, LOCUST_CMD_USERS, total);
 }
 
+static void close_socket(struct locust_worker *w)
+{
+	if (w->mon) {
+		zmq_socket_monitor(w->sock, NULL, 0);
+		zmq_close(w->mon);
+		w->mon = NULL;
+	}
+	if (w->sock)
+		zmq_close(w->sock);
+	w->sock = NULL;
+}
+
 /* One message from the master. */
 static void on_message(struct locust_worker *w, const char *buf, size_t len)
 {
@@ -551,8 +567,7 @@ static void on_message(struct locust_worker *w, const char *buf, size_t len)
 		put_cmd(w, LOCUST_CMD_QUIT, 0);
 	} else if (obj_is(type, "reconnect")) {
 		logf_(w, "reconnect");
-		zmq_close(w->sock);
-		w->sock = NULL;
+		close_socket(w);
 	} else {
 		logf_(w, "unknown message '%.*s' from the master: ignored", (int)type->via.str.size,
 		      type->via.str.ptr);
@@ -576,11 +591,51 @@ static int open_socket(struct locust_worker *w)
 	    (w->ipv6 && zmq_setsockopt(w->sock, ZMQ_IPV6, &one, sizeof(one)) < 0) ||
 	    zmq_connect(w->sock, w->endpoint) < 0) {
 		int e = zmq_errno();
-		zmq_close(w->sock);
-		w->sock = NULL;
+		close_socket(w);
 		return -e;
 	}
+	/* A master that dies says nothing (2.12.1 sends no heartbeat): its
+	 * connection closing is the sign.  Without a monitor, no sign. */
+	char addr[64];
+	snprintf(addr, sizeof(addr), "inproc://weft-locust-%p-%u", (void *)w, w->mon_gen++);
+	if (zmq_socket_monitor(w->sock, addr, ZMQ_EVENT_DISCONNECTED) == 0) {
+		w->mon = zmq_socket(w->zctx, ZMQ_PAIR);
+		if (w->mon && zmq_connect(w->mon, addr) < 0) {
+			zmq_close(w->mon);
+			w->mon = NULL;
+		}
+	}
 	return 0;
+}
+
+/* The master's connection closed: stop the users (a load with nobody
+ * watching it is a runaway) and register again, with the usual tries. */
+static void on_monitor(struct locust_worker *w)
+{
+	zmq_msg_t m;
+	zmq_msg_init(&m);
+	bool lost = false;
+	while (zmq_msg_recv(&m, w->mon, ZMQ_DONTWAIT) >= 0) {
+		uint16_t ev = 0;
+		if (zmq_msg_size(&m) >= 6 && zmq_msg_more(&m)) /* event, value; then address */
+			memcpy(&ev, zmq_msg_data(&m), sizeof(ev));
+		lost |= ev == ZMQ_EVENT_DISCONNECTED;
+	}
+	zmq_msg_close(&m);
+	pthread_mutex_lock(&w->mu);
+	bool was = w->acked;
+	if (lost)
+		w->acked = false;
+	pthread_mutex_unlock(&w->mu);
+	if (!lost || !was)
+		return;
+	logf_(w, "the master went away: users stopped, registering again");
+	w->tries = 0;
+	w->next_ready = mono_now();
+	w->ready_at = 0;
+	if (strcmp(w->state, "ready") != 0)
+		put_cmd(w, LOCUST_CMD_STOP, 0);
+	w->state = "ready";
 }
 
 /* The run's news (eventfd): spawning done, stopped, finished. */
@@ -598,7 +653,10 @@ static bool on_news(struct locust_worker *w, double now)
 		send_msg(w, "spawning_complete", pk_complete, &users);
 		w->state = "running";
 	}
-	if (stopped) {
+	pthread_mutex_lock(&w->mu);
+	bool acked = w->acked;
+	pthread_mutex_unlock(&w->mu);
+	if (stopped && acked) { /* else stopped for a master that went away */
 		send_msg(w, "client_stopped", NULL, NULL);
 		w->ready_at = now + w->stop_timeout_s;
 	}
@@ -613,8 +671,9 @@ static void *thread_main(void *arg)
 {
 	struct locust_worker *w = arg;
 	double now = mono_now();
-	double next_hb = now, next_stats = now + REPORT_S, next_ready = now;
-	unsigned tries = 0, max_tries = w->cfg.ready_tries ? w->cfg.ready_tries : CONNECT_TRIES;
+	double next_hb = now, next_stats = now + REPORT_S;
+	unsigned max_tries = w->cfg.ready_tries ? w->cfg.ready_tries : CONNECT_TRIES;
+	w->next_ready = now;
 	bool lost = false;
 	for (;;) {
 		if (!w->sock && open_socket(w) < 0) {
@@ -626,15 +685,15 @@ static void *thread_main(void *arg)
 		pthread_mutex_lock(&w->mu);
 		bool acked = w->acked;
 		pthread_mutex_unlock(&w->mu);
-		if (!acked && !lost && now >= next_ready) {
-			if (tries++ == max_tries) {
+		if (!acked && !lost && now >= w->next_ready) {
+			if (w->tries++ == max_tries) {
 				logf_(w, "no answer from the master at %s after %u tries", w->cfg.master,
 				      max_tries);
 				lost = true;
 				put_cmd(w, LOCUST_CMD_LOST, 0);
 			} else {
 				send_msg(w, "client_ready", pk_version, NULL);
-				next_ready = now + CONNECT_TIMEOUT_S;
+				w->next_ready = now + CONNECT_TIMEOUT_S;
 			}
 		}
 		if (w->ready_at && now >= w->ready_at) {
@@ -653,14 +712,15 @@ static void *thread_main(void *arg)
 			next_stats = now + REPORT_S;
 		}
 		double until = next_stats < next_hb ? next_stats : next_hb;
-		if (!acked && !lost && next_ready < until)
-			until = next_ready;
+		if (!acked && !lost && w->next_ready < until)
+			until = w->next_ready;
 		if (w->ready_at && w->ready_at < until)
 			until = w->ready_at;
-		zmq_pollitem_t items[2] = { { w->sock, 0, ZMQ_POLLIN, 0 },
-					    { NULL, w->wake_fd, ZMQ_POLLIN, 0 } };
+		zmq_pollitem_t items[3] = { { w->sock, 0, ZMQ_POLLIN, 0 },
+					    { NULL, w->wake_fd, ZMQ_POLLIN, 0 },
+					    { w->mon, 0, ZMQ_POLLIN, 0 } };
 		long ms = (long)ceil((until - now) * 1000);
-		if (zmq_poll(items, 2, ms < 0 ? 0 : ms) < 0 && zmq_errno() != EINTR) {
+		if (zmq_poll(items, w->mon ? 3 : 2, ms < 0 ? 0 : ms) < 0 && zmq_errno() != EINTR) {
 			logf_(w, "poll: %s", zmq_strerror(zmq_errno()));
 			put_cmd(w, LOCUST_CMD_LOST, 0);
 			break;
@@ -672,6 +732,8 @@ static void *thread_main(void *arg)
 				on_message(w, zmq_msg_data(&m), zmq_msg_size(&m));
 			zmq_msg_close(&m);
 		}
+		if (w->mon && (items[2].revents & ZMQ_POLLIN))
+			on_monitor(w);
 		if ((items[1].revents & ZMQ_POLLIN) && !on_news(w, mono_now()))
 			break;
 	}
@@ -758,8 +820,7 @@ static int parse_master(struct locust_worker *w)
 
 static void worker_free(struct locust_worker *w)
 {
-	if (w->sock)
-		zmq_close(w->sock);
+	close_socket(w);
 	if (w->zctx)
 		zmq_ctx_term(w->zctx);
 	if (w->cmds)

@@ -16,7 +16,9 @@
  *   and after the master's stop_timeout "client_ready" again;
  *   on "quit" ends the run (LOCUST_CMD_QUIT) and, once it has, sends a last
  *   "stats" with everything not yet reported, then "quit";
- *   on "reconnect" opens a new socket with the same identity.
+ *   on "reconnect" opens a new socket with the same identity;
+ *   when the master's connection closes (it died: 2.12.1 masters send no
+ *   heartbeat) stops the users (LOCUST_CMD_STOP) and registers again.
  *
  * Statistics go in the form the master merges (locust/stats.py,
  * StatsEntry.serialize and setup_distributed_stats_event_listeners): one
