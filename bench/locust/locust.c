@@ -73,7 +73,8 @@ struct locust_worker {
 	struct acc *acc;
 	bool news_running, news_stopped, news_finish;
 	unsigned users_running;
-	bool acked;
+	bool acked;      /* registered with the master now */
+	bool registered; /* ever */
 
 	/* The thread's own. */
 	const char *state; /* "ready", "spawning", "running" (runners.py) */
@@ -551,7 +552,7 @@ static void on_message(struct locust_worker *w, const char *buf, size_t len)
 	if (obj_is(type, "ack")) {
 		pthread_mutex_lock(&w->mu);
 		bool first = !w->acked;
-		w->acked = true;
+		w->acked = w->registered = true;
 		pthread_mutex_unlock(&w->mu);
 		double idx = -1;
 		obj_num(map_get(data, "index"), &idx);
@@ -884,10 +885,10 @@ int locust_worker_finish(struct locust_worker *w)
 {
 	pthread_mutex_lock(&w->mu);
 	w->news_finish = true;
-	bool acked = w->acked;
+	bool registered = w->registered;
 	pthread_mutex_unlock(&w->mu);
 	wake(w);
 	pthread_join(w->thread, NULL);
 	worker_free(w); /* zmq_ctx_term waits (linger) for the last messages */
-	return acked ? 0 : -ENOTCONN;
+	return registered ? 0 : -ENOTCONN;
 }

@@ -34,8 +34,7 @@ struct session {
 	struct batch *top; /* newest first */
 	unsigned users, peak;
 	weft_load_result *total;
-	double first_s, end_s; /* weft_now_ns seconds the load ran between */
-	bool ran;
+	double since_s, active_s; /* weft_now_ns seconds: users ran since, and in all */
 };
 
 static double wall_minus_mono(void)
@@ -115,9 +114,8 @@ static int batch_start(struct session *s, unsigned conns)
 		free(b);
 		return rc;
 	}
-	if (!s->ran)
-		s->first_s = weft_now_ns() / 1e9;
-	s->ran = true;
+	if (!s->top)
+		s->since_s = weft_now_ns() / 1e9;
 	b->conns = conns;
 	b->prev = s->top;
 	s->top = b;
@@ -136,6 +134,7 @@ static void batches_stop(struct session *s, unsigned keep)
 		weft_load_stop(b->l);
 		users -= b->conns;
 	}
+	bool any = s->top && s->users > keep;
 	weft_shield_begin(); /* a batch's numbers are never left behind */
 	while (s->top && s->users > keep) {
 		struct batch *b = s->top;
@@ -151,8 +150,8 @@ static void batches_stop(struct session *s, unsigned keep)
 		free(b);
 	}
 	weft_shield_end();
-	if (!s->top && s->ran)
-		s->end_s = weft_now_ns() / 1e9;
+	if (any && !s->top)
+		s->active_s += weft_now_ns() / 1e9 - s->since_s; /* the last user stopped */
 }
 
 /* Ctrl-C or a kill: leave the master properly (last counts, "quit"). */
@@ -220,7 +219,7 @@ int locust_run(const weft_load_config *base, double rate_per_user,
 		weft_task_release(sig);
 	}
 	int frc = locust_worker_finish(s.w);
-	total->seconds = s.ran ? s.end_s - s.first_s : 0;
+	total->seconds = s.active_s;
 	*peak_users = s.peak;
 	return rc < 0 ? rc : frc;
 }

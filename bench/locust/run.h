@@ -15,7 +15,7 @@
  * the master's business and ignored), and with rate_per_user > 0 each user
  * sends that many requests/s (open loop, as Locust's constant_throughput).
  * *total gets the merged results of everything that ran, its seconds the
- * time from the first user to the last stop, *peak_users the most users
+ * time users ran (not the gaps between tests), *peak_users the most users
  * it ran at once.
  * Returns 0, -ENOTCONN (no master answered, or the socket failed), or
  * locust_worker_start's / weft_load_create's error.  Task context.
