@@ -213,6 +213,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The rows of the kv and clients sections' data ("rep who test requests rps
+# cpu_us errors"): per (test, who) the runs, errors and samples, in order of
+# appearance (order[], tests[]).
+RUN_ROWS_AWK='
+/^#/ { next }
+{
+	key = $3 SUBSEP $2
+	if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+	if (!($3 in tseen)) { tseen[$3] = 1; tests[++nt] = $3 }
+	runs[key]++
+	errs[key] += $7
+	if ($5 != "-") {
+		vals[key, "rps"] = vals[key, "rps"] " " $5
+		vals[key, "cpu"] = vals[key, "cpu"] " " $6
+	}
+}
+'
+
 # ---------------------------------------------------------------------------
 # The kv section: kv_server (io_uring, epoll) against redis-server.
 # ---------------------------------------------------------------------------
@@ -291,19 +309,7 @@ kv_section() {
 		done
 		rep=$((rep + 1))
 	done
-	awk -F'\t' "$STATS_AWK"'
-	/^#/ { next }
-	{
-		key = $3 SUBSEP $2
-		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-		if (!($3 in tseen)) { tseen[$3] = 1; tests[++nt] = $3 }
-		runs[key]++
-		errs[key] += $7
-		if ($5 != "-") {
-			vals[key, "rps"] = vals[key, "rps"] " " $5
-			vals[key, "cpu"] = vals[key, "cpu"] " " $6
-		}
-	}
+	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK"'
 	END {
 		for (i = 1; i <= nk; i++) {
 			split(order[i], p, SUBSEP)
@@ -638,7 +644,7 @@ clients_section() {
 	mkdir -p "$(dirname "$CL_OUT")" || exit 2
 	{
 		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS"
-		echo "# rep	test	client	requests	rps	client_cpu_us	errors"
+		echo "# rep	client	test	requests	rps	client_cpu_us	errors"
 	} >"$CL_OUT"
 	do_redis=1 do_http=1
 	if [ ! -x "$REDIS" ] || ! command -v redis-benchmark >/dev/null 2>&1; then
@@ -674,10 +680,10 @@ clients_section() {
 					[ -s "$rundir/client.err" ] && sed 's/^/  | /' "$rundir/client.err" >&2
 					if [ -n "$1" ] && [ $# -eq 2 ]; then
 						cpu=$(awk "BEGIN { print $2 * 1e6 / $n }")
-						echo "$rep	redis_$t	$c	$n	$1	$cpu	0" >>"$CL_OUT"
+						echo "$rep	$c	redis_$t	$n	$1	$cpu	0" >>"$CL_OUT"
 						say "clients rep $rep redis $t $c: rps=$1 client_cpu_us=$cpu"
 					else
-						echo "$rep	redis_$t	$c	$n	-	-	1" >>"$CL_OUT"
+						echo "$rep	$c	redis_$t	$n	-	-	1" >>"$CL_OUT"
 						say "clients rep $rep redis $t $c: no measurement"
 					fi
 				done
@@ -690,10 +696,10 @@ clients_section() {
 				set -- $(cl_http "$c")
 				if [ "$1" != - ] && [ "$2" -gt 0 ] 2>/dev/null; then
 					cpu=$(awk "BEGIN { print $3 * 1e6 / $2 }")
-					echo "$rep	http_c$CL_HTTP_CONNS	$c	$2	$1	$cpu	0" >>"$CL_OUT"
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	$2	$1	$cpu	0" >>"$CL_OUT"
 					say "clients rep $rep http $c: rps=$1 client_cpu_us=$cpu"
 				else
-					echo "$rep	http_c$CL_HTTP_CONNS	$c	-	-	-	1" >>"$CL_OUT"
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	-	-	-	1" >>"$CL_OUT"
 					say "clients rep $rep http $c: no measurement"
 				fi
 			done
@@ -701,7 +707,7 @@ clients_section() {
 		fi
 		rep=$((rep + 1))
 	done
-	awk -F'\t' "$STATS_AWK"'
+	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK"'
 	function target(name, unit, w, b, lim, higher,  r, pass) {
 		if (w == "-" || b == "-" || b == 0) {
 			printf "BENCH %s skipped: no numbers or errors\n", name
@@ -713,18 +719,6 @@ clients_section() {
 		printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
 			higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
 		if (pass) ok++; else missed = missed " " name sprintf("(%.2fx)", r)
-	}
-	/^#/ { next }
-	{
-		key = $2 SUBSEP $3
-		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-		if (!($2 in tseen)) { tseen[$2] = 1; tests[++nt] = $2 }
-		runs[key]++
-		errs[key] += $7
-		if ($5 != "-") {
-			vals[key, "rps"] = vals[key, "rps"] " " $5
-			vals[key, "cpu"] = vals[key, "cpu"] " " $6
-		}
 	}
 	END {
 		for (i = 1; i <= nk; i++) {

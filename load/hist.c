@@ -45,12 +45,12 @@ uint64_t weft_hist_slot_lowest(unsigned i)
 
 uint64_t weft_hist_slot_highest(unsigned i)
 {
-	if (i >= WEFT_HIST_SLOTS)
-		i = WEFT_HIST_SLOTS - 1;
+	/* the next slot's lowest, less one; the top slot's width is its bucket's */
 	if (i < 2 * SUB_COUNT)
 		return i;
-	unsigned b = (i >> WEFT_HIST_SUB_BITS) - 1;
-	return weft_hist_slot_lowest(i) + (UINT64_C(1) << b) - 1;
+	if (i >= WEFT_HIST_SLOTS - 1)
+		return WEFT_HIST_TRACK_MAX;
+	return weft_hist_slot_lowest(i + 1) - 1;
 }
 
 int weft_hist_record_n(weft_hist *h, uint64_t v, uint64_t n)

@@ -660,13 +660,7 @@ static void test_driver_stop_from_thread(void **state)
 static void test_driver_refused(void **state)
 {
 	(void)state;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	bind(fd, (struct sockaddr *)&a, sizeof(a));
-	socklen_t len = sizeof(a);
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	close(fd); /* a port with nothing on it */
-	struct server s = { .port = ntohs(a.sin_port) };
+	struct server s = { .port = free_port() };
 	struct drive *d = drive_new(&s);
 	d->cfg.conns = 3;
 	d->cfg.duration_ns = 200 * MS;

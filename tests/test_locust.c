@@ -72,6 +72,17 @@ static long long csv_aggregated(const char *path)
 	return n;
 }
 
+/* Skip loudly without Locust; the locustfile's absolute path into lf. */
+static void need_locust(char lf[PATH_MAX])
+{
+	if (access("/usr/bin/locust", X_OK) != 0) {
+		print_message("SKIP: /usr/bin/locust is missing (apt-get install python3-locust)\n");
+		skip();
+	}
+	if (!realpath("bench/locust/locustfile.py", lf))
+		fail_msg("bench/locust/locustfile.py not found (run from the repository)");
+}
+
 /*
  * A headless master on loopback expecting `n` weft-load workers (n users
  * each, spawned at once, for `runtime`) against examples/http_server; with
@@ -80,13 +91,8 @@ static long long csv_aggregated(const char *path)
  */
 static void locust_session(int n, const char *runtime, bool leave)
 {
-	if (access("/usr/bin/locust", X_OK) != 0) {
-		print_message("SKIP: /usr/bin/locust is missing (apt-get install python3-locust)\n");
-		skip();
-	}
 	char lf[PATH_MAX];
-	if (!realpath("bench/locust/locustfile.py", lf))
-		fail_msg("bench/locust/locustfile.py not found (run from the repository)");
+	need_locust(lf);
 	const char *wl = weft_load_bin();
 	struct server srv;
 	server_start(&srv, "http_server", NULL);
@@ -305,13 +311,8 @@ static void test_segments_merge_hlog(void **state)
  * duration (the time users ran) ends at the master's death. */
 static void test_locust_master_dies(void **state)
 {
-	if (access("/usr/bin/locust", X_OK) != 0) {
-		print_message("SKIP: /usr/bin/locust is missing (apt-get install python3-locust)\n");
-		skip();
-	}
 	char lf[PATH_MAX];
-	if (!realpath("bench/locust/locustfile.py", lf))
-		fail_msg("bench/locust/locustfile.py not found (run from the repository)");
+	need_locust(lf);
 	const char *wl = weft_load_bin();
 	struct server srv;
 	server_start(&srv, "http_server", NULL);

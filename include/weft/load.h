@@ -146,11 +146,12 @@ WEFT_API ssize_t weft_hist_encode(const weft_hist *h, char *buf, size_t cap);
  * HdrHistogram's with lowest discernible value >= 1, any significant
  * digits, integer values) and add its counts to h: each source bucket is
  * recorded at its highest equivalent value, so a histogram of another
- * precision is re-bucketed into this one.  min and max become the decoded
- * range's slot bounds, the sum its slots' midpoints.  Returns the number
- * of values added, -EBADMSG (not base64, a bad cookie, a corrupt stream),
- * -ENOTSUP (a double histogram, a normalizing offset), -EOVERFLOW, -ENOMEM,
- * -EINVAL.  On an error h is unchanged.
+ * precision is re-bucketed into this one (min, max and the mean then come
+ * from those highest equivalent values, the encoding carries no exact
+ * ones).  For merging interval logs: decode each into one histogram.
+ * Returns the number of values added, -EBADMSG (not base64, a bad cookie,
+ * a corrupt stream), -ENOTSUP (a double histogram, a normalizing offset),
+ * -EOVERFLOW, -ENOMEM, -EINVAL.  On an error h is unchanged.
  */
 WEFT_API int64_t weft_hist_decode(weft_hist *h, const char *b64, size_t len);
 
