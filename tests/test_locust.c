@@ -44,17 +44,6 @@ static long long json_requests(const char *s)
 	return r + e - (f > 0 ? f : 0);
 }
 
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	socklen_t len = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* The Aggregated row's Request Count in Locust's PREFIX_stats.csv. */
 static long long csv_aggregated(const char *path)
 {
