@@ -179,6 +179,18 @@ $(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS)
 
+# weft-load alone links ZeroMQ and msgpack (bench/locust/: the Locust
+# worker protocol, docs/load.md), so libweft.a and every other program
+# stay free of them.
+LOCUST_SRC := $(wildcard bench/locust/*.c)
+LOCUST_CFLAGS = $(shell pkg-config --cflags libzmq msgpack)
+LOCUST_LIBS = $(shell pkg-config --libs libzmq msgpack)
+$(B)/bench/weft-load: bench/weft-load.c $(LOCUST_SRC) $(wildcard bench/locust/*.h) \
+		$(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LOCUST_CFLAGS) bench/weft-load.c $(LOCUST_SRC) -o $@ \
+	  $(B)/libweft-internal.a $(LOCUST_LIBS) $(LDLIBS)
+
 $(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka

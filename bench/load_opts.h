@@ -90,6 +90,9 @@ struct load_opts {
 	bool poisson;         /* --poisson: open-loop gaps exponential */
 	double max_lag_s;     /* --max-lag T: drop sends later than this (0: never) */
 	const char *hlog;     /* --hlog FILE: HdrHistogram interval log, 1 s intervals */
+	const char *locust_master; /* --locust-master HOST:PORT: a Locust worker (argv) */
+	unsigned seg_i, seg_n;    /* --segment i/n (0/0: the whole load) */
+	bool conns_given;         /* -c was given */
 	char *send;           /* raw://: --send bytes, escapes decoded (malloc'd) */
 	size_t send_len;
 	char *delim;          /* raw://: --expect-delim bytes (malloc'd), or */
@@ -148,6 +151,12 @@ static inline const char *load_usage(void)
 	       "        --poisson          open loop: exponential gaps (default: constant)\n"
 	       "        --max-lag     <T>  open loop: drop sends later than this (default never)\n"
 	       "        --hlog     <FILE>  write an HdrHistogram interval log (.hlog, 1 s)\n"
+	       "        --segment     <i/n> run part i of n of the connections, rate and -n\n"
+	       "                           (the n parts sum exactly)\n"
+	       "        --locust-master <HOST:PORT>  run as a Locust worker: the master gives\n"
+	       "                           the users (one connection each) and the duration;\n"
+	       "                           --rate is then per user\n"
+	       "        --merge-hlog <OUT> <IN>...  (alone) merge .hlog files into OUT\n"
 	       "    -H, --header      <H>  add a header to each request: \"Name: value\"\n"
 	       "        --timeout     <T>  a request unanswered this long is a timeout error and\n"
 	       "                           its connection is reopened: 2000 (ms), 2s (default 2s)\n"
@@ -455,6 +464,7 @@ enum {
 	LOAD__PIPELINE, LOAD__SIZE, LOAD__TIMEOUT, LOAD__WARMUP, LOAD__JSON, LOAD__PROGRESS,
 	LOAD__NO_PROGRESS, LOAD__LATENCY, LOAD__HEADER, LOAD__HELP, LOAD__COMMAND, LOAD__KEYSPACE,
 	LOAD__SEND, LOAD__DELIM, LOAD__EXPECT_LEN, LOAD__POISSON, LOAD__MAX_LAG, LOAD__HLOG,
+	LOAD__LOCUST, LOAD__SEGMENT,
 };
 
 /* C escapes (\r \n \t \0 \\ \xHH) of v into a malloc'd *out: 0, -1 (bad
@@ -519,6 +529,7 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 			return load__fail(err, errlen, "%s: at most %u connections, got '%s'", name,
 					  LOAD_MAX_CONNS, v);
 		o->conns = (unsigned)n;
+		o->conns_given = true;
 		return 0;
 	case LOAD__REQUESTS:
 		if (load__count(v, false, &n) < 0)
@@ -610,6 +621,26 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 					  name, v);
 		o->max_lag_s = d;
 		return 0;
+	case LOAD__LOCUST:
+		o->locust_master = v;
+		return 0;
+	case LOAD__SEGMENT: {
+		const char *slash = strchr(v, '/');
+		uint64_t a = 0, b = 0;
+		bool ok = slash && slash > v && slash[1];
+		for (const char *c = v; ok && c < slash; c++)
+			ok = load__digit(*c) && load__push_digit(&a, *c) == 0;
+		for (const char *c = slash ? slash + 1 : v; ok && *c; c++)
+			ok = load__digit(*c) && load__push_digit(&b, *c) == 0;
+		if (!ok || a < 1 || b < 1 || a > b || b > LOAD_MAX_CONNS)
+			return load__fail(err, errlen,
+					  "%s: expected i/n with 1 <= i <= n (this process's part "
+					  "of n), got '%s'",
+					  name, v);
+		o->seg_i = (unsigned)a;
+		o->seg_n = (unsigned)b;
+		return 0;
+	}
 	case LOAD__HLOG:
 		if (!*v)
 			return load__fail(err, errlen, "%s: expected a file name", name);
@@ -714,6 +745,8 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 		{ "poisson", 0, false, LOAD__POISSON },
 		{ "max-lag", 0, true, LOAD__MAX_LAG },
 		{ "hlog", 0, true, LOAD__HLOG },
+		{ "locust-master", 0, true, LOAD__LOCUST },
+		{ "segment", 0, true, LOAD__SEGMENT },
 	};
 	const char *url = NULL;
 	bool size_given = false, only_args = false;
@@ -813,6 +846,18 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 	if (o->mode == LOAD_RAW && (!o->send || !o->delim == !o->expect_len))
 		return load__fail(err, errlen,
 				  "raw:// needs --send and one of --expect-delim or --expect-len");
+	if (o->locust_master) {
+		const char *what = o->conns_given ? "-c" : o->duration_given ? "-d"
+			: o->requests ? "-n" : o->warmup_s > 0 ? "--warmup" : o->hlog ? "--hlog"
+			: o->seg_n ? "--segment" : NULL;
+		if (what)
+			return load__fail(err, errlen,
+					  "%s does not go with --locust-master: the master gives the "
+					  "users and the duration (and has the statistics)",
+					  what);
+		if (o->rate > 0 && o->rate < 0.001)
+			return load__fail(err, errlen, "--rate per user must be at least 0.001");
+	}
 	if (o->requests && !o->duration_given)
 		o->duration_s = LOAD_MAX_DURATION_S;
 	return 0;

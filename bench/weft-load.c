@@ -21,7 +21,10 @@
 #include "proto_http.h"
 #include "proto_kv.h"
 #include "proto_raw.h"
+#include "load_cluster.h"
+#include "locust/run.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +196,41 @@ static void on_interval(void *arg, const weft_load_interval *iv)
 				 (double)(iv->end_ns - iv->start_ns) / 1e9, iv->hist);
 }
 
+/* --locust-master: the master's users and duration; the report covers
+ * everything the worker ran. */
+static void *locust_main(struct app *a, const weft_load_config *cfg)
+{
+	struct load_opts *o = &a->o;
+	char method[16] = "GET";
+	if (o->mode != LOAD_HTTP) {
+		const char *pn = o->mode == LOAD_TCP ? "echo" : a->proto->name;
+		size_t k = 0;
+		for (; pn[k] && k < sizeof(method) - 1; k++)
+			method[k] = (char)toupper((unsigned char)pn[k]);
+		method[k] = '\0';
+	}
+	struct locust_config lc = {
+		.master = o->locust_master,
+		.name = o->mode == LOAD_HTTP ? o->path : o->url,
+		.method = method,
+		.failed_what = o->mode == LOAD_HTTP ? "HTTP status not 2xx" : "error answer",
+		.log = stderr,
+	};
+	unsigned peak = 0;
+	int rc = locust_run(cfg, o->rate, &lc, a->res, &peak);
+	if (rc < 0) {
+		fprintf(stderr, "weft-load: as a Locust worker of %s: %s\n", o->locust_master,
+			weft_strerror(rc));
+		return (void *)1;
+	}
+	o->conns = peak;
+	if (o->json)
+		report_json(a, a->res);
+	else
+		report_text(a, a->res);
+	return NULL;
+}
+
 static void *main_task(void *arg)
 {
 	struct app *a = arg;
@@ -220,6 +258,8 @@ static void *main_task(void *arg)
 	cfg.timeout_ns = o->timeout_ms * 1000000ull;
 	cfg.connect_timeout_ns = cfg.timeout_ns;
 	cfg.progress = o->progress;
+	if (o->locust_master)
+		return locust_main(a, &cfg);
 	if (a->hlog) {
 		cfg.interval_ns = 1000000000ull;
 		cfg.on_interval = on_interval;
@@ -257,7 +297,23 @@ int main(int argc, char **argv)
 		goto out;
 	a->res = res;
 	char err[256];
+	if (argc > 1 && strcmp(argv[1], "--merge-hlog") == 0) {
+		free(a);
+		free(res);
+		if (argc < 4) {
+			fprintf(stderr, "weft-load: --merge-hlog OUT IN...: an output and at least "
+					"one input\n");
+			return 2;
+		}
+		if (load_hlog_merge(argv[2], argv + 3, argc - 3, stdout, err, sizeof(err)) < 0) {
+			fprintf(stderr, "weft-load: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	int p = load_opts_parse(argc, argv, &a->o, err, sizeof(err));
+	if (p == 0 && a->o.seg_n)
+		p = load_segment_apply(&a->o, a->o.seg_i, a->o.seg_n, err, sizeof(err));
 	if (p == 1) {
 		fputs(load_usage(), stdout);
 		status = 0;

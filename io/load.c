@@ -89,6 +89,20 @@ uint64_t weft_load_errors(const weft_load_counts *c)
 		 : 0;
 }
 
+static void counts_add(weft_load_counts *d, const weft_load_counts *s);
+
+void weft_load_counts_add(weft_load_counts *dst, const weft_load_counts *src)
+{
+	if (!dst || !src)
+		return;
+	uint64_t sent = dst->sent + src->sent;
+	double mean = sent ? (dst->lag_mean_ns * (double)dst->sent +
+			      src->lag_mean_ns * (double)src->sent) / (double)sent
+			   : 0;
+	counts_add(dst, src);
+	dst->lag_mean_ns = mean;
+}
+
 int weft_load_create(weft_load **out, const weft_load_config *cfg)
 {
 	if (!out || !cfg || !cfg->addr || !cfg->proto || !cfg->proto->write ||

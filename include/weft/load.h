@@ -308,6 +308,11 @@ typedef struct weft_load_counts {
 /* connect + read + timeouts + parse errors + failed answers. */
 WEFT_API uint64_t weft_load_errors(const weft_load_counts *c);
 
+/* Add src's counts to dst, as for two runs side by side: sums, the larger
+ * lag_max_ns, lag_mean_ns weighted by the sends.  NULL is a no-op.  Any
+ * thread; one writer of dst at a time. */
+WEFT_API void weft_load_counts_add(weft_load_counts *dst, const weft_load_counts *src);
+
 /* What the interval callback gets: the window [start_ns, end_ns) (weft_now_ns
  * times; the first starts when measuring starts), the merged histogram and
  * the counts of that window only. */
