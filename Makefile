@@ -181,7 +181,10 @@ $(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
 
 $(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -I. $< -o $@ $(TEST_LDFLAGS) $(B)/libweft-internal.a $(LDLIBS) -lcmocka
+# stall reports name the test's functions: backtrace_symbols needs them
+# in the dynamic symbol table
+$(B)/tests/test_observe: TEST_LDFLAGS := -rdynamic
 
 deps:
 	@sh tools/deps.sh

@@ -471,6 +471,7 @@ int weft__ep_run(weft__op *op)
 	int r = run_op(op);
 	weft_loop *l = weft__loop_self();
 	WEFT_STAT_ADD(l, ops, 1);
+	WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	if (!op->cqe_flags)
 		weft__budget_spend(op->task);
 	return r;
@@ -519,6 +520,7 @@ static void cb_final(weft_loop *l, weft__op *op, int res)
 	op->done = true;
 	l->inflight--;
 	WEFT_STAT_ADD(l, ops, 1);
+	WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	op->cb(l, op, res, 0);
 }
 

@@ -336,3 +336,16 @@ int weft_offload(weft_fn fn, void *arg, void **result)
 {
 	return weft_offload_ex(fn, arg, NULL, result);
 }
+
+void weft__pool_depth(weft_runtime *rt, uint64_t *threads, uint64_t *idle, uint64_t *queued)
+{
+	weft__pool *p = rt->pool;
+	*threads = *idle = *queued = 0;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	*threads = p->live;
+	*idle = p->idle;
+	*queued = p->queued;
+	pthread_mutex_unlock(&p->mu);
+}
