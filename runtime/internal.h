@@ -250,7 +250,8 @@ typedef struct weft__obs {
 	uint64_t wakes_cross;    /* sent to another loop's task */
 	uint64_t wakes_remote;   /* received from other loops and threads */
 	uint64_t spins;          /* idle spells (spin, then perhaps park) */
-	uint64_t idle_ns;        /* time in those spells */
+	uint64_t idle_ns;        /* time in those spells, once ended */
+	uint64_t idle_since;     /* start of the current spell, 0: none */
 	uint64_t timers_armed;
 	uint64_t subs[WEFT_OBS_NOPS];  /* operations started, by opcode */
 	uint64_t comps[WEFT_OBS_NOPS]; /* operations ended, by opcode */
@@ -284,9 +285,11 @@ typedef struct weft__stall {
 
 #ifdef WEFT_NO_OBSERVE
 #define WEFT_OBS_ADD(l, field, n) ((void)(l), (void)(n))
+#define WEFT_OBS_SET(l, field, v) ((void)(l), (void)(v))
 #else
 #define WEFT_OBS_ADD(l, field, n) \
 	__atomic_store_n(&(l)->obs.field, (l)->obs.field + (n), __ATOMIC_RELAXED)
+#define WEFT_OBS_SET(l, field, v) __atomic_store_n(&(l)->obs.field, (v), __ATOMIC_RELAXED)
 #endif
 
 /* ---- one event loop ---- */

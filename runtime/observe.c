@@ -490,6 +490,14 @@ static void histogram(mw *w, const char *name, unsigned loop, const uint64_t *co
 	put(w, "%s_count{loop=\"%u\"} %llu\n", name, loop, (unsigned long long)cum);
 }
 
+/* Idle time so far, the current spell included (a loop asleep for an
+ * hour has been idle for that hour before it wakes up). */
+static uint64_t idle_ns(weft_loop *l, uint64_t now)
+{
+	uint64_t since = rd(&l->obs.idle_since), done = rd(&l->obs.idle_ns);
+	return done + (since && now > since ? now - since : 0);
+}
+
 static void write_loops(mw *w, weft_runtime *rt, uint64_t now)
 {
 	family(w, "weft_loop_busy_seconds_total", "counter",
@@ -498,7 +506,7 @@ static void write_loops(mw *w, weft_runtime *rt, uint64_t now)
 	for (unsigned i = 0; i < rt->nloops; i++) {
 		char lb[32];
 		snprintf(lb, sizeof(lb), "loop=\"%u\"", i);
-		uint64_t idle = rd(&rt->loops[i]->obs.idle_ns);
+		uint64_t idle = idle_ns(rt->loops[i], now);
 		seconds(w, "weft_loop_busy_seconds_total", lb, up > idle ? up - idle : 0);
 	}
 	family(w, "weft_loop_idle_seconds_total", "counter",
@@ -506,7 +514,7 @@ static void write_loops(mw *w, weft_runtime *rt, uint64_t now)
 	for (unsigned i = 0; i < rt->nloops; i++) {
 		char lb[32];
 		snprintf(lb, sizeof(lb), "loop=\"%u\"", i);
-		seconds(w, "weft_loop_idle_seconds_total", lb, rd(&rt->loops[i]->obs.idle_ns));
+		seconds(w, "weft_loop_idle_seconds_total", lb, idle_ns(rt->loops[i], now));
 	}
 	LOOP_COUNTER(w, rt, "weft_scheduler_passes_total",
 		     "Rounds of the loop's scheduler (maintenance, then the next task).",

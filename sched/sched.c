@@ -669,6 +669,7 @@ static weft_task *idle(weft_loop *l)
 	uint64_t until = weft__deadline_add(start, spin_ns); /* saturating */
 	unsigned round = 0;
 	WEFT_OBS_ADD(l, spins, 1);
+	WEFT_OBS_SET(l, idle_since, start);
 	do {
 		for (int i = 0; i < 32; i++)
 			weft__cpu_relax();
@@ -677,6 +678,7 @@ static weft_task *idle(weft_loop *l)
 		/* Idle time as of the last clock read: no read of its own. */
 		if (t || atomic_load_explicit(&rt->stop, memory_order_acquire)) {
 			WEFT_OBS_ADD(l, idle_ns, now - start);
+			WEFT_OBS_SET(l, idle_since, 0);
 			return t;
 		}
 	} while ((now = weft_now_ns()) < until);
@@ -684,6 +686,7 @@ static weft_task *idle(weft_loop *l)
 #ifndef WEFT_NO_OBSERVE
 	WEFT_OBS_ADD(l, idle_ns, weft_now_ns() - start); /* after a sleep: one read */
 #endif
+	WEFT_OBS_SET(l, idle_since, 0);
 	maintenance(l);
 	return find_work(l);
 }
