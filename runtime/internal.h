@@ -157,6 +157,8 @@ struct weft_task {
 	struct weft_task *next;       /* run-queue / inject / remote link */
 	weft_loop *loop;              /* loop it last ran on (home while parked) */
 	weft_loop *owner;             /* loop whose registry holds it */
+	uint64_t woken_at;            /* a sampled wake: when (ns), else 0;
+					 beside the fields every run writes */
 	struct weft_task *reg_prev, *reg_next;
 	struct weft_runtime *rt;
 	weft_fn fn;
@@ -182,7 +184,6 @@ struct weft_task {
 	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
 	const void *wait_obj;
 	uint64_t wait_until;          /* WEFT_WAIT_SLEEP: deadline (ns) */
-	uint64_t woken_at;            /* a sampled wake: when (ns), else 0 */
 	char name[32];
 };
 
