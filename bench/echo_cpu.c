@@ -45,14 +45,6 @@ static void *client_main(void *arg)
 	return NULL;
 }
 
-static uint64_t process_cpu_ns(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (uint64_t)ru.ru_utime.tv_sec * 1000000000u + (uint64_t)ru.ru_utime.tv_usec * 1000u +
-	       (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
-}
-
 /* One measurement: ns of server CPU per round trip. */
 static double one_rep(void *arg)
 {
@@ -61,7 +53,7 @@ static double one_rep(void *arg)
 	bench_tcp_pair(sv);
 	struct client c = {.fd = sv[1], .n = rounds};
 	pthread_t th;
-	uint64_t p0 = process_cpu_ns();
+	uint64_t p0 = bench_process_cpu_ns();
 	if (pthread_create(&th, NULL, client_main, &c) != 0)
 		BENCH_FAIL("pthread_create");
 	char buf[MSG * 4];
@@ -73,7 +65,7 @@ static double one_rep(void *arg)
 		BENCH_CHECK((int)weft_send_all(sv[0], buf, (size_t)r, 0, NULL));
 	}
 	pthread_join(th, NULL);
-	uint64_t p1 = process_cpu_ns();
+	uint64_t p1 = bench_process_cpu_ns();
 	close(sv[0]);
 	close(sv[1]);
 	return (double)(p1 - p0 - c.cpu_ns) / (double)rounds;

@@ -268,6 +268,7 @@ typedef struct weft__stall {
 	/* the watchdog's own */
 	uint32_t seen_tick;      /* l->tick when it last looked */
 	uint64_t seen_at;        /* when that tick was first seen */
+	uint64_t seen_cpu;       /* the loop thread's CPU time then */
 	bool episode;            /* this tick's stall is counted already */
 	uint64_t last_report;    /* when a report was last printed */
 	uint64_t suppressed;     /* reports rate-limited since then */
@@ -365,6 +366,7 @@ struct weft_loop {
 	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;
 	pid_t tid;               /* its thread's id, for the watchdog */
+	clockid_t cpu_clock;     /* its thread's CPU-time clock */
 	weft_loop_stats st;      /* written by the owner, read racily */
 	weft__obs obs;           /* the metrics' counters (owner-written) */
 	weft__stall stall;       /* the watchdog's (runtime/observe.c) */
@@ -638,6 +640,8 @@ WEFT_HIDDEN weft_loop *weft__cpu_unpin_begin(void);
 WEFT_HIDDEN void weft__cpu_unpin_end(weft_loop *l);
 
 /* ---- runtime/offload.c ---- */
+/* A condition variable whose timed waits take CLOCK_MONOTONIC times. */
+WEFT_HIDDEN void weft__cond_init_monotonic(pthread_cond_t *cv);
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_stop(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_destroy(weft_runtime *rt);

@@ -128,6 +128,17 @@ static void sig_setup(void)
 void weft__observe_loop_init(weft_loop *l)
 {
 	l->tid = gettid();
+	if (pthread_getcpuclockid(pthread_self(), &l->cpu_clock) != 0)
+		l->cpu_clock = CLOCK_MONOTONIC; /* then every stall counts */
+}
+
+/* CPU time of loop l's thread (0 once it has exited). */
+static uint64_t loop_cpu_ns(const weft_loop *l)
+{
+	struct timespec ts;
+	if (clock_gettime(l->cpu_clock, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -297,9 +308,16 @@ static void watch(weft_runtime *rt, weft_loop *l, uint64_t now, uint64_t thresho
 		s->episode = false;
 		s->seen_tick = tick;
 		s->seen_at = now;
+		s->seen_cpu = busy ? loop_cpu_ns(l) : 0;
 		return;
 	}
 	if (s->episode || now - s->seen_at < threshold)
+		return;
+	/* A thread that wants to run but is not given a CPU (an overloaded
+	 * machine) holds its loop through no fault of the task's: that is a
+	 * stall only once the task has had half the threshold of CPU.  A
+	 * thread asleep in the kernel is blocked by its task: a stall. */
+	if (loop_cpu_ns(l) - s->seen_cpu < threshold / 2 && thread_state(l->tid) == 'R')
 		return;
 	s->episode = true;
 	__atomic_store_n(&s->stalls, s->stalls + 1, __ATOMIC_RELAXED);
@@ -351,11 +369,7 @@ int weft__watchdog_start(weft_runtime *rt)
 	w->threshold = th;
 	w->period = th / 2 ? th / 2 : 1;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	weft__cond_init_monotonic(&w->cv);
 	rt->watchdog = w;
 	/* Its thread blocks every signal: a program's signals go elsewhere. */
 	sigset_t all, old;
@@ -492,6 +506,21 @@ static void histogram(mw *w, const char *name, unsigned loop, const uint64_t *co
 	put(w, "%s_count{loop=\"%u\"} %llu\n", name, loop, (unsigned long long)cum);
 }
 
+/* A wake counter per loop in two kinds: "local" (a loop waking its own
+ * task: sent and received at once) and the other, at byte offset `off`. */
+static void wake_kinds(mw *w, weft_runtime *rt, const char *name, const char *help,
+		       const char *kind, size_t off)
+{
+	family(w, name, "counter", help);
+	for (unsigned i = 0; i < rt->nloops; i++) {
+		weft_loop *l = rt->loops[i];
+		put(w, "%s{loop=\"%u\",kind=\"local\"} %llu\n", name, i,
+		    (unsigned long long)rd(&l->obs.wakes_local));
+		put(w, "%s{loop=\"%u\",kind=\"%s\"} %llu\n", name, i, kind,
+		    (unsigned long long)rd((const uint64_t *)((const char *)l + off)));
+	}
+}
+
 /* Idle time so far, the current spell included (a loop asleep for an
  * hour has been idle for that hour before it wakes up). */
 static uint64_t idle_ns(weft_loop *l, uint64_t now)
@@ -529,28 +558,16 @@ static void write_loops(mw *w, weft_runtime *rt, uint64_t now)
 		     st.steals);
 	LOOP_COUNTER(w, rt, "weft_tasks_stolen_total", "Tasks taken by those steals.",
 		     st.tasks_stolen);
-	family(w, "weft_wakes_sent_total", "counter",
-	       "Tasks made runnable, by where the waker ran: on the task's own loop, on "
-	       "another loop, or on a foreign thread.");
-	for (unsigned i = 0; i < rt->nloops; i++) {
-		weft_loop *l = rt->loops[i];
-		put(w, "weft_wakes_sent_total{loop=\"%u\",kind=\"local\"} %llu\n", i,
-		    (unsigned long long)rd(&l->obs.wakes_local));
-		put(w, "weft_wakes_sent_total{loop=\"%u\",kind=\"cross_loop\"} %llu\n", i,
-		    (unsigned long long)rd(&l->obs.wakes_cross));
-	}
+	wake_kinds(w, rt, "weft_wakes_sent_total",
+		   "Tasks made runnable, by where the waker ran: on the task's own loop, on "
+		   "another loop, or on a foreign thread.",
+		   "cross_loop", offsetof(weft_loop, obs.wakes_cross));
 	put(w, "weft_wakes_sent_total{loop=\"foreign\",kind=\"foreign\"} %llu\n",
 	    (unsigned long long)atomic_load_explicit(&rt->wakes_foreign, memory_order_relaxed));
-	family(w, "weft_wakes_received_total", "counter",
-	       "Tasks made runnable on the loop: by itself, or sent by other loops and "
-	       "foreign threads.");
-	for (unsigned i = 0; i < rt->nloops; i++) {
-		weft_loop *l = rt->loops[i];
-		put(w, "weft_wakes_received_total{loop=\"%u\",kind=\"local\"} %llu\n", i,
-		    (unsigned long long)rd(&l->obs.wakes_local));
-		put(w, "weft_wakes_received_total{loop=\"%u\",kind=\"remote\"} %llu\n", i,
-		    (unsigned long long)rd(&l->obs.wakes_remote));
-	}
+	wake_kinds(w, rt, "weft_wakes_received_total",
+		   "Tasks made runnable on the loop: by itself, or sent by other loops and "
+		   "foreign threads.",
+		   "remote", offsetof(weft_loop, obs.wakes_remote));
 	LOOP_COUNTER(w, rt, "weft_loop_wakeups_sent_total",
 		     "Sleeping loops woken by this one (MSG_RING or eventfd).", st.wakeups_sent);
 	LOOP_COUNTER(w, rt, "weft_spins_total",

@@ -201,6 +201,15 @@ static int submit(weft__pool *p, weft__job *j)
 	return 0;
 }
 
+void weft__cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int weft__pool_create(weft_runtime *rt)
 {
 	weft__pool *p = calloc(1, sizeof(*p));
@@ -217,11 +226,7 @@ int weft__pool_create(weft_runtime *rt)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->work_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	weft__cond_init_monotonic(&p->work_cv);
 	pthread_cond_init(&p->exit_cv, NULL);
 	rt->pool = p;
 	return 0;

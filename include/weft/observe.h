@@ -9,7 +9,10 @@
  * the threshold (it has not come back to its scheduler) gets one report:
  * the loop, the task's name and id, how long so far, and a native
  * backtrace of the task taken on the loop's own thread (SIGURG, whose
- * default is to be ignored, delivered to that thread only).  Reports are
+ * default is to be ignored, delivered to that thread only).  A loop
+ * thread the machine gives no CPU is not blamed on its task: a stall needs
+ * half the threshold of CPU time, or the thread asleep in a system call
+ * (then the report names the call).  Reports are
  * rate-limited per loop (weft_runtime_config.stall_report_interval_ns);
  * those left out are counted in the next one.  Loops waiting for work
  * are never reported.  The configuration fields live in
@@ -77,13 +80,16 @@ WEFT_API int weft_metrics_write(weft_runtime *rt, char *buf, size_t cap);
 /*
  * Serve the current runtime's metrics over HTTP/1.1 on `addr` ("ip:port",
  * IPv4 or "[ipv6]:port"; port 0 picks a free one): a task that listens
- * there and answers GET /metrics (and GET /) with weft_metrics_write's
- * text, each connection in a task of its own.  *out (non-NULL) receives
- * the serving task, owned by the caller: cancel it to stop serving, then
- * join and release it.  If `port` is non-NULL it gets the port listened
- * on.  Returns 0 once it listens, -EINVAL (bad address), -EPERM (not a
- * task), the listen's error (-EADDRINUSE, ...), -ENOMEM, -ESHUTDOWN.
- * Suspension point.
+ * there and answers GET (or HEAD) /metrics and / with weft_metrics_write's
+ * text, one connection after another (a scrape is one short request; each
+ * answer has 5 s at most, so a stalled client cannot hold the endpoint).
+ * *out (non-NULL) receives the serving task, owned by the caller: cancel
+ * it to stop serving, then join and release it (the listening socket is
+ * closed by then).  If `port` is non-NULL it gets the port listened on.
+ * Returns 0 once it listens, -EINVAL (bad address, out NULL), -EPERM
+ * (not called from a task of a runtime), the listen's error
+ * (-EADDRINUSE, ...), -ENOMEM, -ESHUTDOWN.  Call from a task; it does not
+ * suspend.
  */
 WEFT_API int weft_metrics_serve(const char *addr, weft_task **out, uint16_t *port);
 
