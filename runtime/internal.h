@@ -367,6 +367,7 @@ struct weft_loop {
 	pthread_t thread;
 	pid_t tid;               /* its thread's id, for the watchdog */
 	clockid_t cpu_clock;     /* its thread's CPU-time clock */
+	void *altstack;          /* the signal stack weft gave its thread */
 	weft_loop_stats st;      /* written by the owner, read racily */
 	weft__obs obs;           /* the metrics' counters (owner-written) */
 	weft__stall stall;       /* the watchdog's (runtime/observe.c) */
@@ -656,8 +657,9 @@ WEFT_HIDDEN void weft__pool_depth(weft_runtime *rt, uint64_t *threads, uint64_t 
  * are joined. */
 WEFT_HIDDEN int weft__watchdog_start(weft_runtime *rt);
 WEFT_HIDDEN void weft__watchdog_stop(weft_runtime *rt);
-/* On loop l's thread, before it runs tasks. */
+/* On loop l's thread, before it runs tasks, and as it ends. */
 WEFT_HIDDEN void weft__observe_loop_init(weft_loop *l);
+WEFT_HIDDEN void weft__observe_loop_exit(weft_loop *l);
 /* A wake-to-run delay (ns) into the running loop's histogram. */
 WEFT_HIDDEN void weft__obs_wake_delay(weft_loop *l, uint64_t ns);
 

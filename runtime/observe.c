@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -120,16 +121,45 @@ static void sig_setup(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = stall_handler;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	sig_ok = sigaction(STALL_SIG, &sa, NULL) == 0;
 }
 
+#define ALTSTACK_SIZE (64 * 1024)
+
+/* The handler runs on a signal stack, not on the stalled task's, which
+ * may be small and nearly full: a kernel signal frame and the unwinder
+ * take several KiB.  A thread that has one already (ASan gives each
+ * thread its own) keeps it. */
 void weft__observe_loop_init(weft_loop *l)
 {
 	l->tid = gettid();
 	if (pthread_getcpuclockid(pthread_self(), &l->cpu_clock) != 0)
 		l->cpu_clock = CLOCK_MONOTONIC; /* then every stall counts */
+	stack_t cur;
+	if (!OBSERVE_ON || sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
+		return;
+	void *p = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return; /* the handler runs on the task's stack */
+	stack_t ss = {.ss_sp = p, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+	if (sigaltstack(&ss, NULL) != 0) {
+		munmap(p, ALTSTACK_SIZE);
+		return;
+	}
+	l->altstack = p;
+}
+
+void weft__observe_loop_exit(weft_loop *l)
+{
+	if (!l->altstack)
+		return;
+	stack_t off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+	sigaltstack(&off, NULL);
+	munmap(l->altstack, ALTSTACK_SIZE);
+	l->altstack = NULL;
 }
 
 /* CPU time of loop l's thread (0 once it has exited). */

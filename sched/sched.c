@@ -746,6 +746,7 @@ void *weft__loop_main(void *arg)
 	reap_finished(l);
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
+	weft__observe_loop_exit(l);
 	weft__stackpool_drain(rt, &l->stacks);
 	weft__objcache_drain(&l->task_cache);
 	weft__objcache_drain(&l->future_cache);

@@ -222,8 +222,10 @@ static void test_stall_rate_limit(void **state)
 	weft_runtime_config cfg;
 	stall_cfg(&cfg, &s);
 	cfg.loops = 1;
-	cfg.stall_report_interval_ns = 1500 * MS;
-	job j = {.spin_ms = 300, .rounds = 3, .gap_ms = 30, .wait_ms = 1500, .after_ms = 150};
+	/* Three stalls of 200 ms of CPU take 0.7 s on a quiet machine, and
+	 * well under the interval on a loaded one; the fourth comes after it. */
+	cfg.stall_report_interval_ns = 3000 * MS;
+	job j = {.spin_ms = 200, .rounds = 3, .gap_ms = 30, .wait_ms = 3000, .after_ms = 150};
 	void *ok = NULL;
 	assert_int_equal(weft_run(&cfg, metrics_of_self, &j, &ok), 0);
 	assert_non_null(ok);
