@@ -295,6 +295,57 @@ static void test_stall_idle_and_blocked(void **state)
 	assert_int_equal(s.nframes, 0);
 }
 
+/* A task on the smallest stack, nearly full when the signal comes: the
+ * handler runs on the loop's signal stack, so the report still comes and
+ * the task survives. */
+__attribute__((noinline)) static void deep_spin(uint64_t ms)
+{
+	volatile char fill[13 * 1024];
+	fill[0] = fill[sizeof(fill) - 1] = 1;
+	spin_busy(ms);
+	__asm__ volatile("" ::"r"(fill) : "memory");
+}
+
+static void *deep_spinner(void *arg)
+{
+	deep_spin(U(arg));
+	return P(1);
+}
+
+static void *small_stack_main(void *arg)
+{
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.stack_size = 16 * 1024;
+	tc.name = "small";
+	weft_task *t;
+	void *r = NULL;
+	if (weft_task_spawn_ex(&t, &tc, deep_spinner, P(300)) < 0)
+		return NULL;
+	weft_task_join(t, &r);
+	weft_task_release(t);
+	weft_sleep_ms(100);
+	*(void **)arg = r;
+	return NULL;
+}
+
+static void test_stall_small_stack(void **state)
+{
+	(void)state;
+	seen s;
+	seen_init(&s);
+	weft_runtime_config cfg;
+	stall_cfg(&cfg, &s);
+	cfg.loops = 1;
+	void *r = NULL;
+	run_cfg(&cfg, small_stack_main, &r);
+	assert_non_null(r); /* the task finished */
+	assert_int_equal(s.reports, 1);
+	assert_string_equal(s.name, "small");
+	assert_true(s.nframes > 0);
+	assert_int_equal(s.with_spin_busy, 1);
+}
+
 /* ---- metrics ---- */
 
 static void *busy_work(void *arg)
@@ -476,6 +527,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_stall_rate_limit, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_stall_zero_disables, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_stall_idle_and_blocked, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_stall_small_stack, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_metrics_text, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_metrics_promtool, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_metrics_prometheus_scrape, setup, teardown),
