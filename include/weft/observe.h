@@ -61,8 +61,9 @@ typedef void (*weft_stall_fn)(const weft_stall_report *r, void *arg);
 
 /* The default printer: what weft writes to stderr for a stall, one
  * write(2) for the heading and backtrace_symbols_fd(3) for the frames
- * (function names of a program's static functions need -rdynamic).  A
- * stall_fn may call it to print as well. */
+ * (a program's function names show with -rdynamic; static functions
+ * never do).  A stall_fn may call it to print as well.  Any thread; does
+ * nothing with r NULL. */
 WEFT_API void weft_stall_report_print(const weft_stall_report *r);
 
 /*
