@@ -841,6 +841,7 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/server.h" /* serve a listener: a task per connection */
 #include "weft/fs.h"    /* files (aiofiles) */
 #include "weft/process.h" /* signals and subprocesses */
+#include "weft/load.h"  /* load generators: histogram, pacer, run driver */
 #include "weft/observe.h" /* stall reports, Prometheus metrics */
 
 #endif /* WEFT_H */
