@@ -190,10 +190,31 @@ $(B)/bench/weft-load: bench/weft-load.c $(LOCUST_SRC) $(wildcard bench/locust/*.
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LOCUST_CFLAGS) bench/weft-load.c $(LOCUST_SRC) -o $@ \
 	  $(B)/libweft-internal.a $(LOCUST_LIBS) $(LDLIBS)
+# The overhead benchmark's baseline (bench/observe.c): the library without
+# the stall detector and the metrics counters (-DWEFT_NO_OBSERVE), and the
+# benchmarks it compares built against it, in $(B)/bench/off/.
+NOOBS_OBJ := $(patsubst $(O)/obj/%,$(O)/obj-noobs/%,$(LIB_OBJ))
+OBSERVE_PAIRS := yield spawn pingpong echo_cpu
+$(O)/obj-noobs/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBCFLAGS) -DWEFT_NO_OBSERVE -c $< -o $@
+$(O)/obj-noobs/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
+$(B)/libweft-internal-noobs.a: $(NOOBS_OBJ)
+	rm -f $@ && ar rcs $@ $(NOOBS_OBJ)
+$(B)/bench/off/%: bench/%.c $(B)/libweft-internal-noobs.a $(HDRS) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal-noobs.a $(LDLIBS)
+$(B)/bench/observe: $(addprefix $(B)/bench/off/,$(OBSERVE_PAIRS)) \
+	$(addprefix $(B)/bench/,$(OBSERVE_PAIRS))
 
 $(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -I. $< -o $@ $(TEST_LDFLAGS) $(B)/libweft-internal.a $(LDLIBS) -lcmocka
+# stall reports name the test's functions: backtrace_symbols needs them
+# in the dynamic symbol table
+$(B)/tests/test_observe: TEST_LDFLAGS := -rdynamic
 
 deps:
 	@sh tools/deps.sh

@@ -92,13 +92,25 @@ static inline double bench_median_range(const double *v, int n, double *lo, doub
 	return bench_median(v, n);
 }
 
-/* CPU time (user + system) of the calling thread, ns. */
-static inline uint64_t bench_thread_cpu_ns(void)
+/* CPU time (user + system), ns, of RUSAGE_THREAD or RUSAGE_SELF. */
+static inline uint64_t bench__cpu_ns(int who)
 {
 	struct rusage ru;
-	getrusage(RUSAGE_THREAD, &ru);
+	getrusage(who, &ru);
 	return (uint64_t)ru.ru_utime.tv_sec * 1000000000u + (uint64_t)ru.ru_utime.tv_usec * 1000u +
 	       (uint64_t)ru.ru_stime.tv_sec * 1000000000u + (uint64_t)ru.ru_stime.tv_usec * 1000u;
+}
+
+/* CPU time of the calling thread, ns. */
+static inline uint64_t bench_thread_cpu_ns(void)
+{
+	return bench__cpu_ns(RUSAGE_THREAD);
+}
+
+/* CPU time of the whole process, ns. */
+static inline uint64_t bench_process_cpu_ns(void)
+{
+	return bench__cpu_ns(RUSAGE_SELF);
 }
 
 /* Print the repeats of one measurement to stderr (diagnostics). */

@@ -50,14 +50,6 @@ struct peer {
 	uint64_t cpu_ns;
 };
 
-static uint64_t process_cpu_ns(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (uint64_t)ru.ru_utime.tv_sec * 1000000000ull + (uint64_t)ru.ru_utime.tv_usec * 1000 +
-	       (uint64_t)ru.ru_stime.tv_sec * 1000000000ull + (uint64_t)ru.ru_stime.tv_usec * 1000;
-}
-
 static int threads_now(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -190,7 +182,7 @@ static struct result measure(int way, int load)
 	bench_tcp_pair(sb); /* relay sb[0] -> server sb[1] */
 	struct peer c = { sa[1], load, 0 }, s = { sb[1], load, 0 };
 	pthread_t tc, ts;
-	uint64_t p0 = process_cpu_ns();
+	uint64_t p0 = bench_process_cpu_ns();
 	if (pthread_create(&ts, NULL, server, &s) || pthread_create(&tc, NULL, client, &c))
 		BENCH_FAIL("pthread_create");
 	relay(way, sa[0], sb[0]);
@@ -198,7 +190,7 @@ static struct result measure(int way, int load)
 	pthread_join(ts, NULL);
 	struct result r;
 	r.threads = threads_now();
-	double relay_ns = (double)(process_cpu_ns() - p0) - (double)c.cpu_ns - (double)s.cpu_ns;
+	double relay_ns = (double)(bench_process_cpu_ns() - p0) - (double)c.cpu_ns - (double)s.cpu_ns;
 	r.cpu = load == L_BULK ? relay_ns / 1e6 / (BULK >> 20) : relay_ns / 1e3 / rounds;
 	for (int i = 0; i < 2; i++) {
 		close(sa[i]);

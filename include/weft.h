@@ -121,6 +121,8 @@ enum {
 	WEFT_RING_MODE_PLAIN = 2, /* no task-run flags */
 };
 
+struct weft_stall_report; /* weft/observe.h */
+
 typedef struct weft_runtime_config {
 	unsigned loops;          /* event loops (threads); 0 = weft_cpu_count()
 				    (at most 1024) */
@@ -150,6 +152,18 @@ typedef struct weft_runtime_config {
 	bool backend_quiet;      /* AUTO falls back to epoll without the
 				    line on stderr (the reason stays in
 				    weft_runtime_stats) */
+	/* Stall detector (weft/observe.h, docs/observability.md). */
+	uint64_t stall_threshold_ns; /* report a loop that runs one task this
+					long without switching (100 ms); 0
+					or WEFT_FOREVER: no detector (not a
+					timeout: 0 does not mean "at once") */
+	uint64_t stall_report_interval_ns; /* at least this long between two
+					      reports of one loop (15 s: 4 a
+					      minute); stalls in between are
+					      counted in the next report */
+	void (*stall_fn)(const struct weft_stall_report *r, void *arg);
+				 /* NULL: weft_stall_report_print to stderr */
+	void *stall_arg;         /* passed to stall_fn */
 	unsigned reserved[12];   /* must be zero */
 } weft_runtime_config;
 
@@ -829,5 +843,6 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/fs.h"    /* files (aiofiles) */
 #include "weft/process.h" /* signals and subprocesses */
 #include "weft/load.h"  /* load generators: histogram, pacer, run driver */
+#include "weft/observe.h" /* stall reports, Prometheus metrics */
 
 #endif /* WEFT_H */

@@ -473,6 +473,7 @@ int weft__ep_run(weft__op *op)
 	weft_loop *l = weft__loop_self();
 	WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, op->task->id, (uint32_t)r, 0);
 	WEFT_STAT_ADD(l, ops, 1);
+	WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	if (!op->cqe_flags)
 		weft__budget_spend(op->task);
 	return r;
@@ -523,6 +524,7 @@ static void cb_final(weft_loop *l, weft__op *op, int res)
 	l->inflight--;
 	WEFT_STAT_ADD(l, ops, 1);
 	WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, 0, (uint32_t)res, 0);
+	WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	op->cb(l, op, res, 0);
 }
 

@@ -68,11 +68,13 @@ int weft__op_run(weft__op *op)
 	op->res = 0;
 	op->cqe_flags = 0;
 	op->done = false;
+	WEFT_OBS_ADD(l, subs[op->opcode], 1);
 	return on_epoll(l) ? weft__ep_run(op) : weft__uring_run(op);
 }
 
 int weft__op_arm(weft_loop *l, weft__op *op)
 {
+	WEFT_OBS_ADD(l, subs[op->opcode], 1);
 	return on_epoll(l) ? weft__ep_arm(l, op) : weft__uring_arm(l, op);
 }
 

@@ -103,6 +103,7 @@ static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 			backlog_remove(l, op);
 		l->inflight--;
 		WEFT_STAT_ADD(l, ops, 1);
+		WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	}
 	if (op->cb) {
 		op->cb(l, op, res, flags);

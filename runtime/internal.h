@@ -157,6 +157,8 @@ struct weft_task {
 	struct weft_task *next;       /* run-queue / inject / remote link */
 	weft_loop *loop;              /* loop it last ran on (home while parked) */
 	weft_loop *owner;             /* loop whose registry holds it */
+	uint64_t woken_at;            /* a sampled wake: when (ns), else 0;
+					 beside the fields every run writes */
 	struct weft_task *reg_prev, *reg_next;
 	struct weft_runtime *rt;
 	weft_fn fn;
@@ -234,6 +236,65 @@ typedef struct weft__ep {
 	unsigned nregs;
 	struct weft__op *ready_head, *ready_tail; /* callback ops to try */
 } weft__ep;
+
+/* ---- observability (runtime/observe.c, docs/observability.md) ----
+ * Counters the metrics add to weft_loop_stats, written by the loop that
+ * owns them with plain (relaxed atomic) stores and read racily by
+ * weft_metrics_write.  A build with -DWEFT_NO_OBSERVE compiles them, the
+ * wake sampling and the stall watchdog out (the overhead benchmark's
+ * baseline: bench/observe.c). */
+#define WEFT_OBS_NOPS 24         /* > every enum weft__opcode (io/io.h) */
+#define WEFT_OBS_HIST 12         /* wake-to-run buckets: 1 us * 4^i, +Inf */
+#define WEFT_OBS_WAKE_SAMPLE 63u /* one wake in 64 is timed */
+typedef struct weft__obs {
+	uint64_t passes;         /* scheduler passes (sched_run rounds) */
+	uint64_t tasks_finished;
+	uint64_t wakes_local;    /* a task woken by its own loop */
+	uint64_t wakes_cross;    /* sent to another loop's task */
+	uint64_t wakes_remote;   /* received from other loops and threads */
+	uint64_t spins;          /* idle spells (spin, then perhaps park) */
+	uint64_t idle_ns;        /* time in those spells, once ended */
+	uint64_t idle_since;     /* start of the current spell, 0: none */
+	uint64_t timers_armed;
+	uint64_t subs[WEFT_OBS_NOPS];  /* operations started, by opcode */
+	uint64_t comps[WEFT_OBS_NOPS]; /* operations ended, by opcode */
+	uint64_t wake_hist[WEFT_OBS_HIST]; /* sampled wake-to-run delays */
+	uint64_t wake_sum_ns;
+	uint32_t wake_sample;    /* owner-only: wakes since the last timed one */
+} weft__obs;
+
+/* The stall watchdog's per-loop state (runtime/observe.c). */
+#define WEFT_STALL_FRAMES 48
+#define WEFT_STALL_HIST 8        /* 0.1, 0.25, 0.5, 1, 2.5, 5, 10 s, +Inf */
+typedef struct weft__stall {
+	/* the watchdog's own */
+	uint32_t seen_tick;      /* l->tick when it last looked */
+	uint64_t seen_at;        /* when that tick was first seen */
+	uint64_t seen_cpu;       /* the loop thread's CPU time then */
+	bool episode;            /* this tick's stall is counted already */
+	uint64_t last_report;    /* when a report was last printed */
+	uint64_t suppressed;     /* reports rate-limited since then */
+	/* read by weft_metrics_write: relaxed atomics */
+	uint64_t stalls;         /* stalls seen (reported or not) */
+	uint64_t hist[WEFT_STALL_HIST]; /* their lengths, when they ended */
+	uint64_t sum_ns;
+	/* written by the signal handler on the loop's own thread, read by
+	 * the watchdog after `ready` (release/acquire) */
+	_Atomic uint32_t ready;
+	int nframes;
+	uint64_t task_id;
+	char name[32];
+	void *frames[WEFT_STALL_FRAMES];
+} weft__stall;
+
+#ifdef WEFT_NO_OBSERVE
+#define WEFT_OBS_ADD(l, field, n) ((void)(l), (void)(n))
+#define WEFT_OBS_SET(l, field, v) ((void)(l), (void)(v))
+#else
+#define WEFT_OBS_ADD(l, field, n) \
+	__atomic_store_n(&(l)->obs.field, (l)->obs.field + (n), __ATOMIC_RELAXED)
+#define WEFT_OBS_SET(l, field, v) __atomic_store_n(&(l)->obs.field, (v), __ATOMIC_RELAXED)
+#endif
 
 /* ---- one event loop ---- */
 struct weft_loop {
@@ -316,7 +377,12 @@ struct weft_loop {
 	uint64_t trim_at;            /* next trim of the three (owner-only) */
 	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;
+	pid_t tid;               /* its thread's id, for the watchdog */
+	clockid_t cpu_clock;     /* its thread's CPU-time clock */
+	void *altstack;          /* the signal stack weft gave its thread */
 	weft_loop_stats st;      /* written by the owner, read racily */
+	weft__obs obs;           /* the metrics' counters (owner-written) */
+	weft__stall stall;       /* the watchdog's (runtime/observe.c) */
 };
 
 /* ---- the runtime ---- */
@@ -376,6 +442,11 @@ struct weft_runtime {
 	/* the I/O backend, chosen once at start (io/backend.c) */
 	unsigned backend;        /* WEFT_BACKEND_IO_URING or _EPOLL */
 	char backend_reason[160];
+
+	/* observability (runtime/observe.c) */
+	struct weft__watchdog *watchdog; /* NULL: the stall detector is off */
+	_Atomic uint64_t wakes_foreign;  /* wakes made by foreign threads */
+	uint64_t started_ns;             /* weft_now_ns() at start */
 
 	/* start-up barrier */
 	pthread_mutex_t start_mu;
@@ -591,10 +662,27 @@ WEFT_HIDDEN weft_loop *weft__cpu_unpin_begin(void);
 WEFT_HIDDEN void weft__cpu_unpin_end(weft_loop *l);
 
 /* ---- runtime/offload.c ---- */
+/* A condition variable whose timed waits take CLOCK_MONOTONIC times. */
+WEFT_HIDDEN void weft__cond_init_monotonic(pthread_cond_t *cv);
 WEFT_HIDDEN int weft__pool_create(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_stop(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_destroy(weft_runtime *rt);
 WEFT_HIDDEN void weft__pool_stats(weft_runtime *rt, uint64_t *threads, uint64_t *calls);
+/* Threads alive, idle, and calls queued for a thread (a snapshot). */
+WEFT_HIDDEN void weft__pool_depth(weft_runtime *rt, uint64_t *threads, uint64_t *idle,
+				  uint64_t *queued);
+
+/* ---- runtime/observe.c ---- */
+/* Start the stall watchdog (a no-op when cfg.stall_threshold_ns is 0 or
+ * WEFT_FOREVER, or in a WEFT_NO_OBSERVE build); stop it before the loops
+ * are joined. */
+WEFT_HIDDEN int weft__watchdog_start(weft_runtime *rt);
+WEFT_HIDDEN void weft__watchdog_stop(weft_runtime *rt);
+/* On loop l's thread, before it runs tasks, and as it ends. */
+WEFT_HIDDEN void weft__observe_loop_init(weft_loop *l);
+WEFT_HIDDEN void weft__observe_loop_exit(weft_loop *l);
+/* A wake-to-run delay (ns) into the running loop's histogram. */
+WEFT_HIDDEN void weft__obs_wake_delay(weft_loop *l, uint64_t ns);
 
 /* ---- runtime/futex.c ---- */
 WEFT_HIDDEN int weft__futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline);

@@ -201,6 +201,15 @@ static int submit(weft__pool *p, weft__job *j)
 	return 0;
 }
 
+void weft__cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int weft__pool_create(weft_runtime *rt)
 {
 	weft__pool *p = calloc(1, sizeof(*p));
@@ -217,11 +226,7 @@ int weft__pool_create(weft_runtime *rt)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->work_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	weft__cond_init_monotonic(&p->work_cv);
 	pthread_cond_init(&p->exit_cv, NULL);
 	rt->pool = p;
 	return 0;
@@ -335,4 +340,17 @@ int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **resul
 int weft_offload(weft_fn fn, void *arg, void **result)
 {
 	return weft_offload_ex(fn, arg, NULL, result);
+}
+
+void weft__pool_depth(weft_runtime *rt, uint64_t *threads, uint64_t *idle, uint64_t *queued)
+{
+	weft__pool *p = rt->pool;
+	*threads = *idle = *queued = 0;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	*threads = p->live;
+	*idle = p->idle;
+	*queued = p->queued;
+	pthread_mutex_unlock(&p->mu);
 }

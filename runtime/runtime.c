@@ -21,6 +21,8 @@ void weft_runtime_config_init(weft_runtime_config *cfg)
 	cfg->stack_pool_max = 256;
 	cfg->offload_threads = 64;
 	cfg->offload_idle_ms = 10000;
+	cfg->stall_threshold_ns = 100000000ull;        /* 100 ms */
+	cfg->stall_report_interval_ns = 15000000000ull; /* 15 s */
 }
 
 static int check_config(weft_runtime_config *c)
@@ -168,6 +170,10 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		free(rt);
 		return err;
 	}
+	/* Without its watchdog the runtime runs on: stalls go unreported. */
+	int werr = weft__watchdog_start(rt);
+	if (werr < 0)
+		fprintf(stderr, "weft: no stall detector: %s\n", strerror(-werr));
 	*out = rt;
 	weft__trace_env_start(rt);
 	return 0;
@@ -195,6 +201,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 		weft__wake_all_loops(rt);
 		for (unsigned i = 0; i < rt->nloops; i++)
 			pthread_join(rt->loops[i]->thread, NULL);
+		weft__watchdog_stop(rt); /* it watched the shutdown too */
 		/* Running offloaded calls finish first: one finishing wakes its
 		 * task's loop through the loop's eventfd, which must still be
 		 * open (closed, its number may already be someone else's). */

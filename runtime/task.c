@@ -54,6 +54,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->fn = fn;
 	t->arg = arg;
 	t->result = NULL;
+	t->woken_at = 0;
 	t->stack_base = NULL;
 	t->stack_size = stack; /* 0: runtime default, resolved at first run */
 	t->timer.idx = WEFT_TIMER_IDLE;

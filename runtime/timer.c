@@ -128,6 +128,7 @@ int weft__timer_arm(weft_loop *l, weft_task *t, uint64_t deadline, uint64_t now)
 	if (heap_reserve(l, l->heap_len + l->wheel_len + 1) < 0)
 		return -ENOMEM;
 	t->timer.deadline = deadline;
+	WEFT_OBS_ADD(l, timers_armed, 1);
 	uint64_t now_slot = slot_of(now);
 	if (!l->wheel_len) /* nothing behind it: start from the clock */
 		l->wheel_cursor = now_slot;

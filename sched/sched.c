@@ -168,12 +168,43 @@ static void make_runnable_local(weft_loop *l, weft_task *t, bool lifo, weft__wak
 static void drain_remote(weft_loop *l)
 {
 	weft_task *t = weft__mpsc_take_fifo(&l->remote);
+	uint64_t n = 0;
 	while (t) {
-		weft_task *n = t->next;
+		weft_task *next = t->next;
 		make_runnable_local(l, t, false, NULL);
-		t = n;
+		t = next;
+		n++;
+	}
+	WEFT_OBS_ADD(l, wakes_remote, n);
+}
+
+/* Metrics of a wake that queues t (docs/observability.md): counted by
+ * where the waker runs, and one wake in 64 timed, so the run can tell
+ * how long t waited (prepare_run).  Written before t is queued: whoever
+ * runs it reads woken_at after taking it from the queue. */
+#ifndef WEFT_NO_OBSERVE
+static __thread uint32_t foreign_sample; /* a foreign thread's wakes */
+
+static inline void wake_observe(weft_loop *self, weft_loop *home, weft_task *t)
+{
+	uint32_t *sample = &foreign_sample;
+	if (likely(self)) {
+		if (self == home)
+			WEFT_OBS_ADD(self, wakes_local, 1);
+		else
+			WEFT_OBS_ADD(self, wakes_cross, 1);
+		sample = &self->obs.wake_sample;
+	} else {
+		atomic_fetch_add_explicit(&home->rt->wakes_foreign, 1, memory_order_relaxed);
+	}
+	if (unlikely(++*sample > WEFT_OBS_WAKE_SAMPLE)) {
+		*sample = 0;
+		t->woken_at = weft_now_ns();
 	}
 }
+#else
+#define wake_observe(self, home, t) ((void)0)
+#endif
 
 /* Make t runnable; the system calls this may need (waking a sleeping
  * loop) are recorded in wk for weft__wakes_flush, so a caller holding a
@@ -184,6 +215,7 @@ void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 	if (s & (WEFT_TS_RUNNING | WEFT_TS_NOTIFIED | WEFT_TS_DONE))
 		return; /* running: requeued when it switches away; or queued */
 	weft_loop *home = t->loop, *self = weft__loop_self();
+	wake_observe(self, home, t);
 	if (self == home) {
 		WEFT_TRACE(self, WEFT_TEV_WAKE, 0, home->index, t->id, 0, weft__trace_cur(self));
 		make_runnable_local(home, t, true, wk);
@@ -352,9 +384,15 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 {
 	if (unlikely(!t->owner) && !first_run(l, t)) /* registered at first run */
 		return false;
-	l->current = t;
+	__atomic_store_n(&l->current, t, __ATOMIC_RELAXED); /* the watchdog reads it */
 	t->loop = l;
 	t->budget = WEFT_TASK_BUDGET;
+#ifndef WEFT_NO_OBSERVE
+	if (unlikely(t->woken_at)) { /* a sampled wake */
+		weft__obs_wake_delay(l, weft_now_ns() - t->woken_at);
+		t->woken_at = 0;
+	}
+#endif
 	/* An exchange, not a store: a wake that lands just before (its
 	 * fetch_or saw NOTIFIED and queued nothing) must synchronize with this
 	 * run, or a condition that no lock guards, like a cancellation request,
@@ -364,6 +402,13 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 	if (unlikely(l->trace_on))
 		weft__trace_run(l, t);
 	return true;
+}
+
+/* One more task run: a relaxed store, as plain as `l->tick++`, that the
+ * stall watchdog reads (runtime/observe.c). */
+static inline void tick_next(weft_loop *l)
+{
+	__atomic_store_n(&l->tick, l->tick + 1, __ATOMIC_RELAXED);
 }
 
 /* True once every WEFT_MAINT_INTERVAL ticks: time for a scheduler pass. */
@@ -380,7 +425,7 @@ static inline bool tick_maint_due(weft_loop *l)
 static inline weft_task *pick_next(weft_loop *l)
 {
 	for (;;) {
-		l->tick++;
+		tick_next(l);
 		if (tick_maint_due(l)) {
 			l->maint_due = true;
 			return NULL;
@@ -393,6 +438,7 @@ static inline weft_task *pick_next(weft_loop *l)
 
 static void task_exited(weft_loop *l, weft_task *t)
 {
+	WEFT_OBS_ADD(l, tasks_finished, 1);
 	weft__stack_put(l, t);
 	weft__fiber_destroy(&t->fib);
 	weft_runtime *rt = l->rt;
@@ -468,7 +514,7 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 	if (next) {
 		to = &next->fib;
 	} else {
-		l->current = NULL;
+		__atomic_store_n(&l->current, NULL, __ATOMIC_RELAXED);
 		to = &l->sched;
 	}
 	weft__fiber_switch(&t->fib, to, action == WEFT_SW_EXIT);
@@ -646,19 +692,28 @@ static weft_task *idle(weft_loop *l)
 	 * once per round, so waiting costs neither CPU nor syscalls. */
 	uint64_t spin = rt->nloops == 1 && l->inflight ? 0 : rt->cfg.spin_us;
 	uint64_t spin_ns = spin > UINT64_MAX / 1000 ? UINT64_MAX : spin * 1000u;
-	uint64_t until = weft__deadline_add(weft_now_ns(), spin_ns); /* saturating */
+	uint64_t start = weft_now_ns(), now = start;
+	uint64_t until = weft__deadline_add(start, spin_ns); /* saturating */
 	unsigned round = 0;
+	WEFT_OBS_ADD(l, spins, 1);
+	WEFT_OBS_SET(l, idle_since, start);
 	do {
 		for (int i = 0; i < 32; i++)
 			weft__cpu_relax();
 		maintenance_poll(l, (round++ & 7) == 0);
 		weft_task *t = find_work(l);
-		if (t)
+		/* Idle time as of the last clock read: no read of its own. */
+		if (t || atomic_load_explicit(&rt->stop, memory_order_acquire)) {
+			WEFT_OBS_ADD(l, idle_ns, now - start);
+			WEFT_OBS_SET(l, idle_since, 0);
 			return t;
-		if (atomic_load_explicit(&rt->stop, memory_order_acquire))
-			return NULL;
-	} while (weft_now_ns() < until);
+		}
+	} while ((now = weft_now_ns()) < until);
 	park_loop(l);
+#ifndef WEFT_NO_OBSERVE
+	WEFT_OBS_ADD(l, idle_ns, weft_now_ns() - start); /* after a sleep: one read */
+#endif
+	WEFT_OBS_SET(l, idle_since, 0);
 	maintenance(l);
 	return find_work(l);
 }
@@ -670,6 +725,7 @@ static void sched_run(weft_loop *l)
 	weft_runtime *rt = l->rt;
 	for (;;) {
 		weft__after_switch(l);
+		WEFT_OBS_ADD(l, passes, 1);
 		maintenance(l);
 		/* The inject queue goes first on every scheduler pass (every 61
 		 * ticks at most), so tasks spawned from foreign threads or
@@ -685,7 +741,7 @@ static void sched_run(weft_loop *l)
 				continue;
 		}
 		stop_searching(l);
-		l->tick++;
+		tick_next(l);
 		if (!prepare_run(l, t))
 			continue;
 		weft__fiber_switch(&l->sched, &t->fib, false);
@@ -698,6 +754,7 @@ void *weft__loop_main(void *arg)
 	weft_loop *l = arg;
 	weft_runtime *rt = l->rt;
 	weft__loop_set_self(l);
+	weft__observe_loop_init(l);
 	weft__fiber_init_thread(&l->sched);
 	if (rt->cfg.pin_cpus)
 		weft__cpu_pin(l);
@@ -717,6 +774,7 @@ void *weft__loop_main(void *arg)
 	reap_finished(l);
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
+	weft__observe_loop_exit(l);
 	weft__stackpool_drain(rt, &l->stacks);
 	weft__objcache_drain(&l->task_cache);
 	weft__objcache_drain(&l->future_cache);
