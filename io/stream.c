@@ -574,7 +574,7 @@ static void *cancel_on_loop(void *arg)
 /* Stop the multishot receive before the stream goes: cancel it on its own
  * loop (from another loop, through a task pinned there), wait for its
  * final CQE, give back what is pending. */
-static void recv_stop(weft_stream *s)
+static void recv_stop(weft_stream *s, bool keep)
 {
 	struct msrecv *m = s->ms;
 	weft_task *t = weft__task_self();
@@ -599,16 +599,26 @@ static void recv_stop(weft_stream *s)
 		weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		weft__lock_acquire(&s->lk);
 	}
-	for (unsigned i = 0; i < m->npend; i++)
+	ssize_t kept = 0;
+	if (keep && m->npend && (kept = pend_take(s)) > 0)
+		s->rend += (size_t)kept;
+	for (unsigned i = 0; i < m->npend; i++) /* closing, or no memory: gone */
 		weft__bufring_put(m->pend[i].br, m->pend[i].bid);
 	m->npend = 0;
+	m->pbytes = 0;
+	if (keep && m->reof)
+		s->eof = true;
 	weft__lock_release(&s->lk);
 	if (canceller) { /* its SQE names &m->rop: it must be done before m goes */
 		weft_task_join(canceller, NULL);
 		weft_task_release(canceller);
 	}
 	weft__uninterruptible_end(t, saved);
-	free(m->pend);
+	if (!keep) {
+		free(m->pend);
+		m->pend = NULL;
+		m->cappend = 0;
+	}
 }
 
 /* Input was ended (rstop set): may this wait go on?  0, or -ESHUTDOWN. */
@@ -943,6 +953,108 @@ size_t weft__stream_held(weft_stream *s)
 }
 
 /* ------------------------------------------------------------------------ */
+/* a relay's receives (io/copy.c): callback ops of the relay's, on its loop  */
+/* ------------------------------------------------------------------------ */
+
+/* Become s's reader for a relay (as a read call: -EBUSY, -ECONNABORTED),
+ * task t publishing itself for weft_stream_end_input: its interruption
+ * comes to t (weft__stream_relay_interrupted tells).  A multishot receive
+ * is stopped first, what it brought kept buffered. */
+int weft__stream_relay_begin(weft_stream *s, weft_task *t)
+{
+	int r = read_begin(s);
+	if (r < 0)
+		return r;
+	if (s->ms)
+		recv_stop(s, true);
+	atomic_exchange_explicit(&s->rwaiter, (uintptr_t)t | 1, memory_order_seq_cst);
+	return 0;
+}
+
+/* The relay stops reading s: whether end_input interrupted it (its
+ * interruption made: the caller then clears t's, io/copy.c). */
+bool weft__stream_relay_end(weft_stream *s)
+{
+	bool intr = !atomic_exchange_explicit(&s->rwaiter, 0, memory_order_acq_rel);
+	if (intr) { /* let end_input finish its interruption */
+		weft__lock_acquire(&s->lk);
+		weft__lock_release(&s->lk);
+	}
+	read_end(s, 0);
+	return intr;
+}
+
+/* Whether weft_stream_end_input took s's reader (as relay_end says,
+ * without ending). */
+bool weft__stream_relay_interrupted(weft_stream *s)
+{
+	if (atomic_load_explicit(&s->rwaiter, memory_order_seq_cst))
+		return false;
+	weft__lock_acquire(&s->lk);
+	weft__lock_release(&s->lk);
+	return true;
+}
+
+/* Prepare op (its cb kept) as the relay's next receive of s, as sock_recv
+ * would: with no buffer while it waits (WEFT_OPH_BUFSEL), or in bulk mode
+ * into a malloc'd buffer of rsize without waiting (-EAGAIN then: prepare
+ * again, for the wait); a pipe's into a malloc'd buffer.  *dl: when it
+ * times out (read_timeout_ns, the read deadline).  0; 1 when input
+ * has ended already; -ESHUTDOWN once weft_stream_end_input ended it; a
+ * multishot receive's error; -ENOMEM. */
+int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl)
+{
+	*dl = s->rdeadline; /* as fill_once_to's */
+	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
+		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
+		*dl = *dl < idle ? *dl : idle;
+	}
+	if (s->rbuf && !rlen(s))
+		rbuf_drop(s); /* all of it relayed: the wait holds none */
+	if (s->eof)
+		return 1;
+	if (unlikely(s->ms && s->ms->rerr && s->ms->rerr != -ENOBUFS))
+		return s->ms->rerr;
+	if (unlikely(atomic_load_explicit(&s->rstop, memory_order_seq_cst)))
+		return input_stopped(s, true);
+	bool bulk = s->rsize > RBUF_MIN && s->is_sock;
+	*op = (weft__op){ .cb = op->cb, .opcode = s->is_sock ? WEFT_OP_RECV : WEFT_OP_READ,
+			  .a = { .fd = s->fd, .len = s->rsize, .off = -1 } };
+	op->hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
+	if (!bulk && s->is_sock) {
+		op->hints |= WEFT_OPH_BUFSEL;
+		if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+			op->hints |= WEFT_OPH_POLL_FIRST;
+		return 0;
+	}
+	if (!(op->a.p = malloc(s->rsize)))
+		return -ENOMEM;
+	if (bulk)
+		op->a.flags = MSG_DONTWAIT;
+	return 0;
+}
+
+/* The relay's receive op of s finished with n: adapt the receive size
+ * (a short one also means the socket is empty now: the next one polls
+ * first).  -EAGAIN from a bulk try: its buffer is freed and the receive
+ * size halved (prepare again). */
+void weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
+{
+	size_t room = op->a.p3 ? WEFT__BUFRING_SIZE : op->a.len;
+	if (n == -EAGAIN && op->a.p) {
+		free(op->a.p);
+		op->a.p = NULL;
+		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
+		return;
+	}
+	rsize_adapt(s, n, room);
+	atomic_store_explicit(&s->expect_empty, n > 0 && (size_t)n < room,
+			      memory_order_relaxed);
+	if (n == 0)
+		s->eof = true;
+}
+
+/* ------------------------------------------------------------------------ */
 /* writing                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -1108,13 +1220,24 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		return r;
 	if (!buf && len)
 		return -EINVAL;
+	r = weft__stream_put(s, buf, len, NULL);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+/* weft_stream_write's queueing, for the relay's callbacks too (on the
+ * loop whose thread calls it, task or not): 0 or the error; *over (if
+ * given) whether the queue is over high water now. */
+int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
+{
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	r = wclosed(s);
+	int r = wclosed(s);
 	if (!r && len && !(r = wbuf_append(wtail(s), buf, len)))
 		wqueued(s, &wk);
+	if (over)
+		*over = s->paused;
 	weft__unlock_wake(&s->lk, &wk);
-	return r < 0 ? r : (ssize_t)len;
+	return r;
 }
 
 ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt)
@@ -1228,14 +1351,37 @@ static uint64_t write_limit(const weft_stream *s, uint64_t start)
 /* With lk held: a write limit passed.  -ETIMEDOUT becomes the sticky
  * error and what is queued is dropped, as after a send error (an
  * in-flight send drops the rest when it completes: close aborts it). */
-static void write_timed_out(weft_stream *s)
+static void write_timed_out(weft_stream *s, weft__wakes *wk)
 {
-	weft__wakes wk = WEFT_WAKES_INIT;
 	s->werr = -ETIMEDOUT;
 	wdrop(s);
 	s->paused = false;
-	weft__waitlist_fire_all(&s->waiters, &wk);
-	weft__unlock_wake(&s->lk, &wk);
+	weft__waitlist_fire_all(&s->waiters, wk);
+}
+
+/* With lk held, for writer t waiting since `start` (0: not yet known,
+ * set now if a limit needs it) until `done(s)`: 1 when it is, 0 when it
+ * must wait (*dl its write limit, WEFT_FOREVER none), else the error:
+ * the sticky one, -ETIMEDOUT once a limit passed (made sticky; the wakes
+ * go to wk), -EBUSY for the holder of an open reservation (it would wait
+ * for itself). */
+static int writer_check(weft_stream *s, weft_task *t, bool (*done)(const weft_stream *),
+			uint64_t *start, uint64_t *dl, weft__wakes *wk)
+{
+	if (s->werr)
+		return s->werr;
+	if (done(s))
+		return 1;
+	if (unlikely(s->resv_buf) && s->resv_task == t)
+		return -EBUSY;
+	if (!*start && s->cfg.write_timeout_ns != WEFT_FOREVER)
+		*start = weft_now_ns();
+	*dl = write_limit(s, *start);
+	if (*dl != WEFT_FOREVER && weft_now_ns() >= *dl) {
+		write_timed_out(s, wk);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 /* Wait, under lk, until `done(s)`; returns with lk released: 0, the sticky
@@ -1247,18 +1393,13 @@ static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task 
 							bool (*done)(const weft_stream *))
 {
 	uint64_t start = 0; /* when the wait began: only if it must */
+	uint64_t dl;
 	int r;
-	while (!s->werr && !done(s)) {
-		if (unlikely(s->resv_buf) && s->resv_task == t) {
-			weft__lock_release(&s->lk);
-			return -EBUSY;
-		}
-		if (!start && s->cfg.write_timeout_ns != WEFT_FOREVER)
-			start = weft_now_ns();
-		uint64_t dl = write_limit(s, start);
-		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
-			write_timed_out(s);
-			return -ETIMEDOUT;
+	for (;;) {
+		weft__wakes wk = WEFT_WAKES_INIT;
+		if ((r = writer_check(s, t, done, &start, &dl, &wk)) != 0) {
+			weft__unlock_wake(&s->lk, &wk);
+			return r > 0 ? 0 : r;
 		}
 		weft__waiter w;
 		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
@@ -1268,9 +1409,6 @@ static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task 
 			return r;
 		weft__lock_acquire(&s->lk);
 	}
-	r = s->werr;
-	weft__lock_release(&s->lk);
-	return r;
 }
 
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
@@ -1319,6 +1457,35 @@ int weft_stream_flush(weft_stream *s)
 {
 	int r = stream_check(s);
 	return r < 0 ? r : wait_writer(s, idle_writer);
+}
+
+/* A relay's wait for s's writer (io/copy.c), without parking: as drain
+ * (flush: as flush) for task t, which waits since *start.  1: nothing to
+ * wait for; 0: w (task t) now waits on s (*dl: the write limit,
+ * WEFT_FOREVER none), its firing wakes t; else the error (wait_writer's).
+ * On the relay's loop, task or callback. */
+int weft__stream_relay_watch(weft_stream *s, weft__waiter *w, weft_task *t, bool flush,
+			     uint64_t *start, uint64_t *dl)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	int r = writer_check(s, t, flush ? idle_writer : unpaused, start, dl, &wk);
+	if (r == 0) {
+		w->task = t;
+		atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
+		weft__waitlist_append(&s->waiters, w);
+	}
+	weft__unlock_wake(&s->lk, &wk);
+	return r;
+}
+
+/* Take w (of relay_watch's 0) off s's waiters, unless it fired. */
+void weft__stream_relay_unwatch(weft_stream *s, weft__waiter *w)
+{
+	weft__lock_acquire(&s->lk);
+	if (!atomic_load_explicit(&w->fired, memory_order_relaxed))
+		weft__waitlist_remove(&s->waiters, w);
+	weft__lock_release(&s->lk);
 }
 
 /* The send slot is free: nothing queued, nothing in flight, no open
@@ -1537,16 +1704,30 @@ int weft_stream_shutdown(weft_stream *s)
 	int r = stream_check(s);
 	if (r < 0)
 		return r;
-	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
-	if (unlikely(s->resv_buf) && s->resv_task == weft__task_self() && !s->werr) {
-		weft__lock_release(&s->lk); /* it would wait for itself */
+	if ((r = weft__stream_shut_begin(s, weft__task_self())) < 0)
+		return r;
+	r = weft_stream_flush(s);
+	return r < 0 ? r : weft__stream_shut_end(s);
+}
+
+/* weft_stream_shutdown's first step, for task t: no write slips in after
+ * it.  0, or -EBUSY when t holds an open reservation (its flush would
+ * wait for itself). */
+int weft__stream_shut_begin(weft_stream *s, weft_task *t)
+{
+	weft__lock_acquire(&s->lk);
+	if (unlikely(s->resv_buf) && s->resv_task == t && !s->werr) {
+		weft__lock_release(&s->lk);
 		return -EBUSY;
 	}
 	s->wshut = true;
 	weft__lock_release(&s->lk);
-	r = weft_stream_flush(s);
-	if (r < 0)
-		return r;
+	return 0;
+}
+
+/* Its last, once flushed: SHUT_WR on a socket.  0 or -errno. */
+int weft__stream_shut_end(weft_stream *s)
+{
 	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
 		return -errno;
 	return 0;
@@ -1650,7 +1831,7 @@ int weft_stream_close(weft_stream *s)
 	if (atomic_load_explicit(&s->aborted, memory_order_acquire))
 		r = 0; /* asked for: the close only releases */
 	if (s->ms)
-		recv_stop(s);
+		recv_stop(s, false);
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
