@@ -213,6 +213,8 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	struct copy *c = d->c;
 	d->armed = false;
 	weft__stream_relay_recvd(d->src, op, res);
+	if (res <= 0 && op->a.p) /* a buffer of the stream's own came back empty */
+		recv_buf_put(op);
 	if (res > 0) {
 		bool over = false;
 		int r = weft__stream_put(d->dst, op->a.p, (size_t)res, &over);
