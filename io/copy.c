@@ -58,6 +58,7 @@ struct dir {
 	bool intr;          /* src's input was ended (weft_stream_end_input) */
 	bool shut;          /* dst's shutdown begun */
 	bool linked;        /* w waits on dst's writer */
+	bool tried;         /* a bulk try found nothing: the next one waits */
 	uint64_t moved;     /* queued on dst */
 	uint64_t rdl;       /* the receive's read limit (WEFT_FOREVER none) */
 	uint64_t wstart, wdl; /* the wait on dst: since (0 unknown), limit */
@@ -109,17 +110,6 @@ static void fail(struct copy *c, int err, weft_stream *who)
 	stop_all(c);
 }
 
-/* The buffer a receive brought (io.h, WEFT_OPH_BUFSEL; or the stream's
- * malloc'd one) goes back. */
-static void recv_buf_put(weft__op *op)
-{
-	if (op->a.p3)
-		weft__bufring_put(op->a.p3, (uint16_t)op->a.off);
-	else
-		free(op->a.p);
-	op->a.p = op->a.p3 = NULL;
-}
-
 static void wait_on_dst(struct dir *d, uint8_t st)
 {
 	d->st = st;
@@ -146,7 +136,8 @@ static void advance(struct dir *d)
 				break;
 			}
 			d->op.cb = recv_done;
-			r = weft__stream_relay_recv(d->src, &d->op, &d->rdl);
+			r = weft__stream_relay_recv(d->src, &d->op, &d->rdl, d->tried);
+			d->tried = false;
 			if (r == 1) {
 				wait_on_dst(d, D_SHUT);
 			} else if (r == -ESHUTDOWN) { /* stop reading, pass nothing on */
@@ -213,12 +204,12 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	struct copy *c = d->c;
 	d->armed = false;
 	weft__stream_relay_recvd(d->src, op, res);
-	if (res <= 0 && op->a.p) /* a buffer of the stream's own came back empty */
-		recv_buf_put(op);
+	if (res <= 0)
+		weft__stream_relay_release(d->src, op);
 	if (res > 0) {
 		bool over = false;
 		int r = weft__stream_put(d->dst, op->a.p, (size_t)res, &over);
-		recv_buf_put(op);
+		weft__stream_relay_release(d->src, op);
 		d->rtimed = false; /* the bytes won over the limit */
 		if (r < 0) {
 			fail(c, r, d->dst);
@@ -231,6 +222,7 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	} else if (res == 0) {
 		wait_on_dst(d, D_SHUT);
 	} else if (res == -ECANCELED || res == -EAGAIN) {
+		d->tried = res == -EAGAIN;
 		/* stopped, interrupted, at src's read limit, or a bulk try
 		 * that found nothing (receive again, waiting) */
 		if (res == -ECANCELED && d->rtimed && !c->stop && !d->intr)

@@ -996,28 +996,30 @@ bool weft__stream_relay_interrupted(weft_stream *s)
 }
 
 /* Prepare op (its cb kept) as the relay's next receive of s, as sock_recv
- * would: with no buffer while it waits (WEFT_OPH_BUFSEL), or in bulk mode
- * into a malloc'd buffer of rsize without waiting (-EAGAIN then: prepare
- * again, for the wait); a pipe's into a malloc'd buffer.  *dl: when it
- * times out (read_timeout_ns, the read deadline).  0; 1 when input
- * has ended already; -ESHUTDOWN once weft_stream_end_input ended it; a
- * multishot receive's error; -ENOMEM. */
-int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl)
+ * would: with no buffer while it waits (WEFT_OPH_BUFSEL); in bulk mode
+ * (rsize over RBUF_MIN) first into the stream's own buffer of rsize
+ * without waiting (MSG_DONTWAIT: -EAGAIN then, and the next one, `wait`,
+ * waits with none); a pipe's into the stream's buffer.  *dl: when it times
+ * out (read_timeout_ns, the read deadline).  0; 1 when input has ended
+ * already; -ESHUTDOWN once weft_stream_end_input ended it; a multishot
+ * receive's error; -ENOMEM. */
+int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl, bool wait)
 {
 	*dl = s->rdeadline; /* as fill_once_to's */
 	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
 		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
 		*dl = *dl < idle ? *dl : idle;
 	}
-	if (s->rbuf && !rlen(s))
-		rbuf_drop(s); /* all of it relayed: the wait holds none */
+	bool bulk = s->rsize > RBUF_MIN && s->is_sock && !wait;
+	/* All of it relayed: the wait holds none; a bulk try keeps its own. */
+	if (s->rbuf && !rlen(s) && s->is_sock && (!bulk || s->rring || s->rcap < s->rsize))
+		rbuf_drop(s);
 	if (s->eof)
 		return 1;
 	if (unlikely(s->ms && s->ms->rerr && s->ms->rerr != -ENOBUFS))
 		return s->ms->rerr;
 	if (unlikely(atomic_load_explicit(&s->rstop, memory_order_seq_cst)))
 		return input_stopped(s, true);
-	bool bulk = s->rsize > RBUF_MIN && s->is_sock;
 	*op = (weft__op){ .cb = op->cb, .opcode = s->is_sock ? WEFT_OP_RECV : WEFT_OP_READ,
 			  .a = { .fd = s->fd, .len = s->rsize, .off = -1 } };
 	op->hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
@@ -1027,8 +1029,14 @@ int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl)
 			op->hints |= WEFT_OPH_POLL_FIRST;
 		return 0;
 	}
-	if (!(op->a.p = malloc(s->rsize)))
-		return -ENOMEM;
+	if (!s->rbuf || s->rring) { /* (a pipe's is never a ring's) */
+		if (!(s->rbuf = malloc(s->rsize)))
+			return -ENOMEM;
+		s->rcap = s->rsize;
+	}
+	s->rstart = s->rend = 0;
+	op->a.p = s->rbuf;
+	op->a.len = s->rcap;
 	if (bulk)
 		op->a.flags = MSG_DONTWAIT;
 	return 0;
@@ -1036,13 +1044,13 @@ int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl)
 
 /* The relay's receive op of s finished with n: adapt the receive size
  * (a short one also means the socket is empty now: the next one polls
- * first).  -EAGAIN from a bulk try: its buffer is freed and the receive
- * size halved (prepare again). */
+ * first).  -EAGAIN from a bulk try: the buffer goes and the receive size
+ * halves. */
 void weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
 {
 	size_t room = op->a.p3 ? WEFT__BUFRING_SIZE : op->a.len;
-	if (n == -EAGAIN && op->a.p) {
-		free(op->a.p);
+	if (n == -EAGAIN && op->a.p == s->rbuf) {
+		rbuf_drop(s);
 		op->a.p = NULL;
 		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
 		return;
@@ -1052,6 +1060,17 @@ void weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
 			      memory_order_relaxed);
 	if (n == 0)
 		s->eof = true;
+}
+
+/* The relay is done with the bytes of its receive op: its buffer goes
+ * back (to its ring, or freed), unless it is the stream's own. */
+void weft__stream_relay_release(weft_stream *s, weft__op *op)
+{
+	if (op->a.p3)
+		weft__bufring_put(op->a.p3, (uint16_t)op->a.off);
+	else if (op->a.p != s->rbuf)
+		free(op->a.p);
+	op->a.p = op->a.p3 = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
