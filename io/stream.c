@@ -117,8 +117,16 @@ struct weft_stream {
 	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
 			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
-	weft__op op;
+	struct wsend *send; /* the send op, while bytes are queued; NULL when
+			       idle (an idle stream holds no op either) */
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
+};
+
+/* The send of what is queued (`out`): a callback op owned by the stream,
+ * allocated when bytes are queued and freed once all are sent. */
+struct wsend {
+	weft_stream *s;
+	weft__op op;
 };
 
 /* weft_stream_write_zc's send: a callback op (its task waits for the
@@ -1166,13 +1174,19 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
  * failure fires the waiters into wk). */
 static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 {
-	s->op.cb = send_done;
-	s->op.opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
-	s->op.a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
-				   .len = s->out.len - s->out.off, .off = -1 };
-	if (unlikely(weft__op_arm(l, &s->op) < 0)) { /* cannot happen after a flush */
-		s->werr = -EBUSY;
+	if (unlikely(!s->send) && (s->send = calloc(1, sizeof(*s->send))))
+		s->send->s = s;
+	weft__op *op = s->send ? &s->send->op : NULL;
+	if (op) {
+		op->cb = send_done;
+		op->opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
+		op->a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
+					 .len = s->out.len - s->out.off, .off = -1 };
+	}
+	if (unlikely(!op || weft__op_arm(l, op) < 0)) { /* arming cannot fail after a flush */
+		s->werr = op ? -EBUSY : -ENOMEM;
 		s->sending = false;
+		wdrop(s);
 		weft__waitlist_fire_all(&s->waiters, wk);
 		return;
 	}
@@ -1201,6 +1215,8 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 		free(s->next.p);
 		free(s->hold.p);
 		s->out = s->next = s->hold = (wbuf){ 0 };
+		free(s->send); /* not in flight: its last callback is this one */
+		s->send = NULL;
 	}
 	if (!s->sending || !s->paused)
 		weft__waitlist_fire_all(&s->waiters, wk);
@@ -1208,7 +1224,7 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
-	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, op));
+	weft_stream *s = ((struct wsend *)((char *)op - offsetof(struct wsend, op)))->s;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
@@ -1863,6 +1879,7 @@ int weft_stream_close(weft_stream *s)
 	free(s->next.p);
 	free(s->hold.p);
 	free(s->zc);
+	free(s->send);
 	free(s->ms);
 	free(s);
 	return r;
