@@ -108,12 +108,8 @@ struct weft_stream {
 	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
 			       a write_timeout_ns) */
 	wbuf out, next;     /* freed whenever all three are empty */
-	wbuf hold;          /* written behind an open reservation, then
-			       until `next` has gone out */
-	char *resv_buf;     /* the buffer (out's or next's) holding the open
-			       reservation; NULL: none */
-	size_t resv_at, resv_len; /* where in it, how long */
-	weft_task *resv_task; /* who holds it */
+	struct wresv *rv;   /* reservations: from the first reserve, freed
+			       with the write buffers */
 	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
 			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
@@ -121,6 +117,28 @@ struct weft_stream {
 			       idle (an idle stream holds no op either) */
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
 };
+
+/* A reservation (weft_stream_reserve), and what is written behind it:
+ * only streams that reserve carry it. */
+struct wresv {
+	wbuf hold;          /* written behind an open reservation, then
+			       until `next` has gone out */
+	char *buf;          /* the buffer (out's or next's) holding the open
+			       reservation; NULL: none */
+	size_t at, len;     /* where in it, how long */
+	weft_task *task;    /* who holds it */
+};
+
+/* The open reservation's buffer, or NULL. */
+static inline char *resv_buf(const weft_stream *s)
+{
+	return unlikely(s->rv != NULL) ? s->rv->buf : NULL;
+}
+
+static inline size_t hold_len(const weft_stream *s)
+{
+	return unlikely(s->rv != NULL) ? s->rv->hold.len : 0;
+}
 
 /* The send of what is queued (`out`): a callback op owned by the stream,
  * allocated when bytes are queued and freed once all are sent. */
@@ -953,7 +971,7 @@ size_t weft__stream_rsize(weft_stream *s)
 size_t weft__stream_held(weft_stream *s)
 {
 	weft__lock_acquire(&s->lk);
-	size_t n = s->rcap + s->out.cap + s->next.cap + s->hold.cap;
+	size_t n = s->rcap + s->out.cap + s->next.cap + (s->rv ? s->rv->hold.cap : 0);
 	if (s->ms)
 		n += s->ms->npend * WEFT__BUFRING_SIZE;
 	weft__lock_release(&s->lk);
@@ -1087,7 +1105,7 @@ void weft__stream_relay_release(weft_stream *s, weft__op *op)
 
 static size_t queued(const weft_stream *s)
 {
-	return s->out.len - s->out.off + s->next.len + s->hold.len;
+	return s->out.len - s->out.off + s->next.len + hold_len(s);
 }
 
 /* Room for n more bytes after b->len (b never the in-flight buffer). */
@@ -1130,8 +1148,8 @@ static void wbuf_swap(wbuf *a, wbuf *b)
  * them until it has moved up (wrotate), so order is kept. */
 static inline wbuf *wtail(weft_stream *s)
 {
-	if (unlikely(s->resv_buf || s->hold.len))
-		return &s->hold;
+	if (unlikely(s->rv != NULL) && (s->rv->buf || s->rv->hold.len))
+		return &s->rv->hold;
 	return s->sending ? &s->next : &s->out;
 }
 
@@ -1141,14 +1159,15 @@ static inline wbuf *wtail(weft_stream *s)
  * hold has waits behind one. */
 static void wrotate(weft_stream *s)
 {
-	if (unlikely(s->resv_buf) && s->out.p == s->resv_buf)
+	char *rb = resv_buf(s);
+	if (unlikely(rb != NULL) && s->out.p == rb)
 		return;
 	wbuf_swap(&s->out, &s->next);
 	s->out.off = 0;
 	s->next.len = s->next.off = 0;
-	if (unlikely(!s->out.len && s->hold.len) && !s->resv_buf) {
-		wbuf_swap(&s->out, &s->hold);
-		s->hold.len = s->hold.off = 0;
+	if (unlikely(!s->out.len && hold_len(s)) && !rb) {
+		wbuf_swap(&s->out, &s->rv->hold);
+		s->rv->hold.len = s->rv->hold.off = 0;
 	}
 }
 
@@ -1156,7 +1175,9 @@ static void wrotate(weft_stream *s)
  * error; close giving up). */
 static void wdrop(weft_stream *s)
 {
-	s->next.len = s->hold.len = 0;
+	s->next.len = 0;
+	if (s->rv)
+		s->rv->hold.len = 0;
 	if (!s->sending)
 		s->out.len = s->out.off = 0;
 }
@@ -1210,11 +1231,15 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 {
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
-	if (!s->sending && !queued(s) && !s->resv_buf) { /* an idle writer holds none */
+	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
 		free(s->out.p);
 		free(s->next.p);
-		free(s->hold.p);
-		s->out = s->next = s->hold = (wbuf){ 0 };
+		s->out = s->next = (wbuf){ 0 };
+		if (s->rv) {
+			free(s->rv->hold.p);
+			free(s->rv);
+			s->rv = NULL;
+		}
 		free(s->send); /* not in flight: its last callback is this one */
 		s->send = NULL;
 	}
@@ -1315,21 +1340,24 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
 	*out = NULL;
 	weft__lock_acquire(&s->lk);
 	r = wclosed(s);
-	if (!r && s->resv_buf)
+	if (!r && resv_buf(s))
 		r = -EBUSY;
+	if (!r && !s->rv && !(s->rv = calloc(1, sizeof(*s->rv))))
+		r = -ENOMEM;
 	wbuf *b = s->sending ? &s->next : &s->out; /* never the in-flight one */
-	if (!r && s->hold.len) { /* writes wait in hold: the reservation goes after them */
-		if (!(r = wbuf_room(b, s->hold.len + len))) {
-			memcpy(b->p + b->len, s->hold.p, s->hold.len);
-			b->len += s->hold.len;
-			s->hold.len = 0;
+	wbuf *h = r ? NULL : &s->rv->hold;
+	if (!r && h->len) { /* writes wait in hold: the reservation goes after them */
+		if (!(r = wbuf_room(b, h->len + len))) {
+			memcpy(b->p + b->len, h->p, h->len);
+			b->len += h->len;
+			h->len = 0;
 		}
 	}
 	if (!r && !(r = wbuf_room(b, len))) {
-		s->resv_buf = b->p;
-		s->resv_at = b->len;
-		s->resv_len = len;
-		s->resv_task = weft__task_self();
+		s->rv->buf = b->p;
+		s->rv->at = b->len;
+		s->rv->len = len;
+		s->rv->task = weft__task_self();
 		*out = b->p + b->len;
 	}
 	weft__lock_release(&s->lk);
@@ -1341,10 +1369,10 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
  * behind it follows. */
 static void resv_end(weft_stream *s, size_t n, weft__wakes *wk)
 {
-	wbuf *b = s->out.p == s->resv_buf ? &s->out : &s->next;
-	s->resv_buf = NULL;
+	wbuf *b = s->out.p == s->rv->buf ? &s->out : &s->next;
+	s->rv->buf = NULL;
 	if (!s->werr) {
-		b->len = s->resv_at + n;
+		b->len = s->rv->at + n;
 		if (!s->sending && s->out.len == s->out.off) /* nothing ahead */
 			wrotate(s);
 		wqueued(s, wk);
@@ -1359,7 +1387,7 @@ int weft_stream_commit(weft_stream *s, size_t n)
 		return r;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	if (!s->resv_buf || s->resv_task != weft__task_self() || n > s->resv_len) {
+	if (!resv_buf(s) || s->rv->task != weft__task_self() || n > s->rv->len) {
 		weft__lock_release(&s->lk); /* the reservation, if any, stays open */
 		return -EINVAL;
 	}
@@ -1407,7 +1435,7 @@ static int writer_check(weft_stream *s, weft_task *t, bool (*done)(const weft_st
 		return s->werr;
 	if (done(s))
 		return 1;
-	if (unlikely(s->resv_buf) && s->resv_task == t)
+	if (unlikely(resv_buf(s) != NULL) && s->rv->task == t)
 		return -EBUSY;
 	if (!*start && s->cfg.write_timeout_ns != WEFT_FOREVER)
 		*start = weft_now_ns();
@@ -1468,7 +1496,7 @@ static bool unpaused(const weft_stream *s)
 
 static bool idle_writer(const weft_stream *s)
 {
-	return !s->sending && !s->resv_buf;
+	return !s->sending && !resv_buf(s);
 }
 
 int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns)
@@ -1527,7 +1555,7 @@ void weft__stream_relay_unwatch(weft_stream *s, weft__waiter *w)
  * reservation. */
 static bool zc_ready(const weft_stream *s)
 {
-	return !s->sending && !queued(s) && !s->resv_buf;
+	return !s->sending && !queued(s) && !resv_buf(s);
 }
 
 /* The CQEs of a zero-copy send: its result (with IORING_CQE_F_MORE when
@@ -1751,7 +1779,7 @@ int weft_stream_shutdown(weft_stream *s)
 int weft__stream_shut_begin(weft_stream *s, weft_task *t)
 {
 	weft__lock_acquire(&s->lk);
-	if (unlikely(s->resv_buf) && s->resv_task == t && !s->werr) {
+	if (unlikely(resv_buf(s) != NULL) && s->rv->task == t && !s->werr) {
 		weft__lock_release(&s->lk);
 		return -EBUSY;
 	}
@@ -1857,7 +1885,7 @@ int weft_stream_close(weft_stream *s)
 		return r;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	if (s->resv_buf) /* an open reservation: cancelled, as commit(s, 0) */
+	if (resv_buf(s)) /* an open reservation: cancelled, as commit(s, 0) */
 		resv_end(s, 0, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 	r = weft_stream_flush(s);
@@ -1877,7 +1905,9 @@ int weft_stream_close(weft_stream *s)
 	rbuf_drop(s);
 	free(s->out.p);
 	free(s->next.p);
-	free(s->hold.p);
+	if (s->rv)
+		free(s->rv->hold.p);
+	free(s->rv);
 	free(s->zc);
 	free(s->send);
 	free(s->ms);

@@ -3924,15 +3924,25 @@ static void *copy_stop_body(void *arg)
 	if ((x->open_rc = proxy_open(&x->p)) < 0)
 		return NULL;
 	weft_stream_copy_config_init(&x->p.cfg);
-	x->p.scope_ns = x->how == STOP_SCOPE ? 150 * MS : 0;
+	x->p.scope_ns = x->how == STOP_SCOPE ? 400 * MS : 0;
 	x->p.abort_on_error = true;
 	x->c.fd = x->p.c0;
 	x->c.send = 256u << 20; /* far more than gets through */
+	/* Small kernel buffers towards the server end, so b's queue fills
+	 * soon however slowly the client's sender runs. */
+	int small = 16 * 1024;
+	setsockopt(x->p.s1, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	setsockopt(weft_stream_fd(x->p.b), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
 	x->tasks_before = tasks_live();
+	uint64_t t0 = weft_now_ns();
 	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
 	weft_task *tc = go_pinned(peer_send, &x->c, 1);
-	weft_sleep_ms(100);
-	x->pending_b = weft_stream_pending(x->p.b);
+	do { /* until the copy waits on b's writer (or the scope is near) */
+		weft_sleep_ms(5);
+		x->pending_b = weft_stream_pending(x->p.b);
+	} while (!x->pending_b && weft_now_ns() - t0 < 350 * MS);
+	if (x->how == STOP_SCOPE)
+		weft_sleep_ms(10);
 	x->stop_ns = weft_now_ns();
 	if (x->how == STOP_CANCEL)
 		weft_task_cancel(cp);
