@@ -3488,17 +3488,29 @@ static uint64_t tasks_live(void)
 	return st.tasks_live;
 }
 
-static void *copy_run_main(void *arg)
+/* Open the proxy and start the copy (t[0], on loop 0), the client's end
+ * (t[1]) and the server's (t[2], running `server`); -1 if the open
+ * failed (x->open_rc says why). */
+static int copy_run_start(struct copy_run *x, weft_fn server, weft_task *t[3])
 {
-	struct copy_run *x = arg;
 	if ((x->open_rc = proxy_open(&x->p)) < 0)
-		return NULL;
+		return -1;
 	x->c.fd = x->p.c0;
 	x->s.fd = x->p.s1;
 	x->tasks_before = tasks_live();
-	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
-	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
-	weft_task *ts = go_pinned(peer_main, &x->s, 1);
+	t[0] = go_pinned(proxy_copy, &x->p, 0);
+	t[1] = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	t[2] = go_pinned(server, &x->s, 1);
+	return 0;
+}
+
+static void *copy_run_main(void *arg)
+{
+	struct copy_run *x = arg;
+	weft_task *t[3];
+	if (copy_run_start(x, peer_main, t) < 0)
+		return NULL;
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	finish(tc);
 	finish(ts);
 	finish(cp);
@@ -3755,13 +3767,10 @@ static void *copy_bp_main(void *arg)
 {
 	struct copy_bp *x = arg;
 	struct copy_run *r = &x->r;
-	if ((r->open_rc = proxy_open(&r->p)) < 0)
+	weft_task *t[3];
+	if (copy_run_start(r, slow_server_end, t) < 0)
 		return NULL;
-	r->c.fd = r->p.c0;
-	r->s.fd = r->p.s1;
-	weft_task *cp = go_pinned(proxy_copy, &r->p, 0);
-	weft_task *tc = go_pinned(peer_main, &r->c, WEFT_PIN_NONE);
-	weft_task *ts = go_pinned(slow_server_end, &r->s, 1);
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	for (int i = 0; i < 60; i++) {
 		size_t n = weft_stream_pending(r->p.b);
 		x->max_pending = n > x->max_pending ? n : x->max_pending;
@@ -4004,13 +4013,10 @@ static void *copy_end_body(void *arg)
 {
 	struct copy_end *x = arg;
 	struct copy_run *r = &x->r;
-	if ((r->open_rc = proxy_open(&r->p)) < 0)
+	weft_task *t[3];
+	if (copy_run_start(r, peer_main, t) < 0)
 		return NULL;
-	r->c.fd = r->p.c0;
-	r->s.fd = r->p.s1;
-	weft_task *cp = go_pinned(proxy_copy, &r->p, 0);
-	weft_task *tc = go_pinned(peer_main, &r->c, WEFT_PIN_NONE);
-	weft_task *ts = go_pinned(peer_main, &r->s, 1);
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	weft_sleep_ms(50);
 	x->end_rc = weft_stream_end_input(r->p.a, WEFT_END_IDLE);
 	finish(ts);
