@@ -221,11 +221,13 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		}
 	} else if (res == 0) {
 		wait_on_dst(d, D_SHUT);
-	} else if (res == -ECANCELED || res == -EAGAIN) {
-		d->tried = res == -EAGAIN;
-		/* stopped, interrupted, at src's read limit, or a bulk try
-		 * that found nothing (receive again, waiting) */
-		if (res == -ECANCELED && d->rtimed && !c->stop && !d->intr)
+	} else if (res == -EAGAIN) { /* a bulk try found nothing: wait */
+		d->tried = true;
+	} else if (res == -ECANCELED ||
+		   (res == -ENOBUFS && (c->stop || d->intr || d->rtimed))) {
+		/* stopped, interrupted, or at src's read limit (a dry ring's
+		 * receive is not tried again once cancelled) */
+		if (d->rtimed && !c->stop && !d->intr)
 			fail(c, -ETIMEDOUT, d->src);
 	} else {
 		fail(c, res, d->src);

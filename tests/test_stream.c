@@ -3806,7 +3806,7 @@ struct copy_args {
 static void *copy_args_main(void *arg)
 {
 	struct copy_args *x = arg;
-	struct proxy p;
+	struct proxy p = { 0 };
 	if (proxy_open(&p) < 0)
 		return NULL;
 	weft_stream_copy_config cfg;
@@ -4019,9 +4019,12 @@ static void *copy_end_body(void *arg)
 	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	weft_sleep_ms(50);
 	x->end_rc = weft_stream_end_input(r->p.a, WEFT_END_IDLE);
-	finish(ts);
 	finish(cp);
-	shutdown(r->p.c0, SHUT_WR); /* the client's sender waits for nothing */
+	/* Nothing more is passed to the server end (its input is never
+	 * shut by the copy) nor from the client's: let their receives end. */
+	shutdown(r->p.s1, SHUT_RD);
+	finish(ts);
+	shutdown(r->p.c0, SHUT_WR);
 	finish(tc);
 	proxy_close(&r->p);
 	return NULL;

@@ -95,7 +95,7 @@
  * Once every queued byte has been sent, the write buffers (and the send
  * op) are freed.  So
  * a socket stream whose task waits in a read with nothing buffered and
- * nothing queued holds just its structure (about 370 bytes; 200 more with
+ * nothing queued holds just its structure (about 310 bytes; 200 more with
  * config.multishot; 170 more once it has made a zero-copy send) besides
  * its task; a server connection waiting for its next request costs that,
  * its task (one touched 4 KiB stack page and the task structure) and the
