@@ -79,7 +79,7 @@ ifeq ($(filter asan tsan,$(VARIANT))$(filter system,$(ALLOC)),)
 else
   ALLOC_LIBS :=
 endif
-LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm
+LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm -lz
 
 LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
 ASM_SRC := runtime/ctx_$(ARCH).S
@@ -207,12 +207,15 @@ empty :=
 space := $(empty) $(empty)
 SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SYSALLOC_SUITES)))
 TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault $(SYSALLOC_SPEC)
+# The trees build with one job per CPU (JOBS) even under a plain `make
+# test`: serial builds left all CPUs but one idle.
+JOBS ?= $(shell nproc)
 test: deps-test
-	@$(MAKE) --no-print-directory all tests
-	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
-	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
-	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
-	@$(MAKE) --no-print-directory ALLOC=system lib examples sysalloc-tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) all tests
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=asan lib examples tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=tsan lib examples tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=fault fault-tests
+	@$(MAKE) --no-print-directory -j$(JOBS) ALLOC=system lib examples sysalloc-tests load
 	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps
