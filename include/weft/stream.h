@@ -410,7 +410,9 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  * streams, and while idle no buffer (the receives wait naming none, as
  * a stream's read does: "Memory" above).  The caller must not read a or
  * b meanwhile (another reader gets -EBUSY; it may write, as any task
- * may).
+ * may).  A stream with config.multishot has its multishot receive
+ * stopped first (what it brought is relayed first) and is read with
+ * plain receives during the copy; a later read arms it again.
  *
  *  - Bytes are moved through the streams' buffers: what the source has
  *    buffered (bytes already buffered before the call go first) is
