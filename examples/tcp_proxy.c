@@ -131,7 +131,8 @@ static void proxy(weft_stream *client, void *arg)
 	if (g_opts.idle_ms)
 		cfg.idle_timeout_ns = g_opts.idle_ms * MS;
 	weft_stream_copied n;
-	/* Both directions at once, each in a child task; half-closes are
+	/* Both directions at once, in this task (no task per direction: the
+	 * receives move the bytes on this loop); half-closes are
 	 * passed on; returns once both inputs have ended.  -ESHUTDOWN: the
 	 * server is shutting down and stopped reading the client, while what
 	 * the upstream still had to send went through. */

@@ -1,42 +1,79 @@
 /*
  * weft_stream_copy_bidirectional (weft/stream.h): a proxy's two byte
- * pumps, built on the public stream calls.
+ * pumps, as a state machine on the caller's loop, with no task of their
+ * own.
  *
- * Each direction is a child task of a task group: it moves what its
- * source has buffered into its destination's write queue (buffered,
- * write, consume: the bytes are copied once, into the queue), drains the
- * destination (its high/low water is the backpressure), and at end of
- * input shuts the destination's write side.  The first direction that
- * fails reports it with weft_task_fail, so the group cancels the other;
- * a cancelled caller (or an expired scope) cancels both, and the group's
- * wait returns only once both have finished: no task outlives the call.
+ * Each direction is a receive (a callback op of the relay's, prepared by
+ * the source stream: io/stream.c, "a relay's receives") and the
+ * destination's write queue.  Its callback queues the bytes on the
+ * destination (weft__stream_put: one copy, as weft_stream_write) and,
+ * unless that put the queue over high water, arms the next receive at
+ * once: the steady state of a relayed connection runs entirely in
+ * callbacks, and a waiting receive names no buffer (WEFT_OPH_BUFSEL), so
+ * an idle connection holds none.  Everything else is the calling task's,
+ * which parks until both directions are done and is woken only when one
+ * needs it: a destination over high water (the direction waits on its
+ * writer, as drain does, until it falls to low water: the backpressure),
+ * end of input (the destination is flushed, then shut down for writing),
+ * a failure (the first one is kept, and the other direction's receive is
+ * cancelled), weft_stream_end_input (the source's reader is interrupted,
+ * which is this task), the streams' own read and write limits, the idle
+ * limit, and the caller's cancellation or scope.  Then both receives are
+ * cancelled and the task waits, uninterruptibly, for their final
+ * callbacks: no op and no buffer outlives the call.  The task stays
+ * pinned to its loop meanwhile (the ops are that loop's: rule 3 of
+ * docs/architecture.md), so the callbacks and the task never run at once
+ * and the state needs no lock; only the destinations' writers, which any
+ * task may share, are reached through their locks.
  *
- * The idle limit is connection-wide: each wait runs in a scope ending
+ * The idle limit is connection-wide: the task's park ends
  * idle_timeout_ns after the last progress of either direction (a byte
- * read, or the destination's queue shrinking); when it fires, the
- * direction looks again and waits on if the other one moved meanwhile.
+ * received, or a destination's queue shrinking while the direction waits
+ * on it), and looks again before failing.
  */
 #include "io.h"
 #include "weft/stream.h"
 
 #include <errno.h>
-#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+
+enum {                  /* struct dir.st */
+	D_RECV,         /* receiving (op armed), or about to */
+	D_FULL,         /* the destination is over high water: wait */
+	D_SHUT,         /* input ended: flush the destination, shut it */
+	D_DONE,
+};
 
 struct copy;
 
 struct dir {
 	struct copy *c;
 	weft_stream *src, *dst;
-	_Atomic uint64_t moved; /* queued on dst (read by the caller after) */
+	weft__op op;        /* the receive */
+	uint8_t st;         /* D_* */
+	bool reader;        /* src is ours to read (relay_begin succeeded) */
+	bool armed;         /* op in flight */
+	bool rtimed;        /* op cancelled at src's read limit */
+	bool intr;          /* src's input was ended (weft_stream_end_input) */
+	bool shut;          /* dst's shutdown begun */
+	bool linked;        /* w waits on dst's writer */
+	bool tried;         /* a bulk try found nothing: the next one waits */
+	uint64_t moved;     /* queued on dst */
+	uint64_t rdl;       /* the receive's read limit (WEFT_FOREVER none) */
+	uint64_t wstart, wdl; /* the wait on dst: since (0 unknown), limit */
+	size_t pend;        /* dst's queue at the last look (idle limit) */
+	weft__waiter w;
 };
 
 struct copy {
-	uint64_t idle_ns;
-	_Atomic uint64_t last_ns;  /* the last progress of either direction */
-	_Atomic int err;           /* the first failure (0: none yet) */
-	weft_stream *_Atomic failed; /* whose call it was (NULL: the idle limit) */
-	_Atomic bool ended;        /* a source's input was ended (-ESHUTDOWN) */
+	weft_task *t;
+	weft_loop *l;
+	uint64_t idle_ns, last_ns;
+	int err;            /* the first failure (0: none yet) */
+	weft_stream *failed; /* whose call it was (NULL: the idle limit) */
+	bool ended;         /* a source's input was ended (-ESHUTDOWN) */
+	bool stop;          /* stop both directions */
 	struct dir d[2];
 };
 
@@ -50,102 +87,259 @@ void weft_stream_copy_config_init(weft_stream_copy_config *cfg)
 
 static void progress(struct copy *c)
 {
-	atomic_store_explicit(&c->last_ns, weft_now_ns(), memory_order_relaxed);
+	if (c->idle_ns != WEFT_FOREVER)
+		c->last_ns = weft_now_ns();
 }
 
-/* Record the first failure (later ones, and the cancellations the first
- * one causes, are not reported) and make the group cancel the other
- * direction. */
-static int fail(struct dir *d, int err, weft_stream *who)
+static void stop_all(struct copy *c)
 {
-	int none = 0;
-	if (atomic_compare_exchange_strong(&d->c->err, &none, err))
-		atomic_store(&d->c->failed, who);
-	weft_task_fail(err);
-	return err;
+	c->stop = true;
+	for (int i = 0; i < 2; i++)
+		if (c->d[i].armed)
+			weft__io_cancel(c->l, &c->d[i].op);
 }
 
-enum { OP_FILL, OP_DRAIN, OP_SHUTDOWN };
+/* Record the first failure (later ones, and what stopping causes, are not
+ * reported) and stop both directions. */
+static void fail(struct copy *c, int err, weft_stream *who)
+{
+	if (!c->err) {
+		c->err = err;
+		c->failed = who;
+	}
+	stop_all(c);
+}
 
-/* The idle limit passed: idle_wait's result, told apart from a stream's
- * own -ETIMEDOUT (read_timeout_ns, a write limit). */
-#define IDLE (-ETIMEDOUT - 4096)
+static void wait_on_dst(struct dir *d, uint8_t st)
+{
+	d->st = st;
+	d->pend = weft_stream_pending(d->dst);
+}
 
-/* One wait of direction d under the connection-wide idle limit: the op's
- * result, or IDLE once neither direction moved for idle_ns. */
-static ssize_t idle_wait(struct dir *d, int op)
+static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
+
+/* Move direction d on as far as it goes without waiting: arm its
+ * receive, or wait on its destination's writer (w linked), or finish.
+ * On the loop, from the task or a receive's callback. */
+static void advance(struct dir *d)
 {
 	struct copy *c = d->c;
-	size_t pending = weft_stream_pending(d->dst);
 	for (;;) {
-		uint64_t dl = WEFT_FOREVER;
-		weft_scope sc;
-		if (c->idle_ns != WEFT_FOREVER) {
-			dl = weft__deadline_add(atomic_load_explicit(&c->last_ns,
-								     memory_order_relaxed),
-						c->idle_ns);
-			weft_scope_enter_at(&sc, dl);
-		}
-		ssize_t r = op == OP_FILL    ? weft_stream_fill(d->src)
-			    : op == OP_DRAIN ? weft_stream_drain(d->dst)
-					     : weft_stream_shutdown(d->dst);
-		if (dl == WEFT_FOREVER)
-			return r;
-		if (weft_scope_exit(&sc) != 1 || r != -ETIMEDOUT)
-			return r; /* done, or the stream's own error or limit */
-		size_t now_pending = weft_stream_pending(d->dst);
-		if (now_pending < pending) /* the peer took bytes meanwhile */
-			progress(c);
-		pending = now_pending;
-		uint64_t last = atomic_load_explicit(&c->last_ns, memory_order_relaxed);
-		if (weft__deadline_add(last, c->idle_ns) <= weft_now_ns())
-			return IDLE;
-	}
-}
-
-/* The end of a failed wait or write: nothing to report for a
- * cancellation (the group's, after the other direction failed, or the
- * caller's); else the first failure, `who` the stream whose call it was. */
-static void *ended(struct dir *d, ssize_t r, weft_stream *who)
-{
-	if (r == IDLE)
-		fail(d, -ETIMEDOUT, NULL);
-	else if (r != -ECANCELED)
-		fail(d, (int)r, who);
-	return NULL;
-}
-
-static void *pump(void *arg)
-{
-	struct dir *d = arg;
-	for (;;) {
-		const char *p;
-		size_t n = weft_stream_buffered(d->src, &p);
-		ssize_t r;
-		if (!n) {
-			if ((r = idle_wait(d, OP_FILL)) == -ESHUTDOWN) {
-				/* weft_stream_end_input (a server shutting down):
-				 * stop reading, pass nothing on, let the other
-				 * direction finish */
-				atomic_store(&d->c->ended, true);
-				return NULL;
-			}
-			if (r < 0)
-				return ended(d, r, d->src);
-			if (r == 0) /* end of input: pass it on */
+		int r;
+		switch (d->st) {
+		case D_RECV:
+			if (d->armed)
+				return;
+			if (c->stop || d->intr) {
+				c->ended |= d->intr && !c->stop;
+				d->st = D_DONE;
 				break;
-			progress(d->c);
-			continue;
+			}
+			d->op.cb = recv_done;
+			r = weft__stream_relay_recv(d->src, &d->op, &d->rdl, d->tried);
+			d->tried = false;
+			if (r == 1) {
+				wait_on_dst(d, D_SHUT);
+			} else if (r == -ESHUTDOWN) { /* stop reading, pass nothing on */
+				c->ended = true;
+				d->st = D_DONE;
+			} else if (r < 0) {
+				fail(c, r, d->src);
+			} else {
+				weft__op_arm(c->l, &d->op);
+				d->armed = true;
+				return;
+			}
+			break;
+		case D_FULL:
+		case D_SHUT:
+			if (d->linked) {
+				weft__stream_relay_unwatch(d->dst, &d->w);
+				d->linked = false;
+			}
+			if (c->stop) {
+				d->st = D_DONE;
+				break;
+			}
+			if (d->st == D_SHUT && !d->shut) {
+				if ((r = weft__stream_shut_begin(d->dst, c->t)) < 0) {
+					fail(c, r, d->dst);
+					break;
+				}
+				d->shut = true;
+			}
+			r = weft__stream_relay_watch(d->dst, &d->w, c->t, d->st == D_SHUT,
+						     &d->wstart, &d->wdl);
+			if (r == 0) {
+				d->linked = true;
+				return;
+			}
+			if (r < 0) {
+				fail(c, r, d->dst);
+				break;
+			}
+			d->wstart = 0;
+			progress(c); /* the peer took bytes */
+			if (d->st == D_FULL) {
+				d->st = D_RECV;
+			} else {
+				if ((r = weft__stream_shut_end(d->dst)) < 0)
+					fail(c, r, d->dst);
+				d->st = D_DONE;
+			}
+			break;
+		default:
+			return;
 		}
-		if ((r = weft_stream_write(d->dst, p, n)) < 0)
-			return ended(d, r, d->dst);
-		weft_stream_consume(d->src, n);
-		atomic_fetch_add_explicit(&d->moved, n, memory_order_relaxed);
-		if ((r = idle_wait(d, OP_DRAIN)) < 0)
-			return ended(d, r, d->dst);
 	}
-	ssize_t r = idle_wait(d, OP_SHUTDOWN);
-	return r < 0 ? ended(d, r, d->dst) : NULL;
+}
+
+/* A receive's result, on the loop: the bytes are queued on the
+ * destination and the next receive armed; anything else wakes the task. */
+static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
+{
+	(void)l;
+	(void)flags;
+	struct dir *d = (struct dir *)((char *)op - offsetof(struct dir, op));
+	struct copy *c = d->c;
+	d->armed = false;
+	weft__stream_relay_recvd(d->src, op, res);
+	if (res <= 0)
+		weft__stream_relay_release(d->src, op);
+	if (res > 0) {
+		bool over = false;
+		int r = weft__stream_put(d->dst, op->a.p, (size_t)res, &over);
+		weft__stream_relay_release(d->src, op);
+		d->rtimed = false; /* the bytes won over the limit */
+		if (r < 0) {
+			fail(c, r, d->dst);
+		} else {
+			d->moved += (uint64_t)res;
+			progress(c);
+			if (over)
+				wait_on_dst(d, D_FULL);
+		}
+	} else if (res == 0) {
+		wait_on_dst(d, D_SHUT);
+	} else if (res == -EAGAIN) { /* a bulk try found nothing: wait */
+		d->tried = true;
+	} else if (res == -ECANCELED ||
+		   (res == -ENOBUFS && (c->stop || d->intr || d->rtimed))) {
+		/* stopped, interrupted, or at src's read limit (a dry ring's
+		 * receive is not tried again once cancelled) */
+		if (d->rtimed && !c->stop && !d->intr)
+			fail(c, -ETIMEDOUT, d->src);
+	} else {
+		fail(c, res, d->src);
+	}
+	advance(d);
+	if (!d->armed) /* off the steady path: the task looks */
+		weft__task_wake(c->t);
+}
+
+/* The task's park ends here (WEFT_FOREVER: none): the idle limit, a
+ * receive's read limit, a wait's write limit. */
+static uint64_t next_deadline(const struct copy *c)
+{
+	uint64_t dl = WEFT_FOREVER;
+	if (c->stop)
+		return dl;
+	if (c->idle_ns != WEFT_FOREVER)
+		dl = weft__deadline_add(c->last_ns, c->idle_ns);
+	for (int i = 0; i < 2; i++) {
+		const struct dir *d = &c->d[i];
+		if (d->armed && !d->rtimed && d->rdl < dl)
+			dl = d->rdl;
+		if (d->linked && d->wdl < dl)
+			dl = d->wdl;
+	}
+	return dl;
+}
+
+/* The park's own deadline passed: cancel the receives past their read
+ * limits (their final callbacks fail them), count the destinations'
+ * progress, and fail on the idle limit.  Write limits are advance's. */
+static void limits(struct copy *c)
+{
+	uint64_t now = weft_now_ns();
+	for (int i = 0; i < 2; i++) {
+		struct dir *d = &c->d[i];
+		if (d->armed && !d->rtimed && now >= d->rdl) {
+			d->rtimed = true;
+			weft__io_cancel(c->l, &d->op);
+		}
+		if (d->linked) {
+			size_t n = weft_stream_pending(d->dst);
+			if (n < d->pend)
+				c->last_ns = now;
+			d->pend = n;
+		}
+	}
+	if (c->idle_ns != WEFT_FOREVER && now >= weft__deadline_add(c->last_ns, c->idle_ns))
+		fail(c, -ETIMEDOUT, NULL);
+}
+
+/* weft_stream_end_input interrupted the task (the readers' one-shot
+ * cancellation): find whose input it was and stop that direction.
+ * Cleared first, so an interruption that lands meanwhile is seen by the
+ * next park. */
+static void interrupted(struct copy *c)
+{
+	weft__task_interrupt_clear(c->t);
+	for (int i = 0; i < 2; i++) {
+		struct dir *d = &c->d[i];
+		if (d->reader && !d->intr && weft__stream_relay_interrupted(d->src)) {
+			d->intr = true;
+			if (d->armed)
+				weft__io_cancel(c->l, &d->op);
+		}
+	}
+}
+
+/* Queue what src had buffered before the call: it goes first. */
+static void relay_buffered(struct dir *d)
+{
+	const char *p;
+	size_t n = weft_stream_buffered(d->src, &p);
+	if (!n)
+		return;
+	bool over = false;
+	int r = weft__stream_put(d->dst, p, n, &over);
+	if (r < 0) {
+		fail(d->c, r, d->dst);
+		return;
+	}
+	weft_stream_consume(d->src, n);
+	d->moved += n;
+	if (over)
+		wait_on_dst(d, D_FULL);
+}
+
+/* Run both directions until both are done; with the caller's
+ * cancellation or scope (*why), stop them and wait for their receives'
+ * final callbacks. */
+static void run(struct copy *c, int *why)
+{
+	weft_task *t = c->t;
+	uint64_t saved = 0;
+	for (int i = 0; i < 2; i++)
+		advance(&c->d[i]);
+	while (c->d[0].st != D_DONE || c->d[1].st != D_DONE) {
+		int r = weft__park_task(t, weft__deadline_in(next_deadline(c)));
+		if ((r == -ECANCELED || r == -ETIMEDOUT) && !*why) {
+			*why = r; /* nothing interrupts the wait for the ops now */
+			saved = weft__uninterruptible_begin(t);
+			stop_all(c);
+		} else if (r == -EINTR) {
+			interrupted(c);
+		} else if (r == -ETIME) {
+			limits(c);
+		}
+		for (int i = 0; i < 2; i++)
+			advance(&c->d[i]);
+	}
+	if (*why)
+		weft__uninterruptible_end(t, saved);
 }
 
 int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
@@ -164,34 +358,44 @@ int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
 	for (size_t i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
 		if (cfg->reserved[i])
 			return -EINVAL;
-	if (!weft__task_self())
+	weft_task *t = weft__task_self();
+	if (!t)
 		return -EPERM;
-	struct copy c = { .idle_ns = cfg->idle_timeout_ns };
-	atomic_init(&c.last_ns, weft_now_ns());
+	struct copy c = { .t = t, .l = weft__loop_self(), .idle_ns = cfg->idle_timeout_ns };
+	c.last_ns = weft_now_ns();
 	c.d[0] = (struct dir){ .c = &c, .src = a, .dst = b };
 	c.d[1] = (struct dir){ .c = &c, .src = b, .dst = a };
-	weft_group *g;
-	int r = weft_group_create(&g);
-	if (r < 0)
-		return r;
-	for (int i = 0; i < 2 && r == 0; i++)
-		r = weft_group_spawn(g, NULL, NULL, pump, &c.d[i]);
-	if (r < 0)
-		weft_group_cancel(g); /* then wait for the one that started */
-	int w = weft_group_wait(g); /* cancels and waits for both if we are */
-	weft_group_destroy(g);
+	int16_t pin = t->pin; /* the ops are this loop's */
+	t->pin = (int16_t)c.l->index;
+	for (int i = 0; i < 2; i++) {
+		struct dir *d = &c.d[i];
+		int r = weft__stream_relay_begin(d->src, t);
+		if (r < 0)
+			fail(&c, r, d->src);
+		d->reader = r == 0;
+	}
+	for (int i = 0; i < 2 && !c.stop; i++)
+		relay_buffered(&c.d[i]);
+	int why = 0;
+	run(&c, &why);
+	bool intr = false;
+	for (int i = 0; i < 2; i++)
+		if (c.d[i].reader)
+			intr |= weft__stream_relay_end(c.d[i].src);
+	if (intr) /* no interruption outlives the call */
+		weft__task_interrupt_clear(t);
+	t->pin = pin;
 	/* Precedence: the caller's own cancellation, then the first
-	 * direction's failure, then the caller's scope (a failed spawn
-	 * stays). */
-	int err = atomic_load(&c.err);
+	 * direction's failure, then the caller's scope. */
+	int r;
 	if (weft_task_cancelled())
 		r = -ECANCELED;
-	else if (r == 0)
-		r = err ? err : w ? w : atomic_load(&c.ended) ? -ESHUTDOWN : 0;
+	else
+		r = c.err ? c.err : why ? why : c.ended ? -ESHUTDOWN : 0;
 	if (out) {
-		out->a_to_b = atomic_load(&c.d[0].moved);
-		out->b_to_a = atomic_load(&c.d[1].moved);
-		out->failed = atomic_load(&c.failed);
+		out->a_to_b = c.d[0].moved;
+		out->b_to_a = c.d[1].moved;
+		out->failed = c.failed;
 	}
 	return r;
 }

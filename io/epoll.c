@@ -537,7 +537,19 @@ static void cb_try(weft_loop *l, weft__op *op)
 	}
 	bool multi = op->hints & WEFT_OPH_MULTISHOT;
 	for (;;) {
-		int r = weft__op_syscall(op, true);
+		/* A receive on an fd whose input ran dry waits for its edge
+		 * first (recv_skips); a BUFSEL one gets a buffer only for an
+		 * attempt (try_now). */
+		int r = -EAGAIN;
+		if (multi || !recv_skips(l, op)) {
+			r = multi ? weft__op_syscall(op, true) : try_now(op);
+			recv_note(l, op, r);
+		}
+		if (r == -EAGAIN && !multi && op->opcode == WEFT_OP_RECV &&
+		    (op->a.flags & MSG_DONTWAIT)) { /* the caller's own try */
+			cb_final(l, op, r);
+			return;
+		}
 		if (r == -EAGAIN)
 			break;
 		if (!multi || r < 0) {

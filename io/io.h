@@ -76,6 +76,8 @@ enum { /* weft__op.hints */
 					 read emptied its queue */
 	WEFT_OPH_BUFSEL = 1 << 4,     /* recv with no buffer yet (a.p NULL;
 					 a.len the most wanted): see below */
+	WEFT_OPH_BUFHELD = 1 << 5,    /* io_uring: a BUFSEL callback receive
+					 waits in a malloc'd buffer (backend's) */
 };
 
 /*
@@ -91,6 +93,11 @@ enum { /* weft__op.hints */
  * caller: a.p3 is the weft__bufring it came from (give it back with
  * weft__bufring_put(a.p3, (uint16_t)a.off)), or NULL for a malloc'd one of
  * a.len bytes (free() it).  On any other result no buffer is held.
+ * The same holds for a callback op (weft__op_arm; set a.p NULL and the
+ * hint again at each arming): the ring growing, or the malloc'd
+ * fallback, happen inside the backend, and the callback sees only the
+ * final result.  A callback receive with MSG_DONTWAIT in a.flags gets
+ * -EAGAIN instead of waiting, on both backends.
  */
 
 
@@ -114,6 +121,7 @@ struct weft__op {
 	int32_t res;        /* result, valid once done */
 	uint32_t cqe_flags;
 	bool done;          /* final result seen (no WEFT__OP_MORE) */
+	bool stop;          /* io_uring: a callback op's cancel was asked */
 	uint8_t opcode;     /* enum weft__opcode */
 	uint8_t hints;      /* WEFT_OPH_* */
 	weft__op_args a;
@@ -236,5 +244,24 @@ WEFT_HIDDEN bool weft__stream_reading(struct weft_stream *s);
  * in wk: for a caller holding its own lock.  Any thread. */
 WEFT_HIDDEN void weft__stream_end_input_to(struct weft_stream *s, int how, weft__wakes *wk);
 WEFT_HIDDEN void weft__stream_abort_to(struct weft_stream *s, weft__wakes *wk);
+/* weft_stream_write's queueing, from a task or a callback on the loop
+ * calling it: 0 or the error; *over: the queue is over high water. */
+WEFT_HIDDEN int weft__stream_put(struct weft_stream *s, const void *buf, size_t len, bool *over);
+/* weft_stream_shutdown in two steps around the flush (io/copy.c waits
+ * for it with relay_watch). */
+WEFT_HIDDEN int weft__stream_shut_begin(struct weft_stream *s, weft_task *t);
+WEFT_HIDDEN int weft__stream_shut_end(struct weft_stream *s);
+/* A relay (io/copy.c) reading s with callback ops on its loop: see each
+ * in io/stream.c. */
+WEFT_HIDDEN int weft__stream_relay_begin(struct weft_stream *s, weft_task *t);
+WEFT_HIDDEN bool weft__stream_relay_end(struct weft_stream *s);
+WEFT_HIDDEN bool weft__stream_relay_interrupted(struct weft_stream *s);
+WEFT_HIDDEN int weft__stream_relay_recv(struct weft_stream *s, weft__op *op, uint64_t *dl,
+					bool wait);
+WEFT_HIDDEN void weft__stream_relay_release(struct weft_stream *s, weft__op *op);
+WEFT_HIDDEN void weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, int n);
+WEFT_HIDDEN int weft__stream_relay_watch(struct weft_stream *s, weft__waiter *w, weft_task *t,
+					 bool flush, uint64_t *start, uint64_t *dl);
+WEFT_HIDDEN void weft__stream_relay_unwatch(struct weft_stream *s, weft__waiter *w);
 
 #endif

@@ -108,17 +108,43 @@ struct weft_stream {
 	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
 			       a write_timeout_ns) */
 	wbuf out, next;     /* freed whenever all three are empty */
-	wbuf hold;          /* written behind an open reservation, then
-			       until `next` has gone out */
-	char *resv_buf;     /* the buffer (out's or next's) holding the open
-			       reservation; NULL: none */
-	size_t resv_at, resv_len; /* where in it, how long */
-	weft_task *resv_task; /* who holds it */
+	struct wresv *rv;   /* reservations: from the first reserve, freed
+			       with the write buffers */
 	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
 			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
-	weft__op op;
+	struct wsend *send; /* the send op, while bytes are queued; NULL when
+			       idle (an idle stream holds no op either) */
 	struct msrecv *ms;  /* cfg.multishot on a socket, else NULL */
+};
+
+/* A reservation (weft_stream_reserve), and what is written behind it:
+ * only streams that reserve carry it. */
+struct wresv {
+	wbuf hold;          /* written behind an open reservation, then
+			       until `next` has gone out */
+	char *buf;          /* the buffer (out's or next's) holding the open
+			       reservation; NULL: none */
+	size_t at, len;     /* where in it, how long */
+	weft_task *task;    /* who holds it */
+};
+
+/* The open reservation's buffer, or NULL. */
+static inline char *resv_buf(const weft_stream *s)
+{
+	return unlikely(s->rv != NULL) ? s->rv->buf : NULL;
+}
+
+static inline size_t hold_len(const weft_stream *s)
+{
+	return unlikely(s->rv != NULL) ? s->rv->hold.len : 0;
+}
+
+/* The send of what is queued (`out`): a callback op owned by the stream,
+ * allocated when bytes are queued and freed once all are sent. */
+struct wsend {
+	weft_stream *s;
+	weft__op op;
 };
 
 /* weft_stream_write_zc's send: a callback op (its task waits for the
@@ -574,7 +600,7 @@ static void *cancel_on_loop(void *arg)
 /* Stop the multishot receive before the stream goes: cancel it on its own
  * loop (from another loop, through a task pinned there), wait for its
  * final CQE, give back what is pending. */
-static void recv_stop(weft_stream *s)
+static void recv_stop(weft_stream *s, bool keep)
 {
 	struct msrecv *m = s->ms;
 	weft_task *t = weft__task_self();
@@ -599,16 +625,26 @@ static void recv_stop(weft_stream *s)
 		weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		weft__lock_acquire(&s->lk);
 	}
-	for (unsigned i = 0; i < m->npend; i++)
+	ssize_t kept = 0;
+	if (keep && m->npend && (kept = pend_take(s)) > 0)
+		s->rend += (size_t)kept;
+	for (unsigned i = 0; i < m->npend; i++) /* closing, or no memory: gone */
 		weft__bufring_put(m->pend[i].br, m->pend[i].bid);
 	m->npend = 0;
+	m->pbytes = 0;
+	if (keep && m->reof)
+		s->eof = true;
 	weft__lock_release(&s->lk);
 	if (canceller) { /* its SQE names &m->rop: it must be done before m goes */
 		weft_task_join(canceller, NULL);
 		weft_task_release(canceller);
 	}
 	weft__uninterruptible_end(t, saved);
-	free(m->pend);
+	if (!keep) {
+		free(m->pend);
+		m->pend = NULL;
+		m->cappend = 0;
+	}
 }
 
 /* Input was ended (rstop set): may this wait go on?  0, or -ESHUTDOWN. */
@@ -935,11 +971,132 @@ size_t weft__stream_rsize(weft_stream *s)
 size_t weft__stream_held(weft_stream *s)
 {
 	weft__lock_acquire(&s->lk);
-	size_t n = s->rcap + s->out.cap + s->next.cap + s->hold.cap;
+	size_t n = s->rcap + s->out.cap + s->next.cap + (s->rv ? s->rv->hold.cap : 0);
 	if (s->ms)
 		n += s->ms->npend * WEFT__BUFRING_SIZE;
 	weft__lock_release(&s->lk);
 	return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* a relay's receives (io/copy.c): callback ops of the relay's, on its loop  */
+/* ------------------------------------------------------------------------ */
+
+/* Become s's reader for a relay (as a read call: -EBUSY, -ECONNABORTED),
+ * task t publishing itself for weft_stream_end_input: its interruption
+ * comes to t (weft__stream_relay_interrupted tells).  A multishot receive
+ * is stopped first, what it brought kept buffered. */
+int weft__stream_relay_begin(weft_stream *s, weft_task *t)
+{
+	int r = read_begin(s);
+	if (r < 0)
+		return r;
+	if (s->ms)
+		recv_stop(s, true);
+	atomic_exchange_explicit(&s->rwaiter, (uintptr_t)t | 1, memory_order_seq_cst);
+	return 0;
+}
+
+/* The relay stops reading s: whether end_input interrupted it (its
+ * interruption made: the caller then clears t's, io/copy.c). */
+bool weft__stream_relay_end(weft_stream *s)
+{
+	bool intr = !atomic_exchange_explicit(&s->rwaiter, 0, memory_order_acq_rel);
+	if (intr) { /* let end_input finish its interruption */
+		weft__lock_acquire(&s->lk);
+		weft__lock_release(&s->lk);
+	}
+	read_end(s, 0);
+	return intr;
+}
+
+/* Whether weft_stream_end_input took s's reader (as relay_end says,
+ * without ending). */
+bool weft__stream_relay_interrupted(weft_stream *s)
+{
+	if (atomic_load_explicit(&s->rwaiter, memory_order_seq_cst))
+		return false;
+	weft__lock_acquire(&s->lk);
+	weft__lock_release(&s->lk);
+	return true;
+}
+
+/* Prepare op (its cb kept) as the relay's next receive of s, as sock_recv
+ * would: with no buffer while it waits (WEFT_OPH_BUFSEL); in bulk mode
+ * (rsize over RBUF_MIN) first into the stream's own buffer of rsize
+ * without waiting (MSG_DONTWAIT: -EAGAIN then, and the next one, `wait`,
+ * waits with none); a pipe's into the stream's buffer.  *dl: when it times
+ * out (read_timeout_ns, the read deadline).  0; 1 when input has ended
+ * already; -ESHUTDOWN once weft_stream_end_input ended it; a multishot
+ * receive's error; -ENOMEM. */
+int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl, bool wait)
+{
+	*dl = s->rdeadline; /* as fill_once_to's */
+	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
+		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
+		*dl = *dl < idle ? *dl : idle;
+	}
+	bool bulk = s->rsize > RBUF_MIN && s->is_sock && !wait;
+	/* All of it relayed: the wait holds none; a bulk try keeps its own. */
+	if (s->rbuf && !rlen(s) && s->is_sock && (!bulk || s->rring || s->rcap < s->rsize))
+		rbuf_drop(s);
+	if (s->eof)
+		return 1;
+	if (unlikely(s->ms && s->ms->rerr && s->ms->rerr != -ENOBUFS))
+		return s->ms->rerr;
+	if (unlikely(atomic_load_explicit(&s->rstop, memory_order_seq_cst)))
+		return input_stopped(s, true);
+	*op = (weft__op){ .cb = op->cb, .opcode = s->is_sock ? WEFT_OP_RECV : WEFT_OP_READ,
+			  .a = { .fd = s->fd, .len = s->rsize, .off = -1 } };
+	op->hints = (s->cfg.keep_fd ? 0 : WEFT_OPH_OWNED) | (s->bytestream ? WEFT_OPH_BYTESTREAM : 0);
+	if (!bulk && s->is_sock) {
+		op->hints |= WEFT_OPH_BUFSEL;
+		if (atomic_load_explicit(&s->expect_empty, memory_order_relaxed))
+			op->hints |= WEFT_OPH_POLL_FIRST;
+		return 0;
+	}
+	if (!s->rbuf || s->rring) { /* (a pipe's is never a ring's) */
+		if (!(s->rbuf = malloc(s->rsize)))
+			return -ENOMEM;
+		s->rcap = s->rsize;
+	}
+	s->rstart = s->rend = 0;
+	op->a.p = s->rbuf;
+	op->a.len = s->rcap;
+	if (bulk)
+		op->a.flags = MSG_DONTWAIT;
+	return 0;
+}
+
+/* The relay's receive op of s finished with n: adapt the receive size
+ * (a short one also means the socket is empty now: the next one polls
+ * first).  -EAGAIN from a bulk try: the buffer goes and the receive size
+ * halves. */
+void weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
+{
+	size_t room = op->a.p3 ? WEFT__BUFRING_SIZE : op->a.len;
+	if (n == -EAGAIN && op->a.p == s->rbuf) {
+		rbuf_drop(s);
+		op->a.p = NULL;
+		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
+		return;
+	}
+	rsize_adapt(s, n, room);
+	atomic_store_explicit(&s->expect_empty, n > 0 && (size_t)n < room,
+			      memory_order_relaxed);
+	if (n == 0)
+		s->eof = true;
+}
+
+/* The relay is done with the bytes of its receive op: its buffer goes
+ * back (to its ring, or freed), unless it is the stream's own. */
+void weft__stream_relay_release(weft_stream *s, weft__op *op)
+{
+	if (op->a.p3)
+		weft__bufring_put(op->a.p3, (uint16_t)op->a.off);
+	else if (op->a.p != s->rbuf)
+		free(op->a.p);
+	op->a.p = op->a.p3 = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -948,7 +1105,7 @@ size_t weft__stream_held(weft_stream *s)
 
 static size_t queued(const weft_stream *s)
 {
-	return s->out.len - s->out.off + s->next.len + s->hold.len;
+	return s->out.len - s->out.off + s->next.len + hold_len(s);
 }
 
 /* Room for n more bytes after b->len (b never the in-flight buffer). */
@@ -991,8 +1148,8 @@ static void wbuf_swap(wbuf *a, wbuf *b)
  * them until it has moved up (wrotate), so order is kept. */
 static inline wbuf *wtail(weft_stream *s)
 {
-	if (unlikely(s->resv_buf || s->hold.len))
-		return &s->hold;
+	if (unlikely(s->rv != NULL) && (s->rv->buf || s->rv->hold.len))
+		return &s->rv->hold;
 	return s->sending ? &s->next : &s->out;
 }
 
@@ -1002,14 +1159,15 @@ static inline wbuf *wtail(weft_stream *s)
  * hold has waits behind one. */
 static void wrotate(weft_stream *s)
 {
-	if (unlikely(s->resv_buf) && s->out.p == s->resv_buf)
+	char *rb = resv_buf(s);
+	if (unlikely(rb != NULL) && s->out.p == rb)
 		return;
 	wbuf_swap(&s->out, &s->next);
 	s->out.off = 0;
 	s->next.len = s->next.off = 0;
-	if (unlikely(!s->out.len && s->hold.len) && !s->resv_buf) {
-		wbuf_swap(&s->out, &s->hold);
-		s->hold.len = s->hold.off = 0;
+	if (unlikely(!s->out.len && hold_len(s)) && !rb) {
+		wbuf_swap(&s->out, &s->rv->hold);
+		s->rv->hold.len = s->rv->hold.off = 0;
 	}
 }
 
@@ -1017,7 +1175,9 @@ static void wrotate(weft_stream *s)
  * error; close giving up). */
 static void wdrop(weft_stream *s)
 {
-	s->next.len = s->hold.len = 0;
+	s->next.len = 0;
+	if (s->rv)
+		s->rv->hold.len = 0;
 	if (!s->sending)
 		s->out.len = s->out.off = 0;
 }
@@ -1035,13 +1195,19 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
  * failure fires the waiters into wk). */
 static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 {
-	s->op.cb = send_done;
-	s->op.opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
-	s->op.a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
-				   .len = s->out.len - s->out.off, .off = -1 };
-	if (unlikely(weft__op_arm(l, &s->op) < 0)) { /* cannot happen after a flush */
-		s->werr = -EBUSY;
+	if (unlikely(!s->send) && (s->send = calloc(1, sizeof(*s->send))))
+		s->send->s = s;
+	weft__op *op = s->send ? &s->send->op : NULL;
+	if (op) {
+		op->cb = send_done;
+		op->opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
+		op->a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
+					 .len = s->out.len - s->out.off, .off = -1 };
+	}
+	if (unlikely(!op || weft__op_arm(l, op) < 0)) { /* arming cannot fail after a flush */
+		s->werr = op ? -EBUSY : -ENOMEM;
 		s->sending = false;
+		wdrop(s);
 		weft__waitlist_fire_all(&s->waiters, wk);
 		return;
 	}
@@ -1065,11 +1231,17 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 {
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
-	if (!s->sending && !queued(s) && !s->resv_buf) { /* an idle writer holds none */
+	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
 		free(s->out.p);
 		free(s->next.p);
-		free(s->hold.p);
-		s->out = s->next = s->hold = (wbuf){ 0 };
+		s->out = s->next = (wbuf){ 0 };
+		if (s->rv) {
+			free(s->rv->hold.p);
+			free(s->rv);
+			s->rv = NULL;
+		}
+		free(s->send); /* not in flight: its last callback is this one */
+		s->send = NULL;
 	}
 	if (!s->sending || !s->paused)
 		weft__waitlist_fire_all(&s->waiters, wk);
@@ -1077,7 +1249,7 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
-	weft_stream *s = (weft_stream *)((char *)op - offsetof(weft_stream, op));
+	weft_stream *s = ((struct wsend *)((char *)op - offsetof(struct wsend, op)))->s;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
@@ -1108,13 +1280,24 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		return r;
 	if (!buf && len)
 		return -EINVAL;
+	r = weft__stream_put(s, buf, len, NULL);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+/* weft_stream_write's queueing, for the relay's callbacks too (on the
+ * loop whose thread calls it, task or not): 0 or the error; *over (if
+ * given) whether the queue is over high water now. */
+int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
+{
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	r = wclosed(s);
+	int r = wclosed(s);
 	if (!r && len && !(r = wbuf_append(wtail(s), buf, len)))
 		wqueued(s, &wk);
+	if (over)
+		*over = s->paused;
 	weft__unlock_wake(&s->lk, &wk);
-	return r < 0 ? r : (ssize_t)len;
+	return r;
 }
 
 ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt)
@@ -1157,21 +1340,24 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
 	*out = NULL;
 	weft__lock_acquire(&s->lk);
 	r = wclosed(s);
-	if (!r && s->resv_buf)
+	if (!r && resv_buf(s))
 		r = -EBUSY;
+	if (!r && !s->rv && !(s->rv = calloc(1, sizeof(*s->rv))))
+		r = -ENOMEM;
 	wbuf *b = s->sending ? &s->next : &s->out; /* never the in-flight one */
-	if (!r && s->hold.len) { /* writes wait in hold: the reservation goes after them */
-		if (!(r = wbuf_room(b, s->hold.len + len))) {
-			memcpy(b->p + b->len, s->hold.p, s->hold.len);
-			b->len += s->hold.len;
-			s->hold.len = 0;
+	wbuf *h = r ? NULL : &s->rv->hold;
+	if (!r && h->len) { /* writes wait in hold: the reservation goes after them */
+		if (!(r = wbuf_room(b, h->len + len))) {
+			memcpy(b->p + b->len, h->p, h->len);
+			b->len += h->len;
+			h->len = 0;
 		}
 	}
 	if (!r && !(r = wbuf_room(b, len))) {
-		s->resv_buf = b->p;
-		s->resv_at = b->len;
-		s->resv_len = len;
-		s->resv_task = weft__task_self();
+		s->rv->buf = b->p;
+		s->rv->at = b->len;
+		s->rv->len = len;
+		s->rv->task = weft__task_self();
 		*out = b->p + b->len;
 	}
 	weft__lock_release(&s->lk);
@@ -1183,10 +1369,10 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
  * behind it follows. */
 static void resv_end(weft_stream *s, size_t n, weft__wakes *wk)
 {
-	wbuf *b = s->out.p == s->resv_buf ? &s->out : &s->next;
-	s->resv_buf = NULL;
+	wbuf *b = s->out.p == s->rv->buf ? &s->out : &s->next;
+	s->rv->buf = NULL;
 	if (!s->werr) {
-		b->len = s->resv_at + n;
+		b->len = s->rv->at + n;
 		if (!s->sending && s->out.len == s->out.off) /* nothing ahead */
 			wrotate(s);
 		wqueued(s, wk);
@@ -1201,7 +1387,7 @@ int weft_stream_commit(weft_stream *s, size_t n)
 		return r;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	if (!s->resv_buf || s->resv_task != weft__task_self() || n > s->resv_len) {
+	if (!resv_buf(s) || s->rv->task != weft__task_self() || n > s->rv->len) {
 		weft__lock_release(&s->lk); /* the reservation, if any, stays open */
 		return -EINVAL;
 	}
@@ -1228,14 +1414,37 @@ static uint64_t write_limit(const weft_stream *s, uint64_t start)
 /* With lk held: a write limit passed.  -ETIMEDOUT becomes the sticky
  * error and what is queued is dropped, as after a send error (an
  * in-flight send drops the rest when it completes: close aborts it). */
-static void write_timed_out(weft_stream *s)
+static void write_timed_out(weft_stream *s, weft__wakes *wk)
 {
-	weft__wakes wk = WEFT_WAKES_INIT;
 	s->werr = -ETIMEDOUT;
 	wdrop(s);
 	s->paused = false;
-	weft__waitlist_fire_all(&s->waiters, &wk);
-	weft__unlock_wake(&s->lk, &wk);
+	weft__waitlist_fire_all(&s->waiters, wk);
+}
+
+/* With lk held, for writer t waiting since `start` (0: not yet known,
+ * set now if a limit needs it) until `done(s)`: 1 when it is, 0 when it
+ * must wait (*dl its write limit, WEFT_FOREVER none), else the error:
+ * the sticky one, -ETIMEDOUT once a limit passed (made sticky; the wakes
+ * go to wk), -EBUSY for the holder of an open reservation (it would wait
+ * for itself). */
+static int writer_check(weft_stream *s, weft_task *t, bool (*done)(const weft_stream *),
+			uint64_t *start, uint64_t *dl, weft__wakes *wk)
+{
+	if (s->werr)
+		return s->werr;
+	if (done(s))
+		return 1;
+	if (unlikely(resv_buf(s) != NULL) && s->rv->task == t)
+		return -EBUSY;
+	if (!*start && s->cfg.write_timeout_ns != WEFT_FOREVER)
+		*start = weft_now_ns();
+	*dl = write_limit(s, *start);
+	if (*dl != WEFT_FOREVER && weft_now_ns() >= *dl) {
+		write_timed_out(s, wk);
+		return -ETIMEDOUT;
+	}
+	return 0;
 }
 
 /* Wait, under lk, until `done(s)`; returns with lk released: 0, the sticky
@@ -1247,18 +1456,13 @@ static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task 
 							bool (*done)(const weft_stream *))
 {
 	uint64_t start = 0; /* when the wait began: only if it must */
+	uint64_t dl;
 	int r;
-	while (!s->werr && !done(s)) {
-		if (unlikely(s->resv_buf) && s->resv_task == t) {
-			weft__lock_release(&s->lk);
-			return -EBUSY;
-		}
-		if (!start && s->cfg.write_timeout_ns != WEFT_FOREVER)
-			start = weft_now_ns();
-		uint64_t dl = write_limit(s, start);
-		if (dl != WEFT_FOREVER && weft_now_ns() >= dl) {
-			write_timed_out(s);
-			return -ETIMEDOUT;
+	for (;;) {
+		weft__wakes wk = WEFT_WAKES_INIT;
+		if ((r = writer_check(s, t, done, &start, &dl, &wk)) != 0) {
+			weft__unlock_wake(&s->lk, &wk);
+			return r > 0 ? 0 : r;
 		}
 		weft__waiter w;
 		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
@@ -1268,9 +1472,6 @@ static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task 
 			return r;
 		weft__lock_acquire(&s->lk);
 	}
-	r = s->werr;
-	weft__lock_release(&s->lk);
-	return r;
 }
 
 static int wait_writer(weft_stream *s, bool (*done)(const weft_stream *))
@@ -1295,7 +1496,7 @@ static bool unpaused(const weft_stream *s)
 
 static bool idle_writer(const weft_stream *s)
 {
-	return !s->sending && !s->resv_buf;
+	return !s->sending && !resv_buf(s);
 }
 
 int weft_stream_write_deadline(weft_stream *s, uint64_t deadline_ns)
@@ -1321,11 +1522,40 @@ int weft_stream_flush(weft_stream *s)
 	return r < 0 ? r : wait_writer(s, idle_writer);
 }
 
+/* A relay's wait for s's writer (io/copy.c), without parking: as drain
+ * (flush: as flush) for task t, which waits since *start.  1: nothing to
+ * wait for; 0: w (task t) now waits on s (*dl: the write limit,
+ * WEFT_FOREVER none), its firing wakes t; else the error (wait_writer's).
+ * On the relay's loop, task or callback. */
+int weft__stream_relay_watch(weft_stream *s, weft__waiter *w, weft_task *t, bool flush,
+			     uint64_t *start, uint64_t *dl)
+{
+	weft__wakes wk = WEFT_WAKES_INIT;
+	weft__lock_acquire(&s->lk);
+	int r = writer_check(s, t, flush ? idle_writer : unpaused, start, dl, &wk);
+	if (r == 0) {
+		w->task = t;
+		atomic_store_explicit(&w->fired, 0, memory_order_relaxed);
+		weft__waitlist_append(&s->waiters, w);
+	}
+	weft__unlock_wake(&s->lk, &wk);
+	return r;
+}
+
+/* Take w (of relay_watch's 0) off s's waiters, unless it fired. */
+void weft__stream_relay_unwatch(weft_stream *s, weft__waiter *w)
+{
+	weft__lock_acquire(&s->lk);
+	if (!atomic_load_explicit(&w->fired, memory_order_relaxed))
+		weft__waitlist_remove(&s->waiters, w);
+	weft__lock_release(&s->lk);
+}
+
 /* The send slot is free: nothing queued, nothing in flight, no open
  * reservation. */
 static bool zc_ready(const weft_stream *s)
 {
-	return !s->sending && !queued(s) && !s->resv_buf;
+	return !s->sending && !queued(s) && !resv_buf(s);
 }
 
 /* The CQEs of a zero-copy send: its result (with IORING_CQE_F_MORE when
@@ -1537,16 +1767,30 @@ int weft_stream_shutdown(weft_stream *s)
 	int r = stream_check(s);
 	if (r < 0)
 		return r;
-	weft__lock_acquire(&s->lk); /* first, so no write slips in behind */
-	if (unlikely(s->resv_buf) && s->resv_task == weft__task_self() && !s->werr) {
-		weft__lock_release(&s->lk); /* it would wait for itself */
+	if ((r = weft__stream_shut_begin(s, weft__task_self())) < 0)
+		return r;
+	r = weft_stream_flush(s);
+	return r < 0 ? r : weft__stream_shut_end(s);
+}
+
+/* weft_stream_shutdown's first step, for task t: no write slips in after
+ * it.  0, or -EBUSY when t holds an open reservation (its flush would
+ * wait for itself). */
+int weft__stream_shut_begin(weft_stream *s, weft_task *t)
+{
+	weft__lock_acquire(&s->lk);
+	if (unlikely(resv_buf(s) != NULL) && s->rv->task == t && !s->werr) {
+		weft__lock_release(&s->lk);
 		return -EBUSY;
 	}
 	s->wshut = true;
 	weft__lock_release(&s->lk);
-	r = weft_stream_flush(s);
-	if (r < 0)
-		return r;
+	return 0;
+}
+
+/* Its last, once flushed: SHUT_WR on a socket.  0 or -errno. */
+int weft__stream_shut_end(weft_stream *s)
+{
 	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
 		return -errno;
 	return 0;
@@ -1641,7 +1885,7 @@ int weft_stream_close(weft_stream *s)
 		return r;
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
-	if (s->resv_buf) /* an open reservation: cancelled, as commit(s, 0) */
+	if (resv_buf(s)) /* an open reservation: cancelled, as commit(s, 0) */
 		resv_end(s, 0, &wk);
 	weft__unlock_wake(&s->lk, &wk);
 	r = weft_stream_flush(s);
@@ -1650,7 +1894,7 @@ int weft_stream_close(weft_stream *s)
 	if (atomic_load_explicit(&s->aborted, memory_order_acquire))
 		r = 0; /* asked for: the close only releases */
 	if (s->ms)
-		recv_stop(s);
+		recv_stop(s, false);
 	/* The last send_done may still hold lk after waking us. */
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
@@ -1661,8 +1905,11 @@ int weft_stream_close(weft_stream *s)
 	rbuf_drop(s);
 	free(s->out.p);
 	free(s->next.p);
-	free(s->hold.p);
+	if (s->rv)
+		free(s->rv->hold.p);
+	free(s->rv);
 	free(s->zc);
+	free(s->send);
 	free(s->ms);
 	free(s);
 	return r;

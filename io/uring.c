@@ -92,6 +92,8 @@ static void backlog_remove(weft_loop *l, weft__op *op)
 	op->unext = NULL;
 }
 
+static bool bufsel_cqe(weft_loop *l, weft__op *op, int32_t *res, uint32_t flags);
+
 /* An op's result (a CQE's, or -ECANCELED for one cancelled in the
  * backlog): to its callback, or to the waiting task. */
 static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
@@ -106,6 +108,9 @@ static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		WEFT_OBS_ADD(l, comps[op->opcode], 1);
 	}
 	if (op->cb) {
+		if (unlikely(op->hints & (WEFT_OPH_BUFSEL | WEFT_OPH_BUFHELD)) &&
+		    bufsel_cqe(l, op, &res, flags))
+			return; /* submitted again: the callback waits */
 		op->cb(l, op, res, flags);
 		return;
 	}
@@ -486,8 +491,72 @@ int weft__uring_arm(weft_loop *l, weft__op *op)
 {
 	op->loop = l;
 	op->done = false;
+	op->stop = false;
+	if (op->hints & WEFT_OPH_BUFSEL) { /* the ring's size now, for a grow */
+		weft__bufring *br = weft__bufring_get(l);
+		op->a.mode = br ? weft__bufring_count(br) : 0;
+		if (!br && (op->a.p = malloc(op->a.len))) { /* no ring: a buffer of its own */
+			op->a.p3 = NULL;
+			op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFSEL) | WEFT_OPH_BUFHELD);
+		} /* (no memory: the -ENOBUFS comes back, and -ENOMEM then) */
+	}
 	submit(l, op);
 	return 0;
+}
+
+/* A callback WEFT_OPH_BUFSEL receive's CQE (io.h), as recv_select does
+ * for a task's: a buffer of the ring is handed over in a.p; a dry ring
+ * grows and the receive goes again; at the ring's cap, or without a
+ * ring (its -ENOBUFS), a malloc'd buffer takes the bytes now, or waits
+ * for them (WEFT_OPH_BUFHELD).  True when submitted again; else *res is
+ * the callback's.  A cancelled receive is never submitted again. */
+static bool bufsel_cqe(weft_loop *l, weft__op *op, int32_t *res, uint32_t flags)
+{
+	if (op->hints & WEFT_OPH_BUFHELD) { /* its malloc'd buffer came back */
+		op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFHELD) | WEFT_OPH_BUFSEL);
+		if (*res <= 0) {
+			free(op->a.p);
+			op->a.p = NULL;
+		}
+		return false;
+	}
+	weft__bufring *br = l->bufring;
+	if (flags & IORING_CQE_F_BUFFER) {
+		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		if (*res > 0) {
+			op->a.p = (void *)weft__bufring_data(br, bid);
+			op->a.p3 = br;
+			op->a.off = bid;
+			return false;
+		}
+		weft__bufring_put(br, bid); /* end of input: nothing to keep */
+	}
+	if (*res != -ENOBUFS || op->stop)
+		return false;
+	if (br && weft__bufring_grow(br, op->a.mode)) {
+		op->a.mode = weft__bufring_count(br);
+		submit(l, op);
+		return true;
+	}
+	if (!(op->a.p = malloc(op->a.len))) {
+		*res = -ENOMEM;
+		return false;
+	}
+	op->a.p3 = NULL;
+	op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFSEL) | WEFT_OPH_BUFHELD);
+	/* The bytes that came with the -ENOBUFS are still in the socket. */
+	int r = br ? weft__op_syscall(op, true) : -EAGAIN;
+	if (r == -EAGAIN) {
+		submit(l, op); /* holds the buffer while it waits */
+		return true;
+	}
+	op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFHELD) | WEFT_OPH_BUFSEL);
+	if (r <= 0) {
+		free(op->a.p);
+		op->a.p = NULL;
+	}
+	*res = r;
+	return false;
 }
 
 static void prep_cancel(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
@@ -502,6 +571,7 @@ static void prep_cancel(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *
 
 void weft__uring_cancel(weft_loop *l, weft__op *op)
 {
+	op->stop = true;
 	if (op->ustate == WEFT_UQ_SUBMIT) {
 		op->ustate = WEFT_UQ_CANCELLED; /* never reached the kernel */
 		return;

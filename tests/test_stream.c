@@ -3352,6 +3352,8 @@ struct proxy {
 	weft_stream_copied out;
 	uint64_t start_ns, end_ns;
 	bool abort_on_error; /* reset both ends, as a proxy passes a reset on */
+	const weft_stream_config *acfg, *bcfg; /* NULL: default_cfg */
+	uint64_t scope_ns;   /* the copy in a scope this long (0: none) */
 };
 
 static int proxy_open(struct proxy *p)
@@ -3366,8 +3368,8 @@ static int proxy_open(struct proxy *p)
 	}
 	p->c0 = c[0];
 	p->s1 = sv[1];
-	weft_stream_open(&p->a, c[1], default_cfg);
-	weft_stream_open(&p->b, sv[0], default_cfg);
+	weft_stream_open(&p->a, c[1], p->acfg ? p->acfg : default_cfg);
+	weft_stream_open(&p->b, sv[0], p->bcfg ? p->bcfg : default_cfg);
 	return p->a && p->b ? 0 : -ENOMEM;
 }
 
@@ -3375,7 +3377,12 @@ static void *proxy_copy(void *arg)
 {
 	struct proxy *p = arg;
 	p->start_ns = weft_now_ns();
+	weft_scope sc;
+	if (p->scope_ns)
+		weft_scope_enter(&sc, p->scope_ns);
 	p->rc = weft_stream_copy_bidirectional(p->a, p->b, &p->cfg, &p->out);
+	if (p->scope_ns)
+		weft_scope_exit(&sc);
 	p->end_ns = weft_now_ns();
 	if (p->rc < 0 && p->abort_on_error) {
 		weft_stream_abort(p->a);
@@ -3481,17 +3488,29 @@ static uint64_t tasks_live(void)
 	return st.tasks_live;
 }
 
-static void *copy_run_main(void *arg)
+/* Open the proxy and start the copy (t[0], on loop 0), the client's end
+ * (t[1]) and the server's (t[2], running `server`); -1 if the open
+ * failed (x->open_rc says why). */
+static int copy_run_start(struct copy_run *x, weft_fn server, weft_task *t[3])
 {
-	struct copy_run *x = arg;
 	if ((x->open_rc = proxy_open(&x->p)) < 0)
-		return NULL;
+		return -1;
 	x->c.fd = x->p.c0;
 	x->s.fd = x->p.s1;
 	x->tasks_before = tasks_live();
-	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
-	weft_task *tc = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
-	weft_task *ts = go_pinned(peer_main, &x->s, 1);
+	t[0] = go_pinned(proxy_copy, &x->p, 0);
+	t[1] = go_pinned(peer_main, &x->c, WEFT_PIN_NONE);
+	t[2] = go_pinned(server, &x->s, 1);
+	return 0;
+}
+
+static void *copy_run_main(void *arg)
+{
+	struct copy_run *x = arg;
+	weft_task *t[3];
+	if (copy_run_start(x, peer_main, t) < 0)
+		return NULL;
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	finish(tc);
 	finish(ts);
 	finish(cp);
@@ -3748,13 +3767,10 @@ static void *copy_bp_main(void *arg)
 {
 	struct copy_bp *x = arg;
 	struct copy_run *r = &x->r;
-	if ((r->open_rc = proxy_open(&r->p)) < 0)
+	weft_task *t[3];
+	if (copy_run_start(r, slow_server_end, t) < 0)
 		return NULL;
-	r->c.fd = r->p.c0;
-	r->s.fd = r->p.s1;
-	weft_task *cp = go_pinned(proxy_copy, &r->p, 0);
-	weft_task *tc = go_pinned(peer_main, &r->c, WEFT_PIN_NONE);
-	weft_task *ts = go_pinned(slow_server_end, &r->s, 1);
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
 	for (int i = 0; i < 60; i++) {
 		size_t n = weft_stream_pending(r->p.b);
 		x->max_pending = n > x->max_pending ? n : x->max_pending;
@@ -3790,7 +3806,7 @@ struct copy_args {
 static void *copy_args_main(void *arg)
 {
 	struct copy_args *x = arg;
-	struct proxy p;
+	struct proxy p = { 0 };
 	if (proxy_open(&p) < 0)
 		return NULL;
 	weft_stream_copy_config cfg;
@@ -3812,6 +3828,275 @@ static void test_copy_bad_arguments(void **state)
 	assert_int_equal(x.null_a, -EINVAL);
 	assert_int_equal(x.reserved, -EINVAL);
 	assert_int_equal(weft_stream_copy_bidirectional(NULL, NULL, NULL, NULL), -EINVAL);
+}
+
+/* Receive exactly n bytes from fd (a test end's raw socket). */
+static ssize_t recv_n(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = weft_recv(fd, buf + got, n - got, 0);
+		if (r <= 0)
+			return r < 0 ? r : -ENODATA;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* Run fn(arg) in a task on loop 0, where the copies below run: reading a
+ * stream's state there races with nothing. */
+static void *on_loop0(weft_fn fn, void *arg)
+{
+	return finish(go_pinned(fn, arg, 0));
+}
+
+/* A relayed connection costs the caller's task and nothing else: no task
+ * per direction, and between exchanges neither stream holds a buffer
+ * (the receives wait with none, the queues are sent and freed). */
+struct copy_idle {
+	struct proxy p;
+	int open_rc;
+	ssize_t exchanges;
+	uint64_t tasks_added;
+	size_t held_a, held_b;
+};
+
+static void *copy_idle_body(void *arg)
+{
+	struct copy_idle *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_stream_copy_config_init(&x->p.cfg);
+	uint64_t before = tasks_live();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	char buf[8];
+	for (int i = 0; i < 3; i++) { /* requests and responses */
+		if (weft_send_all(x->p.c0, "ping", 4, 0, NULL) < 0 || recv_n(x->p.s1, buf, 4) < 0 ||
+		    weft_send_all(x->p.s1, "pong!", 5, 0, NULL) < 0 || recv_n(x->p.c0, buf, 5) < 0)
+			break;
+		x->exchanges++;
+	}
+	weft_sleep_ms(20); /* the send completions are in */
+	x->tasks_added = tasks_live() - before;
+	x->held_a = weft__stream_held(x->p.a);
+	x->held_b = weft__stream_held(x->p.b);
+	shutdown(x->p.c0, SHUT_WR);
+	shutdown(x->p.s1, SHUT_WR);
+	finish(cp);
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void *copy_idle_main(void *arg)
+{
+	return on_loop0(copy_idle_body, arg);
+}
+
+static void test_copy_one_task_idle_holds_nothing(void **state)
+{
+	(void)state;
+	int fds0 = count_fds();
+	struct copy_idle x = { 0 };
+	weft_test_run_loops(2, copy_idle_main, &x);
+	print_message("tasks added by the copy: %llu; held while idle: %zu and %zu bytes\n",
+		      (unsigned long long)x.tasks_added, x.held_a, x.held_b);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.exchanges, 3);
+	assert_int_equal(x.p.rc, 0);
+	assert_int_equal(x.p.out.a_to_b, 12);
+	assert_int_equal(x.p.out.b_to_a, 15);
+	assert_int_equal(x.tasks_added, 1); /* the caller's own */
+	assert_int_equal(x.held_a, 0);
+	assert_int_equal(x.held_b, 0);
+	assert_int_equal(count_fds(), fds0);
+}
+
+/* Stopped mid-transfer, with the client sending as fast as it can to a
+ * server end that reads nothing (so one direction waits on b's writer
+ * and the other's receive is armed): a cancellation, or the caller's
+ * scope, returns promptly, counts kept, no task, buffer or fd left (ASan
+ * checks the buffers). */
+enum { STOP_CANCEL, STOP_SCOPE, STOP_ITSELF /* a limit of b's */ };
+
+struct copy_stop {
+	struct proxy p;
+	struct peer c;
+	int open_rc;
+	int how;            /* STOP_* */
+	size_t pending_b;
+	uint64_t stop_ns, tasks_before, tasks_after;
+};
+
+static void *copy_stop_body(void *arg)
+{
+	struct copy_stop *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_stream_copy_config_init(&x->p.cfg);
+	x->p.scope_ns = x->how == STOP_SCOPE ? 400 * MS : 0;
+	x->p.abort_on_error = true;
+	x->c.fd = x->p.c0;
+	x->c.send = 256u << 20; /* far more than gets through */
+	/* Small kernel buffers towards the server end, so b's queue fills
+	 * soon however slowly the client's sender runs. */
+	int small = 16 * 1024;
+	setsockopt(x->p.s1, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	setsockopt(weft_stream_fd(x->p.b), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	x->tasks_before = tasks_live();
+	uint64_t t0 = weft_now_ns();
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *tc = go_pinned(peer_send, &x->c, 1);
+	do { /* until the copy waits on b's writer (or the scope is near) */
+		weft_sleep_ms(5);
+		x->pending_b = weft_stream_pending(x->p.b);
+	} while (!x->pending_b && weft_now_ns() - t0 < 350 * MS);
+	if (x->how == STOP_SCOPE)
+		weft_sleep_ms(10);
+	x->stop_ns = weft_now_ns();
+	if (x->how == STOP_CANCEL)
+		weft_task_cancel(cp);
+	finish(cp); /* it aborted both: b's queue is not waited for */
+	shutdown(x->p.c0, SHUT_RDWR); /* the sender gives up */
+	finish(tc);
+	weft_sleep_ms(10);
+	x->tasks_after = tasks_live();
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void *copy_stop_main(void *arg)
+{
+	return on_loop0(copy_stop_body, arg);
+}
+
+static void copy_stop(int how)
+{
+	int fds0 = count_fds();
+	struct copy_stop x = { .how = how };
+	weft_test_run_loops(2, copy_stop_main, &x);
+	print_message("%s after %llu bytes (%zu queued on b): %s %.1f ms later\n",
+		      how == STOP_SCOPE ? "scope expired" : "cancelled",
+		      (unsigned long long)x.p.out.a_to_b, x.pending_b, weft_strerror(x.p.rc),
+		      ((int64_t)x.p.end_ns - (int64_t)x.stop_ns) / 1e6);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, how == STOP_SCOPE ? -ETIMEDOUT : -ECANCELED);
+	assert_null(x.p.out.failed);
+	assert_true(x.pending_b > 0); /* it was waiting on b's writer */
+	assert_true(x.p.out.a_to_b > 0 && x.p.out.a_to_b < x.c.send);
+	assert_int_equal(x.p.out.b_to_a, 0);
+	assert_true(x.p.end_ns < x.stop_ns + 500 * MS);
+	assert_int_equal(x.tasks_after, x.tasks_before);
+	assert_int_equal(count_fds(), fds0);
+}
+
+static void test_copy_cancel_mid_transfer(void **state)
+{
+	(void)state;
+	copy_stop(STOP_CANCEL);
+}
+
+static void test_copy_scope_mid_transfer(void **state)
+{
+	(void)state;
+	copy_stop(STOP_SCOPE);
+}
+
+/* weft_stream_end_input on a (a server's graceful shutdown) stops the
+ * a->b direction quietly while a download from b goes on to its end:
+ * -ESHUTDOWN, every byte of the download delivered. */
+struct copy_end {
+	struct copy_run r;
+	int end_rc;
+};
+
+static void *copy_end_body(void *arg)
+{
+	struct copy_end *x = arg;
+	struct copy_run *r = &x->r;
+	weft_task *t[3];
+	if (copy_run_start(r, peer_main, t) < 0)
+		return NULL;
+	weft_task *cp = t[0], *tc = t[1], *ts = t[2];
+	weft_sleep_ms(50);
+	x->end_rc = weft_stream_end_input(r->p.a, WEFT_END_IDLE);
+	finish(cp);
+	/* Nothing more is passed to the server end (its input is never
+	 * shut by the copy) nor from the client's: let their receives end. */
+	shutdown(r->p.s1, SHUT_RD);
+	finish(ts);
+	shutdown(r->p.c0, SHUT_WR);
+	finish(tc);
+	proxy_close(&r->p);
+	return NULL;
+}
+
+static void *copy_end_main(void *arg)
+{
+	return on_loop0(copy_end_body, arg);
+}
+
+static void test_copy_end_input_lets_download_finish(void **state)
+{
+	(void)state;
+	size_t n = 320u * 1024;
+	struct copy_end x = { .r = { .c = { .eof_first = true },
+				     .s = { .send = n, .chunk = 16 * 1024, .gap_ms = 10, .seed = 7 } } };
+	weft_stream_copy_config_init(&x.r.p.cfg);
+	weft_test_run_loops(2, copy_end_main, &x);
+	assert_int_equal(x.r.open_rc, 0);
+	assert_int_equal(x.end_rc, 0);
+	assert_int_equal(x.r.p.rc, -ESHUTDOWN);
+	assert_null(x.r.p.out.failed);
+	assert_int_equal(x.r.p.out.a_to_b, 0);
+	assert_int_equal(x.r.p.out.b_to_a, n);
+	assert_int_equal(x.r.c.got, n);
+	assert_int_equal(x.r.c.rx_hash, x.r.s.tx_hash);
+}
+
+/* The streams' own limits still apply to the copy's waits: a's
+ * read_timeout_ns (nothing is sent) fails it with a as the failed stream;
+ * b's write_timeout_ns (its peer stopped reading while the client sends)
+ * with b. */
+static void test_copy_stream_read_limit(void **state)
+{
+	(void)state;
+	weft_stream_config lim;
+	weft_stream_config_init(&lim);
+	lim.read_timeout_ns = 100 * MS;
+	struct copy_run y = { .c = { .eof_first = true }, .s = { .eof_first = true } };
+	weft_stream_copy_config_init(&y.p.cfg);
+	y.p.acfg = &lim;
+	y.p.abort_on_error = true; /* the ends wait for an end: the reset */
+	int fds0 = count_fds();
+	weft_test_run_loops(2, copy_run_main, &y);
+	uint64_t ms = (y.p.end_ns - y.p.start_ns) / MS;
+	print_message("read limit: %s after %llu ms\n", weft_strerror(y.p.rc),
+		      (unsigned long long)ms);
+	assert_int_equal(y.open_rc, 0);
+	assert_int_equal(y.p.rc, -ETIMEDOUT);
+	assert_ptr_equal(y.p.out.failed, y.p.a);
+	assert_true(ms >= 95 && ms < 2000);
+	assert_int_equal(count_fds(), fds0);
+}
+
+static void test_copy_stream_write_limit(void **state)
+{
+	(void)state;
+	weft_stream_config lim;
+	weft_stream_config_init(&lim);
+	lim.write_timeout_ns = 200 * MS;
+	struct copy_stop x = { .how = STOP_ITSELF, .p = { .bcfg = &lim, .abort_on_error = true } };
+	int fds0 = count_fds();
+	weft_test_run_loops(2, copy_stop_main, &x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("write limit: %s after %llu ms, %llu bytes\n", weft_strerror(x.p.rc),
+		      (unsigned long long)ms, (unsigned long long)x.p.out.a_to_b);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, -ETIMEDOUT);
+	assert_ptr_equal(x.p.out.failed, x.p.b);
+	assert_true(ms >= 195 && ms < 2000);
+	assert_int_equal(x.tasks_after, x.tasks_before);
+	assert_int_equal(count_fds(), fds0);
 }
 
 /* The same over streams with a multishot receive. */
@@ -3889,6 +4174,12 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_cancel),
 	cmocka_unit_test(test_copy_backpressure),
 	cmocka_unit_test(test_copy_bad_arguments),
+	cmocka_unit_test(test_copy_one_task_idle_holds_nothing),
+	cmocka_unit_test(test_copy_cancel_mid_transfer),
+	cmocka_unit_test(test_copy_scope_mid_transfer),
+	cmocka_unit_test(test_copy_end_input_lets_download_finish),
+	cmocka_unit_test(test_copy_stream_read_limit),
+	cmocka_unit_test(test_copy_stream_write_limit),
 	cmocka_unit_test(test_multishot_abort_and_copy),
 };
 

@@ -92,9 +92,10 @@
  * waits holding none, as above.  weft_stream_read with nothing buffered
  * and a buffer at least as large as the next receive's size receives
  * straight into the caller's buffer (no copy; the stream holds nothing).
- * Once every queued byte has been sent, the write buffers are freed.  So
+ * Once every queued byte has been sent, the write buffers (and the send
+ * op) are freed.  So
  * a socket stream whose task waits in a read with nothing buffered and
- * nothing queued holds just its structure (about 470 bytes; 200 more with
+ * nothing queued holds just its structure (about 310 bytes; 200 more with
  * config.multishot; 170 more once it has made a zero-copy send) besides
  * its task; a server connection waiting for its next request costs that,
  * its task (one touched 4 KiB stack page and the task structure) and the
@@ -398,19 +399,29 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
 /*
  * Copy between two streams in both directions at once until both inputs
  * have ended (Tokio's copy_bidirectional): a proxy's core.  What a
- * receives is written to b and what b receives to a, each direction in
- * its own task (two children of a task group, spawned here and always
- * finished when the call returns: a cancelled caller, or one whose scope
- * expires, cancels them and waits for them).  The caller must not read
- * a or b meanwhile (it may write, as any task may).
+ * receives is written to b and what b receives to a, with no task per
+ * direction: each direction is a receive on the caller's loop whose
+ * completion queues the bytes on the other stream and arms the next
+ * receive, while the calling task waits (uninterruptibly but for its
+ * cancellation and its scope's deadline, which stop both directions;
+ * the call still waits for their receives to finish, so no operation or
+ * buffer outlives it).  The caller is bound to its loop meanwhile.  A
+ * relayed connection therefore costs the caller's task and the two
+ * streams, and while idle no buffer (the receives wait naming none, as
+ * a stream's read does: "Memory" above).  The caller must not read a or
+ * b meanwhile (another reader gets -EBUSY; it may write, as any task
+ * may).  A stream with config.multishot has its multishot receive
+ * stopped first (what it brought is relayed first) and is read with
+ * plain receives during the copy; a later read arms it again.
  *
  *  - Bytes are moved through the streams' buffers: what the source has
  *    buffered (bytes already buffered before the call go first) is
- *    queued on the destination (weft_stream_write, one copy) and consumed,
- *    then the destination is drained, so each direction holds at most a
- *    receive's worth in the source plus the destination's high_water
- *    (weft_stream_config) in its queue: a fast sender to a slow receiver
- *    waits (TCP backpressure), memory stays bounded.
+ *    queued on the destination (as weft_stream_write, one copy), and once
+ *    its queue is over high_water (weft_stream_config) the direction
+ *    receives nothing more until it falls to low_water (as drain), so
+ *    each direction holds at most a receive's worth plus the
+ *    destination's high_water in its queue: a fast sender to a slow
+ *    receiver waits (TCP backpressure), memory stays bounded.
  *  - Half-close: end of input on one side becomes weft_stream_shutdown on
  *    the other (its queue flushed, then SHUT_WR on a socket), and the
  *    other direction goes on; the call returns 0 when both have ended.
@@ -436,8 +447,8 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  *    -ESHUTDOWN if nothing failed.  Both streams stay open and
  *    the caller's: a proxy usually weft_stream_abort's the other one on a
  *    reset (to pass the reset on) and closes both.  -EINVAL (a or b NULL,
- *    a == b, a reserved field set), -EPERM outside a task, -ENOMEM (the
- *    group or a task could not be created).
+ *    a == b, a reserved field set), -EPERM outside a task, -ENOMEM (as a
+ *    direction's failure: a receive's buffer could not be had).
  *  - out (NULL: not wanted) always gets the byte counts, on error too:
  *    bytes taken from one stream and queued on the other.  After a
  *    failure of the destination's writes, up to weft_stream_pending of
