@@ -150,7 +150,12 @@ typedef struct weft_runtime_config {
 	bool backend_quiet;      /* AUTO falls back to epoll without the
 				    line on stderr (the reason stays in
 				    weft_runtime_stats) */
-	unsigned reserved[12];   /* must be zero */
+	int dump_signal;         /* 0: off; else this signal (e.g. SIGUSR1)
+				    writes a task dump (weft/dump.h) */
+	const char *dump_path;   /* where: appended to this file (created
+				    0644), "/dev/fd/N" for an fd of the
+				    program's; NULL: stderr */
+	unsigned reserved[9];    /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,
@@ -827,5 +832,6 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/server.h" /* serve a listener: a task per connection */
 #include "weft/fs.h"    /* files (aiofiles) */
 #include "weft/process.h" /* signals and subprocesses */
+#include "weft/dump.h"  /* task dumps: every task and what it waits on */
 
 #endif /* WEFT_H */

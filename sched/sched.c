@@ -348,7 +348,10 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 	if (unlikely(!t->owner) && !first_run(l, t)) /* registered at first run */
 		return false;
 	l->current = t;
-	t->loop = l;
+	/* Relaxed atomic stores (plain moves): a dump reads both from
+	 * another thread (runtime/dump.c). */
+	__atomic_store_n(&t->loop, l, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->started_id, t->id, __ATOMIC_RELAXED);
 	t->budget = WEFT_TASK_BUDGET;
 	/* An exchange, not a store: a wake that lands just before (its
 	 * fetch_or saw NOTIFIED and queued nothing) must synchronize with this
@@ -454,6 +457,31 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 	weft__after_switch(weft__loop_self());
 }
 
+/* Claim parked task t as if it ran (RUNNING, with no loop running it), so
+ * nothing runs it while a dump reads its stack: a wake meanwhile only
+ * sets NOTIFIED, and weft__task_unhold queues it as its switch-out would
+ * have.  False if t is not parked (running, queued or done). */
+bool weft__task_hold(weft_task *t)
+{
+	uint32_t s = 0;
+	return atomic_compare_exchange_strong_explicit(&t->state, &s, WEFT_TS_RUNNING,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+void weft__task_unhold(weft_task *t)
+{
+	uint32_t s = atomic_fetch_and_explicit(&t->state, ~WEFT_TS_RUNNING, memory_order_acq_rel);
+	if (!(s & WEFT_TS_NOTIFIED))
+		return;
+	weft_loop *home = t->loop, *self = weft__loop_self();
+	if (home == self) {
+		make_runnable_local(home, t, false, NULL);
+	} else { /* its timer lives on its home loop: queue it there */
+		weft__mpsc_push(&home->remote, t);
+		wake_loop(home);
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* the scheduler loop                                                        */
 /* ------------------------------------------------------------------------ */
@@ -490,9 +518,13 @@ static void maintenance_poll(weft_loop *l, bool ring)
 		weft__runq_flush(l->rq);
 	if (ring)
 		weft__io_poll(l, false, 0);
+	uint64_t now = weft_now_ns();
+	l->now_hint = now;
 	if (weft__timer_any(l))
-		weft__timer_fire(l, weft_now_ns());
+		weft__timer_fire(l, now);
 	drain_remote(l);
+	if (unlikely(atomic_load_explicit(&l->dumps, memory_order_acquire)))
+		weft__dump_serve(l);
 }
 
 /* About once a second (WEFT_TRIM_NS), the loop's caches give back what
@@ -687,6 +719,7 @@ void *weft__loop_main(void *arg)
 	if (atomic_load(&rt->state) == 1 || atomic_load(&rt->state) == 2)
 		sched_run(l);
 	reap_finished(l);
+	weft__dump_close(l); /* requests from now on: answered empty */
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
 	weft__stackpool_drain(rt, &l->stacks);
