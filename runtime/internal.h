@@ -169,21 +169,23 @@ struct weft_task {
 	struct weft_task *grp_prev, *grp_next;
 	weft_scope *scope;            /* innermost deadline scope */
 	uint64_t scope_deadline;      /* earliest deadline of all scopes, 0 none */
+	/* what it waits on while parked (enum weft__wait_kind, above); on the
+	 * cache line a park reads anyway (scope_deadline) */
+	uint8_t wait_kind;
+	uint8_t wait_op;              /* WEFT_WAIT_IO: enum weft__opcode */
+	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
+	const void *wait_obj;
+	uint64_t wait_since;          /* when it parked (ns, about: see
+					 weft__park_task) */
+	uint64_t id;                  /* here too: every run records it
+					 (weft_loop.started_id) */
 	weft__lock lock;              /* guards waiters and join */
 	uint8_t joined;               /* 0 no, 1 joining, 2 joined */
 	bool cancelled_result;        /* outcome: cancelled */
 	int error;                    /* outcome: could not start (-ENOMEM) */
 	weft__fpenv fpenv;            /* its spawner's FP control state */
 	weft__waitlist waiters;
-	uint64_t id;
-	/* what it waits on while parked (enum weft__wait_kind, above) */
-	uint8_t wait_kind;
-	uint8_t wait_op;              /* WEFT_WAIT_IO: enum weft__opcode */
-	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
-	const void *wait_obj;
 	uint64_t wait_until;          /* WEFT_WAIT_SLEEP: deadline (ns) */
-	uint64_t wait_since;          /* when it parked (ns, about: see
-					 weft__park_task) */
 	uint64_t group_id;            /* its group's id (weft_group), 0 none */
 	uint64_t group_owner;         /* the id of the task that created that
 					 group, 0 a foreign thread */
@@ -264,6 +266,11 @@ typedef struct weft__ep {
 struct weft_loop {
 	/* owner-only hot fields */
 	weft_task *current;      /* running task, NULL in the scheduler */
+	uint64_t started_id;     /* id of the task it last started: relaxed
+				    atomic, read by a dump that found the
+				    loop stuck (runtime/dump.c) */
+	uint64_t now_hint;       /* the clock at the last scheduler pass: a
+				    parked task's "since" (weft__park_task) */
 	weft_task *lifo;         /* LIFO slot (not stealable) */
 	unsigned lifo_streak;
 	uint32_t tick;
@@ -294,13 +301,6 @@ struct weft_loop {
 	/* registry of tasks first run here (owner-only) */
 	weft_task *reg_head;
 	weft__mpsc reaped;       /* tasks that finished on another loop */
-	/* task dumps (runtime/dump.c) */
-	uint64_t now_hint;       /* the clock at the last scheduler pass
-				    (owner-only): a parked task's "since" */
-	uint64_t started_id;     /* id of the task it last started: relaxed
-				    atomic, read by a dump that found the
-				    loop stuck */
-	struct weft__dump_part *_Atomic dumps; /* requests to answer */
 
 	/* cross-thread */
 	weft__mpsc remote;       /* tasks woken from other threads */
@@ -339,6 +339,8 @@ struct weft_loop {
 	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;
 	weft_loop_stats st;      /* written by the owner, read racily */
+	struct weft__dump_part *_Atomic dumps; /* dump requests to answer
+						  (runtime/dump.c) */
 };
 
 /* ---- the runtime ---- */
