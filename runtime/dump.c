@@ -244,24 +244,31 @@ static void backtrace_out(dbuf *b, const weft_task *t)
 	} while (++i < DUMP_FRAMES && unw_step(&cur) > 0);
 }
 #else
-/* Elsewhere (aarch64): the frame-pointer chain from the saved fp, kept
- * inside the task's stack, named by dladdr (exported symbols only). */
+/* Elsewhere (aarch64): the switch, its caller (the saved lr), then the
+ * frame-pointer chain from the saved fp (frame records {fp, lr}), kept
+ * inside the task's stack; named by dladdr (exported symbols only). */
+static void frame_named(dbuf *b, unsigned i, uintptr_t pc)
+{
+	Dl_info di;
+	bool named = dladdr((void *)pc, &di) && di.dli_sname;
+	frame_out(b, i, pc, named ? di.dli_sname : NULL, named ? pc - (uintptr_t)di.dli_saddr : 0);
+}
+
 static void backtrace_out(dbuf *b, const weft_task *t)
 {
 	const weft__ctx *c = &t->fib.ctx;
 	uintptr_t lo = (uintptr_t)t->stack_base, hi = lo + t->stack_size;
-	uintptr_t pc = (uintptr_t)c->pc, fp = (uintptr_t)c->fp;
-	for (unsigned i = 0; i < DUMP_FRAMES && pc; i++) {
-		Dl_info di;
-		bool named = dladdr((void *)pc, &di) && di.dli_sname;
-		frame_out(b, i, pc, named ? di.dli_sname : NULL,
-			  named ? pc - (uintptr_t)di.dli_saddr : 0);
-		if (fp < lo || fp + 16 > hi || (fp & 15))
-			break;
+	uintptr_t fp = (uintptr_t)c->fp;
+	unsigned i = 0;
+	frame_named(b, i++, (uintptr_t)c->pc);
+	frame_named(b, i++, (uintptr_t)c->lr);
+	while (i < DUMP_FRAMES && fp >= lo && fp + 16 <= hi && !(fp & 15)) {
 		const uintptr_t *rec = (const uintptr_t *)fp;
-		pc = rec[1];
-		if (rec[0] <= fp)
+		if (!rec[1])
 			break;
+		frame_named(b, i++, rec[1]);
+		if (rec[0] <= fp)
+			break; /* the chain ends (the trampoline's fp is 0) */
 		fp = rec[0];
 	}
 }
@@ -494,19 +501,18 @@ static void group_node(dbuf *b, const dtree *tr, const dgroup *g, unsigned depth
 	buf_printf(b, "]}");
 }
 
-static bool live_task(const dtree *tr, uint64_t id, const drec *const *all, size_t n)
-{
-	(void)tr;
-	for (size_t i = 0; i < n; i++)
-		if (all[i]->id == id)
-			return true;
-	return false;
-}
-
 static int cmp_rec_id(const void *a, const void *b)
 {
 	const drec *x = *(const drec *const *)a, *y = *(const drec *const *)b;
 	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Whether task `id` is among the n records sorted by id. */
+static bool live_task(const drec **byid, size_t n, uint64_t id)
+{
+	drec key = { .id = id };
+	const drec *k = &key;
+	return bsearch(&k, byid, n, sizeof(*byid), cmp_rec_id) != NULL;
 }
 
 /* Roots: tasks in no group, and groups whose creator is not a live task
@@ -549,7 +555,7 @@ static void tree_out(dbuf *b, const drec **recs, size_t n)
 	}
 	for (size_t i = 0; i < tr.ng; i++) {
 		const dgroup *g = &tr.groups[i];
-		if (g->owner && live_task(&tr, g->owner, byid, n))
+		if (g->owner && live_task(byid, n, g->owner))
 			continue;
 		buf_printf(b, first ? "" : ",");
 		first = false;

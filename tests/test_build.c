@@ -419,7 +419,7 @@ static const char *pic_host_src =
 	"}\n";
 
 static const char *plugin_src;
-static void write_file(const char *dir, const char *name, const char *text);
+#define write_file weft_test_write_file
 
 /* Run `fmt`'s command (printf-style) in the test's directory; on failure
  * show its output.  Returns the exit status. */
@@ -874,15 +874,13 @@ static const char *host_src =
 	"\treturn bad;\n"
 	"}\n";
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-	char p[PATH_MAX + 64];
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	FILE *f = fopen(p, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+/* What the archive's task dumps link on this architecture (Makefile,
+ * UNWIND_LIBS): libunwind on x86_64. */
+#if defined(__x86_64__)
+#define UNWIND "-lunwind "
+#else
+#define UNWIND ""
+#endif
 
 /*
  * libweft_pic.a linked into a shared object that a program dlopens (a
@@ -892,14 +890,6 @@ static void write_file(const char *dir, const char *name, const char *text)
  * "cannot allocate memory in static TLS block").  The runtime inside then
  * spawns, sleeps and does socket I/O, on io_uring and on epoll.
  */
-/* What the archive's task dumps link on this architecture (Makefile,
- * UNWIND_LIBS): libunwind on x86_64. */
-#if defined(__x86_64__)
-#define UNWIND "-lunwind "
-#else
-#define UNWIND ""
-#endif
-
 static void test_archive_in_dlopened_shared_object(void **state)
 {
 	(void)state;

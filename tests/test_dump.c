@@ -121,12 +121,15 @@ static void remove_dir(void)
 
 static void write_text(const char *name, const char *text)
 {
-	char p[PATH_MAX + 64];
-	snprintf(p, sizeof(p), "%s/%s", g_dir, name);
-	FILE *f = fopen(p, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
+	weft_test_write_file(g_dir, name, text);
+}
+
+/* A test's start: python3 to check with, a directory, a runtime. */
+static weft_runtime *begin(unsigned loops)
+{
+	need_python();
+	make_dir();
+	return start_rt(loops);
 }
 
 /* Run the checker on dump file `dump` with expectations `expect`. */
@@ -356,9 +359,7 @@ static void expect_task(sbuf *x, uint64_t id, const char *kind, const char *fn, 
 static void test_every_wait_kind(void **state)
 {
 	(void)state;
-	need_python();
-	make_dir();
-	weft_runtime *rt = start_rt(2);
+	weft_runtime *rt = begin(2);
 	static struct env e;
 	env_init(&e);
 	weft_task *ts[NK];
@@ -468,9 +469,7 @@ static void *spinner(void *arg)
 static void test_running_and_stuck(void **state)
 {
 	(void)state;
-	need_python();
-	make_dir();
-	weft_runtime *rt = start_rt(2);
+	weft_runtime *rt = begin(2);
 	static struct spin s;
 	memset(&s, 0, sizeof(s));
 	atomic_store(&s.loop, -1);
