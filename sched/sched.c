@@ -6,6 +6,8 @@
  *   RUNNING --wake--> RUNNING|NOTIFIED --park--> NOTIFIED (requeued)
  *   RUNNING --yield--> NOTIFIED (queued at the back)
  *   RUNNING --return--> DONE
+ *   idle --hold--> RUNNING --unhold--> idle, or NOTIFIED (queued) if woken
+ *     meanwhile: a task dump reading a parked task's stack (runtime/dump.c)
  * Only the transition idle -> NOTIFIED queues a task, so a task is in at
  * most one queue.  A task that switches away is published (requeued,
  * parked, freed) by whoever runs next on that loop, after the switch has
