@@ -213,8 +213,22 @@ static void frame_out(dbuf *b, unsigned i, uintptr_t ip, const char *name, uintp
 /* libunwind from the task's saved registers: a context of our own with
  * the callee-saved registers, the stack pointer and the resume address
  * replaced by the task's (runtime/ctx_x86_64.S; the CFI of its switch
- * makes the first step land in its caller). */
+ * makes the first step land in its caller).  One unwind at a time in the
+ * process: loops answer a dump at the same moment, and libunwind's lazy
+ * set-up and caches synchronize in ways ThreadSanitizer cannot see (it is
+ * not instrumented); a few microseconds each, on dumps only. */
+static pthread_mutex_t unwind_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void unwind_out(dbuf *b, const weft_task *t);
+
 static void backtrace_out(dbuf *b, const weft_task *t)
+{
+	pthread_mutex_lock(&unwind_mu);
+	unwind_out(b, t);
+	pthread_mutex_unlock(&unwind_mu);
+}
+
+static void unwind_out(dbuf *b, const weft_task *t)
 {
 	const weft__ctx *c = &t->fib.ctx;
 	unw_context_t uc;

@@ -308,6 +308,19 @@ static void env_init(struct env *e)
 	e->sleep_until = weft_now_ns() + 60000 * MS;
 }
 
+/* What env_init made, once nothing waits on it. */
+static void env_free(struct env *e)
+{
+	void *it;
+	while (weft_queue_try_get(e->qfull, &it) == 0)
+		;
+	assert_int_equal(weft_queue_destroy(e->qempty), 0);
+	assert_int_equal(weft_queue_destroy(e->qfull), 0);
+	weft_future_release(e->fut);
+	close(e->sv[0]);
+	close(e->sv[1]);
+}
+
 /* Spawn every parker on rt (the yielders pinned to loop 0, the rest
  * spread by the scheduler) and wait until they are all parked or
  * yielding. */
@@ -353,11 +366,7 @@ static void unpark_all(weft_runtime *rt, struct env *e, weft_task **ts)
 	}
 	weft_task_release(e->join_target); /* park_join joined it */
 	weft_group_destroy(e->grp);
-	close(e->sv[0]);
-	close(e->sv[1]);
-	weft_future_release(e->fut);
-	weft_queue_destroy(e->qempty);
-	weft_queue_destroy(e->qfull);
+	env_free(e);
 	(void)rt;
 }
 
@@ -606,8 +615,7 @@ static void test_dump_on_signal(void **state)
 	struct sigaction sa;
 	assert_int_equal(sigaction(SIGUSR2, NULL, &sa), 0);
 	assert_true(sa.sa_handler == SIG_DFL);
-	close(e.sv[0]);
-	close(e.sv[1]);
+	env_free(&e);
 	remove_dir();
 }
 
