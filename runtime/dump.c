@@ -675,10 +675,13 @@ static weft__dump_req *request(weft_runtime *rt, weft_task *self, uint64_t deadl
 		struct weft__dump_part *p = &r->parts[i];
 		p->req = r;
 		weft_loop *l = rt->loops[i];
+		/* seq_cst: pairs with a loop going to sleep, which stores
+		 * `parked` and then looks here (work_visible): either it sees
+		 * the request or we see it parked and wake it. */
 		p->next = atomic_load_explicit(&l->dumps, memory_order_relaxed);
 		while (p->next != DUMPS_CLOSED &&
 		       !atomic_compare_exchange_weak_explicit(&l->dumps, &p->next, p,
-							      memory_order_release,
+							      memory_order_seq_cst,
 							      memory_order_relaxed))
 			;
 		if (p->next == DUMPS_CLOSED) /* the loop has stopped: no tasks */

@@ -579,6 +579,7 @@ static bool work_visible(weft_loop *l)
 {
 	weft_runtime *rt = l->rt;
 	if (atomic_load_explicit(&l->remote.head, memory_order_seq_cst) ||
+	    atomic_load_explicit(&l->dumps, memory_order_seq_cst) ||
 	    atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) ||
 	    atomic_load_explicit(&rt->stop, memory_order_seq_cst) ||
 	    (!l->shutdown_seen && atomic_load_explicit(&rt->state, memory_order_seq_cst) >= 2))
