@@ -442,6 +442,15 @@ static void *nothing(void *arg)
 	return arg;
 }
 
+/* Spawn fn(arg) pinned to the calling task's loop. */
+static int spawn_here(weft_task **t, weft_fn fn, void *arg)
+{
+	weft_task_config tc;
+	weft_task_config_init(&tc);
+	tc.pin = WEFT_PIN_CURRENT;
+	return weft_task_spawn_ex(t, &tc, fn, arg);
+}
+
 /* On the spinner's first loop F (pinned there): wakes the spinner while a
  * pinned task is queued, so the spinner goes to F's stealable run queue
  * (not to the LIFO slot, which no loop steals from), then hogs F until
@@ -449,11 +458,8 @@ static void *nothing(void *arg)
 static void *hog(void *arg)
 {
 	struct spin *s = arg;
-	weft_task_config tc;
-	weft_task_config_init(&tc);
-	tc.pin = WEFT_PIN_CURRENT;
 	weft_task *d;
-	if (weft_task_spawn_ex(&d, &tc, nothing, NULL) < 0)
+	if (spawn_here(&d, nothing, NULL) < 0)
 		return P(1);
 	weft_event_set(&s->go);
 	uint64_t end = weft_now_ns() + 5000 * MS;
@@ -471,11 +477,8 @@ static void *spinner(void *arg)
 {
 	struct spin *s = arg;
 	atomic_store(&s->first_loop, weft_loop_index());
-	weft_task_config tc;
-	weft_task_config_init(&tc);
-	tc.pin = WEFT_PIN_CURRENT;
 	weft_task *h;
-	if (weft_task_spawn_ex(&h, &tc, hog, s) < 0)
+	if (spawn_here(&h, hog, s) < 0)
 		return P(1);
 	weft_event_wait(&s->go);
 	atomic_store(&s->loop, weft_loop_index());
