@@ -702,11 +702,11 @@ static void test_gdb_lists_tasks_from_core(void **state)
 	park_all(rt, &e, ts);
 	/* every parker parked before the core is taken */
 	char x[2048];
-	int n = snprintf(x, sizeof(x), "{\"tasks\":[");
+	int xn = snprintf(x, sizeof(x), "{\"tasks\":[");
 	for (int k = 0; k < K_YIELD_A; k++)
-		n += snprintf(x + n, sizeof(x) - (size_t)n, "%s{\"id\":%llu,\"state\":\"parked\"}",
-			      k ? "," : "", (unsigned long long)e.ids[k]);
-	snprintf(x + n, sizeof(x) - (size_t)n, "]}");
+		xn += snprintf(x + xn, sizeof(x) - (size_t)xn, "%s{\"id\":%llu,\"state\":\"parked\"}",
+			       k ? "," : "", (unsigned long long)e.ids[k]);
+	snprintf(x + xn, sizeof(x) - (size_t)xn, "]}");
 	dump_until(rt, "parked.json", x);
 
 	int r = sh("gcore -o '%s/core' %d >'%s/gcore.log' 2>&1", g_dir, (int)getpid(), g_dir);
