@@ -686,7 +686,8 @@ static void test_gdb_lists_tasks_from_core(void **state)
 {
 	(void)state;
 	if (WEFT_TEST_SANITIZED) {
-		print_message("skip: a sanitizer's shadow mappings make a core of terabytes\n");
+		print_message("skip: a sanitizer tree (its shadow mappings make a core of "
+			      "terabytes) or qemu-user (no ptrace for gcore)\n");
 		skip();
 	}
 	if (access("/usr/bin/gdb", X_OK) != 0 || access("/usr/bin/gcore", X_OK) != 0) {
