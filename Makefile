@@ -86,7 +86,7 @@ ifeq ($(ARCH),x86_64)
 else
   UNWIND_LIBS :=
 endif
-LDLIBS := -luring $(ALLOC_LIBS) $(UNWIND_LIBS) -lpthread -lm
+LDLIBS := -luring $(ALLOC_LIBS) $(UNWIND_LIBS) -lpthread -lm -lz
 
 LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
 ASM_SRC := runtime/ctx_$(ARCH).S
@@ -186,6 +186,18 @@ $(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS)
 
+# weft-load alone links ZeroMQ and msgpack (bench/locust/: the Locust
+# worker protocol, docs/load.md), so libweft.a and every other program
+# stay free of them.
+LOCUST_SRC := $(wildcard bench/locust/*.c)
+LOCUST_CFLAGS = $(shell pkg-config --cflags libzmq msgpack)
+LOCUST_LIBS = $(shell pkg-config --libs libzmq msgpack)
+$(B)/bench/weft-load: bench/weft-load.c $(LOCUST_SRC) $(wildcard bench/locust/*.h) \
+		$(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $(LOCUST_CFLAGS) bench/weft-load.c $(LOCUST_SRC) -o $@ \
+	  $(B)/libweft-internal.a $(LOCUST_LIBS) $(LDLIBS)
+
 $(B)/tests/%: tests/%.c $(B)/libweft-internal.a $(HDRS) $(TEST_HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS) -lcmocka
@@ -214,12 +226,15 @@ empty :=
 space := $(empty) $(empty)
 SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SYSALLOC_SUITES)))
 TEST_TREES := build build/asan build/tsan build@epoll build/asan@epoll aarch64 fault $(SYSALLOC_SPEC)
+# The trees build with one job per CPU (JOBS) even under a plain `make
+# test`: serial builds left all CPUs but one idle.
+JOBS ?= $(shell nproc)
 test: deps-test
-	@$(MAKE) --no-print-directory all tests
-	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
-	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
-	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
-	@$(MAKE) --no-print-directory ALLOC=system lib examples sysalloc-tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) all tests
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=asan lib examples tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=tsan lib examples tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=fault fault-tests
+	@$(MAKE) --no-print-directory -j$(JOBS) ALLOC=system lib examples sysalloc-tests load
 	@sh tests/run.sh $(TEST_TREES)
 
 test-plain: deps

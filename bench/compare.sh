@@ -6,11 +6,12 @@
 # bench-compare` builds everything and runs this; docs/benchmarks.md
 # ("Comparison runs, scaling and memory") says what it measures.
 #
-#   sh bench/compare.sh [BUILD_DIR] [SECTION...]   (default: build servers kv proxy)
+#   sh bench/compare.sh [BUILD_DIR] [SECTION...]   (default: build servers kv proxy clients)
 #
-# Sections: `servers` (everything below but the last two parts), `kv` and
-# `proxy` (the key-value and proxy sections at the end of this comment);
-# `sh bench/compare.sh build kv` runs one alone (about 2 minutes each).
+# Sections: `servers` (everything below but the last three parts), `kv`,
+# `proxy` and `clients` (the key-value, proxy and load-client sections at
+# the end of this comment); `sh bench/compare.sh build kv` runs one alone
+# (about 2 minutes each).
 #
 # Servers: HTTP (GET / -> "Hello, World!"): weft's http_server and nginx
 # (bench/baseline/nginx.conf.in); echo (64 B messages): weft's echo_server,
@@ -96,6 +97,30 @@
 # wrk, curl or build/bench/idle_conns the section says so loudly and is
 # skipped.
 #
+# The clients section (issue 13): weft-load against the reference client
+# of each protocol, the same server, connections, pipeline depth and test,
+# in the same run.  Servers on CMP_SERVER_CPU: Debian's redis-server
+# (config as in the kv section) and nginx (one worker, as `servers`);
+# clients on CMP_CLIENT_CPU with one thread / loop:
+#   redis  redis-benchmark -c CMP_CLIENTS_CONNS (50) -P CMP_CLIENTS_PIPELINE
+#          (16) -t T -n N against weft-load -c 50 --pipeline 16 --command T
+#          -n N redis://, for T in CMP_CLIENTS_TESTS (get set ping; ping is
+#          redis-benchmark's PING_MBULK), N sized for about
+#          CMP_CLIENTS_SECONDS (3) s from a calibration run;
+#   http   wrk -t1 -c CMP_CLIENTS_HTTP_CONNS (64) -d 3s against weft-load
+#          --loops 1 -c 64 -d 3s on nginx's GET /.
+# Client CPU per request: the client's user + system time (`times` of the
+# subshell that ran it) over its requests.  The clients interleaved, their
+# order rotated each repeat, CMP_CLIENTS_REPEATS (CMP_REPEATS) times, a
+# fresh server per repeat.  Output, medians with min-max:
+#   BENCH clients_redis_get_load rps=... client_cpu_us=... errors=0 runs=3 rps_range=... client_cpu_us_range=...
+#   BENCH clients_redis_get_load_vs_redis_benchmark rps=... vs=... ratio=... target=>=1x ok|MISS
+#   BENCH clients_redis_get_load_vs_redis_benchmark_cpu client_cpu_us=... vs=... ratio=... target=<=0.6x ok|MISS
+#   BENCH clients_http_c64_load_vs_wrk ... target=>=1x, ..._cpu ... target=<=0.8x
+# Data: CMP_CLIENTS_OUT (BUILD_DIR/bench-results/compare-clients.tsv).
+# Without weft-load, redis-benchmark/redis-server or wrk/nginx the part
+# says so loudly and is skipped.
+#
 # Environment (the defaults take about 25 minutes on 2 cores):
 #   CMP_SECONDS=5 CMP_WARMUP=1 CMP_SYSCALL_SECONDS=2 (0: no perf) CMP_REPEATS=3
 #   CMP_MODES="pinned all sweep"
@@ -107,9 +132,9 @@
 
 B=${1:-build}
 [ $# -gt 0 ] && shift
-SECTIONS=${*:-servers kv proxy}
+SECTIONS=${*:-servers kv proxy clients}
 for sec in $SECTIONS; do
-	case $sec in servers | kv | proxy) ;; *) echo "compare.sh: unknown section $sec (servers, kv, proxy)" >&2; exit 2 ;; esac
+	case $sec in servers | kv | proxy | clients) ;; *) echo "compare.sh: unknown section $sec (servers, kv, proxy, clients)" >&2; exit 2 ;; esac
 done
 BL=$B/bench/baseline
 here=$(cd "$(dirname "$0")" && pwd)
@@ -187,6 +212,24 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The rows of the kv and clients sections' data ("rep who test requests rps
+# cpu_us errors"): per (test, who) the runs, errors and samples, in order of
+# appearance (order[], tests[]).
+RUN_ROWS_AWK='
+/^#/ { next }
+{
+	key = $3 SUBSEP $2
+	if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
+	if (!($3 in tseen)) { tseen[$3] = 1; tests[++nt] = $3 }
+	runs[key]++
+	errs[key] += $7
+	if ($5 != "-") {
+		vals[key, "rps"] = vals[key, "rps"] " " $5
+		vals[key, "cpu"] = vals[key, "cpu"] " " $6
+	}
+}
+'
 
 # ---------------------------------------------------------------------------
 # The kv section: kv_server (io_uring, epoll) against redis-server.
@@ -266,19 +309,7 @@ kv_section() {
 		done
 		rep=$((rep + 1))
 	done
-	awk -F'\t' "$STATS_AWK"'
-	/^#/ { next }
-	{
-		key = $3 SUBSEP $2
-		if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-		if (!($3 in tseen)) { tseen[$3] = 1; tests[++nt] = $3 }
-		runs[key]++
-		errs[key] += $7
-		if ($5 != "-") {
-			vals[key, "rps"] = vals[key, "rps"] " " $5
-			vals[key, "cpu"] = vals[key, "cpu"] " " $6
-		}
-	}
+	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK"'
 	END {
 		for (i = 1; i <= nk; i++) {
 			split(order[i], p, SUBSEP)
@@ -538,11 +569,190 @@ proxy_section() {
 	}' out="$PX_OUT" "$PX_OUT"
 }
 
+
+# ---------------------------------------------------------------------------
+# The clients section: weft-load against redis-benchmark and wrk.
+# ---------------------------------------------------------------------------
+CL_REPS=${CMP_CLIENTS_REPEATS:-$REPS}
+CL_SECS=${CMP_CLIENTS_SECONDS:-3}
+CL_CONNS=${CMP_CLIENTS_CONNS:-50}
+CL_PIPE=${CMP_CLIENTS_PIPELINE:-16}
+CL_TESTS=${CMP_CLIENTS_TESTS:-get set ping}
+CL_HTTP_CONNS=${CMP_CLIENTS_HTTP_CONNS:-64}
+CL_OUT=${CMP_CLIENTS_OUT:-$B/bench-results/compare-clients.tsv}
+
+# Run client $1 (redis-benchmark, load) on test $2 with -n $3 against
+# redis-server on $port: "rps cpu_s" (rps empty if it failed).
+cl_redis() {
+	lim=$((CL_SECS * 10 + 30))
+	if [ "$1" = load ]; then
+		(
+			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_CONNS" --pipeline "$CL_PIPE" \
+				--loops 1 --command "$2" -n "$3" --json --no-progress "redis://127.0.0.1:$port" \
+				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
+			times >"$rundir/client.times"
+		)
+		r=$(load_parse "$rundir/client.out")
+		[ "$(kv errors "$r")" = 0 ] && [ "$(kv requests "$r")" = "$3" ] && rps=$(kv rps "$r") || rps=
+	else
+		t=$2
+		[ "$t" = ping ] && t=ping_mbulk
+		(
+			timeout -k 2 $lim taskset -c "$CCPU_PIN" redis-benchmark -h 127.0.0.1 -p "$port" \
+				-c "$CL_CONNS" -P "$CL_PIPE" -t "$t" -n "$3" -q --csv \
+				</dev/null 2>"$rundir/client.err" | tr '\r' '\n' >"$rundir/client.out"
+			times >"$rundir/client.times"
+		)
+		rps=$(awk -F'"' -v t="$(echo "$t" | tr a-z A-Z)" '$2 == t { print $4 }' "$rundir/client.out")
+	fi
+	echo "$rps $(times_cpu_s "$rundir/client.times")"
+}
+
+# Client $1 (wrk, load) on nginx for CL_SECS: "rps requests cpu_s".
+cl_http() {
+	lim=$((CL_SECS + 20))
+	if [ "$1" = load ]; then
+		(
+			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_HTTP_CONNS" -d "$CL_SECS"s \
+				--loops 1 --json --no-progress "http://127.0.0.1:$port/" \
+				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
+			times >"$rundir/client.times"
+		)
+		r=$(load_parse "$rundir/client.out")
+	else
+		(
+			timeout -k 2 $lim taskset -c "$CCPU_PIN" wrk -t1 -c"$CL_HTTP_CONNS" -d"$CL_SECS"s \
+				--latency "http://127.0.0.1:$port/" </dev/null >"$rundir/client.out" 2>&1
+			times >"$rundir/client.times"
+		)
+		r=$(wrk_parse "$rundir/client.out")
+	fi
+	if [ "$(kv errors "$r")" = 0 ]; then
+		echo "$(kv rps "$r") $(kv requests "$r") $(times_cpu_s "$rundir/client.times")"
+	else
+		echo "- - -"
+	fi
+}
+
+clients_section() {
+	cl_status=0
+	if [ ! -x "$LOAD" ]; then
+		say "*** clients: $LOAD is not built: SKIPPING the clients section ***"
+		return
+	fi
+	SCPU=$SCPU_PIN
+	mkdir -p "$(dirname "$CL_OUT")" || exit 2
+	{
+		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS"
+		echo "# rep	client	test	requests	rps	client_cpu_us	errors"
+	} >"$CL_OUT"
+	do_redis=1 do_http=1
+	if [ ! -x "$REDIS" ] || ! command -v redis-benchmark >/dev/null 2>&1; then
+		say "*** clients: redis-server ($REDIS) or redis-benchmark missing: SKIPPING the redis part ***"
+		do_redis=0
+	fi
+	if [ ! -x "$NGINX" ] || ! command -v wrk >/dev/null 2>&1; then
+		say "*** clients: nginx ($NGINX) or wrk missing: SKIPPING the http part ***"
+		do_http=0
+	fi
+	printf 'save ""\nappendonly no\nbind 127.0.0.1\ndir %s\n' "$tmp" >"$tmp/redis.conf"
+	redis_cmd="$REDIS $tmp/redis.conf --port @PORT@"
+	nginx_cmd="$NGINX -p @DIR@/ -e @DIR@/error.log -c @DIR@/nginx.conf"
+	cl_n=
+	if [ "$do_redis" = 1 ] && start_server "$redis_cmd"; then
+		for t in $CL_TESTS; do
+			set -- $(cl_redis redis-benchmark "$t" 200000)
+			n=$(awk -v r="${1:-0}" -v s="$CL_SECS" 'BEGIN { n = int(r * s / 10000) * 10000; print n < 100000 ? 100000 : n }')
+			cl_n="$cl_n $t=$n"
+		done
+		stop_server
+		say "clients: redis -n per test:$cl_n"
+	else
+		do_redis=0
+	fi
+	rep=1
+	while [ "$rep" -le "$CL_REPS" ]; do
+		if [ "$do_redis" = 1 ] && start_server "$redis_cmd"; then
+			for t in $CL_TESTS; do
+				n=$(kv "$t" "$cl_n")
+				for c in $(rotate $((rep - 1)) "load redis-benchmark"); do
+					set -- $(cl_redis "$c" "$t" "$n")
+					[ -s "$rundir/client.err" ] && sed 's/^/  | /' "$rundir/client.err" >&2
+					if [ -n "$1" ] && [ $# -eq 2 ]; then
+						cpu=$(awk "BEGIN { print $2 * 1e6 / $n }")
+						echo "$rep	$c	redis_$t	$n	$1	$cpu	0" >>"$CL_OUT"
+						say "clients rep $rep redis $t $c: rps=$1 client_cpu_us=$cpu"
+					else
+						echo "$rep	$c	redis_$t	$n	-	-	1" >>"$CL_OUT"
+						say "clients rep $rep redis $t $c: no measurement"
+					fi
+				done
+			done
+			stop_server
+		fi
+		if [ "$do_http" = 1 ] && start_server "$nginx_cmd"; then
+			for c in $(rotate $((rep - 1)) "load wrk"); do
+				cl_http "$c" >/dev/null # warm-up, 1 s would do; same length keeps it simple
+				set -- $(cl_http "$c")
+				if [ "$1" != - ] && [ "$2" -gt 0 ] 2>/dev/null; then
+					cpu=$(awk "BEGIN { print $3 * 1e6 / $2 }")
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	$2	$1	$cpu	0" >>"$CL_OUT"
+					say "clients rep $rep http $c: rps=$1 client_cpu_us=$cpu"
+				else
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	-	-	-	1" >>"$CL_OUT"
+					say "clients rep $rep http $c: no measurement"
+				fi
+			done
+			stop_server
+		fi
+		rep=$((rep + 1))
+	done
+	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK"'
+	function target(name, unit, w, b, lim, higher,  r, pass) {
+		if (w == "-" || b == "-" || b == 0) {
+			printf "BENCH %s skipped: no numbers or errors\n", name
+			missed = missed " " name
+			return
+		}
+		r = w / b
+		pass = higher ? r >= lim : r <= lim
+		printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
+			higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
+		if (pass) ok++; else missed = missed " " name sprintf("(%.2fx)", r)
+	}
+	END {
+		for (i = 1; i <= nk; i++) {
+			split(order[i], p, SUBSEP)
+			k = order[i]
+			printf "BENCH clients_%s_%s rps=%s client_cpu_us=%s errors=%d runs=%d rps_range=%s client_cpu_us_range=%s\n",
+				p[1], p[2], fmt(median(k SUBSEP "rps")), fmt(median(k SUBSEP "cpu")),
+				errs[k], runs[k], range(k SUBSEP "rps"), range(k SUBSEP "cpu")
+		}
+		ok = 0; missed = ""
+		for (i = 1; i <= nt; i++) {
+			t = tests[i]
+			base = t ~ /^redis_/ ? "redis-benchmark" : "wrk"
+			lim = t ~ /^redis_/ ? 0.6 : 0.8
+			a = t SUBSEP "load"; b = t SUBSEP base
+			bad = errs[a] || errs[b]
+			name = "clients_" t "_load_vs_" (base == "wrk" ? "wrk" : "redis_benchmark")
+			target(name, "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
+			target(name "_cpu", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
+		}
+		if (missed == "" && ok > 0)
+			print "clients TARGET met: weft-load >= the reference client'"'"'s requests/s at <= 0.6x (redis-benchmark) / 0.8x (wrk) its CPU per request"
+		else
+			print "clients TARGET MISSED: weft-load >= the reference client'"'"'s requests/s at <= 0.6x (redis-benchmark) / 0.8x (wrk) its CPU per request; missed:" missed
+		printf "clients data: %s\n", out
+	}' out="$CL_OUT" "$CL_OUT"
+}
+
 case " $SECTIONS " in *" kv "*) kv_section ;; esac
 case " $SECTIONS " in *" proxy "*) proxy_section ;; esac
+case " $SECTIONS " in *" clients "*) clients_section ;; esac
 case " $SECTIONS " in
 *" servers "*) ;;
-*) [ "${kv_status:-0}" = 0 ] && [ "${px_status:-0}" = 0 ]; exit $? ;;
+*) [ "${kv_status:-0}" = 0 ] && [ "${px_status:-0}" = 0 ] && [ "${cl_status:-0}" = 0 ]; exit $? ;;
 esac
 
 perf_init "$SYSSECS"

@@ -43,8 +43,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #define LOAD_MAX_CONNS 1000000u
 #define LOAD_MAX_DURATION_S (24.0 * 3600) /* -d and --warmup */
@@ -55,7 +57,9 @@
 #define LOAD_MAX_TIMEOUT_MS 3600000u /* 1 h */
 #define LOAD_MAX_HEADERS 32
 
-enum load_mode { LOAD_HTTP, LOAD_TCP };
+enum load_mode { LOAD_HTTP, LOAD_TCP, LOAD_REDIS, LOAD_MEMCACHE, LOAD_RAW };
+enum load_cmd { LOAD_CMD_DEFAULT, LOAD_CMD_PING, LOAD_CMD_GET, LOAD_CMD_SET };
+#define LOAD_MAX_TEMPLATE 65536u /* --send and --expect-delim, after escapes */
 
 struct load_opts {
 	unsigned conns;       /* -c N (default 10; 1..1000000) */
@@ -64,7 +68,9 @@ struct load_opts {
 	unsigned loops;       /* --loops N (0 = one per CPU; <= 1024) */
 	double rate;          /* --rate R requests/s in total, open loop; 0 = closed loop */
 	unsigned pipeline;    /* --pipeline P requests in flight per connection (1..1024) */
-	size_t size;          /* --size BYTES message size for tcp:// echo (default 64) */
+	size_t size;          /* --size BYTES message size for tcp:// echo (default 64);
+				 redis:// and memcache:// SET values (default 3) */
+	size_t size_max;      /* --size MIN-MAX: values of random sizes (else == size) */
 	unsigned timeout_ms;  /* --timeout: unanswered this long = timeout error, reconnect */
 	double warmup_s;      /* --warmup DURATION not measured (default 0) */
 	bool json;            /* --json: one JSON object on stdout */
@@ -78,11 +84,34 @@ struct load_opts {
 	const char *headers[LOAD_MAX_HEADERS];
 	unsigned nheaders;    /* -H "Name: value", repeatable, pointers into argv */
 	bool duration_given;  /* -d was given (else 10 s, or the cap with -n) */
+	enum load_cmd cmd;    /* --command: redis PING (default), GET, SET;
+				 memcache get (default), set */
+	uint64_t keyspace;    /* --keyspace N: random keys key:0..N-1 (100000) */
+	bool poisson;         /* --poisson: open-loop gaps exponential */
+	double max_lag_s;     /* --max-lag T: drop sends later than this (0: never) */
+	const char *hlog;     /* --hlog FILE: HdrHistogram interval log, 1 s intervals */
+	const char *locust_master; /* --locust-master HOST:PORT: a Locust worker (argv) */
+	unsigned seg_i, seg_n;    /* --segment i/n (0/0: the whole load) */
+	bool conns_given;         /* -c was given */
+	char *send;           /* raw://: --send bytes, escapes decoded (malloc'd) */
+	size_t send_len;
+	char *delim;          /* raw://: --expect-delim bytes (malloc'd), or */
+	size_t delim_len;
+	size_t expect_len;    /* raw://: --expect-len bytes */
 };
+
+/* Free what the parse allocated (the raw templates).  Safe twice. */
+static inline void load_opts_free(struct load_opts *o)
+{
+	free(o->send);
+	free(o->delim);
+	o->send = o->delim = NULL;
+}
 
 static inline void load_opts_defaults(struct load_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->keyspace = 100000;
 	o->conns = 10;
 	o->duration_s = 10;
 	o->pipeline = 1;
@@ -99,6 +128,10 @@ static inline const char *load_usage(void)
 	return "Usage: weft-load <options> <url>\n"
 	       "  url: http://host[:port][/path[?query]]  HTTP/1.1 GET, keep-alive\n"
 	       "       tcp://host:port                   echo: send --size bytes, await them back\n"
+	       "       redis://host:port                 RESP: --command ping|get|set\n"
+	       "       memcache://host:port              memcached text: --command get|set\n"
+	       "       raw://host:port                   --send bytes, a response ends at\n"
+	       "                                         --expect-delim bytes or --expect-len N\n"
 	       "  Options:\n"
 	       "    -c, --connections <N>  connections to keep open (default 10)\n"
 	       "    -d, --duration    <T>  run time: 10s, 500ms, 2m, 1h (default 10s)\n"
@@ -108,7 +141,22 @@ static inline const char *load_usage(void)
 	       "    -R, --rate        <R>  open loop: R requests/s in total, latency measured\n"
 	       "                           from the intended send time (default: closed loop)\n"
 	       "        --pipeline    <P>  requests in flight per connection (default 1)\n"
-	       "        --size        <B>  tcp:// message size in bytes: 64, 4k, 1M (default 64)\n"
+	       "        --size        <B>  tcp:// message size in bytes: 64, 4k, 1M (default 64);\n"
+	       "                           redis/memcache SET value size, or MIN-MAX (default 3)\n"
+	       "        --command     <C>  redis: ping, get, set (ping); memcache: get, set (get)\n"
+	       "        --keyspace    <N>  redis/memcache: random keys of N (default 100k)\n"
+	       "        --send        <S>  raw: the request, with \\r \\n \\t \\\\ \\xHH escapes\n"
+	       "        --expect-delim <S> raw: a response ends with these bytes (escapes)\n"
+	       "        --expect-len  <B>  raw: a response is this many bytes\n"
+	       "        --poisson          open loop: exponential gaps (default: constant)\n"
+	       "        --max-lag     <T>  open loop: drop sends later than this (default never)\n"
+	       "        --hlog     <FILE>  write an HdrHistogram interval log (.hlog, 1 s)\n"
+	       "        --segment     <i/n> run part i of n of the connections, rate and -n\n"
+	       "                           (the n parts sum exactly)\n"
+	       "        --locust-master <HOST:PORT>  run as a Locust worker: the master gives\n"
+	       "                           the users (one connection each) and the duration;\n"
+	       "                           --rate is then per user\n"
+	       "        --merge-hlog <OUT> <IN>...  (alone) merge .hlog files into OUT\n"
 	       "    -H, --header      <H>  add a header to each request: \"Name: value\"\n"
 	       "        --timeout     <T>  a request unanswered this long is a timeout error and\n"
 	       "                           its connection is reopened: 2000 (ms), 2s (default 2s)\n"
@@ -293,11 +341,20 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 		o->mode = LOAD_HTTP;
 	} else if (slen == 3 && strncasecmp(url, "tcp", 3) == 0) {
 		o->mode = LOAD_TCP;
+	} else if (slen == 5 && strncasecmp(url, "redis", 5) == 0) {
+		o->mode = LOAD_REDIS;
+	} else if ((slen == 8 && strncasecmp(url, "memcache", 8) == 0) ||
+		   (slen == 9 && strncasecmp(url, "memcached", 9) == 0)) {
+		o->mode = LOAD_MEMCACHE;
+	} else if (slen == 3 && strncasecmp(url, "raw", 3) == 0) {
+		o->mode = LOAD_RAW;
 	} else {
-		return load__fail(err, errlen, "unsupported scheme '%.*s' (http:// or tcp://)",
+		return load__fail(err, errlen,
+				  "unsupported scheme '%.*s' (http, tcp, redis, memcache or raw)",
 				  (int)(slen > 32 ? 32 : slen), url);
 	}
-	const char *scheme = o->mode == LOAD_HTTP ? "http" : "tcp";
+	static const char *const schemes[] = { "http", "tcp", "redis", "memcache", "raw" };
+	const char *scheme = schemes[o->mode];
 
 	const char *a = sep + 3, *ae = a;
 	while (*ae && *ae != '/' && *ae != '?' && *ae != '#')
@@ -364,16 +421,20 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 			return load__fail(err, errlen, "URL '%s': port '%.*s' is not in 1..65535", url_s,
 					  (int)(plen > 16 ? 16 : plen), pp);
 		o->port = (uint16_t)port;
-	} else if (o->mode == LOAD_TCP) {
-		return load__fail(err, errlen, "URL '%s': tcp:// needs a port (tcp://host:port)",
-				  url_s);
+	} else if (o->mode == LOAD_REDIS) {
+		o->port = 6379;
+	} else if (o->mode == LOAD_MEMCACHE) {
+		o->port = 11211;
+	} else if (o->mode != LOAD_HTTP) {
+		return load__fail(err, errlen, "URL '%s': %s:// needs a port (%s://host:port)",
+				  url_s, scheme, scheme);
 	} else {
 		o->port = 80;
 	}
 
 	const char *rest = ae, *frag = strchr(rest, '#');
 	size_t rlen = frag ? (size_t)(frag - rest) : strlen(rest);
-	if (o->mode == LOAD_TCP) {
+	if (o->mode != LOAD_HTTP) {
 		if (rlen > 1 || (rlen == 1 && *rest != '/'))
 			return load__fail(err, errlen, "URL '%s': %s:// takes no path", url_s, scheme);
 		o->path[0] = '\0';
@@ -401,8 +462,49 @@ static inline int load__url(const char *url, struct load_opts *o, char *err, siz
 enum {
 	LOAD__CONNS = 1, LOAD__DURATION, LOAD__REQUESTS, LOAD__LOOPS, LOAD__RATE,
 	LOAD__PIPELINE, LOAD__SIZE, LOAD__TIMEOUT, LOAD__WARMUP, LOAD__JSON, LOAD__PROGRESS,
-	LOAD__NO_PROGRESS, LOAD__LATENCY, LOAD__HEADER, LOAD__HELP,
+	LOAD__NO_PROGRESS, LOAD__LATENCY, LOAD__HEADER, LOAD__HELP, LOAD__COMMAND, LOAD__KEYSPACE,
+	LOAD__SEND, LOAD__DELIM, LOAD__EXPECT_LEN, LOAD__POISSON, LOAD__MAX_LAG, LOAD__HLOG,
+	LOAD__LOCUST, LOAD__SEGMENT,
 };
+
+/* C escapes (\r \n \t \0 \\ \xHH) of v into a malloc'd *out: 0, -1 (bad
+ * escape, empty, too long), -2 (no memory). */
+static inline int load__unescape(const char *v, char **out, size_t *len)
+{
+	size_t n = strlen(v), k = 0;
+	if (!n || n > 4 * LOAD_MAX_TEMPLATE)
+		return -1;
+	char *b = malloc(n);
+	if (!b)
+		return -2;
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (c == '\\') {
+			c = v[++i];
+			if (c == 'r') c = '\r';
+			else if (c == 'n') c = '\n';
+			else if (c == 't') c = '\t';
+			else if (c == '0') c = '\0';
+			else if (c == 'x' && isxdigit((unsigned char)v[i + 1]) &&
+				 isxdigit((unsigned char)v[i + 2])) {
+				char hx[3] = { v[i + 1], v[i + 2], 0 };
+				c = (char)strtol(hx, NULL, 16);
+				i += 2;
+			} else if (c != '\\') {
+				free(b);
+				return -1;
+			}
+		}
+		b[k++] = c;
+	}
+	if (k > LOAD_MAX_TEMPLATE) {
+		free(b);
+		return -1;
+	}
+	*out = b;
+	*len = k;
+	return 0;
+}
 
 struct load__opt {
 	const char *lng;
@@ -427,6 +529,7 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 			return load__fail(err, errlen, "%s: at most %u connections, got '%s'", name,
 					  LOAD_MAX_CONNS, v);
 		o->conns = (unsigned)n;
+		o->conns_given = true;
 		return 0;
 	case LOAD__REQUESTS:
 		if (load__count(v, false, &n) < 0)
@@ -453,14 +556,95 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 					  name, LOAD_MAX_PIPELINE, v);
 		o->pipeline = (unsigned)n;
 		return 0;
-	case LOAD__SIZE:
-		if (load__count(v, true, &n) < 0 || n == 0)
+	case LOAD__SIZE: {
+		char lo[32];
+		const char *dash = strchr(v, '-');
+		uint64_t hi = 0;
+		size_t ll = dash ? (size_t)(dash - v) : 0;
+		if (dash && (ll >= sizeof(lo) || load__count(dash + 1, true, &hi) < 0))
+			ll = sizeof(lo); /* fails below */
+		if (dash && ll < sizeof(lo)) {
+			memcpy(lo, v, ll);
+			lo[ll] = '\0';
+		}
+		if ((dash ? ll >= sizeof(lo) || load__count(lo, true, &n) < 0 || hi < n
+			  : load__count(v, true, &n) < 0) || n == 0)
 			return load__fail(err, errlen, "%s: expected a size in bytes (64, 4k, 1M), got '%s'",
 					  name, v);
-		if (n > LOAD_MAX_SIZE)
+		if (n > LOAD_MAX_SIZE || hi > LOAD_MAX_SIZE)
 			return load__fail(err, errlen, "%s: at most 16M bytes, got '%s'", name, v);
 		o->size = (size_t)n;
+		o->size_max = dash ? (size_t)hi : (size_t)n;
 		*size_given = true;
+		return 0;
+	}
+	case LOAD__COMMAND:
+		if (strcasecmp(v, "ping") == 0)
+			o->cmd = LOAD_CMD_PING;
+		else if (strcasecmp(v, "get") == 0)
+			o->cmd = LOAD_CMD_GET;
+		else if (strcasecmp(v, "set") == 0)
+			o->cmd = LOAD_CMD_SET;
+		else
+			return load__fail(err, errlen, "%s: expected ping, get or set, got '%s'", name, v);
+		return 0;
+	case LOAD__KEYSPACE:
+		if (load__count(v, false, &n) < 0 || n == 0 || n > 1000000000000ull)
+			return load__fail(err, errlen, "%s: expected a count in 1..10^12, got '%s'", name,
+					  v);
+		o->keyspace = n;
+		return 0;
+	case LOAD__SEND:
+	case LOAD__DELIM: {
+		char **dst = id == LOAD__SEND ? &o->send : &o->delim;
+		size_t *dlen = id == LOAD__SEND ? &o->send_len : &o->delim_len;
+		free(*dst);
+		*dst = NULL;
+		int r = load__unescape(v, dst, dlen);
+		if (r == -2)
+			return load__fail(err, errlen, "%s: out of memory", name);
+		if (r < 0)
+			return load__fail(err, errlen,
+					  "%s: expected 1..64k bytes with \\r \\n \\t \\0 \\\\ \\xHH "
+					  "escapes, got '%.80s'",
+					  name, v);
+		return 0;
+	}
+	case LOAD__EXPECT_LEN:
+		if (load__count(v, true, &n) < 0 || n == 0 || n > LOAD_MAX_SIZE)
+			return load__fail(err, errlen, "%s: expected 1..16M bytes, got '%s'", name, v);
+		o->expect_len = (size_t)n;
+		return 0;
+	case LOAD__MAX_LAG:
+		if (load__duration(v, 1, &d) < 0 || !(d > 0) || d > LOAD_MAX_DURATION_S)
+			return load__fail(err, errlen, "%s: expected a duration (10ms, 1s), got '%s'",
+					  name, v);
+		o->max_lag_s = d;
+		return 0;
+	case LOAD__LOCUST:
+		o->locust_master = v;
+		return 0;
+	case LOAD__SEGMENT: {
+		const char *slash = strchr(v, '/');
+		uint64_t a = 0, b = 0;
+		bool ok = slash && slash > v && slash[1];
+		for (const char *c = v; ok && c < slash; c++)
+			ok = load__digit(*c) && load__push_digit(&a, *c) == 0;
+		for (const char *c = slash ? slash + 1 : v; ok && *c; c++)
+			ok = load__digit(*c) && load__push_digit(&b, *c) == 0;
+		if (!ok || a < 1 || b < 1 || a > b || b > LOAD_MAX_CONNS)
+			return load__fail(err, errlen,
+					  "%s: expected i/n with 1 <= i <= n (this process's part "
+					  "of n), got '%s'",
+					  name, v);
+		o->seg_i = (unsigned)a;
+		o->seg_n = (unsigned)b;
+		return 0;
+	}
+	case LOAD__HLOG:
+		if (!*v)
+			return load__fail(err, errlen, "%s: expected a file name", name);
+		o->hlog = v;
 		return 0;
 	case LOAD__RATE: {
 		uint64_t num, den, mult = 1;
@@ -553,6 +737,16 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 		{ "latency", 'L', false, LOAD__LATENCY },
 		{ "header", 'H', true, LOAD__HEADER },
 		{ "help", 'h', false, LOAD__HELP },
+		{ "command", 0, true, LOAD__COMMAND },
+		{ "keyspace", 0, true, LOAD__KEYSPACE },
+		{ "send", 0, true, LOAD__SEND },
+		{ "expect-delim", 0, true, LOAD__DELIM },
+		{ "expect-len", 0, true, LOAD__EXPECT_LEN },
+		{ "poisson", 0, false, LOAD__POISSON },
+		{ "max-lag", 0, true, LOAD__MAX_LAG },
+		{ "hlog", 0, true, LOAD__HLOG },
+		{ "locust-master", 0, true, LOAD__LOCUST },
+		{ "segment", 0, true, LOAD__SEGMENT },
 	};
 	const char *url = NULL;
 	bool size_given = false, only_args = false;
@@ -609,6 +803,7 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 			case LOAD__PROGRESS: o->progress = 1; break;
 			case LOAD__NO_PROGRESS: o->progress = 0; break;
 			case LOAD__LATENCY: o->latency = true; break;
+			case LOAD__POISSON: o->poisson = true; break;
 			case LOAD__HELP: return 1;
 			}
 			continue;
@@ -628,10 +823,41 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 	int r = load__url(url, o, err, errlen);
 	if (r < 0)
 		return r;
-	if (o->mode == LOAD_TCP && o->nheaders)
+	if (o->mode != LOAD_HTTP && o->nheaders)
 		return load__fail(err, errlen, "-H: headers apply to http:// URLs only");
-	if (o->mode == LOAD_HTTP && size_given)
-		return load__fail(err, errlen, "--size applies to tcp:// echo only");
+	if ((o->mode == LOAD_HTTP || o->mode == LOAD_RAW) && size_given)
+		return load__fail(err, errlen,
+				  "--size applies to tcp:// echo and redis/memcache values only");
+	if (!size_given) {
+		if (o->mode == LOAD_REDIS || o->mode == LOAD_MEMCACHE)
+			o->size = 3; /* redis-benchmark's -d 3 */
+		o->size_max = o->size;
+	}
+	if (o->mode == LOAD_TCP && o->size_max != o->size)
+		return load__fail(err, errlen, "--size MIN-MAX applies to redis/memcache values only");
+	if (o->cmd && o->mode != LOAD_REDIS && o->mode != LOAD_MEMCACHE)
+		return load__fail(err, errlen, "--command applies to redis:// and memcache:// only");
+	if (o->cmd == LOAD_CMD_PING && o->mode == LOAD_MEMCACHE)
+		return load__fail(err, errlen, "--command: memcache:// has get and set");
+	if (!o->cmd)
+		o->cmd = o->mode == LOAD_REDIS ? LOAD_CMD_PING : LOAD_CMD_GET;
+	if ((o->send || o->delim || o->expect_len) && o->mode != LOAD_RAW)
+		return load__fail(err, errlen, "--send and --expect-* apply to raw:// only");
+	if (o->mode == LOAD_RAW && (!o->send || !o->delim == !o->expect_len))
+		return load__fail(err, errlen,
+				  "raw:// needs --send and one of --expect-delim or --expect-len");
+	if (o->locust_master) {
+		const char *what = o->conns_given ? "-c" : o->duration_given ? "-d"
+			: o->requests ? "-n" : o->warmup_s > 0 ? "--warmup" : o->hlog ? "--hlog"
+			: o->seg_n ? "--segment" : NULL;
+		if (what)
+			return load__fail(err, errlen,
+					  "%s does not go with --locust-master: the master gives the "
+					  "users and the duration (and has the statistics)",
+					  what);
+		if (o->rate > 0 && o->rate < 0.001)
+			return load__fail(err, errlen, "--rate per user must be at least 0.001");
+	}
 	if (o->requests && !o->duration_given)
 		o->duration_s = LOAD_MAX_DURATION_S;
 	return 0;

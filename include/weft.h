@@ -825,6 +825,7 @@ WEFT_API const char *weft_strerror(int err);
 #endif
 
 #include "weft/sync.h"  /* Lock, Event, Condition, Semaphore, Barrier, RwLock */
+#include "weft/trace.h"  /* event trace: Chrome trace-event JSON */
 #include "weft/queue.h" /* queues: FIFO, LIFO, priority, join, shutdown */
 #include "weft/io.h"    /* raw I/O operations on the loop's io_uring */
 #include "weft/net.h"   /* sockets: TCP, UDP, Unix; listen, connect, DNS */
@@ -832,6 +833,7 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/server.h" /* serve a listener: a task per connection */
 #include "weft/fs.h"    /* files (aiofiles) */
 #include "weft/process.h" /* signals and subprocesses */
+#include "weft/load.h"  /* load generators: histogram, pacer, run driver */
 #include "weft/dump.h"  /* task dumps: every task and what it waits on */
 
 #endif /* WEFT_H */

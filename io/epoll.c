@@ -470,8 +470,10 @@ static int run_op(weft__op *op)
  * on its loop run (io_uring suspends at every op instead). */
 int weft__ep_run(weft__op *op)
 {
+	WEFT_TRACE(op->loop, WEFT_TEV_SUBMIT, op->opcode, 0, op->task->id, (uint32_t)op->a.fd, 0);
 	int r = run_op(op);
 	weft_loop *l = weft__loop_self();
+	WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, op->task->id, (uint32_t)r, 0);
 	WEFT_STAT_ADD(l, ops, 1);
 	if (!op->cqe_flags)
 		weft__budget_spend(op->task);
@@ -498,6 +500,7 @@ int weft__ep_arm(weft_loop *l, weft__op *op)
 	op->loop = l;
 	op->done = false;
 	op->res = 0;
+	WEFT_TRACE(l, WEFT_TEV_SUBMIT, op->opcode, 0, 0, (uint32_t)op->a.fd, 0);
 	if (op->opcode == WEFT_OP_ACCEPT)
 		set_nonblock(op->a.fd); /* failing that, accept fails and says so */
 	l->inflight++; /* until its final callback */
@@ -521,6 +524,7 @@ static void cb_final(weft_loop *l, weft__op *op, int res)
 	op->done = true;
 	l->inflight--;
 	WEFT_STAT_ADD(l, ops, 1);
+	WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, 0, (uint32_t)res, 0);
 	op->cb(l, op, res, 0);
 }
 
@@ -540,6 +544,7 @@ static void cb_try(weft_loop *l, weft__op *op)
 			cb_final(l, op, r);
 			return;
 		}
+		WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, 0, (uint32_t)r, WEFT__OP_MORE);
 		op->cb(l, op, r, WEFT__OP_MORE);
 		if (op->res == -ECANCELED) { /* the callback cancelled it */
 			cb_final(l, op, -ECANCELED);

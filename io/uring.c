@@ -96,6 +96,8 @@ static void backlog_remove(weft_loop *l, weft__op *op)
  * backlog): to its callback, or to the waiting task. */
 static void complete(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 {
+	WEFT_TRACE(l, WEFT_TEV_COMPLETE, op->opcode, 0, op->cb ? 0 : op->task->id, (uint32_t)res,
+		   flags);
 	if (!(flags & IORING_CQE_F_MORE)) {
 		if (unlikely(op->ustate)) /* its cancel is still queued */
 			backlog_remove(l, op);
@@ -469,6 +471,8 @@ static void prep(weft_loop *l, struct io_uring_sqe *sqe, const weft__op *op)
 static void submit(weft_loop *l, weft__op *op)
 {
 	struct io_uring_sqe *sqe = ring_sqe(l);
+	WEFT_TRACE(l, WEFT_TEV_SUBMIT, op->opcode, 0, op->cb ? 0 : op->task->id,
+		   (uint32_t)op->a.fd, 0);
 	op->ustate = WEFT_UQ_NONE;
 	if (likely(sqe))
 		prep(l, sqe, op);

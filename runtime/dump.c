@@ -100,7 +100,7 @@ static void buf_str(dbuf *b, const char *s)
 
 /* ---- names ---- */
 static const char *const kind_names[WEFT_WAIT__COUNT] = {
-	[WEFT_WAIT_NONE] = "none",           [WEFT_WAIT_SLEEP] = "sleep",
+	[WEFT_WAIT_NONE] = "unrecorded",     [WEFT_WAIT_SLEEP] = "sleep",
 	[WEFT_WAIT_YIELD] = "yield",         [WEFT_WAIT_FUTURE] = "future",
 	[WEFT_WAIT_QUEUE_GET] = "queue_get", [WEFT_WAIT_QUEUE_PUT] = "queue_put",
 	[WEFT_WAIT_LOCK] = "lock",           [WEFT_WAIT_EVENT] = "event",

@@ -189,6 +189,8 @@ struct weft_task {
 	uint64_t group_id;            /* its group's id (weft_group), 0 none */
 	uint64_t group_owner;         /* the id of the task that created that
 					 group, 0 a foreign thread */
+	uint32_t trace_named;         /* the trace generation its name was
+					 recorded in (runtime/trace.h) */
 	char name[32];
 };
 
@@ -276,6 +278,7 @@ struct weft_loop {
 	uint32_t tick;
 	uint32_t maint_countdown; /* ticks until the next scheduler pass */
 	bool maint_due;
+	bool trace_on;           /* recording (runtime/trace.h): one test per event */
 	weft_task *prev;         /* task that switched away, to publish */
 	int prev_action;         /* WEFT_SW_* */
 	weft__fiber sched;       /* the loop's own (thread) stack */
@@ -332,6 +335,15 @@ struct weft_loop {
 				    (the kernel refused one: before 6.17) */
 	int init_err;
 
+	/* the event trace (runtime/trace.c): the ring, owner-only while
+	 * trace_on; trace_gen is the runtime's generation last applied,
+	 * trace_ack publishes it (release) to whoever waits for the switch */
+	struct weft__tev *tr_ev;
+	uint64_t tr_head;        /* events ever recorded into tr_ev */
+	uint64_t tr_mask;
+	uint32_t trace_gen;
+	_Atomic uint32_t trace_ack;
+
 	weft__stackpool stacks;
 	weft__objcache task_cache;   /* dead task structs (owner-only) */
 	weft__objcache future_cache; /* dead futures (owner-only) */
@@ -383,6 +395,14 @@ struct weft_runtime {
 	size_t slab_free_len, slab_free_cap;
 	void **slabs;            /* every slab mapping, unmapped at destroy */
 	size_t nslabs, slabs_cap;
+
+	/* the event trace (runtime/trace.c): odd while recording; each
+	 * loop applies a change at its next scheduler pass */
+	_Atomic uint32_t trace_gen;
+	_Atomic int trace_busy;  /* a start, stop or write under way */
+	_Atomic uint64_t trace_foreign; /* events of non-loop threads, dropped */
+	struct weft__trace *trace; /* the rings, NULL before the first start */
+	char *trace_env;         /* WEFT_TRACE: write the trace there at shutdown */
 
 	weft__pool *pool;        /* blocking offload threads (runtime/offload.c) */
 	cpu_set_t cpus;          /* the starting thread's affinity mask: what
@@ -567,6 +587,7 @@ WEFT_HIDDEN weft_task *weft__inject_pop_batch(weft_runtime *rt, weft__runq *q);
 WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
 WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
 #include "../sched/runq.h"
+#include "trace.h"
 
 /* ---- runtime/dump.c ---- */
 /* Answer the dump requests waiting in l->dumps (l's own thread, in its

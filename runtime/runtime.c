@@ -204,6 +204,7 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		return err;
 	}
 	*out = rt;
+	weft__trace_env_start(rt);
 	return 0;
 }
 
@@ -240,6 +241,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 			weft__io_exit(rt->loops[i]);
 		weft__sigpipe_release(); /* nothing of this runtime writes now */
 		atomic_store(&rt->state, 3);
+		weft__trace_env_finish(rt);
 	}
 	pthread_mutex_unlock(&rt->shutdown_mu);
 	return 0;
@@ -256,6 +258,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 	weft_runtime_shutdown(rt);
 	runtimes_remove(rt);
 	weft__pool_destroy(rt);
+	weft__trace_free(rt);
 	free_loops(rt);
 	free(rt->sleepers);
 	weft__stacks_destroy(rt);

@@ -67,6 +67,7 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->joined = 0;
 	t->error = 0;
 	t->waiters.head = t->waiters.tail = NULL;
+	t->trace_named = 0; /* never a recording generation (those are odd) */
 	t->name[0] = 0;
 }
 
@@ -136,6 +137,10 @@ int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **out,
 		atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
 	if (out)
 		*out = t;
+	if (from)
+		WEFT_TRACE(from, WEFT_TEV_SPAWN, 0, 0, t->id, 0, weft__trace_cur(from));
+	else
+		weft__trace_foreign(rt);
 	weft__schedule_new(rt, from, t);
 	return 0;
 }

@@ -224,6 +224,7 @@ unsigned weft__timer_fire(weft_loop *l, uint64_t now)
 		weft_task *t = l->heap[0];
 		heap_remove_at(l, 0);
 		t->timed_out = true;
+		WEFT_TRACE(l, WEFT_TEV_TIMER, 0, 0, t->id, 0, 0);
 		weft__task_wake(t);
 		n++;
 	}

@@ -187,9 +187,14 @@ void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 		return; /* running: requeued when it switches away; or queued */
 	weft_loop *home = t->loop, *self = weft__loop_self();
 	if (self == home) {
+		WEFT_TRACE(self, WEFT_TEV_WAKE, 0, home->index, t->id, 0, weft__trace_cur(self));
 		make_runnable_local(home, t, true, wk);
 		return;
 	}
+	if (self && self->rt == home->rt)
+		WEFT_TRACE(self, WEFT_TEV_WAKE, 0, home->index, t->id, 0, weft__trace_cur(self));
+	else
+		weft__trace_foreign(home->rt);
 	if (!self && !wk->held) { /* before t can run, finish, end the runtime */
 		wk->held = home->rt;
 		atomic_fetch_add_explicit(&home->rt->foreign_wakes, 1, memory_order_seq_cst);
@@ -361,6 +366,8 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 	 * could be read stale and the task park with the wake lost. */
 	atomic_exchange_explicit(&t->state, WEFT_TS_RUNNING, memory_order_acq_rel);
 	WEFT_STAT_ADD(l, tasks_run, 1);
+	if (unlikely(l->trace_on))
+		weft__trace_run(l, t);
 	return true;
 }
 
@@ -434,14 +441,30 @@ void weft__switch_out(int action)
 	weft__switch_out_from(l, l->current, action);
 }
 
+/* The running task t leaves the CPU: parks (with what it waits on),
+ * yields or exits. */
+static void trace_switch_out(weft_loop *l, weft_task *t, int action)
+{
+	if (action == WEFT_SW_PARK)
+		weft__trace_put(l, WEFT_TEV_PARK, t->wait_kind, 0, t->id, (uint32_t)t->wait_fd,
+				t->wait_op);
+	else
+		weft__trace_put(l, action == WEFT_SW_YIELD ? WEFT_TEV_YIELD : WEFT_TEV_EXIT, 0, 0,
+				t->id, 0, 0);
+}
+
 void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 {
 	if (t->stack_kind == WEFT_STACK_SLAB)
 		weft__stack_check(t);
 	l->maint_due = false;
+	if (unlikely(l->trace_on)) /* before the next task's RUN */
+		trace_switch_out(l, t, action);
 	weft_task *next = pick_next(l);
 	if (!next && action == WEFT_SW_YIELD && !l->maint_due) {
 		t->budget = WEFT_TASK_BUDGET;
+		if (unlikely(l->trace_on))
+			weft__trace_run(l, t); /* it goes on */
 		return; /* nothing else to run: yielding is a no-op */
 	}
 	l->prev = t;
@@ -508,6 +531,7 @@ static void reap_finished(weft_loop *l)
 static void maintenance_poll(weft_loop *l, bool ring)
 {
 	weft_runtime *rt = l->rt;
+	weft__trace_poll(l);
 	if (unlikely(!l->shutdown_seen &&
 		     atomic_load_explicit(&rt->state, memory_order_acquire) >= 2)) {
 		l->shutdown_seen = true;
@@ -567,6 +591,7 @@ static weft_task *steal_work(weft_loop *l)
 		unsigned n;
 		t = weft__runq_steal(v->rq, l->rq, &n);
 		if (t) {
+			WEFT_TRACE(l, WEFT_TEV_STEAL, 0, v->index, t->id, n, 0);
 			WEFT_STAT_ADD(l, steals, 1);
 			WEFT_STAT_ADD(l, tasks_stolen, n);
 			return t;
@@ -615,7 +640,9 @@ static void park_loop(weft_loop *l)
 	weft__lock_release(&rt->idle_lock);
 	if (still_listed && !work_visible(l)) {
 		WEFT_STAT_ADD(l, parks, 1);
+		WEFT_TRACE(l, WEFT_TEV_SLEEP, 0, 0, 0, 0, 0);
 		weft__io_poll(l, true, weft__timer_next(l));
+		WEFT_TRACE(l, WEFT_TEV_WAKEUP, 0, 0, 0, 0, 0);
 	}
 	atomic_store_explicit(&l->parked, 0, memory_order_seq_cst);
 
@@ -721,6 +748,7 @@ void *weft__loop_main(void *arg)
 
 	if (atomic_load(&rt->state) == 1 || atomic_load(&rt->state) == 2)
 		sched_run(l);
+	weft__trace_loop_exit(l);
 	reap_finished(l);
 	weft__dump_close(l); /* requests from now on: answered empty */
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every

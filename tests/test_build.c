@@ -909,7 +909,7 @@ static void test_archive_in_dlopened_shared_object(void **state)
 	/* no -ljemalloc: libjemalloc.so uses initial-exec TLS itself */
 	assert_true(asprintf(&cmd,
 			     "cd '%s' && %s -std=gnu11 -Wall -Wextra -Werror %s -shared -fPIC "
-			     "-I'%s/include' plug.c -o plug.so '%s' -luring " UNWIND "-lpthread -lm && "
+			     "-I'%s/include' plug.c -o plug.so '%s' -luring " UNWIND "-lpthread -lm -lz && "
 			     "%s -std=gnu11 -Wall -Wextra -Werror %s -I'%s/include' host.c -o host "
 			     "-ldl && "
 			     "%s -shared -fPIC -DN=64 fill.c -o fill64.so && "

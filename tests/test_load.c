@@ -1,6 +1,6 @@
 /*
  * weft-load's pieces that need no network (issue 5, item 5): the latency
- * histogram (bench/hist.h) against exact percentiles, and the command line
+ * histogram (weft/load.h) against exact percentiles, and the command line
  * (bench/load_opts.h) on good and bad input.
  *
  * Histogram: values from several distributions (uniform, exponential,
@@ -15,7 +15,7 @@
  * -EINVAL and a message that names the problem.
  */
 #include "weft_test.h"
-#include "bench/hist.h"
+
 #include "bench/load_opts.h"
 
 #include <math.h>
@@ -96,49 +96,49 @@ static double worst_rel;
 static void check_dist(enum dist d)
 {
 	static const unsigned pp[] = { 0, 5000, 9000, 9900, 9990, 9999, 10000 }; /* p x 100 */
-	static hist all, lo, hi, merged;
+	static weft_hist all, lo, hi, merged;
 	const size_t n = N_VALUES;
 	uint64_t *v = malloc(n * sizeof(*v));
 	assert_non_null(v);
 	rng_state = 0x5eed0000u + (uint64_t)d;
-	hist_init(&all);
-	hist_init(&lo);
-	hist_init(&hi);
+	weft_hist_init(&all);
+	weft_hist_init(&lo);
+	weft_hist_init(&hi);
 	long double sum = 0;
 	for (size_t i = 0; i < n; i++) {
 		v[i] = draw(d);
 		sum += v[i];
-		hist_record(&all, v[i]);
-		hist_record(i < n / 3 ? &lo : &hi, v[i]); /* uneven halves */
+		weft_hist_record(&all, v[i]);
+		weft_hist_record(i < n / 3 ? &lo : &hi, v[i]); /* uneven halves */
 	}
 	qsort(v, n, sizeof(*v), cmp_u64);
 
-	assert_int_equal(hist_count(&all), n);
-	assert_int_equal(hist_min(&all), v[0]);
-	assert_int_equal(hist_max(&all), v[n - 1]);
+	assert_int_equal(weft_hist_count(&all), n);
+	assert_int_equal(weft_hist_min(&all), v[0]);
+	assert_int_equal(weft_hist_max(&all), v[n - 1]);
 	double mean = (double)(sum / n);
-	assert_true(fabs(hist_mean(&all) - mean) <= mean * 1e-12 + 1e-9);
+	assert_true(fabs(weft_hist_mean(&all) - mean) <= mean * 1e-12 + 1e-9);
 
 	for (size_t k = 0; k < sizeof(pp) / sizeof(pp[0]); k++) {
 		double p = pp[k] / 100.0;
 		uint64_t rank = ((uint64_t)pp[k] * n + 9999) / 10000; /* ceil, in integers */
 		if (rank == 0)
 			rank = 1;
-		uint64_t exact = v[rank - 1], got = hist_percentile(&all, p);
+		uint64_t exact = v[rank - 1], got = weft_hist_percentile(&all, p);
 		check_close(got, exact, p);
 		if (exact)
 			worst_rel = fmax(worst_rel, (double)(got - exact) / (double)exact);
 	}
 
 	merged = lo;
-	hist_merge(&merged, &hi);
+	weft_hist_merge(&merged, &hi);
 	assert_memory_equal(merged.counts, all.counts, sizeof(all.counts));
 	assert_int_equal(merged.total, all.total);
 	assert_int_equal(merged.min, all.min);
 	assert_int_equal(merged.max, all.max);
 	assert_true(fabsl(merged.sum - all.sum) <= all.sum * 1e-15L);
 	for (unsigned q = 0; q <= 1000; q++)
-		assert_int_equal(hist_percentile(&merged, q / 10.0), hist_percentile(&all, q / 10.0));
+		assert_int_equal(weft_hist_percentile(&merged, q / 10.0), weft_hist_percentile(&all, q / 10.0));
 	free(v);
 }
 
@@ -155,147 +155,147 @@ static void test_hist_huge(void **state)
 }
 
 /* Every slot holds a contiguous range no wider than 1/128 of its lowest
- * value (width 1 below 256), and the slots tile 0..HIST_TRACK_MAX. */
+ * value (width 1 below 256), and the slots tile 0..WEFT_HIST_TRACK_MAX. */
 static void test_hist_slots(void **state)
 {
-	assert_int_equal(hist_slot_lowest(0), 0);
-	for (unsigned i = 0; i < HIST_SLOTS; i++) {
-		uint64_t lo = hist_slot_lowest(i), hi = hist_slot_highest(i);
+	assert_int_equal(weft_hist_slot_lowest(0), 0);
+	for (unsigned i = 0; i < WEFT_HIST_SLOTS; i++) {
+		uint64_t lo = weft_hist_slot_lowest(i), hi = weft_hist_slot_highest(i);
 		assert_true(lo <= hi);
-		assert_int_equal(hist_slot(lo), i);
-		assert_int_equal(hist_slot(hi), i);
+		assert_int_equal(weft_hist_slot(lo), i);
+		assert_int_equal(weft_hist_slot(hi), i);
 		if (lo < 256)
 			assert_int_equal(hi, lo);
 		else
 			assert_true((hi - lo + 1) * 128 <= lo);
-		if (i + 1 < HIST_SLOTS)
-			assert_int_equal(hi + 1, hist_slot_lowest(i + 1));
+		if (i + 1 < WEFT_HIST_SLOTS)
+			assert_int_equal(hi + 1, weft_hist_slot_lowest(i + 1));
 	}
-	assert_int_equal(hist_slot_highest(HIST_SLOTS - 1), HIST_TRACK_MAX);
+	assert_int_equal(weft_hist_slot_highest(WEFT_HIST_SLOTS - 1), WEFT_HIST_TRACK_MAX);
 	for (uint64_t v = 0; v < 70000; v++) {
-		unsigned s = hist_slot(v);
-		assert_true(hist_slot_lowest(s) <= v && v <= hist_slot_highest(s));
+		unsigned s = weft_hist_slot(v);
+		assert_true(weft_hist_slot_lowest(s) <= v && v <= weft_hist_slot_highest(s));
 	}
 	for (int b = 0; b < 64; b++)
 		for (int d = -1; d <= 1; d++) {
 			uint64_t v = (UINT64_C(1) << b) + (uint64_t)(int64_t)d;
-			unsigned s = hist_slot(v);
-			assert_true(s < HIST_SLOTS);
-			if (v <= HIST_TRACK_MAX)
-				assert_true(hist_slot_lowest(s) <= v && v <= hist_slot_highest(s));
+			unsigned s = weft_hist_slot(v);
+			assert_true(s < WEFT_HIST_SLOTS);
+			if (v <= WEFT_HIST_TRACK_MAX)
+				assert_true(weft_hist_slot_lowest(s) <= v && v <= weft_hist_slot_highest(s));
 			else
-				assert_int_equal(s, HIST_SLOTS - 1);
+				assert_int_equal(s, WEFT_HIST_SLOTS - 1);
 		}
-	assert_int_equal(hist_slot(UINT64_MAX), HIST_SLOTS - 1);
-	assert_true(sizeof(hist) < 64 * 1024);
+	assert_int_equal(weft_hist_slot(UINT64_MAX), WEFT_HIST_SLOTS - 1);
+	assert_true(sizeof(weft_hist) < 64 * 1024);
 }
 
 static void test_hist_empty(void **state)
 {
-	static hist h, e;
-	hist_init(&h);
-	assert_int_equal(hist_count(&h), 0);
-	assert_int_equal(hist_min(&h), 0);
-	assert_int_equal(hist_max(&h), 0);
-	assert_true(hist_mean(&h) == 0.0);
-	assert_true(hist_stddev(&h) == 0.0);
+	static weft_hist h, e;
+	weft_hist_init(&h);
+	assert_int_equal(weft_hist_count(&h), 0);
+	assert_int_equal(weft_hist_min(&h), 0);
+	assert_int_equal(weft_hist_max(&h), 0);
+	assert_true(weft_hist_mean(&h) == 0.0);
+	assert_true(weft_hist_stddev(&h) == 0.0);
 	for (int p = 0; p <= 100; p += 10)
-		assert_int_equal(hist_percentile(&h, p), 0);
+		assert_int_equal(weft_hist_percentile(&h, p), 0);
 	/* merging an empty one changes nothing, into an empty one copies */
-	hist_init(&e);
-	hist_record(&h, 5000);
-	hist_merge(&h, &e);
-	assert_int_equal(hist_count(&h), 1);
-	assert_int_equal(hist_min(&h), 5000);
-	hist_merge(&e, &h);
-	assert_int_equal(hist_min(&e), 5000);
-	assert_int_equal(hist_max(&e), 5000);
-	assert_int_equal(hist_percentile(&e, 50), 5000);
+	weft_hist_init(&e);
+	weft_hist_record(&h, 5000);
+	weft_hist_merge(&h, &e);
+	assert_int_equal(weft_hist_count(&h), 1);
+	assert_int_equal(weft_hist_min(&h), 5000);
+	weft_hist_merge(&e, &h);
+	assert_int_equal(weft_hist_min(&e), 5000);
+	assert_int_equal(weft_hist_max(&e), 5000);
+	assert_int_equal(weft_hist_percentile(&e, 50), 5000);
 	/* a zero-count record_n is no record */
-	hist_init(&e);
-	hist_record_n(&e, 77, 0);
-	assert_int_equal(hist_count(&e), 0);
-	assert_int_equal(hist_min(&e), 0);
-	assert_int_equal(hist_max(&e), 0);
+	weft_hist_init(&e);
+	weft_hist_record_n(&e, 77, 0);
+	assert_int_equal(weft_hist_count(&e), 0);
+	assert_int_equal(weft_hist_min(&e), 0);
+	assert_int_equal(weft_hist_max(&e), 0);
 }
 
 /* Nearest rank on a small exact case, the decimal p values, clamping of p,
  * and one value: every percentile is that value. */
 static void test_hist_ranks(void **state)
 {
-	static hist h;
-	hist_init(&h);
+	static weft_hist h;
+	weft_hist_init(&h);
 	for (uint64_t v = 1; v <= 1000; v++)
-		hist_record(&h, v);
-	assert_int_equal(hist_percentile(&h, 0), 1);
-	assert_int_equal(hist_percentile(&h, 0.1), 1);
-	assert_int_equal(hist_percentile(&h, 0.2), 2);
-	assert_int_equal(hist_percentile(&h, 25), 250);
-	assert_int_equal(hist_percentile(&h, 99), 991); /* 990 lies in [988, 991] */
-	assert_int_equal(hist_percentile(&h, 99.9), 999);  /* not 1000: p's binary error */
-	assert_int_equal(hist_percentile(&h, 99.95), 1000); /* rank 999.5 -> 1000 */
-	assert_int_equal(hist_percentile(&h, 100), 1000);
-	assert_int_equal(hist_percentile(&h, 250), 1000);
-	assert_int_equal(hist_percentile(&h, -5), 1);
-	assert_int_equal(hist_percentile(&h, NAN), 1);
-	assert_true(fabs(hist_mean(&h) - 500.5) < 1e-9);
-	assert_true(fabs(hist_stddev(&h) - 288.6749) < 3); /* sqrt((n^2-1)/12), slotted */
+		weft_hist_record(&h, v);
+	assert_int_equal(weft_hist_percentile(&h, 0), 1);
+	assert_int_equal(weft_hist_percentile(&h, 0.1), 1);
+	assert_int_equal(weft_hist_percentile(&h, 0.2), 2);
+	assert_int_equal(weft_hist_percentile(&h, 25), 250);
+	assert_int_equal(weft_hist_percentile(&h, 99), 991); /* 990 lies in [988, 991] */
+	assert_int_equal(weft_hist_percentile(&h, 99.9), 999);  /* not 1000: p's binary error */
+	assert_int_equal(weft_hist_percentile(&h, 99.95), 1000); /* rank 999.5 -> 1000 */
+	assert_int_equal(weft_hist_percentile(&h, 100), 1000);
+	assert_int_equal(weft_hist_percentile(&h, 250), 1000);
+	assert_int_equal(weft_hist_percentile(&h, -5), 1);
+	assert_int_equal(weft_hist_percentile(&h, NAN), 1);
+	assert_true(fabs(weft_hist_mean(&h) - 500.5) < 1e-9);
+	assert_true(fabs(weft_hist_stddev(&h) - 288.6749) < 3); /* sqrt((n^2-1)/12), slotted */
 
-	hist_init(&h);
-	hist_record(&h, 1234567);
+	weft_hist_init(&h);
+	weft_hist_record(&h, 1234567);
 	for (int p = 0; p <= 100; p += 5)
-		assert_int_equal(hist_percentile(&h, p), 1234567); /* never above max */
-	assert_true(hist_stddev(&h) < 1234567 / 128.0);
+		assert_int_equal(weft_hist_percentile(&h, p), 1234567); /* never above max */
+	assert_true(weft_hist_stddev(&h) < 1234567 / 128.0);
 }
 
 /* record_n(v, n) is n records; values past the tracked range land in the
  * top slot with max, mean and p100 still exact. */
 static void test_hist_record_n_and_clamp(void **state)
 {
-	static hist a, b;
-	hist_init(&a);
-	hist_init(&b);
+	static weft_hist a, b;
+	weft_hist_init(&a);
+	weft_hist_init(&b);
 	const uint64_t vals[] = { 0, 1, 255, 256, 999, 123456, 5 * MS, UINT64_C(1) << 40 };
 	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
-		hist_record_n(&a, vals[i], i + 1);
+		weft_hist_record_n(&a, vals[i], i + 1);
 		for (size_t k = 0; k <= i; k++)
-			hist_record(&b, vals[i]);
+			weft_hist_record(&b, vals[i]);
 	}
 	assert_memory_equal(a.counts, b.counts, sizeof(a.counts));
-	assert_int_equal(hist_count(&a), hist_count(&b));
-	assert_int_equal(hist_min(&a), 0);
-	assert_int_equal(hist_max(&a), UINT64_C(1) << 40);
-	assert_true(fabs(hist_mean(&a) - hist_mean(&b)) <= hist_mean(&b) * 1e-15);
+	assert_int_equal(weft_hist_count(&a), weft_hist_count(&b));
+	assert_int_equal(weft_hist_min(&a), 0);
+	assert_int_equal(weft_hist_max(&a), UINT64_C(1) << 40);
+	assert_true(fabs(weft_hist_mean(&a) - weft_hist_mean(&b)) <= weft_hist_mean(&b) * 1e-15);
 
 	const uint64_t big = UINT64_C(1) << 50;
-	hist_init(&a);
-	hist_record(&a, 1000);
-	hist_record(&a, big);
-	hist_record(&a, UINT64_MAX);
-	assert_int_equal(hist_count(&a), 3);
-	assert_int_equal(hist_max(&a), UINT64_MAX);
-	assert_int_equal(a.counts[HIST_SLOTS - 1], 2);
-	assert_int_equal(hist_percentile(&a, 100), UINT64_MAX);
-	assert_int_equal(hist_percentile(&a, 30), 1003); /* 1000's slot is [1000, 1003] */
+	weft_hist_init(&a);
+	weft_hist_record(&a, 1000);
+	weft_hist_record(&a, big);
+	weft_hist_record(&a, UINT64_MAX);
+	assert_int_equal(weft_hist_count(&a), 3);
+	assert_int_equal(weft_hist_max(&a), UINT64_MAX);
+	assert_int_equal(a.counts[WEFT_HIST_SLOTS - 1], 2);
+	assert_int_equal(weft_hist_percentile(&a, 100), UINT64_MAX);
+	assert_int_equal(weft_hist_percentile(&a, 30), 1003); /* 1000's slot is [1000, 1003] */
 	long double m = ((long double)1000 + big + UINT64_MAX) / 3;
-	assert_true(fabs(hist_mean(&a) - (double)m) <= (double)m * 1e-15);
+	assert_true(fabs(weft_hist_mean(&a) - (double)m) <= (double)m * 1e-15);
 }
 
 /* HdrHistogram's correction: a 100 ms response with a 10 ms interval stands
  * for the 9 requests that would have waited behind it. */
 static void test_hist_corrected(void **state)
 {
-	static hist h;
-	hist_init(&h);
-	hist_record_corrected(&h, 100 * MS, 10 * MS);
-	assert_int_equal(hist_count(&h), 10);
-	assert_int_equal(hist_min(&h), 10 * MS);
-	assert_int_equal(hist_max(&h), 100 * MS);
-	assert_true(fabs(hist_mean(&h) - 55.0 * MS) < 1);
-	hist_record_corrected(&h, 5 * MS, 10 * MS); /* shorter than the interval: itself */
-	hist_record_corrected(&h, 7 * MS, 0);
-	assert_int_equal(hist_count(&h), 12);
-	assert_int_equal(hist_min(&h), 5 * MS);
+	static weft_hist h;
+	weft_hist_init(&h);
+	weft_hist_record_corrected(&h, 100 * MS, 10 * MS);
+	assert_int_equal(weft_hist_count(&h), 10);
+	assert_int_equal(weft_hist_min(&h), 10 * MS);
+	assert_int_equal(weft_hist_max(&h), 100 * MS);
+	assert_true(fabs(weft_hist_mean(&h) - 55.0 * MS) < 1);
+	weft_hist_record_corrected(&h, 5 * MS, 10 * MS); /* shorter than the interval: itself */
+	weft_hist_record_corrected(&h, 7 * MS, 0);
+	assert_int_equal(weft_hist_count(&h), 12);
+	assert_int_equal(weft_hist_min(&h), 5 * MS);
 }
 
 /* ------------------------------------------------------------------ */

@@ -2,11 +2,13 @@
  * weft-load end to end: the open-loop scheduler holds its rate, and on a
  * server that stalls, its (corrected) percentiles match what wrk2's
  * correction predicts.  The server is a plain-thread HTTP responder in
- * this process whose stall we control.  weft-load lives in the release
- * tree only (bench programs are not built in the sanitizer trees): the
- * suite skips loudly elsewhere.
+ * this process whose stall we control.  And each protocol against a real
+ * server: redis:// against examples/kv_server and redis-server, memcache://
+ * against memcached (skipped loudly where it is not installed), raw:// and
+ * tcp:// against examples/echo_server, --hlog's file.  weft-load is built
+ * by `make load` in each tree: the suite skips loudly where it is not.
  */
-#include "weft_test.h"
+#include "weft_test_proc.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -239,10 +241,205 @@ static void test_bad_options_refused(void **state)
 	assert_int_equal(run_load(out, sizeof(out), a3), 2);
 }
 
+
+/* ---- protocols against real servers ---- */
+
+/* weft-load ARGS... URL against a server: exit 0, no errors, some
+ * requests; the JSON into out. */
+static void load_ok(char *out, size_t cap, const char *const *args)
+{
+	int rc = run_load(out, cap, args);
+	print_message("%s", out);
+	assert_int_equal(rc, 0);
+	assert_true(json_num(out, "errors") == 0);
+	assert_true(json_num(out, "requests") > 0);
+}
+
+#define LOAD_ARGS(url, ...) \
+	((const char *const[]){ "-c", "4", "-d", "300ms", "--loops", "1", "--json", \
+				"--no-progress", __VA_ARGS__, url, NULL })
+
+/* RESP: PING, SET of random sizes, GET (hits: the SETs filled the small
+ * keyspace), pipelined, closed and open loop. */
+static void resp_suite(unsigned port)
+{
+	char url[64], out[4096];
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%u", port);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--command", "ping", "--pipeline", "8"));
+	load_ok(out, sizeof(out),
+		LOAD_ARGS(url, "--command", "set", "--size", "1-3000", "--keyspace", "50"));
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--command", "get", "--keyspace", "50",
+					    "--pipeline", "4"));
+	/* the values came back: the answers carry more than a nil each */
+	assert_true(json_num(out, "bytes") > json_num(out, "requests") * 100);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--command", "get", "--rate", "2000",
+					    "--pipeline", "2"));
+	assert_true(json_num(out, "sent") > 0);
+	/* -n: exactly that many */
+	const char *n[] = { "-c", "3", "-n", "999", "--pipeline", "3", "--json", "--no-progress",
+			    "--command", "set", url, NULL };
+	load_ok(out, sizeof(out), n);
+	assert_true(json_num(out, "requests") == 999);
+}
+
+static void test_redis_kv_server(void **state)
+{
+	(void)state;
+	need_load();
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	resp_suite(s.port);
+	server_stop(&s);
+}
+
+/* Start a daemon argv listening on `port`, wait until it accepts; its pid.
+ * Its output pipe stays open in *out (closed, it would die of SIGPIPE). */
+static pid_t daemon_start(const char *const argv[], unsigned port, int *out)
+{
+	pid_t pid = spawn(argv, out, true);
+	for (int i = 0; i < 500 * SLOW; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+		close(fd);
+		if (r == 0)
+			return pid;
+		msleep(10);
+	}
+	fail_msg("%s did not listen on %u", argv[0], port);
+	return -1;
+}
+
+static void daemon_stop(pid_t pid, int out)
+{
+	kill(pid, SIGTERM);
+	reap(pid, 5000);
+	xclose(out);
+}
+
+static void test_redis_server(void **state)
+{
+	(void)state;
+	need_load();
+	if (!have_tool("redis-server")) {
+		print_message("SKIPPED: redis-server is not installed (apt-get install redis-server)\n");
+		skip();
+	}
+	unsigned port = free_port();
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%u", port);
+	const char *argv[] = { "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
+			       "--appendonly", "no", NULL };
+	int out;
+	pid_t pid = daemon_start(argv, port, &out);
+	resp_suite(port);
+	daemon_stop(pid, out);
+}
+
+static void test_memcached(void **state)
+{
+	(void)state;
+	need_load();
+	const char *bin = access("/usr/bin/memcached", X_OK) == 0 ? "/usr/bin/memcached" : NULL;
+	if (!bin) {
+		print_message("SKIPPED: memcached is not installed (apt-get install memcached)\n");
+		skip();
+	}
+	unsigned port = free_port();
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%u", port);
+	const char *argv[] = { bin, "-p", ps, "-U", "0", "-l", "127.0.0.1", "-u", "nobody", NULL };
+	int po;
+	pid_t pid = daemon_start(argv, port, &po);
+	char url[64], out[4096];
+	snprintf(url, sizeof(url), "memcache://127.0.0.1:%u", port);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--command", "set", "--size", "100-5000",
+					    "--keyspace", "40", "--pipeline", "4"));
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--command", "get", "--keyspace", "40"));
+	assert_true(json_num(out, "bytes") > json_num(out, "requests") * 100); /* hits */
+	daemon_stop(pid, po);
+}
+
+/* raw:// against the echo server: a line protocol by its delimiter, and a
+ * fixed length; tcp:// echo pipelined. */
+static void test_raw_and_echo(void **state)
+{
+	(void)state;
+	need_load();
+	struct server s;
+	server_start(&s, "echo_server", NULL);
+	char url[64], out[4096];
+	snprintf(url, sizeof(url), "raw://127.0.0.1:%u", s.port);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--send", "hello\\x20world\\r\\n",
+					    "--expect-delim", "\\r\\n", "--pipeline", "5"));
+	assert_true(json_num(out, "bytes") == json_num(out, "requests") * 13);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--send", "0123456789", "--expect-len", "10"));
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", s.port);
+	load_ok(out, sizeof(out), LOAD_ARGS(url, "--size", "100k", "--pipeline", "2"));
+	/* a response that never ends is a timeout, and counted */
+	snprintf(url, sizeof(url), "raw://127.0.0.1:%u", s.port);
+	const char *never[] = { "-c", "1", "-d", "300ms", "--timeout", "100ms", "--json",
+				"--no-progress", "--send", "x", "--expect-len", "2", url, NULL };
+	int rc = run_load(out, sizeof(out), never);
+	print_message("%s", out);
+	assert_int_equal(rc, 0);
+	assert_true(json_num(out, "timeouts") >= 1 && json_num(out, "requests") == 0);
+	server_stop(&s);
+}
+
+/* --hlog: HdrHistogram's header and one line a second, whose histograms
+ * add up to the run's count. */
+static void test_hlog_file(void **state)
+{
+	(void)state;
+	need_load();
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	char url[64], out[4096], path[] = "/tmp/weft-loadgen-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%u", s.port);
+	const char *args[] = { "-c", "2", "-d", "2500ms", "--loops", "1", "--json", "--no-progress",
+			       "--hlog", path, url, NULL };
+	load_ok(out, sizeof(out), args);
+	server_stop(&s);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lines = 0, heads = 0;
+	weft_hist *h = malloc(sizeof(*h));
+	weft_hist_init(h);
+	while (getline(&line, &cap, f) > 0) {
+		if (line[0] == '#' || line[0] == '"') {
+			heads++;
+			continue;
+		}
+		const char *enc = strrchr(line, ',');
+		assert_non_null(enc);
+		assert_true(weft_hist_decode(h, enc + 1, strcspn(enc + 1, "\n")) > 0);
+		lines++;
+	}
+	fclose(f);
+	free(line);
+	unlink(path);
+	assert_int_equal(heads, 4);
+	assert_int_equal(lines, 3); /* 1 s, 1 s, 0.5 s */
+	assert_true((double)weft_hist_count(h) == json_num(out, "requests"));
+	free(h);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_open_loop_holds_rate),
 	cmocka_unit_test(test_stall_percentiles_corrected),
 	cmocka_unit_test(test_bad_options_refused),
+	cmocka_unit_test_setup_teardown(test_redis_kv_server, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_redis_server, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_memcached, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_raw_and_echo, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_hlog_file, setup, teardown),
 };
 
 WEFT_TEST_MAIN(tests)

@@ -464,6 +464,20 @@ static inline void stats_server_stop(struct server *s, char *out, size_t cap, si
 /* sockets                                                                 */
 /* ---------------------------------------------------------------------- */
 
+/* A loopback TCP port with nothing listening on it (bound, then closed):
+ * for a server to take, or for a client to be refused. */
+static inline unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
 static inline int tcp_connect(unsigned port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -94,6 +94,7 @@ def task_fields(t, kinds, ops):
     if state != "parked":
         return words
     kind = kinds.get(int(t["wait_kind"]), str(int(t["wait_kind"])))
+    kind = "unrecorded" if kind == "none" else kind
     words.append("wait=%s" % kind)
     obj = int(t["wait_obj"])
     if kind == "io":
