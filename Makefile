@@ -79,7 +79,14 @@ ifeq ($(filter asan tsan,$(VARIANT))$(filter system,$(ALLOC)),)
 else
   ALLOC_LIBS :=
 endif
-LDLIBS := -luring $(ALLOC_LIBS) -lpthread -lm -lz
+# libunwind unwinds parked tasks' stacks for task dumps (runtime/dump.c)
+# on x86_64; aarch64 walks frame pointers and needs nothing.
+ifeq ($(ARCH),x86_64)
+  UNWIND_LIBS := -lunwind
+else
+  UNWIND_LIBS :=
+endif
+LDLIBS := -luring $(ALLOC_LIBS) $(UNWIND_LIBS) -lpthread -lm -lz
 
 LIB_SRC := $(wildcard runtime/*.c sched/*.c io/*.c)
 ASM_SRC := runtime/ctx_$(ARCH).S
@@ -339,7 +346,8 @@ install: $(B)/libweft.a $(B)/libweft_pic.a $(B)/bench/weft-load
 	  install -m 644 include/weft/*.h $(DESTDIR)$(PREFIX)/include/weft/; fi
 	for pc in weft weft_pic; do \
 	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' \
-	    -e 's|@ALLOC_LIBS@ |$(if $(ALLOC_LIBS),$(ALLOC_LIBS) )|' -e 's|@ALLOC@|$(ALLOC)|' $$pc.pc.in \
+	    -e 's|@ALLOC_LIBS@ |$(if $(ALLOC_LIBS),$(ALLOC_LIBS) )|' -e 's|@ALLOC@|$(ALLOC)|' \
+	    -e 's|@UNWIND_LIBS@ |$(if $(UNWIND_LIBS),$(UNWIND_LIBS) )|' $$pc.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/$$pc.pc || exit 1; \
 	done
 

@@ -164,7 +164,12 @@ typedef struct weft_runtime_config {
 	void (*stall_fn)(const struct weft_stall_report *r, void *arg);
 				 /* NULL: weft_stall_report_print to stderr */
 	void *stall_arg;         /* passed to stall_fn */
-	unsigned reserved[12];   /* must be zero */
+	int dump_signal;         /* 0: off; else this signal (e.g. SIGUSR1)
+				    writes a task dump (weft/dump.h) */
+	const char *dump_path;   /* where: appended to this file (created
+				    0644), "/dev/fd/N" for an fd of the
+				    program's; NULL: stderr */
+	unsigned reserved[9];    /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,
@@ -844,5 +849,6 @@ WEFT_API const char *weft_strerror(int err);
 #include "weft/process.h" /* signals and subprocesses */
 #include "weft/load.h"  /* load generators: histogram, pacer, run driver */
 #include "weft/observe.h" /* stall reports, Prometheus metrics */
+#include "weft/dump.h"  /* task dumps: every task and what it waits on */
 
 #endif /* WEFT_H */

@@ -230,7 +230,9 @@ static int wait_ready(weft__op *op, int fd, uint32_t want)
 	waiter_link(l, r, op);
 	l->inflight++;
 	int16_t pin = t->pin;
-	t->pin = (int16_t)l->index; /* woken on this loop: the set is here */
+	/* woken on this loop: the set is here (a relaxed store: dumps read it) */
+	__atomic_store_n(&t->pin, (int16_t)l->index, __ATOMIC_RELAXED);
+	weft__wait_io(t, op->opcode, fd, op);
 	while (!op->done) {
 		err = weft__park_task(t, 0);
 		if (unlikely(err < 0) && !op->done) {
@@ -242,7 +244,7 @@ static int wait_ready(weft__op *op, int fd, uint32_t want)
 		err = 0; /* ready wins: a cancellation waits for the next point */
 	}
 	l->inflight--;
-	t->pin = pin;
+	__atomic_store_n(&t->pin, pin, __ATOMIC_RELAXED);
 	return err;
 }
 

@@ -90,6 +90,7 @@ void weft__io_wait_final(weft__op *op)
 {
 	weft_task *t = op->task;
 	uint64_t saved = weft__uninterruptible_begin(t);
+	weft__wait_io(t, op->opcode, op->a.fd, op);
 	while (!op->done)
 		weft__park_task(t, 0);
 	weft__uninterruptible_end(t, saved);

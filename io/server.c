@@ -266,6 +266,7 @@ static void *acceptor_main(void *arg)
 		 * for memory (its timer), and then the backoff is just shorter. */
 		if (!a->armed && accept_arm(a, l) < 0 && weft_sleep(1000000) == -ECANCELED)
 			break;
+		weft__wait_io(t, WEFT_OP_ACCEPT, a->lfd, &a->op);
 		while (!a->nfds && a->armed)
 			if (weft__park_task(t, 0) < 0)
 				goto out;
@@ -285,6 +286,7 @@ out:
 	if (a->armed) {
 		weft__io_cancel(l, &a->op);
 		uint64_t saved = weft__uninterruptible_begin(t);
+		weft__wait_io(t, WEFT_OP_ACCEPT, a->lfd, &a->op);
 		while (a->armed)
 			weft__park_task(t, 0);
 		weft__uninterruptible_end(t, saved);
@@ -310,6 +312,7 @@ static int wait_until(weft_server *s, weft__waitlist *wl, bool (*cond)(const wef
 	weft__lock_acquire(&s->lk);
 	while (!cond(s)) {
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_OTHER, s); /* a server's shutdown */
 		int r = weft__wait_locked(t, &s->lk, wl, &w, deadline);
 		if (r < 0)
 			return r;

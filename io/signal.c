@@ -377,6 +377,7 @@ int weft_signal_next(weft_signal *s)
 			return sig;
 		}
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_OTHER, s); /* a signal */
 		int r = weft__wait_locked(t, &wait_lk, &waiters, &w, 0);
 		if (r < 0)
 			return r;

@@ -583,6 +583,7 @@ static ssize_t recv_multishot(weft_stream *s)
 			return -EAGAIN;
 		}
 		weft__waiter w;
+		weft__wait_io(t, WEFT_OP_RECV_MULTI, s->fd, &m->rop);
 		int r = weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		if (r < 0)
 			return r; /* the op stays armed: bytes wait in pend */
@@ -622,6 +623,7 @@ static void recv_stop(weft_stream *s, bool keep)
 	}
 	while (m->rarmed) {
 		weft__waiter w;
+		weft__wait_io(t, WEFT_OP_RECV_MULTI, s->fd, &m->rop);
 		weft__wait_locked(t, &s->lk, &m->rwait, &w, 0);
 		weft__lock_acquire(&s->lk);
 	}
@@ -1465,6 +1467,7 @@ static __attribute__((noinline)) int wait_writer_slow(weft_stream *s, weft_task 
 			return r > 0 ? 0 : r;
 		}
 		weft__waiter w;
+		weft__wait_io(t, WEFT_OP_SEND, s->fd, NULL); /* the stream's sends */
 		r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
 		/* Our own limit ran out: re-check it (the peer may have taken
 		 * bytes since it was computed); anything else is the caller's */
@@ -1603,7 +1606,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	weft_task *t = weft__task_self();
 	weft_loop *l = weft__loop_self();
 	int16_t pin = t->pin;
-	t->pin = (int16_t)l->index;
+	__atomic_store_n(&t->pin, (int16_t)l->index, __ATOMIC_RELAXED);
 	uint64_t saved = 0, acked = zc ? tcp_acked(s->fd) : 0;
 	weft__lock_acquire(&s->lk);
 	/* Zero-copy: one op for all of it (MSG_WAITALL: the kernel goes on
@@ -1639,6 +1642,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 			continue;
 		}
 		weft__waiter w;
+		weft__wait_io(t, WEFT_OP_SEND_ZC, s->fd, &z->op);
 		int r = weft__wait_locked(t, &s->lk, &s->waiters, &w, weft__deadline_in(dl));
 		if (r < 0 && !stopping && !(r == -ETIMEDOUT && dl != WEFT_FOREVER &&
 					     weft_now_ns() >= dl)) {
@@ -1653,7 +1657,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 	weft__lock_release(&s->lk);
 	if (stopping)
 		weft__uninterruptible_end(t, saved);
-	t->pin = pin;
+	__atomic_store_n(&t->pin, pin, __ATOMIC_RELAXED);
 	return res;
 }
 
@@ -1871,6 +1875,7 @@ static void abort_send(weft_stream *s)
 	weft__lock_acquire(&s->lk);
 	while (s->sending) {
 		weft__waiter w;
+		weft__wait_io(t, WEFT_OP_SEND, s->fd, NULL);
 		weft__wait_locked(t, &s->lk, &s->waiters, &w, 0);
 		weft__lock_acquire(&s->lk);
 	}

@@ -597,7 +597,8 @@ static int run_one(weft__op *op)
 	submit(l, op);
 	int16_t pin = t->pin;
 	int why = 0;
-	t->pin = (int16_t)l->index;
+	__atomic_store_n(&t->pin, (int16_t)l->index, __ATOMIC_RELAXED);
+	weft__wait_io(t, op->opcode, op->a.fd, op);
 	while (!op->done) {
 		int r = weft__park_task(t, 0);
 		if (unlikely(r < 0) && !op->done) {
@@ -611,7 +612,7 @@ static int run_one(weft__op *op)
 		weft__uring_cancel(l, op);
 		weft__io_wait_final(op);
 	}
-	t->pin = pin;
+	__atomic_store_n(&t->pin, pin, __ATOMIC_RELAXED);
 	if (unlikely(why) && (op->res == -ECANCELED || op->res == -EINTR)) {
 		if (why == -ECANCELED)
 			t->cancel_seen = true;

@@ -36,6 +36,7 @@ static int wait_any(weft_task *self, weft_task **ts, size_t n, const uint8_t *sk
 		}
 		weft__lock_release(&ts[i]->lock);
 	}
+	weft__wait_on(self, WEFT_WAIT_JOIN, NULL); /* several tasks: no one object */
 	while (!any) {
 		r = weft__park_task(self, 0);
 		/* `fired` is the finisher's last store, made after it woke us: we

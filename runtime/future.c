@@ -115,7 +115,7 @@ int weft_future_result(const weft_future *f, void **value)
 	return s == F_PENDING ? -EAGAIN : outcome(f, s, value);
 }
 
-static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
+static int wait_deadline(weft_future *f, uint64_t deadline, void **value, unsigned kind)
 {
 	if (!f)
 		return -EINVAL;
@@ -137,6 +137,7 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 		return outcome(f, s, value);
 	}
 	weft__waiter w;
+	weft__wait_on(self, kind, f);
 	int r = weft__wait_locked(self, &f->lock, &f->waiters, &w, deadline);
 	if (r < 0)
 		return r;
@@ -146,10 +147,15 @@ static int wait_deadline(weft_future *f, uint64_t deadline, void **value)
 
 int weft_future_wait(weft_future *f, void **value)
 {
-	return wait_deadline(f, 0, value);
+	return wait_deadline(f, 0, value, WEFT_WAIT_FUTURE);
+}
+
+int weft__future_wait_as(weft_future *f, void **value, unsigned kind)
+{
+	return wait_deadline(f, 0, value, kind);
 }
 
 int weft_future_wait_timeout(weft_future *f, void **value, uint64_t timeout_ns)
 {
-	return wait_deadline(f, weft__deadline_after(timeout_ns), value);
+	return wait_deadline(f, weft__deadline_after(timeout_ns), value, WEFT_WAIT_FUTURE);
 }

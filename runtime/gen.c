@@ -36,6 +36,7 @@ static int wait_until(weft_gen *g, weft__waitlist *wl, bool (*cond)(const weft_g
 	}
 	while (!cond(g)) {
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_OTHER, g); /* a generator */
 		int r = weft__wait_locked_wake(t, &g->lock, wl, &w, 0, wk);
 		wk = NULL;
 		weft__lock_acquire(&g->lock);
@@ -107,6 +108,7 @@ int weft_gen_next(weft_gen *g, void **value)
 		weft__wakes wk = WEFT_WAKES_INIT;
 		weft__waitlist_fire_all(&g->producer, &wk);
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_OTHER, g); /* a generator */
 		r = weft__wait_locked_wake(t, &g->lock, &g->consumer, &w, 0, &wk);
 		weft__lock_acquire(&g->lock);
 	}

@@ -21,7 +21,11 @@ struct weft_group {
 	weft__waitlist waiters;   /* tasks/threads waiting for running == 0 */
 	int nerrs;                /* failures seen */
 	int errs[WEFT_GROUP_ERRS];
+	uint64_t id;              /* for dumps: children name it (group_id) */
+	uint64_t owner;           /* id of the task that created it, 0 none */
 };
+
+static _Atomic uint64_t next_group_id;
 
 static void group_unref(weft_group *g)
 {
@@ -39,6 +43,9 @@ int weft_group_create(weft_group **out)
 		return -ENOMEM;
 	}
 	atomic_init(&g->refs, 1);
+	g->id = atomic_fetch_add_explicit(&next_group_id, 1, memory_order_relaxed) + 1;
+	weft_task *self = weft__task_self();
+	g->owner = self ? self->id : 0;
 	*out = g;
 	return 0;
 }
@@ -52,6 +59,12 @@ static void cancel_children_locked(weft_group *g, weft__wakes *wk)
 		weft__task_cancel_to(c, wk);
 }
 
+uint64_t weft__group_id(const weft_group *g, uint64_t *owner)
+{
+	*owner = g->owner;
+	return g->id;
+}
+
 /* Called by weft__task_spawn before the child is queued. */
 int weft__group_link(weft_group *g, weft_task *t)
 {
@@ -61,6 +74,8 @@ int weft__group_link(weft_group *g, weft_task *t)
 		return weft__misuse(-ECANCELED, "spawn into a group that is cancelling or done");
 	}
 	t->group = g;
+	t->group_id = g->id; /* copies: a dump never touches g (it may be gone) */
+	t->group_owner = g->owner;
 	t->grp_prev = NULL;
 	t->grp_next = g->children;
 	if (g->children)
@@ -120,6 +135,7 @@ static void wait_all_uninterruptible(weft_group *g, weft_task *t)
 	weft__lock_acquire(&g->lock);
 	while (g->running) {
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_GROUP, g);
 		weft__wait_locked(t, &g->lock, &g->waiters, &w, 0);
 		weft__lock_acquire(&g->lock);
 	}
@@ -136,6 +152,7 @@ int weft_group_wait(weft_group *g)
 	weft__lock_acquire(&g->lock);
 	while (r == 0 && g->running) {
 		weft__waiter w;
+		weft__wait_on(t, WEFT_WAIT_GROUP, g);
 		r = weft__wait_locked(t, &g->lock, &g->waiters, &w, 0);
 		weft__lock_acquire(&g->lock);
 	}

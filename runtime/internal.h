@@ -171,23 +171,52 @@ struct weft_task {
 	struct weft_task *grp_prev, *grp_next;
 	weft_scope *scope;            /* innermost deadline scope */
 	uint64_t scope_deadline;      /* earliest deadline of all scopes, 0 none */
+	/* what it waits on while parked (enum weft__wait_kind, above); on the
+	 * cache line a park reads anyway (scope_deadline) */
+	uint8_t wait_kind;
+	uint8_t wait_op;              /* WEFT_WAIT_IO: enum weft__opcode */
+	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
+	const void *wait_obj;
+	uint64_t wait_since;          /* when it parked (ns, about: see
+					 weft__park_task) */
+	uint64_t id;                  /* here too: every run records it
+					 (weft_loop.started_id) */
 	weft__lock lock;              /* guards waiters and join */
 	uint8_t joined;               /* 0 no, 1 joining, 2 joined */
 	bool cancelled_result;        /* outcome: cancelled */
 	int error;                    /* outcome: could not start (-ENOMEM) */
 	weft__fpenv fpenv;            /* its spawner's FP control state */
 	weft__waitlist waiters;
-	uint64_t id;
-	/* what it waits on while parked (enum weft__wait_kind, above) */
-	uint8_t wait_kind;
-	uint8_t wait_op;              /* WEFT_WAIT_IO: enum weft__opcode */
-	int32_t wait_fd;              /* WEFT_WAIT_IO: the fd, else -1 */
-	const void *wait_obj;
 	uint64_t wait_until;          /* WEFT_WAIT_SLEEP: deadline (ns) */
+	uint64_t group_id;            /* its group's id (weft_group), 0 none */
+	uint64_t group_owner;         /* the id of the task that created that
+					 group, 0 a foreign thread */
 	uint32_t trace_named;         /* the trace generation its name was
 					 recorded in (runtime/trace.h) */
 	char name[32];
 };
+
+/* Record what task t (NULL: a foreign thread, nothing to record) is about
+ * to wait on: plain stores, before it parks. */
+static inline void weft__wait_on(struct weft_task *t, unsigned kind, const void *obj)
+{
+	if (t) {
+		t->wait_kind = (uint8_t)kind;
+		t->wait_obj = obj;
+	}
+}
+
+/* What an I/O wait records: the opcode (enum weft__opcode) and fd, and the
+ * op itself as the object (io/io.h). */
+static inline void weft__wait_io(struct weft_task *t, unsigned opcode, int fd, const void *op)
+{
+	if (!t)
+		return;
+	t->wait_kind = WEFT_WAIT_IO;
+	t->wait_op = (uint8_t)opcode;
+	t->wait_fd = fd;
+	t->wait_obj = op;
+}
 
 /* ---- the per-loop stealable run queue (Tokio's local queue) ---- */
 typedef struct weft__runq {
@@ -300,6 +329,11 @@ typedef struct weft__stall {
 struct weft_loop {
 	/* owner-only hot fields */
 	weft_task *current;      /* running task, NULL in the scheduler */
+	uint64_t started_id;     /* id of the task it last started: relaxed
+				    atomic, read by a dump that found the
+				    loop stuck (runtime/dump.c) */
+	uint64_t now_hint;       /* the clock at the last scheduler pass: a
+				    parked task's "since" (weft__park_task) */
 	weft_task *lifo;         /* LIFO slot (not stealable) */
 	unsigned lifo_streak;
 	uint32_t tick;
@@ -383,6 +417,8 @@ struct weft_loop {
 	weft_loop_stats st;      /* written by the owner, read racily */
 	weft__obs obs;           /* the metrics' counters (owner-written) */
 	weft__stall stall;       /* the watchdog's (runtime/observe.c) */
+	struct weft__dump_part *_Atomic dumps; /* dump requests to answer
+						  (runtime/dump.c) */
 };
 
 /* ---- the runtime ---- */
@@ -454,6 +490,8 @@ struct weft_runtime {
 	pthread_cond_t start_cv;
 	unsigned started;
 	bool destroyed;
+	struct weft__dumpsig *dumpsig; /* cfg.dump_signal's (runtime/dump.c) */
+	struct weft_runtime *next_rt;  /* on weft__runtimes, for debuggers */
 };
 
 /* ---- TLS-safe accessors: out of line, never cached ----
@@ -575,8 +613,14 @@ WEFT_HIDDEN int weft__task_spawn(weft_runtime *rt, weft_loop *from, weft_task **
 				 const weft_task_config *cfg, weft_fn fn, void *arg,
 				 struct weft_group *group);
 
+/* ---- runtime/future.c ---- */
+/* weft_future_wait, recorded as a wait of that kind (enum weft__wait_kind). */
+WEFT_HIDDEN int weft__future_wait_as(weft_future *f, void **value, unsigned kind);
+
 /* ---- runtime/group.c ---- */
 WEFT_HIDDEN int weft__group_link(struct weft_group *g, weft_task *t);
+/* The id and creator of g (weft_task_id, 0: a foreign thread), for dumps. */
+WEFT_HIDDEN uint64_t weft__group_id(const struct weft_group *g, uint64_t *owner);
 WEFT_HIDDEN void weft__group_child_exit(weft_task *t);
 WEFT_HIDDEN void weft__task_entry(void *arg);
 WEFT_HIDDEN void weft__task_unref(weft_task *t);
@@ -615,6 +659,23 @@ WEFT_HIDDEN void weft__mpsc_push(weft__mpsc *s, weft_task *t);
 WEFT_HIDDEN weft_task *weft__mpsc_take_fifo(weft__mpsc *s);
 #include "../sched/runq.h"
 #include "trace.h"
+
+/* ---- runtime/dump.c ---- */
+/* Answer the dump requests waiting in l->dumps (l's own thread, in its
+ * scheduler: no task of l runs). */
+WEFT_HIDDEN void weft__dump_serve(weft_loop *l);
+/* The same, once l has left its scheduler; later requests get an empty
+ * answer at once. */
+WEFT_HIDDEN void weft__dump_close(weft_loop *l);
+/* Names of enum weft__wait_kind and enum weft__opcode values. */
+WEFT_HIDDEN const char *weft__wait_kind_name(unsigned kind);
+WEFT_HIDDEN const char *weft__opcode_name(unsigned opcode);
+WEFT_HIDDEN int weft__dump_signal_start(weft_runtime *rt);
+WEFT_HIDDEN void weft__dump_signal_stop(weft_runtime *rt);
+/* sched/sched.c: for a dump, hold parked task t still (its stack and
+ * registers unchanged) while it is read; false if t is not parked. */
+WEFT_HIDDEN bool weft__task_hold(weft_task *t);
+WEFT_HIDDEN void weft__task_unhold(weft_task *t);
 
 /* ---- io/backend.c: choose the backend at start, with a diagnosis ---- */
 WEFT_HIDDEN int weft__backend_choose(weft_runtime *rt);

@@ -287,7 +287,7 @@ static void *take_finished(weft_task *t, weft_future *f)
 {
 	void *v = NULL;
 	uint64_t saved = weft__uninterruptible_begin(t);
-	weft_future_wait(f, &v);
+	weft__future_wait_as(f, &v, WEFT_WAIT_OFFLOAD);
 	weft__uninterruptible_end(t, saved);
 	return v;
 }
@@ -324,7 +324,7 @@ int weft_offload_ex(weft_fn fn, void *arg, weft_cleanup_fn cleanup, void **resul
 	}
 	void *v = NULL;
 	bool seen = t->cancel_seen;
-	r = weft_future_wait(f, &v);
+	r = weft__future_wait_as(f, &v, WEFT_WAIT_OFFLOAD);
 	if (r < 0 && atomic_exchange(&j->state, J_ABANDONED) == J_DONE) {
 		v = take_finished(t, f);
 		r = 0;

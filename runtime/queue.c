@@ -448,6 +448,7 @@ static int spsc_sleep(weft_queue *q, weft_task *self, bool getter, uint64_t dead
 		return 0;
 	}
 	qwaiter w = { .item = NULL, .err = 0 };
+	weft__wait_on(self, getter ? WEFT_WAIT_QUEUE_GET : WEFT_WAIT_QUEUE_PUT, q);
 	int r = weft__wait_locked(self, &q->lock, wl, &w.w, deadline);
 	atomic_store_explicit(flag, 0, memory_order_relaxed);
 	return r;
@@ -541,6 +542,7 @@ static int put_until(weft_queue *q, void *item, bool block, uint64_t deadline)
 		r = -EAGAIN;
 	} else {
 		qwaiter w = { .item = item, .err = 0 };
+		weft__wait_on(self, WEFT_WAIT_QUEUE_PUT, q);
 		r = weft__wait_locked(self, &q->lock, &q->putters, &w.w, deadline);
 		return r < 0 ? r : w.err; /* fired: a getter enqueued it, or shutdown */
 	}
@@ -601,6 +603,7 @@ static int get_until(weft_queue *q, void **item, bool block, uint64_t deadline)
 		return -EAGAIN;
 	}
 	qwaiter w = { .item = NULL, .err = 0 };
+	weft__wait_on(self, WEFT_WAIT_QUEUE_GET, q);
 	r = weft__wait_locked(self, &q->lock, &q->getters, &w.w, deadline);
 	if (r < 0)
 		return r; /* gave up before any hand-off: nothing was taken */
@@ -656,6 +659,7 @@ static int join_until(weft_queue *q, uint64_t deadline)
 			return 0;
 		}
 		qwaiter w = { .item = NULL, .err = 0 };
+		weft__wait_on(self, WEFT_WAIT_OTHER, q); /* its join */
 		r = weft__wait_locked(self, &q->lock, &q->joiners, &w.w, deadline);
 	}
 	return r;

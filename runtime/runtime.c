@@ -2,12 +2,37 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_STACK (64u * 1024u)
+
+/* Every started runtime, newest first: where a debugger looking at a core
+ * file finds them (tools/weft-gdb.py, weft-tasks), reading memory only. */
+WEFT_HIDDEN weft_runtime *weft__runtimes;
+static pthread_mutex_t runtimes_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void runtimes_add(weft_runtime *rt)
+{
+	pthread_mutex_lock(&runtimes_mu);
+	rt->next_rt = weft__runtimes;
+	weft__runtimes = rt;
+	pthread_mutex_unlock(&runtimes_mu);
+}
+
+static void runtimes_remove(weft_runtime *rt)
+{
+	pthread_mutex_lock(&runtimes_mu);
+	for (weft_runtime **p = &weft__runtimes; *p; p = &(*p)->next_rt)
+		if (*p == rt) {
+			*p = rt->next_rt;
+			break;
+		}
+	pthread_mutex_unlock(&runtimes_mu);
+}
 
 void weft_runtime_config_init(weft_runtime_config *cfg)
 {
@@ -51,6 +76,9 @@ static int check_config(weft_runtime_config *c)
 	if (c->ring_cq_entries == 0)
 		c->ring_cq_entries = c->ring_entries * 16 < 4096 ? 4096 : c->ring_entries * 16;
 	if (c->ring_cq_entries < c->ring_entries || c->ring_cq_entries > 524288)
+		return -EINVAL;
+	if (c->dump_signal < 0 || c->dump_signal >= NSIG || c->dump_signal == SIGKILL ||
+	    c->dump_signal == SIGSTOP)
 		return -EINVAL;
 	return 0;
 }
@@ -170,6 +198,13 @@ int weft_runtime_start(weft_runtime **out, const weft_runtime_config *cfg)
 		free(rt);
 		return err;
 	}
+	runtimes_add(rt);
+	if ((err = weft__dump_signal_start(rt)) < 0) {
+		fprintf(stderr, "weft: cannot start: dump_signal %d: %s\n", rt->cfg.dump_signal,
+			strerror(-err));
+		weft_runtime_destroy(rt);
+		return err;
+	}
 	/* Without its watchdog the runtime runs on: stalls go unreported. */
 	int werr = weft__watchdog_start(rt);
 	if (werr < 0)
@@ -195,6 +230,7 @@ int weft_runtime_shutdown(weft_runtime *rt)
 	 * handshake, and we are about to join it. */
 	pthread_mutex_lock(&rt->shutdown_mu);
 	if (atomic_load(&rt->state) == 1) {
+		weft__dump_signal_stop(rt); /* its dump, if one runs, ends first */
 		atomic_store_explicit(&rt->state, 2, memory_order_seq_cst);
 		if (atomic_load_explicit(&rt->live, memory_order_seq_cst) == 0)
 			atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
@@ -227,6 +263,7 @@ void weft_runtime_destroy(weft_runtime *rt)
 		return;
 	}
 	weft_runtime_shutdown(rt);
+	runtimes_remove(rt);
 	weft__pool_destroy(rt);
 	weft__trace_free(rt);
 	free_loops(rt);

@@ -118,6 +118,7 @@ int weft_lock_acquire(weft_lock *l)
 		return 0;
 	}
 	weft__waiter w;
+	weft__wait_on(self, WEFT_WAIT_LOCK, l);
 	return weft__wait_locked(self, &s->lk, &s->wl, &w, 0); /* 0: handed the lock */
 }
 
@@ -239,6 +240,7 @@ int weft_event_wait(weft_event *e)
 		return 0;
 	}
 	weft__waiter w;
+	weft__wait_on(self, WEFT_WAIT_EVENT, e);
 	return weft__wait_locked(self, &s->lk, &s->wl, &w, 0);
 }
 
@@ -311,6 +313,7 @@ int weft_cond_wait(weft_cond *c)
 	weft__lock_acquire(&s->lk);
 	weft_lock_release(s->lock);
 	weft__waiter w;
+	weft__wait_on(self, WEFT_WAIT_CONDITION, c);
 	r = weft__wait_locked(self, &s->lk, &s->wl, &w, 0);
 	reacquire(s->lock, self);
 	return r;
@@ -413,6 +416,7 @@ int weft_sem_acquire(weft_sem *sem)
 		return 0;
 	}
 	weft__waiter w;
+	weft__wait_on(self, WEFT_WAIT_SEMAPHORE, sem);
 	return weft__wait_locked(self, &s->lk, &s->wl, &w, 0); /* 0: handed a permit */
 }
 
@@ -539,6 +543,7 @@ int weft_barrier_wait(weft_barrier *b)
 	}
 	unsigned gen = s->gen;
 	sync_waiter w;
+	weft__wait_on(self, WEFT_WAIT_OTHER, b); /* a barrier */
 	r = weft__wait_locked(self, &s->lk, &s->wl, &w.w, 0);
 	if (r == 0)
 		return w.val;
@@ -681,6 +686,7 @@ static int rw_acquire(weft_rwlock *rw, int kind)
 		return 0;
 	}
 	sync_waiter w = { .val = kind };
+	weft__wait_on(self, WEFT_WAIT_LOCK, rw);
 	r = weft__wait_locked(self, &s->lk, &s->wl, &w.w, 0);
 	if (r < 0) {
 		/* Leaving may unblock those behind us (readers queued behind a

@@ -62,6 +62,8 @@ static void task_init(weft_task *t, weft_runtime *rt, int pin, size_t stack, wef
 	t->scope_deadline = 0;
 	t->group = NULL;
 	t->grp_prev = t->grp_next = NULL;
+	t->group_id = t->group_owner = 0;
+	t->wait_kind = WEFT_WAIT_NONE;
 	atomic_init(&t->lock.v, 0);
 	t->joined = 0;
 	t->error = 0;
@@ -290,6 +292,7 @@ int weft_task_join_timeout(weft_task *t, void **result, uint64_t timeout_ns)
 	t->joined = 1;
 	if (!(atomic_load_explicit(&t->state, memory_order_acquire) & WEFT_TS_DONE)) {
 		weft__waiter w;
+		weft__wait_on(self, WEFT_WAIT_JOIN, t);
 		int r = weft__wait_locked(self, &t->lock, &t->waiters, &w,
 					  weft__deadline_after(timeout_ns));
 		weft__lock_acquire(&t->lock);
@@ -437,6 +440,7 @@ int weft_yield(void)
 			return r;
 	}
 	t->budget = WEFT_TASK_BUDGET;
+	t->wait_kind = WEFT_WAIT_YIELD;
 	weft__switch_out_from(l, t, WEFT_SW_YIELD);
 	if (unlikely(atomic_load_explicit(&t->cancel_req, memory_order_relaxed) ||
 		     t->scope_deadline))
@@ -448,6 +452,8 @@ int weft_yield(void)
  * cancelled or a scope ends. */
 static int sleep_parked(weft_task *t, uint64_t deadline)
 {
+	weft__wait_on(t, WEFT_WAIT_SLEEP, NULL);
+	t->wait_until = deadline;
 	for (;;) {
 		int r = weft__park_task(t, deadline);
 		if (r == -ETIME)

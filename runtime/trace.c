@@ -308,42 +308,9 @@ int weft_trace_stats_get(weft_runtime *rt, weft_trace_stats *out)
 /* the writer                                                                */
 /* ------------------------------------------------------------------------ */
 
-static const char *const wait_names[WEFT_WAIT__COUNT] = {
-	[WEFT_WAIT_NONE] = "unrecorded", [WEFT_WAIT_SLEEP] = "sleep",
-	[WEFT_WAIT_YIELD] = "yield",     [WEFT_WAIT_FUTURE] = "future",
-	[WEFT_WAIT_QUEUE_GET] = "queue get", [WEFT_WAIT_QUEUE_PUT] = "queue put",
-	[WEFT_WAIT_LOCK] = "lock",       [WEFT_WAIT_EVENT] = "event",
-	[WEFT_WAIT_SEMAPHORE] = "semaphore", [WEFT_WAIT_CONDITION] = "condition",
-	[WEFT_WAIT_JOIN] = "join",       [WEFT_WAIT_GROUP] = "group",
-	[WEFT_WAIT_IO] = "io",           [WEFT_WAIT_OFFLOAD] = "offload",
-	[WEFT_WAIT_OTHER] = "other",
-};
-
-static const char *const op_names[] = {
-	[WEFT_OP_READ] = "read",       [WEFT_OP_WRITE] = "write",
-	[WEFT_OP_READV] = "readv",     [WEFT_OP_WRITEV] = "writev",
-	[WEFT_OP_RECV] = "recv",       [WEFT_OP_SEND] = "send",
-	[WEFT_OP_RECVMSG] = "recvmsg", [WEFT_OP_SENDMSG] = "sendmsg",
-	[WEFT_OP_ACCEPT] = "accept",   [WEFT_OP_CONNECT] = "connect",
-	[WEFT_OP_SHUTDOWN] = "shutdown", [WEFT_OP_CLOSE] = "close",
-	[WEFT_OP_OPENAT] = "openat",   [WEFT_OP_STATX] = "statx",
-	[WEFT_OP_FSYNC] = "fsync",     [WEFT_OP_FALLOCATE] = "fallocate",
-	[WEFT_OP_UNLINKAT] = "unlinkat", [WEFT_OP_RENAMEAT] = "renameat",
-	[WEFT_OP_MKDIRAT] = "mkdirat", [WEFT_OP_SPLICE] = "splice",
-	[WEFT_OP_POLL] = "poll",       [WEFT_OP_RECV_MULTI] = "recv_multi",
-	[WEFT_OP_SEND_ZC] = "send_zc",
-};
-
-static const char *wait_name(unsigned k)
-{
-	return k < WEFT_WAIT__COUNT && wait_names[k] ? wait_names[k] : "unknown";
-}
-
-static const char *op_name(unsigned op)
-{
-	return op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op] ? op_names[op]
-									 : "op";
-}
+/* The names task dumps use too (runtime/dump.c). */
+#define wait_name weft__wait_kind_name
+#define op_name weft__opcode_name
 
 /* Buffered output to fd; the first error sticks. */
 typedef struct out {

@@ -78,10 +78,15 @@ int weft__park_task(weft_task *t, uint64_t deadline)
 	if (by_scope)
 		dl = sd;
 	t->timed_out = false;
+	/* "Since when", for dumps: the clock of the loop's last scheduler
+	 * pass (a load, no clock read on the hot path), unless a deadline
+	 * makes us read the clock anyway. */
+	t->wait_since = l->now_hint;
 	if (dl) {
 		uint64_t now = weft_now_ns();
 		if (now >= dl)
 			return by_scope ? scope_expired(t, dl) : -ETIME;
+		t->wait_since = now;
 		int r = weft__timer_arm(l, t, dl, now);
 		if (r < 0)
 			return r;

@@ -6,6 +6,8 @@
  *   RUNNING --wake--> RUNNING|NOTIFIED --park--> NOTIFIED (requeued)
  *   RUNNING --yield--> NOTIFIED (queued at the back)
  *   RUNNING --return--> DONE
+ *   idle --hold--> RUNNING --unhold--> idle, or NOTIFIED (queued) if woken
+ *     meanwhile: a task dump reading a parked task's stack (runtime/dump.c)
  * Only the transition idle -> NOTIFIED queues a task, so a task is in at
  * most one queue.  A task that switches away is published (requeued,
  * parked, freed) by whoever runs next on that loop, after the switch has
@@ -384,8 +386,11 @@ static inline __attribute__((always_inline)) bool prepare_run(weft_loop *l, weft
 {
 	if (unlikely(!t->owner) && !first_run(l, t)) /* registered at first run */
 		return false;
-	__atomic_store_n(&l->current, t, __ATOMIC_RELAXED); /* the watchdog reads it */
-	t->loop = l;
+	/* Relaxed atomic stores (plain moves): the watchdog (runtime/observe.c)
+	 * and a dump (runtime/dump.c) read them from other threads. */
+	__atomic_store_n(&l->current, t, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->loop, l, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->started_id, t->id, __ATOMIC_RELAXED);
 	t->budget = WEFT_TASK_BUDGET;
 #ifndef WEFT_NO_OBSERVE
 	if (unlikely(t->woken_at)) { /* a sampled wake */
@@ -523,6 +528,31 @@ void weft__switch_out_from(weft_loop *l, weft_task *t, int action)
 	weft__after_switch(weft__loop_self());
 }
 
+/* Claim parked task t as if it ran (RUNNING, with no loop running it), so
+ * nothing runs it while a dump reads its stack: a wake meanwhile only
+ * sets NOTIFIED, and weft__task_unhold queues it as its switch-out would
+ * have.  False if t is not parked (running, queued or done). */
+bool weft__task_hold(weft_task *t)
+{
+	uint32_t s = 0;
+	return atomic_compare_exchange_strong_explicit(&t->state, &s, WEFT_TS_RUNNING,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+void weft__task_unhold(weft_task *t)
+{
+	uint32_t s = atomic_fetch_and_explicit(&t->state, ~WEFT_TS_RUNNING, memory_order_acq_rel);
+	if (!(s & WEFT_TS_NOTIFIED))
+		return;
+	weft_loop *home = t->loop, *self = weft__loop_self();
+	if (home == self) {
+		make_runnable_local(home, t, false, NULL);
+	} else { /* its timer lives on its home loop: queue it there */
+		weft__mpsc_push(&home->remote, t);
+		wake_loop(home);
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* the scheduler loop                                                        */
 /* ------------------------------------------------------------------------ */
@@ -560,9 +590,13 @@ static void maintenance_poll(weft_loop *l, bool ring)
 		weft__runq_flush(l->rq);
 	if (ring)
 		weft__io_poll(l, false, 0);
+	uint64_t now = weft_now_ns();
+	l->now_hint = now;
 	if (weft__timer_any(l))
-		weft__timer_fire(l, weft_now_ns());
+		weft__timer_fire(l, now);
 	drain_remote(l);
+	if (unlikely(atomic_load_explicit(&l->dumps, memory_order_acquire)))
+		weft__dump_serve(l);
 }
 
 /* About once a second (WEFT_TRIM_NS), the loop's caches give back what
@@ -616,6 +650,7 @@ static bool work_visible(weft_loop *l)
 {
 	weft_runtime *rt = l->rt;
 	if (atomic_load_explicit(&l->remote.head, memory_order_seq_cst) ||
+	    atomic_load_explicit(&l->dumps, memory_order_seq_cst) ||
 	    atomic_load_explicit(&rt->inject_len, memory_order_seq_cst) ||
 	    atomic_load_explicit(&rt->stop, memory_order_seq_cst) ||
 	    (!l->shutdown_seen && atomic_load_explicit(&rt->state, memory_order_seq_cst) >= 2))
@@ -772,6 +807,7 @@ void *weft__loop_main(void *arg)
 		sched_run(l);
 	weft__trace_loop_exit(l);
 	reap_finished(l);
+	weft__dump_close(l); /* requests from now on: answered empty */
 	/* The ring and eventfd are closed by weft_runtime_shutdown after every
 	 * loop has been joined: other threads may still be waking this one. */
 	weft__observe_loop_exit(l);

@@ -419,7 +419,7 @@ static const char *pic_host_src =
 	"}\n";
 
 static const char *plugin_src;
-static void write_file(const char *dir, const char *name, const char *text);
+#define write_file weft_test_write_file
 
 /* Run `fmt`'s command (printf-style) in the test's directory; on failure
  * show its output.  Returns the exit status. */
@@ -874,15 +874,13 @@ static const char *host_src =
 	"\treturn bad;\n"
 	"}\n";
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-	char p[PATH_MAX + 64];
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	FILE *f = fopen(p, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
+/* What the archive's task dumps link on this architecture (Makefile,
+ * UNWIND_LIBS): libunwind on x86_64. */
+#if defined(__x86_64__)
+#define UNWIND "-lunwind "
+#else
+#define UNWIND ""
+#endif
 
 /*
  * libweft_pic.a linked into a shared object that a program dlopens (a
@@ -911,7 +909,7 @@ static void test_archive_in_dlopened_shared_object(void **state)
 	/* no -ljemalloc: libjemalloc.so uses initial-exec TLS itself */
 	assert_true(asprintf(&cmd,
 			     "cd '%s' && %s -std=gnu11 -Wall -Wextra -Werror %s -shared -fPIC "
-			     "-I'%s/include' plug.c -o plug.so '%s' -luring -lpthread -lm -lz && "
+			     "-I'%s/include' plug.c -o plug.so '%s' -luring " UNWIND "-lpthread -lm -lz && "
 			     "%s -std=gnu11 -Wall -Wextra -Werror %s -I'%s/include' host.c -o host "
 			     "-ldl && "
 			     "%s -shared -fPIC -DN=64 fill.c -o fill64.so && "

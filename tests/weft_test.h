@@ -73,6 +73,17 @@ static inline void msleep(unsigned ms)
 		;
 }
 
+/* Write `text` to the file dir/name (created or truncated). */
+static inline void weft_test_write_file(const char *dir, const char *name, const char *text)
+{
+	char p[4096 + 64];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 /* A running runtime with `loops` loops, for tests that drive it from the
  * test thread (weft_runtime_destroy it at the end). */
 static inline weft_runtime *start_rt(unsigned loops)

@@ -2,7 +2,12 @@
 #
 #   weft-bt TASK   backtrace of a suspended task (TASK: a weft_task * value,
 #                  e.g. a handle variable or an address)
-#   weft-tasks     every task registered on each loop, with its state
+#   weft-tasks [RUNTIME]  every live task of each loop (of every started
+#                  runtime without an argument): state, loop, pinned, what
+#                  it waits on and since when, its group -- the fields of
+#                  weft_dump's JSON.  Reads memory only, so it works on a
+#                  core file:  gdb -batch -ex 'source tools/weft-gdb.py'
+#                  -ex weft-tasks PROGRAM CORE
 #
 # A suspended task's context holds its saved registers; its resume address
 # is a label inside weft__ctx_switch where the stack looks exactly as at the
@@ -47,26 +52,99 @@ class WeftBt(gdb.Command):
                 gdb.execute("set $%s = %d" % (r, saved[r]), to_string=True)
 
 
+def enum_names(type_name, prefix):
+    """{value: short name} of an enum: WEFT_WAIT_QUEUE_GET -> queue_get."""
+    try:
+        t = gdb.lookup_type(type_name)
+    except gdb.error:
+        return {}
+    return {f.enumval: f.name[len(prefix):].lower() for f in t.fields()
+            if f.name.startswith(prefix)}
+
+
+def runtimes(arg):
+    """The runtime named by arg, else every started one (weft__runtimes:
+    read from memory, so this works on a core file too)."""
+    rtp = gdb.lookup_type("struct weft_runtime").pointer()
+    if arg:
+        return [gdb.parse_and_eval(arg).cast(rtp)]
+    out = []
+    rt = gdb.parse_and_eval("weft__runtimes")
+    while int(rt) != 0:
+        out.append(rt)
+        rt = rt["next_rt"]
+    return out
+
+
+def task_fields(t, kinds, ops):
+    """The fields weft_dump writes for task t, as `key=value` words."""
+    s = int(t["state"])
+    if s & 4:
+        return None  # done: not live
+    state = "running" if s & 1 else "ready" if s & 2 else "parked"
+    name = t["name"].string() or "task-%d" % int(t["id"])
+    loop = int(t["loop"]["index"]) if int(t["loop"]) else -1
+    pin = int(t["pin"])
+    quoted = '"%s"' % name.replace('\\', '\\\\').replace('"', '\\"')
+    words = ["task %d" % int(t["id"]), quoted, state, "loop=%d" % loop,
+             "registry=%d" % int(t["owner"]["index"]),
+             "pinned=%d" % pin if pin >= 0 else "stealable"]
+    if int(t["group_id"]):
+        words.append("group=%d" % int(t["group_id"]))
+    if state != "parked":
+        return words
+    kind = kinds.get(int(t["wait_kind"]), str(int(t["wait_kind"])))
+    kind = "unrecorded" if kind == "none" else kind
+    words.append("wait=%s" % kind)
+    obj = int(t["wait_obj"])
+    if kind == "io":
+        op = ops.get(int(t["wait_op"]), str(int(t["wait_op"])))
+        words.append("op=%s fd=%d" % ("recv_multishot" if op == "recv_multi" else op,
+                                      int(t["wait_fd"])))
+    elif kind == "sleep" and int(t["wait_until"]):
+        words.append("until_ns=%d" % int(t["wait_until"]))
+    if kind == "join" and obj:
+        words.append("task=%d" % int(t["wait_obj"].cast(t.type)["id"]))
+    elif kind == "group" and obj:
+        g = t["wait_obj"].cast(gdb.lookup_type("struct weft_group").pointer())
+        words.append("group_waited=%d" % int(g["id"]))
+    elif obj:
+        words.append("object=%#x" % obj)
+    if int(t["wait_since"]):
+        words.append("since_ns=%d" % int(t["wait_since"]))
+    return words
+
+
 class WeftTasks(gdb.Command):
-    """weft-tasks: tasks registered on each loop of the current runtime."""
+    """weft-tasks [RUNTIME]: every live task of each loop, with what it waits
+    on (the fields of weft_dump's JSON, docs/observability.md); all started
+    runtimes without an argument.  Reads memory only: works on a core file."""
 
     def __init__(self):
         super().__init__("weft-tasks", gdb.COMMAND_STACK)
 
     def invoke(self, arg, from_tty):
-        rt = gdb.parse_and_eval(arg) if arg else None
-        if rt is None:
-            print("usage: weft-tasks RUNTIME  (a weft_runtime * value)")
-            return
-        rt = rt.cast(gdb.lookup_type("struct weft_runtime").pointer())
-        for i in range(int(rt["nloops"])):
-            l = rt["loops"][i]
-            print("loop %d:" % i)
-            t = l["reg_head"]
-            while int(t) != 0:
-                print("  %#x id=%d name=%s state=%s" % (int(t), int(t["id"]),
-                      t["name"].string() or "-", task_state(t)))
-                t = t["reg_next"]
+        kinds = enum_names("enum weft__wait_kind", "WEFT_WAIT_")
+        ops = enum_names("enum weft__opcode", "WEFT_OP_")
+        for rt in runtimes(arg):
+            print("runtime %#x: %d loops" % (int(rt), int(rt["nloops"])))
+            groups = {}  # group id -> (owner task id, [children])
+            for i in range(int(rt["nloops"])):
+                l = rt["loops"][i]
+                print("loop %d: inflight=%d" % (i, int(l["inflight"])))
+                t = l["reg_head"]
+                while int(t) != 0:
+                    words = task_fields(t, kinds, ops)
+                    if words:
+                        print("  " + " ".join(words))
+                        gid = int(t["group_id"])
+                        if gid:
+                            g = groups.setdefault(gid, [int(t["group_owner"]), []])
+                            g[1].append(int(t["id"]))
+                    t = t["reg_next"]
+            for gid, (owner, kids) in sorted(groups.items()):
+                print("group %d: owner task %d, children %s" %
+                      (gid, owner, " ".join(str(k) for k in sorted(kids))))
 
 
 WeftBt()
