@@ -57,12 +57,48 @@ struct weft__watchdog {
 static bool sig_ok; /* our handler is installed (written once, under once) */
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__)
+/* x86_64 links libunwind (task dumps), and its weak backtrace() then
+ * stands in for glibc's: that one keeps a per-thread cache whose
+ * destructor runs at thread exit, which ThreadSanitizer's interceptors do
+ * not survive.  So walk with the plain cursor calls, which the libunwind
+ * manual gives as safe in a signal handler, starting at the interrupted
+ * instruction (the signal frame's context), so no handler frame shows. */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+static int capture_frames(void **frames, int max, void *ucv)
+{
+	unw_cursor_t cur;
+	if (unw_init_local2(&cur, (unw_context_t *)ucv, UNW_INIT_SIGNAL_FRAME) != 0)
+		return 0;
+	int n = 0;
+	do {
+		unw_word_t ip = 0;
+		if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || ip == 0)
+			break;
+		frames[n++] = (void *)(uintptr_t)ip;
+	} while (n < max && unw_step(&cur) > 0);
+	return n;
+}
+
+/* Bind the calls now (lazy binding's resolver needs kilobytes of stack,
+ * and ThreadSanitizer runs handlers on the interrupted stack) and let
+ * libunwind set itself up outside a handler. */
+static void capture_warm(void)
+{
+	unw_context_t uc;
+	unw_cursor_t cur;
+	unw_word_t ip;
+	if (unw_getcontext(&uc) == 0 && unw_init_local2(&cur, &uc, 0) == 0 &&
+	    unw_get_reg(&cur, UNW_REG_IP, &ip) == 0)
+		unw_step(&cur);
+}
+#else
 static uintptr_t interrupted_pc(const void *ucv)
 {
 	const ucontext_t *uc = ucv;
-#if defined(__x86_64__)
-	return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-#elif defined(__aarch64__)
+#if defined(__aarch64__)
 	return (uintptr_t)uc->uc_mcontext.pc;
 #else
 	(void)uc;
@@ -70,8 +106,48 @@ static uintptr_t interrupted_pc(const void *ucv)
 #endif
 }
 
-/* Copy the running task's identity and backtrace (async-signal-safe:
- * backtrace() was warmed up, so it neither loads nor allocates). */
+/* glibc's backtrace(), warmed up (capture_warm) so that it neither loads
+ * nor allocates in the handler; the handler's own frames are dropped by
+ * starting at the interrupted instruction when the unwinder saw it. */
+static int capture_frames(void **frames, int max, void *uc)
+{
+	int n = backtrace(frames, max);
+	uintptr_t pc = interrupted_pc(uc);
+	int skip = 0;
+	for (int i = 0; i < n && pc; i++)
+		if ((uintptr_t)frames[i] == pc) {
+			skip = i;
+			break;
+		}
+	memmove(frames, frames + skip, (size_t)(n - skip) * sizeof(void *));
+	return n - skip;
+}
+
+/* Its first call loads libgcc's unwinder, which allocates. */
+static void capture_warm(void)
+{
+	void *f[4];
+	backtrace(f, 4);
+}
+#endif
+
+/* The unwinder needs a few kilobytes of stack.  The handler runs on the
+ * loop's signal stack, except under ThreadSanitizer, which delivers
+ * signals later on whatever stack the thread is on: a task's, maybe nearly
+ * full.  Then, with less room than this, the report has no backtrace. */
+#define CAPTURE_ROOM (32 * 1024)
+
+static size_t stack_room(const weft_task *t)
+{
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t lo = (uintptr_t)t->stack_base;
+	if (sp < lo || sp >= lo + t->stack_size)
+		return SIZE_MAX; /* not on the task's stack: the signal stack */
+	return sp - lo;
+}
+
+/* Copy the running task's identity and backtrace (async-signal-safe, see
+ * capture_frames). */
 static void stall_handler(int sig, siginfo_t *si, void *uc)
 {
 	(void)sig;
@@ -87,32 +163,19 @@ static void stall_handler(int sig, siginfo_t *si, void *uc)
 		for (size_t i = 0; i < sizeof(s->name); i++)
 			s->name[i] = t ? __atomic_load_n(&t->name[i], __ATOMIC_RELAXED) : 0;
 		s->name[sizeof(s->name) - 1] = 0;
-		if (t) {
-			int n = backtrace(s->frames, WEFT_STALL_FRAMES);
-			/* Drop the handler's own frames: start at the
-			 * interrupted instruction when the unwinder saw it. */
-			uintptr_t pc = interrupted_pc(uc);
-			int skip = 0;
-			for (int i = 0; i < n && pc; i++)
-				if ((uintptr_t)s->frames[i] == pc) {
-					skip = i;
-					break;
-				}
-			memmove(s->frames, s->frames + skip, (size_t)(n - skip) * sizeof(void *));
-			s->nframes = n - skip;
-		}
+		if (t && stack_room(t) >= CAPTURE_ROOM)
+			s->nframes = capture_frames(s->frames, WEFT_STALL_FRAMES, uc);
 		atomic_store_explicit(&s->ready, STALL_TAKEN, memory_order_release);
 	}
 	errno = saved;
 }
 
-/* Once per process: warm backtrace() up (its first call loads libgcc's
- * unwinder, which allocates) and install the handler, unless the program
- * has one of its own for SIGURG (then reports carry no backtrace). */
+/* Once per process: warm the unwinder up and install the handler, unless
+ * the program has one of its own for SIGURG (then reports carry no
+ * backtrace). */
 static void sig_setup(void)
 {
-	void *f[4];
-	backtrace(f, 4);
+	capture_warm();
 	struct sigaction cur;
 	if (sigaction(STALL_SIG, NULL, &cur) != 0)
 		return;

@@ -342,8 +342,12 @@ static void test_stall_small_stack(void **state)
 	assert_non_null(r); /* the task finished */
 	assert_int_equal(s.reports, 1);
 	assert_string_equal(s.name, "small");
+#if !defined(__SANITIZE_THREAD__)
+	/* (ThreadSanitizer runs the handler on the nearly full task stack,
+	 * where the report goes without a backtrace.) */
 	assert_true(s.nframes > 0);
 	assert_int_equal(s.with_spin_busy, 1);
+#endif
 }
 
 /* ---- metrics ---- */
