@@ -274,7 +274,7 @@ typedef struct weft__ep {
  * baseline: bench/observe.c). */
 #define WEFT_OBS_NOPS 24         /* > every enum weft__opcode (io/io.h) */
 #define WEFT_OBS_HIST 12         /* wake-to-run buckets: 1 us * 4^i, +Inf */
-#define WEFT_OBS_WAKE_SAMPLE 63u /* one wake in 64 is timed */
+#define WEFT_OBS_WAKE_SAMPLE 255u /* one wake in 256 is timed */
 typedef struct weft__obs {
 	uint64_t passes;         /* scheduler passes (sched_run rounds) */
 	uint64_t tasks_finished;

@@ -695,7 +695,7 @@ static void write_loops(mw *w, weft_runtime *rt, uint64_t now)
 	for (unsigned b = 0; b < WEFT_OBS_HIST - 1; b++)
 		wake_bounds[b] = b ? wake_bounds[b - 1] * 4 : 1000;
 	family(w, "weft_wake_to_run_seconds", "histogram",
-	       "Delay from a task's wake to its run, one wake in 64 sampled.");
+	       "Delay from a task's wake to its run, one wake in 256 sampled.");
 	for (unsigned i = 0; i < rt->nloops; i++)
 		histogram(w, "weft_wake_to_run_seconds", i, rt->loops[i]->obs.wake_hist,
 			  WEFT_OBS_HIST, wake_bounds, rd(&rt->loops[i]->obs.wake_sum_ns));

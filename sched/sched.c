@@ -181,7 +181,7 @@ static void drain_remote(weft_loop *l)
 }
 
 /* Metrics of a wake that queues t (docs/observability.md): counted by
- * where the waker runs, and one wake in 64 timed, so the run can tell
+ * where the waker runs, and one wake in 256 timed, so the run can tell
  * how long t waited (prepare_run).  Written before t is queued: whoever
  * runs it reads woken_at after taking it from the queue. */
 #ifndef WEFT_NO_OBSERVE
