@@ -583,12 +583,14 @@ CL_OUT=${CMP_CLIENTS_OUT:-$B/bench-results/compare-clients.tsv}
 
 # Run client $1 (redis-benchmark, load) on test $2 with -n $3 against
 # redis-server on $port: "rps cpu_s" (rps empty if it failed).
+# The same test as redis-benchmark's default: one key, 3-byte values.
 cl_redis() {
 	lim=$((CL_SECS * 10 + 30))
 	if [ "$1" = load ]; then
 		(
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_CONNS" --pipeline "$CL_PIPE" \
-				--loops 1 --command "$2" -n "$3" --json --no-progress "redis://127.0.0.1:$port" \
+				--loops 1 --command "$2" --keyspace 1 --size 3 -n "$3" --json --no-progress \
+				"redis://127.0.0.1:$port" \
 				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
 			times >"$rundir/client.times"
 		)

@@ -44,6 +44,7 @@ struct weft_load {
 	_Atomic uint64_t t_measure, t_end; /* WEFT_FOREVER until the start */
 	_Atomic uint64_t issued;           /* measured requests claimed */
 	_Atomic unsigned arrived;          /* connections at the barrier */
+	_Atomic unsigned connected;        /* connections that ever connected */
 	weft_event go;
 	struct lstats *ls;
 	unsigned nloops;
@@ -396,6 +397,11 @@ static void *conn_task(void *arg)
 			if (first) {
 				first = false;
 				arrive(l);
+				/* Every connection failed its first attempt: no
+				 * server to load, so end the run rather than retry
+				 * for ever (a request count would never be reached). */
+				if (atomic_load(&l->arrived) >= l->cfg.conns && !atomic_load(&l->connected))
+					weft_load_stop(l);
 			}
 			if (weft_sleep_ms(10) < 0)
 				break;
@@ -403,6 +409,7 @@ static void *conn_task(void *arg)
 		}
 		if (first) {
 			first = false;
+			atomic_fetch_add(&l->connected, 1);
 			arrive(l);
 		}
 		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */

@@ -386,7 +386,9 @@ WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
 /*
  * Run it: connect every connection (a start barrier holds them until all
  * have connected or failed once, at most connect_timeout_ns), warm up,
- * measure until duration_ns, the request count or weft_load_stop; then
+ * measure until duration_ns, the request count or weft_load_stop (or, when
+ * every connection's first attempt failed, at once: res->stopped, the
+ * counts' connect_errors say why); then
  * let in-flight requests finish within timeout_ns and cancel the rest.
  * *res receives the merged results (res may be NULL: the interval callback
  * may be all the caller wants).  Once per weft_load.  Task context, the
