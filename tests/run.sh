@@ -6,7 +6,8 @@
 # (the core suites under qemu-user) and `fault` runs tests/fault.sh (the
 # fault-injection tree, build/fault), and their results are counted.
 # A spec may end in :SUITE,SUITE... (build/sysalloc:test_task,test_sync):
-# only those suites of that tree run (still filtered by WEFT_TESTS).
+# only those suites of that tree run (still filtered by WEFT_TESTS); or in
+# :-SUITE,SUITE... (build/tsan:-test_locust): every suite but those.
 # Prints a line per test, then
 # "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
@@ -34,8 +35,11 @@ for spec in "$@"; do
 		rm -f "$log"
 		continue
 	fi
-	suites=
-	case $spec in *:*) suites=$(echo "${spec#*:}" | tr , ' '); spec=${spec%%:*} ;; esac
+	suites=; except=
+	case $spec in
+	*:-*) except=$(echo "${spec#*:-}" | tr , ' '); spec=${spec%%:*} ;;
+	*:*) suites=$(echo "${spec#*:}" | tr , ' '); spec=${spec%%:*} ;;
+	esac
 	tree=${spec%@*}
 	backend=
 	[ "$tree" != "$spec" ] && backend=${spec##*@}
@@ -48,6 +52,7 @@ for spec in "$@"; do
 		if [ -n "$suites" ]; then
 			case " $suites " in *" $(basename "$bin") "*) ;; *) continue ;; esac
 		fi
+		case " $except " in *" $(basename "$bin") "*) continue ;; esac
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
 		for name in $names; do
 			log=$(mktemp)
