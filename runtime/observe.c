@@ -82,15 +82,11 @@ static int capture_frames(void **frames, int max, void *ucv)
 	return n;
 }
 
-/* Let libunwind set itself up outside a handler.  (Not a step: its
- * memory probe writes stack bytes to a pipe, which valgrind reports.) */
+/* No warm-up: libunwind's set-up opens a pipe for its memory probe that
+ * stays open for the life of the process, so it is left to the first
+ * report (local unwinding is made to run in a signal handler). */
 static void capture_warm(void)
 {
-	unw_context_t uc;
-	unw_cursor_t cur;
-	unw_word_t ip;
-	if (unw_getcontext(&uc) == 0 && unw_init_local2(&cur, &uc, 0) == 0)
-		unw_get_reg(&cur, UNW_REG_IP, &ip);
 }
 #else
 static uintptr_t interrupted_pc(const void *ucv)
