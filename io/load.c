@@ -45,7 +45,8 @@ struct weft_load {
 	_Atomic uint64_t issued;           /* measured requests claimed */
 	_Atomic unsigned arrived;          /* connections at the barrier */
 	_Atomic unsigned connected;        /* connections that ever connected */
-	weft_event go;
+	weft_event ready;  /* every connection arrived at the barrier */
+	weft_event go;     /* the driver opened it: times are set */
 	struct lstats *ls;
 	unsigned nloops;
 	/* The driver's own: what the collectors moved since the last
@@ -126,6 +127,7 @@ int weft_load_create(weft_load **out, const weft_load_config *cfg)
 	l->cfg = *cfg;
 	l->addr = *cfg->addr;
 	l->cfg.addr = &l->addr;
+	weft_event_init(&l->ready);
 	weft_event_init(&l->go);
 	atomic_init(&l->t_measure, WEFT_FOREVER);
 	atomic_init(&l->t_end, WEFT_FOREVER);
@@ -147,6 +149,7 @@ void weft_load_destroy(weft_load *l)
 	if (!l)
 		return;
 	weft_future_release(l->stopf);
+	weft_event_destroy(&l->ready);
 	weft_event_destroy(&l->go);
 	free(l->ls);
 	free(l);
@@ -358,12 +361,14 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 	return C_STOP;
 }
 
-/* The start barrier: the last connection to arrive opens it (the driver
- * also opens it after connect_timeout_ns). */
+/* The start barrier: the last connection to arrive tells the driver, which
+ * opens it (also after connect_timeout_ns) only once it has set the
+ * measuring window: a connection must never see the run started with the
+ * window unset, or it would send unclaimed requests that then count. */
 static void arrive(weft_load *l)
 {
 	if (atomic_fetch_add(&l->arrived, 1) + 1 == l->cfg.conns)
-		weft_event_set(&l->go);
+		weft_event_set(&l->ready);
 }
 
 static void *conn_task(void *arg)
@@ -556,7 +561,7 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 static int start_barrier(weft_load *l)
 {
 	uint64_t until = add_sat(weft_now_ns(), l->cfg.connect_timeout_ns);
-	while (!weft_event_is_set(&l->go) && !stopping(l)) {
+	while (!weft_event_is_set(&l->ready) && !stopping(l)) {
 		uint64_t now = weft_now_ns();
 		if (now >= until)
 			break;
