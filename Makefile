@@ -246,11 +246,14 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SYSALLOC_SUITES)))
-# test_locust (a real Locust master and two weft-load workers, 25 s a
-# tree) runs plain on both backends and under ASan on io_uring: TSan cannot
-# see into the uninstrumented ZeroMQ it mostly exercises.
-TEST_TREES := build build/asan build/tsan:-test_locust build@epoll \
-	build/asan@epoll:-test_locust aarch64 fault $(SYSALLOC_SPEC)
+# Some suites skip trees that would add time and little coverage, to keep
+# make test near 15 minutes on two CPUs: test_locust (a real Locust master
+# and two weft-load workers, 25 s a tree) runs plain on both backends;
+# test_build (archives, install, valgrind, the aarch64 compile) only once;
+# test_observe and test_loadgen under ASan on io_uring, not again on epoll.
+TEST_TREES := build build/asan:-test_locust build/tsan:-test_locust \
+	build@epoll:-test_build build/asan@epoll:-test_locust,test_observe,test_loadgen \
+	aarch64 fault $(SYSALLOC_SPEC)
 # The trees build with one job per CPU (JOBS) even under a plain `make
 # test`: serial builds left all CPUs but one idle.
 JOBS ?= $(shell nproc)
