@@ -223,11 +223,14 @@ void weft__task_wake_to(weft_task *t, weft__wakes *wk)
 		make_runnable_local(home, t, true, wk);
 		return;
 	}
-	if (self && self->rt == home->rt)
+	/* A loop of another runtime wakes as a foreign thread does: home's
+	 * runtime must not end (and free its loops) under the wake. */
+	bool foreign = !self || self->rt != home->rt;
+	if (!foreign)
 		WEFT_TRACE(self, WEFT_TEV_WAKE, 0, home->index, t->id, 0, weft__trace_cur(self));
 	else
 		weft__trace_foreign(home->rt);
-	if (!self && !wk->held) { /* before t can run, finish, end the runtime */
+	if (foreign && !wk->held) { /* before t can run, finish, end the runtime */
 		wk->held = home->rt;
 		atomic_fetch_add_explicit(&home->rt->foreign_wakes, 1, memory_order_seq_cst);
 	}
