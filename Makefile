@@ -182,7 +182,7 @@ $(B)/examples/%: examples/%.c $(B)/libweft.a $(HDRS) $(wildcard examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(B)/libweft.a $(LDLIBS)
 
-$(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
+$(B)/bench/%: bench/%.c $(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal.a $(LDLIBS)
 
@@ -210,7 +210,7 @@ $(O)/obj-noobs/%.o: %.S
 	$(CC) $(CFLAGS) $(LIBCFLAGS) -c $< -o $@
 $(B)/libweft-internal-noobs.a: $(NOOBS_OBJ)
 	rm -f $@ && ar rcs $@ $(NOOBS_OBJ)
-$(B)/bench/off/%: bench/%.c $(B)/libweft-internal-noobs.a $(HDRS) $(wildcard bench/*.h)
+$(B)/bench/off/%: bench/%.c $(B)/libweft-internal-noobs.a $(HDRS) $(wildcard bench/*.h examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(B)/libweft-internal-noobs.a $(LDLIBS)
 $(B)/bench/observe: $(addprefix $(B)/bench/off/,$(OBSERVE_PAIRS)) \

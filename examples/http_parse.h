@@ -229,6 +229,31 @@ static inline int http__ieq(const char *a, size_t n, const char *b)
 	return i == n && !b[i];
 }
 
+/* a[0..n) equals the literal `lit` (lowercase letters, digits and '-'
+ * only) ASCII case-insensitively, where a holds no control characters (the
+ * parser has checked it).  Setting bit 5 lowercases a letter and leaves
+ * '-' and digits as they are; only a control character (0x0D, 0x10-0x19)
+ * could turn into one of them, and a holds none.  Eight bytes a step:
+ * the names and tokens the parser looks for take two steps at most. */
+#define http__ieq_lit(a, n, lit) http__ieq_lit_((a), (n), (lit), sizeof(lit) - 1)
+static inline int http__ieq_lit_(const char *a, size_t n, const char *lit, size_t litn)
+{
+	if (n != litn)
+		return 0;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, lit + i, 8);
+		if ((x | 0x2020202020202020ull) != y)
+			return 0;
+	}
+	for (; i < n; i++)
+		if (((unsigned char)a[i] | 0x20) != (unsigned char)lit[i])
+			return 0;
+	return 1;
+}
+
 /* The first header named `name` (case-insensitive), or NULL. */
 static inline const struct http_header *http_find_header(const struct http_header *h, size_t n,
 							 const char *name)
@@ -237,6 +262,34 @@ static inline const struct http_header *http_find_header(const struct http_heade
 		if (http__ieq(h[i].name, h[i].name_len, name))
 			return &h[i];
 	return NULL;
+}
+
+/* Does x hold a byte outside 0x20..0x7E (a control, DEL, obs-text)?  The
+ * classic SWAR tests: a byte below 0x20, a byte equal to 0x7F, a high bit. */
+static inline int http__word_odd(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t below = (x - ones * 0x20) & ~x & highs;
+	uint64_t del = x ^ (ones * 0x7F);
+	del = (del - ones) & ~del & highs;
+	return ((below | del) | (x & highs)) != 0;
+}
+
+/* The end of the field-value bytes (HTAB SP VCHAR obs-text) from p: the
+ * first byte that is not one, or `end`.  Printable ASCII, nearly every
+ * value byte, is checked eight bytes at a time. */
+static inline const char *http__skip_value(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t x;
+		memcpy(&x, p, 8);
+		if (http__word_odd(x))
+			break;
+		p += 8;
+	}
+	while (p < end && http__is(p, HTTP__VALUE))
+		p++;
+	return p;
 }
 
 /* Next element of a comma-separated list in [*p, end), OWS trimmed (empty
@@ -276,7 +329,7 @@ static inline int http__field(struct http__fields *f, const char *name, size_t n
 	const char *e, *end = v + vlen, *p = v;
 	size_t n;
 
-	if (nlen == 14 && http__ieq(name, nlen, "content-length")) {
+	if (nlen == 14 && http__ieq_lit(name, nlen, "content-length")) {
 		if (vlen == 0 || f->te)
 			return HTTP_E_BAD;
 		int64_t x = 0;
@@ -289,7 +342,7 @@ static inline int http__field(struct http__fields *f, const char *name, size_t n
 		if (f->content_length >= 0 && f->content_length != x)
 			return HTTP_E_BAD;
 		f->content_length = x;
-	} else if (nlen == 17 && http__ieq(name, nlen, "transfer-encoding")) {
+	} else if (nlen == 17 && http__ieq_lit(name, nlen, "transfer-encoding")) {
 		if (f->content_length >= 0 || minor == 0)
 			return HTTP_E_BAD;
 		f->te++;
@@ -298,21 +351,21 @@ static inline int http__field(struct http__fields *f, const char *name, size_t n
 				continue;
 			if (f->te_chunked) /* chunked must be last, and once */
 				return HTTP_E_BAD;
-			if (http__ieq(e, n, "chunked"))
+			if (http__ieq_lit(e, n, "chunked"))
 				f->te_chunked = 1;
 			else if (req) /* requests: chunked alone */
 				return HTTP_E_BAD;
 			else
 				f->te_other = 1;
 		}
-	} else if (nlen == 10 && http__ieq(name, nlen, "connection")) {
+	} else if (nlen == 10 && http__ieq_lit(name, nlen, "connection")) {
 		while (http__list_next(&p, end, &e, &n)) {
-			if (http__ieq(e, n, "close"))
+			if (http__ieq_lit(e, n, "close"))
 				f->close = 1;
-			else if (http__ieq(e, n, "keep-alive"))
+			else if (http__ieq_lit(e, n, "keep-alive"))
 				f->keep = 1;
 		}
-	} else if (req && nlen == 4 && http__ieq(name, nlen, "host")) {
+	} else if (req && nlen == 4 && http__ieq_lit(name, nlen, "host")) {
 		if (f->hosts++)
 			return HTTP_E_BAD;
 		for (size_t i = 0; i < vlen; i++)
@@ -357,9 +410,9 @@ static inline int http__fields(const char **pp, const char *end, struct http_hea
 				return HTTP__MORE;
 		while (*p == ' ' || *p == '\t');
 		const char *v = p;
-		while (http__is(p, HTTP__VALUE))
-			if (++p == end)
-				return HTTP__MORE;
+		p = http__skip_value(p, end);
+		if (p == end)
+			return HTTP__MORE;
 		if (*p != '\r')
 			return HTTP_E_BAD;
 		const char *ve = p;
@@ -510,12 +563,9 @@ static inline int http__response(const char *buf, const char *end, struct http_r
 	r->reason = p;
 	if (*p == ' ') { /* else the lenient "HTTP/1.1 200\r\n" */
 		r->reason = ++p;
-		for (;; p++) {
-			if (p == end)
-				return HTTP__MORE;
-			if (!http__is(p, HTTP__VALUE))
-				break;
-		}
+		p = http__skip_value(p, end);
+		if (p == end)
+			return HTTP__MORE;
 	}
 	r->reason_len = (size_t)(p - r->reason);
 	if ((rc = http__crlf(&p, end)) != 0 ||

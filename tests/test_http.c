@@ -1309,6 +1309,46 @@ static double parse_ns(const char *s, long n)
 	return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (double)n;
 }
 
+/* Every byte value at every offset of a long field value and reason
+ * phrase: the eight-bytes-a-step scan must judge each byte as the byte
+ * table does (HTAB, SP, VCHAR and obs-text allowed; other controls and DEL
+ * rejected), whichever lane of a word it falls in and next to the tail. */
+static void test_value_bytes(void **state)
+{
+	(void)state;
+	for (unsigned b = 0; b < 256; b++) {
+		bool ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+		for (unsigned at = 0; at < 21; at++) {
+			char v[22];
+			memset(v, 'a', 21);
+			v[21] = 0;
+			v[at] = (char)b;
+			char msg[160];
+			/* the byte in a value (it may be NUL: built by hand) */
+			int n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\nX-Long: ");
+			memcpy(msg + n, v, 21);
+			n += 21;
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "\r\nContent-Length: 0\r\n\r\n");
+			struct http_response rs;
+			int r = http_parse_response(msg, (size_t)n, &rs, 0);
+			if (ok)
+				assert_int_equal(r, n);
+			else
+				assert_int_equal(r, HTTP_E_BAD);
+			/* the byte in the reason phrase */
+			n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 ");
+			memcpy(msg + n, v, 21);
+			n += 21;
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "\r\nContent-Length: 0\r\n\r\n");
+			r = http_parse_response(msg, (size_t)n, &rs, 0);
+			if (ok)
+				assert_int_equal(r, n);
+			else
+				assert_int_equal(r, HTTP_E_BAD);
+		}
+	}
+}
+
 /* Not a benchmark: a sanity bound so a quadratic slip shows up. */
 static void test_parse_speed(void **state)
 {
@@ -1339,6 +1379,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_fuzz_request),
 	cmocka_unit_test(test_fuzz_response),
 	cmocka_unit_test(test_fuzz_chunked),
+	cmocka_unit_test(test_value_bytes),
 	cmocka_unit_test(test_parse_speed),
 };
 
