@@ -1110,13 +1110,49 @@ static size_t queued(const weft_stream *s)
 	return s->out.len - s->out.off + s->next.len + hold_len(s);
 }
 
+/* An idle stream holds no write buffer and no send op (its idle memory),
+ * so a request/response stream takes both anew for every send.  They come
+ * from and go back to the loop's caches (runtime/objcache.h): a free list
+ * instead of the allocator, trimmed about once a second like the others.
+ * Off a loop's thread, the allocator. */
+#define WBUF_MIN 1024
+
+static void *wmem_get(bool send)
+{
+	weft_loop *l = weft__loop_self();
+	void *p = l ? weft__objcache_get(send ? &l->wsend_cache : &l->wbuf_cache) : NULL;
+	return p ? p : malloc(send ? sizeof(struct wsend) : WBUF_MIN);
+}
+
+static void wmem_put(void *p, bool send)
+{
+	weft_loop *l = weft__loop_self();
+	if (p && (!l || !weft__objcache_put(send ? &l->wsend_cache : &l->wbuf_cache, p)))
+		free(p);
+}
+
+static void wbuf_free(wbuf *b)
+{
+	if (b->cap == WBUF_MIN)
+		wmem_put(b->p, false);
+	else
+		free(b->p);
+	*b = (wbuf){ 0 };
+}
+
 /* Room for n more bytes after b->len (b never the in-flight buffer). */
 static inline int wbuf_room(wbuf *b, size_t n)
 {
 	if (b->cap - b->len < n) {
 		if (n > SIZE_MAX / 4 - b->len)
 			return -ENOMEM;
-		size_t cap = b->cap ? b->cap : 1024;
+		if (!b->p && n <= WBUF_MIN) {
+			if (!(b->p = wmem_get(false)))
+				return -ENOMEM;
+			b->cap = WBUF_MIN;
+			return 0;
+		}
+		size_t cap = b->cap ? b->cap : WBUF_MIN;
 		while (cap - b->len < n)
 			cap *= 2;
 		char *q = realloc(b->p, cap);
@@ -1197,8 +1233,10 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
  * failure fires the waiters into wk). */
 static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 {
-	if (unlikely(!s->send) && (s->send = calloc(1, sizeof(*s->send))))
+	if (unlikely(!s->send) && (s->send = wmem_get(true))) {
+		memset(s->send, 0, sizeof(*s->send));
 		s->send->s = s;
+	}
 	weft__op *op = s->send ? &s->send->op : NULL;
 	if (op) {
 		op->cb = send_done;
@@ -1234,15 +1272,14 @@ static inline void send_settle(weft_stream *s, weft__wakes *wk)
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
 	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
-		free(s->out.p);
-		free(s->next.p);
-		s->out = s->next = (wbuf){ 0 };
+		wbuf_free(&s->out);
+		wbuf_free(&s->next);
 		if (s->rv) {
-			free(s->rv->hold.p);
+			wbuf_free(&s->rv->hold);
 			free(s->rv);
 			s->rv = NULL;
 		}
-		free(s->send); /* not in flight: its last callback is this one */
+		wmem_put(s->send, true); /* not in flight: its last callback is this one */
 		s->send = NULL;
 	}
 	if (!s->sending || !s->paused)
@@ -1908,13 +1945,13 @@ int weft_stream_close(weft_stream *s)
 	else
 		weft__fd_close(s->fd);
 	rbuf_drop(s);
-	free(s->out.p);
-	free(s->next.p);
+	wbuf_free(&s->out);
+	wbuf_free(&s->next);
 	if (s->rv)
-		free(s->rv->hold.p);
+		wbuf_free(&s->rv->hold);
 	free(s->rv);
 	free(s->zc);
-	free(s->send);
+	wmem_put(s->send, true);
 	free(s->ms);
 	free(s);
 	return r;

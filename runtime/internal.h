@@ -408,7 +408,9 @@ struct weft_loop {
 	weft__stackpool stacks;
 	weft__objcache task_cache;   /* dead task structs (owner-only) */
 	weft__objcache future_cache; /* dead futures (owner-only) */
-	uint64_t trim_at;            /* next trim of the three (owner-only) */
+	weft__objcache wbuf_cache;   /* streams' 1 KiB write buffers (owner-only) */
+	weft__objcache wsend_cache;  /* streams' send ops (owner-only) */
+	uint64_t trim_at;            /* next trim of the caches (owner-only) */
 	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;
 	pid_t tid;               /* its thread's id, for the watchdog */

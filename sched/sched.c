@@ -613,6 +613,8 @@ static void trim_caches(weft_loop *l)
 	l->trim_at = now + WEFT_TRIM_NS;
 	weft__objcache_trim(&l->task_cache);
 	weft__objcache_trim(&l->future_cache);
+	weft__objcache_trim(&l->wbuf_cache);
+	weft__objcache_trim(&l->wsend_cache);
 	weft__stackpool_trim(l->rt, &l->stacks);
 }
 
@@ -817,6 +819,8 @@ void *weft__loop_main(void *arg)
 	weft__stackpool_drain(rt, &l->stacks);
 	weft__objcache_drain(&l->task_cache);
 	weft__objcache_drain(&l->future_cache);
+	weft__objcache_drain(&l->wbuf_cache);
+	weft__objcache_drain(&l->wsend_cache);
 	weft__loop_set_self(NULL);
 	return NULL;
 }
