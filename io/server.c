@@ -143,8 +143,11 @@ static void *conn_main(void *arg)
 	sc.write_timeout_ns = s->cfg.write_timeout_ns;
 	sc.multishot = s->cfg.multishot_recv;
 	sc.max_read = s->cfg.stream_max_read;
+	/* The stream lives as long as this frame, in the task's stack page
+	 * that an idle connection touches anyway: no allocation of its own. */
+	weft_stream_storage mem;
 	weft_stream *st;
-	if (weft_stream_open(&st, c->fd, &sc) == 0) {
+	if (weft_stream_open_in(&mem, &st, c->fd, &sc) == 0) {
 		conn_register(s, c, st);
 		s->fn(st, s->arg);
 		conn_close(s, c, st);

@@ -224,6 +224,24 @@ WEFT_API void weft_stream_config_init(weft_stream_config *cfg);
  * are task-only. */
 WEFT_API int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg);
 
+/* Room for a stream in the caller's own memory (weft_stream_open_in).
+ * Its size is part of the ABI; the stream itself stays opaque. */
+typedef union weft_stream_storage {
+	max_align_t align;
+	unsigned char bytes[320];
+} weft_stream_storage;
+
+/* weft_stream_open, into *mem instead of a new allocation: *out is a
+ * stream inside mem, and weft_stream_close does everything but free it.
+ * mem must stay valid, untouched by the caller, until that close returns.
+ * For a stream that lives exactly as long as a task's frame (a
+ * connection's): kept in the frame, it costs no allocation, and the idle
+ * task's stack page that holds it is touched anyway (a proxy's idle
+ * client: docs/io.md, "Memory per connection").  Same returns as
+ * weft_stream_open (-EINVAL also for mem NULL).  Any thread. */
+WEFT_API int weft_stream_open_in(weft_stream_storage *mem, weft_stream **out, int fd,
+				 const weft_stream_config *cfg);
+
 /* The stream's fd (still owned by the stream), -EINVAL for NULL.  Any
  * thread. */
 WEFT_API int weft_stream_fd(const weft_stream *s);
