@@ -83,7 +83,8 @@ static int connect_upstream(void)
 {
 	/* The candidates in the order to try them.  Connections run on every
 	 * loop's thread: the position and the marks are atomics. */
-	weft_sockaddr cand[MAX_UPSTREAMS];
+	weft_sockaddr cand[g_nup]; /* VLA: the stack the idle task keeps
+				      touched (one page) holds the streams */
 	size_t idx[MAX_UPSTREAMS], n = 0;
 	size_t start = atomic_fetch_add_explicit(&g_next, 1, memory_order_relaxed);
 	uint64_t now = weft_now_ns();
@@ -118,9 +119,13 @@ static int connect_upstream(void)
 static void proxy(weft_stream *client, void *arg)
 {
 	(void)arg;
+	/* The upstream stream in this frame, not on the heap: the idle
+	 * client's stack page holds it (docs/io.md, "Memory per
+	 * connection"). */
+	weft_stream_storage upmem;
 	weft_stream *up = NULL;
 	int fd = connect_upstream();
-	if (fd < 0 || weft_stream_open(&up, fd, &g_upcfg) < 0) {
+	if (fd < 0 || weft_stream_open_in(&upmem, &up, fd, &g_upcfg) < 0) {
 		if (fd >= 0)
 			close(fd);
 		weft_stream_abort(client); /* nobody to talk to: reset the client */
@@ -210,6 +215,10 @@ static void tune(weft_server_config *cfg)
 	 * connection in the copy instead (own_idle). */
 	cfg->idle_timeout_ns = WEFT_FOREVER;
 	cfg->grace_ns = g_grace_ns;
+	/* The client's stream in the connection task's frame, as the
+	 * upstream's is in proxy's: the parked task's one stack page holds
+	 * both, where the heap would take 2 x 320 bytes per client. */
+	cfg->stream_in_frame = true;
 	/* Plain receives unless --multishot: they grow with the traffic (up
 	 * to 256 KiB each), while a multishot receive hands over at most its
 	 * 64 KiB cap at a time.  Relaying 1 MiB bodies here, plain receives

@@ -132,6 +132,29 @@ static void conn_close(weft_server *s, conn *c, weft_stream *st)
 	weft_stream_close(st);
 }
 
+/* The handler's turn, over st; then st is closed. */
+static void conn_serve(weft_server *s, conn *c, weft_stream *st)
+{
+	conn_register(s, c, st);
+	s->fn(st, s->arg);
+	conn_close(s, c, st);
+}
+
+/* cfg.stream_in_frame: the stream lives in this frame, in the stack page
+ * an idle connection touches anyway, with no allocation of its own.  Out
+ * of line, so that connections without it do not carry the room on their
+ * stacks.  False if the stream could not be opened. */
+static __attribute__((noinline)) bool conn_serve_in_frame(weft_server *s, conn *c,
+							  const weft_stream_config *sc)
+{
+	weft_stream_storage mem;
+	weft_stream *st;
+	if (weft_stream_open_in(&mem, &st, c->fd, sc) < 0)
+		return false;
+	conn_serve(s, c, st);
+	return true;
+}
+
 static void *conn_main(void *arg)
 {
 	conn *c = arg;
@@ -144,11 +167,12 @@ static void *conn_main(void *arg)
 	sc.multishot = s->cfg.multishot_recv;
 	sc.max_read = s->cfg.stream_max_read;
 	weft_stream *st;
-	if (weft_stream_open(&st, c->fd, &sc) == 0) {
-		conn_register(s, c, st);
-		s->fn(st, s->arg);
-		conn_close(s, c, st);
-	} else {
+	bool served;
+	if (s->cfg.stream_in_frame)
+		served = conn_serve_in_frame(s, c, &sc);
+	else if ((served = weft_stream_open(&st, c->fd, &sc) == 0))
+		conn_serve(s, c, st);
+	if (!served) {
 		conn_register(s, c, NULL);
 		weft__fd_close(c->fd);
 	}

@@ -80,6 +80,7 @@ struct weft_stream {
 	bool eof;
 	_Atomic bool expect_empty; /* written since the last receive: a
 				      hint from any writer, so relaxed */
+	bool in_storage;    /* weft_stream_open_in: the caller's memory */
 	uint16_t rbid;      /* rbuf is provided buffer rbid of rring */
 	weft_stream_config cfg;
 	uint64_t rdeadline; /* weft_stream_read_deadline, WEFT_FOREVER none */
@@ -198,7 +199,14 @@ void weft_stream_config_init(weft_stream_config *cfg)
 
 _Static_assert(sizeof(weft_stream_config) == 64, "weft_stream_config changed size");
 
-int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
+_Static_assert(sizeof(struct weft_stream) <= sizeof(weft_stream_storage),
+	       "weft_stream outgrew weft_stream_storage (an ABI change)");
+_Static_assert(_Alignof(struct weft_stream) <= _Alignof(weft_stream_storage),
+	       "weft_stream_storage is not aligned enough");
+
+/* weft_stream_open(_in): mem NULL allocates. */
+static int stream_open(weft_stream_storage *mem, weft_stream **out, int fd,
+		       const weft_stream_config *cfg)
 {
 	if (!out || fd < 0)
 		return -EINVAL;
@@ -213,14 +221,16 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	} else {
 		weft_stream_config_init(&c);
 	}
-	weft_stream *s = calloc(1, sizeof(*s));
+	weft_stream *s = mem ? memset(mem, 0, sizeof(*s)) : calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->in_storage = mem != NULL;
 	struct stat st;
 	s->is_sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 	if (c.multishot && s->is_sock) {
 		if (!(s->ms = calloc(1, sizeof(*s->ms)))) {
-			free(s);
+			if (!mem)
+				free(s);
 			return -ENOMEM;
 		}
 		s->ms->s = s;
@@ -238,6 +248,17 @@ int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
 	s->wdeadline = WEFT_FOREVER;
 	*out = s;
 	return 0;
+}
+
+int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg)
+{
+	return stream_open(NULL, out, fd, cfg);
+}
+
+int weft_stream_open_in(weft_stream_storage *mem, weft_stream **out, int fd,
+			const weft_stream_config *cfg)
+{
+	return mem ? stream_open(mem, out, fd, cfg) : -EINVAL;
 }
 
 /* The check of every call but open, config_init, fd and pending: a stream
@@ -1953,6 +1974,7 @@ int weft_stream_close(weft_stream *s)
 	free(s->zc);
 	wmem_put(s->send, true);
 	free(s->ms);
-	free(s);
+	if (!s->in_storage)
+		free(s);
 	return r;
 }

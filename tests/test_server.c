@@ -180,6 +180,8 @@ static void *many_main(void *arg)
 	weft_server_config cfg;
 	weft_server_config_init(&cfg);
 	cfg.shared_listener = x->shared;
+	/* and the other way to keep the connection's stream: in its frame */
+	cfg.stream_in_frame = x->shared;
 	weft_server *srv;
 	if ((x->start_rc = start(&srv, &cfg, echo_noting_loop, NULL, &x->addr)) < 0)
 		return NULL;

@@ -2455,6 +2455,71 @@ static weft_stream_config multishot_cfg(void)
 	return c;
 }
 
+/* weft_stream_open_in: a stream in the task's own frame (storage dirtied
+ * first: open must not rely on zeroed memory) reads, writes more than a
+ * send's worth and closes, and close closes the fd without freeing the
+ * storage (ASan would report that free); plain and multishot receives. */
+struct open_in_rec {
+	int einval_null, einval_fd, open_rc, close_rc, fd_closed;
+	ssize_t got, wrote;
+	char line[16];
+	struct sink k;
+};
+
+static void *open_in_main(void *arg)
+{
+	struct open_in_rec *x = arg;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return NULL;
+	weft_stream_storage mem;
+	memset(&mem, 0xa5, sizeof mem);
+	weft_stream *s = NULL;
+	x->einval_null = weft_stream_open_in(NULL, &s, sv[0], default_cfg);
+	x->einval_fd = weft_stream_open_in(&mem, &s, -1, default_cfg);
+	if ((x->open_rc = weft_stream_open_in(&mem, &s, sv[0], default_cfg)) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	send(sv[1], "ping\n", 5, 0);
+	const char *p;
+	x->got = weft_stream_read_line(s, &p);
+	if (x->got > 0)
+		snprintf(x->line, sizeof x->line, "%.*s", (int)x->got, p);
+	x->k = (struct sink){ .fd = sv[1], .delay_ms = 5 };
+	weft_task *k = go_pinned(sink_main, &x->k, 1);
+	x->wrote = write_pat(s, 0, 256 * 1024); /* past a send's worth */
+	x->close_rc = weft_stream_close(s); /* flushes, closes, frees nothing */
+	x->fd_closed = fcntl(sv[0], F_GETFD) < 0 && errno == EBADF;
+	finish(k);
+	close(sv[1]);
+	return NULL;
+}
+
+static void test_open_in_caller_storage(void **state)
+{
+	(void)state;
+	weft_stream_config ms = multishot_cfg();
+	for (int i = 0; i < 2; i++) {
+		default_cfg = i ? &ms : NULL;
+		struct open_in_rec x = { 0 };
+		weft_test_run_loops(2, open_in_main, &x);
+		default_cfg = NULL;
+		assert_int_equal(x.einval_null, -EINVAL);
+		assert_int_equal(x.einval_fd, -EINVAL);
+		assert_int_equal(x.open_rc, 0);
+		assert_int_equal(x.got, 5);
+		assert_string_equal(x.line, "ping\n");
+		assert_int_equal(x.wrote, 256 * 1024);
+		assert_int_equal(x.close_rc, 0);
+		assert_true(x.fd_closed);
+		assert_int_equal(x.k.got, 256u * 1024);
+		assert_int_equal(x.k.bad, 0);
+		assert_int_equal(x.k.last, 0); /* then end of input */
+	}
+}
+
 /* The reading tests again, receiving through the loop's buffer ring. */
 static void test_multishot_reads(void **state)
 {
@@ -4157,6 +4222,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_read_timeout_and_deadline),
 	cmocka_unit_test(test_config_validation_and_misuse),
 	cmocka_unit_test(test_stream_over_pipe),
+	cmocka_unit_test(test_open_in_caller_storage),
 	cmocka_unit_test(test_cancel_in_drain_loses_nothing),
 	cmocka_unit_test(test_read_until_on_fresh_stream),
 	cmocka_unit_test(test_foreign_thread_eperm),

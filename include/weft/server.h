@@ -98,6 +98,20 @@ typedef struct weft_server_config {
 	size_t conn_stack_size;   /* stack of connection tasks (runtime's) */
 	size_t stream_limit;      /* weft_stream_config.limit (64 KiB) */
 	bool multishot_recv;      /* weft_stream_config.multishot */
+	bool stream_in_frame;     /* open each connection's stream in its
+				     task's frame (weft_stream_open_in), not
+				     on the heap (false): 320 bytes less per
+				     connection whose handler stays shallow,
+				     such as a relay waiting in
+				     weft_stream_copy_bidirectional (its idle
+				     task touches one stack page, which then
+				     holds the stream too); a handler whose
+				     deepest calls come within 320 bytes of
+				     the end of that page (the allocator's
+				     slow paths under a write, for
+				     http_server) touches a second one
+				     instead, 4 KiB more (docs/io.md,
+				     "Proxies") */
 	uint64_t write_timeout_ns; /* weft_stream_config.write_timeout_ns of
 				      each connection: a handler's drain or
 				      flush, and the close after it returns,

@@ -138,8 +138,8 @@
  *
  * Lifetime: weft_stream_open takes the fd (closed by weft_stream_close
  * unless config.keep_fd).  weft_stream_close flushes what is queued, closes
- * and frees; the stream must not be used by any other task after (or
- * during) close.
+ * and frees (a stream of weft_stream_open_in: all but the freeing); the
+ * stream must not be used by any other task after (or during) close.
  *
  * Threads: a stream belongs to its tasks.  Six calls work from any thread:
  * weft_stream_config_init, weft_stream_open (it only wraps the fd: open it
@@ -223,6 +223,24 @@ WEFT_API void weft_stream_config_init(weft_stream_config *cfg);
  * stream owns fd.  Any thread (never waits); the stream's other calls
  * are task-only. */
 WEFT_API int weft_stream_open(weft_stream **out, int fd, const weft_stream_config *cfg);
+
+/* Room for a stream in the caller's own memory (weft_stream_open_in).
+ * Its size is part of the ABI; the stream itself stays opaque. */
+typedef union weft_stream_storage {
+	max_align_t align;
+	unsigned char bytes[320];
+} weft_stream_storage;
+
+/* weft_stream_open, into *mem instead of a new allocation: *out is a
+ * stream inside mem, and weft_stream_close does everything but free it.
+ * mem must stay valid, untouched by the caller, until that close returns.
+ * For a stream that lives exactly as long as a task's frame (a
+ * connection's): kept in the frame, it costs no allocation, and the idle
+ * task's stack page that holds it is touched anyway (a proxy's idle
+ * client: docs/io.md, "Proxies").  Same returns as
+ * weft_stream_open (-EINVAL also for mem NULL).  Any thread. */
+WEFT_API int weft_stream_open_in(weft_stream_storage *mem, weft_stream **out, int fd,
+				 const weft_stream_config *cfg);
 
 /* The stream's fd (still owned by the stream), -EINVAL for NULL.  Any
  * thread. */
@@ -499,7 +517,8 @@ WEFT_API int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
  */
 WEFT_API int weft_stream_abort(weft_stream *s);
 
-/* Flush, close the fd (unless keep_fd) and free the stream.  Returns 0 or
+/* Flush, close the fd (unless keep_fd) and free the stream (not one of
+ * weft_stream_open_in: its memory is the caller's again).  Returns 0 or
  * the flush's error; the stream is freed either way (in a task).  If the flush is cut
  * short (cancellation, scope deadline, send error), queued bytes are
  * dropped: on a socket an in-flight send is aborted with shutdown(2); on
