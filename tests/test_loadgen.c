@@ -334,6 +334,20 @@ static void test_redis_server(void **state)
 	int out;
 	pid_t pid = daemon_start(argv, port, &out);
 	resp_suite(port);
+	/* redis-benchmark's key names: every key is key: and twelve digits,
+	 * and both ends of the keyspace of 50 were written (the SET run makes
+	 * thousands) */
+	char cmd[256], got[64] = "";
+	snprintf(cmd, sizeof(cmd),
+		 "redis-cli -p %u --scan | grep -cvE '^key:[0-9]{12}$';"
+		 "redis-cli -p %u exists key:000000000000 key:000000000049",
+		 port, port);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t n = fread(got, 1, sizeof(got) - 1, f);
+	got[n] = 0;
+	pclose(f);
+	assert_string_equal(got, "0\n2\n");
 	daemon_stop(pid, out);
 }
 
