@@ -45,6 +45,7 @@ struct weft_load {
 	_Atomic uint64_t issued;           /* measured requests claimed */
 	_Atomic unsigned arrived;          /* connections at the barrier */
 	_Atomic unsigned connected;        /* connections that ever connected */
+	_Atomic int connect_error;         /* the first failed connect's -errno */
 	weft_event ready;  /* every connection arrived at the barrier */
 	weft_event go;     /* the driver opened it: times are set */
 	struct lstats *ls;
@@ -66,6 +67,7 @@ struct conn {
 	void *state;
 	uint64_t *ring;  /* open loop: intended and actual send times */
 	struct got *got; /* the responses read_responses took */
+	bool connected;  /* at least once: counted in l->connected */
 };
 
 enum { C_OK, C_STOP, C_ERR };
@@ -399,6 +401,8 @@ static void *conn_task(void *arg)
 			break;
 		if (r < 0) {
 			c->ls->c.connect_errors++;
+			int none = 0;
+			atomic_compare_exchange_strong(&l->connect_error, &none, r);
 			if (first) {
 				first = false;
 				arrive(l);
@@ -412,9 +416,12 @@ static void *conn_task(void *arg)
 				break;
 			continue;
 		}
+		if (!c->connected) { /* before arriving: the last to arrive reads it */
+			c->connected = true;
+			atomic_fetch_add(&l->connected, 1);
+		}
 		if (first) {
 			first = false;
-			atomic_fetch_add(&l->connected, 1);
 			arrive(l);
 		}
 		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */
@@ -697,6 +704,8 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 		lag_mean(&res->counts, l->total_lag);
 		res->seconds = end > tm ? (double)(end - tm) / 1e9 : 0;
 		res->loops = l->nloops;
+		res->connected = atomic_load(&l->connected);
+		res->connect_error = atomic_load(&l->connect_error);
 		/* a stop by the count is the run's own end */
 		res->stopped = stopped && !(l->cfg.requests &&
 					    atomic_load(&l->issued) >= l->cfg.requests);
