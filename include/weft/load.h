@@ -68,7 +68,9 @@ typedef struct weft_hist {
 	uint64_t min;     /* UINT64_MAX while empty */
 	uint64_t max;     /* 0 while empty */
 	uint64_t clamped; /* values above WEFT_HIST_TRACK_MAX */
-	long double sum;  /* of the exact values, for the mean */
+	uint64_t sum_lo;  /* the exact sum of the values, for the mean: */
+	uint64_t sum_hi;  /* sum_hi * 2^64 + sum_lo (never wraps: at most
+			     UINT64_MAX values of at most UINT64_MAX each) */
 } weft_hist;
 
 /* Empty h.  Any thread. */
@@ -205,7 +207,8 @@ typedef struct weft_pacer {
 	uint64_t late;        /* of them, more than late_ns behind */
 	uint64_t dropped;     /* slots skipped, more than max_lag_ns behind */
 	uint64_t lag_max_ns;  /* the largest lag of a sent slot */
-	long double lag_sum_ns; /* of the sent slots' lags, for the mean */
+	uint64_t lag_sum_ns;  /* of the sent slots' lags, for the mean
+				 (stays at UINT64_MAX: 584 years) */
 } weft_pacer;
 
 /* Start a schedule: the first slot at start_ns.  seed picks the Poisson
