@@ -679,6 +679,31 @@ static void test_readme_program_warning_free(void **state)
 	free(dir);
 }
 
+/* Every example compiles as strict C11, with the tree's warnings and only
+ * weft's include path and -pthread (what pkg-config gives): what one needs
+ * beyond C11 (POSIX functions, a GNU one) it asks for itself with a
+ * feature-test macro, not through the tree's -D_GNU_SOURCE, so that it
+ * builds as its reader would build it.  Headers only: the release tree. */
+static void test_examples_compile_as_c11(void **state)
+{
+	(void)state;
+	locate();
+	if (!is_release_tree()) {
+		print_message("skip: needs only the sources; checked in build/ (this tree: %s)\n",
+			      g_tree);
+		skip();
+	}
+	char *dir = make_tmpdir(), *log = NULL;
+	assert_non_null(dir);
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	assert_int_equal(run_in(g_root, log, "for f in examples/*.c; do cc -std=c11 "
+				"-Wall -Wextra -Werror -Wno-unused-parameter -pthread -Iinclude "
+				"-fsyntax-only \"$f\" || { echo \"in $f\"; exit 1; }; done"), 0);
+	free(log);
+	remove_tree(dir);
+	free(dir);
+}
+
 /*
  * valgrind memcheck over a few real tests of the release tree: no invalid
  * access, no definite leak.  Exercises task stacks (registered with
@@ -985,6 +1010,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_install_and_pkg_config_build),
 	cmocka_unit_test(test_tree_links_its_allocator),
 	cmocka_unit_test(test_readme_program_warning_free),
+	cmocka_unit_test(test_examples_compile_as_c11),
 	cmocka_unit_test(test_archive_in_dlopened_shared_object),
 	cmocka_unit_test(test_valgrind_memcheck_clean),
 	cmocka_unit_test(test_aarch64_compiles),
