@@ -614,6 +614,7 @@ static void trim_caches(weft_loop *l)
 	weft__objcache_trim(&l->task_cache);
 	weft__objcache_trim(&l->future_cache);
 	weft__stackpool_trim(l->rt, &l->stacks);
+	weft__io_trim(l);
 }
 
 static void maintenance(weft_loop *l)

@@ -3037,7 +3037,11 @@ static void test_multishot_idle_holds_no_buffer(void **state)
  * what came buffered until all have theirs: on io_uring more provided
  * buffers than the loop's ring has at first, so it grows to its cap, and
  * the receives past the cap take their bytes into malloc'd buffers.  Every
- * byte arrives, and each stream holds nothing once it has read all. */
+ * byte arrives, and each stream holds nothing once it has read all.
+ * Then the ring gives back what the burst made it take: light traffic
+ * through a few of the streams cycles its buffers, and between rounds a
+ * trim (what the loop does about once a second) halves it, down to its
+ * first size, the pages of the rest given back to the kernel. */
 #define BURST_MAX 1100u
 struct burst {
 	const weft_stream_config *cfg;
@@ -3050,6 +3054,8 @@ struct burst {
 	int setup;
 	int ring;           /* loop 0 has a buffer ring */
 	unsigned ring_count; /* its buffers after the burst */
+	size_t resident_peak, resident_after; /* its pages in memory, bytes */
+	unsigned shrunk_count, shrink_rounds, shrink_bad;
 };
 static struct burst burst_x;
 
@@ -3084,6 +3090,39 @@ static void *burst_ring(void *arg)
 	return NULL;
 }
 
+/* On loop 0, after the burst: rounds of a trim, then one message through
+ * each of 8 streams until as many receives as the ring has buffers (the
+ * kernel takes them in order, so each comes back once), until the ring is
+ * back to its first size; a last trim gives back the pages. */
+static void *burst_shrink(void *arg)
+{
+	struct burst *b = arg;
+	weft_loop *l = weft__loop_self();
+	weft__bufring *br = l->bufring;
+	if (!br)
+		return NULL;
+	b->resident_peak = weft__bufring_resident(br);
+	uint8_t m[16] = { 0 };
+	unsigned k = 0;
+	for (unsigned i = 0; i < 8; i++) /* the readers' last deadline */
+		weft_stream_read_deadline(b->s[i], WEFT_FOREVER);
+	for (; b->shrink_rounds < 12 && weft__bufring_count(br) > WEFT__BUFRING_INIT;
+	     b->shrink_rounds++) {
+		weft__io_trim(l);
+		for (unsigned i = 0; i < weft__bufring_count(br) + 16; i++, k = (k + 1) % 8) {
+			if (send(b->peers[k], m, sizeof m, 0) != (ssize_t)sizeof m ||
+			    weft_stream_read_exact(b->s[k], m, sizeof m) != (ssize_t)sizeof m) {
+				b->shrink_bad++;
+				return NULL;
+			}
+		}
+	}
+	weft__io_trim(l);
+	b->shrunk_count = weft__bufring_count(br);
+	b->resident_after = weft__bufring_resident(br);
+	return NULL;
+}
+
 static void *burst_main(void *arg)
 {
 	struct burst *b = arg;
@@ -3114,6 +3153,8 @@ static void *burst_main(void *arg)
 		finish(t[i]);
 	free(t);
 	finish(go_pinned(burst_ring, b, 0));
+	if (b->setup == 0)
+		finish(go_pinned(burst_shrink, b, 0));
 	for (unsigned i = 0; i < opened; i++) {
 		weft_stream_close(b->s[i]);
 		close(b->peers[i]);
@@ -3145,6 +3186,16 @@ static void run_burst(const weft_stream_config *cfg)
 	 * once, or one of its own only once the ring was at its cap). */
 	if (b->ring)
 		assert_true(b->ring_count >= (b->n < WEFT__BUFRING_MAX ? b->n : WEFT__BUFRING_MAX));
+	print_message("ring: %u buffers, %zu KiB resident after the burst; %u buffers, %zu KiB "
+		      "after %u rounds of traffic and trims\n",
+		      b->ring_count, b->resident_peak >> 10, b->shrunk_count,
+		      b->resident_after >> 10, b->shrink_rounds);
+	if (b->ring) { /* (epoll has no pool: its receives free their buffers) */
+		assert_int_equal(b->shrink_bad, 0);
+		assert_int_equal(b->shrunk_count, WEFT__BUFRING_INIT);
+		assert_true(b->resident_peak >= (size_t)b->ring_count * WEFT__BUFRING_SIZE / 2);
+		assert_true(b->resident_after <= (WEFT__BUFRING_INIT + 16) * WEFT__BUFRING_SIZE);
+	}
 	weft_event_destroy(&b->all_half);
 }
 
@@ -3161,6 +3212,89 @@ static void test_multishot_many_idle_streams_wake_at_once(void **state)
 	weft_stream_config_init(&c);
 	c.multishot = true;
 	run_burst(&c);
+}
+
+/* A ring that runs dry while it shrinks takes back the buffers that had
+ * left and grows from there, and a later shrink still ends at its first
+ * size: 64 -> 128 buffers (a grow), a shrink to 64 begun, ~40 of the top
+ * 64 out when it runs dry again; then traffic, trims, and back to 64.
+ * Every message arrives intact through it all. */
+struct ring_regrow {
+	int ring, bad;
+	unsigned grown, during, regrown, after;
+	bool again;
+};
+
+/* Send n messages of 16 bytes through s and read each back intact. */
+static int ring_traffic(weft_stream *s, int peer, unsigned n, unsigned *seq)
+{
+	for (unsigned i = 0; i < n; i++, (*seq)++) {
+		uint8_t m[16], r[16];
+		for (unsigned k = 0; k < 16; k++)
+			m[k] = pat((uint64_t)*seq * 16 + k);
+		if (send(peer, m, sizeof m, 0) != (ssize_t)sizeof m ||
+		    weft_stream_read_exact(s, r, sizeof r) != (ssize_t)sizeof r ||
+		    memcmp(m, r, sizeof m) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void *ring_regrow_body(void *arg)
+{
+	struct ring_regrow *x = arg;
+	weft_loop *l = weft__loop_self();
+	weft__bufring *br = weft__bufring_get(l);
+	int sv[2];
+	weft_stream *s;
+	if (!(x->ring = br != NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return NULL;
+	if (weft_stream_open(&s, sv[0], NULL) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		x->bad = -1;
+		return NULL;
+	}
+	unsigned seq = 0;
+	weft__bufring_grow(br, weft__bufring_count(br)); /* 64 -> 128 */
+	x->grown = weft__bufring_count(br);
+	weft__io_trim(l); /* it ran dry: stays */
+	weft__io_trim(l); /* quiet: halving begins */
+	x->bad |= ring_traffic(s, sv[1], 64 + 40, &seq); /* 0..63, then ~40 leave */
+	x->during = weft__bufring_count(br);
+	x->again = weft__bufring_grow(br, x->during);
+	x->regrown = weft__bufring_count(br);
+	x->bad |= ring_traffic(s, sv[1], 300, &seq);
+	for (int i = 0; i < 6 && weft__bufring_count(br) > WEFT__BUFRING_INIT; i++) {
+		weft__io_trim(l);
+		x->bad |= ring_traffic(s, sv[1], weft__bufring_count(br) + 8, &seq);
+	}
+	x->after = weft__bufring_count(br);
+	weft_stream_close(s);
+	close(sv[1]);
+	return NULL;
+}
+
+static void run_on_loop0_no_fd_left(weft_fn fn, void *arg);
+
+static void test_ring_grows_while_shrinking(void **state)
+{
+	(void)state;
+	struct ring_regrow x = { 0 };
+	run_on_loop0_no_fd_left(ring_regrow_body, &x);
+	if (!x.ring) {
+		print_message("SKIPPED: no provided-buffer ring on this loop (epoll, or an old "
+			      "kernel): nothing to shrink\n");
+		skip();
+	}
+	print_message("ring: %u, shrinking %u, dry again %u (%s), at last %u\n", x.grown, x.during,
+		      x.regrown, x.again ? "try again" : "full", x.after);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.grown, 2 * WEFT__BUFRING_INIT);
+	assert_int_equal(x.during, 2 * WEFT__BUFRING_INIT); /* not all out yet */
+	assert_true(x.again);
+	assert_int_equal(x.regrown, 2 * WEFT__BUFRING_INIT); /* what had left is back */
+	assert_int_equal(x.after, WEFT__BUFRING_INIT);
 }
 
 struct ms_nostack {
@@ -4141,6 +4275,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_multishot_idle_holds_no_buffer),
 	cmocka_unit_test(test_many_idle_streams_wake_at_once),
 	cmocka_unit_test(test_multishot_many_idle_streams_wake_at_once),
+	cmocka_unit_test(test_ring_grows_while_shrinking),
 	cmocka_unit_test(test_abort_resets_and_fails_later_calls),
 	cmocka_unit_test(test_copy_both_ways),
 	cmocka_unit_test(test_copy_half_close_client_first),
