@@ -332,6 +332,15 @@ static bool is_release_tree(void)
 	return tree_is("build");
 }
 
+/* Skip, saying why, unless this is the release tree (build/). */
+static void release_tree_only(const char *why)
+{
+	if (is_release_tree())
+		return;
+	print_message("skip: %s: run in the release tree only (this tree: %s)\n", why, g_tree);
+	skip();
+}
+
 /* The allocator `make install` gives programs from this tree: "jemalloc"
  * for build/, "system" for build/sysalloc (make ALLOC=system), NULL for a
  * tree that is not installed (the sanitizer trees). */
@@ -688,11 +697,7 @@ static void test_examples_compile_as_c11(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: needs only the sources; checked in build/ (this tree: %s)\n",
-			      g_tree);
-		skip();
-	}
+	release_tree_only("it needs only the sources");
 	char *dir = make_tmpdir(), *log = NULL;
 	assert_non_null(dir);
 	assert_true(asprintf(&log, "%s/log", dir) > 0);
@@ -715,12 +720,7 @@ static void test_valgrind_memcheck_clean(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: run in the release tree only (valgrind cannot run the "
-			      "sanitizer builds; tree %s)\n",
-			      g_tree);
-		skip();
-	}
+	release_tree_only("valgrind cannot run the sanitizer builds");
 	if (run("command -v valgrind", "/dev/null") != 0) {
 		print_message("skip: valgrind is not installed (apt-get install valgrind)\n");
 		skip();
@@ -981,11 +981,7 @@ static void test_aarch64_compiles(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: a compile check, run once in the release tree (tree %s)\n",
-			      g_tree);
-		skip();
-	}
+	release_tree_only("a compile check, once is enough");
 	if (run("command -v clang && test -d /usr/aarch64-linux-gnu/include", "/dev/null") != 0) {
 		print_message("skip: needs clang and libc6-dev-arm64-cross\n");
 		skip();
