@@ -231,6 +231,28 @@ RUN_ROWS_AWK='
 }
 '
 
+# target(name, what, unit, w, b, lim, higher): one "BENCH name unit=w vs=b
+# ratio=w/b target=<=lim|>=lim ok|MISS" line (>= with higher, else <=), or
+# "BENCH name skipped" when w or b is "-" (no numbers, or errors) or b is 0.
+# Counts ok, miss and skip, and lists in `missed` what (name if "") missed.
+# Prepended to each section's summary program, after STATS_AWK.
+TARGET_AWK='
+function target(name, what, unit, w, b, lim, higher,  r, pass) {
+	if (what == "") what = name
+	if (w == "-" || b == "-" || b == 0) {
+		printf "BENCH %s skipped: no numbers or errors\n", name
+		missed = missed " " what "(no numbers)"
+		skip++
+		return
+	}
+	r = w / b
+	pass = higher ? r >= lim : r <= lim
+	printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
+		higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
+	if (pass) ok++; else { miss++; missed = missed " " what sprintf("(%.2fx)", r) }
+}
+'
+
 # ---------------------------------------------------------------------------
 # The kv section: kv_server (io_uring, epoll) against redis-server.
 # ---------------------------------------------------------------------------
@@ -507,19 +529,7 @@ proxy_section() {
 	done
 	for p in $px_upids; do kill "$p" 2>/dev/null; done
 	px_upids=
-	awk -F'\t' -v idle="$PX_IDLE" -v sc="$PX_SMALL_CONNS" -v bc="$PX_BIG_CONNS" "$STATS_AWK"'
-	function target(name, what, unit, w, b, lim, higher,  r, pass) {
-		if (w == "-" || b == "-" || b == 0) {
-			printf "BENCH %s skipped: no numbers or errors\n", name
-			missed = missed " " what "(no numbers)"
-			return
-		}
-		r = w / b
-		pass = higher ? r >= lim : r <= lim
-		printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
-			higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
-		if (pass) ok++; else missed = missed " " what sprintf("(%.2fx)", r)
-	}
+	awk -F'\t' -v idle="$PX_IDLE" -v sc="$PX_SMALL_CONNS" -v bc="$PX_BIG_CONNS" "$STATS_AWK$TARGET_AWK"'
 	# the median of key k, or "-" after errors
 	function m(t, w, f,  k) { k = t SUBSEP w; return errs[k] ? "-" : median(k SUBSEP f) }
 	/^#/ { next }
@@ -709,19 +719,7 @@ clients_section() {
 		fi
 		rep=$((rep + 1))
 	done
-	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK"'
-	function target(name, unit, w, b, lim, higher,  r, pass) {
-		if (w == "-" || b == "-" || b == 0) {
-			printf "BENCH %s skipped: no numbers or errors\n", name
-			missed = missed " " name
-			return
-		}
-		r = w / b
-		pass = higher ? r >= lim : r <= lim
-		printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
-			higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
-		if (pass) ok++; else missed = missed " " name sprintf("(%.2fx)", r)
-	}
+	awk -F'\t' "$STATS_AWK$RUN_ROWS_AWK$TARGET_AWK"'
 	END {
 		for (i = 1; i <= nk; i++) {
 			split(order[i], p, SUBSEP)
@@ -738,8 +736,8 @@ clients_section() {
 			a = t SUBSEP "load"; b = t SUBSEP base
 			bad = errs[a] || errs[b]
 			name = "clients_" t "_load_vs_" (base == "wrk" ? "wrk" : "redis_benchmark")
-			target(name, "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
-			target(name "_cpu", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
+			target(name, "", "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
+			target(name "_cpu", "", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
 		}
 		if (missed == "" && ok > 0)
 			print "clients TARGET met: weft-load >= the reference client'"'"'s requests/s at <= 0.6x (redis-benchmark) / 0.8x (wrk) its CPU per request"
@@ -935,19 +933,7 @@ while [ "$rep" -le "$REPS" ]; do
 done
 
 # Medians (min-max) per configuration; then the load generator's targets.
-awk -F'\t' -v msg="$MSG" -v load_ok="$([ -x "$LOAD" ] && echo 1 || echo 0)" "$STATS_AWK"'
-function target(name, unit, w, b, lim, higher,  r, pass) {
-	if (w == "-" || b == "-" || b == 0) {
-		printf "compare.sh: %s skipped: no %s numbers\n", name, w == "-" ? "weft-load" : "wrk" > "/dev/stderr"
-		skip++
-		return
-	}
-	r = w / b
-	pass = higher ? r >= lim : r <= lim
-	printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
-		higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
-	if (pass) ok++; else miss++
-}
+awk -F'\t' -v msg="$MSG" -v load_ok="$([ -x "$LOAD" ] && echo 1 || echo 0)" "$STATS_AWK$TARGET_AWK"'
 /^#/ { next }
 {
 	key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP $5
@@ -990,8 +976,8 @@ END {
 			continue
 		}
 		if (errs[w] > 0) printf "compare.sh: load_vs_wrk_c%s: weft-load had %d errors\n", c, errs[w] > "/dev/stderr"
-		target("load_vs_wrk_c" c, "client_cpu_us", errs[w] > 0 ? "-" : median(w SUBSEP "ccpu"), median(b SUBSEP "ccpu"), 0.8, 0)
-		target("load_vs_wrk_c" c "_rps", "rps", errs[w] > 0 ? "-" : median(w SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
+		target("load_vs_wrk_c" c, "", "client_cpu_us", errs[w] > 0 ? "-" : median(w SUBSEP "ccpu"), median(b SUBSEP "ccpu"), 0.8, 0)
+		target("load_vs_wrk_c" c "_rps", "", "rps", errs[w] > 0 ? "-" : median(w SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
 	}
 	printf "bench compare summary: %d ok, %d MISS, %d skipped (data: %s)\n", ok, miss, skip, out
 }' out="$OUT" "$OUT"

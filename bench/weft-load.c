@@ -180,6 +180,20 @@ static void report_text(struct app *a, const weft_load_result *r)
 	printf("Requests/sec: %.2f\n", c->requests / secs);
 }
 
+/* No connection ever connected: nothing was loaded, and the run failed
+ * (exit 1, as wrk's "unable to connect"), with a line saying why. */
+static bool connected_or_say(struct app *a, const weft_load_result *r)
+{
+	if (r->connected)
+		return true;
+	bool v6 = strchr(a->o.host, ':') != NULL;
+	fprintf(stderr, "weft-load: cannot connect to %s%s%s:%u: %s (%u connections, none connected)\n",
+		v6 ? "[" : "", a->o.host, v6 ? "]" : "", a->o.port,
+		r->connect_error ? strerror(-r->connect_error) : "no connection was made",
+		a->o.conns);
+	return false;
+}
+
 /* --hlog: one line per interval, times relative to the first one's start
  * (the header's StartTime and BaseTime). */
 static void on_interval(void *arg, const weft_load_interval *iv)
@@ -285,7 +299,7 @@ static void *main_task(void *arg)
 		report_json(a, a->res);
 	else
 		report_text(a, a->res);
-	return NULL;
+	return connected_or_say(a, a->res) ? NULL : (void *)1;
 }
 
 int main(int argc, char **argv)

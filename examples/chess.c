@@ -43,6 +43,7 @@
  *
  * Usage: chess [--sync | --async | --both] [--unit-us N]   (default --both)
  */
+#define _POSIX_C_SOURCE 200809L /* clock_nanosleep: POSIX, not C11 */
 #include <weft.h>
 
 #include <errno.h>

@@ -13,6 +13,9 @@
  * Plain http:// only (no TLS).  Host names are resolved off the loops;
  * each fetch has 10 s in all.  Exit status 0 if every fetch got a 2xx.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strcasestr: a GNU extension */
+#endif
 #include "weft.h"
 #include "http_parse.h"
 #include "http_body.h"

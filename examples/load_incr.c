@@ -108,6 +108,8 @@ static void *main_task(void *arg)
 	weft_load_destroy(l);
 	if (r < 0)
 		return "the run failed";
+	if (!a->res.connected) /* nothing was loaded: say why, as wrk does */
+		return a->res.connect_error ? strerror(-a->res.connect_error) : "cannot connect";
 	const weft_load_counts *c = &a->res.counts;
 	printf("%llu requests in %.2f s: %.0f req/s, p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
 	       "errors %llu\n",

@@ -23,6 +23,7 @@
  *
  * Usage: subprocess [COMMAND [ARG...]]   (default: ls -l /)
  */
+#define _POSIX_C_SOURCE 200809L /* strsignal: POSIX, not C11 */
 #include <weft.h>
 
 #include <signal.h>

@@ -49,6 +49,7 @@
  *         up_w.close()
  *     server = await asyncio.start_server(handle, host, port)
  */
+#define _POSIX_C_SOURCE 200809L /* getaddrinfo: POSIX, not C11 */
 #include "weft.h"
 #include "serve_main.h"
 

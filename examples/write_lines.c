@@ -23,6 +23,7 @@
  *
  * Usage: write_lines [PATH]   (default: a temporary file, removed at exit)
  */
+#define _POSIX_C_SOURCE 200809L /* mkstemp: POSIX, not C11 */
 #include <weft.h>
 
 #include <fcntl.h>

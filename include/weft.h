@@ -25,6 +25,10 @@
  *    that is dlopen'ed (a Python extension, a plugin), where libweft.a's
  *    initial-exec thread-local can fail to load (README, "In a shared
  *    object").  Same API, same behaviour.
+ *  - Compiling: these headers need C11 (or gnu11, or C++), no feature-test
+ *    macro and no -pthread (-std=c11 -pedantic is tested, tests/test_build.c);
+ *    pkg-config's Cflags still add -pthread, which older C libraries need
+ *    for linking threaded code.
  *  - Timeouts and deadlines, in arguments and config fields alike: one rule,
  *    the section "Timeouts and deadlines" below (WEFT_FOREVER: no limit;
  *    0: no time at all).

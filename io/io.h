@@ -211,6 +211,7 @@ WEFT_HIDDEN void weft__aux_reap(int pidfd);
 typedef struct weft__bufring weft__bufring;
 #define WEFT__BUFRING_SIZE 4096u /* bytes per provided buffer */
 #define WEFT__BUFRING_MAX 1024u  /* buffers per loop at most */
+#define WEFT__BUFRING_INIT 64u   /* ...at first, and after shrinking back */
 /* Loop l's buffer ring, created on first use (l's own thread); NULL when
  * the kernel has none, registration failed, or the backend is epoll. */
 WEFT_HIDDEN weft__bufring *weft__bufring_get(weft_loop *l);
@@ -226,6 +227,11 @@ WEFT_HIDDEN unsigned weft__bufring_count(weft__bufring *b);
  * thread. */
 WEFT_HIDDEN bool weft__bufring_grow(weft__bufring *b, unsigned seen);
 WEFT_HIDDEN void weft__bufring_free(weft_loop *l);
+/* About once a second, on the ring's loop (weft__io_trim): give back
+ * buffers it did not need since the last trim. */
+WEFT_HIDDEN void weft__bufring_trim(weft__bufring *b);
+/* Bytes of the ring's buffers in memory now (mincore): for tests. */
+WEFT_HIDDEN size_t weft__bufring_resident(const weft__bufring *b);
 
 /* ---- io/stream.c ---- */
 struct weft_stream;

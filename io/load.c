@@ -31,7 +31,7 @@
 struct lstats {
 	weft_hist h;
 	weft_load_counts c;
-	long double lag_sum;
+	uint64_t lag_sum; /* open loop: of the sends' lags */
 	uint64_t last_ns; /* the last measured answer */
 } __attribute__((aligned(64))); /* one loop's, one loop's cache lines */
 
@@ -45,6 +45,7 @@ struct weft_load {
 	_Atomic uint64_t issued;           /* measured requests claimed */
 	_Atomic unsigned arrived;          /* connections at the barrier */
 	_Atomic unsigned connected;        /* connections that ever connected */
+	_Atomic int connect_error;         /* the first failed connect's -errno */
 	weft_event ready;  /* every connection arrived at the barrier */
 	weft_event go;     /* the driver opened it: times are set */
 	struct lstats *ls;
@@ -53,7 +54,7 @@ struct weft_load {
 	 * interval, and the whole run. */
 	weft_hist pend_h, total_h;
 	weft_load_counts pend_c, total_c;
-	long double pend_lag, total_lag;
+	uint64_t pend_lag, total_lag;
 	uint64_t last_ns;
 	uint64_t iv_from; /* the pending interval's start */
 	unsigned iv_index;
@@ -66,9 +67,17 @@ struct conn {
 	void *state;
 	uint64_t *ring;  /* open loop: intended and actual send times */
 	struct got *got; /* the responses read_responses took */
+	bool connected;  /* at least once: counted in l->connected */
 };
 
 enum { C_OK, C_STOP, C_ERR };
+
+/* a + b, or WEFT_FOREVER (UINT64_MAX) past it: deadlines, and sums of lags
+ * (584 years) */
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	return a > WEFT_FOREVER - b ? WEFT_FOREVER : a + b;
+}
 
 void weft_load_config_init(weft_load_config *cfg)
 {
@@ -327,7 +336,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 				c->ls->c.late += lag > pc->late_ns;
 				if (lag > c->ls->c.lag_max_ns)
 					c->ls->c.lag_max_ns = lag;
-				c->ls->lag_sum += (long double)lag;
+				c->ls->lag_sum = add_sat(c->ls->lag_sum, lag);
 			}
 			if (send_requests(c, s, 1) != C_OK)
 				return C_ERR;
@@ -399,6 +408,8 @@ static void *conn_task(void *arg)
 			break;
 		if (r < 0) {
 			c->ls->c.connect_errors++;
+			int none = 0;
+			atomic_compare_exchange_strong(&l->connect_error, &none, r);
 			if (first) {
 				first = false;
 				arrive(l);
@@ -412,9 +423,12 @@ static void *conn_task(void *arg)
 				break;
 			continue;
 		}
+		if (!c->connected) { /* before arriving: the last to arrive reads it */
+			c->connected = true;
+			atomic_fetch_add(&l->connected, 1);
+		}
 		if (first) {
 			first = false;
-			atomic_fetch_add(&l->connected, 1);
 			arrive(l);
 		}
 		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */
@@ -480,7 +494,7 @@ static void *collect_task(void *arg)
 	weft_hist_init(&s->h);
 	counts_add(&l->pend_c, &s->c);
 	memset(&s->c, 0, sizeof(s->c));
-	l->pend_lag += s->lag_sum;
+	l->pend_lag = add_sat(l->pend_lag, s->lag_sum);
 	s->lag_sum = 0;
 	if (s->last_ns > l->last_ns)
 		l->last_ns = s->last_ns;
@@ -510,9 +524,9 @@ static void collect(weft_load *l, bool direct)
 	weft_shield_end();
 }
 
-static void lag_mean(weft_load_counts *c, long double sum)
+static void lag_mean(weft_load_counts *c, uint64_t sum)
 {
-	c->lag_mean_ns = c->sent ? (double)(sum / (long double)c->sent) : 0;
+	c->lag_mean_ns = c->sent ? (double)sum / (double)c->sent : 0;
 }
 
 /* Hand the pending interval [iv_from, to) to the callback, fold it into
@@ -530,7 +544,7 @@ static void close_interval(weft_load *l, uint64_t to, bool last)
 	l->iv_from = to;
 	weft_hist_merge(&l->total_h, &l->pend_h);
 	counts_add(&l->total_c, &l->pend_c);
-	l->total_lag += l->pend_lag;
+	l->total_lag = add_sat(l->total_lag, l->pend_lag);
 	weft_hist_init(&l->pend_h);
 	memset(&l->pend_c, 0, sizeof(l->pend_c));
 	l->pend_lag = 0;
@@ -550,11 +564,6 @@ static void progress_line(weft_load *l, uint64_t t0, uint64_t *last_req, uint64_
 }
 
 /* ---- the run ---- */
-
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-	return a > WEFT_FOREVER - b ? WEFT_FOREVER : a + b;
-}
 
 /* Wait until the connections have all arrived (or failed once), at most
  * connect_timeout_ns, or a stop.  -ECANCELED if the driver is cancelled. */
@@ -697,6 +706,8 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 		lag_mean(&res->counts, l->total_lag);
 		res->seconds = end > tm ? (double)(end - tm) / 1e9 : 0;
 		res->loops = l->nloops;
+		res->connected = atomic_load(&l->connected);
+		res->connect_error = atomic_load(&l->connect_error);
 		/* a stop by the count is the run's own end */
 		res->stopped = stopped && !(l->cfg.requests &&
 					    atomic_load(&l->issued) >= l->cfg.requests);

@@ -45,6 +45,14 @@ void weft__io_poll(weft_loop *l, bool block, uint64_t deadline)
 		weft__ring_poll(l, block, deadline);
 }
 
+/* io_uring's provided-buffer ring; epoll has no pool (its receives
+ * free their buffers at once). */
+void weft__io_trim(weft_loop *l)
+{
+	if (l->bufring)
+		weft__bufring_trim(l->bufring);
+}
+
 void weft__io_wake(weft_loop *target)
 {
 	if (on_epoll(target))

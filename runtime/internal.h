@@ -690,6 +690,9 @@ WEFT_HIDDEN void weft__io_exit(weft_loop *l);  /* after l's thread ended */
  * something happens or `deadline` (0: none). */
 WEFT_HIDDEN void weft__io_poll(weft_loop *l, bool block, uint64_t deadline);
 WEFT_HIDDEN void weft__io_wake(weft_loop *target); /* any thread */
+/* About once a second, on l's own thread: the backend's pools give back
+ * what they did not need since the last time (sched/sched.c, trim_caches). */
+WEFT_HIDDEN void weft__io_trim(weft_loop *l);
 WEFT_HIDDEN int weft__ring_init(weft_loop *l);
 WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);

@@ -9,6 +9,13 @@
 #include <math.h>
 #include <string.h>
 
+/* The lag sum stays at UINT64_MAX rather than wrap (584 years of lag). */
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	uint64_t s;
+	return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
 /* splitmix64: a small, seedable generator for the Poisson gaps. */
 static uint64_t rng_next(uint64_t *s)
 {
@@ -83,7 +90,7 @@ bool weft_pacer_take(weft_pacer *p, uint64_t now_ns, uint64_t *intended_ns)
 	p->late += lag > p->late_ns;
 	if (lag > p->lag_max_ns)
 		p->lag_max_ns = lag;
-	p->lag_sum_ns += (long double)lag;
+	p->lag_sum_ns = add_sat(p->lag_sum_ns, lag);
 	return true;
 }
 
@@ -107,7 +114,7 @@ void weft_pacer_merge_stats(weft_pacer *dst, const weft_pacer *src)
 	dst->sent += src->sent;
 	dst->late += src->late;
 	dst->dropped += src->dropped;
-	dst->lag_sum_ns += src->lag_sum_ns;
+	dst->lag_sum_ns = add_sat(dst->lag_sum_ns, src->lag_sum_ns);
 	if (src->lag_max_ns > dst->lag_max_ns)
 		dst->lag_max_ns = src->lag_max_ns;
 }

@@ -616,6 +616,7 @@ static void trim_caches(weft_loop *l)
 	weft__objcache_trim(&l->wbuf_cache);
 	weft__objcache_trim(&l->wsend_cache);
 	weft__stackpool_trim(l->rt, &l->stacks);
+	weft__io_trim(l);
 }
 
 static void maintenance(weft_loop *l)

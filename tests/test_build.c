@@ -332,6 +332,15 @@ static bool is_release_tree(void)
 	return tree_is("build");
 }
 
+/* Skip, saying why, unless this is the release tree (build/). */
+static void release_tree_only(const char *why)
+{
+	if (is_release_tree())
+		return;
+	print_message("skip: %s: run in the release tree only (this tree: %s)\n", why, g_tree);
+	skip();
+}
+
 /* The allocator `make install` gives programs from this tree: "jemalloc"
  * for build/, "system" for build/sysalloc (make ALLOC=system), NULL for a
  * tree that is not installed (the sanitizer trees). */
@@ -448,6 +457,24 @@ static int run_in(const char *dir, const char *log, const char *fmt, ...)
 	return r;
 }
 
+/* Compile `file` in dir to an object, with `flags`, by each C compiler at
+ * hand (cc, and clang where installed): how many did, or -1 at the first
+ * that failed (its output shown). */
+static int compile_with_each_cc(const char *dir, const char *log, const char *flags,
+				const char *file)
+{
+	static const char *ccs[] = { "cc", "clang" };
+	int compiled = 0;
+	for (size_t i = 0; i < sizeof(ccs) / sizeof(ccs[0]); i++) {
+		if (i > 0 && run_in(dir, "/dev/null", "command -v %s", ccs[i]) != 0)
+			continue;
+		if (run_in(dir, log, "%s %s -c %s -o /dev/null", ccs[i], flags, file) != 0)
+			return -1;
+		compiled++;
+	}
+	return compiled;
+}
+
 /* The first line `log` holds, into out. */
 static void first_line(const char *log, char *out, size_t n)
 {
@@ -526,6 +553,14 @@ static void test_install_and_pkg_config_build(void **state)
 	write_file(dir, "host.c", pic_host_src);
 	assert_int_equal(run_in(dir, log, "cc -std=gnu11 -Wall -Wextra -Werror host.c -o host -ldl"),
 			 0);
+	/* the installed headers in strict ISO C11 with only the include path:
+	 * no -pthread (pkg-config's Cflags add it, a hand-written build line
+	 * may not) and no feature-test macro */
+	char *strict = NULL;
+	assert_true(asprintf(&strict, "-std=c11 -pedantic -Wall -Wextra -Werror -I'%s/include'",
+			     prefix) > 0);
+	assert_true(compile_with_each_cc(dir, log, strict, "x.c") > 0);
+	free(strict);
 	static const char *forms[] = { "", "--static " };
 	for (int i = 0; i < 2; i++) {
 		const char *form = forms[i];
@@ -643,18 +678,32 @@ static void test_readme_program_warning_free(void **state)
 	assert_non_null(dir);
 	write_file(dir, "hello.c", readme);
 	free(readme);
-	char *log = NULL;
+	char *log = NULL, *flags = NULL;
 	assert_true(asprintf(&log, "%s/log", dir) > 0);
-	static const char *ccs[] = { "cc", "clang" };
-	int compiled = 0;
-	for (size_t i = 0; i < sizeof(ccs) / sizeof(ccs[0]); i++) {
-		if (i > 0 && run_in(dir, "/dev/null", "command -v %s", ccs[i]) != 0)
-			continue;
-		assert_int_equal(run_in(dir, log, "%s -O2 -pthread -Wall -Wextra -Werror -I'%s/include' "
-					"-c hello.c -o hello.o", ccs[i], g_root), 0);
-		compiled++;
-	}
-	assert_true(compiled > 0);
+	assert_true(asprintf(&flags, "-O2 -pthread -Wall -Wextra -Werror -I'%s/include'", g_root) > 0);
+	assert_true(compile_with_each_cc(dir, log, flags, "hello.c") > 0);
+	free(flags);
+	free(log);
+	remove_tree(dir);
+	free(dir);
+}
+
+/* Every example compiles as strict C11, with the tree's warnings and only
+ * weft's include path and -pthread (what pkg-config gives): what one needs
+ * beyond C11 (POSIX functions, a GNU one) it asks for itself with a
+ * feature-test macro, not through the tree's -D_GNU_SOURCE, so that it
+ * builds as its reader would build it.  Headers only: the release tree. */
+static void test_examples_compile_as_c11(void **state)
+{
+	(void)state;
+	locate();
+	release_tree_only("it needs only the sources");
+	char *dir = make_tmpdir(), *log = NULL;
+	assert_non_null(dir);
+	assert_true(asprintf(&log, "%s/log", dir) > 0);
+	assert_int_equal(run_in(g_root, log, "for f in examples/*.c; do cc -std=c11 "
+				"-Wall -Wextra -Werror -Wno-unused-parameter -pthread -Iinclude "
+				"-fsyntax-only \"$f\" || { echo \"in $f\"; exit 1; }; done"), 0);
 	free(log);
 	remove_tree(dir);
 	free(dir);
@@ -671,12 +720,7 @@ static void test_valgrind_memcheck_clean(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: run in the release tree only (valgrind cannot run the "
-			      "sanitizer builds; tree %s)\n",
-			      g_tree);
-		skip();
-	}
+	release_tree_only("valgrind cannot run the sanitizer builds");
 	if (run("command -v valgrind", "/dev/null") != 0) {
 		print_message("skip: valgrind is not installed (apt-get install valgrind)\n");
 		skip();
@@ -937,11 +981,7 @@ static void test_aarch64_compiles(void **state)
 {
 	(void)state;
 	locate();
-	if (!is_release_tree()) {
-		print_message("skip: a compile check, run once in the release tree (tree %s)\n",
-			      g_tree);
-		skip();
-	}
+	release_tree_only("a compile check, once is enough");
 	if (run("command -v clang && test -d /usr/aarch64-linux-gnu/include", "/dev/null") != 0) {
 		print_message("skip: needs clang and libc6-dev-arm64-cross\n");
 		skip();
@@ -966,6 +1006,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_install_and_pkg_config_build),
 	cmocka_unit_test(test_tree_links_its_allocator),
 	cmocka_unit_test(test_readme_program_warning_free),
+	cmocka_unit_test(test_examples_compile_as_c11),
 	cmocka_unit_test(test_archive_in_dlopened_shared_object),
 	cmocka_unit_test(test_valgrind_memcheck_clean),
 	cmocka_unit_test(test_aarch64_compiles),

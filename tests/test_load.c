@@ -136,7 +136,7 @@ static void check_dist(enum dist d)
 	assert_int_equal(merged.total, all.total);
 	assert_int_equal(merged.min, all.min);
 	assert_int_equal(merged.max, all.max);
-	assert_true(fabsl(merged.sum - all.sum) <= all.sum * 1e-15L);
+	assert_true(merged.sum_lo == all.sum_lo && merged.sum_hi == all.sum_hi); /* exact */
 	for (unsigned q = 0; q <= 1000; q++)
 		assert_int_equal(weft_hist_percentile(&merged, q / 10.0), weft_hist_percentile(&all, q / 10.0));
 	free(v);
@@ -279,6 +279,35 @@ static void test_hist_record_n_and_clamp(void **state)
 	assert_int_equal(weft_hist_percentile(&a, 30), 1003); /* 1000's slot is [1000, 1003] */
 	long double m = ((long double)1000 + big + UINT64_MAX) / 3;
 	assert_true(fabs(weft_hist_mean(&a) - (double)m) <= (double)m * 1e-15);
+}
+
+/* The mean stays exact once the sum passes 2^64 (clamped values are still
+ * summed exactly): a sum kept in a 64-bit mantissa would lose each small
+ * value added next to a huge one (2^64 + 1 rounds back to 2^64), and be
+ * off by 2^16 of its 2^64 here. */
+static void test_hist_mean_exact_past_64_bits(void **state)
+{
+	static weft_hist h, m;
+	weft_hist_init(&h);
+	weft_hist_record(&h, UINT64_MAX);
+	const unsigned n = 1u << 16;
+	for (unsigned i = 0; i < n; i++)
+		weft_hist_record(&h, 1);
+	long double exact = ((long double)UINT64_MAX + n) / (n + 1); /* rounded once */
+	assert_true(fabs(weft_hist_mean(&h) - (double)exact) <= (double)exact * 1e-15);
+	/* merged halves: the same sum */
+	weft_hist_init(&m);
+	weft_hist_record(&m, UINT64_MAX);
+	weft_hist_record_n(&m, 1, n / 2);
+	static weft_hist rest;
+	weft_hist_init(&rest);
+	weft_hist_record_n(&rest, 1, n / 2);
+	assert_int_equal(weft_hist_merge(&m, &rest), 0);
+	assert_true(weft_hist_mean(&m) == weft_hist_mean(&h));
+	/* the largest sum there is: every count at UINT64_MAX */
+	weft_hist_init(&m);
+	weft_hist_record_n(&m, UINT64_MAX, UINT64_MAX);
+	assert_true(weft_hist_mean(&m) == (double)UINT64_MAX);
 }
 
 /* HdrHistogram's correction: a 100 ms response with a 10 ms interval stands
@@ -678,6 +707,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_hist_ranks),
 	cmocka_unit_test(test_hist_record_n_and_clamp),
 	cmocka_unit_test(test_hist_corrected),
+	cmocka_unit_test(test_hist_mean_exact_past_64_bits),
 	cmocka_unit_test(test_hist_uniform),
 	cmocka_unit_test(test_hist_exponential),
 	cmocka_unit_test(test_hist_bimodal_tail),

@@ -575,6 +575,8 @@ static void test_driver_count_and_barrier(void **state)
 	assert_true(d->res->counts.bytes_in == 3000 * 7);
 	assert_false(d->res->stopped);
 	assert_int_equal(d->res->loops, 2);
+	assert_int_equal(d->res->connected, 8);
+	assert_int_equal(d->res->connect_error, 0);
 	assert_int_equal(atomic_load(&d->pa.inits), 8);
 	assert_true(atomic_load(&d->pa.first_write) >= atomic_load(&d->pa.last_init));
 	drive_free(d);
@@ -667,6 +669,9 @@ static void test_driver_refused(void **state)
 	drive_run(d);
 	assert_int_equal(d->res->counts.requests, 0);
 	assert_true(d->res->counts.connect_errors >= 3);
+	/* what a caller needs to say so: none connected, and why */
+	assert_int_equal(d->res->connected, 0);
+	assert_int_equal(d->res->connect_error, -ECONNREFUSED);
 	drive_free(d);
 }
 

@@ -121,8 +121,9 @@ static void srv_stop(struct srv *s, pthread_t t)
 		msleep(1);
 }
 
-/* Run weft-load with args, its JSON into out; exit status. */
-static int run_load(char *out, size_t cap, const char *const *args)
+/* Run weft-load with args, its output into out (stdout, and stderr too
+ * with `with_stderr`); exit status. */
+static int run_load_out(char *out, size_t cap, bool with_stderr, const char *const *args)
 {
 	const char *argv[32];
 	int n = 0;
@@ -135,6 +136,8 @@ static int run_load(char *out, size_t cap, const char *const *args)
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(p[1], 1);
+		if (with_stderr)
+			dup2(p[1], 2);
 		close(p[0]);
 		execv(argv[0], (char **)argv);
 		_exit(127);
@@ -149,6 +152,12 @@ static int run_load(char *out, size_t cap, const char *const *args)
 	int st;
 	waitpid(pid, &st, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Run weft-load with args, its JSON into out; exit status. */
+static int run_load(char *out, size_t cap, const char *const *args)
+{
+	return run_load_out(out, cap, false, args);
 }
 
 static double json_num(const char *js, const char *key)
@@ -241,6 +250,26 @@ static void test_bad_options_refused(void **state)
 	assert_int_equal(run_load(out, sizeof(out), a3), 2);
 }
 
+/* Nothing listening: every connection refused is a failed run (exit 1, as
+ * wrk and redis-benchmark), with a line that says where and why; in either
+ * output format, with a count or a duration. */
+static void test_refused_fails(void **state)
+{
+	(void)state;
+	need_load();
+	char url[64], out[8192];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/", free_port());
+	const char *count[] = { "-c", "4", "-n", "100", "--no-progress", url, NULL };
+	const char *json[] = { "-c", "2", "-d", "1s", "--json", "--no-progress", url, NULL };
+	const char *const *runs[] = { count, json };
+	for (size_t i = 0; i < 2; i++) {
+		int rc = run_load_out(out, sizeof(out), true, runs[i]);
+		print_message("%s", out);
+		assert_int_equal(rc, 1);
+		assert_non_null(strstr(out, "cannot connect to 127.0.0.1:"));
+		assert_non_null(strstr(out, "Connection refused"));
+	}
+}
 
 /* ---- protocols against real servers ---- */
 
@@ -449,6 +478,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_open_loop_holds_rate),
 	cmocka_unit_test(test_stall_percentiles_corrected),
 	cmocka_unit_test(test_bad_options_refused),
+	cmocka_unit_test(test_refused_fails),
 	cmocka_unit_test_setup_teardown(test_redis_kv_server, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_redis_server, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_memcached, setup, teardown),

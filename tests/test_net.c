@@ -115,24 +115,6 @@ static void echo_conn(weft_stream *s, void *arg)
 			return;
 }
 
-/* Run fn(arg) in a task pinned to loop 0 of a fresh 2-loop runtime, so
- * that tasks it pins to loop 1 are on another loop for sure. */
-struct pinned {
-	weft_fn fn;
-	void *arg;
-};
-
-static void *pinned_main(void *arg)
-{
-	struct pinned *p = arg;
-	return finish(go_pinned(p->fn, p->arg, 0));
-}
-
-static void run_on_loop0(weft_fn fn, void *arg)
-{
-	struct pinned p = { fn, arg };
-	weft_test_run_loops(2, pinned_main, &p);
-}
 
 /* Whether ::1 can be bound here (test thread). */
 static bool have_ipv6_loopback(void)

@@ -125,10 +125,13 @@ static void run_cfg(weft_runtime_config *cfg, weft_fn fn, void *arg)
 	assert_int_equal(weft_run(cfg, fn, arg, NULL), 0);
 }
 
-static void stall_cfg(weft_runtime_config *cfg, seen *s)
+/* Every stall test's start: an empty record s, and a runtime of `loops`
+ * loops whose stall reports go to it. */
+static void stall_setup(weft_runtime_config *cfg, seen *s, unsigned loops)
 {
+	seen_init(s);
 	weft_runtime_config_init(cfg);
-	cfg->loops = 2;
+	cfg->loops = loops;
 	cfg->stall_fn = record;
 	cfg->stall_arg = s;
 }
@@ -139,9 +142,8 @@ static void test_stall_one_report(void **state)
 {
 	(void)state;
 	seen s;
-	seen_init(&s);
 	weft_runtime_config cfg;
-	stall_cfg(&cfg, &s);
+	stall_setup(&cfg, &s, 2);
 	assert_int_equal(cfg.stall_threshold_ns, THRESHOLD); /* the default */
 	job j = {.spin_ms = 300, .rounds = 1, .after_ms = 200};
 	run_cfg(&cfg, stall_main, &j);
@@ -202,6 +204,14 @@ static void *metrics_of_self(void *arg)
 	return P(n > 0 && (size_t)n < sizeof(metrics_buf));
 }
 
+/* Run job j under cfg, then the runtime's metrics into metrics_buf. */
+static void run_metrics_of_self(weft_runtime_config *cfg, job *j)
+{
+	void *ok = NULL;
+	assert_int_equal(weft_run(cfg, metrics_of_self, j, &ok), 0);
+	assert_non_null(ok);
+}
+
 static uint64_t series(const char *text, const char *name)
 {
 	const char *p = text;
@@ -218,17 +228,13 @@ static void test_stall_rate_limit(void **state)
 {
 	(void)state;
 	seen s;
-	seen_init(&s);
 	weft_runtime_config cfg;
-	stall_cfg(&cfg, &s);
-	cfg.loops = 1;
+	stall_setup(&cfg, &s, 1);
 	/* Three stalls of 200 ms of CPU take 0.7 s on a quiet machine, and
 	 * well under the interval on a loaded one; the fourth comes after it. */
 	cfg.stall_report_interval_ns = 3000 * MS;
 	job j = {.spin_ms = 200, .rounds = 3, .gap_ms = 30, .wait_ms = 3000, .after_ms = 150};
-	void *ok = NULL;
-	assert_int_equal(weft_run(&cfg, metrics_of_self, &j, &ok), 0);
-	assert_non_null(ok);
+	run_metrics_of_self(&cfg, &j);
 	assert_int_equal(j.rc, 0);
 	print_message("reports %d, suppressed %llu then %llu\n", s.reports,
 		      (unsigned long long)s.suppressed[0], (unsigned long long)s.suppressed[1]);
@@ -246,14 +252,11 @@ static void test_stall_zero_disables(void **state)
 	uint64_t off[] = {0, WEFT_FOREVER};
 	for (int i = 0; i < 2; i++) {
 		seen s;
-		seen_init(&s);
 		weft_runtime_config cfg;
-		stall_cfg(&cfg, &s);
+		stall_setup(&cfg, &s, 2);
 		cfg.stall_threshold_ns = off[i];
 		job j = {.spin_ms = 300, .rounds = 1, .after_ms = 100};
-		void *ok = NULL;
-		assert_int_equal(weft_run(&cfg, metrics_of_self, &j, &ok), 0);
-		assert_non_null(ok);
+		run_metrics_of_self(&cfg, &j);
 		assert_int_equal(s.reports, 0);
 		assert_int_equal(series(metrics_buf, "weft_stalls_total{loop=\"0\"}") +
 					 series(metrics_buf, "weft_stalls_total{loop=\"1\"}"),
@@ -280,9 +283,8 @@ static void test_stall_idle_and_blocked(void **state)
 {
 	(void)state;
 	seen s;
-	seen_init(&s);
 	weft_runtime_config cfg;
-	stall_cfg(&cfg, &s);
+	stall_setup(&cfg, &s, 2);
 	uint64_t slept = 0;
 	run_cfg(&cfg, idle_then_block, &slept);
 	assert_true(slept >= 300 * MS);
@@ -333,10 +335,8 @@ static void test_stall_small_stack(void **state)
 {
 	(void)state;
 	seen s;
-	seen_init(&s);
 	weft_runtime_config cfg;
-	stall_cfg(&cfg, &s);
-	cfg.loops = 1;
+	stall_setup(&cfg, &s, 1);
 	void *r = NULL;
 	run_cfg(&cfg, small_stack_main, &r);
 	assert_non_null(r); /* the task finished */

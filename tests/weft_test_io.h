@@ -31,6 +31,28 @@ static inline void *finish(weft_task *t)
 	return r;
 }
 
+/* on_loop0_main(&(struct on_loop0){ fn, arg }) runs fn(arg) in a task
+ * pinned to loop 0 and returns its result. */
+struct on_loop0 {
+	weft_fn fn;
+	void *arg;
+};
+
+static inline void *on_loop0_main(void *arg)
+{
+	struct on_loop0 *o = arg;
+	return finish(go_pinned(o->fn, o->arg, 0));
+}
+
+/* Run fn(arg) in a task pinned to loop 0 of a fresh 2-loop runtime, so
+ * that tasks it pins to loop 1 are on another loop for sure (and state
+ * of loop 0's streams is read where nothing races with it).  Test side. */
+static inline void run_on_loop0(weft_fn fn, void *arg)
+{
+	struct on_loop0 o = { fn, arg };
+	weft_test_run_loops(2, on_loop0_main, &o);
+}
+
 /* Echo everything back until end of input or an error, without copying
  * (examples/echo_server.c); the last result (0 at end of input, -errno). */
 static inline ssize_t echo_all(weft_stream *s)

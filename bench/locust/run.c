@@ -76,7 +76,7 @@ static void on_interval(void *arg, const weft_load_interval *iv)
 		.bytes = c->bytes_in,
 		.min_ns = weft_hist_min(iv->hist),
 		.max_ns = weft_hist_max(iv->hist),
-		.sum_ns = iv->hist->sum,
+		.sum_ns = (long double)iv->hist->sum_hi * 0x1p64L + (long double)iv->hist->sum_lo,
 		.next = hist_iter_next,
 		.next_arg = &it,
 	};

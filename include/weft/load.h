@@ -68,7 +68,9 @@ typedef struct weft_hist {
 	uint64_t min;     /* UINT64_MAX while empty */
 	uint64_t max;     /* 0 while empty */
 	uint64_t clamped; /* values above WEFT_HIST_TRACK_MAX */
-	long double sum;  /* of the exact values, for the mean */
+	uint64_t sum_lo;  /* the exact sum of the values, for the mean: */
+	uint64_t sum_hi;  /* sum_hi * 2^64 + sum_lo (never wraps: at most
+			     UINT64_MAX values of at most UINT64_MAX each) */
 } weft_hist;
 
 /* Empty h.  Any thread. */
@@ -205,7 +207,8 @@ typedef struct weft_pacer {
 	uint64_t late;        /* of them, more than late_ns behind */
 	uint64_t dropped;     /* slots skipped, more than max_lag_ns behind */
 	uint64_t lag_max_ns;  /* the largest lag of a sent slot */
-	long double lag_sum_ns; /* of the sent slots' lags, for the mean */
+	uint64_t lag_sum_ns;  /* of the sent slots' lags, for the mean
+				 (stays at UINT64_MAX: 584 years) */
 } weft_pacer;
 
 /* Start a schedule: the first slot at start_ns.  seed picks the Poisson
@@ -366,13 +369,18 @@ WEFT_API void weft_load_config_init(weft_load_config *cfg);
 /* A run's outcome: the latency of every measured request (from the send in
  * a closed loop, from the intended send time in an open one), the counts,
  * and the measured window in seconds (to the last answer with a request
- * count, or to the stop). */
+ * count, or to the stop).  `connected` 0 means nothing was loaded at all
+ * (a load generator should fail then, as wrk does on "unable to connect";
+ * connect_error says why). */
 typedef struct weft_load_result {
 	weft_hist hist;
 	weft_load_counts counts;
 	double seconds;
-	unsigned loops; /* loops the connections ran on */
-	bool stopped;   /* weft_load_stop ended it early */
+	unsigned loops;     /* loops the connections ran on */
+	bool stopped;       /* weft_load_stop ended it early */
+	unsigned connected; /* connections that connected at least once */
+	int connect_error;  /* the first failed connect's -errno (or
+			       conn_init's), 0 if none failed */
 } weft_load_result;
 
 typedef struct weft_load weft_load;
@@ -387,8 +395,8 @@ WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
  * Run it: connect every connection (a start barrier holds them until all
  * have connected or failed once, at most connect_timeout_ns), warm up,
  * measure until duration_ns, the request count or weft_load_stop (or, when
- * every connection's first attempt failed, at once: res->stopped, the
- * counts' connect_errors say why); then
+ * every connection's first attempt failed, at once: res->stopped,
+ * res->connected 0, res->connect_error says why); then
  * let in-flight requests finish within timeout_ns and cancel the rest.
  * *res receives the merged results (res may be NULL: the interval callback
  * may be all the caller wants).  Once per weft_load.  Task context, the

@@ -12,6 +12,10 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/select.h> /* sigset_t: <signal.h> declares it only under POSIX
+			   feature macros (-pthread's _REENTRANT, _GNU_SOURCE),
+			   not in strict ISO C (-std=c11); POSIX has
+			   <sys/select.h> declare it always */
 #include <sys/types.h>
 
 #ifdef __cplusplus
