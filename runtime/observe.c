@@ -181,6 +181,16 @@ static void sig_setup(void)
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	sig_ok = sigaction(STALL_SIG, &sa, NULL) == 0;
+#if WEFT_TSAN
+	/* ThreadSanitizer runs the handler on the stalled task's stack, and
+	 * its first delivery resolves lazily bound symbols on the way: the
+	 * dynamic linker's trampoline saves the whole register file there
+	 * (XSAVEC, several KiB with AVX-512), past the end of a task stack
+	 * that has little room left.  One delivery now, here, where there is
+	 * room, binds them; the handler ignores a signal it did not ask for. */
+	if (sig_ok)
+		pthread_kill(pthread_self(), STALL_SIG);
+#endif
 }
 
 #define ALTSTACK_SIZE (64 * 1024)
