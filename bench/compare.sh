@@ -128,6 +128,9 @@
 #   CMP_MSG=64  CMP_LOOPS=2  CMP_SERVER_CPU=0 CMP_CLIENT_CPU=1  CMP_PORT=23400
 #   CMP_HTTP_CLIENTS="wrk load" CMP_ECHO_CLIENTS="echo_client load"
 #   CMP_LOAD=BUILD_DIR/bench/weft-load  CMP_NGINX=/usr/sbin/nginx
+#   CMP_CLIENTS_LOAD_ARGS, CMP_PROXY_WEFT_ARGS: more options for weft-load
+#   in the clients section and tcp_proxy in the proxy section (e.g.
+#   "--batch-wait 50us", "--batch-wait-us 50"); the data files say which
 #   CMP_OUT=BUILD_DIR/bench-results/compare.tsv
 
 B=${1:-build}
@@ -379,9 +382,10 @@ PX_BIG_CONNS=${CMP_PROXY_BIG_CONNS:-8}
 PX_IDLE=${CMP_PROXY_IDLE:-2000}
 HAPROXY=${CMP_HAPROXY:-/usr/sbin/haproxy}
 PX_OUT=${CMP_PROXY_OUT:-$B/bench-results/compare-proxy.tsv}
+PX_WEFT_ARGS=${CMP_PROXY_WEFT_ARGS:-} # more tcp_proxy options (--batch-wait-us 50)
 # @UP1@ and @UP2@ are the nginx upstreams' ports
-PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@
-weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@
+PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
+weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
 haproxy $HAPROXY -db -f @DIR@/haproxy.cfg"
 
 # An nginx upstream on the next free port, pinned to the client's CPU,
@@ -475,7 +479,7 @@ proxy_section() {
 	say "proxy: upstreams nginx on $up1 and $up2 (CPU $CCPU_PIN); $(echo $px_avail | wc -w) proxies x $PX_REPS repeats, about $(( $(echo $px_avail | wc -w) * PX_REPS * (2 * PX_SECS + 10) )) s"
 	mkdir -p "$(dirname "$PX_OUT")" || exit 2
 	{
-		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS"
+		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS tcp_proxy args: ${PX_WEFT_ARGS:-none}"
 		echo "# rep	proxy	test	value	cpu_us	errors	(small: rps, CPU us per request; 1m: MiB/s, CPU us per MiB; idle: RSS bytes per client)"
 	} >"$PX_OUT"
 	rep=1
@@ -589,6 +593,7 @@ CL_CONNS=${CMP_CLIENTS_CONNS:-50}
 CL_PIPE=${CMP_CLIENTS_PIPELINE:-16}
 CL_TESTS=${CMP_CLIENTS_TESTS:-get set ping}
 CL_HTTP_CONNS=${CMP_CLIENTS_HTTP_CONNS:-64}
+CL_LOAD_ARGS=${CMP_CLIENTS_LOAD_ARGS:-}
 CL_OUT=${CMP_CLIENTS_OUT:-$B/bench-results/compare-clients.tsv}
 
 # Run client $1 (redis-benchmark, load) on test $2 with -n $3 against
@@ -600,7 +605,7 @@ cl_redis() {
 		(
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_CONNS" --pipeline "$CL_PIPE" \
 				--loops 1 --command "$2" --keyspace 1 --size 3 -n "$3" --json --no-progress \
-				"redis://127.0.0.1:$port" \
+				$CL_LOAD_ARGS "redis://127.0.0.1:$port" \
 				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
 			times >"$rundir/client.times"
 		)
@@ -626,7 +631,7 @@ cl_http() {
 	if [ "$1" = load ]; then
 		(
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_HTTP_CONNS" -d "$CL_SECS"s \
-				--loops 1 --json --no-progress "http://127.0.0.1:$port/" \
+				--loops 1 --json --no-progress $CL_LOAD_ARGS "http://127.0.0.1:$port/" \
 				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
 			times >"$rundir/client.times"
 		)
@@ -655,7 +660,7 @@ clients_section() {
 	SCPU=$SCPU_PIN
 	mkdir -p "$(dirname "$CL_OUT")" || exit 2
 	{
-		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS"
+		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}"
 		echo "# rep	client	test	requests	rps	client_cpu_us	errors"
 	} >"$CL_OUT"
 	do_redis=1 do_http=1
