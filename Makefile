@@ -247,23 +247,41 @@ empty :=
 space := $(empty) $(empty)
 SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SYSALLOC_SUITES)))
 # Some suites skip trees that would add time and little coverage, to keep
-# make test near 15 minutes on two CPUs: test_locust (a real Locust master
-# and two weft-load workers, 25 s a tree) runs plain on both backends;
-# test_build (archives, install, valgrind, the aarch64 compile) only once;
-# test_observe and test_loadgen under ASan on io_uring, not again on epoll.
+# make test under 15 minutes on two CPUs: test_locust (a real Locust master
+# and weft-load workers, 25 s a tree) runs once, plain on io_uring (what it
+# checks is weft-load's Locust protocol, over ZeroMQ's own threads; weft-load's
+# HTTP load on epoll is test_loadgen's); test_build (archives, install,
+# valgrind, the aarch64 compile) only once; test_observe and test_loadgen
+# under ASan on io_uring, not again on epoll.
 TEST_TREES := build build/asan:-test_locust build/tsan:-test_locust \
-	build@epoll:-test_build build/asan@epoll:-test_locust,test_observe,test_loadgen \
+	build@epoll:-test_build,test_locust build/asan@epoll:-test_locust,test_observe,test_loadgen \
 	aarch64 fault $(SYSALLOC_SPEC)
 # The trees build with one job per CPU (JOBS) even under a plain `make
-# test`: serial builds left all CPUs but one idle.
+# test`, and side by side under one job server (test-builds): one tree
+# after another left a CPU idle through each tree's serial steps (ld -r,
+# the archives, the last links).
 JOBS ?= $(shell nproc)
 test: deps-test
-	@$(MAKE) --no-print-directory -j$(JOBS) all tests
-	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=asan lib examples tests load
-	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=tsan lib examples tests load
-	@$(MAKE) --no-print-directory -j$(JOBS) VARIANT=fault fault-tests
-	@$(MAKE) --no-print-directory -j$(JOBS) ALLOC=system lib examples sysalloc-tests load
+	@$(MAKE) --no-print-directory -j$(JOBS) test-builds
 	@sh tests/run.sh $(TEST_TREES)
+
+# The trees `make test` runs, each a make of its own under the caller's
+# job server.  build/sysalloc archives build/'s objects (O above): it waits
+# for build/, which compiles them.
+TEST_BUILDS := test-build-release test-build-asan test-build-tsan test-build-fault \
+	test-build-sysalloc
+.PHONY: test-builds $(TEST_BUILDS)
+test-builds: $(TEST_BUILDS)
+test-build-release:
+	@$(MAKE) --no-print-directory all tests
+test-build-asan:
+	@$(MAKE) --no-print-directory VARIANT=asan lib examples tests load
+test-build-tsan:
+	@$(MAKE) --no-print-directory VARIANT=tsan lib examples tests load
+test-build-fault:
+	@$(MAKE) --no-print-directory VARIANT=fault fault-tests
+test-build-sysalloc: test-build-release
+	@$(MAKE) --no-print-directory ALLOC=system lib examples sysalloc-tests load
 
 test-plain: deps
 	@$(MAKE) --no-print-directory all tests && sh tests/run.sh build

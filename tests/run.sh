@@ -18,6 +18,7 @@
 set -u
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
 pass=0; fail=0; skip=0; failed_list=""
+tlog=$(mktemp) || exit 1 # each test's output, shown when it fails
 for spec in "$@"; do
 	if [ "$spec" = aarch64 ] || [ "$spec" = fault ]; then
 		log=$(mktemp)
@@ -47,36 +48,45 @@ for spec in "$@"; do
 	label=$label${WEFT_FAULT_SEED:+${WEFT_FAULT_RATE:+/rate=$WEFT_FAULT_RATE}}
 	[ -d "$tree/tests" ] || { echo "run.sh: no $tree/tests" >&2; fail=$((fail + 1)); continue; }
 	echo "=== $label"
+	t0=$(date +%s%N); n0=$((pass + fail + skip))
 	for bin in $(for p in ${WEFT_TESTS:-test_*}; do echo "$tree"/tests/$p; done); do
 		[ -x "$bin" ] || continue
+		suite=${bin##*/}
 		if [ -n "$suites" ]; then
-			case " $suites " in *" $(basename "$bin") "*) ;; *) continue ;; esac
+			case " $suites " in *" $suite "*) ;; *) continue ;; esac
 		fi
-		case " $except " in *" $(basename "$bin") "*) continue ;; esac
+		case " $except " in *" $suite "*) continue ;; esac
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
+		# Few processes per test beyond the test's own: this loop runs
+		# some 2800 times in make test, and each fork and exec is felt.
 		for name in $names; do
-			log=$(mktemp)
 			start=$(date +%s%N)
-			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$log" 2>&1
+			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$tlog" 2>&1
 			rc=$?
 			ms=$(( ($(date +%s%N) - start) / 1000000 ))
-			if grep -q "^\[  SKIPPED \]" "$log"; then
+			case $(grep -m1 -o -e '^\[  SKIPPED \]' -e '^\[  PASSED  \] 1 test' "$tlog") in
+			*SKIPPED*) result=skip ;;
+			*PASSED*) result=pass ;;
+			*) result=fail ;;
+			esac
+			if [ $result = skip ]; then
 				skip=$((skip + 1))
-				echo "SKIP $label $(basename "$bin") $name (${ms} ms): $(grep -m1 -i 'skip' "$log")"
-			elif [ $rc -eq 0 ] && grep -q "^\[  PASSED  \] 1 test" "$log"; then
+				echo "SKIP $label $suite $name (${ms} ms): $(grep -m1 -i 'skip' "$tlog")"
+			elif [ $rc -eq 0 ] && [ $result = pass ]; then
 				pass=$((pass + 1))
-				echo "ok   $label $(basename "$bin") $name (${ms} ms)"
+				echo "ok   $label $suite $name (${ms} ms)"
 			else
 				fail=$((fail + 1))
-				[ $rc -eq 124 ] && echo "TIMEOUT after ${TIMEOUT}s" >>"$log"
-				echo "FAIL $label $(basename "$bin") $name (rc=$rc, ${ms} ms)"
-				sed 's/^/    /' "$log" | tail -40
-				failed_list="$failed_list $label:$(basename "$bin"):$name"
+				[ $rc -eq 124 ] && echo "TIMEOUT after ${TIMEOUT}s" >>"$tlog"
+				echo "FAIL $label $suite $name (rc=$rc, ${ms} ms)"
+				sed 's/^/    /' "$tlog" | tail -40
+				failed_list="$failed_list $label:$suite:$name"
 			fi
-			rm -f "$log"
 		done
 	done
+	echo "=== $label: $((pass + fail + skip - n0)) tests in $(( ($(date +%s%N) - t0) / 1000000000 )) s"
 done
+rm -f "$tlog"
 [ -n "$failed_list" ] && echo "failed:$failed_list"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
