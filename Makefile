@@ -261,9 +261,12 @@ TEST_TREES := build build/asan:-test_locust build/tsan:-test_locust \
 # after another left a CPU idle through each tree's serial steps (ld -r,
 # the archives, the last links).
 JOBS ?= $(shell nproc)
+# TEST_JOBS: lanes of trees run side by side (tests/run.sh, WEFT_TEST_JOBS;
+# docs/testing.md, "Time").
+TEST_JOBS ?= 1
 test: deps-test
 	@$(MAKE) --no-print-directory -j$(JOBS) test-builds
-	@sh tests/run.sh $(TEST_TREES)
+	@WEFT_TEST_JOBS=$(TEST_JOBS) sh tests/run.sh $(TEST_TREES)
 
 # The trees `make test` runs, each a make of its own under the caller's
 # job server.  build/sysalloc archives build/'s objects (O above): it waits
