@@ -13,11 +13,59 @@
 # Exit status: 0 only if nothing failed.
 #
 # Environment: WEFT_TEST_TIMEOUT (seconds per test, 300), WEFT_TESTS (the
-# suites to run: names or patterns, test_*); WEFT_FAULT_SEED and WEFT_FAULT_RATE,
+# suites to run: names or patterns, test_*), WEFT_TEST_JOBS (trees run side
+# by side, 1; below); WEFT_FAULT_SEED and WEFT_FAULT_RATE,
 # passed on to the tests, are shown in the label (build/fault/seed=N).
 set -u
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
+JOBS=${WEFT_TEST_JOBS:-1}
 pass=0; fail=0; skip=0; failed_list=""
+
+# WEFT_TEST_JOBS=N: N lanes, each running whole trees (specs) one at a time,
+# taking the next spec in the order given as it finishes one (a claim is a
+# mkdir, atomic).  A tree's output is printed whole when it ends; the last
+# line sums every lane.  Two tests of one tree never overlap, tests of two
+# trees do: see docs/testing.md for what that asks of a test.
+if [ "$JOBS" -gt 1 ] && [ $# -gt 1 ]; then
+	dir=$(mktemp -d) || exit 1
+	i=0
+	for spec in "$@"; do i=$((i + 1)); printf '%s\n' "$spec" >"$dir/spec.$i"; done
+	n=$i
+	lane() {
+		k=1
+		while [ $k -le $n ]; do
+			if mkdir "$dir/claim.$k" 2>/dev/null; then
+				WEFT_TEST_JOBS=1 sh "$0" "$(cat "$dir/spec.$k")" >"$dir/out.$k" 2>&1
+				# whole, so two trees' lines do not interleave
+				until mkdir "$dir/print" 2>/dev/null; do sleep 0.1; done
+				cat "$dir/out.$k"
+				rmdir "$dir/print"
+			fi
+			k=$((k + 1))
+		done
+	}
+	j=0
+	while [ $j -lt "$JOBS" ]; do lane & j=$((j + 1)); done
+	wait
+	k=1
+	while [ $k -le $n ]; do
+		counts=$(tail -n 1 "$dir/out.$k" | awk '/passed, .* failed/ { print $1, $3, $5 }')
+		if [ -n "$counts" ]; then
+			set -- $counts
+			pass=$((pass + $1)); fail=$((fail + $2)); skip=$((skip + $3))
+		else
+			fail=$((fail + 1)); failed_list="$failed_list $(cat "$dir/spec.$k"):no-summary"
+		fi
+		failed_list="$failed_list$(sed -n 's/^failed://p' "$dir/out.$k")"
+		k=$((k + 1))
+	done
+	rm -rf "$dir"
+	[ -n "$failed_list" ] && echo "failed:$failed_list"
+	echo "$pass passed, $fail failed, $skip skipped"
+	[ $fail -eq 0 ]
+	exit
+fi
+tlog=$(mktemp) || exit 1 # each test's output, shown when it fails
 for spec in "$@"; do
 	if [ "$spec" = aarch64 ] || [ "$spec" = fault ]; then
 		log=$(mktemp)
@@ -47,36 +95,45 @@ for spec in "$@"; do
 	label=$label${WEFT_FAULT_SEED:+${WEFT_FAULT_RATE:+/rate=$WEFT_FAULT_RATE}}
 	[ -d "$tree/tests" ] || { echo "run.sh: no $tree/tests" >&2; fail=$((fail + 1)); continue; }
 	echo "=== $label"
+	t0=$(date +%s%N); n0=$((pass + fail + skip))
 	for bin in $(for p in ${WEFT_TESTS:-test_*}; do echo "$tree"/tests/$p; done); do
 		[ -x "$bin" ] || continue
+		suite=${bin##*/}
 		if [ -n "$suites" ]; then
-			case " $suites " in *" $(basename "$bin") "*) ;; *) continue ;; esac
+			case " $suites " in *" $suite "*) ;; *) continue ;; esac
 		fi
-		case " $except " in *" $(basename "$bin") "*) continue ;; esac
+		case " $except " in *" $suite "*) continue ;; esac
 		names=$("$bin" --list) || { echo "FAIL $bin --list"; fail=$((fail + 1)); continue; }
+		# Few processes per test beyond the test's own: this loop runs
+		# some 2800 times in make test, and each fork and exec is felt.
 		for name in $names; do
-			log=$(mktemp)
 			start=$(date +%s%N)
-			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$log" 2>&1
+			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$tlog" 2>&1
 			rc=$?
 			ms=$(( ($(date +%s%N) - start) / 1000000 ))
-			if grep -q "^\[  SKIPPED \]" "$log"; then
+			case $(grep -m1 -o -e '^\[  SKIPPED \]' -e '^\[  PASSED  \] 1 test' "$tlog") in
+			*SKIPPED*) result=skip ;;
+			*PASSED*) result=pass ;;
+			*) result=fail ;;
+			esac
+			if [ $result = skip ]; then
 				skip=$((skip + 1))
-				echo "SKIP $label $(basename "$bin") $name (${ms} ms): $(grep -m1 -i 'skip' "$log")"
-			elif [ $rc -eq 0 ] && grep -q "^\[  PASSED  \] 1 test" "$log"; then
+				echo "SKIP $label $suite $name (${ms} ms): $(grep -m1 -i 'skip' "$tlog")"
+			elif [ $rc -eq 0 ] && [ $result = pass ]; then
 				pass=$((pass + 1))
-				echo "ok   $label $(basename "$bin") $name (${ms} ms)"
+				echo "ok   $label $suite $name (${ms} ms)"
 			else
 				fail=$((fail + 1))
-				[ $rc -eq 124 ] && echo "TIMEOUT after ${TIMEOUT}s" >>"$log"
-				echo "FAIL $label $(basename "$bin") $name (rc=$rc, ${ms} ms)"
-				sed 's/^/    /' "$log" | tail -40
-				failed_list="$failed_list $label:$(basename "$bin"):$name"
+				[ $rc -eq 124 ] && echo "TIMEOUT after ${TIMEOUT}s" >>"$tlog"
+				echo "FAIL $label $suite $name (rc=$rc, ${ms} ms)"
+				sed 's/^/    /' "$tlog" | tail -40
+				failed_list="$failed_list $label:$suite:$name"
 			fi
-			rm -f "$log"
 		done
 	done
+	echo "=== $label: $((pass + fail + skip - n0)) tests in $(( ($(date +%s%N) - t0) / 1000000000 )) s"
 done
+rm -f "$tlog"
 [ -n "$failed_list" ] && echo "failed:$failed_list"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -327,7 +327,8 @@ static int child_exec_count(void)
 	snprintf(path, sizeof path, "%s/examples/count", tree ? tree : "build");
 	int null = open("/dev/null", O_WRONLY);
 	dup2(null, 1);
-	execl(path, path, (char *)NULL);
+	/* its sleeps at a twentieth: the same timers and tasks, 3 s less */
+	execl(path, path, "--scale", "0.05", (char *)NULL);
 	return 127;
 }
 

@@ -473,6 +473,19 @@ static void test_metrics_prometheus_scrape(void **state)
 	const char *get[] = {"curl", "-sf", url, NULL};
 	assert_int_equal(run(get, out, sizeof(out), 10000), 0);
 	assert_int_equal(series(out, "weft_loops"), 2);
+	if (WEFT_TEST_SANITIZED) {
+		/* Prometheus's scrape is a GET like curl's, on a connection of its
+		 * own (the endpoint closes each): the sanitizers have checked that
+		 * path above; the 6 s of a real Prometheus are spent in the
+		 * release tree, on both backends. */
+		print_message("the endpoint served curl; a real Prometheus scrapes it in the "
+			      "release tree only\n");
+		weft_task_cancel(srv);
+		weft_task_join(srv, NULL);
+		weft_task_release(srv);
+		weft_runtime_destroy(rt);
+		return;
+	}
 
 	char dir[] = "/tmp/weft-prom-XXXXXX";
 	assert_non_null(mkdtemp(dir));

@@ -17,17 +17,9 @@
  * Under TSan, which runs a handler only when its thread next enters an
  * intercepted call (a loop thread asleep in io_uring_enter may never), the
  * signal goes to the calling thread, whose raise() TSan handles at once. */
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WEFT_TEST_TSAN 1
-#endif
-#endif
-
 static void signal_process(int sig)
 {
-#ifdef WEFT_TEST_TSAN
+#if WEFT_TEST_TSAN /* weft_test.h */
 	raise(sig);
 #else
 	kill(getpid(), sig);

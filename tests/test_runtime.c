@@ -1078,6 +1078,14 @@ static void *cache_driver(void *arg)
 static void test_loop_caches_give_back_what_they_do_not_reuse(void **state)
 {
 	(void)state;
+	/* The caches and their trim are the scheduler's, the same on either
+	 * backend; their once-a-second trim makes this 4 s a tree. */
+	const char *backend = getenv("WEFT_BACKEND");
+	if (backend && strcmp(backend, "epoll") == 0) {
+		print_message("skip: the loops' caches do not depend on the backend; tested on "
+			      "io_uring\n");
+		skip();
+	}
 	weft_runtime *rt = start_rt(2);
 	struct cache_probe p = { 0 };
 	weft_task_config tc;

@@ -333,8 +333,10 @@ static void *xthread_fn(void *arg)
 	x->thread_rc = weft_lock_acquire(&x->l); /* blocks: a task holds it */
 	atomic_store(&x->thread_has, 1);
 	msleep(10);
-	weft_lock_release(&x->l); /* wakes the task waiting on a loop */
+	/* done before the release: the woken task may check at once, before
+	 * this thread runs again (it did, beside another test on two CPUs) */
 	atomic_store(&x->thread_done, 1);
+	weft_lock_release(&x->l); /* wakes the task waiting on a loop */
 	return NULL;
 }
 

@@ -39,6 +39,18 @@
 #ifndef WEFT_TEST_SANITIZED
 #define WEFT_TEST_SANITIZED 0
 #endif
+/* TSan alone: it makes some paths (a task's stack, a fiber to TSan) far
+ * dearer than ASan does. */
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT_TEST_TSAN 1
+#endif
+#endif
+#ifndef WEFT_TEST_TSAN
+#define WEFT_TEST_TSAN 0
+#endif
 
 static inline int weft_test_main(const struct CMUnitTest *tests, size_t n, const char *group,
 				 int argc, char **argv)

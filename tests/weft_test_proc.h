@@ -41,16 +41,7 @@ extern char **environ;
 
 /* TSan runs these programs about 5-10x slower than the plain build, ASan
  * about 2x: time limits are multiplied by SLOW, loads divided. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-#ifndef TSAN
-#define TSAN 0
-#endif
+#define TSAN WEFT_TEST_TSAN
 #define SLOW (TSAN ? 4 : WEFT_TEST_SANITIZED ? 2 : 1)
 
 static inline double now_ms(void)
