@@ -17,6 +17,9 @@
 # by side, 1; below); WEFT_FAULT_SEED and WEFT_FAULT_RATE,
 # passed on to the tests, are shown in the label (build/fault/seed=N).
 set -u
+# TSan sleeps a second at exit while another thread lives (a loop being
+# joined, ZeroMQ's): a second per test process for nothing
+case ${TSAN_OPTIONS:-} in *atexit_sleep_ms*) ;; *) export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS }atexit_sleep_ms=0" ;; esac
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
 JOBS=${WEFT_TEST_JOBS:-1}
 pass=0; fail=0; skip=0; failed_list=""
