@@ -130,7 +130,7 @@
 #   CMP_LOAD=BUILD_DIR/bench/weft-load  CMP_NGINX=/usr/sbin/nginx
 #   CMP_CLIENTS_LOAD_ARGS, CMP_PROXY_WEFT_ARGS: more options for weft-load
 #   in the clients section and tcp_proxy in the proxy section (e.g.
-#   "--batch-wait 50us", "--batch-wait-us 50"); the data files say which
+#   "--multishot"); the data files say which
 #   CMP_OUT=BUILD_DIR/bench-results/compare.tsv
 
 B=${1:-build}
@@ -382,7 +382,7 @@ PX_BIG_CONNS=${CMP_PROXY_BIG_CONNS:-8}
 PX_IDLE=${CMP_PROXY_IDLE:-2000}
 HAPROXY=${CMP_HAPROXY:-/usr/sbin/haproxy}
 PX_OUT=${CMP_PROXY_OUT:-$B/bench-results/compare-proxy.tsv}
-PX_WEFT_ARGS=${CMP_PROXY_WEFT_ARGS:-} # more tcp_proxy options (--batch-wait-us 50)
+PX_WEFT_ARGS=${CMP_PROXY_WEFT_ARGS:-} # more tcp_proxy options
 # @UP1@ and @UP2@ are the nginx upstreams' ports
 PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
 weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS

@@ -89,7 +89,6 @@ struct load_opts {
 	uint64_t keyspace;    /* --keyspace N: random keys key:0..N-1 (100000) */
 	bool poisson;         /* --poisson: open-loop gaps exponential */
 	double max_lag_s;     /* --max-lag T: drop sends later than this (0: never) */
-	double batch_wait_s;  /* --batch-wait T: weft_runtime_config.batch_wait_us (0: off) */
 	const char *hlog;     /* --hlog FILE: HdrHistogram interval log, 1 s intervals */
 	const char *locust_master; /* --locust-master HOST:PORT: a Locust worker (argv) */
 	unsigned seg_i, seg_n;    /* --segment i/n (0/0: the whole load) */
@@ -151,9 +150,6 @@ static inline const char *load_usage(void)
 	       "        --expect-len  <B>  raw: a response is this many bytes\n"
 	       "        --poisson          open loop: exponential gaps (default: constant)\n"
 	       "        --max-lag     <T>  open loop: drop sends later than this (default never)\n"
-	       "        --batch-wait  <T>  sleep until 16 answers are in, or T has passed and\n"
-	       "                           one is (io_uring, Linux 6.12+): fewer wake-ups for\n"
-	       "                           up to T more latency (default 0: wake on each)\n"
 	       "        --hlog     <FILE>  write an HdrHistogram interval log (.hlog, 1 s)\n"
 	       "        --segment     <i/n> run part i of n of the connections, rate and -n\n"
 	       "                           (the n parts sum exactly)\n"
@@ -468,7 +464,7 @@ enum {
 	LOAD__PIPELINE, LOAD__SIZE, LOAD__TIMEOUT, LOAD__WARMUP, LOAD__JSON, LOAD__PROGRESS,
 	LOAD__NO_PROGRESS, LOAD__LATENCY, LOAD__HEADER, LOAD__HELP, LOAD__COMMAND, LOAD__KEYSPACE,
 	LOAD__SEND, LOAD__DELIM, LOAD__EXPECT_LEN, LOAD__POISSON, LOAD__MAX_LAG, LOAD__HLOG,
-	LOAD__LOCUST, LOAD__SEGMENT, LOAD__BATCH_WAIT,
+	LOAD__LOCUST, LOAD__SEGMENT,
 };
 
 /* C escapes (\r \n \t \0 \\ \xHH) of v into a malloc'd *out: 0, -1 (bad
@@ -625,12 +621,6 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 					  name, v);
 		o->max_lag_s = d;
 		return 0;
-	case LOAD__BATCH_WAIT:
-		if (load__duration(v, 1, &d) < 0 || !(d >= 0) || d > 0.1)
-			return load__fail(err, errlen, "%s: expected a duration up to 100ms (20us), got '%s'",
-					  name, v);
-		o->batch_wait_s = d;
-		return 0;
 	case LOAD__LOCUST:
 		o->locust_master = v;
 		return 0;
@@ -757,7 +747,6 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 		{ "hlog", 0, true, LOAD__HLOG },
 		{ "locust-master", 0, true, LOAD__LOCUST },
 		{ "segment", 0, true, LOAD__SEGMENT },
-		{ "batch-wait", 0, true, LOAD__BATCH_WAIT },
 	};
 	const char *url = NULL;
 	bool size_given = false, only_args = false;

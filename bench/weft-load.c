@@ -349,7 +349,6 @@ int main(int argc, char **argv)
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
 	cfg.loops = a->o.loops;
-	cfg.batch_wait_us = (unsigned)(a->o.batch_wait_s * 1e6 + 0.5);
 	void *r = NULL;
 	int rc = weft_run(&cfg, main_task, a, &r);
 	if (a->hlog && fclose(a->hlog) != 0)

@@ -4,16 +4,12 @@
  *
  *   NAME --port P [--loops N] [--host ADDR] [--shared-listener]
  *        [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]
- *        [--batch-wait-us US] [the server's own]
+ *        [the server's own]
  *
  * It starts a runtime with N loops (default: one per CPU), starts a
  * weft_server whose SIGINT/SIGTERM start a graceful shutdown, prints
  * "listening on HOST:PORT (N loops)" (port 0 picks a free one), waits for
  * the shutdown and exits 0.
- *
- * --batch-wait-us US: weft_runtime_config.batch_wait_us (io_uring on
- * Linux 6.12+: a loop sleeps until 16 completions, or US microseconds with
- * one; fewer wake-ups under load for up to US more latency).
  *
  * --stats-ms MS: every MS milliseconds one line on stderr, for an outside
  * sampler (bench/soak.sh):
@@ -56,7 +52,6 @@ struct serve_opts {
 	/* filled from the command line */
 	const char *host;
 	unsigned loops, idle_ms, stats_ms;
-	unsigned batch_wait_us; /* weft_runtime_config.batch_wait_us */
 	bool shared;
 	int multishot; /* -1: the server's default */
 	/* set while serving */
@@ -161,7 +156,7 @@ static int serve_usage(const struct serve_opts *o)
 {
 	fprintf(stderr,
 		"usage: %s --port P [--loops N] [--host ADDR] [--shared-listener]"
-		" [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS] [--batch-wait-us US]%s\n",
+		" [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]%s\n",
 		o->name, o->extra_usage ? o->extra_usage : "");
 	return 2;
 }
@@ -182,8 +177,6 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 			o->idle_ms = (unsigned)atoi(argv[++i]);
 		else if (arg && strcmp(argv[i], "--stats-ms") == 0)
 			o->stats_ms = (unsigned)atoi(argv[++i]);
-		else if (arg && strcmp(argv[i], "--batch-wait-us") == 0)
-			o->batch_wait_us = (unsigned)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--shared-listener") == 0)
 			o->shared = true;
 		else if (strcmp(argv[i], "--multishot") == 0 || strcmp(argv[i], "--no-multishot") == 0)
@@ -200,7 +193,6 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
 	cfg.loops = o->loops;
-	cfg.batch_wait_us = o->batch_wait_us;
 	o->t0 = weft_now_ns();
 	void *res = NULL;
 	int r = weft_run(&cfg, serve_task, o, &res);

@@ -173,16 +173,7 @@ typedef struct weft_runtime_config {
 	const char *dump_path;   /* where: appended to this file (created
 				    0644), "/dev/fd/N" for an fd of the
 				    program's; NULL: stderr */
-	/* Batched waits (io_uring with kernel 6.12's min-wait, else ignored;
-	 * the epoll backend ignores them): a loop with nothing to run and
-	 * at least two operations in flight sleeps until batch_wait_min of
-	 * them complete, or batch_wait_us has passed and one has.  Fewer
-	 * wake-ups and bigger batches under load, for up to batch_wait_us of
-	 * added latency: for load generators and throughput servers, not
-	 * for latency-bound ones.  0 (default): wake on the first. */
-	unsigned batch_wait_us;
-	unsigned batch_wait_min; /* completions to wait for (0: 16) */
-	unsigned reserved[7];    /* must be zero */
+	unsigned reserved[9];    /* must be zero */
 } weft_runtime_config;
 
 /* Fill `cfg` with the defaults above.  Always call it before setting fields,
@@ -801,7 +792,6 @@ enum {
 	WEFT_RING_CQSIZE = 1 << 8,        /* CQ sized by ring_cq_entries */
 	WEFT_RING_CQE_SKIP = 1 << 9,      /* IOSQE_CQE_SKIP_SUCCESS (5.17) */
 	WEFT_RING_SEND_ZC = 1 << 10,      /* IORING_OP_SEND_ZC (6.0) */
-	WEFT_RING_MIN_WAIT = 1 << 11,     /* batch_wait_us honoured (6.12) */
 };
 
 typedef struct weft_loop_stats {

@@ -158,10 +158,6 @@ static bool backlog_flush(weft_loop *l)
 	return !l->efd_rearm && !l->ubl_head;
 }
 
-/* IORING_FEAT_MIN_TIMEOUT (6.12), newer than liburing 2.3's header;
- * its min_wait_usec is that header's `pad` of io_uring_getevents_arg. */
-#define WEFT_FEAT_MIN_TIMEOUT (1U << 15)
-
 static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 {
 	struct io_uring_params p;
@@ -193,8 +189,6 @@ static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 		l->features |= WEFT_RING_NODROP;
 	if (p.features & IORING_FEAT_CQE_SKIP)
 		l->features |= WEFT_RING_CQE_SKIP;
-	if (p.features & WEFT_FEAT_MIN_TIMEOUT)
-		l->features |= WEFT_RING_MIN_WAIT;
 	return 0;
 }
 
@@ -312,38 +306,6 @@ static void valgrind_wait(weft_loop *l, const struct __kernel_timespec *tsp)
 	io_uring_get_events(&l->ring);
 }
 
-/* Sleep until cfg.batch_wait_min completions, or batch_wait_us with at
- * least one (runtime config).  false when not configured, not supported or not worth it (fewer than
- * two operations in flight): then the caller waits for the first. */
-static bool batch_wait(weft_loop *l, const struct __kernel_timespec *tsp)
-{
-	const weft_runtime_config *cfg = &l->rt->cfg;
-	if (!cfg->batch_wait_us || !(l->features & WEFT_RING_MIN_WAIT) || l->inflight < 2)
-		return false;
-	/* The kernel holds even the overall timeout back until the minimum
-	 * wait has passed: a timer due sooner bounds the minimum wait. */
-	unsigned min_us = cfg->batch_wait_us;
-	if (tsp && (uint64_t)tsp->tv_sec * 1000000u + (uint64_t)tsp->tv_nsec / 1000u < min_us)
-		min_us = (unsigned)(tsp->tv_sec * 1000000 + tsp->tv_nsec / 1000);
-	if (!min_us)
-		return false;
-	struct io_uring *ring = &l->ring;
-	unsigned want = cfg->batch_wait_min ? cfg->batch_wait_min : 16;
-	if (want > l->inflight)
-		want = l->inflight;
-	struct io_uring_getevents_arg arg = {
-		.sigmask = 0,
-		.sigmask_sz = _NSIG / 8,
-		.pad = min_us, /* min_wait_usec */
-		.ts = (uint64_t)(uintptr_t)tsp,
-	};
-	if (io_uring_sq_ready(ring))
-		io_uring_submit(ring); /* rarely: the loop's last pass submitted */
-	io_uring_enter2((unsigned)ring->ring_fd, 0, want, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-			(sigset_t *)&arg, sizeof(arg));
-	return true;
-}
-
 void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 {
 	struct io_uring *ring = &l->ring;
@@ -362,10 +324,10 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 		struct io_uring_cqe *cqe;
 		if (unlikely(RUNNING_ON_VALGRIND))
 			valgrind_wait(l, tsp);
-		else if (tsp && !ts.tv_sec && !ts.tv_nsec)
-			io_uring_submit_and_get_events(ring); /* the deadline has passed */
-		else if (!batch_wait(l, tsp))
+		else if (!tsp || ts.tv_sec || ts.tv_nsec)
 			io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
+		else
+			io_uring_submit_and_get_events(ring);
 		WEFT_STAT_ADD(l, enters, 1);
 	} else if (io_uring_sq_ready(ring) || l->inflight) {
 		io_uring_submit_and_get_events(ring);

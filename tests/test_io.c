@@ -318,116 +318,6 @@ static void test_batched_submission(void **state)
 		assert_true(x.features & WEFT_RING_CQSIZE);
 }
 
-/* Batched waits (batch_wait_us): with eight receives in flight and eight
- * wanted, one answer written while the loop sleeps waits out the batch time
- * (on io_uring with min-wait), then arrives; eight arrive together at
- * once; a timer still fires on time; nothing is lost.  On epoll, or a kernel without it, the
- * same program wakes on each. */
-struct bw_rec {
-	int sv[8][2];
-	_Atomic unsigned got;
-	uint64_t one_ns, all_ns, timer_late_ns;
-	unsigned features, backend;
-};
-
-static void *bw_reader(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	char c;
-	return weft_recv(fd, &c, 1, 0) == 1 ? P(1) : NULL;
-}
-
-struct bw_writer {
-	struct bw_rec *x;
-	int from, to;
-	uint64_t at_ns; /* write when the clock passes this */
-	uint64_t wrote_ns;
-};
-
-/* Write from another thread while the loop sleeps. */
-static void *bw_write(void *arg)
-{
-	struct bw_writer *w = arg;
-	while (weft_now_ns() < w->at_ns)
-		usleep(200);
-	w->wrote_ns = weft_now_ns();
-	for (int i = w->from; i < w->to; i++)
-		if (write(w->x->sv[i][1], "x", 1) != 1)
-			abort();
-	return NULL;
-}
-
-static uint64_t bw_round(struct bw_rec *x, int senders)
-{
-	weft_task *t[8];
-	for (int i = 0; i < 8; i++)
-		weft_task_spawn(&t[i], bw_reader, (void *)(intptr_t)x->sv[i][0]);
-	/* The eight receives are armed while this sleeps: a timer's deadline
-	 * ends a batched wait however few completions there are. */
-	uint64_t t0 = weft_now_ns();
-	weft_sleep(5 * MS);
-	uint64_t late = weft_now_ns() - t0 - 5 * MS;
-	if (late > x->timer_late_ns)
-		x->timer_late_ns = late;
-	struct bw_writer w = { x, 0, senders, weft_now_ns() + 10 * MS, 0 };
-	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, bw_write, &w), 0);
-	void *r;
-	weft_task_join(t[0], &r);
-	uint64_t took = weft_now_ns();
-	pthread_join(th, NULL);
-	took -= w.wrote_ns;
-	w = (struct bw_writer){ x, senders, 8, 0, 0 };
-	bw_write(&w);
-	for (int i = 0; i < 8; i++) {
-		if (i)
-			weft_task_join(t[i], &r);
-		atomic_fetch_add(&x->got, r ? 1 : 0);
-		weft_task_release(t[i]);
-	}
-	return took;
-}
-
-static void *bw_body(void *arg)
-{
-	struct bw_rec *x = arg;
-	x->one_ns = bw_round(x, 1);
-	x->all_ns = bw_round(x, 8);
-	weft_runtime_stats st;
-	weft_runtime_stats_get(weft_runtime_current(), &st);
-	x->features = st.ring_features;
-	x->backend = st.backend;
-	return NULL;
-}
-
-static void test_batch_wait(void **state)
-{
-	(void)state;
-	struct bw_rec x = { 0 };
-	for (int i = 0; i < 8; i++)
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x.sv[i]), 0);
-	weft_runtime_config c = cfg_loops(1);
-	c.batch_wait_us = 40000; /* 40 ms: far above any scheduling noise */
-	c.batch_wait_min = 8;
-	assert_int_equal(weft_run(&c, bw_body, &x, NULL), 0);
-	for (int i = 0; i < 8; i++) {
-		close(x.sv[i][0]);
-		close(x.sv[i][1]);
-	}
-	print_message("one answer after %.1f ms, eight after %.1f ms, timer late %.1f ms\n",
-		      x.one_ns / 1e6, x.all_ns / 1e6, x.timer_late_ns / 1e6);
-	assert_int_equal(atomic_load(&x.got), 16);
-	assert_true(x.one_ns < 2000 * MS && x.all_ns < 2000 * MS);
-	if (x.backend == WEFT_BACKEND_IO_URING && (x.features & WEFT_RING_MIN_WAIT)) {
-		assert_true(x.one_ns >= 20 * MS); /* it waited for company (40 ms from the sleep) */
-		assert_true(x.all_ns < x.one_ns); /* a full batch wakes at once */
-		assert_true(x.timer_late_ns < 30 * MS); /* timers are not batched */
-	} else {
-		print_message("batched waits not in this backend or kernel: woke on each (%s)\n",
-			      x.backend == WEFT_BACKEND_IO_URING ? "io_uring without min-wait" : "epoll");
-	}
-}
-
 struct ovf_rec {
 	int sv[2];
 	long got;
@@ -1012,7 +902,6 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cancel_and_timeout_inflight),
 	cmocka_unit_test(test_cancel_race_loses_no_bytes),
 	cmocka_unit_test(test_batched_submission),
-	cmocka_unit_test(test_batch_wait),
 	cmocka_unit_test(test_cq_overflow_loses_nothing),
 	cmocka_unit_test(test_ring_config_checked),
 	cmocka_unit_test(test_fd_wait_and_splice),
