@@ -161,20 +161,29 @@ static bool backlog_flush(weft_loop *l)
 static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 {
 	struct io_uring_params p;
+	/* TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN while completions
+	 * wait for an enter to run them, so a poll that has nothing to submit
+	 * and sees the flag clear needs no system call (ring_must_enter). */
+	const unsigned defer = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	const unsigned tries[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		defer | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+		defer | IORING_SETUP_SUBMIT_ALL,
 		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
 		0,
 	};
-	const unsigned feat[] = { WEFT_RING_DEFER_TASKRUN, WEFT_RING_COOP_TASKRUN, 0 };
+	const unsigned feat[] = { WEFT_RING_DEFER_TASKRUN, WEFT_RING_DEFER_TASKRUN,
+				  WEFT_RING_COOP_TASKRUN, 0 };
+	const unsigned first[] = { [WEFT_RING_MODE_AUTO] = 0, [WEFT_RING_MODE_COOP] = 2,
+				   [WEFT_RING_MODE_PLAIN] = 3 };
 	int r = -EINVAL;
-	for (unsigned i = l->rt->cfg.ring_mode; i < 3; i++) {
+	for (unsigned i = first[l->rt->cfg.ring_mode]; i < 4; i++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = tries[i] | IORING_SETUP_CQSIZE;
 		p.cq_entries = cq_entries;
 		r = io_uring_queue_init_params(entries, &l->ring, &p);
 		if (r == 0) {
 			l->features |= feat[i];
+			l->taskrun_flag = (tries[i] & IORING_SETUP_TASKRUN_FLAG) != 0;
 			break;
 		}
 		if (r != -EINVAL)
@@ -306,6 +315,22 @@ static void valgrind_wait(weft_loop *l, const struct __kernel_timespec *tsp)
 	io_uring_get_events(&l->ring);
 }
 
+/* Whether a poll that does not wait needs io_uring_enter: to submit, or
+ * to run completions the kernel holds for an enter (DEFER_TASKRUN, or
+ * task work under COOP_TASKRUN), or to flush an overflowed CQ.  With
+ * TASKRUN_FLAG the last two are flags in the SQ ring; without it any op
+ * in flight might have finished.  Most scheduler passes of a busy loop
+ * find nothing, and so cost no system call. */
+static inline bool ring_must_enter(weft_loop *l)
+{
+	struct io_uring *ring = &l->ring;
+	if (io_uring_sq_ready(ring))
+		return true;
+	if (!l->taskrun_flag)
+		return l->inflight != 0;
+	return IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW);
+}
+
 void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 {
 	struct io_uring *ring = &l->ring;
@@ -329,7 +354,7 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 		else
 			io_uring_submit_and_get_events(ring);
 		WEFT_STAT_ADD(l, enters, 1);
-	} else if (io_uring_sq_ready(ring) || l->inflight) {
+	} else if (ring_must_enter(l)) {
 		io_uring_submit_and_get_events(ring);
 		WEFT_STAT_ADD(l, enters, 1);
 	}

@@ -386,6 +386,7 @@ struct weft_loop {
 	 * dropped (io/uring.c, "the backlog") */
 	struct weft__op *ubl_head, *ubl_tail;
 	bool efd_rearm;          /* the eventfd read waits in the backlog */
+	bool taskrun_flag;       /* the ring has IORING_SETUP_TASKRUN_FLAG */
 	unsigned sqe_fail;       /* fault injection for tests: the next N SQE
 				    requests find none, as if the SQ were
 				    full and its flush refused */

@@ -731,7 +731,8 @@ static weft_task *idle(weft_loop *l)
 	 * in flight gets its news from the ring: it sleeps in it at once, and
 	 * a spinning loop enters the ring only every 8th round (~5 us), not
 	 * once per round, so waiting costs neither CPU nor syscalls. */
-	uint64_t spin = rt->nloops == 1 && l->inflight ? 0 : rt->cfg.spin_us;
+	bool lone_io = rt->nloops == 1 && l->inflight;
+	uint64_t spin = lone_io ? 0 : rt->cfg.spin_us;
 	uint64_t spin_ns = spin > UINT64_MAX / 1000 ? UINT64_MAX : spin * 1000u;
 	uint64_t start = weft_now_ns(), now = start;
 	uint64_t until = weft__deadline_add(start, spin_ns); /* saturating */
@@ -741,7 +742,8 @@ static weft_task *idle(weft_loop *l)
 	do {
 		for (int i = 0; i < 32; i++)
 			weft__cpu_relax();
-		maintenance_poll(l, (round++ & 7) == 0);
+		/* A lone loop's ring is entered by its sleep, which submits too. */
+		maintenance_poll(l, !lone_io && (round++ & 7) == 0);
 		weft_task *t = find_work(l);
 		/* Idle time as of the last clock read: no read of its own. */
 		if (t || atomic_load_explicit(&rt->stop, memory_order_acquire)) {
