@@ -238,7 +238,9 @@ struct weft_stream;
 /* Bytes of buffer memory stream s holds now: its read buffer, its write
  * buffers and the provided buffers its multishot receive has pending (the
  * structure itself not counted).  0 for an idle stream: nothing buffered,
- * nothing queued (weft/stream.h, "Memory").  From the task reading s. */
+ * nothing queued (weft/stream.h, "Memory").  From the task reading s, or
+ * from another task as a snapshot (the tests look while the reader waits:
+ * the read side's fields are the reader's, unlocked). */
 WEFT_HIDDEN size_t weft__stream_held(struct weft_stream *s);
 /* The size of s's next receive (adapts to the traffic: io/stream.c,
  * rsize_adapt).  From the task reading s. */
