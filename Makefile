@@ -193,7 +193,7 @@ LOCUST_SRC := $(wildcard bench/locust/*.c)
 LOCUST_CFLAGS = $(shell pkg-config --cflags libzmq msgpack)
 LOCUST_LIBS = $(shell pkg-config --libs libzmq msgpack)
 $(B)/bench/weft-load: bench/weft-load.c $(LOCUST_SRC) $(wildcard bench/locust/*.h) \
-		$(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h)
+		$(B)/libweft-internal.a $(HDRS) $(wildcard bench/*.h examples/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $(LOCUST_CFLAGS) bench/weft-load.c $(LOCUST_SRC) -o $@ \
 	  $(B)/libweft-internal.a $(LOCUST_LIBS) $(LDLIBS)

@@ -27,7 +27,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 
 TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
-SUITES=${WEFT_A64_SUITES:-"task future queue sync compose group stress net runq scope order timeout"}
+SUITES=${WEFT_A64_SUITES:-"task future queue sync compose group stress net runq scope order timeout http"}
 OUT=${WEFT_A64_OUT:-build/aarch64}
 JOBS=${WEFT_A64_JOBS:-$(nproc 2>/dev/null || echo 2)}
 

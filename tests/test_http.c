@@ -1349,6 +1349,46 @@ static void test_value_bytes(void **state)
 	}
 }
 
+/* Every byte value in every lane of a header name and of a request
+ * target, the heads long enough for the sixteen-byte scans, and their
+ * ends at the input's end (where the table takes over): the parser's
+ * table is the oracle.  A ':' in a name ends it (empty: bad). */
+static void test_name_and_target_bytes(void **state)
+{
+	(void)state;
+	for (unsigned b = 0; b < 256; b++) {
+		for (unsigned at = 0; at < 21; at++) {
+			char w[21];
+			memset(w, 'a', sizeof(w));
+			w[at] = (char)b;
+			char msg[160];
+			int n = snprintf(msg, sizeof(msg), "HTTP/1.1 200 OK\r\n");
+			memcpy(msg + n, w, sizeof(w));
+			n += (int)sizeof(w);
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, ": v\r\nContent-Length: 0\r\n\r\n");
+			bool ok = (http__class((unsigned char)b) & HTTP__TCHAR) || (b == ':' && at > 0);
+			struct http_response rs;
+			int r = http_parse_response(msg, (size_t)n, &rs, 0);
+			assert_int_equal(r, ok ? n : HTTP_E_BAD);
+			if (ok && b != ':') {
+				assert_int_equal(rs.headers[0].name_len, sizeof(w));
+				assert_memory_equal(rs.headers[0].name, w, sizeof(w));
+			}
+
+			n = snprintf(msg, sizeof(msg), "GET /");
+			memcpy(msg + n, w, sizeof(w));
+			n += (int)sizeof(w);
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+			ok = http__class((unsigned char)b) & HTTP__TARGET;
+			struct http_request rq;
+			r = http_parse_request(msg, (size_t)n, &rq, 0);
+			assert_int_equal(r, ok ? n : HTTP_E_BAD);
+			if (ok)
+				assert_int_equal(rq.target_len, 1 + sizeof(w));
+		}
+	}
+}
+
 /* Not a benchmark: a sanity bound so a quadratic slip shows up. */
 static void test_parse_speed(void **state)
 {
@@ -1380,6 +1420,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_fuzz_response),
 	cmocka_unit_test(test_fuzz_chunked),
 	cmocka_unit_test(test_value_bytes),
+	cmocka_unit_test(test_name_and_target_bytes),
 	cmocka_unit_test(test_parse_speed),
 };
 
