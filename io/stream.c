@@ -1299,23 +1299,29 @@ static inline void wqueued(weft_stream *s, weft__wakes *wk)
 		s->paused = true;
 }
 
+/* The writer's buffers, reservation and send op go back (none in flight:
+ * the send op's last callback has run). */
+static void wmem_release(weft_stream *s)
+{
+	wbuf_free(&s->out);
+	wbuf_free(&s->next);
+	if (s->rv) {
+		wbuf_free(&s->rv->hold);
+		free(s->rv);
+		s->rv = NULL;
+	}
+	wmem_put(s->send, true);
+	s->send = NULL;
+}
+
 /* With lk held, after the queue shrank: unpause, free the buffers of an
  * idle writer, wake drain and flush. */
 static inline void send_settle(weft_stream *s, weft__wakes *wk)
 {
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
-	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
-		wbuf_free(&s->out);
-		wbuf_free(&s->next);
-		if (s->rv) {
-			wbuf_free(&s->rv->hold);
-			free(s->rv);
-			s->rv = NULL;
-		}
-		wmem_put(s->send, true); /* not in flight: its last callback is this one */
-		s->send = NULL;
-	}
+	if (!s->sending && !queued(s) && !resv_buf(s)) /* an idle writer holds none */
+		wmem_release(s);
 	if (!s->sending || !s->paused)
 		weft__waitlist_fire_all(&s->waiters, wk);
 }
@@ -1979,13 +1985,8 @@ int weft_stream_close(weft_stream *s)
 	else
 		weft__fd_close(s->fd);
 	rbuf_drop(s);
-	wbuf_free(&s->out);
-	wbuf_free(&s->next);
-	if (s->rv)
-		wbuf_free(&s->rv->hold);
-	free(s->rv);
+	wmem_release(s);
 	free(s->zc);
-	wmem_put(s->send, true);
 	free(s->ms);
 	if (!s->in_storage)
 		free(s);
