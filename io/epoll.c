@@ -158,6 +158,12 @@ static int reg_add(weft_loop *l, weft__epreg *r, int fd, bool owned)
  * Not once the peer's end of input (or an error) was seen: that is a state
  * that raises no second edge, and a short read leaves it to be read.
  * Only owned fds: their registration is known to be live.
+ * The latch is per loop and holds for a reader that moves between loops:
+ * an arrival queues an edge in every set that holds the fd, so bytes
+ * that came while the reader ran elsewhere (and that it left behind
+ * there) are announced here too; an edge reaped after another loop took
+ * the bytes reports no input and leaves the latch down, rightly
+ * (test_read_hops_loops_while_input_runs_dry).
  */
 static bool recv_skips(weft_loop *l, const weft__op *op)
 {
