@@ -12,7 +12,7 @@
 # "N passed, N failed" (and skipped) for all trees together.
 # Exit status: 0 only if nothing failed.
 #
-# Environment: WEFT_TEST_TIMEOUT (seconds per test, 300), WEFT_TESTS (the
+# Environment: WEFT_TEST_TIMEOUT (seconds per test, 120), WEFT_TESTS (the
 # suites to run: names or patterns, test_*), WEFT_TEST_JOBS (trees run side
 # by side, 1; below); WEFT_FAULT_SEED and WEFT_FAULT_RATE,
 # passed on to the tests, are shown in the label (build/fault/seed=N).
@@ -20,7 +20,7 @@ set -u
 # TSan sleeps a second at exit while another thread lives (a loop being
 # joined, ZeroMQ's): a second per test process for nothing
 case ${TSAN_OPTIONS:-} in *atexit_sleep_ms*) ;; *) export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS }atexit_sleep_ms=0" ;; esac
-TIMEOUT=${WEFT_TEST_TIMEOUT:-300}
+TIMEOUT=${WEFT_TEST_TIMEOUT:-120} # the slowest test takes ~10 s; a hang costs 2 min, not 5
 JOBS=${WEFT_TEST_JOBS:-1}
 pass=0; fail=0; skip=0; failed_list=""
 
