@@ -76,8 +76,13 @@ static void kv_pick(const struct proto_kv *kv, struct kv_conn *c, char key[16], 
 	 * here), not a 64-bit division per request. */
 	uint64_t k = (uint64_t)(((unsigned __int128)kv_rand(c) * kv->keyspace) >> 64);
 	memcpy(key, "key:", 4);
-	kv_six_digits(key + 4, (uint32_t)(k / 1000000)); /* k < 10^12 */
-	kv_six_digits(key + 10, (uint32_t)(k % 1000000));
+	if (k < 1000000) { /* the default keyspace (100k): no high digits */
+		memcpy(key + 4, "000000", 6);
+		kv_six_digits(key + 10, (uint32_t)k);
+	} else {
+		kv_six_digits(key + 4, (uint32_t)(k / 1000000)); /* k < 10^12 */
+		kv_six_digits(key + 10, (uint32_t)(k % 1000000));
+	}
 	*vlen = kv->vmin + (kv->vmax > kv->vmin ? kv_rand(c) % (kv->vmax - kv->vmin + 1) : 0);
 }
 
@@ -100,13 +105,27 @@ static char *kv_num(char *p, size_t n)
 
 #define KV_LIT(p, s) kv_put((p), (s), sizeof(s) - 1)
 
-/* n requests built by `one`, in reservations of the write queue of up to
- * 256 KiB (one, whatever its size, at the least): one lock and no
- * intermediate copy for a whole pipeline of small requests. */
-static int kv_write_n(const struct proto_kv *kv, struct kv_conn *c, weft_stream *s, unsigned n,
-		      size_t fixed, char *(*one)(const struct proto_kv *, struct kv_conn *, char *))
+/* The decimal digits of n. */
+static size_t kv_digits(size_t n)
 {
-	size_t each = fixed + kv->vmax, per = (256u << 10) / each;
+	size_t d = 1;
+	while (n >= 10) {
+		n /= 10;
+		d++;
+	}
+	return d;
+}
+
+/* n requests built by `one`, each at most `each` bytes (exactly what its
+ * longest form writes: a reservation sized loosely would outgrow the
+ * stream's cached 1 KiB write buffer for a 16-deep pipeline of GETs), in
+ * reservations of the write queue of up to 256 KiB (one, whatever its
+ * size, at the least): one lock and no intermediate copy for a whole
+ * pipeline of small requests. */
+static int kv_write_n(const struct proto_kv *kv, struct kv_conn *c, weft_stream *s, unsigned n,
+		      size_t each, char *(*one)(const struct proto_kv *, struct kv_conn *, char *))
+{
+	size_t per = (256u << 10) / each;
 	while (n) {
 		unsigned m = per == 0 ? 1 : n < per ? n : (unsigned)per;
 		char *p, *start;
@@ -116,6 +135,8 @@ static int kv_write_n(const struct proto_kv *kv, struct kv_conn *c, weft_stream 
 		p = start;
 		for (unsigned i = 0; i < m; i++)
 			p = one(kv, c, p);
+		if ((size_t)(p - start) > (size_t)m * each)
+			abort(); /* `each` is wrong: fail loudly, in test_loadgen */
 		if ((r = weft_stream_commit(s, (size_t)(p - start))) < 0)
 			return r;
 		n -= m;
@@ -142,7 +163,12 @@ static char *redis_one(const struct proto_kv *kv, struct kv_conn *c, char *p)
 
 static int redis_write(void *arg, void *state, weft_stream *s, unsigned n)
 {
-	return kv_write_n(arg, state, s, n, 80, redis_one);
+	const struct proto_kv *kv = arg;
+	/* "*1\r\n$4\r\nPING\r\n"; "*2\r\n$3\r\nGET\r\n$16\r\n" key "\r\n";
+	 * "*3\r\n$3\r\nSET\r\n$16\r\n" key "\r\n$" len "\r\n" value "\r\n" */
+	size_t each = kv->cmd == KV_PING ? 14 : kv->cmd == KV_GET ? 36
+		    : 41 + kv_digits(kv->vmax) + kv->vmax;
+	return kv_write_n(kv, state, s, n, each, redis_one);
 }
 
 /* One RESP reply: +simple, -error, :integer, $bulk ($-1 nil), or an array
@@ -232,7 +258,10 @@ static char *memcache_one(const struct proto_kv *kv, struct kv_conn *c, char *p)
 
 static int memcache_write(void *arg, void *state, weft_stream *s, unsigned n)
 {
-	return kv_write_n(arg, state, s, n, 64, memcache_one);
+	const struct proto_kv *kv = arg;
+	/* "get " key "\r\n"; "set " key " 0 0 " len "\r\n" value "\r\n" */
+	size_t each = kv->cmd != KV_SET ? 22 : 29 + kv_digits(kv->vmax) + kv->vmax;
+	return kv_write_n(kv, state, s, n, each, memcache_one);
 }
 
 static bool mc_is(const char *buf, size_t line, const char *word)
