@@ -1169,7 +1169,7 @@ static void wbuf_free(wbuf *b)
 {
 	if (b->cap == WBUF_MIN)
 		wmem_put(b->p, false);
-	else
+	else if (b->p) /* the usual `next`: no call to free(NULL) */
 		free(b->p);
 	*b = (wbuf){ 0 };
 }
