@@ -320,8 +320,9 @@ static inline const char *http__skip(const char *p, const char *end, unsigned cl
 {
 #ifdef HTTP__VEC
 	int run = cls == HTTP__TCHAR ? HTTP__RUN_NAME
-		: cls == HTTP__VALUE ? HTTP__RUN_VALUE : HTTP__RUN_TARGET;
-	while (end - p >= 16) {
+		: cls == HTTP__VALUE ? HTTP__RUN_VALUE
+		: cls == HTTP__TARGET ? HTTP__RUN_TARGET : -1; /* others: the table */
+	while (run >= 0 && end - p >= 16) {
 		unsigned i = http__run_stop(p, run);
 		p += i;
 		if (i < 16) {
