@@ -364,10 +364,33 @@ static inline void server_start(struct server *s, const char *name, const char *
 	snprintf(s->url, sizeof s->url, "http://127.0.0.1:%u/", s->port);
 }
 
+/* The TSan tree's second try at a SIGTERM sent at t0 (signal_program's
+ * known bug has a second face): TSan keeps a deferred handler on the
+ * fiber that was running when the signal came, and a task that then
+ * parks for good never runs it (weft's signal counters stayed 0; 1 run
+ * of test_kv_benchmark in 16 under load).  A program that has not printed
+ * `want` a second after the signal (it takes milliseconds) gets SIGTERM
+ * once more.  Elsewhere nothing. */
+static inline void tsan_resignal(pid_t pid, int fd, char *buf, size_t cap, size_t *len,
+				 double t0, const char *want)
+{
+#if TSAN && !defined(WEFT_TEST_KNOWN_BUGS)
+	read_until(fd, buf, cap, len, t0 + 1000.0, want);
+	if (!strstr(buf, want) && kill(pid, 0) == 0) {
+		print_message("no \"%s\" a second after SIGTERM (TSan kept the handler on a "
+			      "parked fiber): SIGTERM again\n", want);
+		signal_program(pid, SIGTERM);
+	}
+#else
+	(void)pid, (void)fd, (void)buf, (void)cap, (void)len, (void)t0, (void)want;
+#endif
+}
+
 /* After its SIGTERM (sent at t0): it must say "shut down after" and exit
  * 0 in time. */
 static inline void server_reap(struct server *s, double t0)
 {
+	tsan_resignal(s->pid, s->out, s->log, sizeof s->log, &s->len, t0, "shut down after ");
 	read_until(s->out, s->log, sizeof s->log, &s->len, t0 + 2000.0 * SLOW, NULL);
 	int st = reap(s->pid, 1000 * SLOW);
 	xclose(s->out);
@@ -443,8 +466,10 @@ static inline void stats_server_start(struct server *s, const char *name, char *
 static inline void stats_server_stop(struct server *s, char *out, size_t cap, size_t *len,
 				     const char *want)
 {
+	double t0 = now_ms();
 	signal_program(s->pid, SIGTERM);
-	read_until(s->out, out, cap, len, now_ms() + 2000.0 * SLOW, NULL);
+	tsan_resignal(s->pid, s->out, out, cap, len, t0, want);
+	read_until(s->out, out, cap, len, t0 + 2000.0 * SLOW, NULL);
 	int st = reap(s->pid, 1000 * SLOW);
 	xclose(s->out);
 	if (st != 0 || !strstr(out, want))
