@@ -337,12 +337,6 @@ static inline const char *http__skip(const char *p, const char *end, unsigned cl
 	return p;
 }
 
-/* The end of the field-value bytes (HTAB SP VCHAR obs-text) from p. */
-static inline const char *http__skip_value(const char *p, const char *end)
-{
-	return http__skip(p, end, HTTP__VALUE);
-}
-
 /* Next element of a comma-separated list in [*p, end), OWS trimmed (empty
  * elements included); 0 when the list is exhausted. */
 static inline int http__list_next(const char **p, const char *end, const char **e, size_t *n)
@@ -460,7 +454,7 @@ static inline int http__fields(const char **pp, const char *end, struct http_hea
 				return HTTP__MORE;
 		while (*p == ' ' || *p == '\t');
 		const char *v = p;
-		p = http__skip_value(p, end);
+		p = http__skip(p, end, HTTP__VALUE);
 		if (p == end)
 			return HTTP__MORE;
 		if (*p != '\r')
@@ -616,7 +610,7 @@ static inline int http__response(const char *buf, const char *end, struct http_r
 	r->reason = p;
 	if (*p == ' ') { /* else the lenient "HTTP/1.1 200\r\n" */
 		r->reason = ++p;
-		p = http__skip_value(p, end);
+		p = http__skip(p, end, HTTP__VALUE);
 		if (p == end)
 			return HTTP__MORE;
 	}
