@@ -1330,15 +1330,29 @@ static void zc_slow_body(struct fx *f)
 	if (x->rc < 0)
 		shutdown(f->peer, SHUT_RDWR); /* ends the sink */
 	finish(t);
+	if (x->rc < 0) { /* the test says why; close returns it too */
+		weft_stream_close(f->s);
+		f->s = NULL;
+	}
 }
 
+/* As test_write_timeout_spares_slow_reader: a run whose reader was kept
+ * off the CPU for half the limit or more says nothing and runs again. */
 static void test_write_zc_spares_slow_reader(void **state)
 {
 	(void)state;
 	weft_stream_config cfg = timeout_cfg(300 * MS);
-	struct zc_slow_rec x = { 0 };
-	run_fx_tcp(&cfg, zc_slow_body, &x);
-	print_message("slow reader took 2 MiB of write_zc in %.0f ms\n", x.ns / 1e6);
+	struct zc_slow_rec x;
+	for (int run = 0; run < 3; run++) {
+		x = (struct zc_slow_rec){ 0 };
+		run_fx_tcp(&cfg, zc_slow_body, &x);
+		if (x.rc >= 0 || x.k.max_gap_ns < 150 * MS)
+			break;
+		print_message("the reader was kept off the CPU for %.0f ms: again\n",
+			      x.k.max_gap_ns / 1e6);
+	}
+	print_message("slow reader took 2 MiB of write_zc in %.0f ms (%zd), receives at most "
+		      "%.0f ms apart\n", x.ns / 1e6, x.rc, x.k.max_gap_ns / 1e6);
 	assert_int_equal(x.rc, 2 << 20);
 	assert_true(x.ns > 350 * MS); /* longer than the limit */
 	assert_int_equal(x.k.got, 2u << 20);
