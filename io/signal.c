@@ -14,6 +14,15 @@
  * writing the eventfd, and aux fires the waiters under wait_lk after reading
  * the eventfd.  A delivery the waiter missed in its check therefore fires
  * after it is on the list.
+ *
+ * Under ThreadSanitizer a handler that lands in a thread outside TSan's
+ * interceptors is deferred until the thread next passes one, and TSan
+ * keeps it on the fiber that was running: a task that then parks for good
+ * never runs it, and the program ignores its SIGTERM.  So in the TSan build
+ * (only) loop threads block the watched signals (weft__signal_route, each
+ * scheduler pass) and aux, asleep in poll(2), an interceptor TSan runs
+ * handlers in at once, takes them instead; one raised at a loop thread
+ * itself waits there, blocked, and the pass counts it for the handler.
  */
 #include "io.h"
 
@@ -65,6 +74,109 @@ static void aux_wake(void)
 	weft__efd_post(atomic_load(&aux_efd));
 }
 
+#if WEFT_TSAN
+/* The watched signals that loop threads block and aux takes (aux_mu), and
+ * a generation each thread compares with the one it applied.  Not SIGPIPE
+ * (raised in the writing thread, a loop's own) nor a fault's signal. */
+static sigset_t route_set;
+static _Atomic unsigned route_gen;
+static __thread unsigned route_seen;
+static __thread sigset_t route_base; /* the thread's mask before routing */
+static __thread bool route_held;     /* this thread blocks routed signals */
+
+static bool route_eligible(int sig)
+{
+	switch (sig) {
+	case SIGPIPE: case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGTRAP:
+	case SIGSYS: case SIGABRT:
+		return false;
+	}
+	return true;
+}
+
+/* sig_users changed for sig (aux_mu held). */
+static void route_update_locked(int sig)
+{
+	if (!route_eligible(sig))
+		return;
+	if (sig_users[sig])
+		sigaddset(&route_set, sig);
+	else
+		sigdelset(&route_set, sig);
+	atomic_fetch_add(&route_gen, 1);
+}
+
+/* Apply the current route to the calling thread: aux unblocks the routed
+ * signals (it starts with all blocked), any other thread blocks them. */
+static void route_apply(bool aux)
+{
+	unsigned g = atomic_load(&route_gen);
+	if (g == route_seen)
+		return;
+	if (!route_seen)
+		pthread_sigmask(SIG_BLOCK, NULL, &route_base);
+	pthread_mutex_lock(&aux_mu);
+	route_seen = atomic_load(&route_gen);
+	sigset_t set = route_set;
+	pthread_mutex_unlock(&aux_mu);
+	sigset_t m = route_base;
+	route_held = false;
+	for (int sig = 1; sig < NSIGS; sig++)
+		if (sigismember(&set, sig) == 1) {
+			if (aux)
+				sigdelset(&m, sig);
+			else
+				sigaddset(&m, sig);
+			route_held = !aux;
+		}
+	pthread_sigmask(SIG_SETMASK, &m, NULL);
+}
+
+/* A signal raised at this very thread (raise(), pthread_kill) waits,
+ * blocked, on it: take it and count it as the handler would. */
+static void route_forward(void)
+{
+	sigset_t pend, set;
+	if (sigpending(&pend) != 0)
+		return;
+	pthread_mutex_lock(&aux_mu);
+	set = route_set;
+	pthread_mutex_unlock(&aux_mu);
+	static const struct timespec zero;
+	for (int sig = 1; sig < NSIGS; sig++) {
+		if (sigismember(&set, sig) != 1 || sigismember(&pend, sig) != 1)
+			continue;
+		sigset_t one;
+		sigemptyset(&one);
+		sigaddset(&one, sig);
+		if (sigtimedwait(&one, NULL, &zero) == sig)
+			on_signal(sig);
+	}
+}
+
+void weft__signal_route(void)
+{
+	if (atomic_load_explicit(&route_gen, memory_order_relaxed) != route_seen)
+		route_apply(false);
+	if (route_held)
+		route_forward();
+}
+
+/* After a watch or an unwatch: aux and the calling loop take the new route
+ * now (other loops at their next pass); a foreign thread's mask is its
+ * own. */
+static void route_now(void)
+{
+	if (weft__loop_self())
+		weft__signal_route();
+	aux_wake();
+}
+#else
+#define route_update_locked(sig) ((void)(sig))
+#define route_apply(aux) ((void)(aux))
+#define route_now() ((void)0)
+#endif
+
 /* Reap the child behind pidfd if it has ended (or was reaped elsewhere). */
 static bool reap_done(int pidfd)
 {
@@ -95,6 +207,7 @@ static void *aux_main(void *arg)
 	size_t pcap = 0;
 	uint64_t last_total = 0;
 	for (;;) {
+		route_apply(true);
 		pthread_mutex_lock(&aux_mu);
 		size_t n = reap_len + 1;
 		if (n > pcap) {
@@ -287,8 +400,10 @@ static bool sig_catchable(int sig)
 static void unwatch_locked(const sigset_t *set, int upto)
 {
 	for (int sig = 1; sig < upto; sig++)
-		if (sigismember(set, sig) == 1 && --sig_users[sig] == 0)
+		if (sigismember(set, sig) == 1 && --sig_users[sig] == 0) {
 			sigaction(sig, &sig_old[sig], NULL);
+			route_update_locked(sig);
+		}
 }
 
 int weft_signal_open(weft_signal **out, const sigset_t *set)
@@ -331,10 +446,12 @@ int weft_signal_open(weft_signal **out, const sigset_t *set)
 			sig_users[sig]--;
 			break;
 		}
+		route_update_locked(sig);
 	}
 	if (r < 0)
 		unwatch_locked(set, sig);
 	pthread_mutex_unlock(&aux_mu);
+	route_now();
 	if (r < 0) {
 		free(s);
 		return r;
@@ -392,6 +509,7 @@ int weft_signal_close(weft_signal *s)
 	pthread_mutex_lock(&aux_mu);
 	unwatch_locked(&s->set, NSIGS);
 	pthread_mutex_unlock(&aux_mu);
+	route_now();
 	free(s);
 	return 0;
 }

@@ -707,6 +707,11 @@ WEFT_HIDDEN void weft__ep_wake(weft_loop *target);
  * the default), the default back when the last one stops ---- */
 WEFT_HIDDEN void weft__sigpipe_hold(void);
 WEFT_HIDDEN void weft__sigpipe_release(void);
+#if WEFT_TSAN
+/* The TSan build: block the watched signals on this loop thread, which
+ * runs fibers (io/signal.c says why); each scheduler pass calls it. */
+WEFT_HIDDEN void weft__signal_route(void);
+#endif
 
 /* ---- runtime/cpu.c ---- */
 /* The CPU limit a cgroup quota sets for this process (cgroup v2 cpu.max,

@@ -581,6 +581,9 @@ static void maintenance_poll(weft_loop *l, bool ring)
 {
 	weft_runtime *rt = l->rt;
 	weft__trace_poll(l);
+#if WEFT_TSAN
+	weft__signal_route();
+#endif
 	if (unlikely(!l->shutdown_seen &&
 		     atomic_load_explicit(&rt->state, memory_order_acquire) >= 2)) {
 		l->shutdown_seen = true;

@@ -20,8 +20,7 @@
  * and must exit 0 after "shut down after N connections": in the ASan tree
  * a leak or memory error under that traffic makes the exit status
  * nonzero, in the TSan tree a race does.  The servers' stderr is this
- * process's, so such reports appear in the test log.  (In the TSan tree
- * the SIGTERM goes to a loop thread: see signal_program.)
+ * process's, so such reports appear in the test log.
  *
  * WEFT_TREE (set by tests/run.sh) names the build tree; without it the
  * tree is the one holding this binary (<tree>/tests/test_examples), else

@@ -13,17 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Send sig to the whole process, so that any thread may run the handler.
- * Under TSan, which runs a handler only when its thread next enters an
- * intercepted call (a loop thread asleep in io_uring_enter may never), the
- * signal goes to the calling thread, whose raise() TSan handles at once. */
+/* Send sig to the whole process, so that any thread may run the handler
+ * (under TSan, weft's helper thread: io/signal.c). */
 static void signal_process(int sig)
 {
-#if WEFT_TEST_TSAN /* weft_test.h */
-	raise(sig);
-#else
 	kill(getpid(), sig);
-#endif
 }
 
 static sigset_t one_set(int sig)

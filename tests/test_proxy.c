@@ -37,6 +37,7 @@
  */
 #include "weft_test_proc.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 

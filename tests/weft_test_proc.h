@@ -22,7 +22,6 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -287,46 +286,13 @@ static inline int run(const char *const argv[], char *out, size_t cap, int timeo
 	return st;
 }
 
-/* SIGTERM (or sig) to a weft program, as kill(1) would send it.
- *
- * Known bug, TSan tree only: a process-directed signal goes to the main
- * thread, which weft_run parks in a raw futex syscall; TSan defers signal
- * handlers until the thread enters an intercepted function, which the
- * parked main thread never does, so weft's handler never runs and the
- * program ignores SIGINT/SIGTERM.  Until that is fixed the TSan tree
- * directs the signal at another thread that does not block it (a loop
- * thread), where the handler runs; with WEFT_TEST_KNOWN_BUGS it is sent
- * to the process as everywhere else. */
+/* SIGTERM (or sig) to a weft program, as kill(1) would send it: to the
+ * process, whose main thread weft_run parks.  (The TSan tree used to aim
+ * it at a loop thread, because TSan never ran the handler on the parked
+ * main thread; weft's futex wait passes an interceptor now, and loop
+ * threads block watched signals there: io/signal.c.) */
 static inline void signal_program(pid_t pid, int sig)
 {
-#if TSAN && !defined(WEFT_TEST_KNOWN_BUGS)
-	char dir[64];
-	snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-	DIR *d = opendir(dir);
-	int tid = 0;
-	for (struct dirent *e; d && !tid && (e = readdir(d));) {
-		int t = atoi(e->d_name);
-		if (t <= 0 || t == pid)
-			continue;
-		char path[128], line[256];
-		snprintf(path, sizeof path, "%s/%d/status", dir, t);
-		FILE *f = fopen(path, "r");
-		unsigned long long blocked = ~0ull;
-		while (f && fgets(line, sizeof line, f))
-			if (sscanf(line, "SigBlk: %llx", &blocked) == 1)
-				break;
-		if (f)
-			fclose(f);
-		if (!(blocked & (1ull << (sig - 1))))
-			tid = t;
-	}
-	if (d)
-		closedir(d);
-	if (tid) {
-		assert_int_equal(syscall(SYS_tgkill, pid, tid, sig), 0);
-		return;
-	}
-#endif
 	assert_int_equal(kill(pid, sig), 0);
 }
 
@@ -364,33 +330,10 @@ static inline void server_start(struct server *s, const char *name, const char *
 	snprintf(s->url, sizeof s->url, "http://127.0.0.1:%u/", s->port);
 }
 
-/* The TSan tree's second try at a SIGTERM sent at t0 (signal_program's
- * known bug has a second face): TSan keeps a deferred handler on the
- * fiber that was running when the signal came, and a task that then
- * parks for good never runs it (weft's signal counters stayed 0; 1 run
- * of test_kv_benchmark in 16 under load).  A program that has not printed
- * `want` a second after the signal (it takes milliseconds) gets SIGTERM
- * once more.  Elsewhere nothing. */
-static inline void tsan_resignal(pid_t pid, int fd, char *buf, size_t cap, size_t *len,
-				 double t0, const char *want)
-{
-#if TSAN && !defined(WEFT_TEST_KNOWN_BUGS)
-	read_until(fd, buf, cap, len, t0 + 1000.0, want);
-	if (!strstr(buf, want) && kill(pid, 0) == 0) {
-		print_message("no \"%s\" a second after SIGTERM (TSan kept the handler on a "
-			      "parked fiber): SIGTERM again\n", want);
-		signal_program(pid, SIGTERM);
-	}
-#else
-	(void)pid, (void)fd, (void)buf, (void)cap, (void)len, (void)t0, (void)want;
-#endif
-}
-
 /* After its SIGTERM (sent at t0): it must say "shut down after" and exit
  * 0 in time. */
 static inline void server_reap(struct server *s, double t0)
 {
-	tsan_resignal(s->pid, s->out, s->log, sizeof s->log, &s->len, t0, "shut down after ");
 	read_until(s->out, s->log, sizeof s->log, &s->len, t0 + 2000.0 * SLOW, NULL);
 	int st = reap(s->pid, 1000 * SLOW);
 	xclose(s->out);
@@ -468,7 +411,6 @@ static inline void stats_server_stop(struct server *s, char *out, size_t cap, si
 {
 	double t0 = now_ms();
 	signal_program(s->pid, SIGTERM);
-	tsan_resignal(s->pid, s->out, out, cap, len, t0, want);
 	read_until(s->out, out, cap, len, t0 + 2000.0 * SLOW, NULL);
 	int st = reap(s->pid, 1000 * SLOW);
 	xclose(s->out);

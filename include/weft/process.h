@@ -49,6 +49,14 @@ extern "C" {
  * SIGKILL and SIGSTOP cannot be caught (-EINVAL), nor can the signals glibc
  * reserves (32, 33: sigaction fails with -EINVAL).  Using sigaction on a
  * watched signal behind weft's back breaks the watch.
+ *
+ * Under ThreadSanitizer (a program built with -fsanitize=thread) TSan
+ * runs a handler late, on the coroutine that was running, which may park
+ * for good; so there, and only there, loop threads block the watched
+ * signals and the helper thread takes them, a signal raised at a loop
+ * thread itself is counted at that loop's next scheduler pass, and a
+ * thread waiting outside the runtime (weft_run's) passes one of TSan's
+ * interceptors every 50 ms.
  */
 
 typedef struct weft_signal weft_signal;
