@@ -85,7 +85,8 @@
 #          a MiB each) and proxy CPU us per MiB.
 # The proxies interleaved, their order rotated each repeat,
 # CMP_PROXY_REPEATS (CMP_REPEATS) times.  Output, medians with min-max:
-#   BENCH proxy_small_c64_weft rps=... cpu_us=... errors=0 runs=3 rps_range=... cpu_us_range=...
+#   BENCH proxy_small_c64_weft rps=... cpu_us=... sys_share=... errors=0 runs=3 rps_range=... cpu_us_range=...
+#   (sys_share: the part of the proxy's CPU spent in the kernel)
 #   BENCH proxy_1mib_c8_weft mib_s=... cpu_us_per_mib=... errors=0 runs=3 ...
 #   BENCH proxy_idle2000_weft rss_per_client_B=... errors=0 runs=3 rss_range=...
 #   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS
@@ -480,7 +481,7 @@ proxy_section() {
 	mkdir -p "$(dirname "$PX_OUT")" || exit 2
 	{
 		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS tcp_proxy args: ${PX_WEFT_ARGS:-none}"
-		echo "# rep	proxy	test	value	cpu_us	errors	(small: rps, CPU us per request; 1m: MiB/s, CPU us per MiB; idle: RSS bytes per client)"
+		echo "# rep	proxy	test	value	cpu_us	errors	sys_share	(small: rps, CPU us per request; 1m: MiB/s, CPU us per MiB; idle: RSS bytes per client; sys_share: the kernel's part of the CPU)"
 	} >"$PX_OUT"
 	rep=1
 	while [ "$rep" -le "$PX_REPS" ]; do
@@ -511,16 +512,17 @@ proxy_section() {
 			for t in small 1m; do
 				c=$PX_SMALL_CONNS
 				[ "$t" = 1m ] && c=$PX_BIG_CONNS
-				t0=$(cpu_ticks "$spid")
+				t0=$(cpu_ticks "$spid") s0=$(sys_ticks "$spid")
 				line=$(px_wrk "$c" "$PX_SECS" "$t")
-				t1=$(cpu_ticks "$spid")
+				t1=$(cpu_ticks "$spid") s1=$(sys_ticks "$spid")
 				req=$(kv requests "$line")
 				err=$(( $(kv errors "$line") + e ))
 				kill -0 "$spid" 2>/dev/null || { err=$((err + 1)); say "proxy: $s died"; sed 's/^/  | /' "$rundir/server.log" >&2; }
 				if [ "${req:-0}" -gt 0 ] && [ -n "$t0" ] && [ -n "$t1" ] && [ "$err" = 0 ]; then
 					# 1m: every request is one MiB, so MiB/s is requests/s
 					cpu=$(awk "BEGIN { print ($t1 - $t0) * 1e6 / $TICK / $req }")
-					echo "$rep	$s	$t	$(kv rps "$line")	$cpu	0" >>"$PX_OUT"
+					sys=$(awk "BEGIN { d = $t1 - $t0; print (d > 0 ? ($s1 - $s0) / d : 0) }")
+					echo "$rep	$s	$t	$(kv rps "$line")	$cpu	0	$sys" >>"$PX_OUT"
 					say "proxy rep $rep $s $t: $line cpu_us=$cpu rss_per_idle_B=$rss"
 				else
 					echo "$rep	$s	$t	-	-	$((err + 1))" >>"$PX_OUT"
@@ -544,6 +546,7 @@ proxy_section() {
 		errs[key] += $6
 		if ($4 != "-") vals[key, "v"] = vals[key, "v"] " " $4
 		if ($5 != "-") vals[key, "cpu"] = vals[key, "cpu"] " " $5
+		if ($7 != "") vals[key, "sys"] = vals[key, "sys"] " " $7
 	}
 	END {
 		for (i = 1; i <= nk; i++) {
@@ -553,9 +556,9 @@ proxy_section() {
 				printf "BENCH proxy_idle%s_%s rss_per_client_B=%s errors=%d runs=%d rss_range=%s\n",
 					idle, p[2], fmt(median(k SUBSEP "v")), errs[k], runs[k], range(k SUBSEP "v")
 			else if (p[1] == "small")
-				printf "BENCH proxy_small_c%s_%s rps=%s cpu_us=%s errors=%d runs=%d rps_range=%s cpu_us_range=%s\n",
-					sc, p[2], fmt(median(k SUBSEP "v")), fmt(median(k SUBSEP "cpu")), errs[k], runs[k],
-					range(k SUBSEP "v"), range(k SUBSEP "cpu")
+				printf "BENCH proxy_small_c%s_%s rps=%s cpu_us=%s sys_share=%s errors=%d runs=%d rps_range=%s cpu_us_range=%s\n",
+					sc, p[2], fmt(median(k SUBSEP "v")), fmt(median(k SUBSEP "cpu")), fmt(median(k SUBSEP "sys")),
+					errs[k], runs[k], range(k SUBSEP "v"), range(k SUBSEP "cpu")
 			else
 				printf "BENCH proxy_1mib_c%s_%s mib_s=%s cpu_us_per_mib=%s errors=%d runs=%d mib_s_range=%s cpu_us_range=%s\n",
 					bc, p[2], fmt(median(k SUBSEP "v")), fmt(median(k SUBSEP "cpu")), errs[k], runs[k],

@@ -24,6 +24,11 @@ cpu_ticks() {
 	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
 }
 
+# The system-time part of cpu_ticks.
+sys_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $13 }'
+}
+
 # $1 and its live children (nginx's workers), one PID a line.
 proc_tree() {
 	echo "$1"
