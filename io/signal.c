@@ -163,12 +163,18 @@ void weft__signal_route(void)
 }
 
 /* After a watch or an unwatch: aux and the calling loop take the new route
- * now (other loops at their next pass); a foreign thread's mask is its
- * own. */
+ * now, and the caller's runtime's other loops are woken for a pass (the
+ * loops of another runtime take it at their next one); a foreign thread's
+ * mask is its own. */
 static void route_now(void)
 {
-	if (weft__loop_self())
+	weft_loop *me = weft__loop_self();
+	if (me) {
 		weft__signal_route();
+		for (unsigned i = 0; i < me->rt->nloops; i++)
+			if (me->rt->loops[i] != me)
+				weft__io_wake(me->rt->loops[i]);
+	}
 	aux_wake();
 }
 #else
