@@ -203,7 +203,7 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	struct dir *d = (struct dir *)((char *)op - offsetof(struct dir, op));
 	struct copy *c = d->c;
 	d->armed = false;
-	weft__stream_relay_recvd(d->src, op, res);
+	res = weft__stream_relay_recvd(d->src, op, res);
 	if (res <= 0)
 		weft__stream_relay_release(d->src, op);
 	if (res > 0) {
@@ -280,19 +280,23 @@ static void limits(struct copy *c)
 }
 
 /* weft_stream_end_input interrupted the task (the readers' one-shot
- * cancellation): find whose input it was and stop that direction.
- * Cleared first, so an interruption that lands meanwhile is seen by the
- * next park. */
+ * cancellation): find whose input it was and stop that direction; or
+ * weft_stream_abort did (it ends the input too), which fails the copy as
+ * the stream's reads now fail.  Cleared first, so an interruption that
+ * lands meanwhile is seen by the next park. */
 static void interrupted(struct copy *c)
 {
 	weft__task_interrupt_clear(c->t);
 	for (int i = 0; i < 2; i++) {
 		struct dir *d = &c->d[i];
-		if (d->reader && !d->intr && weft__stream_relay_interrupted(d->src)) {
-			d->intr = true;
-			if (d->armed)
-				weft__io_cancel(c->l, &d->op);
-		}
+		int r;
+		if (!d->reader || d->intr || !(r = weft__stream_relay_interrupted(d->src)))
+			continue;
+		d->intr = true;
+		if (r != -ESHUTDOWN)
+			fail(c, r, d->src); /* cancels both receives */
+		else if (d->armed)
+			weft__io_cancel(c->l, &d->op);
 	}
 }
 

@@ -263,11 +263,11 @@ WEFT_HIDDEN int weft__stream_shut_end(struct weft_stream *s);
  * in io/stream.c. */
 WEFT_HIDDEN int weft__stream_relay_begin(struct weft_stream *s, weft_task *t);
 WEFT_HIDDEN bool weft__stream_relay_end(struct weft_stream *s);
-WEFT_HIDDEN bool weft__stream_relay_interrupted(struct weft_stream *s);
+WEFT_HIDDEN int weft__stream_relay_interrupted(struct weft_stream *s);
 WEFT_HIDDEN int weft__stream_relay_recv(struct weft_stream *s, weft__op *op, uint64_t *dl,
 					bool wait);
 WEFT_HIDDEN void weft__stream_relay_release(struct weft_stream *s, weft__op *op);
-WEFT_HIDDEN void weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, int n);
+WEFT_HIDDEN int weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, int n);
 WEFT_HIDDEN int weft__stream_relay_watch(struct weft_stream *s, weft__waiter *w, weft_task *t,
 					 bool flush, uint64_t *start, uint64_t *dl);
 WEFT_HIDDEN void weft__stream_relay_unwatch(struct weft_stream *s, weft__waiter *w);

@@ -4440,6 +4440,46 @@ static void test_copy_stream_write_limit(void **state)
 	assert_int_equal(x.tasks_after, x.tasks_before);
 }
 
+/* weft_stream_abort of a from another task while the copy waits on
+ * both receives (no traffic): a's reads fail with -ECONNABORTED, so the
+ * copy ends promptly with that error and a as the failed stream, rather
+ * than waiting for b's peer (the scope is only the test's bound). */
+struct copy_abort {
+	struct proxy p;
+	int open_rc, abort_rc;
+	uint64_t abort_ns;
+};
+
+static void *copy_abort_body(void *arg)
+{
+	struct copy_abort *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_stream_copy_config_init(&x->p.cfg);
+	x->p.scope_ns = 1000 * MS;
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_sleep_ms(20);
+	x->abort_ns = weft_now_ns();
+	x->abort_rc = weft_stream_abort(x->p.a);
+	finish(cp);
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void test_copy_abort_ends_copy(void **state)
+{
+	(void)state;
+	struct copy_abort x = { 0 };
+	run_on_loop0_no_fd_left(copy_abort_body, &x);
+	print_message("a aborted: the copy returned %s %.1f ms later\n", weft_strerror(x.p.rc),
+		      ((int64_t)x.p.end_ns - (int64_t)x.abort_ns) / 1e6);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.abort_rc, 0);
+	assert_int_equal(x.p.rc, -ECONNABORTED);
+	assert_ptr_equal(x.p.out.failed, x.p.a);
+	assert_true(x.p.end_ns < x.abort_ns + 200 * MS);
+}
+
 /* The same over streams with a multishot receive. */
 static void test_multishot_abort_and_copy(void **state)
 {
@@ -4524,6 +4564,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_end_input_lets_download_finish),
 	cmocka_unit_test(test_copy_stream_read_limit),
 	cmocka_unit_test(test_copy_stream_write_limit),
+	cmocka_unit_test(test_copy_abort_ends_copy),
 	cmocka_unit_test(test_multishot_abort_and_copy),
 };
 
