@@ -1370,14 +1370,15 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		return r;
 	if (!buf && len)
 		return -EINVAL;
-	r = weft__stream_put(s, buf, len, NULL);
+	r = weft__stream_put(s, buf, len, NULL, NULL);
 	return r < 0 ? r : (ssize_t)len;
 }
 
 /* weft_stream_write's queueing, for the relay's callbacks too (on the
  * loop whose thread calls it, task or not): 0 or the error; *over (if
- * given) whether the queue is over high water now. */
-int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
+ * given) whether the queue is over high water now, *pend (if given) what
+ * is queued now (weft_stream_pending, without another lock). */
+int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over, size_t *pend)
 {
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
@@ -1386,6 +1387,8 @@ int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
 		wqueued(s, &wk);
 	if (over)
 		*over = s->paused;
+	if (pend)
+		*pend = queued(s);
 	weft__unlock_wake(&s->lk, &wk);
 	return r;
 }
