@@ -297,7 +297,7 @@ static int drive_closed(struct conn *c, weft_stream *s)
 		}
 		if (send_requests(c, s, n) != C_OK)
 			return C_ERR;
-		weft_stream_read_deadline(s, since + l->cfg.timeout_ns);
+		weft_stream_read_deadline(s, add_sat(since, l->cfg.timeout_ns));
 		for (unsigned done = 0; done < n;) {
 			uint64_t now;
 			ssize_t k = read_responses(c, s, n - done, &now);
@@ -351,7 +351,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 				return C_STOP;
 			continue;
 		}
-		uint64_t expire = ring[2 * head + 1] + l->cfg.timeout_ns, dl = expire;
+		uint64_t expire = add_sat(ring[2 * head + 1], l->cfg.timeout_ns), dl = expire;
 		if (inflight < depth && pc->next_ns < dl)
 			dl = pc->next_ns;
 		weft_stream_read_deadline(s, dl);

@@ -638,6 +638,38 @@ static void test_driver_open_loop_pipelined(void **state)
 	server_stop(&s);
 }
 
+/* timeout_ns WEFT_FOREVER is no response limit ("Timeouts and
+ * deadlines" in weft.h), in a closed loop and in an open one: every
+ * request answered, none counted as a timeout. */
+static void test_driver_no_response_limit(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	for (int open = 0; open < 2; open++) {
+		struct drive *d = drive_new(&s);
+		d->cfg.conns = 2;
+		d->cfg.timeout_ns = WEFT_FOREVER;
+		if (open) {
+			d->cfg.rate = 2000;
+			d->cfg.duration_ns = 100 * MS;
+		} else {
+			d->cfg.requests = 200;
+			d->cfg.duration_ns = WEFT_FOREVER;
+		}
+		drive_run(d);
+		const weft_load_counts *c = &d->res->counts;
+		if (open)
+			assert_true(c->requests > 100 && c->requests <= c->sent);
+		else
+			assert_int_equal(c->requests, 200);
+		assert_int_equal(c->timeouts, 0);
+		assert_int_equal(weft_load_errors(c), 0);
+		drive_free(d);
+	}
+	server_stop(&s);
+}
+
 /* A stop from a foreign thread ends a 30 s run at once. */
 static void test_driver_stop_from_thread(void **state)
 {
@@ -769,6 +801,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_driver_warmup_intervals, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_stop_from_thread, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),
 	cmocka_unit_test(test_driver_refused),
 	cmocka_unit_test(test_driver_bad_config),
 	cmocka_unit_test_setup_teardown(test_example_load_incr, setup, teardown),
