@@ -311,6 +311,21 @@ static int drive_closed(struct conn *c, weft_stream *s)
 	return C_STOP;
 }
 
+/* The pacer dropped k slots, their intended times in [from, to): count
+ * those of the measured window, as only its sends are counted (spread
+ * evenly over the range: to a slot for a constant rate). */
+static void count_dropped(struct conn *c, uint64_t k, uint64_t from, uint64_t to)
+{
+	weft_load *l = c->l;
+	uint64_t lo = from > t_measure(l) ? from : t_measure(l);
+	uint64_t hi = to < t_end(l) ? to : t_end(l);
+	if (!k || lo >= hi)
+		return;
+	if (lo > from || hi < to) /* the run straddles the window's edge */
+		k = (uint64_t)((unsigned __int128)k * (hi - lo) / (to - from));
+	c->ls->c.dropped += k;
+}
+
 /* Open loop: the connection's pacer says when to send; up to `pipeline`
  * requests in flight, each remembered by (intended, actual) send time in
  * c->ring; while fewer are in flight the receive also wakes for the next
@@ -322,11 +337,12 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 	uint64_t *ring = c->ring;
 	while (!stopping(l)) {
 		uint64_t now = weft_now_ns(), t;
-		uint64_t dropped = pc->dropped;
+		uint64_t dropped = pc->dropped, from = pc->next_ns;
 		while (inflight < depth && weft_pacer_take(pc, now, &t)) {
 			uint64_t lag = now - t;
-			c->ls->c.dropped += pc->dropped - dropped;
+			count_dropped(c, pc->dropped - dropped, from, t);
 			dropped = pc->dropped;
+			from = pc->next_ns;
 			if (t >= t_end(l))
 				return C_STOP;
 			if (t >= t_measure(l)) {
@@ -345,7 +361,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 			ring[2 * k + 1] = now;
 			inflight++;
 		}
-		c->ls->c.dropped += pc->dropped - dropped;
+		count_dropped(c, pc->dropped - dropped, from, pc->next_ns);
 		if (!inflight) {
 			if (weft_sleep_until(pc->next_ns) < 0)
 				return C_STOP;
