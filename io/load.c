@@ -461,7 +461,8 @@ static void *conn_task(void *arg)
 			weft_pacer_init(&pc, l->cfg.rate / l->cfg.conns, t0, l->cfg.pacer_mode,
 					l->cfg.seed + c->id);
 			weft_pacer_set_limits(&pc, l->cfg.late_ns, l->cfg.max_lag_ns);
-			pc.next_ns = t0 + pc.gap_ns * c->id / l->cfg.conns;
+			pc.next_ns = add_sat(t0, (uint64_t)((unsigned __int128)pc.gap_ns * c->id /
+							    l->cfg.conns));
 		}
 		int st = l->cfg.rate > 0 ? drive_open(c, s, &pc) : drive_closed(c, s);
 		if (p->conn_fini)

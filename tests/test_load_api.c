@@ -402,6 +402,36 @@ static void test_pacer_poisson(void **state)
 	}
 }
 
+/* A tiny rate is valid (anything > 0): its gap is longer than the clock
+ * can say, so at a constant rate the slot after the first is never due;
+ * in neither mode does it wrap into a slot per nanosecond or into the
+ * past (a Poisson gap may be short by chance: only its order is checked). */
+static void test_pacer_tiny_rate(void **state)
+{
+	(void)state;
+	const double rates[] = { 1e-11, 1e-30 };
+	for (int mode = WEFT_PACER_CONSTANT; mode <= WEFT_PACER_POISSON; mode++)
+		for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+			weft_pacer p;
+			uint64_t t = 99;
+			assert_int_equal(weft_pacer_init(&p, rates[i], 1000, mode, 7), 0);
+			assert_int_equal(p.gap_ns, UINT64_MAX);
+			assert_true(weft_pacer_take(&p, 1000, &t));
+			assert_int_equal(t, 1000);
+			assert_true(p.next_ns > 1000);
+			if (mode == WEFT_PACER_CONSTANT) {
+				assert_false(weft_pacer_take(&p, UINT64_MAX - 1, &t));
+				assert_int_equal(p.sent, 1);
+				/* a first slot dropped: the next is still never */
+				weft_pacer_init(&p, rates[i], 1000, mode, 7);
+				weft_pacer_set_limits(&p, 10, 10);
+				assert_false(weft_pacer_take(&p, 2000, &t));
+				assert_int_equal(p.dropped, 1);
+				assert_int_equal(p.next_ns, UINT64_MAX);
+			}
+		}
+}
+
 /* ------------------------------------------------------------------ */
 /* The run driver against kv_server                                    */
 /* ------------------------------------------------------------------ */
@@ -842,6 +872,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_hlog_write),
 	cmocka_unit_test(test_pacer_accounting),
 	cmocka_unit_test(test_pacer_poisson),
+	cmocka_unit_test(test_pacer_tiny_rate),
 	cmocka_unit_test_setup_teardown(test_driver_count_and_barrier, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_intervals, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
