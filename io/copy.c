@@ -28,8 +28,9 @@
  *
  * The idle limit is connection-wide: the task's park ends
  * idle_timeout_ns after the last progress of either direction (a byte
- * received, or a destination's queue shrinking while the direction waits
- * on it), and looks again before failing.
+ * received, or a destination's queue shrinking: its peer took bytes,
+ * whether or not the direction waits on it), and looks again before
+ * failing.
  */
 #include "io.h"
 #include "weft/stream.h"
@@ -62,7 +63,8 @@ struct dir {
 	uint64_t moved;     /* queued on dst */
 	uint64_t rdl;       /* the receive's read limit (WEFT_FOREVER none) */
 	uint64_t wstart, wdl; /* the wait on dst: since (0 unknown), limit */
-	size_t pend;        /* dst's queue at the last look (idle limit) */
+	size_t pend;        /* dst's queue at the last put or look (idle
+			       limit: less now means its peer took bytes) */
 	weft__waiter w;
 };
 
@@ -203,12 +205,12 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	struct dir *d = (struct dir *)((char *)op - offsetof(struct dir, op));
 	struct copy *c = d->c;
 	d->armed = false;
-	weft__stream_relay_recvd(d->src, op, res);
+	res = weft__stream_relay_recvd(d->src, op, res);
 	if (res <= 0)
 		weft__stream_relay_release(d->src, op);
 	if (res > 0) {
 		bool over = false;
-		int r = weft__stream_put(d->dst, op->a.p, (size_t)res, &over);
+		int r = weft__stream_put(d->dst, op->a.p, (size_t)res, &over, &d->pend);
 		weft__stream_relay_release(d->src, op);
 		d->rtimed = false; /* the bytes won over the limit */
 		if (r < 0) {
@@ -258,7 +260,10 @@ static uint64_t next_deadline(const struct copy *c)
 
 /* The park's own deadline passed: cancel the receives past their read
  * limits (their final callbacks fail them), count the destinations'
- * progress, and fail on the idle limit.  Write limits are advance's. */
+ * progress, and fail on the idle limit.  Write limits are advance's.
+ * A destination's peer takes bytes while the direction receives too (a
+ * reply under high water, drained by a slow reader): every direction's
+ * destination is looked at, not only those waited on. */
 static void limits(struct copy *c)
 {
 	uint64_t now = weft_now_ns();
@@ -268,31 +273,33 @@ static void limits(struct copy *c)
 			d->rtimed = true;
 			weft__io_cancel(c->l, &d->op);
 		}
-		if (d->linked) {
-			size_t n = weft_stream_pending(d->dst);
-			if (n < d->pend)
-				c->last_ns = now;
-			d->pend = n;
-		}
+		size_t n = weft_stream_pending(d->dst);
+		if (n < d->pend)
+			c->last_ns = now;
+		d->pend = n;
 	}
 	if (c->idle_ns != WEFT_FOREVER && now >= weft__deadline_add(c->last_ns, c->idle_ns))
 		fail(c, -ETIMEDOUT, NULL);
 }
 
 /* weft_stream_end_input interrupted the task (the readers' one-shot
- * cancellation): find whose input it was and stop that direction.
- * Cleared first, so an interruption that lands meanwhile is seen by the
- * next park. */
+ * cancellation): find whose input it was and stop that direction; or
+ * weft_stream_abort did (it ends the input too), which fails the copy as
+ * the stream's reads now fail.  Cleared first, so an interruption that
+ * lands meanwhile is seen by the next park. */
 static void interrupted(struct copy *c)
 {
 	weft__task_interrupt_clear(c->t);
 	for (int i = 0; i < 2; i++) {
 		struct dir *d = &c->d[i];
-		if (d->reader && !d->intr && weft__stream_relay_interrupted(d->src)) {
-			d->intr = true;
-			if (d->armed)
-				weft__io_cancel(c->l, &d->op);
-		}
+		int r;
+		if (!d->reader || d->intr || !(r = weft__stream_relay_interrupted(d->src)))
+			continue;
+		d->intr = true;
+		if (r != -ESHUTDOWN)
+			fail(c, r, d->src); /* cancels both receives */
+		else if (d->armed)
+			weft__io_cancel(c->l, &d->op);
 	}
 }
 
@@ -304,7 +311,7 @@ static void relay_buffered(struct dir *d)
 	if (!n)
 		return;
 	bool over = false;
-	int r = weft__stream_put(d->dst, p, n, &over);
+	int r = weft__stream_put(d->dst, p, n, &over, &d->pend);
 	if (r < 0) {
 		fail(d->c, r, d->dst);
 		return;

@@ -253,8 +253,10 @@ WEFT_HIDDEN bool weft__stream_reading(struct weft_stream *s);
 WEFT_HIDDEN void weft__stream_end_input_to(struct weft_stream *s, int how, weft__wakes *wk);
 WEFT_HIDDEN void weft__stream_abort_to(struct weft_stream *s, weft__wakes *wk);
 /* weft_stream_write's queueing, from a task or a callback on the loop
- * calling it: 0 or the error; *over: the queue is over high water. */
-WEFT_HIDDEN int weft__stream_put(struct weft_stream *s, const void *buf, size_t len, bool *over);
+ * calling it: 0 or the error; *over: the queue is over high water; *pend:
+ * what is queued now (either may be NULL). */
+WEFT_HIDDEN int weft__stream_put(struct weft_stream *s, const void *buf, size_t len, bool *over,
+				 size_t *pend);
 /* weft_stream_shutdown in two steps around the flush (io/copy.c waits
  * for it with relay_watch). */
 WEFT_HIDDEN int weft__stream_shut_begin(struct weft_stream *s, weft_task *t);
@@ -263,11 +265,11 @@ WEFT_HIDDEN int weft__stream_shut_end(struct weft_stream *s);
  * in io/stream.c. */
 WEFT_HIDDEN int weft__stream_relay_begin(struct weft_stream *s, weft_task *t);
 WEFT_HIDDEN bool weft__stream_relay_end(struct weft_stream *s);
-WEFT_HIDDEN bool weft__stream_relay_interrupted(struct weft_stream *s);
+WEFT_HIDDEN int weft__stream_relay_interrupted(struct weft_stream *s);
 WEFT_HIDDEN int weft__stream_relay_recv(struct weft_stream *s, weft__op *op, uint64_t *dl,
 					bool wait);
 WEFT_HIDDEN void weft__stream_relay_release(struct weft_stream *s, weft__op *op);
-WEFT_HIDDEN void weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, int n);
+WEFT_HIDDEN int weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, int n);
 WEFT_HIDDEN int weft__stream_relay_watch(struct weft_stream *s, weft__waiter *w, weft_task *t,
 					 bool flush, uint64_t *start, uint64_t *dl);
 WEFT_HIDDEN void weft__stream_relay_unwatch(struct weft_stream *s, weft__waiter *w);

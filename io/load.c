@@ -297,7 +297,7 @@ static int drive_closed(struct conn *c, weft_stream *s)
 		}
 		if (send_requests(c, s, n) != C_OK)
 			return C_ERR;
-		weft_stream_read_deadline(s, since + l->cfg.timeout_ns);
+		weft_stream_read_deadline(s, add_sat(since, l->cfg.timeout_ns));
 		for (unsigned done = 0; done < n;) {
 			uint64_t now;
 			ssize_t k = read_responses(c, s, n - done, &now);
@@ -311,6 +311,21 @@ static int drive_closed(struct conn *c, weft_stream *s)
 	return C_STOP;
 }
 
+/* The pacer dropped k slots, their intended times in [from, to): count
+ * those of the measured window, as only its sends are counted (spread
+ * evenly over the range: to a slot for a constant rate). */
+static void count_dropped(struct conn *c, uint64_t k, uint64_t from, uint64_t to)
+{
+	weft_load *l = c->l;
+	uint64_t lo = from > t_measure(l) ? from : t_measure(l);
+	uint64_t hi = to < t_end(l) ? to : t_end(l);
+	if (!k || lo >= hi)
+		return;
+	if (lo > from || hi < to) /* the run straddles the window's edge */
+		k = (uint64_t)((unsigned __int128)k * (hi - lo) / (to - from));
+	c->ls->c.dropped += k;
+}
+
 /* Open loop: the connection's pacer says when to send; up to `pipeline`
  * requests in flight, each remembered by (intended, actual) send time in
  * c->ring; while fewer are in flight the receive also wakes for the next
@@ -322,11 +337,12 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 	uint64_t *ring = c->ring;
 	while (!stopping(l)) {
 		uint64_t now = weft_now_ns(), t;
-		uint64_t dropped = pc->dropped;
+		uint64_t dropped = pc->dropped, from = pc->next_ns;
 		while (inflight < depth && weft_pacer_take(pc, now, &t)) {
 			uint64_t lag = now - t;
-			c->ls->c.dropped += pc->dropped - dropped;
+			count_dropped(c, pc->dropped - dropped, from, t);
 			dropped = pc->dropped;
+			from = pc->next_ns;
 			if (t >= t_end(l))
 				return C_STOP;
 			if (t >= t_measure(l)) {
@@ -345,13 +361,13 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 			ring[2 * k + 1] = now;
 			inflight++;
 		}
-		c->ls->c.dropped += pc->dropped - dropped;
+		count_dropped(c, pc->dropped - dropped, from, pc->next_ns);
 		if (!inflight) {
 			if (weft_sleep_until(pc->next_ns) < 0)
 				return C_STOP;
 			continue;
 		}
-		uint64_t expire = ring[2 * head + 1] + l->cfg.timeout_ns, dl = expire;
+		uint64_t expire = add_sat(ring[2 * head + 1], l->cfg.timeout_ns), dl = expire;
 		if (inflight < depth && pc->next_ns < dl)
 			dl = pc->next_ns;
 		weft_stream_read_deadline(s, dl);
@@ -445,7 +461,8 @@ static void *conn_task(void *arg)
 			weft_pacer_init(&pc, l->cfg.rate / l->cfg.conns, t0, l->cfg.pacer_mode,
 					l->cfg.seed + c->id);
 			weft_pacer_set_limits(&pc, l->cfg.late_ns, l->cfg.max_lag_ns);
-			pc.next_ns = t0 + pc.gap_ns * c->id / l->cfg.conns;
+			pc.next_ns = add_sat(t0, (uint64_t)((unsigned __int128)pc.gap_ns * c->id /
+							    l->cfg.conns));
 		}
 		int st = l->cfg.rate > 0 ? drive_open(c, s, &pc) : drive_closed(c, s);
 		if (p->conn_fini)

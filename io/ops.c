@@ -65,8 +65,11 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t off, size_t *done)
 {
-	if (!buf && len)
+	if (!buf && len) {
+		if (done)
+			*done = 0; /* reported on every error (weft/io.h) */
 		return -EINVAL;
+	}
 	size_t n = 0;
 	ssize_t r = 0;
 	while (n < len) {

@@ -1047,14 +1047,17 @@ bool weft__stream_relay_end(weft_stream *s)
 }
 
 /* Whether weft_stream_end_input took s's reader (as relay_end says,
- * without ending). */
-bool weft__stream_relay_interrupted(weft_stream *s)
+ * without ending): 0 if not; -ECONNABORTED when weft_stream_abort did (a
+ * failure of s's reads, as a read call's); else -ESHUTDOWN (stop
+ * quietly). */
+int weft__stream_relay_interrupted(weft_stream *s)
 {
 	if (atomic_load_explicit(&s->rwaiter, memory_order_seq_cst))
-		return false;
+		return 0;
 	weft__lock_acquire(&s->lk);
 	weft__lock_release(&s->lk);
-	return true;
+	return atomic_load_explicit(&s->aborted, memory_order_acquire) ? -ECONNABORTED
+									: -ESHUTDOWN;
 }
 
 /* Prepare op (its cb kept) as the relay's next receive of s, as sock_recv
@@ -1067,6 +1070,8 @@ bool weft__stream_relay_interrupted(weft_stream *s)
  * receive's error; -ENOMEM. */
 int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl, bool wait)
 {
+	if (unlikely(atomic_load_explicit(&s->aborted, memory_order_acquire)))
+		return -ECONNABORTED; /* as read_begin */
 	*dl = s->rdeadline; /* as fill_once_to's */
 	if (s->cfg.read_timeout_ns != WEFT_FOREVER) {
 		uint64_t idle = weft__deadline_add(weft_now_ns(), s->cfg.read_timeout_ns);
@@ -1107,21 +1112,27 @@ int weft__stream_relay_recv(weft_stream *s, weft__op *op, uint64_t *dl, bool wai
 /* The relay's receive op of s finished with n: adapt the receive size
  * (a short one also means the socket is empty now: the next one polls
  * first).  -EAGAIN from a bulk try: the buffer goes and the receive size
- * halves. */
-void weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
+ * halves.  Returns n, or -ECONNABORTED for an end or error of a receive
+ * of an aborted stream (the reset, not what it did to the socket, as
+ * read_end says; a relay must not pass it on as an end of input). */
+int weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
 {
 	size_t room = op->a.p3 ? WEFT__BUFRING_SIZE : op->a.len;
 	if (n == -EAGAIN && op->a.p == s->rbuf) {
 		rbuf_drop(s);
 		op->a.p = NULL;
 		s->rsize = s->rsize / 2 > RBUF_MIN ? s->rsize / 2 : RBUF_MIN;
-		return;
+		return n;
 	}
+	if (unlikely(n <= 0 && n != -ECANCELED && n != -EAGAIN &&
+		     atomic_load_explicit(&s->aborted, memory_order_acquire)))
+		return -ECONNABORTED;
 	rsize_adapt(s, n, room);
 	atomic_store_explicit(&s->expect_empty, n > 0 && (size_t)n < room,
 			      memory_order_relaxed);
 	if (n == 0)
 		s->eof = true;
+	return n;
 }
 
 /* The relay is done with the bytes of its receive op: its buffer goes
@@ -1359,14 +1370,15 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
 		return r;
 	if (!buf && len)
 		return -EINVAL;
-	r = weft__stream_put(s, buf, len, NULL);
+	r = weft__stream_put(s, buf, len, NULL, NULL);
 	return r < 0 ? r : (ssize_t)len;
 }
 
 /* weft_stream_write's queueing, for the relay's callbacks too (on the
  * loop whose thread calls it, task or not): 0 or the error; *over (if
- * given) whether the queue is over high water now. */
-int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
+ * given) whether the queue is over high water now, *pend (if given) what
+ * is queued now (weft_stream_pending, without another lock). */
+int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over, size_t *pend)
 {
 	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
@@ -1375,6 +1387,8 @@ int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over)
 		wqueued(s, &wk);
 	if (over)
 		*over = s->paused;
+	if (pend)
+		*pend = queued(s);
 	weft__unlock_wake(&s->lk, &wk);
 	return r;
 }

@@ -41,7 +41,10 @@ int weft_pacer_init(weft_pacer *p, double rate, uint64_t start_ns, int mode, uin
 	    (mode != WEFT_PACER_CONSTANT && mode != WEFT_PACER_POISSON))
 		return -EINVAL;
 	memset(p, 0, sizeof(*p));
-	p->gap_ns = (uint64_t)(1e9 / rate + 0.5);
+	/* Below about 5.4e-11/s the gap passes 2^64 ns: converting it would
+	 * be undefined (x86 gives 1 ns), so it saturates: never again. */
+	double gap = 1e9 / rate + 0.5;
+	p->gap_ns = gap >= 0x1p64 ? UINT64_MAX : (uint64_t)gap;
 	if (!p->gap_ns)
 		p->gap_ns = 1;
 	p->mode = mode;
@@ -70,13 +73,15 @@ bool weft_pacer_take(weft_pacer *p, uint64_t now_ns, uint64_t *intended_ns)
 	if (p->max_lag_ns != WEFT_FOREVER && now_ns - p->next_ns > p->max_lag_ns) {
 		uint64_t oldest = now_ns - p->max_lag_ns; /* slots before it drop */
 		if (p->mode == WEFT_PACER_CONSTANT) {
-			uint64_t k = (oldest - p->next_ns + p->gap_ns - 1) / p->gap_ns;
+			uint64_t d = oldest - p->next_ns; /* k = ceil(d / gap), no wrap */
+			uint64_t k = d / p->gap_ns + (d % p->gap_ns != 0);
+			unsigned __int128 next = p->next_ns + (unsigned __int128)k * p->gap_ns;
 			p->dropped += k;
-			p->next_ns += k * p->gap_ns;
+			p->next_ns = next > UINT64_MAX ? UINT64_MAX : (uint64_t)next;
 		} else {
 			while (p->next_ns < oldest) {
 				p->dropped++;
-				p->next_ns += next_gap(p);
+				p->next_ns = add_sat(p->next_ns, next_gap(p));
 			}
 		}
 		if (p->next_ns > now_ns)
@@ -85,7 +90,7 @@ bool weft_pacer_take(weft_pacer *p, uint64_t now_ns, uint64_t *intended_ns)
 	uint64_t lag = now_ns - p->next_ns;
 	if (intended_ns)
 		*intended_ns = p->next_ns;
-	p->next_ns += next_gap(p);
+	p->next_ns = add_sat(p->next_ns, next_gap(p)); /* a wrap would be due at once */
 	p->sent++;
 	p->late += lag > p->late_ns;
 	if (lag > p->lag_max_ns)

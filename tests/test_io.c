@@ -95,6 +95,8 @@ static void test_file_ops(void **state)
 
 struct bad_rec {
 	long r[12];
+	long wall, sall;
+	size_t wall_done, sall_done; /* set to junk first: must come back 0 */
 };
 
 static void *bad_body(void *arg)
@@ -114,6 +116,9 @@ static void *bad_body(void *arg)
 	x->r[9] = weft_fd_wait(0, 0);
 	x->r[10] = weft_connect(0, NULL, 0);
 	x->r[11] = weft_fallocate(0, 0, -1, 10);
+	x->wall_done = x->sall_done = 77;
+	x->wall = weft_write_all(1, NULL, 4, WEFT_OFF_CUR, &x->wall_done);
+	x->sall = weft_send_all(1, NULL, 4, 0, &x->sall_done);
 	return NULL;
 }
 
@@ -132,6 +137,11 @@ static void test_bad_input(void **state)
 	assert_int_equal(x.r[9], -EINVAL);
 	assert_int_equal(x.r[10], -EINVAL);
 	assert_int_equal(x.r[11], -EINVAL);
+	/* the *_all calls report what moved on every error (weft/io.h) */
+	assert_int_equal(x.wall, -EINVAL);
+	assert_int_equal(x.wall_done, 0);
+	assert_int_equal(x.sall, -EINVAL);
+	assert_int_equal(x.sall_done, 0);
 }
 
 static void test_not_a_task(void **state)

@@ -402,6 +402,36 @@ static void test_pacer_poisson(void **state)
 	}
 }
 
+/* A tiny rate is valid (anything > 0): its gap is longer than the clock
+ * can say, so at a constant rate the slot after the first is never due;
+ * in neither mode does it wrap into a slot per nanosecond or into the
+ * past (a Poisson gap may be short by chance: only its order is checked). */
+static void test_pacer_tiny_rate(void **state)
+{
+	(void)state;
+	const double rates[] = { 1e-11, 1e-30 };
+	for (int mode = WEFT_PACER_CONSTANT; mode <= WEFT_PACER_POISSON; mode++)
+		for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+			weft_pacer p;
+			uint64_t t = 99;
+			assert_int_equal(weft_pacer_init(&p, rates[i], 1000, mode, 7), 0);
+			assert_int_equal(p.gap_ns, UINT64_MAX);
+			assert_true(weft_pacer_take(&p, 1000, &t));
+			assert_int_equal(t, 1000);
+			assert_true(p.next_ns > 1000);
+			if (mode == WEFT_PACER_CONSTANT) {
+				assert_false(weft_pacer_take(&p, UINT64_MAX - 1, &t));
+				assert_int_equal(p.sent, 1);
+				/* a first slot dropped: the next is still never */
+				weft_pacer_init(&p, rates[i], 1000, mode, 7);
+				weft_pacer_set_limits(&p, 10, 10);
+				assert_false(weft_pacer_take(&p, 2000, &t));
+				assert_int_equal(p.dropped, 1);
+				assert_int_equal(p.next_ns, UINT64_MAX);
+			}
+		}
+}
+
 /* ------------------------------------------------------------------ */
 /* The run driver against kv_server                                    */
 /* ------------------------------------------------------------------ */
@@ -638,6 +668,83 @@ static void test_driver_open_loop_pipelined(void **state)
 	server_stop(&s);
 }
 
+/* timeout_ns WEFT_FOREVER is no response limit ("Timeouts and
+ * deadlines" in weft.h), in a closed loop and in an open one: every
+ * request answered, none counted as a timeout. */
+static void test_driver_no_response_limit(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	for (int open = 0; open < 2; open++) {
+		struct drive *d = drive_new(&s);
+		d->cfg.conns = 2;
+		d->cfg.timeout_ns = WEFT_FOREVER;
+		if (open) {
+			d->cfg.rate = 2000;
+			d->cfg.duration_ns = 100 * MS;
+		} else {
+			d->cfg.requests = 200;
+			d->cfg.duration_ns = WEFT_FOREVER;
+		}
+		drive_run(d);
+		const weft_load_counts *c = &d->res->counts;
+		if (open)
+			assert_true(c->requests > 100 && c->requests <= c->sent);
+		else
+			assert_int_equal(c->requests, 200);
+		assert_int_equal(c->timeouts, 0);
+		assert_int_equal(weft_load_errors(c), 0);
+		drive_free(d);
+	}
+	server_stop(&s);
+}
+
+/* The open loop's counts are the measured window's: slots the pacer
+ * drops during the warm-up are not counted, as their sends would not
+ * be.  The client stalls 80 ms (its first write blocks the loop) early
+ * in a 200 ms warm-up with a 20 ms drop limit at 1000/s: some 60 slots
+ * dropped there, none (a few at most on a loaded machine) after. */
+static int stall_write(void *arg, void *state, weft_stream *s, unsigned n)
+{
+	_Atomic bool *stalled = arg;
+	if (!atomic_exchange(stalled, true))
+		msleep(80);
+	for (unsigned i = 0; i < n; i++)
+		if (weft_stream_write(s, "PING\r\n", 6) < 0)
+			return -EPIPE;
+	return 0;
+}
+
+static void test_driver_warmup_drops_not_counted(void **state)
+{
+	(void)state;
+	static const weft_load_proto stall_proto = {
+		.name = "stall", .write = stall_write, .parse = ping_parse,
+	};
+	static _Atomic bool stalled;
+	atomic_store(&stalled, false);
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	struct drive *d = drive_new(&s);
+	d->cfg.proto = &stall_proto;
+	d->cfg.proto_arg = (void *)&stalled;
+	d->cfg.conns = 1;
+	d->cfg.rate = 1000;
+	d->cfg.max_lag_ns = 20 * MS;
+	d->cfg.warmup_ns = 200 * MS;
+	d->cfg.duration_ns = 100 * MS;
+	drive_run(d);
+	const weft_load_counts *c = &d->res->counts;
+	print_message("sent %llu, dropped %llu\n", (unsigned long long)c->sent,
+		      (unsigned long long)c->dropped);
+	assert_true(atomic_load(&stalled));
+	assert_true(c->sent > 50);
+	assert_true(c->dropped < 10);
+	drive_free(d);
+	server_stop(&s);
+}
+
 /* A stop from a foreign thread ends a 30 s run at once. */
 static void test_driver_stop_from_thread(void **state)
 {
@@ -765,10 +872,13 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_hlog_write),
 	cmocka_unit_test(test_pacer_accounting),
 	cmocka_unit_test(test_pacer_poisson),
+	cmocka_unit_test(test_pacer_tiny_rate),
 	cmocka_unit_test_setup_teardown(test_driver_count_and_barrier, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_intervals, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_stop_from_thread, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_warmup_drops_not_counted, setup, teardown),
 	cmocka_unit_test(test_driver_refused),
 	cmocka_unit_test(test_driver_bad_config),
 	cmocka_unit_test_setup_teardown(test_example_load_incr, setup, teardown),

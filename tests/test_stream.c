@@ -4077,6 +4077,93 @@ static void test_copy_idle_not_cut_by_one_way_download(void **state)
 	assert_int_equal(x.c.rx_hash, x.s.tx_hash);
 }
 
+/* ... nor while a's peer is still taking a reply that b sent in one go
+ * and that fits under a's high water (so the direction never waits on
+ * a's writer): 48 KiB, most of it held in a's queue (small kernel
+ * buffers), read by the client 4 KiB every 10 ms (about 120 ms) with a
+ * 60 ms limit.  Its peer taking bytes is progress, as the limit's
+ * comment says.  (What the kernel holds, here some 12 KiB read in 30 ms,
+ * is not seen: the copy looks at a's queue.) */
+struct copy_drain {
+	struct proxy p;
+	int open_rc;
+	size_t got, max_pending;
+	ssize_t end;
+};
+
+enum { DRAIN_N = 48 * 1024 };
+
+static void *drain_server_end(void *arg)
+{
+	struct copy_drain *x = arg;
+	static char reply[DRAIN_N];
+	memset(reply, 'r', sizeof reply);
+	weft_send_all(x->p.s1, reply, sizeof reply, 0, NULL);
+	char b[64]; /* then wait for the client's end of input */
+	while (weft_recv(x->p.s1, b, sizeof b, 0) > 0)
+		;
+	shutdown(x->p.s1, SHUT_WR);
+	return NULL;
+}
+
+static void *drain_client_end(void *arg)
+{
+	struct copy_drain *x = arg;
+	char b[4096];
+	while (x->got < DRAIN_N) {
+		weft_sleep_ms(10);
+		size_t n = weft_stream_pending(x->p.a);
+		x->max_pending = n > x->max_pending ? n : x->max_pending;
+		if ((x->end = weft_recv(x->p.c0, b, sizeof b, 0)) <= 0)
+			break;
+		x->got += (size_t)x->end;
+	}
+	shutdown(x->p.c0, SHUT_WR);
+	while ((x->end = weft_recv(x->p.c0, b, sizeof b, 0)) > 0)
+		;
+	return NULL;
+}
+
+static void *copy_drain_body(void *arg)
+{
+	struct copy_drain *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	int small = 4096;
+	setsockopt(weft_stream_fd(x->p.a), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	setsockopt(x->p.c0, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_task *ts = go_pinned(drain_server_end, x, 1);
+	weft_task *tc = go_pinned(drain_client_end, x, WEFT_PIN_NONE);
+	finish(cp);
+	if (x->p.rc < 0) { /* the ends would wait for each other */
+		shutdown(x->p.c0, SHUT_RDWR);
+		shutdown(x->p.s1, SHUT_RDWR);
+	}
+	finish(tc);
+	finish(ts);
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void test_copy_idle_not_cut_while_peer_drains(void **state)
+{
+	(void)state;
+	struct copy_drain x = { 0 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 60 * MS;
+	run_on_loop0_no_fd_left(copy_drain_body, &x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("reply drained to a slow client over %llu ms (up to %zu bytes queued on a): "
+		      "%s, the client got %zu\n",
+		      (unsigned long long)ms, x.max_pending, weft_strerror(x.p.rc), x.got);
+	assert_int_equal(x.open_rc, 0);
+	assert_true(x.max_pending > 0); /* the reply did wait in a's queue */
+	assert_int_equal(x.p.rc, 0);
+	assert_int_equal(x.p.out.b_to_a, DRAIN_N);
+	assert_int_equal(x.got, DRAIN_N);
+}
+
 /* Cancelling the caller cancels both directions and waits for them:
  * -ECANCELED, and no task is left. */
 struct copy_cancel {
@@ -4440,6 +4527,46 @@ static void test_copy_stream_write_limit(void **state)
 	assert_int_equal(x.tasks_after, x.tasks_before);
 }
 
+/* weft_stream_abort of a from another task while the copy waits on
+ * both receives (no traffic): a's reads fail with -ECONNABORTED, so the
+ * copy ends promptly with that error and a as the failed stream, rather
+ * than waiting for b's peer (the scope is only the test's bound). */
+struct copy_abort {
+	struct proxy p;
+	int open_rc, abort_rc;
+	uint64_t abort_ns;
+};
+
+static void *copy_abort_body(void *arg)
+{
+	struct copy_abort *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	weft_stream_copy_config_init(&x->p.cfg);
+	x->p.scope_ns = 1000 * MS;
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	weft_sleep_ms(20);
+	x->abort_ns = weft_now_ns();
+	x->abort_rc = weft_stream_abort(x->p.a);
+	finish(cp);
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void test_copy_abort_ends_copy(void **state)
+{
+	(void)state;
+	struct copy_abort x = { 0 };
+	run_on_loop0_no_fd_left(copy_abort_body, &x);
+	print_message("a aborted: the copy returned %s %.1f ms later\n", weft_strerror(x.p.rc),
+		      ((int64_t)x.p.end_ns - (int64_t)x.abort_ns) / 1e6);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.abort_rc, 0);
+	assert_int_equal(x.p.rc, -ECONNABORTED);
+	assert_ptr_equal(x.p.out.failed, x.p.a);
+	assert_true(x.p.end_ns < x.abort_ns + 200 * MS);
+}
+
 /* The same over streams with a multishot receive. */
 static void test_multishot_abort_and_copy(void **state)
 {
@@ -4515,6 +4642,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_peer_reset),
 	cmocka_unit_test(test_copy_idle_timeout),
 	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
+	cmocka_unit_test(test_copy_idle_not_cut_while_peer_drains),
 	cmocka_unit_test(test_copy_cancel),
 	cmocka_unit_test(test_copy_backpressure),
 	cmocka_unit_test(test_copy_bad_arguments),
@@ -4524,6 +4652,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_end_input_lets_download_finish),
 	cmocka_unit_test(test_copy_stream_read_limit),
 	cmocka_unit_test(test_copy_stream_write_limit),
+	cmocka_unit_test(test_copy_abort_ends_copy),
 	cmocka_unit_test(test_multishot_abort_and_copy),
 };
 

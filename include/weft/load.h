@@ -303,7 +303,8 @@ typedef struct weft_load_counts {
 	uint64_t parse_errors;   /* parse returned -EBADMSG */
 	uint64_t sent;           /* open loop: sends (the pacers' slots) */
 	uint64_t late;           /* open loop: sends more than late_ns late */
-	uint64_t dropped;        /* open loop: slots dropped (max_lag_ns) */
+	uint64_t dropped;        /* open loop: slots dropped (max_lag_ns);
+				    as `sent`, of the measured window */
 	uint64_t lag_max_ns;     /* open loop: the largest send lag */
 	double lag_mean_ns;      /* open loop: the mean send lag */
 } weft_load_counts;

@@ -462,7 +462,10 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  *    ended (weft_stream_end_input: a server's graceful shutdown) stops
  *    that direction quietly (nothing is passed on) while the other one
  *    finishes, a download in progress say; the call then returns
- *    -ESHUTDOWN if nothing failed.  Both streams stay open and
+ *    -ESHUTDOWN if nothing failed.  weft_stream_abort of a or b from
+ *    another task is a failure, not an end of input: the copy returns
+ *    -ECONNABORTED at once with that stream as out->failed.  Both
+ *    streams stay open and
  *    the caller's: a proxy usually weft_stream_abort's the other one on a
  *    reset (to pass the reset on) and closes both.  -EINVAL (a or b NULL,
  *    a == b, a reserved field set), -EPERM outside a task, -ENOMEM (as a
