@@ -835,7 +835,9 @@ WEFT_API int weft_runtime_stats_get(weft_runtime *rt, weft_runtime_stats *out);
  * any other. */
 WEFT_API const char *weft_backend_name(unsigned backend);
 
-/* Static string naming an error code returned by weft (e.g. "-ECANCELED"). */
+/* Static string naming an error code returned by weft, with a few words
+ * on what it means here (e.g. "-ECANCELED (cancelled)"); every code a
+ * weft header documents has one.  Any thread. */
 WEFT_API const char *weft_strerror(int err);
 
 #ifdef __cplusplus

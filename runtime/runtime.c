@@ -380,7 +380,7 @@ const char *weft_strerror(int err)
 	case -EALREADY: return "-EALREADY (already done)";
 	case -EBUSY: return "-EBUSY (busy)";
 	case -EDEADLK: return "-EDEADLK (would deadlock)";
-	case -ESHUTDOWN: return "-ESHUTDOWN (runtime shut down)";
+	case -ESHUTDOWN: return "-ESHUTDOWN (shut down: the runtime, or the input)";
 	case -EAGAIN: return "-EAGAIN (not ready)";
 	case -ENOSYS: return "-ENOSYS (not supported by this kernel)";
 	case -EPIPE: return "-EPIPE (closed)";
@@ -401,6 +401,18 @@ const char *weft_strerror(int err)
 	case -EMSGSIZE: return "-EMSGSIZE (message too long)";
 	case -EOVERFLOW: return "-EOVERFLOW (value too large)";
 	case -ERANGE: return "-ERANGE (out of range)";
+	case -ESPIPE: return "-ESPIPE (not seekable)";
+	case -ENODATA: return "-ENODATA (input ended first)";
+	case -ECONNABORTED: return "-ECONNABORTED (connection aborted)";
+	case -EBADMSG: return "-EBADMSG (malformed message)";
+	case -ENAMETOOLONG: return "-ENAMETOOLONG (name too long)";
+	case -EFBIG: return "-EFBIG (too big)";
+	case -ECHILD: return "-ECHILD (no such child)";
+	case -ESRCH: return "-ESRCH (no such process)";
+	case -ENOTRECOVERABLE: return "-ENOTRECOVERABLE (a test failed)";
+	case -ENOEXEC: return "-ENOEXEC (not executable)";
+	case -ENETUNREACH: return "-ENETUNREACH (network unreachable)";
+	case -EISDIR: return "-EISDIR (is a directory)";
 	default: return err < 0 ? "negative errno (see strerror(-err))" : "not an error code";
 	}
 }
