@@ -225,6 +225,10 @@ static void recv_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		wait_on_dst(d, D_SHUT);
 	} else if (res == -EAGAIN) { /* a bulk try found nothing: wait */
 		d->tried = true;
+		/* its read limit passed while it ran (limits() could not
+		 * cancel it): the limit, as a cancelled receive's */
+		if (d->rtimed && !c->stop && !d->intr)
+			fail(c, -ETIMEDOUT, d->src);
 	} else if (res == -ECANCELED ||
 		   (res == -ENOBUFS && (c->stop || d->intr || d->rtimed))) {
 		/* stopped, interrupted, or at src's read limit (a dry ring's

@@ -448,9 +448,9 @@ static void *conn_task(void *arg)
 			arrive(l);
 		}
 		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */
-			if (p->conn_fini)
-				p->conn_fini(l->cfg.proto_arg, c->state);
 			weft_stream_close(s);
+			if (p->conn_fini) /* after the close, as load.h says */
+				p->conn_fini(l->cfg.proto_arg, c->state);
 			break;
 		}
 		if (l->cfg.rate > 0 && !paced) {
@@ -465,9 +465,9 @@ static void *conn_task(void *arg)
 							    l->cfg.conns));
 		}
 		int st = l->cfg.rate > 0 ? drive_open(c, s, &pc) : drive_closed(c, s);
+		weft_stream_close(s);
 		if (p->conn_fini)
 			p->conn_fini(l->cfg.proto_arg, c->state);
-		weft_stream_close(s);
 		if (st == C_STOP)
 			break;
 	}
