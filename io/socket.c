@@ -284,6 +284,16 @@ int weft_tcp_connect(const weft_sockaddr *a, uint64_t timeout_ns)
 	return connect_addr(a, SOCK_STREAM, timeout_ns);
 }
 
+/* Whether a deadline scope around the calling task has expired.  An
+ * attempt's -ETIMEDOUT that is not its own limit's is the caller's only
+ * then; else the kernel gave up on that address (its SYN retries ran out)
+ * and the next address is tried. */
+static bool outer_expired(void)
+{
+	weft_task *t = weft__task_self();
+	return t && t->scope_deadline && weft_now_ns() >= t->scope_deadline;
+}
+
 /* Try addrs in order, each attempt within attempt_ns, under the caller's
  * scopes (the overall limit among them). */
 static int connect_each(const weft_sockaddr *addrs, size_t n, uint64_t attempt_ns,
@@ -301,7 +311,7 @@ static int connect_each(const weft_sockaddr *addrs, size_t n, uint64_t attempt_n
 				*which = i;
 			return r;
 		}
-		if ((r == -ETIMEDOUT && !own) || r == -ECANCELED)
+		if ((r == -ETIMEDOUT && !own && outer_expired()) || r == -ECANCELED)
 			return r; /* the overall limit, a scope, a cancellation */
 	}
 	return r;
