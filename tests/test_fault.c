@@ -1203,6 +1203,22 @@ static unsigned count_threads(void)
 	return n;
 }
 
+/* The process's thread count once it has come down to `want`, or after a
+ * second: a joined thread is still counted for a moment after
+ * pthread_join returns (the kernel wakes the joiner at the thread's exit
+ * from its memory, before it leaves the thread group), so a count taken
+ * at once can see one that is gone; one still there after a second is
+ * not. */
+static unsigned threads_settled(unsigned want)
+{
+	unsigned n = count_threads();
+	for (int i = 0; i < 1000 && n != want; i++) {
+		usleep(1000);
+		n = count_threads();
+	}
+	return n;
+}
+
 static void *ss_child(void *arg)
 {
 	weft_yield();
@@ -1244,11 +1260,14 @@ static void fault_start_stop(void **state)
 			weft_runtime_destroy(rt);
 		} else {
 			failed++;
-			if (!documented(r) || rt)
+			if (!documented(r) || rt) {
+				print_message("start %d failed with %s (%d), rt %p\n", i,
+					      weft_strerror(r), r, (void *)rt);
 				bad++;
+			}
 		}
 		weft_fault_enable(false);
-		unsigned fds = weft_fault_open_fds(), th = count_threads();
+		unsigned fds = weft_fault_open_fds(), th = threads_settled(threads);
 		if (fds != fds_before || th != threads) {
 			print_message("after start %d (%s): %u fds (%u before), %u threads (%u)\n", i,
 				      weft_strerror(r), fds, fds_before, th, threads);
