@@ -82,7 +82,8 @@ static sigset_t route_set;
 static _Atomic unsigned route_gen;
 static __thread unsigned route_seen;
 static __thread sigset_t route_base; /* the thread's mask before routing */
-static __thread bool route_held;     /* this thread blocks routed signals */
+static __thread sigset_t route_held; /* the routed signals it blocks */
+static __thread bool route_holds;    /* route_held is not empty */
 
 static bool route_eligible(int sig)
 {
@@ -120,14 +121,17 @@ static void route_apply(bool aux)
 	sigset_t set = route_set;
 	pthread_mutex_unlock(&aux_mu);
 	sigset_t m = route_base;
-	route_held = false;
+	sigemptyset(&route_held);
+	route_holds = false;
 	for (int sig = 1; sig < NSIGS; sig++)
 		if (sigismember(&set, sig) == 1) {
-			if (aux)
+			if (aux) {
 				sigdelset(&m, sig);
-			else
+			} else {
 				sigaddset(&m, sig);
-			route_held = !aux;
+				sigaddset(&route_held, sig);
+				route_holds = true;
+			}
 		}
 	pthread_sigmask(SIG_SETMASK, &m, NULL);
 }
@@ -136,15 +140,12 @@ static void route_apply(bool aux)
  * blocked, on it: take it and count it as the handler would. */
 static void route_forward(void)
 {
-	sigset_t pend, set;
+	sigset_t pend;
 	if (sigpending(&pend) != 0)
 		return;
-	pthread_mutex_lock(&aux_mu);
-	set = route_set;
-	pthread_mutex_unlock(&aux_mu);
 	static const struct timespec zero;
 	for (int sig = 1; sig < NSIGS; sig++) {
-		if (sigismember(&set, sig) != 1 || sigismember(&pend, sig) != 1)
+		if (sigismember(&route_held, sig) != 1 || sigismember(&pend, sig) != 1)
 			continue;
 		sigset_t one;
 		sigemptyset(&one);
@@ -158,7 +159,7 @@ void weft__signal_route(void)
 {
 	if (atomic_load_explicit(&route_gen, memory_order_relaxed) != route_seen)
 		route_apply(false);
-	if (route_held)
+	if (route_holds)
 		route_forward();
 }
 
