@@ -111,10 +111,11 @@
 #   http   wrk -t1 -c CMP_CLIENTS_HTTP_CONNS (64) -d 3s against weft-load
 #          --loops 1 -c 64 -d 3s on nginx's GET /.
 # Client CPU per request: the client's user + system time (`times` of the
-# subshell that ran it) over its requests.  The clients interleaved, their
+# subshell that ran it) over its requests; sys_share, the kernel's part of
+# it.  The clients interleaved, their
 # order rotated each repeat, CMP_CLIENTS_REPEATS (CMP_REPEATS) times, a
 # fresh server per repeat.  Output, medians with min-max:
-#   BENCH clients_redis_get_load rps=... client_cpu_us=... errors=0 runs=3 rps_range=... client_cpu_us_range=...
+#   BENCH clients_redis_get_load rps=... client_cpu_us=... sys_share=... errors=0 runs=3 rps_range=... client_cpu_us_range=...
 #   BENCH clients_redis_get_load_vs_redis_benchmark rps=... vs=... ratio=... target=>=1x ok|MISS
 #   BENCH clients_redis_get_load_vs_redis_benchmark_cpu client_cpu_us=... vs=... ratio=... target=<=0.6x ok|MISS
 #   BENCH clients_http_c64_load_vs_wrk ... target=>=1x, ..._cpu ... target=<=0.8x
@@ -232,6 +233,8 @@ RUN_ROWS_AWK='
 		vals[key, "rps"] = vals[key, "rps"] " " $5
 		vals[key, "cpu"] = vals[key, "cpu"] " " $6
 	}
+	if (NF >= 8 && $8 != "-")
+		vals[key, "sys"] = vals[key, "sys"] " " $8
 }
 '
 
@@ -625,7 +628,7 @@ cl_redis() {
 		)
 		rps=$(awk -F'"' -v t="$(echo "$t" | tr a-z A-Z)" '$2 == t { print $4 }' "$rundir/client.out")
 	fi
-	echo "$rps $(times_cpu_s "$rundir/client.times")"
+	echo "$rps $(times_cpu_s "$rundir/client.times") $(times_sys_share "$rundir/client.times")"
 }
 
 # Client $1 (wrk, load) on nginx for CL_SECS: "rps requests cpu_s".
@@ -648,9 +651,9 @@ cl_http() {
 		r=$(wrk_parse "$rundir/client.out")
 	fi
 	if [ "$(kv errors "$r")" = 0 ]; then
-		echo "$(kv rps "$r") $(kv requests "$r") $(times_cpu_s "$rundir/client.times")"
+		echo "$(kv rps "$r") $(kv requests "$r") $(times_cpu_s "$rundir/client.times") $(times_sys_share "$rundir/client.times")"
 	else
-		echo "- - -"
+		echo "- - - -"
 	fi
 }
 
@@ -664,7 +667,7 @@ clients_section() {
 	mkdir -p "$(dirname "$CL_OUT")" || exit 2
 	{
 		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}"
-		echo "# rep	client	test	requests	rps	client_cpu_us	errors"
+		echo "# rep	client	test	requests	rps	client_cpu_us	errors	sys_share	(sys_share: the kernel's part of the client's CPU)"
 	} >"$CL_OUT"
 	do_redis=1 do_http=1
 	if [ ! -x "$REDIS" ] || ! command -v redis-benchmark >/dev/null 2>&1; then
@@ -698,12 +701,12 @@ clients_section() {
 				for c in $(rotate $((rep - 1)) "load redis-benchmark"); do
 					set -- $(cl_redis "$c" "$t" "$n")
 					[ -s "$rundir/client.err" ] && sed 's/^/  | /' "$rundir/client.err" >&2
-					if [ -n "$1" ] && [ $# -eq 2 ]; then
+					if [ -n "$1" ] && [ $# -eq 3 ]; then
 						cpu=$(awk "BEGIN { print $2 * 1e6 / $n }")
-						echo "$rep	$c	redis_$t	$n	$1	$cpu	0" >>"$CL_OUT"
-						say "clients rep $rep redis $t $c: rps=$1 client_cpu_us=$cpu"
+						echo "$rep	$c	redis_$t	$n	$1	$cpu	0	$3" >>"$CL_OUT"
+						say "clients rep $rep redis $t $c: rps=$1 client_cpu_us=$cpu sys_share=$3"
 					else
-						echo "$rep	$c	redis_$t	$n	-	-	1" >>"$CL_OUT"
+						echo "$rep	$c	redis_$t	$n	-	-	1	-" >>"$CL_OUT"
 						say "clients rep $rep redis $t $c: no measurement"
 					fi
 				done
@@ -716,10 +719,10 @@ clients_section() {
 				set -- $(cl_http "$c")
 				if [ "$1" != - ] && [ "$2" -gt 0 ] 2>/dev/null; then
 					cpu=$(awk "BEGIN { print $3 * 1e6 / $2 }")
-					echo "$rep	$c	http_c$CL_HTTP_CONNS	$2	$1	$cpu	0" >>"$CL_OUT"
-					say "clients rep $rep http $c: rps=$1 client_cpu_us=$cpu"
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	$2	$1	$cpu	0	$4" >>"$CL_OUT"
+					say "clients rep $rep http $c: rps=$1 client_cpu_us=$cpu sys_share=$4"
 				else
-					echo "$rep	$c	http_c$CL_HTTP_CONNS	-	-	-	1" >>"$CL_OUT"
+					echo "$rep	$c	http_c$CL_HTTP_CONNS	-	-	-	1	-" >>"$CL_OUT"
 					say "clients rep $rep http $c: no measurement"
 				fi
 			done
@@ -732,8 +735,9 @@ clients_section() {
 		for (i = 1; i <= nk; i++) {
 			split(order[i], p, SUBSEP)
 			k = order[i]
-			printf "BENCH clients_%s_%s rps=%s client_cpu_us=%s errors=%d runs=%d rps_range=%s client_cpu_us_range=%s\n",
+			printf "BENCH clients_%s_%s rps=%s client_cpu_us=%s sys_share=%s errors=%d runs=%d rps_range=%s client_cpu_us_range=%s\n",
 				p[1], p[2], fmt(median(k SUBSEP "rps")), fmt(median(k SUBSEP "cpu")),
+				(k SUBSEP "sys") in vals ? median(k SUBSEP "sys") : "-",
 				errs[k], runs[k], range(k SUBSEP "rps"), range(k SUBSEP "cpu")
 		}
 		ok = 0; missed = ""

@@ -227,6 +227,14 @@ times_cpu_s() {
 	}'
 }
 
+# The kernel's part of that CPU (system / (user + system)), or "-".
+times_sys_share() {
+	sed -n 2p "$1" | awk '{
+		for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); t[i] = a[1] * 60 + a[2] }
+		if (t[1] + t[2] > 0) printf "%.3f\n", t[2] / (t[1] + t[2]); else print "-"
+	}'
+}
+
 # awk functions io.sh and compare.sh summarize with (prepend to a program;
 # the program fills vals[key] with space-separated samples): fmt (3
 # significant digits), median and range (min-max) of a key, label of a
