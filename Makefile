@@ -252,9 +252,14 @@ SYSALLOC_SPEC := build/sysalloc:$(subst $(space),$(comma),$(addprefix test_,$(SY
 # checks is weft-load's Locust protocol, over ZeroMQ's own threads; weft-load's
 # HTTP load on epoll is test_loadgen's); test_build (archives, install,
 # valgrind, the aarch64 compile) only once; test_observe and test_loadgen
-# under ASan on io_uring, not again on epoll.
+# under ASan on io_uring, not again on epoll.  TSan on epoll runs the suites
+# whose code paths differ by backend (I/O, streams, servers, files,
+# processes: the epoll backend makes its system calls from the loops'
+# threads, where io_uring makes them in the kernel), about a minute.
+TSAN_EPOLL_SUITES := test_io,test_net,test_stream,test_server,test_http,test_proxy,test_file,test_process,test_backend
 TEST_TREES := build build/asan:-test_locust build/tsan:-test_locust \
 	build@epoll:-test_build,test_locust build/asan@epoll:-test_locust,test_observe,test_loadgen \
+	build/tsan@epoll:$(TSAN_EPOLL_SUITES) \
 	aarch64 fault $(SYSALLOC_SPEC)
 # The trees build with one job per CPU (JOBS) even under a plain `make
 # test`: serial builds left all CPUs but one idle.  (Building the five

@@ -43,6 +43,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef struct wbuf {
@@ -1671,6 +1672,19 @@ static void zc_cqe(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	weft__unlock_wake(&s->lk, &wk);
 }
 
+/* connect(AF_UNSPEC) on TCP socket fd: tcp_disconnect, which resets the
+ * connection now (RST, both queues purged, every pending operation on the
+ * socket fails) and leaves the fd open.  0 or -1 with errno.  The raw
+ * system call: ThreadSanitizer takes a connect for the birth of a new
+ * socket on the fd, and would report every receive or send another loop
+ * makes on it afterwards as a race with that birth (the kernel orders
+ * them; the fd is the same open socket until the stream is closed). */
+static int tcp_disconnect(int fd)
+{
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	return (int)syscall(SYS_connect, fd, &unspec, sizeof(unspec));
+}
+
 /* Bytes the peer has acknowledged on TCP socket fd (0 where unknown): how
  * a zero-copy send that waits for all of its buffer shows progress. */
 static uint64_t tcp_acked(int fd)
@@ -1723,8 +1737,7 @@ static int32_t zc_send_one(weft_stream *s, const char *buf, size_t len, bool zc,
 				continue;
 			}
 			*mine = true;
-			struct sockaddr sa = { .sa_family = AF_UNSPEC };
-			connect(s->fd, &sa, sizeof sa); /* frees what it holds */
+			tcp_disconnect(s->fd); /* frees what it holds */
 			weft__io_cancel(l, &z->op);
 			if (!stopping)
 				saved = weft__uninterruptible_begin(t);
@@ -1892,17 +1905,16 @@ int weft__stream_shut_end(weft_stream *s)
 }
 
 /* With lk held: reset the connection now.  On TCP, SO_LINGER 0 and
- * connect(AF_UNSPEC) (tcp_disconnect: RST, the send queue purged, every
- * pending operation on the socket fails); SO_LINGER stays for the final
- * close.  Other sockets cannot reset: shut both ways. */
+ * tcp_disconnect (RST, the send queue purged, every pending operation on
+ * the socket fails); SO_LINGER stays for the final close.  Other sockets
+ * cannot reset: shut both ways. */
 static void sock_reset(weft_stream *s)
 {
 	if (!s->is_sock)
 		return;
 	setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
 		   sizeof(struct linger));
-	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	if (!s->bytestream || connect(s->fd, &unspec, sizeof(unspec)) < 0)
+	if (!s->bytestream || tcp_disconnect(s->fd) < 0)
 		shutdown(s->fd, SHUT_RDWR);
 }
 
