@@ -3252,40 +3252,51 @@ static void test_idle_stream_holds_no_buffer(void **state)
 	assert_int_equal(x.held_end, 0);
 }
 
-/* A request/response exchange with the reply built by reserve/commit, on
+/* Request/response exchanges with the reply built by reserve/commit, on
  * one loop; the loop's caches are read between the steps. */
+struct rr_exchange {
+	ssize_t line, peer;
+	int resv, commit, flush;
+	char got[8];
+};
+
 struct rr_rec {
-	ssize_t line1, idle_read, line2, peer1, peer2;
-	int resv1, resv2, commit1, commit2, flush1, flush2;
+	struct rr_exchange ex[2];
+	ssize_t idle_read;
 	size_t held_idle;
 	bool ring;
 	unsigned rx_idle, rx_busy, resv_idle, resv_busy;
-	char got1[8], got2[8];
 };
 
-static int rr_reply(struct fx *f, const char *text, int *commit, int *flush, unsigned *resv_busy)
+/* One exchange: a request line in, "ok\n" out through a reservation;
+ * *rx_busy and *resv_busy (if not NULL): the caches' lengths after the
+ * read and after the reservation. */
+static void rr_exchange(struct fx *f, struct rr_exchange *e, unsigned *rx_busy,
+			unsigned *resv_busy)
 {
+	weft_loop *l = weft__loop_self();
+	const char *line;
 	void *p;
-	int r = weft_stream_reserve(f->s, 16, &p);
+	send(f->peer, "req\n", 4, 0);
+	e->line = weft_stream_read_line(f->s, &line);
+	if (rx_busy)
+		*rx_busy = l->rxbuf_cache.len;
+	e->resv = weft_stream_reserve(f->s, 16, &p);
 	if (resv_busy)
-		*resv_busy = weft__loop_self()->wresv_cache.len;
-	if (r == 0)
-		memcpy(p, text, strlen(text));
-	*commit = r == 0 ? weft_stream_commit(f->s, strlen(text)) : r;
-	*flush = weft_stream_flush(f->s);
-	return r;
+		*resv_busy = l->wresv_cache.len;
+	if (e->resv == 0)
+		memcpy(p, "ok\n", 3);
+	e->commit = e->resv == 0 ? weft_stream_commit(f->s, 3) : e->resv;
+	e->flush = weft_stream_flush(f->s);
+	e->peer = recv(f->peer, e->got, 3, 0);
 }
 
 static void rr_body(struct fx *f)
 {
 	struct rr_rec *x = f->rec;
 	weft_loop *l = weft__loop_self();
-	const char *line;
 	char b[8];
-	send(f->peer, "req1\n", 5, 0);
-	x->line1 = weft_stream_read_line(f->s, &line);
-	x->resv1 = rr_reply(f, "ok1\n", &x->commit1, &x->flush1, NULL);
-	x->peer1 = recv(f->peer, x->got1, 4, 0);
+	rr_exchange(f, &x->ex[0], NULL, NULL);
 	/* All read and sent: the next read gives the buffer back and waits. */
 	weft_stream_read_deadline(f->s, weft_now_ns() + 20 * MS);
 	x->idle_read = weft_stream_read(f->s, b, sizeof b);
@@ -3293,11 +3304,7 @@ static void rr_body(struct fx *f)
 	x->held_idle = weft__stream_held(f->s);
 	x->rx_idle = l->rxbuf_cache.len;
 	x->resv_idle = l->wresv_cache.len;
-	send(f->peer, "req2\n", 5, 0);
-	x->line2 = weft_stream_read_line(f->s, &line);
-	x->rx_busy = l->rxbuf_cache.len;
-	x->resv2 = rr_reply(f, "ok2\n", &x->commit2, &x->flush2, &x->resv_busy);
-	x->peer2 = recv(f->peer, x->got2, 4, 0);
+	rr_exchange(f, &x->ex[1], &x->rx_busy, &x->resv_busy);
 	x->ring = weft__bufring_get(l) != NULL;
 }
 
@@ -3313,20 +3320,17 @@ static void test_request_response_reuses_loop_buffers(void **state)
 	(void)state;
 	struct rr_rec x = { 0 };
 	run_fx_loops(1, NULL, rr_body, &x);
-	assert_int_equal(x.line1, 5);
-	assert_int_equal(x.resv1, 0);
-	assert_int_equal(x.commit1, 0);
-	assert_int_equal(x.flush1, 0);
-	assert_int_equal(x.peer1, 4);
-	assert_memory_equal(x.got1, "ok1\n", 4);
+	for (int i = 0; i < 2; i++) {
+		struct rr_exchange *e = &x.ex[i];
+		assert_int_equal(e->line, 4);
+		assert_int_equal(e->resv, 0);
+		assert_int_equal(e->commit, 0);
+		assert_int_equal(e->flush, 0);
+		assert_int_equal(e->peer, 3);
+		assert_memory_equal(e->got, "ok\n", 3);
+	}
 	assert_int_equal(x.idle_read, -ETIMEDOUT);
 	assert_int_equal(x.held_idle, 0);
-	assert_int_equal(x.line2, 5);
-	assert_int_equal(x.resv2, 0);
-	assert_int_equal(x.commit2, 0);
-	assert_int_equal(x.flush2, 0);
-	assert_int_equal(x.peer2, 4);
-	assert_memory_equal(x.got2, "ok2\n", 4);
 	print_message("loop caches while idle / busy: receive buffers %u / %u (%s), "
 		      "reservation records %u / %u\n",
 		      x.rx_idle, x.rx_busy, x.ring ? "buffer ring" : "no ring", x.resv_idle,
