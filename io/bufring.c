@@ -24,6 +24,9 @@
  * (MADV_DONTNEED).  A ring that runs dry while it shrinks takes back what
  * had left instead of growing.  The only cost on the way of a buffer is one
  * comparison in weft__bufring_put.
+ *
+ * Also here: the loop's cache of malloc'd 4 KiB receive buffers, the ring's
+ * counterpart where there is none (epoll; weft__rxbuf_get, below).
  */
 #include "io.h"
 
@@ -235,4 +238,41 @@ void weft__bufring_free(weft_loop *l)
 	free(b->br);
 	free(b);
 	l->bufring = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* malloc'd receive buffers                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Where there is no ring (every receive on epoll) a stream's receive takes
+ * a malloc'd buffer once bytes are there and gives it back once they are
+ * consumed, before it waits again (io.h, WEFT_OPH_BUFSEL): on a
+ * request/response stream one malloc and free of 4 KiB per request.  The
+ * loop's cache (runtime/objcache.h) turns them into a free-list pop and
+ * push, as the ring does on io_uring.  It holds what is free, never what
+ * a stream waits with (an idle stream still holds none), at most
+ * WEFT__RXBUF_CACHE of them (the ring's first size, WEFT__BUFRING_INIT),
+ * and is trimmed about once a second with the loop's other caches; the
+ * loop's receives rarely hold more than a few at once (a task gives its
+ * buffer back before it waits), so it stays that small.  Off a loop's
+ * thread, the allocator. */
+void *weft__rxbuf_get(size_t len)
+{
+	if (len == WEFT__RXBUF_SIZE) {
+		weft_loop *l = weft__loop_self();
+		void *p = l ? weft__objcache_get(&l->rxbuf_cache) : NULL;
+		if (p)
+			return p;
+	}
+	return malloc(len);
+}
+
+void weft__rxbuf_put(void *p, size_t len)
+{
+	if (len == WEFT__RXBUF_SIZE && p) {
+		weft_loop *l = weft__loop_self();
+		if (l && weft__objcache_put_max(&l->rxbuf_cache, p, WEFT__RXBUF_CACHE))
+			return;
+	}
+	free(p);
 }

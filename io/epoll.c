@@ -395,18 +395,19 @@ static int run_ready_first(weft__op *op, int fd, uint32_t want)
 }
 
 /* The non-blocking attempt.  A WEFT_OPH_BUFSEL receive gets a buffer for
- * it, kept only if bytes came: the task waits for readiness holding none. */
+ * it (from the loop's cache: weft__rxbuf_get), kept only if bytes came:
+ * the task waits for readiness holding none. */
 static int try_now(weft__op *op)
 {
 	if (!(op->hints & WEFT_OPH_BUFSEL))
 		return weft__op_syscall(op, true);
-	op->a.p = malloc(op->a.len);
+	op->a.p = weft__rxbuf_get(op->a.len);
 	op->a.p3 = NULL;
 	if (!op->a.p)
 		return -ENOMEM;
 	int r = weft__op_syscall(op, true);
 	if (r <= 0) {
-		free(op->a.p);
+		weft__rxbuf_put(op->a.p, op->a.len);
 		op->a.p = NULL;
 	}
 	return r;

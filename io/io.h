@@ -87,12 +87,14 @@ enum { /* weft__op.hints */
  * (io/bufring.c); where the loop has none, a malloc'd one is named in a
  * plain receive; when the ring is dry (-ENOBUFS) it grows, and at its cap
  * the bytes are taken with one non-blocking recv(2) into a malloc'd one.
- * epoll: a malloc'd one for each non-blocking attempt, freed again on
- * EAGAIN before the task waits for readiness.
+ * epoll: a malloc'd one for each non-blocking attempt, given back again
+ * on EAGAIN before the task waits for readiness.  Malloc'd ones come from
+ * weft__rxbuf_get: a 4 KiB one (the usual receive) from the loop's cache.
  * On a result > 0, a.p is the buffer holding the bytes, owned by the
  * caller: a.p3 is the weft__bufring it came from (give it back with
  * weft__bufring_put(a.p3, (uint16_t)a.off)), or NULL for a malloc'd one of
- * a.len bytes (free() it).  On any other result no buffer is held.
+ * a.len bytes (weft__rxbuf_put(a.p, a.len), or free() it).  On any other
+ * result no buffer is held.
  * The same holds for a callback op (weft__op_arm; set a.p NULL and the
  * hint again at each arming): the ring growing, or the malloc'd
  * fallback, happen inside the backend, and the callback sees only the
@@ -232,6 +234,15 @@ WEFT_HIDDEN void weft__bufring_free(weft_loop *l);
 WEFT_HIDDEN void weft__bufring_trim(weft__bufring *b);
 /* Bytes of the ring's buffers in memory now (mincore): for tests. */
 WEFT_HIDDEN size_t weft__bufring_resident(const weft__bufring *b);
+/* A malloc'd receive buffer of len bytes (WEFT_OPH_BUFSEL's where there is
+ * no ring: every receive on epoll), or NULL.  One of WEFT__RXBUF_SIZE comes
+ * from the calling loop's cache when it has one. */
+#define WEFT__RXBUF_SIZE 4096u
+#define WEFT__RXBUF_CACHE 64u /* cached per loop at most: 256 KiB */
+WEFT_HIDDEN void *weft__rxbuf_get(size_t len);
+/* Give back p, a malloc'd buffer of len bytes (NULL: nothing): one of
+ * WEFT__RXBUF_SIZE to the calling loop's cache, any other to free(). */
+WEFT_HIDDEN void weft__rxbuf_put(void *p, size_t len);
 
 /* ---- io/stream.c ---- */
 struct weft_stream;

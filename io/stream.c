@@ -8,9 +8,10 @@
  * provided-buffer ring it came from), and the receive takes one only once
  * bytes are there (WEFT_OPH_BUFSEL, io/io.h).  On io_uring that buffer is
  * one of the ring's, adopted as is (no copy) until it is consumed or more
- * room is needed; on epoll a malloc'd one.  A receive that waits with part
- * of a unit buffered (a line cut in two) names the stream's own heap
- * buffer, as does every read of a pipe or tty (they keep theirs).
+ * room is needed; on epoll a malloc'd one, a 4 KiB one from and back to
+ * the loop's cache (weft__rxbuf_get, io/bufring.c).  A receive that waits
+ * with part of a unit buffered (a line cut in two) names the stream's own
+ * heap buffer, as does every read of a pipe or tty (they keep theirs).
  * The receive size adapts (rsize, rsize_adapt): 4 KiB while receives come
  * back small, doubling while they fill their buffers, up to cfg.max_read.
  * Above 4 KiB (bulk mode) a receive first goes, without waiting, into a
@@ -110,8 +111,8 @@ struct weft_stream {
 	uint64_t wprog_ns;  /* when the peer last took bytes (kept only with
 			       a write_timeout_ns) */
 	wbuf out, next;     /* freed whenever all three are empty */
-	struct wresv *rv;   /* reservations: from the first reserve, freed
-			       with the write buffers */
+	struct wresv *rv;   /* reservations: from the first reserve, given
+			       back with the write buffers */
 	struct zcsend *zc;  /* write_zc's send, from its first zero-copy
 			       one; NULL before */
 	weft__waitlist waiters; /* drain and flush */
@@ -296,13 +297,14 @@ static size_t rlen(const weft_stream *s)
 	return s->rend - s->rstart;
 }
 
-/* Give the read buffer back (to its ring, or to the allocator). */
+/* Give the read buffer back (to its ring, or to the loop's cache or the
+ * allocator: weft__rxbuf_put). */
 static void rbuf_drop(weft_stream *s)
 {
 	if (s->rring)
 		weft__bufring_put(s->rring, s->rbid);
 	else
-		free(s->rbuf);
+		weft__rxbuf_put(s->rbuf, s->rcap);
 	s->rbuf = NULL;
 	s->rring = NULL;
 	s->rcap = s->rstart = s->rend = 0;
@@ -1137,13 +1139,14 @@ int weft__stream_relay_recvd(weft_stream *s, weft__op *op, int n)
 }
 
 /* The relay is done with the bytes of its receive op: its buffer goes
- * back (to its ring, or freed), unless it is the stream's own. */
+ * back (to its ring, or to the loop's cache), unless it is the stream's
+ * own. */
 void weft__stream_relay_release(weft_stream *s, weft__op *op)
 {
 	if (op->a.p3)
 		weft__bufring_put(op->a.p3, (uint16_t)op->a.off);
 	else if (op->a.p != s->rbuf)
-		free(op->a.p);
+		weft__rxbuf_put(op->a.p, op->a.len);
 	op->a.p = op->a.p3 = NULL;
 }
 
@@ -1156,31 +1159,41 @@ static size_t queued(const weft_stream *s)
 	return s->out.len - s->out.off + s->next.len + hold_len(s);
 }
 
-/* An idle stream holds no write buffer and no send op (its idle memory),
- * so a request/response stream takes both anew for every send.  They come
- * from and go back to the loop's caches (runtime/objcache.h): a free list
- * instead of the allocator, trimmed about once a second like the others.
- * Off a loop's thread, the allocator. */
+/* An idle stream holds no write buffer, no send op and no reservation
+ * record (its idle memory), so a request/response stream takes them anew
+ * for every send.  They come from and go back to the loop's caches
+ * (runtime/objcache.h): a free list instead of the allocator, trimmed
+ * about once a second like the others.  Off a loop's thread, the
+ * allocator. */
 #define WBUF_MIN 1024
 
-static void *wmem_get(bool send)
+enum wmem { WMEM_BUF, WMEM_SEND, WMEM_RESV };
+
+static weft__objcache *wmem_cache(weft_loop *l, enum wmem kind)
 {
-	weft_loop *l = weft__loop_self();
-	void *p = l ? weft__objcache_get(send ? &l->wsend_cache : &l->wbuf_cache) : NULL;
-	return p ? p : malloc(send ? sizeof(struct wsend) : WBUF_MIN);
+	return kind == WMEM_BUF ? &l->wbuf_cache : kind == WMEM_SEND ? &l->wsend_cache
+								     : &l->wresv_cache;
 }
 
-static void wmem_put(void *p, bool send)
+static void *wmem_get(enum wmem kind)
+{
+	static const size_t size[] = { WBUF_MIN, sizeof(struct wsend), sizeof(struct wresv) };
+	weft_loop *l = weft__loop_self();
+	void *p = l ? weft__objcache_get(wmem_cache(l, kind)) : NULL;
+	return p ? p : malloc(size[kind]);
+}
+
+static void wmem_put(void *p, enum wmem kind)
 {
 	weft_loop *l = weft__loop_self();
-	if (p && (!l || !weft__objcache_put(send ? &l->wsend_cache : &l->wbuf_cache, p)))
+	if (p && (!l || !weft__objcache_put(wmem_cache(l, kind), p)))
 		free(p);
 }
 
 static void wbuf_free(wbuf *b)
 {
 	if (b->cap == WBUF_MIN)
-		wmem_put(b->p, false);
+		wmem_put(b->p, WMEM_BUF);
 	else if (b->p) /* the usual `next`: no call to free(NULL) */
 		free(b->p);
 	*b = (wbuf){ 0 };
@@ -1193,7 +1206,7 @@ static inline int wbuf_room(wbuf *b, size_t n)
 		if (n > SIZE_MAX / 4 - b->len)
 			return -ENOMEM;
 		if (!b->p && n <= WBUF_MIN) {
-			if (!(b->p = wmem_get(false)))
+			if (!(b->p = wmem_get(WMEM_BUF)))
 				return -ENOMEM;
 			b->cap = WBUF_MIN;
 			return 0;
@@ -1279,7 +1292,7 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
  * failure fires the waiters into wk). */
 static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
 {
-	if (unlikely(!s->send) && (s->send = wmem_get(true))) {
+	if (unlikely(!s->send) && (s->send = wmem_get(WMEM_SEND))) {
 		memset(s->send, 0, sizeof(*s->send));
 		s->send->s = s;
 	}
@@ -1319,10 +1332,10 @@ static void wmem_release(weft_stream *s)
 	wbuf_free(&s->next);
 	if (s->rv) {
 		wbuf_free(&s->rv->hold);
-		free(s->rv);
+		wmem_put(s->rv, WMEM_RESV);
 		s->rv = NULL;
 	}
-	wmem_put(s->send, true);
+	wmem_put(s->send, WMEM_SEND);
 	s->send = NULL;
 }
 
@@ -1436,7 +1449,9 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
 	r = wclosed(s);
 	if (!r && resv_buf(s))
 		r = -EBUSY;
-	if (!r && !s->rv && !(s->rv = calloc(1, sizeof(*s->rv))))
+	if (!r && !s->rv && (s->rv = wmem_get(WMEM_RESV)))
+		memset(s->rv, 0, sizeof(*s->rv));
+	if (!r && !s->rv)
 		r = -ENOMEM;
 	wbuf *b = s->sending ? &s->next : &s->out; /* never the in-flight one */
 	wbuf *h = r ? NULL : &s->rv->hold;

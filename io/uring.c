@@ -520,7 +520,8 @@ int weft__uring_arm(weft_loop *l, weft__op *op)
 	if (op->hints & WEFT_OPH_BUFSEL) { /* the ring's size now, for a grow */
 		weft__bufring *br = weft__bufring_get(l);
 		op->a.mode = br ? weft__bufring_count(br) : 0;
-		if (!br && (op->a.p = malloc(op->a.len))) { /* no ring: a buffer of its own */
+		/* no ring: a buffer of its own */
+		if (!br && (op->a.p = weft__rxbuf_get(op->a.len))) {
 			op->a.p3 = NULL;
 			op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFSEL) | WEFT_OPH_BUFHELD);
 		} /* (no memory: the -ENOBUFS comes back, and -ENOMEM then) */
@@ -540,7 +541,7 @@ static bool bufsel_cqe(weft_loop *l, weft__op *op, int32_t *res, uint32_t flags)
 	if (op->hints & WEFT_OPH_BUFHELD) { /* its malloc'd buffer came back */
 		op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFHELD) | WEFT_OPH_BUFSEL);
 		if (*res <= 0) {
-			free(op->a.p);
+			weft__rxbuf_put(op->a.p, op->a.len);
 			op->a.p = NULL;
 		}
 		return false;
@@ -563,7 +564,7 @@ static bool bufsel_cqe(weft_loop *l, weft__op *op, int32_t *res, uint32_t flags)
 		submit(l, op);
 		return true;
 	}
-	if (!(op->a.p = malloc(op->a.len))) {
+	if (!(op->a.p = weft__rxbuf_get(op->a.len))) {
 		*res = -ENOMEM;
 		return false;
 	}
@@ -577,7 +578,7 @@ static bool bufsel_cqe(weft_loop *l, weft__op *op, int32_t *res, uint32_t flags)
 	}
 	op->hints = (uint8_t)((op->hints & ~WEFT_OPH_BUFHELD) | WEFT_OPH_BUFSEL);
 	if (r <= 0) {
-		free(op->a.p);
+		weft__rxbuf_put(op->a.p, op->a.len);
 		op->a.p = NULL;
 	}
 	*res = r;
@@ -675,7 +676,7 @@ static int recv_select(weft__op *op)
 		op->cqe_flags = 0;
 		op->done = false;
 	}
-	op->a.p = malloc(op->a.len);
+	op->a.p = weft__rxbuf_get(op->a.len);
 	op->a.p3 = NULL;
 	if (!op->a.p)
 		return -ENOMEM;
@@ -692,7 +693,7 @@ static int recv_select(weft__op *op)
 	}
 	op->hints |= WEFT_OPH_BUFSEL;
 	if (r <= 0) {
-		free(op->a.p);
+		weft__rxbuf_put(op->a.p, op->a.len);
 		op->a.p = NULL;
 	}
 	return r;

@@ -411,6 +411,9 @@ struct weft_loop {
 	weft__objcache future_cache; /* dead futures (owner-only) */
 	weft__objcache wbuf_cache;   /* streams' 1 KiB write buffers (owner-only) */
 	weft__objcache wsend_cache;  /* streams' send ops (owner-only) */
+	weft__objcache wresv_cache;  /* streams' reservation records (owner-only) */
+	weft__objcache rxbuf_cache;  /* 4 KiB receive buffers (io/bufring.c;
+					owner-only) */
 	uint64_t trim_at;            /* next trim of the caches (owner-only) */
 	unsigned trim_passes;        /* scheduler passes since the last check */
 	pthread_t thread;

@@ -39,19 +39,27 @@ static inline void *weft__objcache_get(weft__objcache *c)
 	return p;
 }
 
-static inline bool weft__objcache_put(weft__objcache *c, void *p)
+/* Keep p unless the cache holds `max` already (a cap below
+ * WEFT_OBJCACHE_MAX for large objects). */
+static inline bool weft__objcache_put_max(weft__objcache *c, void *p, unsigned max)
 {
 #if WEFT_ASAN
 	(void)c;
 	(void)p;
+	(void)max;
 	return false; /* let ASan see every use after free */
 #endif
-	if (c->len >= WEFT_OBJCACHE_MAX)
+	if (c->len >= max)
 		return false;
 	*(void **)p = c->head;
 	c->head = p;
 	c->len++;
 	return true;
+}
+
+static inline bool weft__objcache_put(weft__objcache *c, void *p)
+{
+	return weft__objcache_put_max(c, p, WEFT_OBJCACHE_MAX);
 }
 
 /* Give back half of the objects unused since the last trim. */

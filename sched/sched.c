@@ -618,6 +618,8 @@ static void trim_caches(weft_loop *l)
 	weft__objcache_trim(&l->future_cache);
 	weft__objcache_trim(&l->wbuf_cache);
 	weft__objcache_trim(&l->wsend_cache);
+	weft__objcache_trim(&l->wresv_cache);
+	weft__objcache_trim(&l->rxbuf_cache);
 	weft__stackpool_trim(l->rt, &l->stacks);
 	weft__io_trim(l);
 }
@@ -827,6 +829,8 @@ void *weft__loop_main(void *arg)
 	weft__objcache_drain(&l->future_cache);
 	weft__objcache_drain(&l->wbuf_cache);
 	weft__objcache_drain(&l->wsend_cache);
+	weft__objcache_drain(&l->wresv_cache);
+	weft__objcache_drain(&l->rxbuf_cache);
 	weft__loop_set_self(NULL);
 	return NULL;
 }

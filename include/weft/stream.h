@@ -81,8 +81,11 @@
  * been consumed, the next read call gives the read buffer back before it
  * waits, and a buffer is taken again only when bytes arrive (io_uring: the
  * kernel picks one of the loop's 4 KiB provided buffers and the stream
- * reads from it in place; epoll: one is allocated once the socket is
- * readable).  Receives are sized by the traffic: 4 KiB at first, doubling
+ * reads from it in place; epoll: one is taken once the socket is
+ * readable, a 4 KiB one from the loop's cache of free ones, so a busy
+ * stream does not call the allocator per receive; that cache holds at
+ * most 64, 256 KiB per loop, and gives back about once a second what it
+ * did not reuse).  Receives are sized by the traffic: 4 KiB at first, doubling
  * while they fill their buffers, up to config.max_read (256 KiB, as
  * asyncio's transports read), halving when they come back less than half
  * full, so request/response traffic keeps 4 KiB receives.  A stream whose
