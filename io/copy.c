@@ -14,7 +14,9 @@
  * which parks until both directions are done and is woken only when one
  * needs it: a destination over high water (the direction waits on its
  * writer, as drain does, until it falls to low water: the backpressure),
- * end of input (the destination is flushed, then shut down for writing),
+ * end of input (the destination is flushed, then shut down for writing:
+ * the SHUT_WR is owed from shut_begin on and the destination's writer
+ * sends it once idle, so a copy stopped mid-flush still ends in a FIN),
  * a failure (the first one is kept, and the other direction's receive is
  * cancelled), weft_stream_end_input (the source's reader is interrupted,
  * which is this task), the streams' own read and write limits, the idle

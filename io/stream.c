@@ -103,6 +103,9 @@ struct weft_stream {
 	bool sending;       /* `op` is in flight */
 	bool paused;        /* over high water, not yet back to low water */
 	bool wshut;         /* shut down for writing */
+	bool wfin;          /* a shutdown's SHUT_WR is owed: sent when the
+			       writer is next idle, whoever waits or not */
+	int wfin_rc;        /* the last SHUT_WR's result (0 or -errno) */
 	bool aborting;      /* close gave up: drop what is queued */
 	_Atomic bool aborted; /* weft_stream_abort: reset, every call fails */
 	int werr;           /* sticky send error, or -ETIMEDOUT (write limits) */
@@ -1339,14 +1342,30 @@ static void wmem_release(weft_stream *s)
 	s->send = NULL;
 }
 
+/* With lk held, the writer idle: the SHUT_WR a shutdown owes (on other
+ * fds nothing: closing signals EOF).  Here rather than in the task that
+ * called shutdown, so that a shutdown whose flush was cut short (a
+ * cancellation, a scope, a stopped copy) still ends with the FIN behind
+ * the last queued byte instead of a stream that refuses writes but
+ * never tells its peer. */
+static void wfin_send(weft_stream *s)
+{
+	s->wfin = false;
+	s->wfin_rc = s->is_sock && shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
 /* With lk held, after the queue shrank: unpause, free the buffers of an
- * idle writer, wake drain and flush. */
+ * idle writer (and send the FIN it owes, unless the writer failed: its
+ * peer is told by the error or the close), wake drain and flush. */
 static inline void send_settle(weft_stream *s, weft__wakes *wk)
 {
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
-	if (!s->sending && !queued(s) && !resv_buf(s)) /* an idle writer holds none */
+	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
+		if (unlikely(s->wfin) && !s->werr && !s->aborting)
+			wfin_send(s);
 		wmem_release(s);
+	}
 	if (!s->sending || !s->paused)
 		weft__waitlist_fire_all(&s->waiters, wk);
 }
@@ -1897,8 +1916,10 @@ int weft_stream_shutdown(weft_stream *s)
 }
 
 /* weft_stream_shutdown's first step, for task t: no write slips in after
- * it.  0, or -EBUSY when t holds an open reservation (its flush would
- * wait for itself). */
+ * it, and the SHUT_WR is owed from now on: the writer sends it once idle
+ * (at once if it is), whether or not anyone waits for the flush.  0, or
+ * -EBUSY when t holds an open reservation (its flush would wait for
+ * itself). */
 int weft__stream_shut_begin(weft_stream *s, weft_task *t)
 {
 	weft__lock_acquire(&s->lk);
@@ -1906,17 +1927,23 @@ int weft__stream_shut_begin(weft_stream *s, weft_task *t)
 		weft__lock_release(&s->lk);
 		return -EBUSY;
 	}
-	s->wshut = true;
+	s->wshut = s->wfin = true;
+	if (!s->sending && !queued(s) && !resv_buf(s) && !s->werr && !s->aborting)
+		wfin_send(s);
 	weft__lock_release(&s->lk);
 	return 0;
 }
 
-/* Its last, once flushed: SHUT_WR on a socket.  0 or -errno. */
+/* Its last, once flushed: the SHUT_WR's result (sent now if the writer
+ * has not yet).  0 or -errno. */
 int weft__stream_shut_end(weft_stream *s)
 {
-	if (s->is_sock && shutdown(s->fd, SHUT_WR) < 0)
-		return -errno;
-	return 0;
+	weft__lock_acquire(&s->lk);
+	if (s->wfin)
+		wfin_send(s);
+	int r = s->wfin_rc;
+	weft__lock_release(&s->lk);
+	return r;
 }
 
 /* With lk held: reset the connection now.  On TCP, SO_LINGER 0 and

@@ -19,6 +19,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -650,6 +652,47 @@ static void test_shutdown_eof_then_epipe(void **state)
 	assert_int_equal(x.k.last, 0); /* EOF */
 	assert_int_equal(x.reply, 5);
 	assert_memory_equal(x.reply_buf, "reply", 5);
+}
+
+/* A shutdown cut short (here by a scope) while the queue flushes still
+ * shuts: later writes get -EPIPE, and the FIN follows the last queued
+ * byte by itself once the peer reads, with nobody waiting for it. */
+struct shut_cut_rec {
+	ssize_t w1, w_after;
+	int shut_rc;
+	size_t pending;
+	struct sink k;
+};
+
+static void shut_cut_body(struct fx *f)
+{
+	struct shut_cut_rec *x = f->rec;
+	weft_sock_buffers(weft_stream_fd(f->s), 0, 4096);
+	x->w1 = write_pat(f->s, 0, 1u << 20);
+	weft_scope sc;
+	weft_scope_enter(&sc, 30 * MS);
+	x->shut_rc = weft_stream_shutdown(f->s);
+	weft_scope_exit(&sc);
+	x->pending = weft_stream_pending(f->s);
+	x->w_after = weft_stream_write(f->s, "late", 4);
+	x->k = (struct sink){ .fd = f->peer };
+	weft_task *t = go_pinned(sink_main, &x->k, WEFT_PIN_NONE);
+	weft_wait_for(t, NULL, 1000 * MS); /* cancels a sink that never sees EOF */
+	weft_task_release(t);
+}
+
+static void test_shutdown_cut_short_still_shuts(void **state)
+{
+	(void)state;
+	struct shut_cut_rec x = { 0 };
+	run_fx(NULL, shut_cut_body, &x);
+	assert_int_equal(x.w1, 1 << 20);
+	assert_int_equal(x.shut_rc, -ETIMEDOUT);
+	assert_true(x.pending > 0);
+	assert_int_equal(x.w_after, -EPIPE);
+	assert_int_equal(x.k.got, 1 << 20);
+	assert_int_equal(x.k.bad, 0);
+	assert_int_equal(x.k.last, 0); /* EOF */
 }
 
 struct close_rec {
@@ -4298,6 +4341,100 @@ static void test_copy_cancel(void **state)
 	assert_int_equal(x.tasks_after, x.tasks_before);
 }
 
+/* A copy stopped while it shuts a destination down (the client's end of
+ * input passed on, b's queue still flushing to a server end that does
+ * not read) leaves b shut for good: b refuses writes, and its peer,
+ * once it reads, gets every byte and then end of input (the FIN follows
+ * the queue by itself), not a connection that is neither open nor
+ * closed.  Stopped by a cancellation, or by the idle limit (b's peer
+ * taking nothing is no progress).  1 MiB under b's high water (4 MiB
+ * here: no backpressure), b's kernel send buffer small, so most of it
+ * waits in b's queue. */
+enum { SHUT_N = 1 << 20 };
+
+struct copy_shut {
+	struct proxy p;
+	bool idle;          /* stop it with the idle limit, not a cancel */
+	int open_rc;
+	size_t pending_b;   /* queued on b when the copy was stopped */
+	ssize_t write_rc;   /* a write to b after the copy */
+	size_t got;         /* the server end's bytes */
+	ssize_t end;        /* its last receive: 0 at end of input */
+};
+
+static void *copy_shut_body(void *arg)
+{
+	struct copy_shut *x = arg;
+	if ((x->open_rc = proxy_open(&x->p)) < 0)
+		return NULL;
+	int small = 4096;
+	setsockopt(weft_stream_fd(x->p.b), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
+	char *req = calloc(1, SHUT_N);
+	if (req)
+		weft_send_all(x->p.c0, req, SHUT_N, 0, NULL);
+	free(req);
+	shutdown(x->p.c0, SHUT_WR);
+	/* until the copy has taken every byte (c0 has none unacknowledged, a
+	 * none unread), then the end of input: b's shutdown waits */
+	uint64_t t0 = weft_now_ns();
+	int outq = 1, unread = 1;
+	while ((outq || unread) && weft_now_ns() - t0 < 300 * MS) {
+		weft_sleep_ms(1);
+		if (ioctl(x->p.c0, SIOCOUTQ, &outq) < 0 ||
+		    ioctl(weft_stream_fd(x->p.a), FIONREAD, &unread) < 0)
+			outq = unread = 0;
+	}
+	weft_sleep_ms(10);
+	x->pending_b = weft_stream_pending(x->p.b);
+	if (!x->idle)
+		weft_task_cancel(cp);
+	finish(cp);
+	x->write_rc = weft_stream_write(x->p.b, "x", 1);
+	static char buf[64 * 1024];
+	weft_scope sc;
+	weft_scope_enter(&sc, 500 * MS);
+	while ((x->end = weft_recv(x->p.s1, buf, sizeof buf, 0)) > 0)
+		x->got += (size_t)x->end;
+	weft_scope_exit(&sc);
+	proxy_close(&x->p);
+	return NULL;
+}
+
+static void copy_shut(bool idle)
+{
+	weft_stream_config big;
+	weft_stream_config_init(&big);
+	big.high_water = 4u << 20;
+	struct copy_shut x = { .idle = idle, .p = { .bcfg = &big } };
+	weft_stream_copy_config_init(&x.p.cfg);
+	if (idle)
+		x.p.cfg.idle_timeout_ns = 50 * MS;
+	run_on_loop0_no_fd_left(copy_shut_body, &x);
+	print_message("copy stopped with %zu bytes queued on b: %s; b's peer then got %zu "
+		      "bytes and %s\n", x.pending_b, weft_strerror(x.p.rc), x.got,
+		      x.end == 0 ? "end of input" : weft_strerror((int)x.end));
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, idle ? -ETIMEDOUT : -ECANCELED);
+	assert_true(x.pending_b > 0); /* stopped while b's queue flushed */
+	assert_int_equal(x.p.out.a_to_b, SHUT_N);
+	assert_int_equal(x.write_rc, -EPIPE);
+	assert_int_equal(x.got, SHUT_N);
+	assert_int_equal(x.end, 0);
+}
+
+static void test_copy_cancel_mid_shutdown(void **state)
+{
+	(void)state;
+	copy_shut(false);
+}
+
+static void test_copy_idle_mid_shutdown(void **state)
+{
+	(void)state;
+	copy_shut(true);
+}
+
 /* Backpressure: a server end that reads nothing for 300 ms while the
  * client sends 8 MiB: the copy waits in drain, so what it holds queued on
  * b stays near b's high_water (64 KiB) plus one receive, and everything
@@ -4712,6 +4849,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_fill_buffered_consume),
 	cmocka_unit_test(test_write_drain_backpressure),
 	cmocka_unit_test(test_shutdown_eof_then_epipe),
+	cmocka_unit_test(test_shutdown_cut_short_still_shuts),
 	cmocka_unit_test(test_close_flushes_everything),
 	cmocka_unit_test(test_sticky_send_error_after_reset),
 	cmocka_unit_test(test_two_readers_ebusy),
@@ -4740,6 +4878,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
 	cmocka_unit_test(test_copy_idle_not_cut_while_peer_drains),
 	cmocka_unit_test(test_copy_cancel),
+	cmocka_unit_test(test_copy_cancel_mid_shutdown),
+	cmocka_unit_test(test_copy_idle_mid_shutdown),
 	cmocka_unit_test(test_copy_backpressure),
 	cmocka_unit_test(test_copy_bad_arguments),
 	cmocka_unit_test(test_copy_one_task_idle_holds_nothing),

@@ -403,7 +403,14 @@ WEFT_API int weft_stream_flush(weft_stream *s);
 /* Flush, then shut the write side: on a socket, shutdown(SHUT_WR), so the
  * peer reads end of input while this side can still read.  On other fds it
  * only flushes (close the stream to signal EOF on a pipe).  Later writes
- * return -EPIPE. */
+ * return -EPIPE.  The shutdown is final from the call on: one cut short
+ * by a cancellation or a scope (-ECANCELED / -ETIMEDOUT, not sticky)
+ * still completes by itself, the queued bytes going out in the background
+ * as after a cancelled drain and the SHUT_WR right behind the last of
+ * them, so the peer gets every byte and then end of input with nobody
+ * waiting; a sticky error (a send error, a write limit) drops the queue
+ * and sends no FIN (close, or abort, ends the connection).  0, the
+ * SHUT_WR's error, or as flush. */
 WEFT_API int weft_stream_shutdown(weft_stream *s);
 /* A deadline (absolute, weft_now_ns clock; WEFT_FOREVER clears it, the
  * default; one already past, 0 included, has expired) for every drain,
@@ -446,6 +453,11 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  *  - Half-close: end of input on one side becomes weft_stream_shutdown on
  *    the other (its queue flushed, then SHUT_WR on a socket), and the
  *    other direction goes on; the call returns 0 when both have ended.
+ *    A copy that stops (a failure, the idle limit, a cancellation, the
+ *    scope) while such a shutdown still waits for its queue leaves it to
+ *    finish as a cut-short weft_stream_shutdown does: the destination
+ *    refuses writes (-EPIPE) and sends its FIN by itself right after its
+ *    last queued byte, unless it failed (a sticky error).
  *  - cfg->idle_timeout_ns (WEFT_FOREVER: none, the default; see
  *    "Timeouts and deadlines" in weft.h) is connection-wide: the copy
  *    fails with -ETIMEDOUT only when neither direction has moved a byte
