@@ -592,9 +592,8 @@ static int start_barrier(weft_load *l)
 		if (now >= until)
 			break;
 		uint64_t step = until - now < 20000000ull ? until - now : 20000000ull;
-		int r = weft_future_wait_timeout(l->stopf, NULL, step);
-		if (r == -ECANCELED && !weft_future_done(l->stopf))
-			return r;
+		if (weft_future_wait_timeout(l->stopf, NULL, step) == -ECANCELED)
+			return -ECANCELED;
 	}
 	return 0;
 }
@@ -614,9 +613,8 @@ static int measure(weft_load *l, uint64_t t0, bool tty)
 		uint64_t wake = te < next_iv ? te : next_iv;
 		wake = wake < next_pg ? wake : next_pg;
 		if (wake > now) {
-			int r = weft_future_wait_timeout(l->stopf, NULL, wake - now);
-			if (r == -ECANCELED && !weft_future_done(l->stopf))
-				return r;
+			if (weft_future_wait_timeout(l->stopf, NULL, wake - now) == -ECANCELED)
+				return -ECANCELED;
 			now = weft_now_ns();
 		}
 		if (now >= next_iv && now < te && !stopping(l)) {
@@ -717,6 +715,13 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	if (l->cfg.requests && l->last_ns)
 		end = l->last_ns;
 	close_interval(l, end, true);
+	/* The caller's cancellation wins over a stop or an end that came
+	 * first (weft.h: a cancelled wait returns -ECANCELED), whenever it
+	 * came before this return: a stop leaves no wait to see it (and
+	 * the driver's waits after the measuring are shielded).  Nothing is
+	 * dropped either way: *res is the run's. */
+	if (weft_task_cancelled())
+		rc = -ECANCELED;
 	if (res) {
 		res->hist = l->total_h;
 		res->counts = l->total_c;

@@ -764,6 +764,60 @@ static void test_driver_stop_from_thread(void **state)
 	server_stop(&s);
 }
 
+/* The calling task cancelled after a stop (a SIGINT handler's stop, then
+ * the program cancelling its tasks): the run still returns -ECANCELED, as
+ * any cancelled wait does, with *res filled (nothing is dropped). */
+struct run_task {
+	weft_load *l;
+	weft_load_result *res;
+	int rc;
+};
+
+static void *run_task_main(void *arg)
+{
+	struct run_task *r = arg;
+	r->rc = weft_load_run(r->l, r->res);
+	return NULL;
+}
+
+static void *cancel_after_stop(void *arg)
+{
+	struct drive *d = arg;
+	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
+		return NULL;
+	struct run_task r = { d->l, d->res, 1 };
+	weft_task *t;
+	if (weft_task_spawn(&t, run_task_main, &r) < 0)
+		return NULL;
+	weft_sleep_ms(100);
+	weft_load_stop(d->l);
+	weft_task_cancel(t);
+	weft_task_join(t, NULL);
+	weft_task_release(t);
+	d->rc = r.rc;
+	weft_load_destroy(d->l);
+	return NULL;
+}
+
+static void test_driver_cancel_after_stop(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	struct drive *d = drive_new(&s);
+	d->cfg.conns = 2;
+	d->cfg.duration_ns = 30000 * MS;
+	weft_test_run_loops(2, cancel_after_stop, d);
+	print_message("run returned %s, stopped %d, %llu requests\n", weft_strerror(d->rc),
+		      d->res->stopped, (unsigned long long)d->res->counts.requests);
+	assert_int_equal(d->create_rc, 0);
+	assert_int_equal(d->rc, -ECANCELED);
+	assert_true(d->res->stopped);
+	assert_true(d->res->counts.requests > 0);
+	drive_free(d);
+	server_stop(&s);
+}
+
 /* Nothing listening: every connection fails, the barrier still opens, the
  * run ends on time with connect errors counted. */
 static void test_driver_refused(void **state)
@@ -877,6 +931,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_driver_warmup_intervals, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_stop_from_thread, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_cancel_after_stop, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_drops_not_counted, setup, teardown),
 	cmocka_unit_test(test_driver_refused),

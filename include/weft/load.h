@@ -405,6 +405,11 @@ WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
  * Returns 0 (errors of the load are counted, not returned), -EALREADY
  * (run before), -EPERM (not in a task), -ENOMEM, -ECANCELED (the calling
  * task was cancelled: the connections are stopped first, *res is filled).
+ * A cancellation that comes before the run returns is -ECANCELED even if
+ * the run had already ended (its duration, its count, weft_load_stop) and
+ * was only finishing its in-flight requests: the caller learns it was
+ * cancelled, as from any wait, and loses nothing, *res being the whole
+ * run's either way (res->stopped says whether a stop ended it).
  */
 WEFT_API int weft_load_run(weft_load *l, weft_load_result *res);
 
