@@ -257,11 +257,27 @@ static ssize_t read_responses(struct conn *c, weft_stream *s, unsigned max, uint
 	}
 }
 
-/* Count a failed read; C_STOP for a cancellation, else C_ERR. */
-static int read_failed(struct conn *c, ssize_t r)
+/* Whether an error of time t (the send, intended in an open loop, of the
+ * oldest request it cost; else when it happened) is counted: not during
+ * the warm-up, whose requests and drops are not counted either, so that
+ * a server still warming up (a cold cache's timeouts) or a connection
+ * set up again does not show in a window that had no error.  The first
+ * connects', before the window is set, are: they tell whether the
+ * server can be reached at all. */
+static bool counts_error(weft_load *l, uint64_t t)
+{
+	uint64_t tm = t_measure(l);
+	return tm == WEFT_FOREVER || t >= tm;
+}
+
+/* Count a failed read of requests sent at `since` (see counts_error);
+ * C_STOP for a cancellation, else C_ERR. */
+static int read_failed(struct conn *c, ssize_t r, uint64_t since)
 {
 	if (r == -ECANCELED)
 		return C_STOP;
+	if (!counts_error(c->l, since))
+		return C_ERR;
 	if (r == -ETIMEDOUT)
 		c->ls->c.timeouts++;
 	else if (r == -EBADMSG)
@@ -271,11 +287,13 @@ static int read_failed(struct conn *c, ssize_t r)
 	return C_ERR;
 }
 
-static int send_requests(struct conn *c, weft_stream *s, unsigned n)
+/* Queue n requests due at `since` (a failure counted as read_failed's). */
+static int send_requests(struct conn *c, weft_stream *s, unsigned n, uint64_t since)
 {
 	if (c->l->cfg.proto->write(c->l->cfg.proto_arg, c->state, s, n) >= 0)
 		return C_OK;
-	c->ls->c.read_errors++;
+	if (counts_error(c->l, since))
+		c->ls->c.read_errors++;
 	return C_ERR;
 }
 
@@ -295,14 +313,14 @@ static int drive_closed(struct conn *c, weft_stream *s)
 			if (!n)
 				return C_STOP;
 		}
-		if (send_requests(c, s, n) != C_OK)
+		if (send_requests(c, s, n, since) != C_OK)
 			return C_ERR;
 		weft_stream_read_deadline(s, add_sat(since, l->cfg.timeout_ns));
 		for (unsigned done = 0; done < n;) {
 			uint64_t now;
 			ssize_t k = read_responses(c, s, n - done, &now);
 			if (k < 0)
-				return read_failed(c, k);
+				return read_failed(c, k, since);
 			for (ssize_t i = 0; i < k; i++)
 				record(c, now, since, c->got[i].flags, c->got[i].len);
 			done += (unsigned)k;
@@ -354,7 +372,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 					c->ls->c.lag_max_ns = lag;
 				c->ls->lag_sum = add_sat(c->ls->lag_sum, lag);
 			}
-			if (send_requests(c, s, 1) != C_OK)
+			if (send_requests(c, s, 1, t) != C_OK)
 				return C_ERR;
 			unsigned k = (head + inflight) % depth;
 			ring[2 * k] = t;
@@ -376,7 +394,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 		if (k == -ETIMEDOUT && dl < expire)
 			continue; /* woke for the next slot */
 		if (k < 0)
-			return read_failed(c, k);
+			return read_failed(c, k, ring[2 * head]);
 		for (ssize_t i = 0; i < k; i++) {
 			record(c, done_at, ring[2 * head], c->got[i].flags, c->got[i].len);
 			head = (head + 1) % depth;
@@ -423,7 +441,8 @@ static void *conn_task(void *arg)
 		if (r == -ECANCELED)
 			break;
 		if (r < 0) {
-			c->ls->c.connect_errors++;
+			if (counts_error(l, weft_now_ns()))
+				c->ls->c.connect_errors++;
 			int none = 0;
 			atomic_compare_exchange_strong(&l->connect_error, &none, r);
 			if (first) {

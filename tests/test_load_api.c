@@ -467,6 +467,15 @@ static void ping_fini(void *arg, void *state)
 	free(state);
 }
 
+/* Queue n PINGs: 0 or -EPIPE (the protocols' write). */
+static int write_pings(weft_stream *s, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (weft_stream_write(s, "PING\r\n", 6) < 0)
+			return -EPIPE;
+	return 0;
+}
+
 static int ping_write(void *arg, void *state, weft_stream *s, unsigned n)
 {
 	struct ping_arg *a = arg;
@@ -478,10 +487,7 @@ static int ping_write(void *arg, void *state, weft_stream *s, unsigned n)
 		       !atomic_compare_exchange_weak(&a->first_write, &m, c->first_write_ns))
 			;
 	}
-	for (unsigned i = 0; i < n; i++)
-		if (weft_stream_write(s, "PING\r\n", 6) < 0)
-			return -EPIPE;
-	return 0;
+	return write_pings(s, n);
 }
 
 static ssize_t ping_parse(void *arg, void *state, const char *buf, size_t len, size_t *need,
@@ -710,10 +716,7 @@ static int stall_write(void *arg, void *state, weft_stream *s, unsigned n)
 	_Atomic bool *stalled = arg;
 	if (!atomic_exchange(stalled, true))
 		msleep(80);
-	for (unsigned i = 0; i < n; i++)
-		if (weft_stream_write(s, "PING\r\n", 6) < 0)
-			return -EPIPE;
-	return 0;
+	return write_pings(s, n);
 }
 
 static void test_driver_warmup_drops_not_counted(void **state)
@@ -741,6 +744,63 @@ static void test_driver_warmup_drops_not_counted(void **state)
 	assert_true(atomic_load(&stalled));
 	assert_true(c->sent > 50);
 	assert_true(c->dropped < 10);
+	drive_free(d);
+	server_stop(&s);
+}
+
+/* Errors are the measured window's too, as requests and drops are: a
+ * write that fails and a malformed answer, both early in a 150 ms
+ * warm-up, are not counted (each reopens the connection, which then
+ * runs cleanly). */
+struct flaky {
+	_Atomic unsigned writes, parses;
+};
+
+static int flaky_write(void *arg, void *state, weft_stream *s, unsigned n)
+{
+	struct flaky *f = arg;
+	if (atomic_fetch_add(&f->writes, 1) == 0)
+		return -EIO;
+	return write_pings(s, n);
+}
+
+static ssize_t flaky_parse(void *arg, void *state, const char *buf, size_t len, size_t *need,
+			   unsigned *flags)
+{
+	struct flaky *f = arg;
+	ssize_t r = ping_parse(arg, state, buf, len, need, flags);
+	if (r > 0 && atomic_fetch_add(&f->parses, 1) == 0)
+		return -EBADMSG;
+	return r;
+}
+
+static void test_driver_warmup_errors_not_counted(void **state)
+{
+	(void)state;
+	static const weft_load_proto flaky_proto = {
+		.name = "flaky", .write = flaky_write, .parse = flaky_parse,
+	};
+	static struct flaky f;
+	atomic_store(&f.writes, 0);
+	atomic_store(&f.parses, 0);
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	struct drive *d = drive_new(&s);
+	d->cfg.proto = &flaky_proto;
+	d->cfg.proto_arg = &f;
+	d->cfg.conns = 1;
+	d->cfg.warmup_ns = 150 * MS;
+	d->cfg.duration_ns = 100 * MS;
+	drive_run(d);
+	const weft_load_counts *c = &d->res->counts;
+	print_message("read errors %llu, parse errors %llu, requests %llu\n",
+		      (unsigned long long)c->read_errors, (unsigned long long)c->parse_errors,
+		      (unsigned long long)c->requests);
+	assert_true(atomic_load(&f.parses) > 1); /* both failures happened */
+	assert_int_equal(c->read_errors, 0);
+	assert_int_equal(c->parse_errors, 0);
+	assert_int_equal(weft_load_errors(c), 0);
+	assert_true(c->requests > 0);
 	drive_free(d);
 	server_stop(&s);
 }
@@ -934,6 +994,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_driver_cancel_after_stop, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_drops_not_counted, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_warmup_errors_not_counted, setup, teardown),
 	cmocka_unit_test(test_driver_refused),
 	cmocka_unit_test(test_driver_bad_config),
 	cmocka_unit_test_setup_teardown(test_example_load_incr, setup, teardown),

@@ -292,7 +292,11 @@ typedef struct weft_load_proto {
 /* Run driver                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Counts of a run or of an interval. */
+/* Counts of a run or of an interval: the measured window's.  Requests,
+ * sends and drops are counted by their (intended) send times, errors by
+ * the send of the request they cost (else by when they happened), so the
+ * warm-up's count in none of them; the first connects', made before the
+ * warm-up, do (they say whether the server can be reached at all). */
 typedef struct weft_load_counts {
 	uint64_t requests;       /* answered and measured */
 	uint64_t failed;         /* of them, error answers (WEFT_LOAD_RESP_FAILED) */
