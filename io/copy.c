@@ -32,7 +32,7 @@
  * idle_timeout_ns after the last progress of either direction (a byte
  * received, or a destination's queue shrinking: its peer took bytes,
  * whether or not the direction waits on it), and looks again before
- * failing.
+ * failing, the kernel's send buffers included (kernel_progress).
  */
 #include "io.h"
 #include "weft/stream.h"
@@ -67,6 +67,8 @@ struct dir {
 	uint64_t wstart, wdl; /* the wait on dst: since (0 unknown), limit */
 	size_t pend;        /* dst's queue at the last put or look (idle
 			       limit: less now means its peer took bytes) */
+	uint64_t acked;     /* dst's TCP peer's acknowledged bytes at the
+			       last look (idle limit: more now, the same) */
 	weft__waiter w;
 };
 
@@ -264,6 +266,30 @@ static uint64_t next_deadline(const struct copy *c)
 	return dl;
 }
 
+/* The idle limit is about to fail: did a destination's peer take bytes
+ * that had left its queue, from the kernel's send buffer?  A reply the
+ * copy moved whole into the socket is invisible to weft_stream_pending,
+ * however slowly it drains (a download to a slow client, the copy idle
+ * in user space).  TCP's acknowledged bytes, looked at only here (a
+ * getsockopt per destination at the limit's expiry, nothing per byte),
+ * count as progress now when they grew since the last look.  They may
+ * have grown long before it (before the last byte moved in user space,
+ * even), so an idle connection is cut within twice the limit after its
+ * last byte moved at worst, and never before the limit. */
+static bool kernel_progress(struct copy *c, uint64_t now)
+{
+	bool moved = false;
+	for (int i = 0; i < 2; i++) {
+		struct dir *d = &c->d[i];
+		uint64_t n = weft__stream_acked(d->dst);
+		moved |= n > d->acked;
+		d->acked = n;
+	}
+	if (moved)
+		c->last_ns = now;
+	return moved;
+}
+
 /* The park's own deadline passed: cancel the receives past their read
  * limits (their final callbacks fail them), count the destinations'
  * progress, and fail on the idle limit.  Write limits are advance's.
@@ -284,7 +310,8 @@ static void limits(struct copy *c)
 			c->last_ns = now;
 		d->pend = n;
 	}
-	if (c->idle_ns != WEFT_FOREVER && now >= weft__deadline_add(c->last_ns, c->idle_ns))
+	if (c->idle_ns != WEFT_FOREVER && now >= weft__deadline_add(c->last_ns, c->idle_ns) &&
+	    !kernel_progress(c, now))
 		fail(c, -ETIMEDOUT, NULL);
 }
 
@@ -378,6 +405,9 @@ int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
 	c.last_ns = weft_now_ns();
 	c.d[0] = (struct dir){ .c = &c, .src = a, .dst = b };
 	c.d[1] = (struct dir){ .c = &c, .src = b, .dst = a };
+	if (c.idle_ns != WEFT_FOREVER) /* what the peers had taken before */
+		for (int i = 0; i < 2; i++)
+			c.d[i].acked = weft__stream_acked(c.d[i].dst);
 	int16_t pin = t->pin; /* the ops are this loop's */
 	t->pin = (int16_t)c.l->index;
 	for (int i = 0; i < 2; i++) {

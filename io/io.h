@@ -284,5 +284,9 @@ WEFT_HIDDEN int weft__stream_relay_recvd(struct weft_stream *s, weft__op *op, in
 WEFT_HIDDEN int weft__stream_relay_watch(struct weft_stream *s, weft__waiter *w, weft_task *t,
 					 bool flush, uint64_t *start, uint64_t *dl);
 WEFT_HIDDEN void weft__stream_relay_unwatch(struct weft_stream *s, weft__waiter *w);
+/* Bytes s's TCP peer has acknowledged so far (0 where unknown: not TCP),
+ * one getsockopt: a relay's idle limit sees a reply drain from the
+ * kernel's send buffer.  Any thread. */
+WEFT_HIDDEN uint64_t weft__stream_acked(struct weft_stream *s);
 
 #endif

@@ -1731,6 +1731,11 @@ static uint64_t tcp_acked(int fd)
 	return ti.tcpi_bytes_acked;
 }
 
+uint64_t weft__stream_acked(weft_stream *s)
+{
+	return s->bytestream ? tcp_acked(s->fd) : 0;
+}
+
 /* One send of buf[0..len) from the send slot, on the calling task's loop
  * (the task stays bound to it while the op is in flight: only that loop
  * may cancel it).  Waits for the kernel's last word on it, whatever

@@ -4220,11 +4220,15 @@ static void test_copy_idle_not_cut_by_one_way_download(void **state)
  * a's writer): 48 KiB, most of it held in a's queue (small kernel
  * buffers), read by the client 4 KiB every 10 ms (about 120 ms) with a
  * 60 ms limit.  Its peer taking bytes is progress, as the limit's
- * comment says.  (What the kernel holds, here some 12 KiB read in 30 ms,
- * is not seen: the copy looks at a's queue.) */
+ * comment says: from a's queue, and from the kernel's send buffer (TCP's
+ * acknowledged bytes, looked at when the limit expires). */
 struct copy_drain {
 	struct proxy p;
 	int open_rc;
+	int a_sndbuf;  /* a's SO_SNDBUF (0: 4096) */
+	int c_rcvbuf;  /* the client's SO_RCVBUF (0: 4096, -1: the default) */
+	size_t n;      /* the reply (0: DRAIN_N) */
+	size_t chunk;  /* what the client reads every 10 ms (0: 4096) */
 	size_t got, max_pending;
 	ssize_t end;
 };
@@ -4234,9 +4238,12 @@ enum { DRAIN_N = 48 * 1024 };
 static void *drain_server_end(void *arg)
 {
 	struct copy_drain *x = arg;
-	static char reply[DRAIN_N];
-	memset(reply, 'r', sizeof reply);
-	weft_send_all(x->p.s1, reply, sizeof reply, 0, NULL);
+	char *reply = malloc(x->n);
+	if (reply) {
+		memset(reply, 'r', x->n);
+		weft_send_all(x->p.s1, reply, x->n, 0, NULL);
+		free(reply);
+	}
 	char b[64]; /* then wait for the client's end of input */
 	while (weft_recv(x->p.s1, b, sizeof b, 0) > 0)
 		;
@@ -4247,18 +4254,19 @@ static void *drain_server_end(void *arg)
 static void *drain_client_end(void *arg)
 {
 	struct copy_drain *x = arg;
-	char b[4096];
-	while (x->got < DRAIN_N) {
+	char *b = malloc(x->chunk); /* not on the task's stack: up to 64 KiB */
+	while (b && x->got < x->n) {
 		weft_sleep_ms(10);
 		size_t n = weft_stream_pending(x->p.a);
 		x->max_pending = n > x->max_pending ? n : x->max_pending;
-		if ((x->end = weft_recv(x->p.c0, b, sizeof b, 0)) <= 0)
+		if ((x->end = weft_recv(x->p.c0, b, x->chunk, 0)) <= 0)
 			break;
 		x->got += (size_t)x->end;
 	}
 	shutdown(x->p.c0, SHUT_WR);
-	while ((x->end = weft_recv(x->p.c0, b, sizeof b, 0)) > 0)
+	while (b && (x->end = weft_recv(x->p.c0, b, x->chunk, 0)) > 0)
 		;
+	free(b);
 	return NULL;
 }
 
@@ -4267,9 +4275,13 @@ static void *copy_drain_body(void *arg)
 	struct copy_drain *x = arg;
 	if ((x->open_rc = proxy_open(&x->p)) < 0)
 		return NULL;
-	int small = 4096;
-	setsockopt(weft_stream_fd(x->p.a), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-	setsockopt(x->p.c0, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	int small = 4096, snd = x->a_sndbuf ? x->a_sndbuf : small;
+	int rcv = x->c_rcvbuf ? x->c_rcvbuf : small;
+	x->n = x->n ? x->n : DRAIN_N;
+	x->chunk = x->chunk ? x->chunk : 4096;
+	setsockopt(weft_stream_fd(x->p.a), SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+	if (rcv > 0)
+		setsockopt(x->p.c0, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
 	weft_task *cp = go_pinned(proxy_copy, &x->p, 0);
 	weft_task *ts = go_pinned(drain_server_end, x, 1);
 	weft_task *tc = go_pinned(drain_client_end, x, WEFT_PIN_NONE);
@@ -4300,6 +4312,34 @@ static void test_copy_idle_not_cut_while_peer_drains(void **state)
 	assert_int_equal(x.p.rc, 0);
 	assert_int_equal(x.p.out.b_to_a, DRAIN_N);
 	assert_int_equal(x.got, DRAIN_N);
+}
+
+/* ... nor while the reply drains from a's kernel send buffer with nothing
+ * left in a's queue (a's SO_SNDBUF holds all of it): the copy has moved
+ * every byte of a 256 KiB reply at once, and only the kernel sees the
+ * client (64 KiB receive buffer) take them, 16 KiB every 10 ms for about
+ * 160 ms against a 60 ms limit.  The peer's acknowledged bytes (TCP_INFO),
+ * looked at when the limit expires, are its progress.  (Not the 4 KiB
+ * receive buffer above: with it loopback TCP itself stalled here, 12 KiB
+ * in 180 ms, which the limit rightly cuts.) */
+static void test_copy_idle_not_cut_while_kernel_drains(void **state)
+{
+	(void)state;
+	struct copy_drain x = { .a_sndbuf = 256 * 1024, .c_rcvbuf = 64 * 1024, .n = 256 * 1024,
+				.chunk = 16 * 1024 };
+	weft_stream_copy_config_init(&x.p.cfg);
+	x.p.cfg.idle_timeout_ns = 60 * MS;
+	run_on_loop0_no_fd_left(copy_drain_body, &x);
+	uint64_t ms = (x.p.end_ns - x.p.start_ns) / MS;
+	print_message("reply drained from the kernel to a slow client over %llu ms (up to %zu "
+		      "bytes queued on a): %s, the client got %zu\n",
+		      (unsigned long long)ms, x.max_pending, weft_strerror(x.p.rc), x.got);
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.max_pending, 0); /* nothing waited in a's queue */
+	assert_int_equal(x.p.rc, 0);
+	assert_true(ms > 60);
+	assert_int_equal(x.p.out.b_to_a, x.n);
+	assert_int_equal(x.got, x.n);
 }
 
 /* Cancelling the caller cancels both directions and waits for them:
@@ -4877,6 +4917,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_idle_timeout),
 	cmocka_unit_test(test_copy_idle_not_cut_by_one_way_download),
 	cmocka_unit_test(test_copy_idle_not_cut_while_peer_drains),
+	cmocka_unit_test(test_copy_idle_not_cut_while_kernel_drains),
 	cmocka_unit_test(test_copy_cancel),
 	cmocka_unit_test(test_copy_cancel_mid_shutdown),
 	cmocka_unit_test(test_copy_idle_mid_shutdown),

@@ -463,6 +463,13 @@ WEFT_API size_t weft_stream_pending(weft_stream *s);
  *    fails with -ETIMEDOUT only when neither direction has moved a byte
  *    (received one, or had its destination's peer take one) for that
  *    long, so a long download whose client sends nothing is not cut.
+ *    A peer taking bytes the copy already handed to the kernel counts
+ *    too on TCP (its acknowledged bytes, TCP_INFO, looked at only when
+ *    the limit expires): a reply sitting whole in the socket's send
+ *    buffer and drained slowly is not cut either.  Since they are looked
+ *    at then, an idle connection whose kernel buffers moved last is cut
+ *    between one and two limits after the last byte moved (exactly at
+ *    the limit otherwise).
  *    The streams' own limits (read_timeout_ns, such as a server's
  *    idle_timeout_ns, and write_timeout_ns) still apply to each of their
  *    waits: give a proxied server connection idle_timeout_ns WEFT_FOREVER
