@@ -232,6 +232,8 @@ RUN_ROWS_AWK='
 	if ($5 != "-") {
 		vals[key, "rps"] = vals[key, "rps"] " " $5
 		vals[key, "cpu"] = vals[key, "cpu"] " " $6
+		by_rep(key, "rps", $5)
+		by_rep(key, "cpu", $6)
 	}
 	if (NF >= 8 && $8 != "-")
 		vals[key, "sys"] = vals[key, "sys"] " " $8
@@ -254,10 +256,33 @@ function target(name, what, unit, w, b, lim, higher,  r, pass) {
 	}
 	r = w / b
 	pass = higher ? r >= lim : r <= lim
-	printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s\n", name, unit, fmt(w), fmt(b), r,
-		higher ? ">=" : "<=", lim, pass ? "ok" : "MISS"
+	printf "BENCH %s %s=%s vs=%s ratio=%.2f target=%s%sx %s%s\n", name, unit, fmt(w), fmt(b), r,
+		higher ? ">=" : "<=", lim, pass ? "ok" : "MISS", pairs
+	pairs = ""
 	if (pass) ok++; else { miss++; missed = missed " " what sprintf("(%.2fx)", r) }
 }
+# The same ratio repeat by repeat: ka / kb (keys, e.g. test SUBSEP client
+# SUBSEP "cpu") over the repeats that have both (rep_[key, rep], which the
+# section fills; reps in replist[1..nr]), as " paired=<median>
+# paired_range=<min>-<max>" on the next target line.  The ratio of the
+# medians is what a target is judged on; the paired ratios show how far the
+# host'"'"'s state moved it (a slow spell in some repeats moves both
+# contenders of a repeat, not always equally).
+function paired(ka, kb,  i, r, n) {
+	vals["\001paired"] = ""
+	n = 0
+	for (i = 1; i <= nr; i++) {
+		r = replist[i]
+		if (((ka, r) in rep_) && ((kb, r) in rep_) && rep_[kb, r] > 0) {
+			vals["\001paired"] = vals["\001paired"] " " rep_[ka, r] / rep_[kb, r]
+			n++
+		}
+	}
+	pairs = n < 2 ? "" : sprintf(" paired=%.2f paired_range=%.2f-%.2f", median("\001paired"),
+		first_sample("\001paired"), last_sample("\001paired"))
+}
+function first_sample(k,  s, n) { n = samples(k, s); return s[1] }
+function last_sample(k,  s, n) { n = samples(k, s); return s[n] }
 '
 
 # ---------------------------------------------------------------------------
@@ -549,6 +574,8 @@ proxy_section() {
 		errs[key] += $6
 		if ($4 != "-") vals[key, "v"] = vals[key, "v"] " " $4
 		if ($5 != "-") vals[key, "cpu"] = vals[key, "cpu"] " " $5
+		by_rep(key, "v", $4)
+		by_rep(key, "cpu", $5)
 		if ($7 != "") vals[key, "sys"] = vals[key, "sys"] " " $7
 	}
 	END {
@@ -571,6 +598,7 @@ proxy_section() {
 		split("weft weft_epoll", ws, " ")
 		for (w = 1; w <= 2; w++) {
 			W = ws[w]
+			paired("small" SUBSEP W SUBSEP "cpu", "small" SUBSEP "haproxy" SUBSEP "cpu")
 			target("proxy_small_" W "_vs_haproxy", "small/" W, "cpu_us",
 				m("small", W, "cpu"), m("small", "haproxy", "cpu"), 0.9, 0)
 			target("proxy_1mib_" W "_vs_haproxy", "1MiB-rate/" W, "mib_s",
@@ -749,6 +777,7 @@ clients_section() {
 			bad = errs[a] || errs[b]
 			name = "clients_" t "_load_vs_" (base == "wrk" ? "wrk" : "redis_benchmark")
 			target(name, "", "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
+			paired(a SUBSEP "cpu", b SUBSEP "cpu")
 			target(name "_cpu", "", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
 		}
 		if (missed == "" && ok > 0)

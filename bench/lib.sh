@@ -267,4 +267,12 @@ function range(k,  s, n) {
 	return fmt(s[1]) "-" fmt(s[n])
 }
 function label(kind, c) { return kind == "echo" ? "echo" msg "_c" c : "http_c" c }
+# Keep value v of field f of the row being read by its repeat (column 1):
+# rep_[key, f, rep]
+# (compare.sh pairs the contenders of a repeat by it).
+function by_rep(key, f, v) {
+	if (v == "-" || v == "") return
+	rep_[key, f, $1] = v
+	if (!($1 in repseen)) { repseen[$1] = 1; replist[++nr] = $1 }
+}
 '
