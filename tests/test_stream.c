@@ -3990,6 +3990,17 @@ static uint64_t tasks_live(void)
 	return st.tasks_live;
 }
 
+/* tasks_live() once it is down to `want`, or after a second: a task that
+ * has returned is reaped by its loop a moment later, longer on a loaded
+ * machine (10 ms was once too short), so a fixed sleep would be a race. */
+static uint64_t tasks_settle(uint64_t want)
+{
+	uint64_t n, t0 = weft_now_ns();
+	while ((n = tasks_live()) > want && weft_now_ns() - t0 < 1000 * MS)
+		weft_sleep_ms(2);
+	return n;
+}
+
 /* Open the proxy and start the copy (t[0], on loop 0), the client's end
  * (t[1]) and the server's (t[2], running `server`); -1 if the open
  * failed (x->open_rc says why). */
@@ -4016,8 +4027,7 @@ static void *copy_run_main(void *arg)
 	finish(tc);
 	finish(ts);
 	finish(cp);
-	weft_sleep_ms(10); /* the finished tasks are reaped */
-	x->tasks_after = tasks_live();
+	x->tasks_after = tasks_settle(x->tasks_before);
 	proxy_close(&x->p);
 	return NULL;
 }
@@ -4362,8 +4372,7 @@ static void *copy_cancel_main(void *arg)
 	x->cancel_ns = weft_now_ns();
 	weft_task_cancel(cp);
 	finish(cp);
-	weft_sleep_ms(10);
-	x->tasks_after = tasks_live();
+	x->tasks_after = tasks_settle(x->tasks_before);
 	proxy_close(&x->p);
 	return NULL;
 }
@@ -4600,7 +4609,7 @@ static void *copy_idle_body(void *arg)
 		x->exchanges++;
 	}
 	weft_sleep_ms(20); /* the send completions are in */
-	x->tasks_added = tasks_live() - before;
+	x->tasks_added = tasks_settle(before) - before;
 	x->held_a = weft__stream_held(x->p.a);
 	x->held_b = weft__stream_held(x->p.b);
 	shutdown(x->p.c0, SHUT_WR);
@@ -4674,8 +4683,7 @@ static void *copy_stop_body(void *arg)
 	finish(cp); /* it aborted both: b's queue is not waited for */
 	shutdown(x->p.c0, SHUT_RDWR); /* the sender gives up */
 	finish(tc);
-	weft_sleep_ms(10);
-	x->tasks_after = tasks_live();
+	x->tasks_after = tasks_settle(x->tasks_before);
 	proxy_close(&x->p);
 	return NULL;
 }
