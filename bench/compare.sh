@@ -89,7 +89,7 @@
 #   (sys_share: the part of the proxy's CPU spent in the kernel)
 #   BENCH proxy_1mib_c8_weft mib_s=... cpu_us_per_mib=... errors=0 runs=3 ...
 #   BENCH proxy_idle2000_weft rss_per_client_B=... errors=0 runs=3 rss_range=...
-#   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS
+#   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS paired=... paired_range=... (as in the clients section)
 #   (and proxy_1mib_ mib_s >=1x, proxy_1mib_cpu_ <=0.8x, proxy_idle_ <=1.5x,
 #   for weft and weft_epoll)
 #   proxy TARGET met: ... (or proxy TARGET MISSED: ...; missed: ...)
@@ -117,7 +117,10 @@
 # fresh server per repeat.  Output, medians with min-max:
 #   BENCH clients_redis_get_load rps=... client_cpu_us=... sys_share=... errors=0 runs=3 rps_range=... client_cpu_us_range=...
 #   BENCH clients_redis_get_load_vs_redis_benchmark rps=... vs=... ratio=... target=>=1x ok|MISS
-#   BENCH clients_redis_get_load_vs_redis_benchmark_cpu client_cpu_us=... vs=... ratio=... target=<=0.6x ok|MISS
+#   BENCH clients_redis_get_load_vs_redis_benchmark_cpu client_cpu_us=... vs=... ratio=... target=<=0.6x ok|MISS paired=... paired_range=...
+#   (ratio: of the medians, what the target is judged on; paired: the
+#   ratio repeat by repeat, median and min-max, which shows how far the
+#   host's state moved it)
 #   BENCH clients_http_c64_load_vs_wrk ... target=>=1x, ..._cpu ... target=<=0.8x
 # Data: CMP_CLIENTS_OUT (BUILD_DIR/bench-results/compare-clients.tsv).
 # Without weft-load, redis-benchmark/redis-server or wrk/nginx the part
