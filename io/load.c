@@ -470,13 +470,16 @@ static void *conn_task(void *arg)
 			first = false;
 			arrive(l);
 		}
-		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */
+		int w = weft_event_wait(&l->go); /* at once once the run started */
+		atomic_store(&c->connecting, false);
+		/* seq_cst, as finish's: it sees us connecting (and cancels us),
+		 * or we see its stop and send nothing */
+		if (w < 0 || atomic_load(&l->stop)) {
 			weft_stream_close(s);
 			if (p->conn_fini) /* after the close, as load.h says */
 				p->conn_fini(l->cfg.proto_arg, c->state);
 			break;
 		}
-		atomic_store(&c->connecting, false);
 		if (l->cfg.rate > 0 && !paced) {
 			paced = true;
 			/* this connection's share of the rate, phase-shifted by its
@@ -688,8 +691,9 @@ static int finish(weft_load *l, struct conn *cs, weft_task **ts)
 {
 	weft_task *self = weft__task_self();
 	int rc = 0;
-	weft_load_stop(l); /* before looking at `connecting`: one that is
-			      past it sees the stop and sends nothing */
+	weft_load_stop(l);
+	atomic_store(&l->stop, 1); /* seq_cst, before looking at `connecting`:
+				      see conn_task */
 	for (unsigned i = 0; i < l->cfg.conns; i++)
 		if (ts[i] && atomic_load(&cs[i].connecting))
 			weft_task_cancel(ts[i]);

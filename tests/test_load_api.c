@@ -11,8 +11,9 @@
  *    Poisson mode's mean gap;
  *  - the run driver against a real RESP server (examples/kv_server): a
  *    request count, the start barrier, warm-up plus intervals adding up
- *    to the run, open-loop pipelining, a stop from a foreign thread, and
- *    bad configurations.
+ *    to the run, open-loop pipelining, a stop from a foreign thread, the
+ *    caller cancelled or its scope expiring (measuring, at the barrier),
+ *    and bad configurations.
  * The protocols of weft-load against real servers are in test_loadgen.
  */
 #include "weft_test_proc.h"
@@ -941,7 +942,7 @@ static void test_driver_caller_scope_expires(void **state)
 	assert_int_equal(sc.exit_rc, 1); /* the scope says it fired */
 	/* promptly: well before the 3 s duration, and without spinning */
 	assert_true(sc.wall_s < 1.0);
-	assert_true(sc.cpu_s < sc.wall_s / 2 + 0.05);
+	assert_true(sc.cpu_s < sc.wall_s / 2 + 0.1);
 	/* what was measured is there, and the intervals add up to it */
 	assert_true(d->res->counts.requests > 0);
 	assert_int_equal(d->int_requests, d->res->counts.requests);
@@ -999,7 +1000,8 @@ static void test_driver_caller_ends_barrier(void **state)
 		struct scoped sc = { .d = d, .scope_ns = 50 * MS };
 		if (scoped) {
 			weft_test_run_loops(2, scoped_run, &sc);
-			d->last_end = (uint64_t)(sc.wall_s * 1e9) - 50 * MS;
+			uint64_t wall = (uint64_t)(sc.wall_s * 1e9);
+			d->last_end = wall > 50 * MS ? wall - 50 * MS : 0;
 		} else {
 			weft_test_run_loops(2, cancel_in_barrier, d);
 		}
