@@ -841,23 +841,32 @@ static void *run_task_main(void *arg)
 	return NULL;
 }
 
-static void *cancel_after_stop(void *arg)
+/* Run in a task and cancel it after_ms later (after a weft_load_stop with
+ * `stop`); d->last_end: how long the cancelled run then took to return. */
+static void *cancel_run(struct drive *d, unsigned after_ms, bool stop)
 {
-	struct drive *d = arg;
 	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
 		return NULL;
 	struct run_task r = { d->l, d->res, 1 };
 	weft_task *t;
 	if (weft_task_spawn(&t, run_task_main, &r) < 0)
 		return NULL;
-	weft_sleep_ms(100);
-	weft_load_stop(d->l);
+	weft_sleep_ms(after_ms);
+	if (stop)
+		weft_load_stop(d->l);
+	uint64_t t0 = weft_now_ns();
 	weft_task_cancel(t);
 	weft_task_join(t, NULL);
+	d->last_end = weft_now_ns() - t0;
 	weft_task_release(t);
 	d->rc = r.rc;
 	weft_load_destroy(d->l);
 	return NULL;
+}
+
+static void *cancel_after_stop(void *arg)
+{
+	return cancel_run(arg, 100, true);
 }
 
 static void test_driver_cancel_after_stop(void **state)
@@ -965,22 +974,7 @@ static int stuck_init(void *arg, unsigned conn, void **state)
 
 static void *cancel_in_barrier(void *arg)
 {
-	struct drive *d = arg;
-	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
-		return NULL;
-	struct run_task r = { d->l, d->res, 1 };
-	weft_task *t;
-	if (weft_task_spawn(&t, run_task_main, &r) < 0)
-		return NULL;
-	weft_sleep_ms(50);
-	uint64_t t0 = weft_now_ns();
-	weft_task_cancel(t);
-	weft_task_join(t, NULL);
-	d->last_end = weft_now_ns() - t0; /* how long the cancelled run took */
-	weft_task_release(t);
-	d->rc = r.rc;
-	weft_load_destroy(d->l);
-	return NULL;
+	return cancel_run(arg, 50, false);
 }
 
 static void test_driver_caller_ends_barrier(void **state)
