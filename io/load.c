@@ -14,6 +14,7 @@
  * with every other connection's, and the task parks only to receive.
  */
 #include "weft.h"
+#include "io.h" /* the caller's scope and uninterruptible waits */
 
 #include <errno.h>
 #include <math.h>
@@ -68,6 +69,8 @@ struct conn {
 	uint64_t *ring;  /* open loop: intended and actual send times */
 	struct got *got; /* the responses read_responses took */
 	bool connected;  /* at least once: counted in l->connected */
+	_Atomic bool connecting; /* (re)connecting or at the barrier: nothing
+				    in flight, so a stop cancels it at once */
 };
 
 enum { C_OK, C_STOP, C_ERR };
@@ -425,6 +428,7 @@ static void *conn_task(void *arg)
 	if (l->cfg.rate > 0)
 		c->ring = malloc(2 * sizeof(uint64_t) * l->cfg.pipeline);
 	while (!stopping(l) && weft_now_ns() < t_end(l) && c->got && (l->cfg.rate == 0 || c->ring)) {
+		atomic_store(&c->connecting, true);
 		int fd = weft_tcp_connect(&l->addr, l->cfg.connect_timeout_ns);
 		weft_stream *s = NULL;
 		int r = fd;
@@ -466,7 +470,11 @@ static void *conn_task(void *arg)
 			first = false;
 			arrive(l);
 		}
-		if (weft_event_wait(&l->go) < 0) { /* at once once the run started */
+		int w = weft_event_wait(&l->go); /* at once once the run started */
+		atomic_store(&c->connecting, false);
+		/* seq_cst, as finish's: it sees us connecting (and cancels us),
+		 * or we see its stop and send nothing */
+		if (w < 0 || atomic_load(&l->stop)) {
 			weft_stream_close(s);
 			if (p->conn_fini) /* after the close, as load.h says */
 				p->conn_fini(l->cfg.proto_arg, c->state);
@@ -542,7 +550,10 @@ static void *collect_task(void *arg)
  * `direct` (the connections are all joined) they are read in place. */
 static void collect(weft_load *l, bool direct)
 {
-	weft_shield_begin(); /* a cancelled driver still collects */
+	/* A cancelled driver, or one whose scope expired, still collects:
+	 * a join cut short would leave the collector with `k` gone. */
+	weft_task *self = weft__task_self();
+	uint64_t saved = weft__uninterruptible_begin(self);
 	for (unsigned i = 0; i < l->nloops; i++) {
 		struct collect k = { l, i };
 		weft_task *t;
@@ -557,7 +568,7 @@ static void collect(weft_load *l, bool direct)
 		weft_task_join(t, NULL);
 		weft_task_release(t);
 	}
-	weft_shield_end();
+	weft__uninterruptible_end(self, saved);
 }
 
 static void lag_mean(weft_load_counts *c, uint64_t sum)
@@ -601,8 +612,21 @@ static void progress_line(weft_load *l, uint64_t t0, uint64_t *last_req, uint64_
 
 /* ---- the run ---- */
 
+/* Wait for a stop at most ns: 0 (a stop, or ns elapsed: the caller looks
+ * at the clock), or the caller's -ECANCELED, or its -ETIMEDOUT when a
+ * deadline scope around it expired.  An expired scope makes every wait
+ * return at once, so a driver taking it for its own step would spin. */
+static int wait_stop(weft_load *l, uint64_t ns)
+{
+	int r = weft_future_wait_timeout(l->stopf, NULL, ns);
+	if (r == -ECANCELED || (r == -ETIMEDOUT && weft__scope_expired(weft__task_self())))
+		return r;
+	return 0;
+}
+
 /* Wait until the connections have all arrived (or failed once), at most
- * connect_timeout_ns, or a stop.  -ECANCELED if the driver is cancelled. */
+ * connect_timeout_ns, or a stop.  0, or wait_stop's -ECANCELED /
+ * -ETIMEDOUT. */
 static int start_barrier(weft_load *l)
 {
 	uint64_t until = add_sat(weft_now_ns(), l->cfg.connect_timeout_ns);
@@ -611,20 +635,23 @@ static int start_barrier(weft_load *l)
 		if (now >= until)
 			break;
 		uint64_t step = until - now < 20000000ull ? until - now : 20000000ull;
-		if (weft_future_wait_timeout(l->stopf, NULL, step) == -ECANCELED)
-			return -ECANCELED;
+		int r = wait_stop(l, step);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
 
 /* Measure until the end, the count or a stop, closing intervals and
- * updating the progress line on the way.  0 or -ECANCELED. */
+ * updating the progress line on the way.  0, or wait_stop's -ECANCELED /
+ * -ETIMEDOUT. */
 static int measure(weft_load *l, uint64_t t0, bool tty)
 {
 	uint64_t tm = t_measure(l), te = t_end(l), iv = l->cfg.interval_ns;
 	uint64_t next_iv = iv ? add_sat(tm, iv) : WEFT_FOREVER;
 	uint64_t next_pg = tty ? add_sat(t0, 1000000000ull) : WEFT_FOREVER;
 	uint64_t last_req = 0, last_t = t0;
+	int r = 0;
 	while (!stopping(l)) {
 		uint64_t now = weft_now_ns();
 		if (now >= te)
@@ -632,8 +659,8 @@ static int measure(weft_load *l, uint64_t t0, bool tty)
 		uint64_t wake = te < next_iv ? te : next_iv;
 		wake = wake < next_pg ? wake : next_pg;
 		if (wake > now) {
-			if (weft_future_wait_timeout(l->stopf, NULL, wake - now) == -ECANCELED)
-				return -ECANCELED;
+			if ((r = wait_stop(l, wake - now)) < 0)
+				break;
 			now = weft_now_ns();
 		}
 		if (now >= next_iv && now < te && !stopping(l)) {
@@ -651,32 +678,49 @@ static int measure(weft_load *l, uint64_t t0, bool tty)
 	}
 	if (tty)
 		fputc('\n', stderr);
-	return 0;
+	return r;
 }
 
-/* Stop the connections: in-flight requests get timeout_ns to finish, then
- * are cancelled. */
-static void finish(weft_load *l, weft_task **ts)
+/* Stop the connections: those connecting have nothing in flight and are
+ * cancelled at once; in-flight requests get timeout_ns to finish, within
+ * the caller's deadline scopes (the caller's cancellation does not cut
+ * it: the stop has come already), then are cancelled, and every
+ * connection is joined whatever the caller's state (they use cs).
+ * Returns 0, or -ETIMEDOUT when a scope of the caller cut the grace. */
+static int finish(weft_load *l, struct conn *cs, weft_task **ts)
 {
+	weft_task *self = weft__task_self();
+	int rc = 0;
 	weft_load_stop(l);
+	atomic_store(&l->stop, 1); /* seq_cst, before looking at `connecting`:
+				      see conn_task */
+	for (unsigned i = 0; i < l->cfg.conns; i++)
+		if (ts[i] && atomic_load(&cs[i].connecting))
+			weft_task_cancel(ts[i]);
 	weft_shield_begin();
 	uint64_t until = add_sat(weft_now_ns(), l->cfg.timeout_ns);
-	for (unsigned i = 0; i < l->cfg.conns; i++) {
+	for (unsigned i = 0; i < l->cfg.conns && !rc; i++) {
 		if (!ts[i])
 			continue;
 		uint64_t now = weft_now_ns();
-		if (weft_task_join_timeout(ts[i], NULL, until > now ? until - now : 0) == 0) {
+		int r = weft_task_join_timeout(ts[i], NULL, until > now ? until - now : 0);
+		if (r == 0) {
 			weft_task_release(ts[i]);
 			ts[i] = NULL;
+		} else if (r == -ETIMEDOUT && weft__scope_expired(self)) {
+			rc = -ETIMEDOUT; /* the rest are cancelled at once */
 		}
 	}
+	weft_shield_end();
+	uint64_t saved = weft__uninterruptible_begin(self);
 	for (unsigned i = 0; i < l->cfg.conns; i++)
 		if (ts[i]) {
 			weft_task_cancel(ts[i]);
 			weft_task_join(ts[i], NULL);
 			weft_task_release(ts[i]);
 		}
-	weft_shield_end();
+	weft__uninterruptible_end(self, saved);
+	return rc;
 }
 
 int weft_load_run(weft_load *l, weft_load_result *res)
@@ -728,7 +772,9 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	}
 	bool stopped = stopping(l);
 	uint64_t t_stop = weft_now_ns();
-	finish(l, ts);
+	int frc = finish(l, cs, ts);
+	if (rc == 0)
+		rc = frc;
 	collect(l, true);
 	uint64_t te = t_end(l), end = t_stop < te ? t_stop : te;
 	if (l->cfg.requests && l->last_ns)
@@ -737,8 +783,9 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	/* The caller's cancellation wins over a stop or an end that came
 	 * first (weft.h: a cancelled wait returns -ECANCELED), whenever it
 	 * came before this return: a stop leaves no wait to see it (and
-	 * the driver's waits after the measuring are shielded).  Nothing is
-	 * dropped either way: *res is the run's. */
+	 * the driver's waits after the measuring are shielded).  It wins
+	 * over an expired scope too, as at any suspension point.  Nothing
+	 * is dropped either way: *res is the run's. */
 	if (weft_task_cancelled())
 		rc = -ECANCELED;
 	if (res) {

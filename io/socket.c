@@ -290,8 +290,7 @@ int weft_tcp_connect(const weft_sockaddr *a, uint64_t timeout_ns)
  * and the next address is tried. */
 static bool outer_expired(void)
 {
-	weft_task *t = weft__task_self();
-	return t && t->scope_deadline && weft_now_ns() >= t->scope_deadline;
+	return weft__scope_expired(weft__task_self());
 }
 
 /* Try addrs in order, each attempt within attempt_ns, under the caller's

@@ -587,6 +587,9 @@ WEFT_HIDDEN bool weft__task_failed(const weft_task *t);
 WEFT_HIDDEN int weft__cancel_check(weft_task *t);
 WEFT_HIDDEN int weft__checkpoint(weft_task *t);
 WEFT_HIDDEN uint64_t weft__uninterruptible_begin(weft_task *t);
+/* Whether a deadline scope around task t (NULL: none) has expired: tells a
+ * wait's -ETIMEDOUT that is the caller's from one of the wait's own limit. */
+WEFT_HIDDEN bool weft__scope_expired(weft_task *t);
 WEFT_HIDDEN void weft__uninterruptible_end(weft_task *t, uint64_t saved);
 WEFT_HIDDEN void weft__budget_spend(weft_task *t);
 WEFT_HIDDEN uint64_t weft__deadline_after(uint64_t timeout_ns);

@@ -246,6 +246,11 @@ uint64_t weft__uninterruptible_begin(weft_task *t)
 	return sd;
 }
 
+bool weft__scope_expired(weft_task *t)
+{
+	return t && t->scope_deadline && weft_now_ns() >= t->scope_deadline;
+}
+
 void weft__uninterruptible_end(weft_task *t, uint64_t saved)
 {
 	if (!t)

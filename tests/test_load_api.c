@@ -11,8 +11,9 @@
  *    Poisson mode's mean gap;
  *  - the run driver against a real RESP server (examples/kv_server): a
  *    request count, the start barrier, warm-up plus intervals adding up
- *    to the run, open-loop pipelining, a stop from a foreign thread, and
- *    bad configurations.
+ *    to the run, open-loop pipelining, a stop from a foreign thread, the
+ *    caller cancelled or its scope expiring (measuring, at the barrier),
+ *    and bad configurations.
  * The protocols of weft-load against real servers are in test_loadgen.
  */
 #include "weft_test_proc.h"
@@ -840,23 +841,32 @@ static void *run_task_main(void *arg)
 	return NULL;
 }
 
-static void *cancel_after_stop(void *arg)
+/* Run in a task and cancel it after_ms later (after a weft_load_stop with
+ * `stop`); d->last_end: how long the cancelled run then took to return. */
+static void *cancel_run(struct drive *d, unsigned after_ms, bool stop)
 {
-	struct drive *d = arg;
 	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
 		return NULL;
 	struct run_task r = { d->l, d->res, 1 };
 	weft_task *t;
 	if (weft_task_spawn(&t, run_task_main, &r) < 0)
 		return NULL;
-	weft_sleep_ms(100);
-	weft_load_stop(d->l);
+	weft_sleep_ms(after_ms);
+	if (stop)
+		weft_load_stop(d->l);
+	uint64_t t0 = weft_now_ns();
 	weft_task_cancel(t);
 	weft_task_join(t, NULL);
+	d->last_end = weft_now_ns() - t0;
 	weft_task_release(t);
 	d->rc = r.rc;
 	weft_load_destroy(d->l);
 	return NULL;
+}
+
+static void *cancel_after_stop(void *arg)
+{
+	return cancel_run(arg, 100, true);
 }
 
 static void test_driver_cancel_after_stop(void **state)
@@ -875,6 +885,130 @@ static void test_driver_cancel_after_stop(void **state)
 	assert_true(d->res->stopped);
 	assert_true(d->res->counts.requests > 0);
 	drive_free(d);
+	server_stop(&s);
+}
+
+/* The caller's deadline scope expiring mid-run: every wait of the driver
+ * then returns -ETIMEDOUT at once.  The run must stop its connections and
+ * return that -ETIMEDOUT promptly, *res filled with what was measured (the
+ * intervals handed over add up to it), rather than take the expired scope
+ * for its own timer's tick and spin until the duration.  The load is a
+ * light open loop, so the process's CPU time over the call is the
+ * driver's: a spinning driver shows as CPU time close to the wall time. */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+struct scoped {
+	struct drive *d;
+	uint64_t scope_ns;
+	int exit_rc;
+	double wall_s, cpu_s;
+};
+
+static void *scoped_run(void *arg)
+{
+	struct scoped *sc = arg;
+	struct drive *d = sc->d;
+	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
+		return NULL;
+	weft_scope scope;
+	weft_scope_enter(&scope, sc->scope_ns);
+	double c0 = cpu_s();
+	uint64_t t0 = weft_now_ns();
+	d->rc = weft_load_run(d->l, d->res);
+	sc->wall_s = (double)(weft_now_ns() - t0) / 1e9;
+	sc->cpu_s = cpu_s() - c0;
+	sc->exit_rc = weft_scope_exit(&scope);
+	weft_load_destroy(d->l);
+	return NULL;
+}
+
+static void test_driver_caller_scope_expires(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	struct drive *d = drive_new(&s);
+	d->cfg.conns = 2;
+	d->cfg.rate = 400;
+	d->cfg.duration_ns = 3000 * MS;
+	d->cfg.interval_ns = 40 * MS;
+	d->cfg.on_interval = count_interval;
+	d->cfg.interval_arg = d;
+	struct scoped sc = { .d = d, .scope_ns = 150 * MS };
+	weft_test_run_loops(2, scoped_run, &sc);
+	print_message("run returned %s after %.3fs (cpu %.3fs), %llu requests in %.3fs, "
+		      "%u intervals\n",
+		      weft_strerror(d->rc), sc.wall_s, sc.cpu_s,
+		      (unsigned long long)d->res->counts.requests, d->res->seconds, d->nint);
+	assert_int_equal(d->create_rc, 0);
+	assert_int_equal(d->rc, -ETIMEDOUT);
+	assert_int_equal(sc.exit_rc, 1); /* the scope says it fired */
+	/* promptly: well before the 3 s duration, and without spinning */
+	assert_true(sc.wall_s < 1.0);
+	assert_true(sc.cpu_s < sc.wall_s / 2 + 0.1);
+	/* what was measured is there, and the intervals add up to it */
+	assert_true(d->res->counts.requests > 0);
+	assert_int_equal(d->int_requests, d->res->counts.requests);
+	assert_true(d->contiguous);
+	assert_true(d->res->seconds > 0 && d->res->seconds < 0.5);
+	assert_int_equal(d->res->connected, 2);
+	drive_free(d);
+	server_stop(&s);
+}
+
+/* The start barrier held by connections still being set up (conn_init
+ * waits for ever): the caller's cancellation, or its scope expiring, ends
+ * the run at once with -ECANCELED / -ETIMEDOUT.  Connections that have no
+ * request in flight are cancelled without the timeout_ns grace (2 s
+ * here), which is for in-flight requests. */
+static int stuck_init(void *arg, unsigned conn, void **state)
+{
+	return weft_sleep_ms(60000); /* -ECANCELED when the run stops it */
+}
+
+static void *cancel_in_barrier(void *arg)
+{
+	return cancel_run(arg, 50, false);
+}
+
+static void test_driver_caller_ends_barrier(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	static const weft_load_proto stuck_proto = {
+		.conn_init = stuck_init, .write = ping_write, .parse = ping_parse,
+	};
+	for (int scoped = 0; scoped < 2; scoped++) {
+		struct drive *d = drive_new(&s);
+		d->cfg.proto = &stuck_proto;
+		d->cfg.conns = 2;
+		d->cfg.duration_ns = 3000 * MS;
+		d->cfg.connect_timeout_ns = 3000 * MS;
+		struct scoped sc = { .d = d, .scope_ns = 50 * MS };
+		if (scoped) {
+			weft_test_run_loops(2, scoped_run, &sc);
+			uint64_t wall = (uint64_t)(sc.wall_s * 1e9);
+			d->last_end = wall > 50 * MS ? wall - 50 * MS : 0;
+		} else {
+			weft_test_run_loops(2, cancel_in_barrier, d);
+		}
+		print_message("%s in the barrier: %s, %.3fs after it\n",
+			      scoped ? "scope expired" : "cancelled", weft_strerror(d->rc),
+			      d->last_end / 1e9);
+		assert_int_equal(d->create_rc, 0);
+		assert_int_equal(d->rc, scoped ? -ETIMEDOUT : -ECANCELED);
+		assert_true(d->last_end < 1000 * MS); /* not timeout_ns's 2 s */
+		assert_int_equal(d->res->counts.requests, 0);
+		assert_int_equal(d->res->connected, 0);
+		drive_free(d);
+	}
 	server_stop(&s);
 }
 
@@ -992,6 +1126,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_stop_from_thread, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_cancel_after_stop, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_caller_scope_expires, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_caller_ends_barrier, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_drops_not_counted, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_warmup_errors_not_counted, setup, teardown),

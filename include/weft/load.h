@@ -408,12 +408,26 @@ WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
  * caller waits; the connections' tasks run on every loop of the runtime.
  * Returns 0 (errors of the load are counted, not returned), -EALREADY
  * (run before), -EPERM (not in a task), -ENOMEM, -ECANCELED (the calling
- * task was cancelled: the connections are stopped first, *res is filled).
+ * task was cancelled: the connections are stopped first, *res is filled),
+ * -ETIMEDOUT (a deadline scope of the caller expired: the same).
+ * The caller cancelled or its scope expiring, at each phase:
+ *  - connecting (the start barrier) or measuring: the run ends there, as
+ *    by weft_load_stop (res->stopped stays false: the return says why);
+ *    connections still connecting or waiting at the barrier have nothing
+ *    in flight and are cancelled at once;
+ *  - letting in-flight requests finish: a cancellation does not cut that
+ *    (it is a stop's own grace), a scope does: its expiry cancels them;
+ *    the run then returns -ETIMEDOUT;
+ *  - either way every connection is joined before the return (no task of
+ *    the run outlives it) and *res has every answer recorded until then.
  * A cancellation that comes before the run returns is -ECANCELED even if
  * the run had already ended (its duration, its count, weft_load_stop) and
  * was only finishing its in-flight requests: the caller learns it was
  * cancelled, as from any wait, and loses nothing, *res being the whole
- * run's either way (res->stopped says whether a stop ended it).
+ * run's either way (res->stopped says whether a stop ended it).  It wins
+ * over an expired scope, as at any suspension point.  A scope gives
+ * -ETIMEDOUT only if it cut one of the run's waits: one expiring after
+ * the last connection was joined leaves the return 0.
  */
 WEFT_API int weft_load_run(weft_load *l, weft_load_result *res);
 
