@@ -880,21 +880,30 @@ static void *cancel_after_stop(void *arg)
 	return cancel_run(arg, 100, true, false);
 }
 
+/* Run `fn` (a cancel_run) with 2 connections for duration_ns; checks
+ * what every cancelled run gives: its requests in *res. */
+static struct drive *cancelled_run(struct server *s, uint64_t duration_ns, weft_fn fn)
+{
+	struct drive *d = drive_new(s);
+	d->cfg.conns = 2;
+	d->cfg.duration_ns = duration_ns;
+	weft_test_run_loops(2, fn, d);
+	print_message("run returned %s (next wait %s), stopped %d, %llu requests in %.3fs\n",
+		      weft_strerror(d->rc), weft_strerror(d->after_rc), d->res->stopped,
+		      (unsigned long long)d->res->counts.requests, d->res->seconds);
+	assert_int_equal(d->create_rc, 0);
+	assert_true(d->res->counts.requests > 0);
+	return d;
+}
+
 static void test_driver_cancel_after_stop(void **state)
 {
 	(void)state;
 	struct server s;
 	server_start(&s, "kv_server", NULL);
-	struct drive *d = drive_new(&s);
-	d->cfg.conns = 2;
-	d->cfg.duration_ns = 30000 * MS;
-	weft_test_run_loops(2, cancel_after_stop, d);
-	print_message("run returned %s, stopped %d, %llu requests\n", weft_strerror(d->rc),
-		      d->res->stopped, (unsigned long long)d->res->counts.requests);
-	assert_int_equal(d->create_rc, 0);
+	struct drive *d = cancelled_run(&s, 30000 * MS, cancel_after_stop);
 	assert_int_equal(d->rc, -ECANCELED);
 	assert_true(d->res->stopped);
-	assert_true(d->res->counts.requests > 0);
 	drive_free(d);
 	server_stop(&s);
 }
@@ -913,20 +922,11 @@ static void test_driver_caller_shielded(void **state)
 	(void)state;
 	struct server s;
 	server_start(&s, "kv_server", NULL);
-	struct drive *d = drive_new(&s);
-	d->cfg.conns = 2;
-	d->cfg.duration_ns = 300 * MS;
-	weft_test_run_loops(2, cancel_shielded, d);
-	print_message("shielded run returned %s (next wait %s), stopped %d, %llu requests "
-		      "in %.3fs\n",
-		      weft_strerror(d->rc), weft_strerror(d->after_rc), d->res->stopped,
-		      (unsigned long long)d->res->counts.requests, d->res->seconds);
-	assert_int_equal(d->create_rc, 0);
+	struct drive *d = cancelled_run(&s, 300 * MS, cancel_shielded);
 	assert_int_equal(d->rc, 0);
 	assert_int_equal(d->after_rc, -ECANCELED);
 	assert_false(d->res->stopped);
 	assert_true(d->res->seconds > 0.25); /* its whole duration */
-	assert_true(d->res->counts.requests > 0);
 	drive_free(d);
 	server_stop(&s);
 }
