@@ -429,9 +429,11 @@ int weft_stream_copy_bidirectional(weft_stream *a, weft_stream *b,
 		weft__task_interrupt_clear(t);
 	t->pin = pin;
 	/* Precedence: the caller's own cancellation, then the first
-	 * direction's failure, then the caller's scope. */
+	 * direction's failure, then the caller's scope.  The cancellation
+	 * as a suspension point delivers it (weft__cancel_check): a copy
+	 * inside the caller's shield went on, and returns its own result. */
 	int r;
-	if (weft_task_cancelled())
+	if (weft__cancel_check(t) < 0)
 		r = -ECANCELED;
 	else
 		r = c.err ? c.err : why ? why : c.ended ? -ESHUTDOWN : 0;

@@ -785,8 +785,12 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	 * came before this return: a stop leaves no wait to see it (and
 	 * the driver's waits after the measuring are shielded).  It wins
 	 * over an expired scope too, as at any suspension point.  Nothing
-	 * is dropped either way: *res is the run's. */
-	if (weft_task_cancelled())
+	 * is dropped either way: *res is the run's.  Delivered as a
+	 * suspension point delivers it (weft__cancel_check), so a caller
+	 * that shields the run gets the run's own return, the cancellation
+	 * coming after its shield as weft.h says, not -ECANCELED from a run
+	 * its shield let go on to the end. */
+	if (weft__cancel_check(weft__task_self()) < 0)
 		rc = -ECANCELED;
 	if (res) {
 		res->hist = l->total_h;

@@ -517,6 +517,8 @@ struct drive {
 	/* stop from a foreign thread */
 	weft_load *l;
 	unsigned stop_after_ms;
+	/* a cancelled caller: its next wait's return after the run */
+	int after_rc;
 };
 
 static void count_interval(void *arg, const weft_load_interval *iv)
@@ -832,22 +834,30 @@ struct run_task {
 	weft_load *l;
 	weft_load_result *res;
 	int rc;
+	bool shield;  /* the run inside weft_shield_begin/end */
+	int after_rc; /* the task's next wait after the run */
 };
 
 static void *run_task_main(void *arg)
 {
 	struct run_task *r = arg;
+	if (r->shield)
+		weft_shield_begin();
 	r->rc = weft_load_run(r->l, r->res);
+	if (r->shield)
+		weft_shield_end();
+	r->after_rc = weft_sleep_ms(1);
 	return NULL;
 }
 
-/* Run in a task and cancel it after_ms later (after a weft_load_stop with
- * `stop`); d->last_end: how long the cancelled run then took to return. */
-static void *cancel_run(struct drive *d, unsigned after_ms, bool stop)
+/* Run in a task (shielded with `shield`) and cancel it after_ms later
+ * (after a weft_load_stop with `stop`); d->last_end: how long the
+ * cancelled run then took to return. */
+static void *cancel_run(struct drive *d, unsigned after_ms, bool stop, bool shield)
 {
 	if ((d->create_rc = weft_load_create(&d->l, &d->cfg)) < 0)
 		return NULL;
-	struct run_task r = { d->l, d->res, 1 };
+	struct run_task r = { d->l, d->res, 1, shield, 1 };
 	weft_task *t;
 	if (weft_task_spawn(&t, run_task_main, &r) < 0)
 		return NULL;
@@ -860,13 +870,30 @@ static void *cancel_run(struct drive *d, unsigned after_ms, bool stop)
 	d->last_end = weft_now_ns() - t0;
 	weft_task_release(t);
 	d->rc = r.rc;
+	d->after_rc = r.after_rc;
 	weft_load_destroy(d->l);
 	return NULL;
 }
 
 static void *cancel_after_stop(void *arg)
 {
-	return cancel_run(arg, 100, true);
+	return cancel_run(arg, 100, true, false);
+}
+
+/* Run `fn` (a cancel_run) with 2 connections for duration_ns; checks
+ * what every cancelled run gives: its requests in *res. */
+static struct drive *cancelled_run(struct server *s, uint64_t duration_ns, weft_fn fn)
+{
+	struct drive *d = drive_new(s);
+	d->cfg.conns = 2;
+	d->cfg.duration_ns = duration_ns;
+	weft_test_run_loops(2, fn, d);
+	print_message("run returned %s (next wait %s), stopped %d, %llu requests in %.3fs\n",
+		      weft_strerror(d->rc), weft_strerror(d->after_rc), d->res->stopped,
+		      (unsigned long long)d->res->counts.requests, d->res->seconds);
+	assert_int_equal(d->create_rc, 0);
+	assert_true(d->res->counts.requests > 0);
+	return d;
 }
 
 static void test_driver_cancel_after_stop(void **state)
@@ -874,16 +901,32 @@ static void test_driver_cancel_after_stop(void **state)
 	(void)state;
 	struct server s;
 	server_start(&s, "kv_server", NULL);
-	struct drive *d = drive_new(&s);
-	d->cfg.conns = 2;
-	d->cfg.duration_ns = 30000 * MS;
-	weft_test_run_loops(2, cancel_after_stop, d);
-	print_message("run returned %s, stopped %d, %llu requests\n", weft_strerror(d->rc),
-		      d->res->stopped, (unsigned long long)d->res->counts.requests);
-	assert_int_equal(d->create_rc, 0);
+	struct drive *d = cancelled_run(&s, 30000 * MS, cancel_after_stop);
 	assert_int_equal(d->rc, -ECANCELED);
 	assert_true(d->res->stopped);
-	assert_true(d->res->counts.requests > 0);
+	drive_free(d);
+	server_stop(&s);
+}
+
+/* A caller that shields the run and is cancelled during it: weft.h's
+ * shield holds (no suspension point inside returns -ECANCELED), so the run
+ * is not cut and returns 0, and the cancellation comes at the caller's
+ * first wait after the shield, as after any other shielded wait. */
+static void *cancel_shielded(void *arg)
+{
+	return cancel_run(arg, 50, false, true);
+}
+
+static void test_driver_caller_shielded(void **state)
+{
+	(void)state;
+	struct server s;
+	server_start(&s, "kv_server", NULL);
+	struct drive *d = cancelled_run(&s, 300 * MS, cancel_shielded);
+	assert_int_equal(d->rc, 0);
+	assert_int_equal(d->after_rc, -ECANCELED);
+	assert_false(d->res->stopped);
+	assert_true(d->res->seconds > 0.25); /* its whole duration */
 	drive_free(d);
 	server_stop(&s);
 }
@@ -974,7 +1017,7 @@ static int stuck_init(void *arg, unsigned conn, void **state)
 
 static void *cancel_in_barrier(void *arg)
 {
-	return cancel_run(arg, 50, false);
+	return cancel_run(arg, 50, false, false);
 }
 
 static void test_driver_caller_ends_barrier(void **state)
@@ -1126,6 +1169,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup_teardown(test_driver_open_loop_pipelined, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_stop_from_thread, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_cancel_after_stop, setup, teardown),
+	cmocka_unit_test_setup_teardown(test_driver_caller_shielded, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_caller_scope_expires, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_caller_ends_barrier, setup, teardown),
 	cmocka_unit_test_setup_teardown(test_driver_no_response_limit, setup, teardown),

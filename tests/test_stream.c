@@ -3857,6 +3857,7 @@ struct proxy {
 	bool abort_on_error; /* reset both ends, as a proxy passes a reset on */
 	const weft_stream_config *acfg, *bcfg; /* NULL: default_cfg */
 	uint64_t scope_ns;   /* the copy in a scope this long (0: none) */
+	bool shield;         /* the copy inside weft_shield_begin/end */
 };
 
 static int proxy_open(struct proxy *p)
@@ -3883,7 +3884,11 @@ static void *proxy_copy(void *arg)
 	weft_scope sc;
 	if (p->scope_ns)
 		weft_scope_enter(&sc, p->scope_ns);
+	if (p->shield)
+		weft_shield_begin();
 	p->rc = weft_stream_copy_bidirectional(p->a, p->b, &p->cfg, &p->out);
+	if (p->shield)
+		weft_shield_end();
 	if (p->scope_ns)
 		weft_scope_exit(&sc);
 	p->end_ns = weft_now_ns();
@@ -4372,6 +4377,11 @@ static void *copy_cancel_main(void *arg)
 	weft_sleep_ms(50);
 	x->cancel_ns = weft_now_ns();
 	weft_task_cancel(cp);
+	if (x->p.shield) { /* the copy goes on: end both directions */
+		weft_sleep_ms(20);
+		shutdown(x->p.c0, SHUT_WR);
+		shutdown(x->p.s1, SHUT_WR);
+	}
 	finish(cp);
 	x->tasks_after = tasks_settle(x->tasks_before);
 	proxy_close(&x->p);
@@ -4388,6 +4398,23 @@ static void test_copy_cancel(void **state)
 	assert_int_equal(x.p.rc, -ECANCELED);
 	assert_int_equal(x.p.out.a_to_b, 5);
 	assert_true(x.p.end_ns - x.cancel_ns < 500 * MS);
+	assert_int_equal(x.tasks_after, x.tasks_before);
+}
+
+/* A caller that shields the copy and is cancelled during it (weft.h: no
+ * suspension point inside a shield returns -ECANCELED): the copy is not
+ * cut, and returns 0 once both directions have ended, not -ECANCELED. */
+static void test_copy_cancel_shielded(void **state)
+{
+	(void)state;
+	struct copy_cancel x = { .p.shield = true };
+	weft_stream_copy_config_init(&x.p.cfg);
+	run_no_fd_left(copy_cancel_main, &x);
+	print_message("shielded copy cancelled, then both ends shut: %s\n",
+		      weft_strerror(x.p.rc));
+	assert_int_equal(x.open_rc, 0);
+	assert_int_equal(x.p.rc, 0);
+	assert_int_equal(x.p.out.a_to_b, 5);
 	assert_int_equal(x.tasks_after, x.tasks_before);
 }
 
@@ -4928,6 +4955,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_copy_idle_not_cut_while_peer_drains),
 	cmocka_unit_test(test_copy_idle_not_cut_while_kernel_drains),
 	cmocka_unit_test(test_copy_cancel),
+	cmocka_unit_test(test_copy_cancel_shielded),
 	cmocka_unit_test(test_copy_cancel_mid_shutdown),
 	cmocka_unit_test(test_copy_idle_mid_shutdown),
 	cmocka_unit_test(test_copy_backpressure),

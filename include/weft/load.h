@@ -425,7 +425,9 @@ WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
  * was only finishing its in-flight requests: the caller learns it was
  * cancelled, as from any wait, and loses nothing, *res being the whole
  * run's either way (res->stopped says whether a stop ended it).  It wins
- * over an expired scope, as at any suspension point.  A scope gives
+ * over an expired scope, as at any suspension point.  Inside the caller's
+ * weft_shield_begin the run is a shielded wait like any other: it is not
+ * cut and returns as if not cancelled.  A scope gives
  * -ETIMEDOUT only if it cut one of the run's waits: one expiring after
  * the last connection was joined leaves the return 0.
  */
