@@ -264,13 +264,14 @@ static ssize_t read_responses(struct conn *c, weft_stream *s, unsigned max, uint
  * oldest request it cost; else when it happened) is counted: not during
  * the warm-up, whose requests and drops are not counted either, so that
  * a server still warming up (a cold cache's timeouts) or a connection
- * set up again does not show in a window that had no error.  The first
+ * set up again does not show in a window that had no error; nor after
+ * the window, as record() drops the requests sent then.  The first
  * connects', before the window is set, are: they tell whether the
  * server can be reached at all. */
 static bool counts_error(weft_load *l, uint64_t t)
 {
 	uint64_t tm = t_measure(l);
-	return tm == WEFT_FOREVER || t >= tm;
+	return tm == WEFT_FOREVER || (t >= tm && t < t_end(l));
 }
 
 /* Count a failed read of requests sent at `since` (see counts_error);
@@ -762,6 +763,10 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	}
 	if (!stopping(l))
 		rc = start_barrier(l);
+	bool stopped = stopping(l);
+	if (rc < 0) /* the caller's cancellation or scope: stop before go, so
+		       no connection waiting at the barrier starts driving */
+		atomic_store(&l->stop, 1);
 	uint64_t t0 = weft_now_ns(), tm = add_sat(t0, l->cfg.warmup_ns);
 	l->iv_from = tm;
 	atomic_store(&l->t_measure, tm);
@@ -770,7 +775,8 @@ int weft_load_run(weft_load *l, weft_load_result *res)
 	if (rc == 0 && !stopping(l)) {
 		rc = measure(l, t0, tty);
 	}
-	bool stopped = stopping(l);
+	if (rc == 0)
+		stopped = stopping(l);
 	uint64_t t_stop = weft_now_ns();
 	int frc = finish(l, cs, ts);
 	if (rc == 0)
