@@ -1354,16 +1354,29 @@ static void wfin_send(weft_stream *s)
 	s->wfin_rc = s->is_sock && shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
+/* With lk held: nothing in flight, queued or reserved (an idle writer
+ * holds no buffers; a zero-copy send's slot is free). */
+static bool writer_drained(const weft_stream *s)
+{
+	return !s->sending && !queued(s) && !resv_buf(s);
+}
+
+/* With lk held, the writer idle: send the FIN it owes, unless it failed
+ * (its peer is told by the error or the close). */
+static inline void wfin_settle(weft_stream *s)
+{
+	if (unlikely(s->wfin) && !s->werr && !s->aborting)
+		wfin_send(s);
+}
+
 /* With lk held, after the queue shrank: unpause, free the buffers of an
- * idle writer (and send the FIN it owes, unless the writer failed: its
- * peer is told by the error or the close), wake drain and flush. */
+ * idle writer (and send the FIN it owes), wake drain and flush. */
 static inline void send_settle(weft_stream *s, weft__wakes *wk)
 {
 	if (s->paused && queued(s) <= s->cfg.low_water)
 		s->paused = false;
-	if (!s->sending && !queued(s) && !resv_buf(s)) { /* an idle writer holds none */
-		if (unlikely(s->wfin) && !s->werr && !s->aborting)
-			wfin_send(s);
+	if (writer_drained(s)) {
+		wfin_settle(s);
 		wmem_release(s);
 	}
 	if (!s->sending || !s->paused)
@@ -1680,13 +1693,6 @@ void weft__stream_relay_unwatch(weft_stream *s, weft__waiter *w)
 	weft__lock_release(&s->lk);
 }
 
-/* The send slot is free: nothing queued, nothing in flight, no open
- * reservation. */
-static bool zc_ready(const weft_stream *s)
-{
-	return !s->sending && !queued(s) && !resv_buf(s);
-}
-
 /* The CQEs of a zero-copy send: its result (with IORING_CQE_F_MORE when
  * a notification follows), then the notification. */
 static void zc_cqe(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
@@ -1854,7 +1860,7 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 	/* Take the send slot once everything queued before is sent: later
 	 * writes queue behind (sending is set: they go to `next`). */
 	for (;;) {
-		r = wait_writer(s, zc_ready);
+		r = wait_writer(s, writer_drained);
 		if (r == -ECANCELED || r == -ETIMEDOUT) {
 			weft__lock_acquire(&s->lk);
 			int e = s->werr;
@@ -1867,7 +1873,7 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 		if (r < 0)
 			return r;
 		weft__lock_acquire(&s->lk);
-		if ((r = wclosed(s)) < 0 || zc_ready(s))
+		if ((r = wclosed(s)) < 0 || writer_drained(s))
 			break;
 		weft__lock_release(&s->lk);
 	}
@@ -1933,8 +1939,8 @@ int weft__stream_shut_begin(weft_stream *s, weft_task *t)
 		return -EBUSY;
 	}
 	s->wshut = s->wfin = true;
-	if (!s->sending && !queued(s) && !resv_buf(s) && !s->werr && !s->aborting)
-		wfin_send(s);
+	if (writer_drained(s))
+		wfin_settle(s);
 	weft__lock_release(&s->lk);
 	return 0;
 }
