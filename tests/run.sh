@@ -111,8 +111,14 @@ for spec in "$@"; do
 		# some 2800 times in make test, and each fork and exec is felt.
 		for name in $names; do
 			start=$(date +%s%N)
-			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$tlog" 2>&1
+			WEFT_TREE="$tree" WEFT_BACKEND="$backend" timeout -k 5 "$TIMEOUT" "$bin" "$name" >"$tlog" 2>&1 &
+			tpid=$!
+			wait "$tpid"
 			rc=$?
+			# timeout leads a process group of its own, which holds the
+			# servers the test started: a test that crashed or was
+			# killed leaves none of them behind to hold a port.
+			kill -KILL -- "-$tpid" 2>/dev/null
 			ms=$(( ($(date +%s%N) - start) / 1000000 ))
 			case $(grep -m1 -o -e '^\[  SKIPPED \]' -e '^\[  PASSED  \] 1 test' "$tlog") in
 			*SKIPPED*) result=skip ;;
