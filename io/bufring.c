@@ -228,6 +228,17 @@ size_t weft__bufring_resident(const weft__bufring *b)
 	return n * 4096;
 }
 
+/* Whether a trim has pages to give back now (the loop's sleep waits for
+ * it: weft__io_trim_due).  A shrink still waiting for its buffers to come
+ * back needs traffic, not a trim, so it does not count. */
+bool weft__bufring_trim_due(weft__bufring *b)
+{
+	weft__lock_acquire(&b->lk);
+	bool due = b->dirty_to != 0;
+	weft__lock_release(&b->lk);
+	return due;
+}
+
 /* After the ring is gone (any thread). */
 void weft__bufring_free(weft_loop *l)
 {

@@ -232,6 +232,7 @@ WEFT_HIDDEN void weft__bufring_free(weft_loop *l);
 /* About once a second, on the ring's loop (weft__io_trim): give back
  * buffers it did not need since the last trim. */
 WEFT_HIDDEN void weft__bufring_trim(weft__bufring *b);
+WEFT_HIDDEN bool weft__bufring_trim_due(weft__bufring *b);
 /* Bytes of the ring's buffers in memory now (mincore): for tests. */
 WEFT_HIDDEN size_t weft__bufring_resident(const weft__bufring *b);
 /* A malloc'd receive buffer of len bytes (WEFT_OPH_BUFSEL's where there is

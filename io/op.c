@@ -53,6 +53,11 @@ void weft__io_trim(weft_loop *l)
 		weft__bufring_trim(l->bufring);
 }
 
+bool weft__io_trim_due(weft_loop *l)
+{
+	return l->bufring && weft__bufring_trim_due(l->bufring);
+}
+
 void weft__io_wake(weft_loop *target)
 {
 	if (on_epoll(target))

@@ -700,6 +700,8 @@ WEFT_HIDDEN void weft__io_wake(weft_loop *target); /* any thread */
 /* About once a second, on l's own thread: the backend's pools give back
  * what they did not need since the last time (sched/sched.c, trim_caches). */
 WEFT_HIDDEN void weft__io_trim(weft_loop *l);
+/* Whether weft__io_trim has something to give back now (l's thread). */
+WEFT_HIDDEN bool weft__io_trim_due(weft_loop *l);
 WEFT_HIDDEN int weft__ring_init(weft_loop *l);
 WEFT_HIDDEN void weft__ring_exit(weft_loop *l);
 WEFT_HIDDEN void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline);

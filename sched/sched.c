@@ -624,6 +624,17 @@ static void trim_caches(weft_loop *l)
 	weft__io_trim(l);
 }
 
+/* Whether the next trim has something to give back.  A loop that sleeps
+ * with that wakes for it (park_loop): an idle server's loop would
+ * otherwise keep its last burst's tasks, stacks and buffers (and their
+ * pages) until its next task, however long that is. */
+static bool trim_due(weft_loop *l)
+{
+	return l->task_cache.len || l->future_cache.len || l->wbuf_cache.len ||
+	       l->wsend_cache.len || l->wresv_cache.len || l->rxbuf_cache.len ||
+	       l->stacks.len || weft__io_trim_due(l);
+}
+
 static void maintenance(weft_loop *l)
 {
 	maintenance_poll(l, true);
@@ -698,7 +709,10 @@ static void park_loop(weft_loop *l)
 	if (still_listed && !work_visible(l)) {
 		WEFT_STAT_ADD(l, parks, 1);
 		WEFT_TRACE(l, WEFT_TEV_SLEEP, 0, 0, 0, 0, 0);
-		weft__io_poll(l, true, weft__timer_next(l));
+		uint64_t until = weft__timer_next(l); /* 0: none */
+		if ((!until || until > l->trim_at) && trim_due(l))
+			until = l->trim_at; /* set by trim_caches: after now */
+		weft__io_poll(l, true, until);
 		WEFT_TRACE(l, WEFT_TEV_WAKEUP, 0, 0, 0, 0, 0);
 	}
 	atomic_store_explicit(&l->parked, 0, memory_order_seq_cst);
