@@ -125,7 +125,8 @@ int weft_load_create(weft_load **out, const weft_load_config *cfg)
 	    !(cfg->rate >= 0) || isinf(cfg->rate) || cfg->rate > 1e9 ||
 	    (cfg->pacer_mode != WEFT_PACER_CONSTANT && cfg->pacer_mode != WEFT_PACER_POISSON) ||
 	    (cfg->interval_ns && !cfg->on_interval) || cfg->progress < -1 || cfg->progress > 1 ||
-	    cfg->addr->len > sizeof(cfg->addr->ss))
+	    cfg->addr->len > sizeof(cfg->addr->ss) ||
+	    (cfg->addr->sa.sa_family != AF_INET && cfg->addr->sa.sa_family != AF_INET6))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
 		if (cfg->reserved[i])

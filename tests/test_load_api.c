@@ -1148,6 +1148,10 @@ static void test_driver_bad_config(void **state)
 	BAD(c.reserved[3] = 1);
 	static const weft_load_proto noparse = { .write = ping_write };
 	BAD(c.proto = &noparse);
+	/* TCP only: a Unix address was taken, then every connect failed */
+	weft_sockaddr unix_addr;
+	assert_int_equal(weft_addr_unix(&unix_addr, "/tmp/weft-load-unix"), 0);
+	BAD(c.addr = &unix_addr);
 #undef BAD
 	weft_load_config_init(&c);
 	c.addr = &addr;

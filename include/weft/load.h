@@ -392,8 +392,10 @@ typedef struct weft_load weft_load;
 
 /* A run, not started: validates and copies cfg.  Returns 0 with *out set
  * (free it with weft_load_destroy), -EINVAL (a bad field: no addr or proto,
- * no write or parse, conns 0, pipeline 0 or > 1024, rate < 0 or not finite,
- * a reserved field set, ...), -ENOMEM.  Any thread. */
+ * an addr that is not IPv4 or IPv6, no write or parse, conns 0, pipeline 0
+ * or > 1024, rate < 0, not finite or above 1e9, a bad pacer_mode, an
+ * interval_ns without on_interval, progress not -1, 0 or 1, a reserved
+ * field set), -ENOMEM.  Any thread. */
 WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
 
 /*
