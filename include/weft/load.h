@@ -273,7 +273,10 @@ enum {
  *              past the stream's limit if need be), else leaving it 0 (the
  *              driver receives once more); a malformed response returns
  *              -EBADMSG (the connection is dropped and counted as a parse
- *              error).  len may be 0.
+ *              error).  len may be 0.  Also counted as parse errors: any
+ *              other negative return, a length past len, a *need over
+ *              256 MiB, and a response that outgrows the stream's 64 KiB
+ *              limit without a *need (announce long responses with it).
  *
  * `arg` is weft_load_config.proto_arg, shared by every connection on every
  * loop: the callbacks may read it, and must keep anything they change in
