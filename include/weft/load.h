@@ -169,8 +169,11 @@ WEFT_API int64_t weft_hist_decode(weft_hist *h, const char *b64, size_t len);
  * with start_s relative to BaseTime, the max in milliseconds (values are
  * nanoseconds; HdrHistogram's default max-value ratio of 1e6).  tag NULL
  * or "" writes none; a tag may not hold ',', ' ' or a newline (-EINVAL).
- * Returns 0, -EIO (the stream failed), -EINVAL, -ENOMEM.  Not thread-safe
- * on one FILE beyond what stdio locks.
+ * Returns 0, -EIO (the stream failed), -EINVAL, -ENOMEM.  The FILE is
+ * buffered as stdio buffers it: a failed write (a full disk) shows once
+ * stdio writes the buffer out, at a later call or at the caller's fflush
+ * or fclose, which the caller checks.  Not thread-safe on one FILE beyond
+ * what stdio locks.
  */
 WEFT_API int weft_hlog_write_header(FILE *f, double start_unix_s);
 WEFT_API int weft_hlog_write_interval(FILE *f, const char *tag, double start_s, double length_s,
