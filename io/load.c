@@ -47,7 +47,8 @@ struct weft_load {
 	_Atomic unsigned arrived;          /* connections at the barrier */
 	_Atomic unsigned connected;        /* connections that ever connected */
 	_Atomic int connect_error;         /* the first failed connect's -errno */
-	weft_event ready;  /* every connection arrived at the barrier */
+	weft_future *readyf; /* set when every connection arrived at the
+				barrier, or by a stop: the barrier's wait */
 	weft_event go;     /* the driver opened it: times are set */
 	struct lstats *ls;
 	unsigned nloops;
@@ -124,7 +125,8 @@ int weft_load_create(weft_load **out, const weft_load_config *cfg)
 	    !(cfg->rate >= 0) || isinf(cfg->rate) || cfg->rate > 1e9 ||
 	    (cfg->pacer_mode != WEFT_PACER_CONSTANT && cfg->pacer_mode != WEFT_PACER_POISSON) ||
 	    (cfg->interval_ns && !cfg->on_interval) || cfg->progress < -1 || cfg->progress > 1 ||
-	    cfg->addr->len > sizeof(cfg->addr->ss))
+	    cfg->addr->len > sizeof(cfg->addr->ss) ||
+	    (cfg->addr->sa.sa_family != AF_INET && cfg->addr->sa.sa_family != AF_INET6))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
 		if (cfg->reserved[i])
@@ -132,14 +134,14 @@ int weft_load_create(weft_load **out, const weft_load_config *cfg)
 	weft_load *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	if (weft_future_create(&l->stopf) < 0) {
+	if (weft_future_create(&l->stopf) < 0 || weft_future_create(&l->readyf) < 0) {
+		weft_future_release(l->stopf);
 		free(l);
 		return -ENOMEM;
 	}
 	l->cfg = *cfg;
 	l->addr = *cfg->addr;
 	l->cfg.addr = &l->addr;
-	weft_event_init(&l->ready);
 	weft_event_init(&l->go);
 	atomic_init(&l->t_measure, WEFT_FOREVER);
 	atomic_init(&l->t_end, WEFT_FOREVER);
@@ -153,6 +155,7 @@ int weft_load_stop(weft_load *l)
 		return -EINVAL;
 	atomic_store_explicit(&l->stop, 1, memory_order_release);
 	weft_future_set_result(l->stopf, NULL); /* -EALREADY after the first */
+	weft_future_set_result(l->readyf, NULL); /* a stop opens the barrier */
 	return 0;
 }
 
@@ -161,7 +164,7 @@ void weft_load_destroy(weft_load *l)
 	if (!l)
 		return;
 	weft_future_release(l->stopf);
-	weft_event_destroy(&l->ready);
+	weft_future_release(l->readyf);
 	weft_event_destroy(&l->go);
 	free(l->ls);
 	free(l);
@@ -415,7 +418,7 @@ static int drive_open(struct conn *c, weft_stream *s, weft_pacer *pc)
 static void arrive(weft_load *l)
 {
 	if (atomic_fetch_add(&l->arrived, 1) + 1 == l->cfg.conns)
-		weft_event_set(&l->ready);
+		weft_future_set_result(l->readyf, NULL); /* wakes the driver */
 }
 
 static void *conn_task(void *arg)
@@ -613,34 +616,30 @@ static void progress_line(weft_load *l, uint64_t t0, uint64_t *last_req, uint64_
 
 /* ---- the run ---- */
 
-/* Wait for a stop at most ns: 0 (a stop, or ns elapsed: the caller looks
- * at the clock), or the caller's -ECANCELED, or its -ETIMEDOUT when a
- * deadline scope around it expired.  An expired scope makes every wait
- * return at once, so a driver taking it for its own step would spin. */
-static int wait_stop(weft_load *l, uint64_t ns)
+/* Wait for f (a stop, or the barrier) at most ns: 0 (f set, or ns
+ * elapsed: the caller looks at the clock), or the caller's -ECANCELED, or
+ * its -ETIMEDOUT when a deadline scope around it expired.  An expired
+ * scope makes every wait return at once, so a driver taking it for its
+ * own step would spin. */
+static int wait_for(weft_future *f, uint64_t ns)
 {
-	int r = weft_future_wait_timeout(l->stopf, NULL, ns);
+	int r = weft_future_wait_timeout(f, NULL, ns);
 	if (r == -ECANCELED || (r == -ETIMEDOUT && weft__scope_expired(weft__task_self())))
 		return r;
 	return 0;
 }
 
+static int wait_stop(weft_load *l, uint64_t ns)
+{
+	return wait_for(l->stopf, ns);
+}
+
 /* Wait until the connections have all arrived (or failed once), at most
- * connect_timeout_ns, or a stop.  0, or wait_stop's -ECANCELED /
- * -ETIMEDOUT. */
+ * connect_timeout_ns, or a stop: the last to arrive, or the stop, wakes
+ * the driver at once.  0, or wait_for's -ECANCELED / -ETIMEDOUT. */
 static int start_barrier(weft_load *l)
 {
-	uint64_t until = add_sat(weft_now_ns(), l->cfg.connect_timeout_ns);
-	while (!weft_event_is_set(&l->ready) && !stopping(l)) {
-		uint64_t now = weft_now_ns();
-		if (now >= until)
-			break;
-		uint64_t step = until - now < 20000000ull ? until - now : 20000000ull;
-		int r = wait_stop(l, step);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return wait_for(l->readyf, l->cfg.connect_timeout_ns);
 }
 
 /* Measure until the end, the count or a stop, closing intervals and

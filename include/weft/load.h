@@ -169,8 +169,11 @@ WEFT_API int64_t weft_hist_decode(weft_hist *h, const char *b64, size_t len);
  * with start_s relative to BaseTime, the max in milliseconds (values are
  * nanoseconds; HdrHistogram's default max-value ratio of 1e6).  tag NULL
  * or "" writes none; a tag may not hold ',', ' ' or a newline (-EINVAL).
- * Returns 0, -EIO (the stream failed), -EINVAL, -ENOMEM.  Not thread-safe
- * on one FILE beyond what stdio locks.
+ * Returns 0, -EIO (the stream failed), -EINVAL, -ENOMEM.  The FILE is
+ * buffered as stdio buffers it: a failed write (a full disk) shows once
+ * stdio writes the buffer out, at a later call or at the caller's fflush
+ * or fclose, which the caller checks.  Not thread-safe on one FILE beyond
+ * what stdio locks.
  */
 WEFT_API int weft_hlog_write_header(FILE *f, double start_unix_s);
 WEFT_API int weft_hlog_write_interval(FILE *f, const char *tag, double start_s, double length_s,
@@ -273,7 +276,10 @@ enum {
  *              past the stream's limit if need be), else leaving it 0 (the
  *              driver receives once more); a malformed response returns
  *              -EBADMSG (the connection is dropped and counted as a parse
- *              error).  len may be 0.
+ *              error).  len may be 0.  Also counted as parse errors: any
+ *              other negative return, a length past len, a *need over
+ *              256 MiB, and a response that outgrows the stream's 64 KiB
+ *              limit without a *need (announce long responses with it).
  *
  * `arg` is weft_load_config.proto_arg, shared by every connection on every
  * loop: the callbacks may read it, and must keep anything they change in
@@ -392,8 +398,10 @@ typedef struct weft_load weft_load;
 
 /* A run, not started: validates and copies cfg.  Returns 0 with *out set
  * (free it with weft_load_destroy), -EINVAL (a bad field: no addr or proto,
- * no write or parse, conns 0, pipeline 0 or > 1024, rate < 0 or not finite,
- * a reserved field set, ...), -ENOMEM.  Any thread. */
+ * an addr that is not IPv4 or IPv6, no write or parse, conns 0, pipeline 0
+ * or > 1024, rate < 0, not finite or above 1e9, a bad pacer_mode, an
+ * interval_ns without on_interval, progress not -1, 0 or 1, a reserved
+ * field set), -ENOMEM.  Any thread. */
 WEFT_API int weft_load_create(weft_load **out, const weft_load_config *cfg);
 
 /*
