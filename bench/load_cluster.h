@@ -40,9 +40,9 @@ static inline int load_segment_apply(struct load_opts *o, unsigned i, unsigned n
 	uint64_t c = load_segment_share(o->conns, i, n);
 	if (c == 0)
 		return load__fail(err, errlen,
-				  "--segment %u/%u: %u connections leave none to part %u "
+				  "--segment %u/%u: %u connection%s leave%s none to part %u "
 				  "(-c must be at least %u)",
-				  i, n, o->conns, i, n);
+				  i, n, o->conns, o->conns == 1 ? "" : "s", o->conns == 1 ? "s" : "", i, n);
 	o->conns = (unsigned)c;
 	if (o->rate > 0) {
 		uint64_t milli = load_segment_share((uint64_t)llround(o->rate * 1000), i, n);

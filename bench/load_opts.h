@@ -532,10 +532,11 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 		o->conns_given = true;
 		return 0;
 	case LOAD__REQUESTS:
-		if (load__count(v, false, &n) < 0)
+		if (load__count(v, false, &n) < 0 || n == 0)
 			return load__fail(err, errlen,
-					  "%s: expected a request count (100000, 10k, 2M), got '%s'", name,
-					  v);
+					  "%s: expected a request count of at least 1 (100000, 10k, 2M), "
+					  "got '%s'",
+					  name, v);
 		o->requests = n;
 		return 0;
 	case LOAD__LOOPS:
