@@ -33,7 +33,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -151,12 +155,17 @@ static void run_body(weft_runtime *rt, weft_fn fn, void *arg)
 }
 
 /* Join t within HANG_LIMIT and release it: its join status, -ETIMEDOUT
- * when it hung, -ESRCH when it was never spawned. */
+ * when it hung, -ESRCH when it was never spawned.  An -ENOMEM while t
+ * still runs is the join's own (its timer could not be had), not t's
+ * status: again, or the body would end with t running and the runtime's
+ * shutdown would cancel it. */
 static int join_limit(weft_task *t, void **res)
 {
 	if (!t)
 		return -ESRCH;
-	int r = weft_task_join_timeout(t, res, HANG_LIMIT);
+	int r;
+	while ((r = weft_task_join_timeout(t, res, HANG_LIMIT)) == -ENOMEM && !weft_task_done(t))
+		weft_yield();
 	if (r == -ETIMEDOUT) /* leave it: the test fails anyway */
 		return r;
 	weft_task_release(t);
@@ -1102,6 +1111,289 @@ static void fault_stream_transfer(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* the write path: every accepted byte reaches the peer once, in order,    */
+/* with the FIN behind the last of them, or the writer is told             */
+/* ---------------------------------------------------------------------- */
+
+/* A writer task drives one stream through write, writev, reserve/commit,
+ * write_zc, drain and flush, then shutdown and close (keep_fd: the test
+ * closes the fd, so the only end of input the peer can see is the
+ * stream's own FIN).  The peer is a plain thread outside the runtime.
+ * `acc` counts the bytes of every write call that returned success: the
+ * peer must get exactly pat(0..acc) and then end of input, unless a call
+ * reported an error; it may get a prefix without end of input then, but
+ * never a byte twice, out of order, or an end of input ahead of accepted
+ * bytes.  A write call's -ENOMEM means nothing was queued and the stream
+ * is intact (weft/stream.h), so the writer tries it again: a stream that
+ * keeps answering -ENOMEM to a writer that retries has spun. */
+enum { WP_STEPS = 24, WP_RETRY = 200, WP_PAIRS = 4, WP_MAXLEN = 9000 };
+
+struct wp {
+	int fd[2];        /* [0] the stream's, [1] the peer's */
+	uint32_t rng;     /* the mix of calls and sizes; 0: the fixed script */
+	bool single;      /* one fault at most: a retry must succeed at once */
+	/* the writer */
+	uint64_t acc, shut_at;
+	int first_err;    /* the first error other than a transient -ENOMEM */
+	int shut_rc, close_rc, odd_err;
+	bool spun;
+	/* the peer */
+	_Atomic bool writer_done; /* set once nothing more can come */
+	uint64_t got;
+	bool corrupt, eof;
+	int rd_err;
+	pthread_t peer;
+};
+
+/* An error a write-path call may return (weft/stream.h): -ENOMEM with
+ * nothing queued; a sticky send error (-EPIPE, -ECONNRESET, -ENOBUFS, the
+ * epoll backend's -ENOSPC when it cannot watch the socket, -EIO for bytes
+ * the runtime dropped for want of memory). */
+static bool wp_documented(int r)
+{
+	switch (-r) {
+	case ENOMEM: case EIO: case ENOBUFS: case EPIPE: case ECONNRESET: case ENOSPC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void wp_note(struct wp *w, int r)
+{
+	if (!w->first_err)
+		w->first_err = r;
+	if (!wp_documented(r) && !w->odd_err)
+		w->odd_err = r;
+}
+
+/* One write call of kind k for the next len bytes: len, or its error. */
+static ssize_t wp_call(weft_stream *s, struct wp *w, unsigned k, uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pat(w->acc + i);
+	switch (k) {
+	case 0:
+		return weft_stream_write(s, buf, len);
+	case 1: {
+		size_t a = len / 3;
+		struct iovec v[3] = { { buf, a }, { buf + a, a }, { buf + 2 * a, len - 2 * a } };
+		return weft_stream_writev(s, v, 3);
+	}
+	case 2: {
+		void *p;
+		int r = weft_stream_reserve(s, len + 64, &p);
+		if (r < 0)
+			return r;
+		memcpy(p, buf, len);
+		r = weft_stream_commit(s, len);
+		return r < 0 ? r : (ssize_t)len;
+	}
+	default:
+		return weft_stream_write_zc(s, buf, len);
+	}
+}
+
+/* Retry a transient -ENOMEM: in single mode the one fault is spent, so
+ * the first retry must succeed. */
+static ssize_t wp_write(weft_stream *s, struct wp *w, unsigned k, uint8_t *buf, size_t len)
+{
+	ssize_t r = -ENOMEM;
+	for (int i = 0; i < WP_RETRY && r == -ENOMEM; i++) {
+		if (i == (w->single ? 2 : WP_RETRY - 1))
+			w->spun = true;
+		if (i && weft_yield() == -ECANCELED)
+			return -ECANCELED;
+		r = wp_call(s, w, k, buf, len);
+	}
+	return r;
+}
+
+static void *wp_writer(void *arg)
+{
+	struct wp *w = arg;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.keep_fd = true;
+	c.high_water = 8192; /* drain waits */
+	c.low_water = 2048;
+	c.zc_threshold = 2048;
+	weft_stream *s;
+	int r;
+	while ((r = weft_stream_open(&s, w->fd[0], &c)) == -ENOMEM)
+		weft_yield();
+	if (r < 0) {
+		w->first_err = w->odd_err = r;
+		return NULL;
+	}
+	if (w->single) /* the fault goes to the write path, not the open */
+		weft_fault_enable(true);
+	static const size_t sizes[] = { 100, 3000, 5000, 1, 9000, 2500, 700 };
+	uint8_t *buf = malloc(WP_MAXLEN);
+	for (unsigned i = 0; i < WP_STEPS && buf && !w->first_err && !w->spun; i++) {
+		unsigned k = w->rng ? xorshift(&w->rng) % 4 : i % 4;
+		size_t len = w->rng ? 1 + xorshift(&w->rng) % WP_MAXLEN : sizes[i % 7];
+		ssize_t n = wp_write(s, w, k, buf, len);
+		if (n < 0 && !(n == -ENOMEM && w->spun)) {
+			wp_note(w, (int)n);
+			break;
+		}
+		if (n > 0)
+			w->acc += (uint64_t)n;
+		if (i % 3 == 2 && (r = weft_stream_drain(s)) < 0)
+			wp_note(w, r);
+		else if (i % 5 == 4 && (r = weft_stream_flush(s)) < 0)
+			wp_note(w, r);
+	}
+	free(buf);
+	w->shut_at = w->acc;
+	if ((w->shut_rc = weft_stream_shutdown(s)) < 0)
+		wp_note(w, w->shut_rc);
+	if ((w->close_rc = weft_stream_close(s)) < 0)
+		wp_note(w, w->close_rc);
+	return NULL;
+}
+
+/* The peer: reads what comes, checks it against the pattern, until end
+ * of input, an error, or (once the writer is gone) an empty socket. */
+static void *wp_peer(void *arg)
+{
+	struct wp *w = arg;
+	uint8_t buf[4096];
+	for (;;) {
+		bool last = atomic_load(&w->writer_done); /* before the look */
+		ssize_t n = recv(w->fd[1], buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				w->corrupt |= buf[i] != pat(w->got + (uint64_t)i);
+			w->got += (uint64_t)n;
+		} else if (n == 0) {
+			w->eof = true;
+			return NULL;
+		} else if (errno == EAGAIN) {
+			if (last)
+				return NULL; /* AF_UNIX: a send's bytes are there on return */
+			poll(&(struct pollfd){ .fd = w->fd[1], .events = POLLIN }, 1, 2);
+		} else if (errno != EINTR) {
+			w->rd_err = -errno;
+			return NULL;
+		}
+	}
+}
+
+static void wp_init(struct wp *w, uint32_t rng, bool single)
+{
+	memset(w, 0, sizeof *w);
+	w->rng = rng;
+	w->single = single;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fd), 0);
+	int small = 4096; /* partial sends, a full socket, drains that wait */
+	setsockopt(w->fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	assert_int_equal(pthread_create(&w->peer, NULL, wp_peer, w), 0);
+}
+
+/* After the runtime is gone: the peer's view against the writer's.  0 or
+ * 1 (and a line saying what broke). */
+static int wp_check(struct wp *w, const char *label, unsigned long long n)
+{
+	atomic_store(&w->writer_done, true);
+	pthread_join(w->peer, NULL);
+	close(w->fd[0]);
+	close(w->fd[1]);
+	bool told = w->first_err || w->shut_rc || w->close_rc;
+	const char *why = w->corrupt ? "a byte repeated, lost or out of order"
+		: w->got > w->acc ? "more bytes than accepted"
+		: w->eof && w->got != w->shut_at && !w->close_rc ? "end of input ahead of accepted bytes"
+		: !told && !(w->eof && w->got == w->acc) ? "short or no FIN, nobody told"
+		: w->spun ? "-ENOMEM to every retry (sticky?)"
+		: w->odd_err ? "an undocumented error"
+		: w->rd_err ? "the peer's read failed"
+		: w->first_err && (!w->shut_rc || !w->close_rc) ? "an error that did not stick"
+		: NULL;
+	if (!why)
+		return 0;
+	print_message("%s %llu: %s: peer got %llu%s of %llu accepted (%llu at shutdown); "
+		      "first error %s, shutdown %s, close %s, odd %s (seed %llu)\n",
+		      label, n, why, (unsigned long long)w->got, w->eof ? "+FIN" : "",
+		      (unsigned long long)w->acc, (unsigned long long)w->shut_at,
+		      weft_strerror(w->first_err), weft_strerror(w->shut_rc),
+		      weft_strerror(w->close_rc), weft_strerror(w->odd_err),
+		      (unsigned long long)weft_fault_seed());
+	return 1;
+}
+
+/* Fail the nth allocation of one writer's run, for n = 1, 2, ... until a
+ * run makes fewer than n: every allocation point of the write path in
+ * turn (the loop's caches are empty in a fresh runtime, so the send op,
+ * the buffers and the reservation record each come from malloc). */
+static void *wp_single_main(void *arg)
+{
+	struct wp *w = arg;
+	weft_fault_enable(false); /* wp_writer turns it on after the open */
+	return wp_writer(w);
+}
+
+static void fault_stream_write_each_alloc(void **state)
+{
+	(void)state;
+	fault_setup("none");
+	int bad = 0;
+	uint64_t n = 1;
+	for (; n < 400; n++) {
+		static struct wp w;
+		wp_init(&w, 0, true);
+		uint64_t before = weft_fault_injected();
+		weft_fault_fail_nth("alloc", n);
+		run_body_on(rt_start(1, 16, 0), 0, wp_single_main, &w);
+		weft_fault_fail_nth("alloc", 0);
+		bool hit = weft_fault_injected() > before;
+		bad += wp_check(&w, "allocation", (unsigned long long)n);
+		if (!hit)
+			break; /* the run made fewer than n allocations */
+	}
+	print_message("write path: %llu allocation points failed in turn, %d bad\n",
+		      (unsigned long long)n - 1, bad);
+	assert_true(n > 5);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* Random faults over several writers at once: allocations, a full or
+ * stuck SQ, busy enters, epoll registrations, and (epoll's) sends. */
+struct wpr {
+	struct wp w[WP_PAIRS];
+	_Atomic int hung;
+};
+
+static void *wp_random_main(void *arg)
+{
+	struct wpr *x = arg;
+	weft_task *t[WP_PAIRS];
+	for (int i = 0; i < WP_PAIRS; i++)
+		t[i] = spawn_retry(wp_writer, &x->w[i], WEFT_PIN_NONE);
+	join_all(t, WP_PAIRS, &x->hung);
+	return NULL;
+}
+
+static void fault_stream_write_path(void **state)
+{
+	(void)state;
+	fault_setup("transparent,alloc=0.1,epoll_ctl=0.05,send=0.01");
+	static struct wpr x;
+	memset(&x, 0, sizeof x);
+	uint32_t seed = (uint32_t)weft_fault_seed() | 1;
+	for (int i = 0; i < WP_PAIRS; i++)
+		wp_init(&x.w[i], xorshift(&seed) | 1, false);
+	run_body(rt_start(2, 64, 0), wp_random_main, &x);
+	int bad = 0;
+	for (int i = 0; i < WP_PAIRS; i++)
+		bad += wp_check(&x.w[i], "writer", (unsigned long long)i);
+	assert_int_equal(atomic_load(&x.hung), 0);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* ---------------------------------------------------------------------- */
 /* the blocking pool when threads cannot be had                             */
 /* ---------------------------------------------------------------------- */
 
@@ -1460,6 +1752,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(fault_server_backoff_without_memory),
 	cmocka_unit_test(fault_server_listener_unregistrable),
 	cmocka_unit_test(fault_stream_transfer),
+	cmocka_unit_test(fault_stream_write_each_alloc),
+	cmocka_unit_test(fault_stream_write_path),
 	cmocka_unit_test(fault_offload_threads),
 	cmocka_unit_test(fault_start_stop),
 	cmocka_unit_test(fault_wake_from_busy_loop),
