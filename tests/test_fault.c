@@ -1394,6 +1394,241 @@ static void fault_stream_write_path(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* weft_stream_copy_bidirectional: each direction whole with its half-close */
+/* behind it, or the copy fails with its counts and the end stays short    */
+/* ---------------------------------------------------------------------- */
+
+/* end1 <-> a ==copy== b <-> end2, AF_UNIX pairs; the ends are plain
+ * threads that send CX_BYTES each (non-blocking, so a copy that stopped
+ * cannot hold them), then SHUT_WR, and read the other's bytes.  a and b
+ * keep their fds (closed by the test), so an end's end of input is the
+ * copy's half-close, or a close that gave up on a send (weft/stream.h). */
+enum { CX_BYTES = 48 * 1024 };
+#define CX_BASE2 7777777u /* end2's bytes are pat(CX_BASE2 + i) */
+
+struct cx_end {
+	int fd;
+	uint64_t base, peer_base; /* its bytes' pattern, and the other end's */
+	uint64_t sent, got;
+	bool corrupt, eof;
+	int err;
+	_Atomic bool *stop;
+	pthread_t th;
+};
+
+struct cx {
+	int fd[2];               /* a's and b's */
+	struct cx_end e[2];      /* end1 (a's peer), end2 (b's peer) */
+	_Atomic bool stop;       /* set once the runtime is gone */
+	bool single;
+	int rc, close_rc[2], open_rc;
+	weft_stream_copied out;
+	int failed;              /* out.failed: 0 none, 1 a, 2 b */
+};
+
+static void *cx_end_run(void *arg)
+{
+	struct cx_end *e = arg;
+	uint8_t buf[4096];
+	bool shut = false;
+	for (;;) {
+		bool last = atomic_load(e->stop), idle = true;
+		if (!shut && e->sent < CX_BYTES) {
+			size_t k = CX_BYTES - e->sent < sizeof buf ? CX_BYTES - e->sent : sizeof buf;
+			for (size_t i = 0; i < k; i++)
+				buf[i] = pat(e->base + e->sent + i);
+			ssize_t w = send(e->fd, buf, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w > 0) {
+				e->sent += (uint64_t)w;
+				idle = false;
+			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				shut = true; /* the other side is gone: reads say how */
+			}
+		}
+		if (!shut && e->sent == CX_BYTES) {
+			shutdown(e->fd, SHUT_WR);
+			shut = true;
+		}
+		if (!e->eof && !e->err) {
+			ssize_t n = recv(e->fd, buf, sizeof buf, MSG_DONTWAIT);
+			if (n > 0) {
+				for (ssize_t i = 0; i < n; i++)
+					e->corrupt |= buf[i] != pat(e->peer_base + e->got + (uint64_t)i);
+				e->got += (uint64_t)n;
+				idle = false;
+			} else if (n == 0) {
+				e->eof = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				e->err = -errno;
+			}
+		}
+		if (shut && (e->eof || e->err))
+			return NULL;
+		if (idle) {
+			if (last)
+				return NULL; /* nothing more can come */
+			short ev = (short)(POLLIN | (shut ? 0 : POLLOUT));
+			poll(&(struct pollfd){ .fd = e->fd, .events = ev }, 1, 2);
+		}
+	}
+}
+
+static void *cx_main(void *arg)
+{
+	struct cx *x = arg;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.keep_fd = true;
+	c.high_water = 8192; /* backpressure: the directions wait on their writers */
+	c.low_water = 2048;
+	weft_stream *s[2] = { NULL, NULL };
+	for (int i = 0; i < 2; i++) {
+		while ((x->open_rc = weft_stream_open(&s[i], x->fd[i], &c)) == -ENOMEM)
+			weft_yield();
+		if (x->open_rc < 0) {
+			if (i)
+				weft_stream_close(s[0]);
+			return NULL;
+		}
+	}
+	if (x->single)
+		weft_fault_enable(true);
+	x->rc = weft_stream_copy_bidirectional(s[0], s[1], NULL, &x->out);
+	x->failed = x->out.failed == s[0] ? 1 : x->out.failed == s[1] ? 2 : 0;
+	x->out.failed = NULL;
+	for (int i = 0; i < 2; i++)
+		x->close_rc[i] = weft_stream_close(s[i]);
+	return NULL;
+}
+
+static void *cx_single_main(void *arg)
+{
+	weft_fault_enable(false); /* cx_main turns it on after the opens */
+	return cx_main(arg);
+}
+
+static void cx_init(struct cx *x, bool single)
+{
+	memset(x, 0, sizeof *x);
+	x->single = single;
+	int pa[2], pb[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pa), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pb), 0);
+	x->fd[0] = pa[1];
+	x->fd[1] = pb[0];
+	x->e[0] = (struct cx_end){ .fd = pa[0], .base = 0, .peer_base = CX_BASE2, .stop = &x->stop };
+	x->e[1] = (struct cx_end){ .fd = pb[1], .base = CX_BASE2, .peer_base = 0, .stop = &x->stop };
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&x->e[i].th, NULL, cx_end_run, &x->e[i]), 0);
+}
+
+/* After the runtime is gone: 0 or 1 (and a line saying what broke). */
+static int cx_check(struct cx *x, unsigned long long n)
+{
+	atomic_store(&x->stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(x->e[i].th, NULL);
+		close(x->e[i].fd);
+		close(x->fd[i]);
+	}
+	const char *why = NULL;
+	uint64_t moved[2] = { x->out.a_to_b, x->out.b_to_a };
+	for (int d = 0; d < 2 && !why && !x->open_rc; d++) {
+		struct cx_end *src = &x->e[d], *dst = &x->e[!d];
+		/* dst's stream is b for d == 0, a for d == 1 */
+		int dst_close = x->close_rc[!d];
+		if (dst->corrupt)
+			why = "a byte repeated, lost or out of order";
+		else if (moved[d] > src->sent || dst->got > moved[d])
+			why = "counts: more moved than sent, or more arrived than moved";
+		else if (dst->eof && !dst_close && (dst->got != moved[d] || moved[d] != CX_BYTES))
+			why = "half-close ahead of the bytes, or before the source's end";
+		else if (dst->err)
+			why = "an end's read failed";
+	}
+	if (!why && !x->open_rc) {
+		if (x->rc == 0 && (x->failed || moved[0] != CX_BYTES || moved[1] != CX_BYTES ||
+				   !x->e[0].eof || !x->e[1].eof || x->e[0].got != CX_BYTES ||
+				   x->e[1].got != CX_BYTES || x->close_rc[0] || x->close_rc[1]))
+			why = "0, but a direction is short";
+		else if (x->rc < 0 && (!wp_documented(x->rc) || !x->failed))
+			why = "an undocumented result, or no failed stream";
+	}
+	if (!why)
+		return 0;
+	print_message("copy %llu: %s: rc %s (failed %d), a_to_b %llu b_to_a %llu; end1 sent %llu "
+		      "got %llu%s, end2 sent %llu got %llu%s; close a %s b %s (seed %llu)\n",
+		      n, why, weft_strerror(x->rc), x->failed, (unsigned long long)moved[0],
+		      (unsigned long long)moved[1], (unsigned long long)x->e[0].sent,
+		      (unsigned long long)x->e[0].got, x->e[0].eof ? "+FIN" : "",
+		      (unsigned long long)x->e[1].sent, (unsigned long long)x->e[1].got,
+		      x->e[1].eof ? "+FIN" : "", weft_strerror(x->close_rc[0]),
+		      weft_strerror(x->close_rc[1]), (unsigned long long)weft_fault_seed());
+	return 1;
+}
+
+/* One failed allocation at each point of a copy in turn. */
+static void fault_copy_each_alloc(void **state)
+{
+	(void)state;
+	fault_setup("none");
+	int bad = 0;
+	uint64_t n = 1;
+	for (; n < 400; n++) {
+		static struct cx x;
+		cx_init(&x, true);
+		uint64_t before = weft_fault_injected();
+		weft_fault_fail_nth("alloc", n);
+		run_body_on(rt_start(1, 16, 0), 0, cx_single_main, &x);
+		weft_fault_fail_nth("alloc", 0);
+		bool hit = weft_fault_injected() > before;
+		bad += cx_check(&x, (unsigned long long)n);
+		if (!hit)
+			break;
+	}
+	print_message("copy: %llu allocation points failed in turn, %d bad\n",
+		      (unsigned long long)n - 1, bad);
+	assert_true(n > 5);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* Random faults over a few copies at once. */
+enum { CX_COPIES = 3 };
+
+struct cxr {
+	struct cx x[CX_COPIES];
+	_Atomic int hung;
+};
+
+static void *cx_random_main(void *arg)
+{
+	struct cxr *r = arg;
+	weft_task *t[CX_COPIES];
+	for (int i = 0; i < CX_COPIES; i++)
+		t[i] = spawn_retry(cx_main, &r->x[i], WEFT_PIN_NONE);
+	join_all(t, CX_COPIES, &r->hung);
+	return NULL;
+}
+
+static void fault_copy_bidirectional(void **state)
+{
+	(void)state;
+	fault_setup("transparent,alloc=0.05,epoll_ctl=0.02,send=0.005");
+	static struct cxr r;
+	memset(&r, 0, sizeof r);
+	for (int i = 0; i < CX_COPIES; i++)
+		cx_init(&r.x[i], false);
+	run_body(rt_start(2, 64, 0), cx_random_main, &r);
+	int bad = 0;
+	for (int i = 0; i < CX_COPIES; i++)
+		bad += cx_check(&r.x[i], (unsigned long long)i);
+	assert_int_equal(atomic_load(&r.hung), 0);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* ---------------------------------------------------------------------- */
 /* the blocking pool when threads cannot be had                             */
 /* ---------------------------------------------------------------------- */
 
@@ -1754,6 +1989,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(fault_stream_transfer),
 	cmocka_unit_test(fault_stream_write_each_alloc),
 	cmocka_unit_test(fault_stream_write_path),
+	cmocka_unit_test(fault_copy_each_alloc),
+	cmocka_unit_test(fault_copy_bidirectional),
 	cmocka_unit_test(fault_offload_threads),
 	cmocka_unit_test(fault_start_stop),
 	cmocka_unit_test(fault_wake_from_busy_loop),
