@@ -1111,6 +1111,108 @@ static void fault_stream_transfer(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* scenarios: one failed allocation at each point in turn, or at random    */
+/* ---------------------------------------------------------------------- */
+
+/* A scenario is a task body over a state of its own: init prepares the
+ * state (rng: the mix of calls, 0 fixed; single: one fault at a chosen
+ * allocation, which the body lets bite only once its set-up is done, by
+ * calling scen_setup_done), check compares the outcome once the runtime
+ * is gone (0, or 1 and a line saying what broke, naming run n). */
+struct scen {
+	const char *what;
+	weft_fn body;
+	void (*init)(void *x, uint32_t rng, bool single);
+	int (*check)(void *x, unsigned long long n);
+	size_t size;      /* of one state */
+	void *states;     /* count of them: the random runs' (the first: the
+			     single one's) */
+	int count;
+	const char *spec; /* the random runs' faults */
+};
+
+static void scen_setup_done(void)
+{
+	weft_fault_enable(true);
+}
+
+static void *scen_single_main(void *arg)
+{
+	struct body *b = arg;
+	weft_fault_enable(false); /* until the body's scen_setup_done */
+	return b->fn(b->arg);
+}
+
+/* Fail allocation n = 1, 2, ... of one run, each in a fresh one-loop
+ * runtime (its caches empty: every buffer and op comes from malloc),
+ * until a run makes fewer than n.  A cmocka test: *state the scenario. */
+static void scen_each_alloc(void **state)
+{
+	const struct scen *sc = *state;
+	void *x = sc->states;
+	fault_setup("none");
+	int bad = 0;
+	uint64_t n = 1;
+	for (; n < 400; n++) {
+		sc->init(x, 0, true);
+		uint64_t before = weft_fault_injected();
+		weft_fault_fail_nth("alloc", n);
+		run_body_on(rt_start(1, 16, 0), 0, scen_single_main, &(struct body){ sc->body, x });
+		weft_fault_fail_nth("alloc", 0);
+		bool hit = weft_fault_injected() > before;
+		bad += sc->check(x, n);
+		if (!hit)
+			break;
+	}
+	print_message("%s: %llu allocation points failed in turn, %d bad\n", sc->what,
+		      (unsigned long long)n - 1, bad);
+	assert_true(n > 5);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+enum { SCEN_MAX = 8 };
+
+struct scen_many {
+	const struct scen *sc;
+	char *xs;
+	int count;
+	_Atomic int hung;
+};
+
+static void *scen_many_main(void *arg)
+{
+	struct scen_many *m = arg;
+	weft_task *t[SCEN_MAX];
+	for (int i = 0; i < m->count; i++)
+		t[i] = spawn_retry(m->sc->body, m->xs + i * m->sc->size, WEFT_PIN_NONE);
+	join_all(t, m->count, &m->hung);
+	return NULL;
+}
+
+/* The scenario's runs at once, under its faults at random, in a
+ * two-loop runtime.  A cmocka test: *state the scenario. */
+static void scen_random(void **state)
+{
+	const struct scen *sc = *state;
+	void *xs = sc->states;
+	int count = sc->count;
+	assert_true(count <= SCEN_MAX);
+	fault_setup(sc->spec);
+	uint32_t rng = (uint32_t)weft_fault_seed() | 1;
+	for (int i = 0; i < count; i++)
+		sc->init((char *)xs + i * sc->size, xorshift(&rng) | 1, false);
+	struct scen_many m = { .sc = sc, .xs = xs, .count = count };
+	run_body(rt_start(2, 64, 0), scen_many_main, &m);
+	int bad = 0;
+	for (int i = 0; i < count; i++)
+		bad += sc->check((char *)xs + i * sc->size, (unsigned long long)i);
+	assert_int_equal(atomic_load(&m.hung), 0);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* ---------------------------------------------------------------------- */
 /* the write path: every accepted byte reaches the peer once, in order,    */
 /* with the FIN behind the last of them, or the writer is told             */
 /* ---------------------------------------------------------------------- */
@@ -1227,7 +1329,7 @@ static void *wp_writer(void *arg)
 		return NULL;
 	}
 	if (w->single) /* the fault goes to the write path, not the open */
-		weft_fault_enable(true);
+		scen_setup_done();
 	static const size_t sizes[] = { 100, 3000, 5000, 1, 9000, 2500, 700 };
 	uint8_t *buf = malloc(WP_MAXLEN);
 	for (unsigned i = 0; i < WP_STEPS && buf && !w->first_err && !w->spun; i++) {
@@ -1281,8 +1383,9 @@ static void *wp_peer(void *arg)
 	}
 }
 
-static void wp_init(struct wp *w, uint32_t rng, bool single)
+static void wp_init(void *x, uint32_t rng, bool single)
 {
+	struct wp *w = x;
 	memset(w, 0, sizeof *w);
 	w->rng = rng;
 	w->single = single;
@@ -1294,8 +1397,9 @@ static void wp_init(struct wp *w, uint32_t rng, bool single)
 
 /* After the runtime is gone: the peer's view against the writer's.  0 or
  * 1 (and a line saying what broke). */
-static int wp_check(struct wp *w, const char *label, unsigned long long n)
+static int wp_check(void *x, unsigned long long n)
 {
+	struct wp *w = x;
 	atomic_store(&w->writer_done, true);
 	pthread_join(w->peer, NULL);
 	close(w->fd[0]);
@@ -1312,9 +1416,9 @@ static int wp_check(struct wp *w, const char *label, unsigned long long n)
 		: NULL;
 	if (!why)
 		return 0;
-	print_message("%s %llu: %s: peer got %llu%s of %llu accepted (%llu at shutdown); "
+	print_message("writer %llu: %s: peer got %llu%s of %llu accepted (%llu at shutdown); "
 		      "first error %s, shutdown %s, close %s, odd %s (seed %llu)\n",
-		      label, n, why, (unsigned long long)w->got, w->eof ? "+FIN" : "",
+		      n, why, (unsigned long long)w->got, w->eof ? "+FIN" : "",
 		      (unsigned long long)w->acc, (unsigned long long)w->shut_at,
 		      weft_strerror(w->first_err), weft_strerror(w->shut_rc),
 		      weft_strerror(w->close_rc), weft_strerror(w->odd_err),
@@ -1322,76 +1426,13 @@ static int wp_check(struct wp *w, const char *label, unsigned long long n)
 	return 1;
 }
 
-/* Fail the nth allocation of one writer's run, for n = 1, 2, ... until a
- * run makes fewer than n: every allocation point of the write path in
- * turn (the loop's caches are empty in a fresh runtime, so the send op,
- * the buffers and the reservation record each come from malloc). */
-static void *wp_single_main(void *arg)
-{
-	struct wp *w = arg;
-	weft_fault_enable(false); /* wp_writer turns it on after the open */
-	return wp_writer(w);
-}
-
-static void fault_stream_write_each_alloc(void **state)
-{
-	(void)state;
-	fault_setup("none");
-	int bad = 0;
-	uint64_t n = 1;
-	for (; n < 400; n++) {
-		static struct wp w;
-		wp_init(&w, 0, true);
-		uint64_t before = weft_fault_injected();
-		weft_fault_fail_nth("alloc", n);
-		run_body_on(rt_start(1, 16, 0), 0, wp_single_main, &w);
-		weft_fault_fail_nth("alloc", 0);
-		bool hit = weft_fault_injected() > before;
-		bad += wp_check(&w, "allocation", (unsigned long long)n);
-		if (!hit)
-			break; /* the run made fewer than n allocations */
-	}
-	print_message("write path: %llu allocation points failed in turn, %d bad\n",
-		      (unsigned long long)n - 1, bad);
-	assert_true(n > 5);
-	assert_int_equal(bad, 0);
-	fault_teardown();
-}
-
-/* Random faults over several writers at once: allocations, a full or
- * stuck SQ, busy enters, epoll registrations, and (epoll's) sends. */
-struct wpr {
-	struct wp w[WP_PAIRS];
-	_Atomic int hung;
-};
-
-static void *wp_random_main(void *arg)
-{
-	struct wpr *x = arg;
-	weft_task *t[WP_PAIRS];
-	for (int i = 0; i < WP_PAIRS; i++)
-		t[i] = spawn_retry(wp_writer, &x->w[i], WEFT_PIN_NONE);
-	join_all(t, WP_PAIRS, &x->hung);
-	return NULL;
-}
-
-static void fault_stream_write_path(void **state)
-{
-	(void)state;
-	fault_setup("transparent,alloc=0.1,epoll_ctl=0.05,send=0.01");
-	static struct wpr x;
-	memset(&x, 0, sizeof x);
-	uint32_t seed = (uint32_t)weft_fault_seed() | 1;
-	for (int i = 0; i < WP_PAIRS; i++)
-		wp_init(&x.w[i], xorshift(&seed) | 1, false);
-	run_body(rt_start(2, 64, 0), wp_random_main, &x);
-	int bad = 0;
-	for (int i = 0; i < WP_PAIRS; i++)
-		bad += wp_check(&x.w[i], "writer", (unsigned long long)i);
-	assert_int_equal(atomic_load(&x.hung), 0);
-	assert_int_equal(bad, 0);
-	fault_teardown();
-}
+/* fault_stream_write_each_alloc, and fault_stream_write_path: four
+ * writers under allocations, a full or stuck SQ, busy enters, epoll
+ * registrations and (epoll's) sends failing at random. */
+static struct wp wp_states[WP_PAIRS];
+static struct scen wp_scen = { "write path", wp_writer, wp_init, wp_check,
+				      sizeof(struct wp), wp_states, WP_PAIRS,
+				      "transparent,alloc=0.1,epoll_ctl=0.05,send=0.01" };
 
 /* ---------------------------------------------------------------------- */
 /* weft_stream_copy_bidirectional: each direction whole with its half-close */
@@ -1492,7 +1533,7 @@ static void *cx_main(void *arg)
 		}
 	}
 	if (x->single)
-		weft_fault_enable(true);
+		scen_setup_done();
 	x->rc = weft_stream_copy_bidirectional(s[0], s[1], NULL, &x->out);
 	x->failed = x->out.failed == s[0] ? 1 : x->out.failed == s[1] ? 2 : 0;
 	x->out.failed = NULL;
@@ -1501,14 +1542,10 @@ static void *cx_main(void *arg)
 	return NULL;
 }
 
-static void *cx_single_main(void *arg)
+static void cx_init(void *arg, uint32_t rng, bool single)
 {
-	weft_fault_enable(false); /* cx_main turns it on after the opens */
-	return cx_main(arg);
-}
-
-static void cx_init(struct cx *x, bool single)
-{
+	struct cx *x = arg;
+	(void)rng;
 	memset(x, 0, sizeof *x);
 	x->single = single;
 	int pa[2], pb[2];
@@ -1523,8 +1560,9 @@ static void cx_init(struct cx *x, bool single)
 }
 
 /* After the runtime is gone: 0 or 1 (and a line saying what broke). */
-static int cx_check(struct cx *x, unsigned long long n)
+static int cx_check(void *arg, unsigned long long n)
 {
+	struct cx *x = arg;
 	atomic_store(&x->stop, true);
 	for (int i = 0; i < 2; i++) {
 		pthread_join(x->e[i].th, NULL);
@@ -1567,66 +1605,12 @@ static int cx_check(struct cx *x, unsigned long long n)
 	return 1;
 }
 
-/* One failed allocation at each point of a copy in turn. */
-static void fault_copy_each_alloc(void **state)
-{
-	(void)state;
-	fault_setup("none");
-	int bad = 0;
-	uint64_t n = 1;
-	for (; n < 400; n++) {
-		static struct cx x;
-		cx_init(&x, true);
-		uint64_t before = weft_fault_injected();
-		weft_fault_fail_nth("alloc", n);
-		run_body_on(rt_start(1, 16, 0), 0, cx_single_main, &x);
-		weft_fault_fail_nth("alloc", 0);
-		bool hit = weft_fault_injected() > before;
-		bad += cx_check(&x, (unsigned long long)n);
-		if (!hit)
-			break;
-	}
-	print_message("copy: %llu allocation points failed in turn, %d bad\n",
-		      (unsigned long long)n - 1, bad);
-	assert_true(n > 5);
-	assert_int_equal(bad, 0);
-	fault_teardown();
-}
-
-/* Random faults over a few copies at once. */
-enum { CX_COPIES = 3 };
-
-struct cxr {
-	struct cx x[CX_COPIES];
-	_Atomic int hung;
-};
-
-static void *cx_random_main(void *arg)
-{
-	struct cxr *r = arg;
-	weft_task *t[CX_COPIES];
-	for (int i = 0; i < CX_COPIES; i++)
-		t[i] = spawn_retry(cx_main, &r->x[i], WEFT_PIN_NONE);
-	join_all(t, CX_COPIES, &r->hung);
-	return NULL;
-}
-
-static void fault_copy_bidirectional(void **state)
-{
-	(void)state;
-	fault_setup("transparent,alloc=0.05,epoll_ctl=0.02,send=0.005");
-	static struct cxr r;
-	memset(&r, 0, sizeof r);
-	for (int i = 0; i < CX_COPIES; i++)
-		cx_init(&r.x[i], false);
-	run_body(rt_start(2, 64, 0), cx_random_main, &r);
-	int bad = 0;
-	for (int i = 0; i < CX_COPIES; i++)
-		bad += cx_check(&r.x[i], (unsigned long long)i);
-	assert_int_equal(atomic_load(&r.hung), 0);
-	assert_int_equal(bad, 0);
-	fault_teardown();
-}
+/* fault_copy_each_alloc, and fault_copy_bidirectional: three copies
+ * under random faults. */
+static struct cx cx_states[3];
+static struct scen cx_scen = { "copy", cx_main, cx_init, cx_check, sizeof(struct cx),
+				      cx_states, 3,
+				      "transparent,alloc=0.05,epoll_ctl=0.02,send=0.005" };
 
 /* ---------------------------------------------------------------------- */
 /* the blocking pool when threads cannot be had                             */
@@ -1987,10 +1971,10 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(fault_server_backoff_without_memory),
 	cmocka_unit_test(fault_server_listener_unregistrable),
 	cmocka_unit_test(fault_stream_transfer),
-	cmocka_unit_test(fault_stream_write_each_alloc),
-	cmocka_unit_test(fault_stream_write_path),
-	cmocka_unit_test(fault_copy_each_alloc),
-	cmocka_unit_test(fault_copy_bidirectional),
+	{ "fault_stream_write_each_alloc", scen_each_alloc, NULL, NULL, &wp_scen },
+	{ "fault_stream_write_path", scen_random, NULL, NULL, &wp_scen },
+	{ "fault_copy_each_alloc", scen_each_alloc, NULL, NULL, &cx_scen },
+	{ "fault_copy_bidirectional", scen_random, NULL, NULL, &cx_scen },
 	cmocka_unit_test(fault_offload_threads),
 	cmocka_unit_test(fault_start_stop),
 	cmocka_unit_test(fault_wake_from_busy_loop),
