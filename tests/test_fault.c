@@ -36,6 +36,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
@@ -1373,8 +1377,9 @@ static void *wp_peer(void *arg)
 			w->eof = true;
 			return NULL;
 		} else if (errno == EAGAIN) {
-			if (last)
-				return NULL; /* AF_UNIX: a send's bytes are there on return */
+			int out = 0; /* TCP: unacknowledged, the FIN included */
+			if (last && (ioctl(w->fd[0], SIOCOUTQ, &out) < 0 || !out))
+				return NULL; /* nothing more is on its way */
 			poll(&(struct pollfd){ .fd = w->fd[1], .events = POLLIN }, 1, 2);
 		} else if (errno != EINTR) {
 			w->rd_err = -errno;
@@ -1383,16 +1388,45 @@ static void *wp_peer(void *arg)
 	}
 }
 
-static void wp_init(void *x, uint32_t rng, bool single)
+/* A connected TCP loopback pair, made outside the runtime. */
+static void tcp_pair_plain(int fd[2])
 {
-	struct wp *w = x;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t n = sizeof a;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &n), 0);
+	fd[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd[0], (struct sockaddr *)&a, sizeof a), 0);
+	fd[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(fd[1] >= 0);
+	close(l);
+}
+
+static void wp_init_on(struct wp *w, uint32_t rng, bool single, bool tcp)
+{
 	memset(w, 0, sizeof *w);
 	w->rng = rng;
 	w->single = single;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fd), 0);
+	if (tcp) /* write_zc sends with IORING_OP_SEND_ZC where there is one */
+		tcp_pair_plain(w->fd);
+	else
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fd), 0);
 	int small = 4096; /* partial sends, a full socket, drains that wait */
 	setsockopt(w->fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
 	assert_int_equal(pthread_create(&w->peer, NULL, wp_peer, w), 0);
+}
+
+static void wp_init(void *x, uint32_t rng, bool single)
+{
+	wp_init_on(x, rng, single, false);
+}
+
+static void wp_init_tcp(void *x, uint32_t rng, bool single)
+{
+	wp_init_on(x, rng, single, true);
 }
 
 /* After the runtime is gone: the peer's view against the writer's.  0 or
@@ -1433,6 +1467,10 @@ static struct wp wp_states[WP_PAIRS];
 static struct scen wp_scen = { "write path", wp_writer, wp_init, wp_check,
 				      sizeof(struct wp), wp_states, WP_PAIRS,
 				      "transparent,alloc=0.1,epoll_ctl=0.05,send=0.01" };
+/* The same over TCP: real zero-copy sends on io_uring. */
+static struct scen wp_tcp_scen = { "write path (TCP)", wp_writer, wp_init_tcp, wp_check,
+				   sizeof(struct wp), wp_states, WP_PAIRS,
+				   "transparent,alloc=0.1,epoll_ctl=0.05,send=0.01" };
 
 /* ---------------------------------------------------------------------- */
 /* weft_stream_copy_bidirectional: each direction whole with its half-close */
@@ -1973,6 +2011,8 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(fault_stream_transfer),
 	{ "fault_stream_write_each_alloc", scen_each_alloc, NULL, NULL, &wp_scen },
 	{ "fault_stream_write_path", scen_random, NULL, NULL, &wp_scen },
+	{ "fault_stream_write_tcp_each_alloc", scen_each_alloc, NULL, NULL, &wp_tcp_scen },
+	{ "fault_stream_write_tcp_path", scen_random, NULL, NULL, &wp_tcp_scen },
 	{ "fault_copy_each_alloc", scen_each_alloc, NULL, NULL, &cx_scen },
 	{ "fault_copy_bidirectional", scen_random, NULL, NULL, &cx_scen },
 	cmocka_unit_test(fault_offload_threads),
