@@ -162,7 +162,7 @@ $(B)/libweft_pic.a: $(PIC_OBJ)
 # relocatable object whose calls to these symbols go to tests/fault.c's
 # __wrap_ functions; the tests' own calls stay unwrapped.
 FAULT_WRAP := malloc calloc realloc aligned_alloc posix_memalign strdup mmap \
-	pthread_create socket accept4 eventfd epoll_create1 pipe2 read write \
+	pthread_create socket accept4 eventfd epoll_create1 pipe2 read write send \
 	epoll_ctl epoll_wait syscall io_uring_submit io_uring_submit_and_wait \
 	io_uring_submit_and_wait_timeout io_uring_submit_and_get_events \
 	io_uring_get_events io_uring_queue_init_params io_uring_register_buf_ring \

@@ -1291,37 +1291,61 @@ static inline int wclosed(const weft_stream *s)
 
 static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags);
 
-/* With lk held, on loop l's thread: send what remains of `out` (a
- * failure fires the waiters into wk). */
-static void send_submit(weft_stream *s, weft_loop *l, weft__wakes *wk)
+/* With lk held: the sticky error for a failure that dropped queued bytes.
+ * Never -ENOMEM, which a write call returns only when it queued nothing
+ * and the stream is intact (a writer may try again): bytes lost for want
+ * of memory, the runtime's or the kernel's, are -EIO, as on the read side
+ * (struct msrecv's rlost). */
+static void wfail(weft_stream *s, int err)
 {
-	if (unlikely(!s->send) && (s->send = wmem_get(WMEM_SEND))) {
-		memset(s->send, 0, sizeof(*s->send));
-		s->send->s = s;
-	}
-	weft__op *op = s->send ? &s->send->op : NULL;
-	if (op) {
-		op->cb = send_done;
-		op->opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
-		op->a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
-					 .len = s->out.len - s->out.off, .off = -1 };
-	}
-	if (unlikely(!op || weft__op_arm(l, op) < 0)) { /* arming cannot fail after a flush */
-		s->werr = op ? -EBUSY : -ENOMEM;
-		s->sending = false;
-		wdrop(s);
-		weft__waitlist_fire_all(&s->waiters, wk);
-		return;
-	}
+	s->werr = err == -ENOMEM ? -EIO : err;
+	wdrop(s);
+}
+
+/* With lk held, before a call takes bytes into the queue: the send op
+ * they will need, so that no send can fail for want of it once they are
+ * taken (a failure here is the call's -ENOMEM, nothing queued).  Kept
+ * until the writer is idle again (wmem_release). */
+static int wsend_ready(weft_stream *s)
+{
+	if (likely(s->send != NULL))
+		return 0;
+	if (!(s->send = wmem_get(WMEM_SEND)))
+		return -ENOMEM;
+	memset(s->send, 0, sizeof(*s->send));
+	s->send->s = s;
+	return 0;
+}
+
+static void wmem_release(weft_stream *s);
+
+/* With lk held: a call that took nothing gives back what wsend_ready and
+ * an empty buffer hold, if the writer is idle (its idle memory). */
+static void wtake_failed(weft_stream *s)
+{
+	if (!s->sending && !queued(s) && !resv_buf(s))
+		wmem_release(s);
+}
+
+/* With lk held, on loop l's thread: send what remains of `out` (the
+ * op is there: wsend_ready came first; arming cannot fail). */
+static void send_submit(weft_stream *s, weft_loop *l)
+{
+	weft__op *op = &s->send->op;
+	op->cb = send_done;
+	op->opcode = s->is_sock ? WEFT_OP_SEND : WEFT_OP_WRITE;
+	op->a = (weft__op_args){ .fd = s->fd, .p = s->out.p + s->out.off,
+				 .len = s->out.len - s->out.off, .off = -1 };
+	weft__op_arm(l, op);
 	s->sending = true;
 }
 
 /* With lk held, after bytes were added at wtail: send them, unless a send
  * is in flight or they wait behind a reservation. */
-static inline void wqueued(weft_stream *s, weft__wakes *wk)
+static inline void wqueued(weft_stream *s)
 {
 	if (!s->sending && s->out.len > s->out.off)
-		send_submit(s, weft__loop_self(), wk);
+		send_submit(s, weft__loop_self());
 	atomic_store_explicit(&s->expect_empty, true, memory_order_relaxed);
 	if (queued(s) > s->cfg.high_water)
 		s->paused = true;
@@ -1392,10 +1416,9 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 	if (s->aborting || s->werr) { /* closing, or a write limit passed */
 		wdrop(s);
 	} else if (res == -EAGAIN || res == -EINTR) {
-		send_submit(s, l, &wk);
+		send_submit(s, l);
 	} else if (res <= 0) {
-		s->werr = res < 0 ? res : -EIO;
-		wdrop(s);
+		wfail(s, res < 0 ? res : -EIO);
 	} else {
 		s->out.off += (size_t)res;
 		if (s->cfg.write_timeout_ns != WEFT_FOREVER)
@@ -1403,7 +1426,7 @@ static void send_done(weft_loop *l, weft__op *op, int32_t res, uint32_t flags)
 		if (s->out.off == s->out.len)
 			wrotate(s); /* in flight no more */
 		if (s->out.len > s->out.off)
-			send_submit(s, l, &wk);
+			send_submit(s, l);
 	}
 	send_settle(s, &wk);
 	weft__unlock_wake(&s->lk, &wk);
@@ -1426,16 +1449,19 @@ ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len)
  * is queued now (weft_stream_pending, without another lock). */
 int weft__stream_put(weft_stream *s, const void *buf, size_t len, bool *over, size_t *pend)
 {
-	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	int r = wclosed(s);
-	if (!r && len && !(r = wbuf_append(wtail(s), buf, len)))
-		wqueued(s, &wk);
+	if (!r && len) {
+		if (!(r = wsend_ready(s)) && !(r = wbuf_append(wtail(s), buf, len)))
+			wqueued(s);
+		else
+			wtake_failed(s);
+	}
 	if (over)
 		*over = s->paused;
 	if (pend)
 		*pend = queued(s);
-	weft__unlock_wake(&s->lk, &wk);
+	weft__lock_release(&s->lk);
 	return r;
 }
 
@@ -1453,19 +1479,20 @@ ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt)
 			return -EINVAL;
 		total += iov[i].iov_len;
 	}
-	weft__wakes wk = WEFT_WAKES_INIT;
 	weft__lock_acquire(&s->lk);
 	r = wclosed(s);
 	wbuf *b = wtail(s);
-	if (!r && total && !(r = wbuf_room(b, total))) { /* all or nothing */
-		for (int i = 0; i < iovcnt; i++) {
+	if (!r && total && !(r = wsend_ready(s)) && !(r = wbuf_room(b, total))) {
+		for (int i = 0; i < iovcnt; i++) { /* all or nothing */
 			if (iov[i].iov_len)
 				memcpy(b->p + b->len, iov[i].iov_base, iov[i].iov_len);
 			b->len += iov[i].iov_len;
 		}
-		wqueued(s, &wk);
+		wqueued(s);
+	} else if (r == -ENOMEM) {
+		wtake_failed(s);
 	}
-	weft__unlock_wake(&s->lk, &wk);
+	weft__lock_release(&s->lk);
 	return r < 0 ? r : (ssize_t)total;
 }
 
@@ -1481,6 +1508,8 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
 	r = wclosed(s);
 	if (!r && resv_buf(s))
 		r = -EBUSY;
+	if (!r)
+		r = wsend_ready(s); /* the commit's send */
 	if (!r && !s->rv && (s->rv = wmem_get(WMEM_RESV)))
 		memset(s->rv, 0, sizeof(*s->rv));
 	if (!r && !s->rv)
@@ -1500,6 +1529,8 @@ int weft_stream_reserve(weft_stream *s, size_t len, void **out)
 		s->rv->len = len;
 		s->rv->task = weft__task_self();
 		*out = b->p + b->len;
+	} else if (r == -ENOMEM) {
+		wtake_failed(s);
 	}
 	weft__lock_release(&s->lk);
 	return r;
@@ -1516,7 +1547,7 @@ static void resv_end(weft_stream *s, size_t n, weft__wakes *wk)
 		b->len = s->rv->at + n;
 		if (!s->sending && s->out.len == s->out.off) /* nothing ahead */
 			wrotate(s);
-		wqueued(s, wk);
+		wqueued(s);
 	}
 	send_settle(s, wk);
 }
@@ -1877,6 +1908,8 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 			break;
 		weft__lock_release(&s->lk);
 	}
+	if (!r && (r = wsend_ready(s)) < 0) /* the send of what is left if cut short */
+		wtake_failed(s);
 	if (r < 0) {
 		weft__lock_release(&s->lk);
 		return r;
@@ -1893,13 +1926,13 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 	weft__lock_acquire(&s->lk);
 	s->sending = false;
 	if (mine)
-		s->werr = -ETIMEDOUT;
+		wfail(s, -ETIMEDOUT);
 	else if (err && err != -ECANCELED && err != -ETIMEDOUT && !s->werr)
-		s->werr = err;
+		wfail(s, err);
 	if (!s->werr && done < len) {
 		s->out.len = s->out.off = 0; /* out is empty while the slot is held */
 		if (wbuf_append(&s->out, (const char *)buf + done, len - done) < 0)
-			s->werr = -ENOMEM;
+			wfail(s, -ENOMEM); /* a gap: what follows must not go */
 	}
 	if (s->werr) {
 		wdrop(s);
@@ -1907,7 +1940,7 @@ ssize_t weft_stream_write_zc(weft_stream *s, const void *buf, size_t len)
 	} else {
 		if (s->out.len == s->out.off)
 			wrotate(s);
-		wqueued(s, &wk);
+		wqueued(s);
 		r = err;
 	}
 	send_settle(s, &wk);

@@ -65,6 +65,7 @@ enum site {
 	S_SQE_STUCK,  /* a full SQ whose flush failed stays full, so get_sqe
 			 is NULL again: the submission waits in the loop's
 			 backlog (issue 10, defect 6) */
+	S_SEND,       /* send(2) (epoll's sends): ENOBUFS, EPIPE, ECONNRESET */
 	S_NSITES,
 };
 
@@ -87,6 +88,9 @@ static const struct {
 	[S_EPOLL_CTL] = { "epoll_ctl", false, false },
 	[S_RING] = { "ring", false, false },
 	[S_SQE_STUCK] = { "sqe_stuck", true, false },
+	/* parked: a send error ends the connection's writes for good, which
+	 * the suites run under "all" do not expect of a healthy peer */
+	[S_SEND] = { "send", false, true },
 };
 
 static _Atomic int g_on;
@@ -97,6 +101,11 @@ static double g_rate = 0.02;
 static _Atomic bool g_announced; /* the seed is on stderr */
 static _Atomic uint32_t g_gen;    /* bumped by every config: threads reseed */
 static _Atomic uint32_t g_threads; /* threads seeded under this generation */
+
+/* weft_fault_fail_nth: the site whose nth call from now fails, and how
+ * many calls are left until it (0: none armed). */
+static _Atomic int g_nth_site = -1;
+static _Atomic uint64_t g_nth_left;
 
 static __thread uint64_t tl_state;
 static __thread uint32_t tl_gen;
@@ -130,19 +139,45 @@ static bool site_on(enum site s)
 	       atomic_load_explicit(&g_p[s], memory_order_relaxed);
 }
 
+static void hit(enum site s);
+
+/* The call armed by weft_fault_fail_nth, if this is it. */
+static bool nth_due(enum site s)
+{
+	if (atomic_load_explicit(&g_nth_site, memory_order_relaxed) != (int)s)
+		return false;
+	uint64_t left = atomic_load(&g_nth_left);
+	while (left && !atomic_compare_exchange_weak(&g_nth_left, &left, left - 1))
+		;
+	if (left != 1)
+		return false;
+	atomic_fetch_add_explicit(&g_calls[s], 1, memory_order_relaxed);
+	hit(s);
+	return true;
+}
+
 /* Draw for one call at site s: true means fail it. */
 static bool roll(enum site s)
 {
+	if (!atomic_load_explicit(&g_on, memory_order_relaxed))
+		return false;
+	if (nth_due(s))
+		return true;
 	if (!site_on(s))
 		return false;
 	atomic_fetch_add_explicit(&g_calls[s], 1, memory_order_relaxed);
 	if ((uint32_t)(rnd() >> 32) >= atomic_load_explicit(&g_p[s], memory_order_relaxed))
 		return false;
+	hit(s);
+	return true;
+}
+
+static void hit(enum site s)
+{
 	atomic_fetch_add_explicit(&g_hits[s], 1, memory_order_relaxed);
 	if (!atomic_load_explicit(&g_announced, memory_order_relaxed) &&
 	    !atomic_exchange(&g_announced, true))
 		print_config(stderr); /* before the first fault can bite */
-	return true;
 }
 
 /* One of n errors, at random. */
@@ -233,6 +268,7 @@ FAULT_API void weft_fault_config(const char *spec)
 		spec = getenv("WEFT_FAULT");
 	for (int s = 0; s < S_NSITES; s++)
 		set_rate(s, 0);
+	atomic_store(&g_nth_site, -1);
 	for (const char *p = spec ? spec : ""; *p;) {
 		size_t n = strcspn(p, ", ");
 		if (n && !apply(p, n)) {
@@ -245,6 +281,19 @@ FAULT_API void weft_fault_config(const char *spec)
 	atomic_store(&g_threads, 0);
 	atomic_fetch_add(&g_gen, 1);
 	atomic_store(&g_announced, false);
+}
+
+FAULT_API int weft_fault_fail_nth(const char *site, uint64_t n)
+{
+	for (int s = 0; s < S_NSITES; s++) {
+		if (strcmp(site, sites[s].name))
+			continue;
+		atomic_store(&g_nth_site, -1);
+		atomic_store(&g_nth_left, n);
+		atomic_store(&g_nth_site, n ? s : -1);
+		return 0;
+	}
+	return -1;
 }
 
 FAULT_API void weft_fault_enable(bool on)
@@ -492,6 +541,23 @@ FAULT_API ssize_t __wrap_write(int fd, const void *buf, size_t n)
 		}
 	}
 	return __real_write(fd, buf, n);
+}
+
+ssize_t __real_send(int fd, const void *buf, size_t n, int flags);
+
+/* A send that fails with nothing sent: no buffer space (ENOBUFS), or the
+ * connection's end as the kernel reports it (EPIPE, ECONNRESET).  Not
+ * EAGAIN: the kernel says that only of a full socket, whose drain is the
+ * edge epoll waits for; a made-up one on a writable socket would wait for
+ * an edge that never comes. */
+FAULT_API ssize_t __wrap_send(int fd, const void *buf, size_t n, int flags)
+{
+	static const int errs[] = { ENOBUFS, EPIPE, ECONNRESET };
+	if (roll(S_SEND)) {
+		errno = pick(errs, 3);
+		return -1;
+	}
+	return __real_send(fd, buf, n, flags);
 }
 
 /* ------------------------------------------------------------------------ */

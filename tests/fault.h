@@ -27,6 +27,15 @@ void weft_fault_config(const char *spec);
  * written for the normal build runs under faults unchanged). */
 void weft_fault_enable(bool on);
 
+/*
+ * Fail the nth call (1: the next) at `site` from now, whatever its rate:
+ * one fault at a chosen point, for tests that fail each call of a path in
+ * turn (n = 1, 2, ... until weft_fault_injected shows that none was
+ * failed).  Counted over every thread, only while injection is enabled.
+ * 0 disarms it, as does weft_fault_config.  -1 for an unknown site.
+ */
+int weft_fault_fail_nth(const char *site, uint64_t n);
+
 /* The seed in use, and the faults injected so far (every site). */
 uint64_t weft_fault_seed(void);
 uint64_t weft_fault_injected(void);

@@ -33,7 +33,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -151,12 +159,17 @@ static void run_body(weft_runtime *rt, weft_fn fn, void *arg)
 }
 
 /* Join t within HANG_LIMIT and release it: its join status, -ETIMEDOUT
- * when it hung, -ESRCH when it was never spawned. */
+ * when it hung, -ESRCH when it was never spawned.  An -ENOMEM while t
+ * still runs is the join's own (its timer could not be had), not t's
+ * status: again, or the body would end with t running and the runtime's
+ * shutdown would cancel it. */
 static int join_limit(weft_task *t, void **res)
 {
 	if (!t)
 		return -ESRCH;
-	int r = weft_task_join_timeout(t, res, HANG_LIMIT);
+	int r;
+	while ((r = weft_task_join_timeout(t, res, HANG_LIMIT)) == -ENOMEM && !weft_task_done(t))
+		weft_yield();
 	if (r == -ETIMEDOUT) /* leave it: the test fails anyway */
 		return r;
 	weft_task_release(t);
@@ -1102,6 +1115,542 @@ static void fault_stream_transfer(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* scenarios: one failed allocation at each point in turn, or at random    */
+/* ---------------------------------------------------------------------- */
+
+/* A scenario is a task body over a state of its own: init prepares the
+ * state (rng: the mix of calls, 0 fixed; single: one fault at a chosen
+ * allocation, which the body lets bite only once its set-up is done, by
+ * calling scen_setup_done), check compares the outcome once the runtime
+ * is gone (0, or 1 and a line saying what broke, naming run n). */
+struct scen {
+	const char *what;
+	weft_fn body;
+	void (*init)(void *x, uint32_t rng, bool single);
+	int (*check)(void *x, unsigned long long n);
+	size_t size;      /* of one state */
+	void *states;     /* count of them: the random runs' (the first: the
+			     single one's) */
+	int count;
+	const char *spec; /* the random runs' faults */
+};
+
+static void scen_setup_done(void)
+{
+	weft_fault_enable(true);
+}
+
+static void *scen_single_main(void *arg)
+{
+	struct body *b = arg;
+	weft_fault_enable(false); /* until the body's scen_setup_done */
+	return b->fn(b->arg);
+}
+
+/* Fail allocation n = 1, 2, ... of one run, each in a fresh one-loop
+ * runtime (its caches empty: every buffer and op comes from malloc),
+ * until a run makes fewer than n.  A cmocka test: *state the scenario. */
+static void scen_each_alloc(void **state)
+{
+	const struct scen *sc = *state;
+	void *x = sc->states;
+	fault_setup("none");
+	int bad = 0;
+	uint64_t n = 1;
+	for (; n < 400; n++) {
+		sc->init(x, 0, true);
+		uint64_t before = weft_fault_injected();
+		weft_fault_fail_nth("alloc", n);
+		run_body_on(rt_start(1, 16, 0), 0, scen_single_main, &(struct body){ sc->body, x });
+		weft_fault_fail_nth("alloc", 0);
+		bool hit = weft_fault_injected() > before;
+		bad += sc->check(x, n);
+		if (!hit)
+			break;
+	}
+	print_message("%s: %llu allocation points failed in turn, %d bad\n", sc->what,
+		      (unsigned long long)n - 1, bad);
+	assert_true(n > 5);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+enum { SCEN_MAX = 8 };
+
+struct scen_many {
+	const struct scen *sc;
+	char *xs;
+	int count;
+	_Atomic int hung;
+};
+
+static void *scen_many_main(void *arg)
+{
+	struct scen_many *m = arg;
+	weft_task *t[SCEN_MAX];
+	for (int i = 0; i < m->count; i++)
+		t[i] = spawn_retry(m->sc->body, m->xs + i * m->sc->size, WEFT_PIN_NONE);
+	join_all(t, m->count, &m->hung);
+	return NULL;
+}
+
+/* The scenario's runs at once, under its faults at random, in a
+ * two-loop runtime.  A cmocka test: *state the scenario. */
+static void scen_random(void **state)
+{
+	const struct scen *sc = *state;
+	void *xs = sc->states;
+	int count = sc->count;
+	assert_true(count <= SCEN_MAX);
+	fault_setup(sc->spec);
+	uint32_t rng = (uint32_t)weft_fault_seed() | 1;
+	for (int i = 0; i < count; i++)
+		sc->init((char *)xs + i * sc->size, xorshift(&rng) | 1, false);
+	struct scen_many m = { .sc = sc, .xs = xs, .count = count };
+	run_body(rt_start(2, 64, 0), scen_many_main, &m);
+	int bad = 0;
+	for (int i = 0; i < count; i++)
+		bad += sc->check((char *)xs + i * sc->size, (unsigned long long)i);
+	assert_int_equal(atomic_load(&m.hung), 0);
+	assert_int_equal(bad, 0);
+	fault_teardown();
+}
+
+/* ---------------------------------------------------------------------- */
+/* the write path: every accepted byte reaches the peer once, in order,    */
+/* with the FIN behind the last of them, or the writer is told             */
+/* ---------------------------------------------------------------------- */
+
+/* A writer task drives one stream through write, writev, reserve/commit,
+ * write_zc, drain and flush, then shutdown and close (keep_fd: the test
+ * closes the fd, so the only end of input the peer can see is the
+ * stream's own FIN).  The peer is a plain thread outside the runtime.
+ * `acc` counts the bytes of every write call that returned success: the
+ * peer must get exactly pat(0..acc) and then end of input, unless a call
+ * reported an error; it may get a prefix without end of input then, but
+ * never a byte twice, out of order, or an end of input ahead of accepted
+ * bytes.  A write call's -ENOMEM means nothing was queued and the stream
+ * is intact (weft/stream.h), so the writer tries it again: a stream that
+ * keeps answering -ENOMEM to a writer that retries has spun. */
+enum { WP_STEPS = 24, WP_RETRY = 200, WP_PAIRS = 4, WP_MAXLEN = 9000 };
+
+struct wp {
+	int fd[2];        /* [0] the stream's, [1] the peer's */
+	uint32_t rng;     /* the mix of calls and sizes; 0: the fixed script */
+	bool single;      /* one fault at most: a retry must succeed at once */
+	/* the writer */
+	uint64_t acc, shut_at;
+	int first_err;    /* the first error other than a transient -ENOMEM */
+	int shut_rc, close_rc, odd_err;
+	bool spun;
+	/* the peer */
+	_Atomic bool writer_done; /* set once nothing more can come */
+	uint64_t got;
+	bool corrupt, eof;
+	int rd_err;
+	pthread_t peer;
+};
+
+/* An error a write-path call may return (weft/stream.h): -ENOMEM with
+ * nothing queued; a sticky send error (-EPIPE, -ECONNRESET, -ENOBUFS, the
+ * epoll backend's -ENOSPC when it cannot watch the socket, -EIO for bytes
+ * the runtime dropped for want of memory). */
+static bool wp_documented(int r)
+{
+	switch (-r) {
+	case ENOMEM: case EIO: case ENOBUFS: case EPIPE: case ECONNRESET: case ENOSPC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void wp_note(struct wp *w, int r)
+{
+	if (!w->first_err)
+		w->first_err = r;
+	if (!wp_documented(r) && !w->odd_err)
+		w->odd_err = r;
+}
+
+/* One write call of kind k for the next len bytes: len, or its error. */
+static ssize_t wp_call(weft_stream *s, struct wp *w, unsigned k, uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pat(w->acc + i);
+	switch (k) {
+	case 0:
+		return weft_stream_write(s, buf, len);
+	case 1: {
+		size_t a = len / 3;
+		struct iovec v[3] = { { buf, a }, { buf + a, a }, { buf + 2 * a, len - 2 * a } };
+		return weft_stream_writev(s, v, 3);
+	}
+	case 2: {
+		void *p;
+		int r = weft_stream_reserve(s, len + 64, &p);
+		if (r < 0)
+			return r;
+		memcpy(p, buf, len);
+		r = weft_stream_commit(s, len);
+		return r < 0 ? r : (ssize_t)len;
+	}
+	default:
+		return weft_stream_write_zc(s, buf, len);
+	}
+}
+
+/* Retry a transient -ENOMEM: in single mode the one fault is spent, so
+ * the first retry must succeed. */
+static ssize_t wp_write(weft_stream *s, struct wp *w, unsigned k, uint8_t *buf, size_t len)
+{
+	ssize_t r = -ENOMEM;
+	for (int i = 0; i < WP_RETRY && r == -ENOMEM; i++) {
+		if (i == (w->single ? 2 : WP_RETRY - 1))
+			w->spun = true;
+		if (i && weft_yield() == -ECANCELED)
+			return -ECANCELED;
+		r = wp_call(s, w, k, buf, len);
+	}
+	return r;
+}
+
+static void *wp_writer(void *arg)
+{
+	struct wp *w = arg;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.keep_fd = true;
+	c.high_water = 8192; /* drain waits */
+	c.low_water = 2048;
+	c.zc_threshold = 2048;
+	weft_stream *s;
+	int r;
+	while ((r = weft_stream_open(&s, w->fd[0], &c)) == -ENOMEM)
+		weft_yield();
+	if (r < 0) {
+		w->first_err = w->odd_err = r;
+		return NULL;
+	}
+	if (w->single) /* the fault goes to the write path, not the open */
+		scen_setup_done();
+	static const size_t sizes[] = { 100, 3000, 5000, 1, 9000, 2500, 700 };
+	uint8_t *buf = malloc(WP_MAXLEN);
+	for (unsigned i = 0; i < WP_STEPS && buf && !w->first_err && !w->spun; i++) {
+		unsigned k = w->rng ? xorshift(&w->rng) % 4 : i % 4;
+		size_t len = w->rng ? 1 + xorshift(&w->rng) % WP_MAXLEN : sizes[i % 7];
+		ssize_t n = wp_write(s, w, k, buf, len);
+		if (n < 0 && !(n == -ENOMEM && w->spun)) {
+			wp_note(w, (int)n);
+			break;
+		}
+		if (n > 0)
+			w->acc += (uint64_t)n;
+		if (i % 3 == 2 && (r = weft_stream_drain(s)) < 0)
+			wp_note(w, r);
+		else if (i % 5 == 4 && (r = weft_stream_flush(s)) < 0)
+			wp_note(w, r);
+	}
+	free(buf);
+	w->shut_at = w->acc;
+	if ((w->shut_rc = weft_stream_shutdown(s)) < 0)
+		wp_note(w, w->shut_rc);
+	if ((w->close_rc = weft_stream_close(s)) < 0)
+		wp_note(w, w->close_rc);
+	return NULL;
+}
+
+/* The peer: reads what comes, checks it against the pattern, until end
+ * of input, an error, or (once the writer is gone) an empty socket. */
+static void *wp_peer(void *arg)
+{
+	struct wp *w = arg;
+	uint8_t buf[4096];
+	for (;;) {
+		bool last = atomic_load(&w->writer_done); /* before the look */
+		ssize_t n = recv(w->fd[1], buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				w->corrupt |= buf[i] != pat(w->got + (uint64_t)i);
+			w->got += (uint64_t)n;
+		} else if (n == 0) {
+			w->eof = true;
+			return NULL;
+		} else if (errno == EAGAIN) {
+			int out = 0; /* TCP: unacknowledged, the FIN included */
+			if (last && (ioctl(w->fd[0], SIOCOUTQ, &out) < 0 || !out))
+				return NULL; /* nothing more is on its way */
+			poll(&(struct pollfd){ .fd = w->fd[1], .events = POLLIN }, 1, 2);
+		} else if (errno != EINTR) {
+			w->rd_err = -errno;
+			return NULL;
+		}
+	}
+}
+
+/* A connected TCP loopback pair, made outside the runtime. */
+static void tcp_pair_plain(int fd[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t n = sizeof a;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &n), 0);
+	fd[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd[0], (struct sockaddr *)&a, sizeof a), 0);
+	fd[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(fd[1] >= 0);
+	close(l);
+}
+
+static void wp_init_on(struct wp *w, uint32_t rng, bool single, bool tcp)
+{
+	memset(w, 0, sizeof *w);
+	w->rng = rng;
+	w->single = single;
+	if (tcp) /* write_zc sends with IORING_OP_SEND_ZC where there is one */
+		tcp_pair_plain(w->fd);
+	else
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fd), 0);
+	int small = 4096; /* partial sends, a full socket, drains that wait */
+	setsockopt(w->fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	assert_int_equal(pthread_create(&w->peer, NULL, wp_peer, w), 0);
+}
+
+static void wp_init(void *x, uint32_t rng, bool single)
+{
+	wp_init_on(x, rng, single, false);
+}
+
+static void wp_init_tcp(void *x, uint32_t rng, bool single)
+{
+	wp_init_on(x, rng, single, true);
+}
+
+/* After the runtime is gone: the peer's view against the writer's.  0 or
+ * 1 (and a line saying what broke). */
+static int wp_check(void *x, unsigned long long n)
+{
+	struct wp *w = x;
+	atomic_store(&w->writer_done, true);
+	pthread_join(w->peer, NULL);
+	close(w->fd[0]);
+	close(w->fd[1]);
+	bool told = w->first_err || w->shut_rc || w->close_rc;
+	const char *why = w->corrupt ? "a byte repeated, lost or out of order"
+		: w->got > w->acc ? "more bytes than accepted"
+		: w->eof && w->got != w->shut_at && !w->close_rc ? "end of input ahead of accepted bytes"
+		: !told && !(w->eof && w->got == w->acc) ? "short or no FIN, nobody told"
+		: w->spun ? "-ENOMEM to every retry (sticky?)"
+		: w->odd_err ? "an undocumented error"
+		: w->rd_err ? "the peer's read failed"
+		: w->first_err && (!w->shut_rc || !w->close_rc) ? "an error that did not stick"
+		: NULL;
+	if (!why)
+		return 0;
+	print_message("writer %llu: %s: peer got %llu%s of %llu accepted (%llu at shutdown); "
+		      "first error %s, shutdown %s, close %s, odd %s (seed %llu)\n",
+		      n, why, (unsigned long long)w->got, w->eof ? "+FIN" : "",
+		      (unsigned long long)w->acc, (unsigned long long)w->shut_at,
+		      weft_strerror(w->first_err), weft_strerror(w->shut_rc),
+		      weft_strerror(w->close_rc), weft_strerror(w->odd_err),
+		      (unsigned long long)weft_fault_seed());
+	return 1;
+}
+
+/* fault_stream_write_each_alloc, and fault_stream_write_path: four
+ * writers under allocations, a full or stuck SQ, busy enters, epoll
+ * registrations and (epoll's) sends failing at random. */
+static struct wp wp_states[WP_PAIRS];
+static struct scen wp_scen = { "write path", wp_writer, wp_init, wp_check,
+				      sizeof(struct wp), wp_states, WP_PAIRS,
+				      "transparent,alloc=0.1,epoll_ctl=0.05,send=0.01" };
+/* The same over TCP: real zero-copy sends on io_uring. */
+static struct scen wp_tcp_scen = { "write path (TCP)", wp_writer, wp_init_tcp, wp_check,
+				   sizeof(struct wp), wp_states, WP_PAIRS,
+				   "transparent,alloc=0.1,epoll_ctl=0.05,send=0.01" };
+
+/* ---------------------------------------------------------------------- */
+/* weft_stream_copy_bidirectional: each direction whole with its half-close */
+/* behind it, or the copy fails with its counts and the end stays short    */
+/* ---------------------------------------------------------------------- */
+
+/* end1 <-> a ==copy== b <-> end2, AF_UNIX pairs; the ends are plain
+ * threads that send CX_BYTES each (non-blocking, so a copy that stopped
+ * cannot hold them), then SHUT_WR, and read the other's bytes.  a and b
+ * keep their fds (closed by the test), so an end's end of input is the
+ * copy's half-close, or a close that gave up on a send (weft/stream.h). */
+enum { CX_BYTES = 48 * 1024 };
+#define CX_BASE2 7777777u /* end2's bytes are pat(CX_BASE2 + i) */
+
+struct cx_end {
+	int fd;
+	uint64_t base, peer_base; /* its bytes' pattern, and the other end's */
+	uint64_t sent, got;
+	bool corrupt, eof;
+	int err;
+	_Atomic bool *stop;
+	pthread_t th;
+};
+
+struct cx {
+	int fd[2];               /* a's and b's */
+	struct cx_end e[2];      /* end1 (a's peer), end2 (b's peer) */
+	_Atomic bool stop;       /* set once the runtime is gone */
+	bool single;
+	int rc, close_rc[2], open_rc;
+	weft_stream_copied out;
+	int failed;              /* out.failed: 0 none, 1 a, 2 b */
+};
+
+static void *cx_end_run(void *arg)
+{
+	struct cx_end *e = arg;
+	uint8_t buf[4096];
+	bool shut = false;
+	for (;;) {
+		bool last = atomic_load(e->stop), idle = true;
+		if (!shut && e->sent < CX_BYTES) {
+			size_t k = CX_BYTES - e->sent < sizeof buf ? CX_BYTES - e->sent : sizeof buf;
+			for (size_t i = 0; i < k; i++)
+				buf[i] = pat(e->base + e->sent + i);
+			ssize_t w = send(e->fd, buf, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w > 0) {
+				e->sent += (uint64_t)w;
+				idle = false;
+			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				shut = true; /* the other side is gone: reads say how */
+			}
+		}
+		if (!shut && e->sent == CX_BYTES) {
+			shutdown(e->fd, SHUT_WR);
+			shut = true;
+		}
+		if (!e->eof && !e->err) {
+			ssize_t n = recv(e->fd, buf, sizeof buf, MSG_DONTWAIT);
+			if (n > 0) {
+				for (ssize_t i = 0; i < n; i++)
+					e->corrupt |= buf[i] != pat(e->peer_base + e->got + (uint64_t)i);
+				e->got += (uint64_t)n;
+				idle = false;
+			} else if (n == 0) {
+				e->eof = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				e->err = -errno;
+			}
+		}
+		if (shut && (e->eof || e->err))
+			return NULL;
+		if (idle) {
+			if (last)
+				return NULL; /* nothing more can come */
+			short ev = (short)(POLLIN | (shut ? 0 : POLLOUT));
+			poll(&(struct pollfd){ .fd = e->fd, .events = ev }, 1, 2);
+		}
+	}
+}
+
+static void *cx_main(void *arg)
+{
+	struct cx *x = arg;
+	weft_stream_config c;
+	weft_stream_config_init(&c);
+	c.keep_fd = true;
+	c.high_water = 8192; /* backpressure: the directions wait on their writers */
+	c.low_water = 2048;
+	weft_stream *s[2] = { NULL, NULL };
+	for (int i = 0; i < 2; i++) {
+		while ((x->open_rc = weft_stream_open(&s[i], x->fd[i], &c)) == -ENOMEM)
+			weft_yield();
+		if (x->open_rc < 0) {
+			if (i)
+				weft_stream_close(s[0]);
+			return NULL;
+		}
+	}
+	if (x->single)
+		scen_setup_done();
+	x->rc = weft_stream_copy_bidirectional(s[0], s[1], NULL, &x->out);
+	x->failed = x->out.failed == s[0] ? 1 : x->out.failed == s[1] ? 2 : 0;
+	x->out.failed = NULL;
+	for (int i = 0; i < 2; i++)
+		x->close_rc[i] = weft_stream_close(s[i]);
+	return NULL;
+}
+
+static void cx_init(void *arg, uint32_t rng, bool single)
+{
+	struct cx *x = arg;
+	(void)rng;
+	memset(x, 0, sizeof *x);
+	x->single = single;
+	int pa[2], pb[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pa), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pb), 0);
+	x->fd[0] = pa[1];
+	x->fd[1] = pb[0];
+	x->e[0] = (struct cx_end){ .fd = pa[0], .base = 0, .peer_base = CX_BASE2, .stop = &x->stop };
+	x->e[1] = (struct cx_end){ .fd = pb[1], .base = CX_BASE2, .peer_base = 0, .stop = &x->stop };
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&x->e[i].th, NULL, cx_end_run, &x->e[i]), 0);
+}
+
+/* After the runtime is gone: 0 or 1 (and a line saying what broke). */
+static int cx_check(void *arg, unsigned long long n)
+{
+	struct cx *x = arg;
+	atomic_store(&x->stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(x->e[i].th, NULL);
+		close(x->e[i].fd);
+		close(x->fd[i]);
+	}
+	const char *why = NULL;
+	uint64_t moved[2] = { x->out.a_to_b, x->out.b_to_a };
+	for (int d = 0; d < 2 && !why && !x->open_rc; d++) {
+		struct cx_end *src = &x->e[d], *dst = &x->e[!d];
+		/* dst's stream is b for d == 0, a for d == 1 */
+		int dst_close = x->close_rc[!d];
+		if (dst->corrupt)
+			why = "a byte repeated, lost or out of order";
+		else if (moved[d] > src->sent || dst->got > moved[d])
+			why = "counts: more moved than sent, or more arrived than moved";
+		else if (dst->eof && !dst_close && (dst->got != moved[d] || moved[d] != CX_BYTES))
+			why = "half-close ahead of the bytes, or before the source's end";
+		else if (dst->err)
+			why = "an end's read failed";
+	}
+	if (!why && !x->open_rc) {
+		if (x->rc == 0 && (x->failed || moved[0] != CX_BYTES || moved[1] != CX_BYTES ||
+				   !x->e[0].eof || !x->e[1].eof || x->e[0].got != CX_BYTES ||
+				   x->e[1].got != CX_BYTES || x->close_rc[0] || x->close_rc[1]))
+			why = "0, but a direction is short";
+		else if (x->rc < 0 && (!wp_documented(x->rc) || !x->failed))
+			why = "an undocumented result, or no failed stream";
+	}
+	if (!why)
+		return 0;
+	print_message("copy %llu: %s: rc %s (failed %d), a_to_b %llu b_to_a %llu; end1 sent %llu "
+		      "got %llu%s, end2 sent %llu got %llu%s; close a %s b %s (seed %llu)\n",
+		      n, why, weft_strerror(x->rc), x->failed, (unsigned long long)moved[0],
+		      (unsigned long long)moved[1], (unsigned long long)x->e[0].sent,
+		      (unsigned long long)x->e[0].got, x->e[0].eof ? "+FIN" : "",
+		      (unsigned long long)x->e[1].sent, (unsigned long long)x->e[1].got,
+		      x->e[1].eof ? "+FIN" : "", weft_strerror(x->close_rc[0]),
+		      weft_strerror(x->close_rc[1]), (unsigned long long)weft_fault_seed());
+	return 1;
+}
+
+/* fault_copy_each_alloc, and fault_copy_bidirectional: three copies
+ * under random faults. */
+static struct cx cx_states[3];
+static struct scen cx_scen = { "copy", cx_main, cx_init, cx_check, sizeof(struct cx),
+				      cx_states, 3,
+				      "transparent,alloc=0.05,epoll_ctl=0.02,send=0.005" };
+
+/* ---------------------------------------------------------------------- */
 /* the blocking pool when threads cannot be had                             */
 /* ---------------------------------------------------------------------- */
 
@@ -1460,6 +2009,12 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(fault_server_backoff_without_memory),
 	cmocka_unit_test(fault_server_listener_unregistrable),
 	cmocka_unit_test(fault_stream_transfer),
+	{ "fault_stream_write_each_alloc", scen_each_alloc, NULL, NULL, &wp_scen },
+	{ "fault_stream_write_path", scen_random, NULL, NULL, &wp_scen },
+	{ "fault_stream_write_tcp_each_alloc", scen_each_alloc, NULL, NULL, &wp_tcp_scen },
+	{ "fault_stream_write_tcp_path", scen_random, NULL, NULL, &wp_tcp_scen },
+	{ "fault_copy_each_alloc", scen_each_alloc, NULL, NULL, &cx_scen },
+	{ "fault_copy_bidirectional", scen_random, NULL, NULL, &cx_scen },
 	cmocka_unit_test(fault_offload_threads),
 	cmocka_unit_test(fault_start_stop),
 	cmocka_unit_test(fault_wake_from_busy_loop),

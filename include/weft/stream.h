@@ -21,7 +21,10 @@
  * once more than high_water bytes are queued it waits until the queue falls
  * to low_water (asyncio's defaults: 64 KiB and 16 KiB).  A send error
  * (-EPIPE, -ECONNRESET, ...) is sticky: the queued bytes are dropped and
- * every later write or drain returns it.  Any task may write; write order is
+ * every later write or drain returns it.  A sticky error is never
+ * -ENOMEM: a write call's -ENOMEM means it queued nothing and the stream
+ * is intact (try again), while bytes dropped for want of memory (the
+ * runtime's or the kernel's) make the sticky error -EIO.  Any task may write; write order is
  * the order of the write calls (weft_stream_writev, a reservation and
  * weft_stream_write_zc each take one place in it, see each).
  *
@@ -331,7 +334,8 @@ WEFT_API int weft_stream_end_input(weft_stream *s, int how);
  * outside a task besides what each says. */
 
 /* Queue len bytes for sending: returns len, or the sticky send error, or
- * -EPIPE after weft_stream_shutdown.  Never waits. */
+ * -EPIPE after weft_stream_shutdown, or -ENOMEM (nothing queued).  Never
+ * waits. */
 WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t len);
 /* Queue the bytes of iov[0..iovcnt) in order, as one weft_stream_write of
  * their concatenation (asyncio's writelines): one lock, one copy, no
@@ -382,8 +386,9 @@ WEFT_API int weft_stream_commit(weft_stream *s, size_t n);
  * stream sockets, it is weft_stream_write (one copy, returns at once).
  * On sockets without zero-copy (AF_UNIX) the first call finds out and
  * sends with plain sends the same way, and later ones copy.  Returns len;
- * the sticky error or -EPIPE after shutdown (nothing queued); a send
- * error (sticky: the peer has a prefix of buf and nothing after);
+ * the sticky error or -EPIPE after shutdown, -ENOMEM (nothing queued or
+ * sent); a send error (sticky: the peer has a prefix of buf and nothing
+ * after);
  * -ETIMEDOUT from write_timeout_ns or the write deadline (sticky, as for
  * drain); -EBUSY while this task holds a reservation.  A cancellation or the caller's scope ends the wait with
  * -ECANCELED / -ETIMEDOUT only once the kernel is done with buf (for a
