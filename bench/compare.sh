@@ -109,7 +109,11 @@
 #          redis-benchmark's PING_MBULK), N sized for about
 #          CMP_CLIENTS_SECONDS (3) s from a calibration run;
 #   http   wrk -t1 -c CMP_CLIENTS_HTTP_CONNS (64) -d 3s against weft-load
-#          --loops 1 -c 64 -d 3s on nginx's GET /.
+#          --loops 1 -c 64 -d 3s on nginx's GET /; beside them the floors,
+#          build/bench/baseline/http_floor on io_uring (a receive per
+#          request, or --multishot) and --epoll: the least a client can do
+#          per request (no runtime, no latency recorded), which shows what
+#          the kernel's part bounds.
 # Client CPU per request: the client's user + system time (`times` of the
 # subshell that ran it) over its requests; sys_share, the kernel's part of
 # it.  The clients interleaved, their
@@ -122,6 +126,9 @@
 #   ratio repeat by repeat, median and min-max, which shows how far the
 #   host's state moved it)
 #   BENCH clients_http_c64_load_vs_wrk ... target=>=1x, ..._cpu ... target=<=0.8x
+#   BENCH clients_http_c64_floor_vs_wrk_cpu ... ratio=... (no target: the least a client pays)
+#   BENCH clients_http_c64_load_vs_floor_cpu ... ratio=... (no target)
+#   (and the same for floor_multishot and floor_epoll)
 # Data: CMP_CLIENTS_OUT (BUILD_DIR/bench-results/compare-clients.tsv).
 # Without weft-load, redis-benchmark/redis-server or wrk/nginx the part
 # says so loudly and is skipped.
@@ -164,6 +171,7 @@ SCPU_PIN=${CMP_SERVER_CPU:-0}
 CCPU_PIN=${CMP_CLIENT_CPU:-1}
 port=${CMP_PORT:-23400}
 LOAD=${CMP_LOAD:-$B/bench/weft-load}
+FLOOR=${CMP_FLOOR:-$B/bench/baseline/http_floor}
 NGINX=${CMP_NGINX:-/usr/sbin/nginx}
 OUT=${CMP_OUT:-$B/bench-results/compare.tsv}
 NCPU=$(nproc 2>/dev/null || echo 1)
@@ -673,6 +681,15 @@ cl_http() {
 			times >"$rundir/client.times"
 		)
 		r=$(load_parse "$rundir/client.out")
+	elif [ "${1%%_*}" = floor ]; then
+		(
+			# shellcheck disable=SC2046
+			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$FLOOR" -p "$port" -c "$CL_HTTP_CONNS" \
+				-d "$CL_SECS" $(case $1 in *_*) echo "--${1#floor_}" ;; esac) \
+				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
+			times >"$rundir/client.times"
+		)
+		r=$(cat "$rundir/client.out")
 	else
 		(
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" wrk -t1 -c"$CL_HTTP_CONNS" -d"$CL_SECS"s \
@@ -708,6 +725,14 @@ clients_section() {
 	if [ ! -x "$NGINX" ] || ! command -v wrk >/dev/null 2>&1; then
 		say "*** clients: nginx ($NGINX) or wrk missing: SKIPPING the http part ***"
 		do_http=0
+	fi
+	# The floors (bench/baseline/http_floor.c): the least a client can do
+	# per request, on io_uring and on epoll; what they cost is what no
+	# client beats on this host.
+	cl_floor="floor floor_multishot floor_epoll"
+	if [ ! -x "$FLOOR" ]; then
+		say "*** clients: $FLOOR is not built: SKIPPING the HTTP floors ***"
+		cl_floor=
 	fi
 	printf 'save ""\nappendonly no\nbind 127.0.0.1\ndir %s\n' "$tmp" >"$tmp/redis.conf"
 	redis_cmd="$REDIS $tmp/redis.conf --port @PORT@"
@@ -745,7 +770,7 @@ clients_section() {
 			stop_server
 		fi
 		if [ "$do_http" = 1 ] && start_server "$nginx_cmd"; then
-			for c in $(rotate $((rep - 1)) "load wrk"); do
+			for c in $(rotate $((rep - 1)) "load wrk $cl_floor"); do
 				cl_http "$c" >/dev/null # warm-up, 1 s would do; same length keeps it simple
 				set -- $(cl_http "$c")
 				if [ "$1" != - ] && [ "$2" -gt 0 ] 2>/dev/null; then
@@ -782,6 +807,28 @@ clients_section() {
 			target(name, "", "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
 			paired(a SUBSEP "cpu", b SUBSEP "cpu")
 			target(name "_cpu", "", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
+		}
+		# Where the floors ran: what they cost against wrk (no target:
+		# the least any client pays here), and weft-load against them.
+		for (i = 1; i <= nt; i++) {
+			t = tests[i]
+			for (f = 1; f <= 3; f++) {
+				fl = f == 1 ? "floor" : f == 2 ? "floor_multishot" : "floor_epoll"
+				a = t SUBSEP fl; b = t SUBSEP "wrk"; c = t SUBSEP "load"
+				if (!((a SUBSEP "cpu") in vals) || !((b SUBSEP "cpu") in vals) || errs[a] || errs[b])
+					continue
+				paired(a SUBSEP "cpu", b SUBSEP "cpu")
+				printf "BENCH clients_%s_%s_vs_wrk_cpu client_cpu_us=%s vs=%s ratio=%.2f (no target: the least a client pays)%s\n",
+					t, fl, fmt(median(a SUBSEP "cpu")), fmt(median(b SUBSEP "cpu")),
+					median(a SUBSEP "cpu") / median(b SUBSEP "cpu"), pairs
+				if (!((c SUBSEP "cpu") in vals) || errs[c])
+					continue
+				paired(c SUBSEP "cpu", a SUBSEP "cpu")
+				printf "BENCH clients_%s_load_vs_%s_cpu client_cpu_us=%s vs=%s ratio=%.2f (no target)%s\n",
+					t, fl, fmt(median(c SUBSEP "cpu")), fmt(median(a SUBSEP "cpu")),
+					median(c SUBSEP "cpu") / median(a SUBSEP "cpu"), pairs
+				pairs = ""
+			}
 		}
 		if (missed == "" && ok > 0)
 			print "clients TARGET met: weft-load >= the reference client'"'"'s requests/s at <= 0.6x (redis-benchmark) / 0.8x (wrk) its CPU per request"
