@@ -135,7 +135,7 @@ static inline const char *load_usage(void)
 	       "  Options:\n"
 	       "    -c, --connections <N>  connections to keep open (default 10)\n"
 	       "    -d, --duration    <T>  run time: 10s, 500ms, 2m, 1h (default 10s)\n"
-	       "    -n, --requests    <N>  stop after N requests: 10k, 2M (default: no limit);\n"
+	       "    -n, --requests    <N>  stop after N requests: 10k, 2M (default, or 0: no limit);\n"
 	       "                           with -d, the run stops at whichever comes first\n"
 	       "    -t, --loops       <N>  event loops (threads), 0 = one per CPU (default 0)\n"
 	       "    -R, --rate        <R>  open loop: R requests/s in total, latency measured\n"
@@ -532,11 +532,10 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 		o->conns_given = true;
 		return 0;
 	case LOAD__REQUESTS:
-		if (load__count(v, false, &n) < 0 || n == 0)
+		if (load__count(v, false, &n) < 0)
 			return load__fail(err, errlen,
-					  "%s: expected a request count of at least 1 (100000, 10k, 2M), "
-					  "got '%s'",
-					  name, v);
+					  "%s: expected a request count (100000, 10k, 2M), got '%s'", name,
+					  v);
 		o->requests = n;
 		return 0;
 	case LOAD__LOOPS:
