@@ -303,11 +303,12 @@ bench: deps
 # with just its own library.  `make bench-io` runs bench/io.sh (servers on
 # CPU 0, clients on CPU 1; docs/benchmarks.md says how it measures).
 ifeq ($(VARIANT),release)
-BASELINES := $(addprefix $(B)/bench/baseline/,epoll_echo uv_echo uring_echo echo_client http_floor)
+BASELINES := $(addprefix $(B)/bench/baseline/,epoll_echo uv_echo uring_echo echo_client http_floor proxy_floor)
 all: $(BASELINES)
 $(B)/bench/baseline/uv_echo: BASELINE_LIBS := -luv
 $(B)/bench/baseline/uring_echo: BASELINE_LIBS := -luring
 $(B)/bench/baseline/http_floor: BASELINE_LIBS := -luring
+$(B)/bench/baseline/proxy_floor: BASELINE_LIBS := -luring
 $(B)/bench/baseline/echo_client: BASELINE_LIBS := -lm
 $(BASELINES): $(B)/bench/baseline/%: bench/baseline/%.c bench/baseline/baseline.h
 	@mkdir -p $(dir $@)

@@ -92,6 +92,10 @@
 #   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS paired=... paired_range=... (as in the clients section)
 #   (and proxy_1mib_ mib_s >=1x, proxy_1mib_cpu_ <=0.8x, proxy_idle_ <=1.5x,
 #   for weft and weft_epoll)
+#   BENCH proxy_small_floor_vs_haproxy ... (no target: the least a proxy pays)
+#   BENCH proxy_small_weft_vs_floor ... (no target), and weft_epoll's
+#   (the floor, build/bench/baseline/proxy_floor: the same proxying with
+#   no user code, small and 1m only, when built)
 #   proxy TARGET met: ... (or proxy TARGET MISSED: ...; missed: ...)
 # for issue 14's targets.  Data: CMP_PROXY_OUT
 # (BUILD_DIR/bench-results/compare-proxy.tsv).  Without haproxy, nginx,
@@ -413,7 +417,8 @@ kv_section() {
 
 # ---------------------------------------------------------------------------
 # The proxy section: tcp_proxy (io_uring, epoll) against haproxy, each in
-# front of two nginx upstreams.
+# front of two nginx upstreams; beside them the floor (bench/baseline/
+# proxy_floor.c: a proxy with no user code), no target.
 # ---------------------------------------------------------------------------
 PX_REPS=${CMP_PROXY_REPEATS:-$REPS}
 PX_SECS=${CMP_PROXY_SECONDS:-$SECS}
@@ -426,7 +431,8 @@ PX_WEFT_ARGS=${CMP_PROXY_WEFT_ARGS:-} # more tcp_proxy options
 # @UP1@ and @UP2@ are the nginx upstreams' ports
 PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
 weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
-haproxy $HAPROXY -db -f @DIR@/haproxy.cfg"
+haproxy $HAPROXY -db -f @DIR@/haproxy.cfg
+floor $B/bench/baseline/proxy_floor --port @PORT@ --upstream @UP1@ --upstream @UP2@"
 
 # An nginx upstream on the next free port, pinned to the client's CPU,
 # serving $tmp/www (small: 128 B, 1m: 1 MiB); its PID is added to
@@ -537,10 +543,14 @@ proxy_section() {
 			done
 			# idle clients first, on the fresh proxy: its RSS growth per
 			# client once every connection (and its upstream one) is open
+			# (not the floor's: it takes its buffers at connect, plainly)
+			[ "$s" = floor ] && line= ||
 			line=$(timeout 60 taskset -c "$CCPU_PIN" "$B/bench/idle_conns" -p "$port" --pid "$spid" \
 				-n "$PX_IDLE" --name "$s" --no-echo 2>"$rundir/idle.err")
 			rss=$(kv rss_per_conn_B "$line")
-			if [ -n "$rss" ] && [ "$e" = 0 ]; then
+			if [ "$s" = floor ]; then
+				rss=-
+			elif [ -n "$rss" ] && [ "$e" = 0 ]; then
 				echo "$rep	$s	idle	$rss	-	0" >>"$PX_OUT"
 			else
 				sed 's/^/  | /' "$rundir/idle.err" >&2
@@ -618,6 +628,26 @@ proxy_section() {
 				m("1m", W, "cpu"), m("1m", "haproxy", "cpu"), 0.8, 0)
 			target("proxy_idle_" W "_vs_haproxy", "idle-rss/" W, "rss_per_client_B",
 				m("idle", W, "v"), m("idle", "haproxy", "v"), 1.5, 0)
+		}
+		# the floor (no target): what a proxy with no user code costs
+		# against haproxy, and weft against it
+		if ((("small" SUBSEP "floor" SUBSEP "cpu") in vals) && !errs["small" SUBSEP "floor"]) {
+			fl = m("small", "floor", "cpu")
+			paired("small" SUBSEP "floor" SUBSEP "cpu", "small" SUBSEP "haproxy" SUBSEP "cpu")
+			hb = m("small", "haproxy", "cpu")
+			if (hb != "-" && hb > 0)
+				printf "BENCH proxy_small_floor_vs_haproxy cpu_us=%s vs=%s ratio=%.2f (no target: the least a proxy pays)%s\n",
+					fmt(fl), fmt(hb), fl / hb, pairs
+			for (w = 1; w <= 2; w++) {
+				W = ws[w]
+				mw = m("small", W, "cpu")
+				if (mw == "-")
+					continue
+				paired("small" SUBSEP W SUBSEP "cpu", "small" SUBSEP "floor" SUBSEP "cpu")
+				printf "BENCH proxy_small_%s_vs_floor cpu_us=%s vs=%s ratio=%.2f (no target)%s\n",
+					W, fmt(mw), fmt(fl), mw / fl, pairs
+			}
+			pairs = ""
 		}
 		t = "small requests CPU per request <= 0.9x haproxy'"'"'s; 1 MiB bodies MiB/s >= haproxy'"'"'s and CPU per MiB <= 0.8x; RSS per idle client <= 1.5x; on both backends"
 		if (missed == "" && ok > 0)
