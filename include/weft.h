@@ -13,6 +13,10 @@
  *    unless it is inside a shielded section (weft_shield_begin), and a task
  *    whose deadline scope has expired gets -ETIMEDOUT (weft_scope_enter);
  *    these two returns are not repeated in every function's list below.
+ *    Nor is a third, rare one: a suspension point with a time limit (its
+ *    own timeout, or a scope's deadline) returns -ENOMEM, having waited
+ *    for nothing, when its loop cannot grow its timer heap for it (the
+ *    heap doubles from 1024 timers, so only under memory exhaustion).
  *  - "Task context": code running inside a weft task.  Suspension points
  *    called outside a task return -EPERM, except where a function documents
  *    that a foreign (non-weft) thread blocks instead.
