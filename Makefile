@@ -310,7 +310,7 @@ $(B)/bench/baseline/uring_echo: BASELINE_LIBS := -luring
 $(B)/bench/baseline/http_floor: BASELINE_LIBS := -luring
 $(B)/bench/baseline/proxy_floor: BASELINE_LIBS := -luring
 $(B)/bench/baseline/echo_client: BASELINE_LIBS := -lm
-$(BASELINES): $(B)/bench/baseline/%: bench/baseline/%.c bench/baseline/baseline.h
+$(BASELINES): $(B)/bench/baseline/%: bench/baseline/%.c bench/baseline/baseline.h bench/baseline/baseline_uring.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BASELINE_LIBS)
 endif

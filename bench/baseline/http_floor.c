@@ -33,7 +33,6 @@
  * not frame.  Exit status 0 when some request completed and nothing failed.
  */
 #include <fcntl.h>
-#include <liburing.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,7 +40,7 @@
 #include <sys/epoll.h>
 #include <time.h>
 
-#include "baseline.h"
+#include "baseline_uring.h"
 
 #define RING_ENTRIES 1024
 #define MAX_CONNS 4096
@@ -268,20 +267,16 @@ static void uring_cqe(struct io_uring_cqe *cqe, bool go_on)
 	request_done(c, r, go_on);
 }
 
+static void uring_cqe_cb(struct io_uring_cqe *cqe, void *go_on)
+{
+	uring_cqe(cqe, *(bool *)go_on);
+}
+
 /* Requests until `secs` have passed, then the answers still owed (for at
  * most a second: a request unanswered then is an error). */
 static void run_uring(struct conn *cs, int n, double secs)
 {
-	struct io_uring_params p;
-	memset(&p, 0, sizeof p);
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	if (io_uring_queue_init_params(RING_ENTRIES, &ring, &p) < 0) {
-		memset(&p, 0, sizeof p);
-		int rc = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
-		if (rc < 0)
-			BASELINE_DIE("http_floor: io_uring_queue_init: %s", strerror(-rc));
-	}
-	io_uring_register_ring_fd(&ring);
+	baseline_ring_init(&ring, RING_ENTRIES, "http_floor");
 	if (multishot)
 		ms_setup();
 	for (int i = 0; i < n; i++) {
@@ -297,29 +292,13 @@ static void run_uring(struct conn *cs, int n, double secs)
 	double end = now_s() + secs;
 	bool go_on = true;
 	while (inflight) {
-		int rc;
-		if (go_on) {
-			rc = io_uring_submit_and_wait(&ring, 1);
-		} else {
-			struct __kernel_timespec ts = { .tv_nsec = 100000000 };
-			struct io_uring_cqe *first;
-			rc = io_uring_submit_and_wait_timeout(&ring, &first, 1, &ts, NULL);
-			if (now_s() > end + 1) {
-				errors += inflight;
-				break;
-			}
+		go_on = go_on && now_s() < end; /* the one clock read of a pass */
+		if (!go_on && now_s() > end + 1) {
+			errors += inflight;
+			break;
 		}
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
-			BASELINE_DIE("http_floor: io_uring_submit_and_wait: %s", strerror(-rc));
-		go_on = go_on && now_s() < end;
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&ring, head, cqe)
-		{
-			uring_cqe(cqe, go_on);
-			seen++;
-		}
-		io_uring_cq_advance(&ring, seen);
+		struct __kernel_timespec ts = { .tv_nsec = 100000000 };
+		baseline_ring_pass(&ring, uring_cqe_cb, &go_on, go_on ? NULL : &ts, "http_floor");
 	}
 }
 

@@ -15,19 +15,19 @@
  * direction's receive; once both directions are over, both sockets close.
  * Everything queued while handling a batch of completions goes to the
  * kernel in the one io_uring_submit_and_wait that waits for the next.
- * The ring is SINGLE_ISSUER|DEFER_TASKRUN, its fd registered.
+ * The ring is SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, its
+ * fd registered (baseline_uring.h).
  *
  * It exists to measure what bounds a proxy's CPU on this machine (bench/
  * compare.sh's proxy section runs it beside tcp_proxy and haproxy): what
  * is left without user code is the kernel's TCP and its wakeups.
  */
-#include <liburing.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
 
-#include "baseline.h"
+#include "baseline_uring.h"
 
 #define RING_ENTRIES 4096
 #define DIR_BUF 65536 /* per direction: a 1 MiB body moves in 16 steps */
@@ -191,8 +191,9 @@ static void on_connect(struct pair *p, int res)
 	}
 }
 
-static void on_cqe(struct io_uring_cqe *cqe)
+static void on_cqe(struct io_uring_cqe *cqe, void *arg)
 {
+	(void)arg;
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	int res = cqe->res;
 	if (ud == UD_ACCEPT) {
@@ -233,25 +234,8 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	lfd = baseline_listen(port, 0);
-	struct io_uring_params prm;
-	memset(&prm, 0, sizeof prm);
-	prm.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	int rc = io_uring_queue_init_params(RING_ENTRIES, &ring, &prm);
-	if (rc < 0)
-		BASELINE_DIE("proxy_floor: io_uring_queue_init: %s", strerror(-rc));
-	io_uring_register_ring_fd(&ring);
+	baseline_ring_init(&ring, RING_ENTRIES, "proxy_floor");
 	arm_accept();
-	for (;;) {
-		rc = io_uring_submit_and_wait(&ring, 1);
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-			BASELINE_DIE("proxy_floor: io_uring_submit_and_wait: %s", strerror(-rc));
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&ring, head, cqe)
-		{
-			on_cqe(cqe);
-			seen++;
-		}
-		io_uring_cq_advance(&ring, seen);
-	}
+	for (;;)
+		baseline_ring_pass(&ring, on_cqe, NULL, NULL, "proxy_floor");
 }

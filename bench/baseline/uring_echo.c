@@ -11,11 +11,10 @@
  * The ring is SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them (6.1+),
  * else COOP_TASKRUN, else plain; its fd is registered where possible.
  */
-#include <liburing.h>
 #include <signal.h>
 #include <stdint.h>
 
-#include "baseline.h"
+#include "baseline_uring.h"
 
 #define RING_ENTRIES 4096
 
@@ -58,8 +57,9 @@ static void post(struct conn *c, int op)
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | (uint64_t)op);
 }
 
-static void on_cqe(struct io_uring_cqe *cqe)
+static void on_cqe(struct io_uring_cqe *cqe, void *arg)
 {
+	(void)arg;
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	int res = cqe->res;
 
@@ -112,52 +112,13 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	}
 }
 
-static int ring_init(void)
-{
-	static const unsigned tries[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
-	static const char *const names[] = { "SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN",
-					     "plain" };
-	int rc = -EINVAL;
-	for (unsigned i = 0; i < sizeof tries / sizeof *tries; i++) {
-		struct io_uring_params p;
-		memset(&p, 0, sizeof p);
-		p.flags = tries[i];
-		rc = io_uring_queue_init_params(RING_ENTRIES, &ring, &p);
-		if (rc == 0) {
-			int reg = io_uring_register_ring_fd(&ring);
-			fprintf(stderr, "uring_echo: ring %s%s\n", names[i],
-				reg == 1 ? ", registered ring fd" : "");
-			return 0;
-		}
-	}
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	int port = baseline_port(argc, argv, "uring_echo");
 	signal(SIGPIPE, SIG_IGN);
 	lfd = baseline_listen(port, 0);
-	int rc = ring_init();
-	if (rc < 0)
-		BASELINE_DIE("io_uring_queue_init: %s", strerror(-rc));
+	baseline_ring_init(&ring, RING_ENTRIES, "uring_echo");
 	arm_accept();
-
-	for (;;) {
-		rc = io_uring_submit_and_wait(&ring, 1);
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-			BASELINE_DIE("io_uring_submit_and_wait: %s", strerror(-rc));
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&ring, head, cqe)
-		{
-			on_cqe(cqe);
-			seen++;
-		}
-		io_uring_cq_advance(&ring, seen);
-	}
+	for (;;)
+		baseline_ring_pass(&ring, on_cqe, NULL, NULL, "uring_echo");
 }

@@ -1,0 +1,65 @@
+/*
+ * The liburing baselines' shared ring (uring_echo, http_floor,
+ * proxy_floor): set-up with the best flags the kernel has, and the loop
+ * that hands each batch of completions to the program.  Nothing here is
+ * part of weft.
+ */
+#ifndef WEFT_BASELINE_URING_H
+#define WEFT_BASELINE_URING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+
+#include "baseline.h"
+
+/* The ring SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them (6.1+),
+ * else COOP_TASKRUN, else plain; its fd registered where possible.  Says
+ * which on stderr; exits on failure. */
+static inline void baseline_ring_init(struct io_uring *ring, unsigned entries, const char *prog)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	static const char *const names[] = { "SINGLE_ISSUER|DEFER_TASKRUN", "COOP_TASKRUN",
+					     "plain" };
+	int rc = -EINVAL;
+	for (unsigned i = 0; i < sizeof tries / sizeof *tries; i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof p);
+		p.flags = tries[i];
+		rc = io_uring_queue_init_params(entries, ring, &p);
+		if (rc == 0) {
+			int reg = io_uring_register_ring_fd(ring);
+			fprintf(stderr, "%s: ring %s%s\n", prog, names[i],
+				reg == 1 ? ", registered ring fd" : "");
+			return;
+		}
+	}
+	BASELINE_DIE("%s: io_uring_queue_init: %s", prog, strerror(-rc));
+}
+
+/* Submit what is queued and wait for at least one completion (or the
+ * timeout, if not NULL), then hand every completion there is to on_cqe.
+ * Returns how many it handed over. */
+static inline unsigned baseline_ring_pass(struct io_uring *ring,
+					  void (*on_cqe)(struct io_uring_cqe *, void *), void *arg,
+					  struct __kernel_timespec *timeout, const char *prog)
+{
+	struct io_uring_cqe *cqe;
+	int rc = timeout ? io_uring_submit_and_wait_timeout(ring, &cqe, 1, timeout, NULL)
+			 : io_uring_submit_and_wait(ring, 1);
+	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+		BASELINE_DIE("%s: io_uring_submit_and_wait: %s", prog, strerror(-rc));
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(ring, head, cqe)
+	{
+		on_cqe(cqe, arg);
+		seen++;
+	}
+	io_uring_cq_advance(ring, seen);
+	return seen;
+}
+
+#endif
