@@ -624,15 +624,19 @@ static void trim_caches(weft_loop *l)
 	weft__io_trim(l);
 }
 
-/* Whether the next trim has something to give back.  A loop that sleeps
- * with that wakes for it (park_loop): an idle server's loop would
- * otherwise keep its last burst's tasks, stacks and buffers (and their
- * pages) until its next task, however long that is. */
+/* Whether the loop holds more than a loop at work keeps between its
+ * requests: then it must not sleep past its next trim (park_loop), or an
+ * idle server's loop would keep its last burst's tasks, stacks and buffers
+ * (and their pages) until its next task, however long that is.  What is
+ * under these marks (a few stacks and buffers, some 100 KiB at most) may
+ * stay while it sleeps: bounding every sleep would put a kernel timer on
+ * each park of a busy request/response loop, which parks between most of
+ * its requests. */
 static bool trim_due(weft_loop *l)
 {
-	return l->task_cache.len || l->future_cache.len || l->wbuf_cache.len ||
-	       l->wsend_cache.len || l->wresv_cache.len || l->rxbuf_cache.len ||
-	       l->stacks.len || weft__io_trim_due(l);
+	return l->stacks.len > 4 || l->task_cache.len > 32 || l->future_cache.len > 32 ||
+	       l->wbuf_cache.len > 8 || l->wsend_cache.len > 32 || l->wresv_cache.len > 32 ||
+	       l->rxbuf_cache.len > 8 || weft__io_trim_due(l);
 }
 
 static void maintenance(weft_loop *l)
