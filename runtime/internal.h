@@ -56,6 +56,9 @@ typedef struct weft__pool weft__pool;
 #define WEFT_MAINT_INTERVAL 61      /* ticks between maintenance passes */
 #define WEFT_TASK_BUDGET 128        /* ready-without-suspending ops per run */
 #define WEFT_TRIM_NS 1000000000ull  /* per-loop caches trimmed this often */
+/* The trim period in use: WEFT_TRIM_NS; tests shorten it (set before a
+ * runtime starts) to watch several trims in a fraction of a second. */
+WEFT_HIDDEN extern _Atomic uint64_t weft__trim_ns;
 #define WEFT_TRIM_PASSES 64         /* scheduler passes between clock checks */
 
 /* ---- a resumable execution context: a task or a loop's scheduler ---- */

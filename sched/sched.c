@@ -605,6 +605,8 @@ static void maintenance_poll(weft_loop *l, bool ring)
 		weft__dump_serve(l);
 }
 
+_Atomic uint64_t weft__trim_ns = WEFT_TRIM_NS;
+
 /* About once a second (WEFT_TRIM_NS), the loop's caches give back what
  * they did not need since the last time (runtime/objcache.h). */
 static void trim_caches(weft_loop *l)
@@ -613,7 +615,7 @@ static void trim_caches(weft_loop *l)
 	uint64_t now = weft_now_ns();
 	if (now < l->trim_at)
 		return;
-	l->trim_at = now + WEFT_TRIM_NS;
+	l->trim_at = now + atomic_load_explicit(&weft__trim_ns, memory_order_relaxed);
 	weft__objcache_trim(&l->task_cache);
 	weft__objcache_trim(&l->future_cache);
 	weft__objcache_trim(&l->wbuf_cache);

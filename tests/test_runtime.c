@@ -1059,7 +1059,9 @@ static int cache_read(struct cache_probe *p)
 	return r;
 }
 
-enum { CACHE_BURST = 1500, CACHE_IDLE_MS = 4300 };
+/* Trims every 100 ms instead of every second (weft__trim_ns), so the
+ * three that matter come within 0.6 s. */
+enum { CACHE_BURST = 1500, CACHE_TRIM_MS = 100, CACHE_IDLE_MS = 600 };
 
 static void *cache_driver(void *arg)
 {
@@ -1093,13 +1095,14 @@ static void test_loop_caches_give_back_what_they_do_not_reuse(void **state)
 {
 	(void)state;
 	/* The caches and their trim are the scheduler's, the same on either
-	 * backend; their once-a-second trim makes this 4.5 s a tree. */
+	 * backend. */
 	const char *backend = getenv("WEFT_BACKEND");
 	if (backend && strcmp(backend, "epoll") == 0) {
 		print_message("skip: the loops' caches do not depend on the backend; tested on "
 			      "io_uring\n");
 		skip();
 	}
+	atomic_store(&weft__trim_ns, (uint64_t)CACHE_TRIM_MS * 1000000u);
 	weft_runtime *rt = start_rt(2);
 	struct cache_probe p = { 0 };
 	weft_task_config tc;
@@ -1122,8 +1125,8 @@ static void test_loop_caches_give_back_what_they_do_not_reuse(void **state)
 #endif
 	assert_true(p.stacks_after >= 128);
 	/* and they gave it back while loop 1 slept (before, it kept all of
-	 * them: 1024 and 255 after 4.3 s); 4.3 s leaves a second's slack for
-	 * the third trim */
+	 * them: 1024 and 255 after 4.3 s of one-second trims); 0.6 s leaves
+	 * twice the time the three trims take */
 	assert_true(p.tasks_end <= p.tasks_after / 4);
 	assert_true(p.stacks_end <= p.stacks_after / 4);
 }
