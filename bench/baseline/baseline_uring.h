@@ -9,6 +9,7 @@
 
 #include <liburing.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "baseline.h"
 
@@ -38,6 +39,24 @@ static inline void baseline_ring_init(struct io_uring *ring, unsigned entries, c
 		}
 	}
 	BASELINE_DIE("%s: io_uring_queue_init: %s", prog, strerror(-rc));
+}
+
+/* An SQE, flushing a full submission queue to make room. */
+static inline struct io_uring_sqe *baseline_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe;
+	while (!(sqe = io_uring_get_sqe(ring)))
+		io_uring_submit(ring);
+	return sqe;
+}
+
+/* A multishot accept on lfd (again when the last one ended), its
+ * completions tagged ud. */
+static inline void baseline_arm_accept(struct io_uring *ring, int lfd, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = baseline_sqe(ring);
+	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud);
 }
 
 /* Submit what is queued and wait for at least one completion (or the

@@ -123,17 +123,9 @@ static int connect_one(struct sockaddr_in *a, int flags)
 
 static struct io_uring ring;
 
-static struct io_uring_sqe *sqe_get(void)
-{
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&ring)))
-		io_uring_submit(&ring);
-	return sqe;
-}
-
 static void post_recv(struct conn *c, unsigned flags)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_recv(sqe, c->fd, c->buf + c->have, sizeof c->buf - c->have, 0);
 	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= flags;
@@ -143,7 +135,7 @@ static void post_recv(struct conn *c, unsigned flags)
 /* The request and, linked after it, the receive of its answer. */
 static void post_request(struct conn *c)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_send(sqe, c->fd, req, req_len, MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_IO_LINK;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
@@ -184,7 +176,7 @@ static void ms_give(unsigned bid)
 
 static void ms_arm(struct conn *c)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = 1;
@@ -193,7 +185,7 @@ static void ms_arm(struct conn *c)
 
 static void ms_send(struct conn *c)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_send(sqe, c->fd, req, req_len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
 }

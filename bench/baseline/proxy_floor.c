@@ -59,21 +59,6 @@ static int lfd;
 static struct sockaddr_in ups[MAX_UP];
 static unsigned nups, next_up;
 
-static struct io_uring_sqe *sqe_get(void)
-{
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&ring)))
-		io_uring_submit(&ring);
-	return sqe;
-}
-
-static void arm_accept(void)
-{
-	struct io_uring_sqe *sqe = sqe_get();
-	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, UD_ACCEPT);
-}
-
 /* user_data: the direction (8-aligned) or the pair, and the op */
 static void tag(struct io_uring_sqe *sqe, void *obj, int op)
 {
@@ -82,7 +67,7 @@ static void tag(struct io_uring_sqe *sqe, void *obj, int op)
 
 static void post_recv(struct dir *d)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_recv(sqe, d->from, d->buf, DIR_BUF, 0);
 	if (d->quiet)
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -91,7 +76,7 @@ static void post_recv(struct dir *d)
 
 static void post_send(struct dir *d)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_send(sqe, d->to, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
 	tag(sqe, d, OP_SEND);
 }
@@ -164,7 +149,7 @@ static void on_accept(int cfd)
 	p->cfd = cfd;
 	p->ufd = ufd;
 	p->live = 2;
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	io_uring_prep_connect(sqe, ufd, (struct sockaddr *)&ups[next_up], sizeof(ups[0]));
 	next_up = (next_up + 1) % nups;
 	tag(sqe, p, OP_CONNECT);
@@ -200,7 +185,7 @@ static void on_cqe(struct io_uring_cqe *cqe, void *arg)
 		if (res >= 0)
 			on_accept(res);
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_accept();
+			baseline_arm_accept(&ring, lfd, UD_ACCEPT);
 		return;
 	}
 	void *obj = (void *)(uintptr_t)(ud & ~7ull);
@@ -235,7 +220,7 @@ int main(int argc, char **argv)
 	}
 	lfd = baseline_listen(port, 0);
 	baseline_ring_init(&ring, RING_ENTRIES, "proxy_floor");
-	arm_accept();
+	baseline_arm_accept(&ring, lfd, UD_ACCEPT);
 	for (;;)
 		baseline_ring_pass(&ring, on_cqe, NULL, NULL, "proxy_floor");
 }

@@ -30,24 +30,9 @@ struct conn {
 static struct io_uring ring;
 static int lfd;
 
-static struct io_uring_sqe *sqe_get(void)
-{
-	struct io_uring_sqe *sqe;
-	while (!(sqe = io_uring_get_sqe(&ring)))
-		io_uring_submit(&ring); /* SQ full: flush it and retry */
-	return sqe;
-}
-
-static void arm_accept(void)
-{
-	struct io_uring_sqe *sqe = sqe_get();
-	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, UD_ACCEPT);
-}
-
 static void post(struct conn *c, int op)
 {
-	struct io_uring_sqe *sqe = sqe_get();
+	struct io_uring_sqe *sqe = baseline_sqe(&ring);
 	if (op == OP_RECV)
 		io_uring_prep_recv(sqe, c->fd, c->buf, sizeof c->buf, 0);
 	else if (op == OP_SEND)
@@ -78,7 +63,8 @@ static void on_cqe(struct io_uring_cqe *cqe, void *arg)
 			fprintf(stderr, "uring_echo: accept: %s\n", strerror(-res));
 		}
 		if (!(cqe->flags & IORING_CQE_F_MORE))
-			arm_accept(); /* the multishot ended (error or overflow) */
+			/* the multishot ended (error or overflow) */
+			baseline_arm_accept(&ring, lfd, UD_ACCEPT);
 		return;
 	}
 
@@ -118,7 +104,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	lfd = baseline_listen(port, 0);
 	baseline_ring_init(&ring, RING_ENTRIES, "uring_echo");
-	arm_accept();
+	baseline_arm_accept(&ring, lfd, UD_ACCEPT);
 	for (;;)
 		baseline_ring_pass(&ring, on_cqe, NULL, NULL, "uring_echo");
 }
