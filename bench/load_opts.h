@@ -92,6 +92,7 @@ struct load_opts {
 	const char *hlog;     /* --hlog FILE: HdrHistogram interval log, 1 s intervals */
 	const char *locust_master; /* --locust-master HOST:PORT: a Locust worker (argv) */
 	unsigned seg_i, seg_n;    /* --segment i/n (0/0: the whole load) */
+	unsigned coalesce_us;     /* --coalesce T: weft_runtime_config.coalesce_us (0: off) */
 	bool conns_given;         /* -c was given */
 	char *send;           /* raw://: --send bytes, escapes decoded (malloc'd) */
 	size_t send_len;
@@ -138,6 +139,9 @@ static inline const char *load_usage(void)
 	       "    -n, --requests    <N>  stop after N requests: 10k, 2M (default, or 0: no limit);\n"
 	       "                           with -d, the run stops at whichever comes first\n"
 	       "    -t, --loops       <N>  event loops (threads), 0 = one per CPU (default 0)\n"
+	       "        --coalesce    <T>  a loop with nothing to run sleeps until 32 answers\n"
+	       "                           are in or T has passed: less CPU per request, up\n"
+	       "                           to T more measured latency: 50us (default 0: off)\n"
 	       "    -R, --rate        <R>  open loop: R requests/s in total, latency measured\n"
 	       "                           from the intended send time (default: closed loop)\n"
 	       "        --pipeline    <P>  requests in flight per connection (default 1)\n"
@@ -463,7 +467,7 @@ enum {
 	LOAD__CONNS = 1, LOAD__DURATION, LOAD__REQUESTS, LOAD__LOOPS, LOAD__RATE,
 	LOAD__PIPELINE, LOAD__SIZE, LOAD__TIMEOUT, LOAD__WARMUP, LOAD__JSON, LOAD__PROGRESS,
 	LOAD__NO_PROGRESS, LOAD__LATENCY, LOAD__HEADER, LOAD__HELP, LOAD__COMMAND, LOAD__KEYSPACE,
-	LOAD__SEND, LOAD__DELIM, LOAD__EXPECT_LEN, LOAD__POISSON, LOAD__MAX_LAG, LOAD__HLOG,
+	LOAD__SEND, LOAD__DELIM, LOAD__EXPECT_LEN, LOAD__POISSON, LOAD__MAX_LAG, LOAD__HLOG, LOAD__COALESCE,
 	LOAD__LOCUST, LOAD__SEGMENT,
 };
 
@@ -621,6 +625,13 @@ static inline int load__value(struct load_opts *o, int id, const char *name, con
 					  name, v);
 		o->max_lag_s = d;
 		return 0;
+	case LOAD__COALESCE:
+		if (load__duration(v, 1e-6, &d) < 0 || d > 1.0000005)
+			return load__fail(err, errlen,
+					  "%s: expected a duration up to 1s (50us; 0: off), got '%s'",
+					  name, v);
+		o->coalesce_us = (unsigned)(d * 1e6 + 0.5);
+		return 0;
 	case LOAD__LOCUST:
 		o->locust_master = v;
 		return 0;
@@ -747,6 +758,7 @@ static inline int load_opts_parse(int argc, char **argv, struct load_opts *o, ch
 		{ "hlog", 0, true, LOAD__HLOG },
 		{ "locust-master", 0, true, LOAD__LOCUST },
 		{ "segment", 0, true, LOAD__SEGMENT },
+		{ "coalesce", 0, true, LOAD__COALESCE },
 	};
 	const char *url = NULL;
 	bool size_given = false, only_args = false;

@@ -349,6 +349,7 @@ int main(int argc, char **argv)
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
 	cfg.loops = a->o.loops;
+	cfg.coalesce_us = a->o.coalesce_us;
 	void *r = NULL;
 	int rc = weft_run(&cfg, main_task, a, &r);
 	if (a->hlog && fclose(a->hlog) != 0)

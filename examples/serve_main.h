@@ -4,12 +4,16 @@
  *
  *   NAME --port P [--loops N] [--host ADDR] [--shared-listener]
  *        [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]
- *        [the server's own]
+ *        [--coalesce-us US] [the server's own]
  *
  * It starts a runtime with N loops (default: one per CPU), starts a
  * weft_server whose SIGINT/SIGTERM start a graceful shutdown, prints
  * "listening on HOST:PORT (N loops)" (port 0 picks a free one), waits for
  * the shutdown and exits 0.
+ *
+ * --coalesce-us US: weft_runtime_config.coalesce_us, wake coalescing (a
+ * loop with nothing to run sleeps until 32 completions are ready or US
+ * microseconds have passed): less CPU per request, up to US more latency.
  *
  * --stats-ms MS: every MS milliseconds one line on stderr, for an outside
  * sampler (bench/soak.sh):
@@ -51,7 +55,7 @@ struct serve_opts {
 	bool own_idle;
 	/* filled from the command line */
 	const char *host;
-	unsigned loops, idle_ms, stats_ms;
+	unsigned loops, idle_ms, stats_ms, coalesce_us;
 	bool shared;
 	int multishot; /* -1: the server's default */
 	/* set while serving */
@@ -156,7 +160,7 @@ static int serve_usage(const struct serve_opts *o)
 {
 	fprintf(stderr,
 		"usage: %s --port P [--loops N] [--host ADDR] [--shared-listener]"
-		" [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS]%s\n",
+		" [--[no-]multishot] [--idle-timeout-ms MS] [--stats-ms MS] [--coalesce-us US]%s\n",
 		o->name, o->extra_usage ? o->extra_usage : "");
 	return 2;
 }
@@ -177,6 +181,8 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 			o->idle_ms = (unsigned)atoi(argv[++i]);
 		else if (arg && strcmp(argv[i], "--stats-ms") == 0)
 			o->stats_ms = (unsigned)atoi(argv[++i]);
+		else if (arg && strcmp(argv[i], "--coalesce-us") == 0)
+			o->coalesce_us = (unsigned)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--shared-listener") == 0)
 			o->shared = true;
 		else if (strcmp(argv[i], "--multishot") == 0 || strcmp(argv[i], "--no-multishot") == 0)
@@ -193,6 +199,7 @@ static int serve_main(int argc, char **argv, struct serve_opts *o)
 	weft_runtime_config cfg;
 	weft_runtime_config_init(&cfg);
 	cfg.loops = o->loops;
+	cfg.coalesce_us = o->coalesce_us;
 	o->t0 = weft_now_ns();
 	void *res = NULL;
 	int r = weft_run(&cfg, serve_task, o, &res);

@@ -32,11 +32,16 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <valgrind/valgrind.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* IORING_FEAT_MIN_TIMEOUT (6.12), newer than Debian 12's headers. */
+#define WEFT_FEAT_MIN_TIMEOUT (1U << 15)
 
 enum {
 	TAG_NONE = 0,
@@ -198,6 +203,9 @@ static int ring_create(weft_loop *l, unsigned entries, unsigned cq_entries)
 		l->features |= WEFT_RING_NODROP;
 	if (p.features & IORING_FEAT_CQE_SKIP)
 		l->features |= WEFT_RING_CQE_SKIP;
+	if ((p.features & WEFT_FEAT_MIN_TIMEOUT) && (p.features & IORING_FEAT_EXT_ARG) &&
+	    !atomic_load_explicit(&weft__min_wait_off, memory_order_relaxed))
+		l->features |= WEFT_RING_MIN_WAIT;
 	return 0;
 }
 
@@ -315,6 +323,71 @@ static void valgrind_wait(weft_loop *l, const struct __kernel_timespec *tsp)
 	io_uring_get_events(&l->ring);
 }
 
+_Atomic bool weft__min_wait_off;
+
+/* Hand the kernel every SQE queued since the last submit (liburing's
+ * flush, which 2.3 does not export); returns how many it has not taken. */
+static unsigned flush_sq(struct io_uring *ring)
+{
+	struct io_uring_sq *sq = &ring->sq;
+	unsigned tail = sq->sqe_tail;
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - IO_URING_READ_ONCE(*sq->khead);
+}
+
+/* A coalesced sleep (weft_runtime_config.coalesce_us): submit, then wake
+ * when `nr` completions are ready or coalesce_us have passed (then at
+ * the first, or at *tsp).  A deadline sooner than coalesce_us bounds the
+ * whole wait: 6.12's min_wait timer would fire at coalesce_us however
+ * soon the deadline.  min_wait does the rest in one enter, and needs an
+ * overall timeout: without one the kernel ends the wait at coalesce_us
+ * even with nothing ready, and an idle loop would wake every
+ * coalesce_us.  Before 6.12, two waits: the batch or coalesce_us, then,
+ * with nothing ready, the first completion. */
+static void ring_wait_coalesced(weft_loop *l, unsigned nr, struct __kernel_timespec *tsp)
+{
+	struct io_uring *ring = &l->ring;
+	struct io_uring_cqe *cqe;
+	unsigned us = l->rt->cfg.coalesce_us;
+	struct __kernel_timespec batch = { .tv_sec = us / 1000000u,
+					   .tv_nsec = (long long)(us % 1000000u) * 1000 };
+	if (tsp && (tsp->tv_sec < batch.tv_sec ||
+		    (tsp->tv_sec == batch.tv_sec && tsp->tv_nsec <= batch.tv_nsec))) {
+		io_uring_submit_and_wait_timeout(ring, &cqe, nr, tsp, NULL);
+		return;
+	}
+	if (l->features & WEFT_RING_MIN_WAIT) {
+		struct __kernel_timespec far = { .tv_sec = 3600 };
+		struct io_uring_getevents_arg arg = {
+			.sigmask_sz = _NSIG / 8,
+			.pad = us, /* min_wait_usec in 6.12's headers */
+			.ts = (uint64_t)(uintptr_t)(tsp ? tsp : &far),
+		};
+		bool reg = l->features & WEFT_RING_FD_REGISTERED;
+		unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG |
+				 (reg ? IORING_ENTER_REGISTERED_RING : 0);
+		syscall(__NR_io_uring_enter, reg ? ring->enter_ring_fd : ring->ring_fd,
+			flush_sq(ring), nr, flags, &arg, sizeof(arg));
+		return; /* errors (EINTR, ETIME, EBUSY) as for a plain wait */
+	}
+	io_uring_submit_and_wait_timeout(ring, &cqe, nr, &batch, NULL);
+	WEFT_STAT_ADD(l, enters, 1);
+	if (io_uring_cq_ready(ring))
+		return;
+	if (tsp) { /* what is left of it */
+		tsp->tv_nsec -= batch.tv_nsec;
+		tsp->tv_sec -= batch.tv_sec;
+		if (tsp->tv_nsec < 0) {
+			tsp->tv_nsec += 1000000000;
+			tsp->tv_sec--;
+		}
+	}
+	io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
+}
+
 /* Whether a poll that does not wait needs io_uring_enter: to submit, or
  * to run completions the kernel holds for an enter (DEFER_TASKRUN, or
  * task work under COOP_TASKRUN), or to flush an overflowed CQ.  With
@@ -347,8 +420,13 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 			tsp = &ts;
 		}
 		struct io_uring_cqe *cqe;
+		unsigned nr = l->rt->cfg.coalesce_us ? l->rt->cfg.coalesce_events : 1;
+		if (nr > l->inflight)
+			nr = l->inflight; /* more can never come */
 		if (unlikely(RUNNING_ON_VALGRIND))
 			valgrind_wait(l, tsp);
+		else if (nr > 1 && (!tsp || ts.tv_sec || ts.tv_nsec))
+			ring_wait_coalesced(l, nr, tsp);
 		else if (!tsp || ts.tv_sec || ts.tv_nsec)
 			io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
 		else

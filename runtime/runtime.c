@@ -46,6 +46,7 @@ void weft_runtime_config_init(weft_runtime_config *cfg)
 	cfg->stack_pool_max = 256;
 	cfg->offload_threads = 64;
 	cfg->offload_idle_ms = 10000;
+	cfg->coalesce_events = 32;
 	cfg->stall_threshold_ns = 100000000ull;        /* 100 ms */
 	cfg->stall_report_interval_ns = 15000000000ull; /* 15 s */
 }
@@ -72,6 +73,8 @@ static int check_config(weft_runtime_config *c)
 	if (c->ring_mode > WEFT_RING_MODE_PLAIN || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
 	if (c->ring_entries > 32768)
+		return -EINVAL;
+	if (c->coalesce_us > 1000000 || (c->coalesce_us && !c->coalesce_events))
 		return -EINVAL;
 	if (c->ring_cq_entries == 0)
 		c->ring_cq_entries = c->ring_entries * 16 < 4096 ? 4096 : c->ring_entries * 16;

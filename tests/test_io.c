@@ -904,6 +904,283 @@ static void test_send_zc_raw(void **state)
 	assert_int_equal(x->unix_rc, x->features & WEFT_RING_SEND_ZC ? -EOPNOTSUPP : 5);
 }
 
+/* ---- wake coalescing (weft_runtime_config.coalesce_us) ---- */
+
+enum { CO_N = 4 };
+
+struct co_rec {
+	int sv[CO_N][2];
+	weft_task *rd[CO_N];
+	uint64_t got_ns[CO_N]; /* when each reader had its byte */
+	long got[CO_N];
+	uint64_t write_after_ns; /* the writer thread's delay */
+	int wfrom, wto;          /* it writes to sockets [wfrom, wto) */
+	uint64_t sent_ns;        /* when it wrote */
+	uint64_t sleep_ns;       /* a 20 ms sleep with the readers in flight */
+	uint64_t first_ns;       /* reader 0's byte: sent to received */
+	uint64_t batch_ns;       /* readers 1-3: sent to the last received */
+	uint64_t idle_enters;    /* enters while waiting with no timer */
+	unsigned features, backend;
+	int setup;
+};
+
+struct co_reader {
+	struct co_rec *x;
+	int i;
+};
+
+static void *co_read(void *arg)
+{
+	struct co_reader *r = arg;
+	char c;
+	r->x->got[r->i] = weft_recv(r->x->sv[r->i][1], &c, 1, 0);
+	r->x->got_ns[r->i] = weft_now_ns();
+	return NULL;
+}
+
+static void *co_writer(void *arg)
+{
+	struct co_rec *x = arg;
+	struct timespec d = { (time_t)(x->write_after_ns / 1000000000u),
+			      (long)(x->write_after_ns % 1000000000u) };
+	nanosleep(&d, NULL);
+	x->sent_ns = weft_now_ns();
+	for (int i = x->wfrom; i < x->wto; i++)
+		if (write(x->sv[i][0], "x", 1) != 1)
+			x->setup = -1;
+	return NULL;
+}
+
+/* A foreign thread writes to sockets [from, to) after `after_ns`, while the
+ * readers of those sockets are joined (nothing else runs). */
+static void co_write_and_join(struct co_rec *x, int from, int to, uint64_t after_ns)
+{
+	x->wfrom = from;
+	x->wto = to;
+	x->write_after_ns = after_ns;
+	pthread_t th;
+	if (pthread_create(&th, NULL, co_writer, x) != 0) {
+		x->setup = -1;
+		return;
+	}
+	for (int i = from; i < to; i++) {
+		weft_task_join(x->rd[i], NULL);
+		weft_task_release(x->rd[i]);
+	}
+	pthread_join(th, NULL);
+}
+
+static uint64_t co_enters(void)
+{
+	weft_runtime_stats st;
+	weft_runtime_stats_get(weft_runtime_current(), &st);
+	return st.loop[0].enters;
+}
+
+static void *co_main(void *arg)
+{
+	struct co_rec *x = arg;
+	struct co_reader rs[CO_N];
+	for (int i = 0; i < CO_N; i++) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sv[i]) != 0) {
+			x->setup = -1;
+			return NULL;
+		}
+		rs[i] = (struct co_reader){ x, i };
+		weft_task_spawn(&x->rd[i], co_read, &rs[i]);
+	}
+	for (int i = 0; i < 10; i++)
+		weft_yield(); /* every reader's receive in flight */
+	weft_runtime_stats st;
+	weft_runtime_stats_get(weft_runtime_current(), &st);
+	x->features = st.ring_features;
+	x->backend = st.backend;
+	if (x->write_after_ns == 0) { /* the 300 ms runtime */
+		uint64_t t0 = weft_now_ns();
+		weft_sleep_ms(20);
+		x->sleep_ns = weft_now_ns() - t0;
+		co_write_and_join(x, 0, 1, 50 * MS);
+		x->first_ns = x->got_ns[0] - x->sent_ns;
+		co_write_and_join(x, 1, CO_N, 50 * MS);
+		uint64_t last = 0;
+		for (int i = 1; i < CO_N; i++)
+			last = x->got_ns[i] > last ? x->got_ns[i] : last;
+		x->batch_ns = last - x->sent_ns;
+	} else { /* the 2 ms runtime: a long wait with no timer */
+		uint64_t e0 = co_enters();
+		co_write_and_join(x, 0, CO_N, x->write_after_ns);
+		x->idle_enters = co_enters() - e0;
+	}
+	for (int i = 0; i < CO_N; i++) {
+		close(x->sv[i][0]);
+		close(x->sv[i][1]);
+	}
+	return NULL;
+}
+
+static weft_runtime_config cfg_coalesce(unsigned us, unsigned events)
+{
+	weft_runtime_config c = cfg_loops(1);
+	c.coalesce_us = us;
+	c.coalesce_events = events;
+	return c;
+}
+
+/* With 300 ms of coalescing and four receives in flight: a timer still
+ * ends the sleep on time; a lone completion waits for the batch (most of
+ * the 300 ms: the loop sleeps from before the write); three at once, the
+ * whole batch in flight, end the wait at once on io_uring (epoll, which
+ * has no batch wait, sleeps the 300 ms). */
+static void coalesce_bounds_and_batches(bool min_wait_off)
+{
+	struct co_rec x = { 0 };
+	weft_runtime_config c = cfg_coalesce(300000, CO_N);
+	atomic_store(&weft__min_wait_off, min_wait_off);
+	int rc = weft_run(&c, co_main, &x, NULL);
+	atomic_store(&weft__min_wait_off, false);
+	assert_int_equal(rc, 0);
+	assert_int_equal(x.setup, 0);
+	for (int i = 0; i < CO_N; i++)
+		assert_int_equal(x.got[i], 1);
+	bool uring = x.backend == WEFT_BACKEND_IO_URING;
+	print_message("coalescing on %s%s: 20 ms sleep %.1f ms, lone byte %.1f ms, batch %.1f ms\n",
+		      uring ? "io_uring" : "epoll",
+		      uring ? (x.features & WEFT_RING_MIN_WAIT ? " (min_wait)" : " (two waits)") : "",
+		      x.sleep_ns / 1e6, x.first_ns / 1e6, x.batch_ns / 1e6);
+	assert_true(x.sleep_ns >= 20 * MS && x.sleep_ns < 150 * MS);
+	assert_true(x.first_ns >= 100 * MS && x.first_ns < 800 * MS);
+	if (uring)
+		assert_true(x.batch_ns < 150 * MS);
+	else
+		assert_true(x.batch_ns >= 100 * MS && x.batch_ns < 800 * MS);
+}
+
+static void test_coalesce_bounds_and_batches(void **state)
+{
+	(void)state;
+	coalesce_bounds_and_batches(false);
+}
+
+/* The same on io_uring without min_wait, as before Linux 6.12. */
+static void test_coalesce_bounds_and_batches_two_waits(void **state)
+{
+	(void)state;
+	const char *be = getenv("WEFT_BACKEND");
+	if (be && strcmp(be, "epoll") == 0) {
+		print_message("SKIP: epoll has no min_wait to turn off (the test above ran it)\n");
+		skip();
+	}
+	coalesce_bounds_and_batches(true);
+}
+
+/* Coalescing must not turn a long sleep into one wake per coalesce_us:
+ * with 2 ms of it and no timer, 300 ms of waiting take a few enters, not
+ * 150 (io_uring's min_wait needs an overall timeout for that). */
+static void test_coalesce_idle_loop_sleeps(void **state)
+{
+	(void)state;
+	struct co_rec x = { .write_after_ns = 300 * MS };
+	weft_runtime_config c = cfg_coalesce(2000, 32);
+	assert_int_equal(weft_run(&c, co_main, &x, NULL), 0);
+	assert_int_equal(x.setup, 0);
+	for (int i = 0; i < CO_N; i++)
+		assert_int_equal(x.got[i], 1);
+	print_message("300 ms asleep with 2 ms coalescing: %llu enters\n",
+		      (unsigned long long)x.idle_enters);
+	assert_true(x.idle_enters < 40);
+}
+
+static void test_coalesce_config_checked(void **state)
+{
+	(void)state;
+	weft_runtime_config c = cfg_coalesce(1000001, 32);
+	assert_int_equal(weft_run(&c, co_main, NULL, NULL), -EINVAL);
+	c = cfg_coalesce(50, 0);
+	assert_int_equal(weft_run(&c, co_main, NULL, NULL), -EINVAL);
+	weft_runtime_config d;
+	weft_runtime_config_init(&d);
+	assert_int_equal(d.coalesce_us, 0);
+	assert_int_equal(d.coalesce_events, 32);
+}
+
+/* Echo traffic between tasks on two loops, coalesced: every byte comes
+ * back, and the loops still wake each other (spawns, steals, joins). */
+struct co_echo {
+	int fd;
+	long ok;
+};
+
+static void *co_echo_peer(void *arg)
+{
+	struct co_echo *e = arg;
+	char b[64];
+	long n;
+	while ((n = weft_recv(e->fd, b, sizeof(b), 0)) > 0)
+		if (weft_send_all(e->fd, b, (size_t)n, 0, NULL) < 0)
+			break;
+	return NULL;
+}
+
+static void *co_echo_client(void *arg)
+{
+	struct co_echo *e = arg;
+	for (int i = 0; i < 300; i++) {
+		char out[16], in[16];
+		int len = snprintf(out, sizeof(out), "m%d", i);
+		if (weft_send_all(e->fd, out, (size_t)len, 0, NULL) < 0)
+			return NULL;
+		for (int got = 0, n; got < len; got += n)
+			if ((n = (int)weft_recv(e->fd, in + got, (size_t)(len - got), 0)) <= 0)
+				return NULL;
+		if (memcmp(in, out, (size_t)len))
+			return NULL;
+		e->ok++;
+	}
+	return NULL;
+}
+
+enum { CO_PAIRS = 16 };
+
+static void *co_echo_main(void *arg)
+{
+	long *ok = arg;
+	struct co_echo cl[CO_PAIRS], pe[CO_PAIRS];
+	weft_task *tc[CO_PAIRS], *tp[CO_PAIRS];
+	for (int i = 0; i < CO_PAIRS; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			return P(1);
+		cl[i] = (struct co_echo){ sv[0], 0 };
+		pe[i] = (struct co_echo){ sv[1], 0 };
+		weft_task_spawn(&tp[i], co_echo_peer, &pe[i]);
+		weft_task_spawn(&tc[i], co_echo_client, &cl[i]);
+	}
+	for (int i = 0; i < CO_PAIRS; i++) {
+		weft_task_join(tc[i], NULL);
+		weft_task_release(tc[i]);
+		shutdown(cl[i].fd, SHUT_WR);
+		weft_task_join(tp[i], NULL);
+		weft_task_release(tp[i]);
+		close(cl[i].fd);
+		close(pe[i].fd);
+		*ok += cl[i].ok;
+	}
+	return NULL;
+}
+
+static void test_coalesce_echo_two_loops(void **state)
+{
+	(void)state;
+	long ok = 0;
+	weft_runtime_config c = cfg_coalesce(50, 32);
+	c.loops = 2;
+	uint64_t t0 = weft_now_ns();
+	assert_int_equal(weft_run(&c, co_echo_main, &ok, NULL), 0);
+	assert_int_equal(ok, CO_PAIRS * 300);
+	print_message("%d echo round trips on two coalescing loops: %.0f ms\n", CO_PAIRS * 300,
+		      (weft_now_ns() - t0) / 1e6);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_send_zc_raw),
 	cmocka_unit_test(test_file_ops),
@@ -919,6 +1196,11 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_write_to_closed_reader_epipe),
 	cmocka_unit_test(test_sq_full_wake_and_cancel_not_dropped),
 	cmocka_unit_test(test_sq_full_ops_wait_in_backlog),
+	cmocka_unit_test(test_coalesce_bounds_and_batches),
+	cmocka_unit_test(test_coalesce_bounds_and_batches_two_waits),
+	cmocka_unit_test(test_coalesce_idle_loop_sleeps),
+	cmocka_unit_test(test_coalesce_config_checked),
+	cmocka_unit_test(test_coalesce_echo_two_loops),
 };
 
 WEFT_TEST_MAIN(tests)

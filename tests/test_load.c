@@ -400,7 +400,7 @@ static void test_opts_defaults(void **state)
 	assert_non_null(strstr(u, "Usage: weft-load"));
 	const char *names[] = { "-c", "-d", "-n", "--loops", "--rate", "--pipeline", "--size",
 				"--timeout", "--warmup", "--json", "--progress", "--no-progress",
-				"--latency", "-H", "http://", "tcp://" };
+				"--latency", "-H", "--coalesce", "http://", "tcp://" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strstr(u, names[i]))
 			fail_msg("usage does not mention %s", names[i]);
@@ -468,6 +468,17 @@ static void test_opts_every_option(void **state)
 	assert_int_equal(o.loops, 0);
 	OK(&o, "--size", "1", "tcp://h:1");
 	assert_int_equal(o.size, 1);
+
+	/* --coalesce: microseconds bare, any duration unit, 1 s at most */
+	assert_int_equal(o.coalesce_us, 0);
+	OK(&o, "--coalesce", "50us", "http://h/");
+	assert_int_equal(o.coalesce_us, 50);
+	OK(&o, "--coalesce=75", "http://h/");
+	assert_int_equal(o.coalesce_us, 75);
+	OK(&o, "--coalesce", "1s", "http://h/");
+	assert_int_equal(o.coalesce_us, 1000000);
+	OK(&o, "--coalesce", "0", "http://h/");
+	assert_int_equal(o.coalesce_us, 0);
 }
 
 static void test_opts_suffixes(void **state)
@@ -636,6 +647,9 @@ static void test_opts_bad(void **state)
 		{ { "-n", "20000000000000000000", "http://h/" }, "-n" },
 		{ { "-n", "10kb", "http://h/" }, "got '10kb'" },
 		{ { "--loops", "1025", "http://h/" }, "at most 1024" },
+		{ { "--coalesce", "2s", "http://h/" }, "--coalesce: expected a duration up to 1s" },
+		{ { "--coalesce", "-5", "http://h/" }, "--coalesce: expected" },
+		{ { "--coalesce", "5x", "http://h/" }, "--coalesce: expected" },
 		{ { "--loops", "-1", "http://h/" }, "--loops: expected" },
 		{ { "--loops", "2k", "http://h/" }, "--loops: expected" },
 		{ { "-t", "x", "http://h/" }, "-t: expected" },

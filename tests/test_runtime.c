@@ -789,7 +789,8 @@ static void test_stats(void **state)
 	const unsigned known = WEFT_RING_DEFER_TASKRUN | WEFT_RING_COOP_TASKRUN |
 			       WEFT_RING_MSG_RING | WEFT_RING_FD_REGISTERED | WEFT_RING_EXT_ARG |
 			       WEFT_RING_BUF_RING | WEFT_RING_MULTISHOT | WEFT_RING_NODROP |
-			       WEFT_RING_CQSIZE | WEFT_RING_CQE_SKIP | WEFT_RING_SEND_ZC;
+			       WEFT_RING_CQSIZE | WEFT_RING_CQE_SKIP | WEFT_RING_SEND_ZC |
+			       WEFT_RING_MIN_WAIT;
 	assert_int_equal(st.ring_features & ~known, 0);
 	/* at most one of the two taskrun modes */
 	assert_false((st.ring_features & WEFT_RING_DEFER_TASKRUN) &&
