@@ -68,7 +68,10 @@
 # redis-benchmark the section says so loudly and is skipped.
 #
 # The proxy section: examples/tcp_proxy with one loop on io_uring (weft)
-# and on epoll (weft_epoll) against Debian's haproxy (mode tcp, nbthread
+# and on epoll (weft_epoll), both with wake coalescing (--coalesce-us
+# CMP_PROXY_COALESCE_US, 50: a sleeping loop waits for 32 completions or
+# that long), and on io_uring without it (weft_plain, no target), against
+# Debian's haproxy (mode tcp, nbthread
 # 1, round robin; its config written to the scratch directory), each in
 # front of the same two nginx upstreams (Debian's nginx, one worker each,
 # started by the script with its own config, serving a 128 B file `small`
@@ -92,6 +95,7 @@
 #   BENCH proxy_small_weft_vs_haproxy cpu_us=... vs=... ratio=... target=<=0.9x ok|MISS paired=... paired_range=... (as in the clients section)
 #   (and proxy_1mib_ mib_s >=1x, proxy_1mib_cpu_ <=0.8x, proxy_idle_ <=1.5x,
 #   for weft and weft_epoll)
+#   BENCH proxy_small_weft_plain_vs_haproxy ... (no target: no wake coalescing)
 #   BENCH proxy_small_floor_vs_haproxy ... (no target: the least a proxy pays)
 #   BENCH proxy_small_weft_vs_floor ... (no target), and weft_epoll's
 #   (the floor, build/bench/baseline/proxy_floor: the same proxying with
@@ -113,7 +117,9 @@
 #          redis-benchmark's PING_MBULK), N sized for about
 #          CMP_CLIENTS_SECONDS (3) s from a calibration run;
 #   http   wrk -t1 -c CMP_CLIENTS_HTTP_CONNS (64) -d 3s against weft-load
-#          --loops 1 -c 64 -d 3s on nginx's GET /; beside them the floors,
+#          --loops 1 -c 64 -d 3s --coalesce CMP_CLIENTS_COALESCE (50us)
+#          ("load") on nginx's GET /, and weft-load without --coalesce
+#          ("load_plain", no target); beside them the floors,
 #          build/bench/baseline/http_floor on io_uring (a receive per
 #          request, or --multishot) and --epoll: the least a client can do
 #          per request (no runtime, no latency recorded), which shows what
@@ -130,6 +136,7 @@
 #   ratio repeat by repeat, median and min-max, which shows how far the
 #   host's state moved it)
 #   BENCH clients_http_c64_load_vs_wrk ... target=>=1x, ..._cpu ... target=<=0.8x
+#   BENCH clients_http_c64_load_plain_vs_wrk_cpu ... (no target: no wake coalescing)
 #   BENCH clients_http_c64_floor_vs_wrk_cpu ... ratio=... (no target: the least a client pays)
 #   BENCH clients_http_c64_load_vs_floor_cpu ... ratio=... (no target)
 #   (and the same for floor_multishot and floor_epoll)
@@ -428,9 +435,12 @@ PX_IDLE=${CMP_PROXY_IDLE:-2000}
 HAPROXY=${CMP_HAPROXY:-/usr/sbin/haproxy}
 PX_OUT=${CMP_PROXY_OUT:-$B/bench-results/compare-proxy.tsv}
 PX_WEFT_ARGS=${CMP_PROXY_WEFT_ARGS:-} # more tcp_proxy options
+# wake coalescing of weft and weft_epoll (weft_plain: none)
+PX_COALESCE=${CMP_PROXY_COALESCE_US:-50}
 # @UP1@ and @UP2@ are the nginx upstreams' ports
-PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
-weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
+PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ --coalesce-us $PX_COALESCE $PX_WEFT_ARGS
+weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ --coalesce-us $PX_COALESCE $PX_WEFT_ARGS
+weft_plain env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
 haproxy $HAPROXY -db -f @DIR@/haproxy.cfg
 floor $B/bench/baseline/proxy_floor --port @PORT@ --upstream @UP1@ --upstream @UP2@"
 
@@ -525,7 +535,7 @@ proxy_section() {
 	say "proxy: upstreams nginx on $up1 and $up2 (CPU $CCPU_PIN); $(echo $px_avail | wc -w) proxies x $PX_REPS repeats, about $(( $(echo $px_avail | wc -w) * PX_REPS * (2 * PX_SECS + 10) )) s"
 	mkdir -p "$(dirname "$PX_OUT")" || exit 2
 	{
-		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS tcp_proxy args: ${PX_WEFT_ARGS:-none}"
+		echo "# weft bench/compare.sh proxy $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU small_conns=$PX_SMALL_CONNS big_conns=$PX_BIG_CONNS idle=$PX_IDLE secs=$PX_SECS reps=$PX_REPS coalesce_us=$PX_COALESCE (not weft_plain) tcp_proxy args: ${PX_WEFT_ARGS:-none}"
 		echo "# rep	proxy	test	value	cpu_us	errors	sys_share	(small: rps, CPU us per request; 1m: MiB/s, CPU us per MiB; idle: RSS bytes per client; sys_share: the kernel's part of the CPU)"
 	} >"$PX_OUT"
 	rep=1
@@ -629,6 +639,15 @@ proxy_section() {
 			target("proxy_idle_" W "_vs_haproxy", "idle-rss/" W, "rss_per_client_B",
 				m("idle", W, "v"), m("idle", "haproxy", "v"), 1.5, 0)
 		}
+		# without coalescing (no target)
+		if ((("small" SUBSEP "weft_plain" SUBSEP "cpu") in vals) && !errs["small" SUBSEP "weft_plain"]) {
+			mw = m("small", "weft_plain", "cpu"); hb = m("small", "haproxy", "cpu")
+			paired("small" SUBSEP "weft_plain" SUBSEP "cpu", "small" SUBSEP "haproxy" SUBSEP "cpu")
+			if (hb != "-" && hb > 0)
+				printf "BENCH proxy_small_weft_plain_vs_haproxy cpu_us=%s vs=%s ratio=%.2f (no target: no wake coalescing)%s\n",
+					fmt(mw), fmt(hb), mw / hb, pairs
+			pairs = ""
+		}
 		# the floor (no target): what a proxy with no user code costs
 		# against haproxy, and weft against it
 		if ((("small" SUBSEP "floor" SUBSEP "cpu") in vals) && !errs["small" SUBSEP "floor"]) {
@@ -669,6 +688,8 @@ CL_PIPE=${CMP_CLIENTS_PIPELINE:-16}
 CL_TESTS=${CMP_CLIENTS_TESTS:-get set ping}
 CL_HTTP_CONNS=${CMP_CLIENTS_HTTP_CONNS:-64}
 CL_LOAD_ARGS=${CMP_CLIENTS_LOAD_ARGS:-}
+# weft-load's wake coalescing on HTTP ("load"; "load_plain": none)
+CL_COALESCE=${CMP_CLIENTS_COALESCE:-50us}
 CL_OUT=${CMP_CLIENTS_OUT:-$B/bench-results/compare-clients.tsv}
 
 # Run client $1 (redis-benchmark, load) on test $2 with -n $3 against
@@ -703,10 +724,13 @@ cl_redis() {
 # Client $1 (wrk, load) on nginx for CL_SECS: "rps requests cpu_s".
 cl_http() {
 	lim=$((CL_SECS + 20))
-	if [ "$1" = load ]; then
+	if [ "$1" = load ] || [ "$1" = load_plain ]; then
+		co=
+		[ "$1" = load ] && co="--coalesce $CL_COALESCE"
 		(
+			# shellcheck disable=SC2086
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_HTTP_CONNS" -d "$CL_SECS"s \
-				--loops 1 --json --no-progress $CL_LOAD_ARGS "http://127.0.0.1:$port/" \
+				--loops 1 --json --no-progress $co $CL_LOAD_ARGS "http://127.0.0.1:$port/" \
 				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
 			times >"$rundir/client.times"
 		)
@@ -744,7 +768,7 @@ clients_section() {
 	SCPU=$SCPU_PIN
 	mkdir -p "$(dirname "$CL_OUT")" || exit 2
 	{
-		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}"
+		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}, on http --coalesce $CL_COALESCE (not load_plain)"
 		echo "# rep	client	test	requests	rps	client_cpu_us	errors	sys_share	(sys_share: the kernel's part of the client's CPU)"
 	} >"$CL_OUT"
 	do_redis=1 do_http=1
@@ -800,7 +824,7 @@ clients_section() {
 			stop_server
 		fi
 		if [ "$do_http" = 1 ] && start_server "$nginx_cmd"; then
-			for c in $(rotate $((rep - 1)) "load wrk $cl_floor"); do
+			for c in $(rotate $((rep - 1)) "load wrk load_plain $cl_floor"); do
 				cl_http "$c" >/dev/null # warm-up, 1 s would do; same length keeps it simple
 				set -- $(cl_http "$c")
 				if [ "$1" != - ] && [ "$2" -gt 0 ] 2>/dev/null; then
@@ -837,6 +861,18 @@ clients_section() {
 			target(name, "", "rps", bad ? "-" : median(a SUBSEP "rps"), median(b SUBSEP "rps"), 1, 1)
 			paired(a SUBSEP "cpu", b SUBSEP "cpu")
 			target(name "_cpu", "", "client_cpu_us", bad ? "-" : median(a SUBSEP "cpu"), median(b SUBSEP "cpu"), lim, 0)
+		}
+		# weft-load without coalescing against wrk (no target)
+		for (i = 1; i <= nt; i++) {
+			t = tests[i]
+			a = t SUBSEP "load_plain"; b = t SUBSEP "wrk"
+			if (!((a SUBSEP "cpu") in vals) || !((b SUBSEP "cpu") in vals) || errs[a] || errs[b])
+				continue
+			paired(a SUBSEP "cpu", b SUBSEP "cpu")
+			printf "BENCH clients_%s_load_plain_vs_wrk_cpu client_cpu_us=%s vs=%s ratio=%.2f (no target: no wake coalescing)%s\n",
+				t, fmt(median(a SUBSEP "cpu")), fmt(median(b SUBSEP "cpu")),
+				median(a SUBSEP "cpu") / median(b SUBSEP "cpu"), pairs
+			pairs = ""
 		}
 		# Where the floors ran: what they cost against wrk (no target:
 		# the least any client pays here), and weft-load against them.

@@ -187,7 +187,9 @@ typedef struct weft_runtime_config {
 	 * the loop asleep.  A loop that always has work never sleeps and
 	 * never waits.  io_uring does it in one enter on 6.12+ (min_wait),
 	 * in two before; epoll, which has no batch wait, sleeps coalesce_us
-	 * and then takes what is ready.  docs/architecture.md, "Sleeping". */
+	 * and then takes what is ready.  The start checks both fields
+	 * (weft_runtime_start's -EINVAL).  docs/architecture.md, "Wake
+	 * coalescing"; what it saves: docs/benchmarks.md. */
 	unsigned coalesce_us;     /* 0 = off (the default); at most 1000000 */
 	unsigned coalesce_events; /* the batch that ends the wait early (32);
 				     0 with coalesce_us set: -EINVAL */
