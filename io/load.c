@@ -446,7 +446,9 @@ static void *conn_task(void *arg)
 		c->state = NULL;
 		if (r >= 0 && p->conn_init && (r = p->conn_init(l->cfg.proto_arg, c->id, &c->state)) < 0)
 			weft_stream_close(s);
-		if (r == -ECANCELED)
+		/* A set-up the stop ended is no failed connect, whatever error
+		 * the protocol's conn_init made of its cancellation. */
+		if (r == -ECANCELED || (r < 0 && stopping(l)))
 			break;
 		if (r < 0) {
 			if (counts_error(l, weft_now_ns()))

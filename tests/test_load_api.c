@@ -1061,6 +1061,13 @@ static int stuck_init(void *arg, unsigned conn, void **state)
 	return weft_sleep_ms(60000); /* -ECANCELED when the run stops it */
 }
 
+/* One that turns the stop's cancellation into an error of its own, as a
+ * protocol's handshake may: not a connect error of the run. */
+static int eio_init(void *arg, unsigned conn, void **state)
+{
+	return weft_sleep_ms(60000) < 0 ? -EIO : 0;
+}
+
 static void *cancel_in_barrier(void *arg)
 {
 	return cancel_run(arg, 50, false, false);
@@ -1074,9 +1081,13 @@ static void test_driver_caller_ends_barrier(void **state)
 	static const weft_load_proto stuck_proto = {
 		.conn_init = stuck_init, .write = ping_write, .parse = ping_parse,
 	};
-	for (int scoped = 0; scoped < 2; scoped++) {
+	static const weft_load_proto eio_proto = {
+		.conn_init = eio_init, .write = ping_write, .parse = ping_parse,
+	};
+	for (int run = 0; run < 3; run++) {
+		int scoped = run == 1;
 		struct drive *d = drive_new(&s);
-		d->cfg.proto = &stuck_proto;
+		d->cfg.proto = run == 2 ? &eio_proto : &stuck_proto;
 		d->cfg.conns = 2;
 		d->cfg.duration_ns = 3000 * MS;
 		d->cfg.connect_timeout_ns = 3000 * MS;
@@ -1096,6 +1107,9 @@ static void test_driver_caller_ends_barrier(void **state)
 		assert_true(d->last_end < 1000 * MS); /* not timeout_ns's 2 s */
 		assert_int_equal(d->res->counts.requests, 0);
 		assert_int_equal(d->res->connected, 0);
+		/* a set-up the stop ended is not a failed connect */
+		assert_int_equal(d->res->counts.connect_errors, 0);
+		assert_int_equal(d->res->connect_error, 0);
 		drive_free(d);
 	}
 	server_stop(&s);

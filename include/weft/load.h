@@ -263,7 +263,9 @@ enum {
  *   conn_init  (optional) per-connection state: *state (NULL to start),
  *              the connection's index; called in the connection's task each
  *              time it connects, before any request.  0 or -errno (the
- *              connection is closed and counted as a connect error).
+ *              connection is closed and counted as a connect error, unless
+ *              the run is stopping: a conn_init that suspends is cancelled
+ *              by the stop, and what it returns then counts as nothing).
  *   conn_fini  (optional) frees what conn_init made; called after the
  *              connection closes.
  *   write      queue n >= 1 requests on s (weft_stream_write / writev /
