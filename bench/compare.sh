@@ -97,9 +97,12 @@
 #   for weft and weft_epoll)
 #   BENCH proxy_small_weft_plain_vs_haproxy ... (no target: no wake coalescing)
 #   BENCH proxy_small_floor_vs_haproxy ... (no target: the least a proxy pays)
-#   BENCH proxy_small_weft_vs_floor ... (no target), and weft_epoll's
-#   (the floor, build/bench/baseline/proxy_floor: the same proxying with
-#   no user code, small and 1m only, when built)
+#   BENCH proxy_small_weft_plain_vs_floor ... (no target)
+#   BENCH proxy_small_floor_coalesce_vs_haproxy ..., and
+#   BENCH proxy_small_weft_vs_floor_coalesce ... (no target), and weft_epoll's
+#   (the floors, build/bench/baseline/proxy_floor: the same proxying with
+#   no user code, waking per completion and, floor_coalesce, with
+#   --coalesce CMP_PROXY_COALESCE_US as weft; small and 1m only, when built)
 #   proxy TARGET met: ... (or proxy TARGET MISSED: ...; missed: ...)
 # for issue 14's targets.  Data: CMP_PROXY_OUT
 # (BUILD_DIR/bench-results/compare-proxy.tsv).  Without haproxy, nginx,
@@ -117,13 +120,14 @@
 #          redis-benchmark's PING_MBULK), N sized for about
 #          CMP_CLIENTS_SECONDS (3) s from a calibration run;
 #   http   wrk -t1 -c CMP_CLIENTS_HTTP_CONNS (64) -d 3s against weft-load
-#          --loops 1 -c 64 -d 3s --coalesce CMP_CLIENTS_COALESCE (50us)
+#          --loops 1 -c 64 -d 3s --coalesce CMP_CLIENTS_COALESCE_US (50) us
 #          ("load") on nginx's GET /, and weft-load without --coalesce
 #          ("load_plain", no target); beside them the floors,
 #          build/bench/baseline/http_floor on io_uring (a receive per
-#          request, or --multishot) and --epoll: the least a client can do
-#          per request (no runtime, no latency recorded), which shows what
-#          the kernel's part bounds.
+#          request, or --multishot), --epoll, and --coalesce as weft-load
+#          (floor_coalesce): the least a client can do per request (no
+#          runtime, no latency recorded), which shows what the kernel's
+#          part bounds.
 # Client CPU per request: the client's user + system time (`times` of the
 # subshell that ran it) over its requests; sys_share, the kernel's part of
 # it.  The clients interleaved, their
@@ -139,7 +143,7 @@
 #   BENCH clients_http_c64_load_plain_vs_wrk_cpu ... (no target: no wake coalescing)
 #   BENCH clients_http_c64_floor_vs_wrk_cpu ... ratio=... (no target: the least a client pays)
 #   BENCH clients_http_c64_load_vs_floor_cpu ... ratio=... (no target)
-#   (and the same for floor_multishot and floor_epoll)
+#   (and the same for floor_multishot, floor_epoll and floor_coalesce)
 # Data: CMP_CLIENTS_OUT (BUILD_DIR/bench-results/compare-clients.tsv).
 # Without weft-load, redis-benchmark/redis-server or wrk/nginx the part
 # says so loudly and is skipped.
@@ -442,7 +446,8 @@ PX_SERVERS="weft env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ -
 weft_epoll env WEFT_BACKEND=epoll $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ --coalesce-us $PX_COALESCE $PX_WEFT_ARGS
 weft_plain env WEFT_BACKEND=io_uring $B/examples/tcp_proxy --port @PORT@ --loops 1 --upstream 127.0.0.1:@UP1@ --upstream 127.0.0.1:@UP2@ $PX_WEFT_ARGS
 haproxy $HAPROXY -db -f @DIR@/haproxy.cfg
-floor $B/bench/baseline/proxy_floor --port @PORT@ --upstream @UP1@ --upstream @UP2@"
+floor $B/bench/baseline/proxy_floor --port @PORT@ --upstream @UP1@ --upstream @UP2@
+floor_coalesce $B/bench/baseline/proxy_floor --port @PORT@ --upstream @UP1@ --upstream @UP2@ --coalesce $PX_COALESCE"
 
 # An nginx upstream on the next free port, pinned to the client's CPU,
 # serving $tmp/www (small: 128 B, 1m: 1 MiB); its PID is added to
@@ -554,11 +559,11 @@ proxy_section() {
 			# idle clients first, on the fresh proxy: its RSS growth per
 			# client once every connection (and its upstream one) is open
 			# (not the floor's: it takes its buffers at connect, plainly)
-			[ "$s" = floor ] && line= ||
+			case $s in floor*) line= ;; *) false ;; esac ||
 			line=$(timeout 60 taskset -c "$CCPU_PIN" "$B/bench/idle_conns" -p "$port" --pid "$spid" \
 				-n "$PX_IDLE" --name "$s" --no-echo 2>"$rundir/idle.err")
 			rss=$(kv rss_per_conn_B "$line")
-			if [ "$s" = floor ]; then
+			if [ "${s%%_*}" = floor ]; then
 				rss=-
 			elif [ -n "$rss" ] && [ "$e" = 0 ]; then
 				echo "$rep	$s	idle	$rss	-	0" >>"$PX_OUT"
@@ -648,23 +653,29 @@ proxy_section() {
 					fmt(mw), fmt(hb), mw / hb, pairs
 			pairs = ""
 		}
-		# the floor (no target): what a proxy with no user code costs
-		# against haproxy, and weft against it
-		if ((("small" SUBSEP "floor" SUBSEP "cpu") in vals) && !errs["small" SUBSEP "floor"]) {
-			fl = m("small", "floor", "cpu")
-			paired("small" SUBSEP "floor" SUBSEP "cpu", "small" SUBSEP "haproxy" SUBSEP "cpu")
+		# the floors (no target): what a proxy with no user code costs
+		# against haproxy, and weft against the floor that waits as it
+		# does (floor_coalesce: weft and weft_epoll; floor: weft_plain)
+		split("floor floor_coalesce", fls, " ")
+		for (f = 1; f <= 2; f++) {
+			F = fls[f]
+			if (!(("small" SUBSEP F SUBSEP "cpu") in vals) || errs["small" SUBSEP F])
+				continue
+			fl = m("small", F, "cpu")
+			paired("small" SUBSEP F SUBSEP "cpu", "small" SUBSEP "haproxy" SUBSEP "cpu")
 			hb = m("small", "haproxy", "cpu")
 			if (hb != "-" && hb > 0)
-				printf "BENCH proxy_small_floor_vs_haproxy cpu_us=%s vs=%s ratio=%.2f (no target: the least a proxy pays)%s\n",
-					fmt(fl), fmt(hb), fl / hb, pairs
-			for (w = 1; w <= 2; w++) {
-				W = ws[w]
+				printf "BENCH proxy_small_%s_vs_haproxy cpu_us=%s vs=%s ratio=%.2f (no target: the least a proxy pays)%s\n",
+					F, fmt(fl), fmt(hb), fl / hb, pairs
+			split(F == "floor" ? "weft_plain" : "weft weft_epoll", fw, " ")
+			for (w = 1; w in fw; w++) {
+				W = fw[w]
 				mw = m("small", W, "cpu")
-				if (mw == "-")
+				if (mw == "-" || !(("small" SUBSEP W SUBSEP "cpu") in vals))
 					continue
-				paired("small" SUBSEP W SUBSEP "cpu", "small" SUBSEP "floor" SUBSEP "cpu")
-				printf "BENCH proxy_small_%s_vs_floor cpu_us=%s vs=%s ratio=%.2f (no target)%s\n",
-					W, fmt(mw), fmt(fl), mw / fl, pairs
+				paired("small" SUBSEP W SUBSEP "cpu", "small" SUBSEP F SUBSEP "cpu")
+				printf "BENCH proxy_small_%s_vs_%s cpu_us=%s vs=%s ratio=%.2f (no target)%s\n",
+					W, F, fmt(mw), fmt(fl), mw / fl, pairs
 			}
 			pairs = ""
 		}
@@ -688,8 +699,9 @@ CL_PIPE=${CMP_CLIENTS_PIPELINE:-16}
 CL_TESTS=${CMP_CLIENTS_TESTS:-get set ping}
 CL_HTTP_CONNS=${CMP_CLIENTS_HTTP_CONNS:-64}
 CL_LOAD_ARGS=${CMP_CLIENTS_LOAD_ARGS:-}
-# weft-load's wake coalescing on HTTP ("load"; "load_plain": none)
-CL_COALESCE=${CMP_CLIENTS_COALESCE:-50us}
+# weft-load's wake coalescing on HTTP, microseconds ("load" and
+# "floor_coalesce"; "load_plain" and the other floors: none)
+CL_COALESCE=${CMP_CLIENTS_COALESCE_US:-50}
 CL_OUT=${CMP_CLIENTS_OUT:-$B/bench-results/compare-clients.tsv}
 
 # Run client $1 (redis-benchmark, load) on test $2 with -n $3 against
@@ -726,7 +738,7 @@ cl_http() {
 	lim=$((CL_SECS + 20))
 	if [ "$1" = load ] || [ "$1" = load_plain ]; then
 		co=
-		[ "$1" = load ] && co="--coalesce $CL_COALESCE"
+		[ "$1" = load ] && co="--coalesce ${CL_COALESCE}us"
 		(
 			# shellcheck disable=SC2086
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$LOAD" -c "$CL_HTTP_CONNS" -d "$CL_SECS"s \
@@ -739,7 +751,8 @@ cl_http() {
 		(
 			# shellcheck disable=SC2046
 			timeout -k 2 $lim taskset -c "$CCPU_PIN" "$FLOOR" -p "$port" -c "$CL_HTTP_CONNS" \
-				-d "$CL_SECS" $(case $1 in *_*) echo "--${1#floor_}" ;; esac) \
+				-d "$CL_SECS" $(case $1 in floor_coalesce) echo "--coalesce $CL_COALESCE" ;;
+					*_*) echo "--${1#floor_}" ;; esac) \
 				</dev/null >"$rundir/client.out" 2>"$rundir/client.err"
 			times >"$rundir/client.times"
 		)
@@ -768,7 +781,7 @@ clients_section() {
 	SCPU=$SCPU_PIN
 	mkdir -p "$(dirname "$CL_OUT")" || exit 2
 	{
-		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}, on http --coalesce $CL_COALESCE (not load_plain)"
+		echo "# weft bench/compare.sh clients $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) cpus=$NCPU redis: conns=$CL_CONNS pipeline=$CL_PIPE http: conns=$CL_HTTP_CONNS secs=$CL_SECS reps=$CL_REPS weft-load args: ${CL_LOAD_ARGS:-none}, on http --coalesce ${CL_COALESCE}us (not load_plain)"
 		echo "# rep	client	test	requests	rps	client_cpu_us	errors	sys_share	(sys_share: the kernel's part of the client's CPU)"
 	} >"$CL_OUT"
 	do_redis=1 do_http=1
@@ -783,7 +796,7 @@ clients_section() {
 	# The floors (bench/baseline/http_floor.c): the least a client can do
 	# per request, on io_uring and on epoll; what they cost is what no
 	# client beats on this host.
-	cl_floor="floor floor_multishot floor_epoll"
+	cl_floor="floor floor_multishot floor_epoll floor_coalesce"
 	if [ ! -x "$FLOOR" ]; then
 		say "*** clients: $FLOOR is not built: SKIPPING the HTTP floors ***"
 		cl_floor=
@@ -878,8 +891,9 @@ clients_section() {
 		# the least any client pays here), and weft-load against them.
 		for (i = 1; i <= nt; i++) {
 			t = tests[i]
-			for (f = 1; f <= 3; f++) {
-				fl = f == 1 ? "floor" : f == 2 ? "floor_multishot" : "floor_epoll"
+			split("floor floor_multishot floor_epoll floor_coalesce", fls, " ")
+			for (f = 1; f <= 4; f++) {
+				fl = fls[f]
 				a = t SUBSEP fl; b = t SUBSEP "wrk"; c = t SUBSEP "load"
 				if (!((a SUBSEP "cpu") in vals) || !((b SUBSEP "cpu") in vals) || errs[a] || errs[b])
 					continue

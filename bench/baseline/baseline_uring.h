@@ -8,8 +8,11 @@
 #define WEFT_BASELINE_URING_H
 
 #include <liburing.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "baseline.h"
 
@@ -59,16 +62,47 @@ static inline void baseline_arm_accept(struct io_uring *ring, int lfd, uint64_t 
 	io_uring_sqe_set_data64(sqe, ud);
 }
 
+/* Wake coalescing (the baselines' --coalesce US), as weft's
+ * weft_runtime_config.coalesce_us: a wait without a timeout asks for
+ * BASELINE_COALESCE_NR completions or US microseconds, whichever comes
+ * first, through Linux 6.12's min_wait.  0: wake at the first. */
+#define BASELINE_COALESCE_NR 32
+static unsigned baseline_coalesce_us;
+
+/* Submit what is queued and wait as above (one system call), with an
+ * overall timeout of a second: without one the kernel would end the wait
+ * at the min_wait even with nothing ready. */
+static inline int baseline_wait_coalesced(struct io_uring *ring)
+{
+	struct io_uring_sq *sq = &ring->sq;
+	unsigned tail = sq->sqe_tail;
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	struct __kernel_timespec far = { .tv_sec = 1 };
+	struct io_uring_getevents_arg a = { .sigmask_sz = _NSIG / 8,
+					    .pad = baseline_coalesce_us, /* min_wait_usec */
+					    .ts = (uint64_t)(uintptr_t)&far };
+	long rc = syscall(__NR_io_uring_enter, ring->ring_fd, tail - IO_URING_READ_ONCE(*sq->khead),
+			  BASELINE_COALESCE_NR, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &a,
+			  sizeof a);
+	if (rc < 0 && errno == EINVAL)
+		BASELINE_DIE("--coalesce needs io_uring's min_wait (Linux 6.12)");
+	return rc < 0 ? -errno : 0;
+}
+
 /* Submit what is queued and wait for at least one completion (or the
- * timeout, if not NULL), then hand every completion there is to on_cqe.
- * Returns how many it handed over. */
+ * timeout, if not NULL; or a batch, with baseline_coalesce_us), then hand
+ * every completion there is to on_cqe.  Returns how many it handed over. */
 static inline unsigned baseline_ring_pass(struct io_uring *ring,
 					  void (*on_cqe)(struct io_uring_cqe *, void *), void *arg,
 					  struct __kernel_timespec *timeout, const char *prog)
 {
 	struct io_uring_cqe *cqe;
-	int rc = timeout ? io_uring_submit_and_wait_timeout(ring, &cqe, 1, timeout, NULL)
-			 : io_uring_submit_and_wait(ring, 1);
+	int rc = timeout		? io_uring_submit_and_wait_timeout(ring, &cqe, 1, timeout, NULL)
+		 : baseline_coalesce_us ? baseline_wait_coalesced(ring)
+					: io_uring_submit_and_wait(ring, 1);
 	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
 		BASELINE_DIE("%s: io_uring_submit_and_wait: %s", prog, strerror(-rc));
 	unsigned head, seen = 0;

@@ -4,6 +4,7 @@
  * measurement beyond a count.
  *
  *   http_floor -p PORT [-c CONNS] [-d SECONDS] [--epoll | --multishot]
+ *              [--coalesce US]
  *
  * CONNS connections (default 64) to 127.0.0.1:PORT each send
  * "GET / HTTP/1.1", wait for the whole response (its head and a
@@ -24,6 +25,11 @@
  * buffer), and per request only the send: one SQE.  --epoll: level-triggered EPOLLIN registered once per
  * connection, one epoll_wait per batch, then per request one recv and one
  * send: two system calls and a fraction.
+ *
+ * --coalesce US: wake coalescing, as weft's coalesce_us, for a floor of
+ * clients that wait for a batch: io_uring waits for 32 completions or US
+ * microseconds (min_wait, Linux 6.12); epoll, when nothing is ready,
+ * sleeps US before epoll_wait.
  *
  * Prints one line on stdout:
  *
@@ -311,7 +317,12 @@ static void run_epoll(struct conn *cs, int n, double secs)
 	double end = now_s() + secs;
 	struct epoll_event evs[256];
 	while (now_s() < end) {
-		int k = epoll_wait(ep, evs, 256, 100);
+		int k = epoll_wait(ep, evs, 256, baseline_coalesce_us ? 0 : 100);
+		if (k == 0 && baseline_coalesce_us) {
+			struct timespec d = { 0, (long)baseline_coalesce_us * 1000 };
+			nanosleep(&d, NULL);
+			k = epoll_wait(ep, evs, 256, 100);
+		}
 		for (int i = 0; i < k; i++) {
 			struct conn *c = evs[i].data.ptr;
 			ssize_t r = recv(c->fd, c->buf + c->have, sizeof c->buf - c->have, 0);
@@ -346,11 +357,13 @@ int main(int argc, char **argv)
 			epoll_mode = true;
 		else if (!strcmp(argv[i], "--multishot"))
 			multishot = true;
+		else if (!strcmp(argv[i], "--coalesce") && i + 1 < argc)
+			baseline_coalesce_us = (unsigned)atoi(argv[++i]);
 		else
 			port = -1, i = argc;
 	}
 	if (port <= 0 || port > 65535 || conns < 1 || conns > MAX_CONNS || !(secs > 0))
-		BASELINE_DIE("usage: http_floor -p PORT [-c CONNS] [-d SECONDS] [--epoll | --multishot]");
+		BASELINE_DIE("usage: http_floor -p PORT [-c CONNS] [-d SECONDS] [--epoll | --multishot] [--coalesce US]");
 	signal(SIGPIPE, SIG_IGN);
 	req_len = (unsigned)snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
 				     port);

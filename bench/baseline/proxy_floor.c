@@ -2,7 +2,7 @@
  * Baseline, the floor of a TCP proxy: the least a proxy can do per byte
  * and per request, no runtime at all.
  *
- *   proxy_floor --port P --upstream PORT [--upstream PORT ...]
+ *   proxy_floor --port P --upstream PORT [--upstream PORT ...] [--coalesce US]
  *
  * One ring, one thread, on 127.0.0.1.  A multishot accept; each client is
  * given the next upstream in turn (no failover, no timeouts), connected
@@ -16,7 +16,9 @@
  * Everything queued while handling a batch of completions goes to the
  * kernel in the one io_uring_submit_and_wait that waits for the next.
  * The ring is SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them, its
- * fd registered (baseline_uring.h).
+ * fd registered (baseline_uring.h).  --coalesce US: each wait asks for 32
+ * completions or US microseconds (min_wait, Linux 6.12), as weft's
+ * coalesce_us does.
  *
  * It exists to measure what bounds a proxy's CPU on this machine (bench/
  * compare.sh's proxy section runs it beside tcp_proxy and haproxy): what
@@ -204,11 +206,13 @@ int main(int argc, char **argv)
 			port = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--upstream") && i + 1 < argc && nups < MAX_UP)
 			ups[nups++] = baseline_addr(atoi(argv[++i]));
+		else if (!strcmp(argv[i], "--coalesce") && i + 1 < argc)
+			baseline_coalesce_us = (unsigned)atoi(argv[++i]);
 		else
 			port = -1, i = argc;
 	}
 	if (port <= 0 || port > 65535 || !nups)
-		BASELINE_DIE("usage: proxy_floor --port P --upstream PORT [--upstream PORT ...]");
+		BASELINE_DIE("usage: proxy_floor --port P --upstream PORT [--upstream PORT ...] [--coalesce US]");
 	for (unsigned i = 0; i < nups; i++)
 		if (!ups[i].sin_port)
 			BASELINE_DIE("proxy_floor: bad upstream port");
