@@ -44,12 +44,17 @@ static inline void baseline_ring_init(struct io_uring *ring, unsigned entries, c
 	BASELINE_DIE("%s: io_uring_queue_init: %s", prog, strerror(-rc));
 }
 
+/* Operations in flight: SQEs taken, less final completions (a coalesced
+ * wait asks for no more than can come). */
+static unsigned baseline_inflight;
+
 /* An SQE, flushing a full submission queue to make room. */
 static inline struct io_uring_sqe *baseline_sqe(struct io_uring *ring)
 {
 	struct io_uring_sqe *sqe;
 	while (!(sqe = io_uring_get_sqe(ring)))
 		io_uring_submit(ring);
+	baseline_inflight++;
 	return sqe;
 }
 
@@ -64,15 +69,16 @@ static inline void baseline_arm_accept(struct io_uring *ring, int lfd, uint64_t 
 
 /* Wake coalescing (the baselines' --coalesce US), as weft's
  * weft_runtime_config.coalesce_us: a wait without a timeout asks for
- * BASELINE_COALESCE_NR completions or US microseconds, whichever comes
- * first, through Linux 6.12's min_wait.  0: wake at the first. */
+ * BASELINE_COALESCE_NR completions (at most the operations in flight) or
+ * US microseconds, whichever comes first, through Linux 6.12's min_wait.
+ * 0: wake at the first. */
 #define BASELINE_COALESCE_NR 32
 static unsigned baseline_coalesce_us;
 
 /* Submit what is queued and wait as above (one system call), with an
  * overall timeout of a second: without one the kernel would end the wait
  * at the min_wait even with nothing ready. */
-static inline int baseline_wait_coalesced(struct io_uring *ring)
+static inline int baseline_wait_coalesced(struct io_uring *ring, unsigned nr)
 {
 	struct io_uring_sq *sq = &ring->sq;
 	unsigned tail = sq->sqe_tail;
@@ -85,7 +91,7 @@ static inline int baseline_wait_coalesced(struct io_uring *ring)
 					    .pad = baseline_coalesce_us, /* min_wait_usec */
 					    .ts = (uint64_t)(uintptr_t)&far };
 	long rc = syscall(__NR_io_uring_enter, ring->ring_fd, tail - IO_URING_READ_ONCE(*sq->khead),
-			  BASELINE_COALESCE_NR, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &a,
+			  nr, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &a,
 			  sizeof a);
 	if (rc < 0 && errno == EINVAL)
 		BASELINE_DIE("--coalesce needs io_uring's min_wait (Linux 6.12)");
@@ -100,14 +106,18 @@ static inline unsigned baseline_ring_pass(struct io_uring *ring,
 					  struct __kernel_timespec *timeout, const char *prog)
 {
 	struct io_uring_cqe *cqe;
-	int rc = timeout		? io_uring_submit_and_wait_timeout(ring, &cqe, 1, timeout, NULL)
-		 : baseline_coalesce_us ? baseline_wait_coalesced(ring)
-					: io_uring_submit_and_wait(ring, 1);
+	unsigned nr = baseline_inflight < BASELINE_COALESCE_NR ? baseline_inflight
+							       : BASELINE_COALESCE_NR;
+	int rc = timeout			  ? io_uring_submit_and_wait_timeout(ring, &cqe, 1, timeout, NULL)
+		 : baseline_coalesce_us && nr > 1 ? baseline_wait_coalesced(ring, nr)
+						  : io_uring_submit_and_wait(ring, 1);
 	if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
 		BASELINE_DIE("%s: io_uring_submit_and_wait: %s", prog, strerror(-rc));
 	unsigned head, seen = 0;
 	io_uring_for_each_cqe(ring, head, cqe)
 	{
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			baseline_inflight--;
 		on_cqe(cqe, arg);
 		seen++;
 	}
