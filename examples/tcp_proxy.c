@@ -24,9 +24,10 @@
  *    grace (--grace-ms, 5000), then reset what is left.
  *  - --coalesce-us US (serve_main.h, off by default): wake coalescing, a
  *    sleeping loop waits for 32 completions or US microseconds.  A proxy
- *    on one loop sleeps between most completions; at 50 us it spends
- *    about a fifth less CPU per small request, for up to 50 us more
- *    latency per hop that finds it asleep (docs/benchmarks.md).
+ *    on one loop sleeps between most completions; at 50 us it spent
+ *    10-15% less CPU per small request (and its latency did not grow: no
+ *    longer saturated, it answered sooner), but relayed big downloads
+ *    10-20% slower (docs/benchmarks.md, "Wake coalescing").
  *
  * Upstream names are resolved once, at start-up.  Port 0 picks a free
  * port, printed as "listening on HOST:PORT".
