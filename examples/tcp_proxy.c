@@ -25,8 +25,9 @@
  *  - --coalesce-us US (serve_main.h, off by default): wake coalescing, a
  *    sleeping loop waits for 32 completions or US microseconds.  A proxy
  *    on one loop sleeps between most completions; at 50 us it spent
- *    10-15% less CPU per small request (and its latency did not grow: no
- *    longer saturated, it answered sooner), but relayed big downloads
+ *    10-15% less CPU per small request in two runs of three here (the
+ *    third, on a host in a slow spell, none), and its latency did not grow (no
+ *    longer saturated, it answered sooner); it relayed big downloads
  *    10-20% slower (docs/benchmarks.md, "Wake coalescing").
  *
  * Upstream names are resolved once, at start-up.  Port 0 picks a free
