@@ -631,11 +631,6 @@ static int wait_for(weft_future *f, uint64_t ns)
 	return 0;
 }
 
-static int wait_stop(weft_load *l, uint64_t ns)
-{
-	return wait_for(l->stopf, ns);
-}
-
 /* Wait until the connections have all arrived (or failed once), at most
  * connect_timeout_ns, or a stop: the last to arrive, or the stop, wakes
  * the driver at once.  0, or wait_for's -ECANCELED / -ETIMEDOUT. */
@@ -661,7 +656,7 @@ static int measure(weft_load *l, uint64_t t0, bool tty)
 		uint64_t wake = te < next_iv ? te : next_iv;
 		wake = wake < next_pg ? wake : next_pg;
 		if (wake > now) {
-			if ((r = wait_stop(l, wake - now)) < 0)
+			if ((r = wait_for(l->stopf, wake - now)) < 0)
 				break;
 			now = weft_now_ns();
 		}

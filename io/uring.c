@@ -338,33 +338,47 @@ static unsigned flush_sq(struct io_uring *ring)
 	return tail - IO_URING_READ_ONCE(*sq->khead);
 }
 
-/* A coalesced sleep (weft_runtime_config.coalesce_us): submit, then wake
- * when `nr` completions are ready or coalesce_us have passed (then at
- * the first, or at *tsp).  A deadline sooner than coalesce_us bounds the
- * whole wait: 6.12's min_wait timer would fire at coalesce_us however
- * soon the deadline.  min_wait does the rest in one enter, and needs an
- * overall timeout: without one the kernel ends the wait at coalesce_us
- * even with nothing ready, and an idle loop would wake every
- * coalesce_us.  Before 6.12, two waits: the batch or coalesce_us, then,
- * with nothing ready, the first completion. */
-static void ring_wait_coalesced(weft_loop *l, unsigned nr, struct __kernel_timespec *tsp)
+/* Nanoseconds from now to `deadline` (0: none, WEFT_FOREVER). */
+static uint64_t ns_left(uint64_t deadline)
+{
+	if (!deadline)
+		return WEFT_FOREVER;
+	uint64_t now = weft_now_ns();
+	return deadline > now ? deadline - now : 0;
+}
+
+static struct __kernel_timespec ns_ts(uint64_t ns)
+{
+	return (struct __kernel_timespec){ .tv_sec = (long long)(ns / 1000000000u),
+					   .tv_nsec = (long long)(ns % 1000000000u) };
+}
+
+/* A coalesced sleep (weft_runtime_config.coalesce_us) until `deadline`
+ * (0: none): submit, then wake when `nr` completions are ready or
+ * coalesce_us have passed (then at the first, or at the deadline).  A
+ * deadline sooner than coalesce_us bounds the whole wait: 6.12's min_wait
+ * timer would fire at coalesce_us however soon the deadline.  min_wait
+ * does the rest in one enter, and needs an overall timeout: without one
+ * the kernel ends the wait at coalesce_us even with nothing ready, and an
+ * idle loop would wake every coalesce_us.  Before 6.12, two waits: the
+ * batch or coalesce_us, then, with nothing ready, the first completion. */
+static void ring_wait_coalesced(weft_loop *l, unsigned nr, uint64_t deadline)
 {
 	struct io_uring *ring = &l->ring;
 	struct io_uring_cqe *cqe;
 	unsigned us = l->rt->cfg.coalesce_us;
-	struct __kernel_timespec batch = { .tv_sec = us / 1000000u,
-					   .tv_nsec = (long long)(us % 1000000u) * 1000 };
-	if (tsp && (tsp->tv_sec < batch.tv_sec ||
-		    (tsp->tv_sec == batch.tv_sec && tsp->tv_nsec <= batch.tv_nsec))) {
-		io_uring_submit_and_wait_timeout(ring, &cqe, nr, tsp, NULL);
+	uint64_t left = ns_left(deadline), batch = (uint64_t)us * 1000u;
+	struct __kernel_timespec ts = ns_ts(left < batch ? left : batch);
+	if (left <= batch) {
+		io_uring_submit_and_wait_timeout(ring, &cqe, nr, &ts, NULL);
 		return;
 	}
 	if (l->features & WEFT_RING_MIN_WAIT) {
-		struct __kernel_timespec far = { .tv_sec = 3600 };
+		struct __kernel_timespec all = ns_ts(deadline ? left : 3600000000000ull);
 		struct io_uring_getevents_arg arg = {
 			.sigmask_sz = _NSIG / 8,
 			.pad = us, /* min_wait_usec in 6.12's headers */
-			.ts = (uint64_t)(uintptr_t)(tsp ? tsp : &far),
+			.ts = (uint64_t)(uintptr_t)&all,
 		};
 		bool reg = l->features & WEFT_RING_FD_REGISTERED;
 		unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG |
@@ -373,19 +387,12 @@ static void ring_wait_coalesced(weft_loop *l, unsigned nr, struct __kernel_times
 			flush_sq(ring), nr, flags, &arg, sizeof(arg));
 		return; /* errors (EINTR, ETIME, EBUSY) as for a plain wait */
 	}
-	io_uring_submit_and_wait_timeout(ring, &cqe, nr, &batch, NULL);
+	io_uring_submit_and_wait_timeout(ring, &cqe, nr, &ts, NULL);
 	WEFT_STAT_ADD(l, enters, 1);
 	if (io_uring_cq_ready(ring))
 		return;
-	if (tsp) { /* what is left of it */
-		tsp->tv_nsec -= batch.tv_nsec;
-		tsp->tv_sec -= batch.tv_sec;
-		if (tsp->tv_nsec < 0) {
-			tsp->tv_nsec += 1000000000;
-			tsp->tv_sec--;
-		}
-	}
-	io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
+	ts = ns_ts(ns_left(deadline));
+	io_uring_submit_and_wait_timeout(ring, &cqe, 1, deadline ? &ts : NULL, NULL);
 }
 
 /* Whether a poll that does not wait needs io_uring_enter: to submit, or
@@ -411,14 +418,8 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 	if (unlikely(l->ubl_head || l->efd_rearm) && !backlog_flush(l))
 		block = false;
 	if (block) {
-		struct __kernel_timespec ts, *tsp = NULL;
-		if (deadline) {
-			uint64_t now = weft_now_ns();
-			uint64_t d = deadline > now ? deadline - now : 0;
-			ts.tv_sec = (long long)(d / 1000000000u);
-			ts.tv_nsec = (long long)(d % 1000000000u);
-			tsp = &ts;
-		}
+		struct __kernel_timespec ts = ns_ts(ns_left(deadline));
+		struct __kernel_timespec *tsp = deadline ? &ts : NULL;
 		struct io_uring_cqe *cqe;
 		unsigned nr = l->rt->cfg.coalesce_us ? l->rt->cfg.coalesce_events : 1;
 		if (nr > l->inflight)
@@ -426,7 +427,7 @@ void weft__ring_poll(weft_loop *l, bool block, uint64_t deadline)
 		if (unlikely(RUNNING_ON_VALGRIND))
 			valgrind_wait(l, tsp);
 		else if (nr > 1 && (!tsp || ts.tv_sec || ts.tv_nsec))
-			ring_wait_coalesced(l, nr, tsp);
+			ring_wait_coalesced(l, nr, deadline);
 		else if (!tsp || ts.tv_sec || ts.tv_nsec)
 			io_uring_submit_and_wait_timeout(ring, &cqe, 1, tsp, NULL);
 		else
